@@ -1,0 +1,1 @@
+"""Bytes <-> words <-> events: the Feminos-family wire protocol (no sockets here)."""
