@@ -1,0 +1,167 @@
+"""Reader of agetdaq run files (works on a file that is still being written, via SWMR)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from protocol.event import Channel, Event, EventFlag
+from readout import h5layout as L
+
+
+class RunFileError(RuntimeError):
+    """Not an agetdaq run file, or unreadable."""
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return _text(value[()])
+    return str(value)
+
+
+class RunFile:
+    """Read access to one run file; refresh() picks up rows appended by a live writer."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.file = h5py.File(self.path, "r", libver="latest", swmr=True)
+        except OSError as exc:
+            raise RunFileError(f"cannot open {self.path}: {exc}") from exc
+        if self.file.attrs.get("format") != "agetdaq-run":
+            self.file.close()
+            raise RunFileError(f"{self.path} is not an agetdaq run file")
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> RunFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def refresh(self) -> None:
+        """See rows appended since opening (SWMR readers must refresh each dataset)."""
+        for name in L.APPENDED:
+            self.file[name].refresh()
+
+    # ---- tables -----------------------------------------------------------------------------
+
+    @property
+    def n_events(self) -> int:
+        return int(self.file[L.EVENTS].shape[0])
+
+    def events(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Rows of the events table (structured array)."""
+        return self.file[L.EVENTS][start:stop]
+
+    def channels(self) -> np.ndarray:
+        return self.file[L.CHANNELS][:]
+
+    @property
+    def n_datagrams(self) -> int:
+        return int(self.file[L.RAW_INDEX].shape[0])
+
+    def datagrams(self, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
+        """Raw datagrams as received (lead word included)."""
+        index = self.file[L.RAW_INDEX][start:stop]
+        if not len(index):
+            return
+        words = self.file[L.RAW_WORDS]
+        first = int(index["offset"][0])
+        last = int(index["offset"][-1]) + (int(index["nbytes"][-1]) + 1) // 2
+        block = words[first:last].tobytes()
+        for row in index:
+            o = 2 * (int(row["offset"]) - first)
+            yield block[o : o + int(row["nbytes"])]
+
+    def status(self) -> list[dict]:
+        rows = self.file[L.STATUS][:]
+        return [json.loads(bytes(r["json"]).rstrip(b"\0") or b"{}") for r in rows]
+
+    def metadata(self) -> dict[str, str]:
+        """Configuration in: every dataset of /meta as text (pedestals excluded)."""
+        meta = self.file.get(L.META)
+        if meta is None:
+            return {}
+        return {
+            k: _text(meta[k][()])
+            for k in meta
+            if isinstance(meta[k], h5py.Dataset) and meta[k].dtype.kind in "SOU"
+        }
+
+    def final(self) -> dict[str, str]:
+        """Configuration out (written on a clean close); empty if the writer died."""
+        out = self.file.get(L.META_OUT)
+        return {} if out is None else {k: _text(out[k][()]) for k in out}
+
+    def pedestals(self) -> np.ndarray | None:
+        return self.file[L.PEDESTALS][:] if L.PEDESTALS in self.file else None
+
+    def attrs(self) -> dict[str, object]:
+        return dict(self.file.attrs)
+
+    # ---- events as the card sent them -------------------------------------------------------
+
+    def iter_events(self, start: int = 0, stop: int | None = None) -> Iterator[Event]:
+        """Stored events with the raw ADC of their stored channels, as ``protocol`` Events."""
+        ev = self.events(start, stop)
+        if not len(ev):
+            return
+        ch = self.file[L.CHANNELS][:]
+        first_row = start
+        last_row = first_row + len(ev)
+        sel = ch[(ch["event_row"] >= first_row) & (ch["event_row"] < last_row)]
+        if len(sel):
+            s0 = int(sel["sample_start"].min())
+            s1 = int((sel["sample_start"] + sel["n_samples"]).max())
+            bins = self.file[L.SAMPLE_BIN][s0:s1]
+            adc = self.file[L.SAMPLE_ADC][s0:s1]
+        else:
+            s0, bins, adc = 0, np.zeros(0, np.uint16), np.zeros(0, np.uint16)
+        order = np.argsort(sel["event_row"], kind="stable")
+        sel = sel[order]
+        bounds = np.searchsorted(sel["event_row"], np.arange(first_row, last_row + 1))
+        aux = self.file[L.AUX][:]
+        aux = aux[(aux["event_row"] >= first_row) & (aux["event_row"] < last_row)]
+        names = ev.dtype.names or ()
+        for i, row in enumerate(ev):
+            channels = []
+            for c in sel[bounds[i] : bounds[i + 1]]:
+                a = int(c["sample_start"]) - s0
+                n = int(c["n_samples"])
+                channels.append(
+                    Channel(
+                        int(c["card"]),
+                        int(c["chip"]),
+                        int(c["channel"]),
+                        bins[a : a + n].copy(),
+                        adc[a : a + n].copy(),
+                    )
+                )
+            mine = aux[aux["event_row"] == first_row + i] if len(aux) else aux
+            hits = [
+                (int(a["card"]), int(a["chip"]), int(a["value"]))
+                for a in mine
+                if a["kind"] == L.AUX_HIT_COUNT
+            ]
+            cells = [
+                (int(a["chip"]), int(a["value"])) for a in mine if a["kind"] == L.AUX_LAST_CELL
+            ]
+            yield Event(
+                event_type=int(row["type"]) if "type" in names else 0,
+                timestamp=int(row["timestamp"]) if "timestamp" in names else 0,
+                event_count=int(row["event_count"]) if "event_count" in names else 0,
+                channels=channels,
+                hit_counts=hits,
+                last_cells=cells,
+                source_id=int(row["source_id"]) if "source_id" in names else 0,
+                flags=EventFlag(int(row["flags"]) & 0x7F) if "flags" in names else EventFlag.NONE,
+            )

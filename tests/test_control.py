@@ -1,0 +1,79 @@
+"""Run-control requests: schema validation and the REQ/REP round trip, with a dead server."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import zmq
+
+from readout.control import ControlClient, ControlServer, RequestError, validate
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {"cmd": "start", "run_type": "background", "comment": "night"},
+        {"cmd": "start", "run_type": "pedestal", "events": 100},
+        {"cmd": "stop"},
+        {"cmd": "mask", "strips": [1, 2, 130], "masked": True},
+    ],
+)
+def test_valid_requests_pass(request_):
+    assert validate(request_) is request_
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        ([1, 2], "JSON object"),
+        ({"cmd": "reboot"}, "unknown command"),
+        ({"cmd": "start"}, "missing field 'run_type'"),
+        ({"cmd": "start", "run_type": "physics"}, "out of range"),
+        ({"cmd": "start", "run_type": "pedestal", "events": "10"}, "wrong type"),
+        ({"cmd": "start", "run_type": "pedestal", "events": True}, "wrong type"),
+        ({"cmd": "start", "run_type": "pedestal", "path": "/etc/passwd"}, "unexpected field"),
+        ({"cmd": "mask", "strips": [1, "x"]}, "out of range"),
+    ],
+)
+def test_invalid_requests_rejected(request_, message):
+    with pytest.raises(RequestError, match=message):
+        validate(request_)
+
+
+def test_round_trip_and_rejection_over_zmq():
+    ctx = zmq.Context()
+    seen: list[dict] = []
+
+    def handler(req: dict) -> dict:
+        seen.append(req)
+        return {"ok": True, "state": "running" if req["cmd"] == "start" else "idle"}
+
+    server = ControlServer("tcp://127.0.0.1:*", handler, context=ctx)
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            server.poll(20)
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    client = ControlClient(server.address, timeout_ms=2000, context=ctx)
+    assert client.request("start", run_type="calibration")["state"] == "running"
+    bad = client.request("start", run_type="nope")
+    assert bad["ok"] is False and "out of range" in bad["error"]
+    assert [r["cmd"] for r in seen] == ["start"]
+    raw = ctx.socket(zmq.REQ)
+    raw.connect(server.address)
+    raw.send(b"\xff garbage")
+    assert raw.poll(2000)
+    assert json.loads(raw.recv())["ok"] is False
+    raw.close(linger=0)
+    stop.set()
+    t.join(2)
+    server.close()
+    dead = client.request("status")  # nobody answers any more
+    assert dead["ok"] is False and "timeout" in dead["error"]
+    client.close()
+    ctx.term()
