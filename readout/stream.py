@@ -3,8 +3,8 @@
 Wire form of one message (multipart): ``[topic, header, buf0, buf1, ...]`` where ``header`` is
 UTF-8 JSON with ``seq`` (per topic, from 0), ``time`` (unix s), ``source`` (detector name) and
 ``arrays``: a list of ``{"name", "dtype", "shape"}`` describing the buffers in order. Never pickle.
-The stream is not the record: PUB drops for slow subscribers by design, so the publisher never blocks (the writer
-never waits for a viewer) and the subscriber reports gaps in ``seq``.
+The stream is not the record: PUB drops for slow subscribers by design, so the publisher never
+blocks (the writer never waits for a viewer) and the subscriber reports gaps in ``seq``.
 """
 
 from __future__ import annotations
