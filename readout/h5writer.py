@@ -261,10 +261,15 @@ class RunWriter:
                 with h5py.File(self.path, "a") as f:
                     out = f.require_group(L.META_OUT)
                     for key, value in final.items():
-                        text = value if isinstance(value, str) else json.dumps(value, default=str)
                         if key in out:
                             del out[key]
-                        out.create_dataset(key, data=text)
+                        if isinstance(value, np.ndarray):
+                            out.create_dataset(key, data=value)
+                        else:
+                            text = (
+                                value if isinstance(value, str) else json.dumps(value, default=str)
+                            )
+                            out.create_dataset(key, data=text)
             except OSError as exc:
                 error = exc
         if error is not None:

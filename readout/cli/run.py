@@ -1,0 +1,82 @@
+"""``agetdaq run``: configure the board, take one run, write the file, print a summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from readout.cli.common import (
+    add_daq_arguments,
+    guarded,
+    load_settings,
+    progress_line,
+    setup_logging,
+    stop_on_signals,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="take one run from a BEC into an HDF5 file")
+    add_daq_arguments(p)
+    p.add_argument("--script", default="run", help="command script: run, startup or a file")
+    p.add_argument(
+        "--run-type", default="background", choices=("background", "calibration", "pedestal")
+    )
+    p.add_argument("--comment", default="", help="run comment")
+    p.add_argument("--events", type=int, help="stop after N events")
+    p.add_argument("--seconds", type=float, help="stop after T seconds")
+    p.add_argument("--output", "-o", metavar="RUN.h5", help="run file (default: data dir)")
+    p.add_argument("--control", metavar="ENDPOINT", help="also answer run control here")
+    p.add_argument("--pcap", metavar="FILE", help="capture the board traffic (not yet supported)")
+    p.set_defaults(func=guarded(run))
+
+
+def run(args: argparse.Namespace) -> int:
+    from readout.engine import Acquisition
+    from readout.pedestals import load_pedestals
+
+    setup_logging(args.verbose)
+    if args.pcap:
+        print("agetdaq: --pcap is not supported yet", file=sys.stderr)
+        return 2
+    settings = load_settings(args)
+    stop = stop_on_signals()
+    acq = Acquisition(settings, publish=args.publish, metrics_port=args.metrics_port)
+    try:
+        if args.pedestals:
+            acq.load_pedestals(load_pedestals(args.pedestals))
+        acq.configure(args.script)
+        acq.script_name = args.script  # keep the user's script for this run
+        acq.start_run(args.run_type, args.comment, args.output, args.events, args.seconds)
+        tty = sys.stderr.isatty()
+        last_line = 0.0
+        while acq.state == "running":
+            if stop.wait(0.1):
+                acq.stop_run("interrupted (signal)")
+                break
+            acq.poll()
+            now = time.monotonic()
+            if now - last_line >= (0.5 if tty else 10.0):
+                last_line = now
+                line = progress_line(acq.status())
+                print(
+                    ("\r" + line + "\x1b[K") if tty else line,
+                    end="" if tty else "\n",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        if tty:
+            print(file=sys.stderr)
+        summary = {
+            "run": acq.run.number,
+            "file": acq.run.path,
+            "stop_reason": acq.run.stop_reason,
+            "state": acq.state,
+            "counters": acq.counters(),
+        }
+        print(json.dumps(summary, indent=1, default=str))
+        return 0 if acq.state != "error" else 1
+    finally:
+        acq.close()

@@ -1,0 +1,244 @@
+"""The data path of one board: ring -> raw record -> decode -> build -> process -> file, stream.
+
+One thread. Each step takes up to ``batch`` datagrams from the receiver ring, appends them to the
+run file as received, decodes them (the decoder copies what it needs, so the ring slots are
+released at once), builds events, processes them in sub-batches of at most ``chunk_events`` dense
+events, and writes event rows and the selected channel waveforms. When the ring fills past
+``shed_fill`` the processing (not the recording) is shed: those events get the NOT_PROCESSED
+flag, their raw data is still written. Every loss is counted where it happens.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from protocol.decode import StreamDecoder
+from readout.builder import BuiltBatch, EventBuilder, select_events
+from readout.eventrows import event_rows, stored_channels
+from readout.h5writer import RunWriter, WriterError
+from readout.monitorfeed import MonitorFeed
+from readout.processing.pedestal import PedestalAccumulator
+from readout.processing.pipeline import Processor
+from readout.processing.waveforms import FlatBatch, scatter
+from readout.receiver import Receiver
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PathCounters:
+    datagrams: int = 0
+    bytes: int = 0
+    events: int = 0
+    events_processed: int = 0
+    events_shed: int = 0
+    outside_run: int = 0  # datagrams that arrived while no run was open (discarded)
+    last_signals: int = 0
+    last_data_ns: int = 0  # monotonic time of the last datagram
+    writer_errors: int = 0
+    decode_errors: dict[str, int] = field(default_factory=dict)
+
+
+class DataPath:
+    def __init__(
+        self,
+        receiver: Receiver,
+        processor: Processor,
+        feed: MonitorFeed,
+        *,
+        batch: int = 256,
+        chunk_events: int = 32,
+        shed_fill: float = 0.5,
+        store_waveforms: str = "hits",
+    ) -> None:
+        self.receiver = receiver
+        self.processor = processor
+        self.feed = feed
+        self.batch = batch
+        self.chunk_events = chunk_events
+        self.shed_fill = shed_fill
+        self.store_waveforms = store_waveforms
+        self.lut = processor.layout.lut
+        self.decoder = StreamDecoder()
+        self.builder = EventBuilder()
+        self.counters = PathCounters()
+        self.writer: RunWriter | None = None
+        self.pedestals: PedestalAccumulator | None = None
+        self.failure: str | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._wall_offset = time.time_ns() - time.monotonic_ns()
+
+    # ---- run boundaries (called from the control thread) ------------------------------------
+
+    def begin_run(
+        self, writer: RunWriter | None, run_number: int, pedestal_run: bool = False
+    ) -> None:
+        with self._lock:
+            self.decoder = StreamDecoder()
+            self.builder = EventBuilder()
+            self.counters = PathCounters()
+            self.failure = None
+            self.processor.reset()
+            self.feed.begin_run(run_number)
+            self.pedestals = (
+                PedestalAccumulator(self.processor.chip, per_cell=False) if pedestal_run else None
+            )
+            self.writer = writer
+
+    def end_run(self) -> None:
+        """Decode what is left, close the open event, detach the writer (caller closes it)."""
+        with self._lock:
+            self._drain_ring()
+            if self.writer is not None:
+                tail = self.decoder.flush()
+                if len(tail):
+                    self._events(tail)
+                self._note_decode_errors()
+            self.feed.tick()
+            self.writer = None
+
+    # ---- thread -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="datapath", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                n = self._step(timeout=0.0)
+                if self.writer is not None and self.failure is None:
+                    try:
+                        self.writer.tick()
+                    except WriterError as exc:
+                        self._fail(str(exc))
+                self.feed.tick()
+            if n == 0:
+                self.receiver.get_batch(1, timeout=0.05)  # wait for data without holding the lock
+
+    def _drain_ring(self) -> None:
+        while self._step(timeout=0.0):
+            pass
+
+    def _step(self, timeout: float) -> int:
+        b = self.receiver.get_batch(self.batch, timeout=timeout)
+        n = len(b.lengths)
+        if n == 0:
+            return 0
+        c = self.counters
+        c.datagrams += n
+        c.bytes += int(b.lengths.sum())
+        c.last_data_ns = int(b.arrival_ns[-1])
+        if self.writer is None or self.failure is not None:
+            c.outside_run += n
+            self.receiver.release(n)
+            return n
+        try:
+            self.writer.append_raw(b.buf, b.lengths, b.arrival_ns + self._wall_offset)
+        except WriterError as exc:
+            self._fail(str(exc))
+        decoded = self.decoder.decode(b.buf, b.lengths)
+        self.receiver.release(n)
+        self._note_decode_errors()
+        if len(decoded):
+            self._events(decoded)
+        return n
+
+    def _note_decode_errors(self) -> None:
+        self.counters.decode_errors = {k: v for k, v in self.decoder.error_counts().items() if v}
+
+    def _events(self, decoded) -> None:
+        built = self.builder.build(decoded)
+        n = len(built)
+        if n == 0:
+            return
+        c = self.counters
+        c.events += n
+        c.last_signals = int(built.decoded.n_channels[-1])
+        now_ns = time.time_ns()
+        shed = self.receiver.fill() > self.shed_fill * self.receiver.n_slots
+        flat = FlatBatch.from_decoded(built.decoded)
+        for a in range(0, n, self.chunk_events):
+            z = min(n, a + self.chunk_events)
+            part = select_events(built.decoded, _mask(n, a, z)) if (a, z) != (0, n) else None
+            sub = built if part is None else _sub_built(built, part, a, z)
+            if shed and self.pedestals is None:
+                rows = event_rows(sub, None, now_ns)
+                ch, bins, adc, aux = stored_channels(sub, self.lut, "all", None, None)
+                c.events_shed += z - a
+                self._write(rows, ch, bins, adc, aux)
+                self.feed.on_batch(rows, None, None, now_ns)
+                continue
+            chunk = _slice_flat(flat, a, z)
+            fill, fpn_fill = self.processor.fill_values()
+            dense = scatter(chunk, self.processor.layout, fill, fpn_fill)
+            if self.pedestals is not None:
+                self.pedestals.add(dense.strips, dense.present, dense.fpn, dense.fpn_present)
+            proc = self.processor.process(
+                dense.strips,
+                dense.fpn,
+                dense.fpn_present,
+                dense.present,
+                events=sub.event_id,
+                keep_waveforms=self.feed.wants_event(),
+            )
+            c.events_processed += z - a
+            feats = proc.features
+            rows = event_rows(sub, feats, now_ns)
+            ch, bins, adc, aux = stored_channels(
+                sub, self.lut, self.store_waveforms, feats["trig"], proc.hit
+            )
+            self._write(rows, ch, bins, adc, aux)
+            self.feed.on_batch(rows, proc.hit, proc.waveforms, now_ns)
+
+    def _write(self, rows, ch, bins, adc, aux) -> None:
+        if self.writer is None or self.failure is not None:
+            return
+        try:
+            self.writer.append_events(rows, ch, bins, adc, aux)
+        except WriterError as exc:
+            self._fail(str(exc))
+
+    def _fail(self, message: str) -> None:
+        self.counters.writer_errors += 1
+        if self.failure is None:
+            self.failure = message
+            log.error("writer failed: %s", message)
+
+
+def _mask(n: int, a: int, z: int) -> np.ndarray:
+    m = np.zeros(n, dtype=bool)
+    m[a:z] = True
+    return m
+
+
+def _sub_built(built: BuiltBatch, part, a: int, z: int) -> BuiltBatch:
+    return BuiltBatch(part, built.event_id[a:z], built.build_flags[a:z])
+
+
+def _slice_flat(flat: FlatBatch, a: int, z: int) -> FlatBatch:
+    return FlatBatch(
+        flat.chan_start[a:z],
+        flat.n_chan[a:z],
+        flat.card,
+        flat.chip,
+        flat.channel,
+        flat.sample_start,
+        flat.n_samples,
+        flat.bins,
+        flat.adc,
+    )

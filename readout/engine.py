@@ -1,0 +1,439 @@
+"""The acquisition engine of one BEC: run states, configure / start / stop, status, guards.
+
+States: idle -> configuring -> configured -> running -> stopping -> configured; any failure goes
+to error (a new configure leaves it). ``agetdaq run`` drives it directly, ``agetdaq serve`` from
+the control socket. The data path runs in its own thread; ``poll()`` (called by the owner every
+~0.1 s) checks stop conditions, the disk, the board's silence, and publishes status.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from protocol.mapping import StripMapping
+from protocol.script import Script, parse_script
+from readout import __version__
+from readout.board_link import BoardError, BoardLink
+from readout.control import RUN_TYPES
+from readout.datapath import DataPath
+from readout.eventrows import EVENT_DTYPE
+from readout.h5writer import RunWriter, WriterError
+from readout.metrics import DaqMetrics
+from readout.monitorfeed import MonitorFeed
+from readout.pedestals import PEDESTAL_OUT, table_from_rows, table_rows
+from readout.processing.pipeline import Processor
+from readout.processing.waveforms import StripLayout
+from readout.runlog import RunLog
+from readout.settings import Settings, parse_address
+from readout.stream import Publisher
+
+log = logging.getLogger(__name__)
+
+SCRIPTS_DIR = Path(__file__).parent / "scripts"
+RUN_TYPE_SCRIPT = {"pedestal": "pedestal_data", "calibration": "run", "background": "run"}
+
+
+def _credit_left(text: str) -> int | None:
+    """Allowance from the reply to a bare ``daq`` ("... send_credits: N F"), None if absent."""
+    words = text.replace(":", " ").split()
+    for i, w in enumerate(words[:-1]):
+        if w == "send_credits":
+            try:
+                return int(words[i + 1], 0)
+            except ValueError:
+                return None
+    return None
+
+
+class EngineError(RuntimeError):
+    """A request the engine cannot carry out in its state, or a failed step."""
+
+
+def script_path(name: str) -> Path:
+    """A shipped script by name (run, pedestal, pedestal_data, startup) or a file path."""
+    shipped = SCRIPTS_DIR / f"{name}.txt"
+    if shipped.exists():
+        return shipped
+    p = Path(name)
+    if not p.exists():
+        raise EngineError(f"no such command script: {name}")
+    return p
+
+
+@dataclass
+class RunInfo:
+    number: int = 0
+    run_type: str = ""
+    comment: str = ""
+    path: str = ""
+    start_unix: float = 0.0
+    start_mono: float = 0.0
+    max_events: int | None = None
+    max_seconds: float | None = None
+    stop_reason: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+class Acquisition:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        publish: str | None = None,
+        metrics_port: int | None = None,
+        mapping: StripMapping | None = None,
+    ) -> None:
+        self.settings = s = settings
+        self.mapping = mapping or (
+            StripMapping.load(s.daq.mapping) if s.daq.mapping else StripMapping.default()
+        )
+        host, port = parse_address(s.daq.bec)
+        self.link = BoardLink(host, port, timeout=s.daq.board_timeout_s, credit=s.credit)
+        layout = StripLayout.from_mapping(self.mapping, s.daq.rst_len)
+        self.processor = Processor(layout, s.processing)
+        self.publisher = Publisher(publish, source=s.daq.detector) if publish else None
+        self.feed = MonitorFeed(
+            self.publisher, s.stream.summary_rate_hz, s.stream.event_rate_hz, 1.0
+        )
+        self.datapath = DataPath(
+            self.link.receiver,
+            self.processor,
+            self.feed,
+            batch=s.daq.batch,
+            store_waveforms=s.daq.store_waveforms,
+        )
+        self.data_dir = Path(s.daq.data_dir)
+        self.runlog = RunLog(self.data_dir)
+        self.metrics = DaqMetrics(str(self.data_dir))
+        if metrics_port is not None:
+            self.metrics.start(metrics_port)
+        self.state = "idle"
+        self.message = ""
+        self.script: Script | None = None
+        self.script_name = ""
+        self.script_text = ""
+        self.writer: RunWriter | None = None
+        self.run = RunInfo()
+        self.pedestal_rows = None
+        self.masked: set[int] = set()
+        self.board_alive = True
+        self._last_status = 0.0
+        self._rate_ref = (time.monotonic(), 0, 0)
+        self._rates = (0.0, 0.0)
+        self._last_heartbeat = 0.0
+        self.regrants = 0
+        self.link.start()
+        self.datapath.start()
+
+    # ---- configuration ----------------------------------------------------------------------
+
+    def configure(self, script: str | Path | None = None) -> None:
+        """Send a command script's board steps (client ``DAQ`` steps are left to start_run)."""
+        if self.state in ("running", "stopping"):
+            raise EngineError(f"cannot configure while {self.state}")
+        name = str(script or "run")
+        path = script_path(name)
+        parsed = parse_script(path)  # a bad script is refused before anything is sent
+        self.state = "configuring"
+        self._publish_status(force=True)
+        try:
+            self.link.run_script(parsed, on_daq=lambda step: None)
+        except BoardError as exc:
+            self._error(f"configuration with {path.name} failed: {exc}")
+            raise EngineError(self.message) from exc
+        self.script, self.script_name = parsed, name
+        self.script_text = path.read_text()
+        self.state = "configured"
+        self.message = f"configured with {path.name}"
+        log.info(self.message)
+
+    def load_pedestals(self, rows) -> None:
+        """Use a per-channel pedestal table (PEDESTAL_DTYPE rows) for the processing."""
+        self.pedestal_rows = rows
+        self.processor.set_pedestals(table_from_rows(rows, self.mapping.n_strips))
+        self.feed.publish_pedestals(self.run.number, rows, self.settings.processing.k_hit)
+
+    # ---- runs -------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        run_type: str = "background",
+        comment: str = "",
+        output: str | Path | None = None,
+        events: int | None = None,
+        seconds: float | None = None,
+    ) -> RunInfo:
+        if run_type not in RUN_TYPES:
+            raise EngineError(f"unknown run type {run_type!r}; choose one of {RUN_TYPES}")
+        if self.state == "running":
+            raise EngineError("a run is already running")
+        wanted = RUN_TYPE_SCRIPT[run_type]
+        if self.state != "configured" or (
+            self.script_name in RUN_TYPE_SCRIPT.values() and self.script_name != wanted
+        ):
+            self.configure(wanted)
+        number = self.runlog.next_run_number()
+        path = Path(output) if output else self.runlog.run_path(number, run_type)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.run = RunInfo(
+            number, run_type, comment, str(path), time.time(), time.monotonic(), events, seconds
+        )
+        meta = {
+            "run_number": str(number),
+            "run_type": run_type,
+            "comment": comment,
+            "detector": self.settings.daq.detector,
+            "board": self.settings.daq.bec,
+            "start_time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "software_version": __version__,
+            "script": self.script_text,
+            "config": self.settings.source,
+            "mapping": self.mapping.to_text(),
+        }
+        try:
+            self.writer = RunWriter(
+                path, EVENT_DTYPE, meta, self.settings.writer, pedestals=self.pedestal_rows
+            )
+        except WriterError as exc:
+            self._error(str(exc))
+            raise EngineError(str(exc)) from exc
+        self.datapath.begin_run(self.writer, number, pedestal_run=run_type == "pedestal")
+        self.runlog.append(
+            {
+                "event": "start",
+                "run": number,
+                "type": run_type,
+                "comment": comment,
+                "file": str(path),
+            }
+        )
+        self.link.start_data()
+        self.state = "running"
+        self.message = f"run {number} ({run_type}) started"
+        self._rate_ref = (time.monotonic(), 0, 0)
+        log.info("%s -> %s", self.message, path)
+        self._publish_status(force=True)
+        return self.run
+
+    def stop_run(self, reason: str = "stop requested") -> dict:
+        """Pause the board, drain, close the file; returns the final counters."""
+        if self.state != "running":
+            raise EngineError(f"no run to stop (state {self.state})")
+        self.state = "stopping"
+        self._publish_status(force=True)
+        try:
+            self.link.stop_data(timeout=self.settings.daq.board_timeout_s)
+        except BoardError as exc:
+            log.warning("pause not acknowledged: %s", exc)
+        self._wait_quiet(0.2, 2.0)
+        self.datapath.end_run()
+        counters = self.counters()
+        final = {
+            "stop_time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "stop_reason": reason,
+            "counters": counters,
+        }
+        if self.datapath.pedestals is not None and counters["datapath"]["events_processed"]:
+            table = self.datapath.pedestals.result()
+            rows = table_rows(
+                table, self.mapping, self.settings.processing.k_hit, self.settings.daq.rst_len
+            )
+            final[PEDESTAL_OUT.split("/")[-1]] = rows
+            self.load_pedestals(rows)
+        failure = self.datapath.failure
+        try:
+            if self.writer is not None:
+                self.writer.close(final)
+        except WriterError as exc:
+            failure = failure or str(exc)
+        self.writer = None
+        self.run.stop_reason = reason if not failure else f"{reason}; {failure}"
+        self.runlog.append(
+            {
+                "event": "end",
+                "run": self.run.number,
+                "reason": self.run.stop_reason,
+                "events": counters["datapath"]["events"],
+            }
+        )
+        self.state = "error" if failure else "configured"
+        self.message = failure or f"run {self.run.number} stopped: {reason}"
+        log.info(self.message)
+        self._publish_status(force=True)
+        return counters
+
+    def _wait_quiet(self, quiet_s: float, limit_s: float) -> None:
+        """Let in-flight frames arrive: until no datagram for ``quiet_s`` (at most ``limit_s``)."""
+        end = time.monotonic() + limit_s
+        last = self.link.receiver.counters.datagrams
+        calm_since = time.monotonic()
+        while time.monotonic() < end:
+            time.sleep(0.02)
+            now_count = self.link.receiver.counters.datagrams
+            if now_count != last:
+                last, calm_since = now_count, time.monotonic()
+            elif time.monotonic() - calm_since >= quiet_s:
+                return
+
+    # ---- supervision ------------------------------------------------------------------------
+
+    def poll(self) -> None:
+        """Stop conditions, guards, board silence, status; call every ~0.1 s."""
+        if self.state == "running":
+            c = self.datapath.counters
+            r = self.run
+            if self.datapath.failure:
+                self.stop_run(f"writer failed: {self.datapath.failure}")
+            elif r.max_events is not None and c.events >= r.max_events:
+                self.stop_run(f"{r.max_events} events reached")
+            elif r.max_seconds is not None and time.monotonic() - r.start_mono >= r.max_seconds:
+                self.stop_run(f"{r.max_seconds:g} s elapsed")
+            elif self.free_disk_gb() < self.settings.daq.disk_stop_gb:
+                self.stop_run(f"disk almost full ({self.free_disk_gb():.1f} GB free)")
+            else:
+                self._watch_board()
+        self._publish_status()
+
+    def _watch_board(self) -> None:
+        """Heartbeat: a bare ``daq`` every second proves the board alive and reads its credit.
+
+        No data is normal at low trigger rates, so silence alone proves nothing. A board that
+        does not answer is reported dead; a board that answers with no credit left while we
+        wait for data (it rebooted, or a grant was lost) gets a fresh window.
+        """
+        now = time.monotonic()
+        if now - self._last_heartbeat < self.settings.daq.heartbeat_s:
+            return
+        self._last_heartbeat = now
+        try:
+            reply = self.link.command("daq", timeout=self.settings.daq.heartbeat_s, check=False)
+        except BoardError as exc:
+            if self.board_alive:
+                self.board_alive = False
+                self.message = f"board {self.settings.daq.bec} not answering: {exc}"
+                log.warning(self.message)
+                self._publish_status(force=True)
+            return
+        if not self.board_alive:
+            self.board_alive = True
+            self.message = f"board {self.settings.daq.bec} answers again"
+            log.warning(self.message)
+        credit = _credit_left(reply.text if reply is not None else "")
+        if credit == 0 and self.data_age() > self.settings.daq.heartbeat_s:
+            self.regrants += 1
+            self.link.credit.stop()
+            self.link.credit.start()
+
+    def data_age(self) -> float:
+        last = self.datapath.counters.last_data_ns
+        ref = last if last else int(self.run.start_mono * 1e9)
+        return max(0.0, (time.monotonic_ns() - ref) / 1e9)
+
+    def free_disk_gb(self) -> float:
+        try:
+            return shutil.disk_usage(self.data_dir).free / 1e9
+        except OSError:
+            return 0.0
+
+    def counters(self) -> dict:
+        dp = self.datapath.counters
+        return {
+            "receiver": self.link.receiver.stats(),
+            "credit": {**self.link.credit.counters.as_dict(), "regrants": self.regrants},
+            "decoder": dict(dp.decode_errors),
+            "builder": self.datapath.builder.counters.as_dict(),
+            "datapath": {k: v for k, v in dp.__dict__.items() if k != "decode_errors"},
+            "publisher": {
+                "sent": getattr(self.publisher, "sent", 0),
+                "dropped": getattr(self.publisher, "dropped", 0),
+            },
+        }
+
+    def losses(self) -> dict[str, dict[str, int]]:
+        rx = self.link.receiver.counters
+        b = self.datapath.builder.counters
+        return {
+            "socket": {
+                "kernel_drops": int(self.link.receiver.kernel_drops() or 0),
+                "ring_full": rx.ring_full_drops,
+                "malformed": rx.malformed,
+            },
+            "link": {"lost_datagrams": self.link.credit.counters.lost_replies},
+            "decoder": dict(self.datapath.counters.decode_errors),
+            "builder": {
+                "missing_events": b.missing,
+                "damaged": b.damaged,
+                "duplicates": b.duplicates,
+            },
+            "writer": {"errors": self.datapath.counters.writer_errors},
+            "processing": {"shed": self.datapath.counters.events_shed},
+            "stream": {"dropped": getattr(self.publisher, "dropped", 0)},
+        }
+
+    def status(self) -> dict:
+        dp = self.datapath.counters
+        now = time.monotonic()
+        t0, ev0, by0 = self._rate_ref
+        if now - t0 >= 1.0:
+            dt = now - t0
+            self._rates = ((dp.events - ev0) / dt, (dp.bytes - by0) / dt / 1e6)
+            self._rate_ref = (now, dp.events, dp.bytes)
+        size = self.writer.file_size() if self.writer else 0
+        return {
+            "state": self.state,
+            "run_number": self.run.number,
+            "run_type": self.run.run_type,
+            "comment": self.run.comment,
+            "start_time": self.run.start_unix,
+            "elapsed_s": now - self.run.start_mono if self.state == "running" else 0.0,
+            "events": dp.events,
+            "events_per_s": self._rates[0],
+            "trigger_rate": self._rates[0],
+            "mb_per_s": self._rates[1],
+            "bytes": dp.bytes,
+            "queue_fill": self.link.receiver.fill() / self.link.receiver.n_slots,
+            "losses": self.losses(),
+            "disk_free_gb": self.free_disk_gb(),
+            "file": self.run.path if self.state == "running" else "",
+            "file_mb": size / 1e6,
+            "board": self.settings.daq.bec,
+            "board_alive": self.board_alive,
+            "data_age_s": self.data_age() if self.state == "running" else 0.0,
+            "class_counts": dict(
+                zip(("noise", "xray", "muon", "other"), self.feed.hist.class_counts.tolist())
+            ),
+            "signals_last_event": dp.last_signals,
+            "masked": sorted(self.masked),
+            "message": self.message,
+        }
+
+    def _publish_status(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_status < self.settings.daq.status_interval_s:
+            return
+        self._last_status = now
+        st = self.status()
+        self.metrics.update(st)
+        if self.publisher is not None:
+            self.publisher.publish("status", st)
+        if self.writer is not None and self.state == "running":
+            self.writer.append_status(st)
+
+    def _error(self, message: str) -> None:
+        self.state = "error"
+        self.message = message
+        log.error(message)
+        self._publish_status(force=True)
+
+    def close(self) -> None:
+        if self.state == "running":
+            self.stop_run("shutdown")
+        self.datapath.stop()
+        self.link.close()
+        self.metrics.stop()
+        if self.publisher is not None:
+            self.publisher.close()
