@@ -1,0 +1,1 @@
+"""Software back-end card (BEC) emulator: detector physics and a board that speaks the protocol."""
