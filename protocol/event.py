@@ -47,6 +47,7 @@ class DecodeError(IntEnum):
     SEQ_GAP = 11  # lead-word sequence jumped
     TRAILING_WORDS = 12  # non-NULL words after END_OF_FRAME
     OUTPUT_OVERFLOW = 13
+    DUPLICATE_DATAGRAM = 14  # same lead sequence number as the previous datagram (re-sent); skipped
 
 
 N_DECODE_ERRORS = len(DecodeError)

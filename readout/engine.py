@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import numpy as np
 
 from protocol.mapping import StripMapping
 from protocol.script import Script, parse_script
@@ -24,7 +26,7 @@ from readout.eventrows import EVENT_DTYPE
 from readout.h5writer import RunWriter, WriterError
 from readout.metrics import DaqMetrics
 from readout.monitorfeed import MonitorFeed
-from readout.pedestals import PEDESTAL_OUT, table_from_rows, table_rows
+from readout.pedestals import FLAG_MASKED, PEDESTAL_OUT, table_from_rows, table_rows
 from readout.processing.pipeline import Processor
 from readout.processing.waveforms import StripLayout
 from readout.runlog import RunLog
@@ -120,6 +122,8 @@ class Acquisition:
         self.run = RunInfo()
         self.pedestal_rows = None
         self.masked: set[int] = set()
+        self.gain_reference: float | None = None
+        self._unmasked_noisy = self.processor.table.noisy.copy()
         self.board_alive = True
         self._last_status = 0.0
         self._rate_ref = (time.monotonic(), 0, 0)
@@ -154,8 +158,22 @@ class Acquisition:
     def load_pedestals(self, rows) -> None:
         """Use a per-channel pedestal table (PEDESTAL_DTYPE rows) for the processing."""
         self.pedestal_rows = rows
-        self.processor.set_pedestals(table_from_rows(rows, self.mapping.n_strips))
+        table = table_from_rows(rows, self.mapping.n_strips)
+        self._unmasked_noisy = table.noisy.copy()
+        self.processor.set_pedestals(table)
         self.feed.publish_pedestals(self.run.number, rows, self.settings.processing.k_hit)
+
+    def apply_masks(self) -> None:
+        """Masked strips give no hits (like noisy ones) from the next batch on."""
+        base = self.processor.table
+        mask = np.zeros(self.mapping.n_strips, dtype=bool)
+        mask[sorted(self.masked)] = True
+        self.processor.set_pedestals(replace(base, noisy=self._unmasked_noisy | mask))
+        if self.pedestal_rows is not None:
+            rows = self.pedestal_rows
+            rows["flags"] &= ~np.uint8(FLAG_MASKED)
+            rows["flags"][(rows["strip"] >= 0) & mask[np.maximum(rows["strip"], 0)]] |= FLAG_MASKED
+            self.feed.publish_pedestals(self.run.number, rows, self.settings.processing.k_hit)
 
     # ---- runs -------------------------------------------------------------------------------
 

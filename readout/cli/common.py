@@ -70,11 +70,19 @@ def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
     from protocol.script import ScriptError
     from readout.board_link import BoardError
     from readout.engine import EngineError
+    from readout.security import SecurityError
 
     def wrapper(args: argparse.Namespace) -> int:
         try:
             return func(args)
-        except (SettingsError, ScriptError, MappingError, BoardError, EngineError) as exc:
+        except (
+            SettingsError,
+            ScriptError,
+            MappingError,
+            BoardError,
+            EngineError,
+            SecurityError,
+        ) as exc:
             return fail(str(exc))
         except OSError as exc:
             return fail(f"{exc.strerror or exc} ({getattr(exc, 'filename', '') or ''})".strip())

@@ -1,0 +1,40 @@
+"""Settings of the monitor (defaults here; a TOML ``[monitor]`` table may override them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from readout.processing.trigger import config_from_dict, load_table
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """What the monitor accumulates and how often it fits; all bounded."""
+
+    redraw_hz: float = 10.0  # cap of the redraw rate
+    stale_after_s: float = 3.0  # no message for this long: the stream is "stale"
+    history_hours: float = 24.0  # length of the rate and trend histories
+    status_period_s: float = 1.0  # expected status interval (sizes the ring buffers)
+    spectrum_bins: int = 1024
+    spectrum_adc_max: float = 8192.0  # X-ray-like energy (X + Y sum) range, ADC
+    recent_events: int = 32  # sampled events kept for the event display
+    slice_xrays: int = 2000  # a gain trend point every N X-ray-like events ...
+    slice_minutes: float = 10.0  # ... or every T minutes, whichever comes first
+    min_slice_counts: int = 200  # a time-closed slice with fewer X-rays is merged into the next
+    live_fit_s: float = 5.0  # refit the cumulative spectrum at most this often
+    gainmap_n: int = 6  # gain map of n x n regions
+    gas: str = "Ar"
+    alarm_history: int = 1000
+    calib_points: int = 5000  # trend points kept (GUI fits and DAQ calib messages each)
+
+    @property
+    def history_rows(self) -> int:
+        return max(10, int(self.history_hours * 3600.0 / self.status_period_s * 1.1))
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> MonitorConfig:
+        """Defaults, overridden by the ``[monitor]`` table of ``path`` when given."""
+        if path is None:
+            return cls()
+        return config_from_dict(cls, load_table(Path(path), "monitor"), "monitor")

@@ -1,0 +1,293 @@
+"""Everything the monitor knows about one detector line, fed by stream messages (no Qt).
+
+``StreamModel.apply(msg)`` takes one decoded ``readout.stream.Message`` (or a worker-merged one)
+and updates bounded accumulators; ``version`` counts changes per part so a view redraws only
+when its data changed; ``metrics()`` gives the numbers the alarm rules watch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gui.accumulators import (
+    CLASS_KEYS,
+    Hitmap,
+    PedestalInfo,
+    RateTracker,
+    StripOccupancy,
+    strip_edges,
+)
+from gui.alarms import AlarmEngine, Rule
+from gui.config import MonitorConfig
+from gui.gain_monitor import GainMonitor
+from gui.history import TimeSeries
+from protocol.mapping import StripMapping
+from readout.stream import Message
+
+XRAY = 1
+CALIB_NAMES = ("peak_adc", "gain_rel", "resolution_pct", "threshold_kev", "counts", "ok")
+PARTS = ("status", "summary", "event", "pedestal", "calib", "gain", "hist", "alarms", "link")
+
+
+@dataclass
+class LinkInfo:
+    """Health of the stream connection as seen by the worker (monotonic clock)."""
+
+    address: str
+    state: str = "connecting"  # connecting, connected, stale, disconnected, replay, finished
+    last_rx: float = field(default_factory=time.monotonic)
+    received: int = 0
+    gaps: int = 0
+    gaps_by_topic: dict[str, int] = field(default_factory=dict)
+    malformed: int = 0
+    restarts: int = 0  # the DAQ restarted its numbering
+    viewer_dropped: int = 0  # event messages the worker dropped because the GUI lagged
+    note: str = ""
+
+    def age(self, now: float | None = None) -> float:
+        return (time.monotonic() if now is None else now) - self.last_rx
+
+
+@dataclass
+class EventRecord:
+    header: dict
+    waveforms: np.ndarray  # float32 (n_strips, n_samples)
+    hits: np.ndarray  # bool (n_strips,)
+    received: float  # monotonic time of arrival
+
+
+class StreamModel:
+    """Accumulated state of one stream (one detector line)."""
+
+    def __init__(
+        self,
+        address: str,
+        mapping: StripMapping,
+        config: MonitorConfig | None = None,
+        rules: list[Rule] | None = None,
+    ) -> None:
+        self.address = address
+        self.name = address
+        self.mapping = mapping
+        self.config = config or MonitorConfig()
+        self.n_strips = mapping.n_strips
+        self.link = LinkInfo(address)
+        self.status: dict = {}
+        self.status_rx: float | None = None  # monotonic arrival of the last status
+        self.run_number: int | None = None
+        self.hitmap = Hitmap.for_mapping(mapping)
+        self.occupancy = StripOccupancy(self.n_strips)
+        self.rates = RateTracker(self.config.history_rows)
+        self.events: deque[EventRecord] = deque(maxlen=self.config.recent_events)
+        self.events_seen = 0
+        self.pedestal = PedestalInfo(self.n_strips)
+        x_e = strip_edges(mapping.x_positions_mm)
+        y_e = strip_edges(mapping.y_positions_mm)
+        self.gain = GainMonitor(self.config, (x_e[0], x_e[-1], y_e[0], y_e[-1]))
+        self.daq_calib = TimeSeries(CALIB_NAMES, self.config.calib_points)
+        self.daq_calib_spectrum: tuple[np.ndarray, np.ndarray] | None = None
+        self.daq_hist: dict[str, object] = {}
+        self.summary_events = 0
+        self.class_totals = np.zeros(len(CLASS_KEYS), np.int64)
+        self.alarms = AlarmEngine(list(rules or []), self.config.alarm_history)
+        self.version = dict.fromkeys(PARTS, 0)
+        self.last_data_time: float | None = None  # newest header/event time (unix s)
+
+    # ---- input --------------------------------------------------------------------------------
+
+    def touch(self, *parts: str) -> None:
+        for p in parts:
+            self.version[p] += 1
+
+    def set_link(self, link: LinkInfo) -> None:
+        self.link = link
+        self.touch("link")
+
+    def apply(self, msg: Message) -> None:
+        """Update from one message; unknown topics and malformed content are ignored."""
+        h = msg.header
+        src = h.get("source")
+        if isinstance(src, str) and src and self.name == self.address:
+            self.name = src
+        t = h.get("time")
+        if isinstance(t, (int, float)):
+            self.last_data_time = max(self.last_data_time or t, float(t))
+        handler = getattr(self, f"_on_{msg.topic}", None)
+        if handler is not None:
+            handler(h, msg.arrays)
+
+    def _check_run(self, header: dict) -> None:
+        rn = header.get("run_number")
+        if not isinstance(rn, int) or rn == self.run_number:
+            return
+        if self.run_number is not None:
+            self.reset_run_data()
+        self.run_number = rn
+
+    def reset_run_data(self) -> None:
+        """New run: clear the per-run accumulators (trends and alarms stay)."""
+        self.hitmap.reset()
+        self.occupancy.reset()
+        self.gain.reset()
+        self.summary_events = 0
+        self.class_totals[:] = 0
+        self.touch("summary", "event", "gain", "hist")
+
+    def _on_status(self, h: dict, arrays: dict) -> None:
+        self._check_run(h)
+        self.status = h
+        self.status_rx = time.monotonic()
+        t = float(h.get("time", time.time()))
+        self.rates.add_status(t, h, self.link.gaps)
+        self.touch("status")
+
+    def _on_summary(self, h: dict, a: dict) -> None:
+        self._check_run(h)
+        cls = a.get("class")
+        n = len(cls) if cls is not None else 0
+        if not n:
+            return
+        cls = np.asarray(cls, np.int64)
+        self.summary_events += n
+        self.class_totals += np.bincount(np.clip(cls, 0, 3), minlength=4)[:4]
+        self.rates.count_summary(cls)
+        x = a.get("x_mm")
+        y = a.get("y_mm")
+        xray = cls == XRAY
+        if x is not None and y is not None and len(x) == n and len(y) == n and xray.any():
+            self.hitmap.fill(x[xray], y[xray])
+            e = a.get("energy_adc")
+            if e is not None and len(e) == n:
+                t = a.get("time_s")
+                if t is None or len(t) != n:
+                    t = np.full(n, float(h.get("time", time.time())))
+                self.gain.add(np.asarray(t[xray], float), e[xray], x[xray], y[xray])
+        self.touch("summary")
+
+    def _on_event(self, h: dict, a: dict) -> None:
+        self._check_run(h)
+        wf = a.get("waveforms")
+        if wf is None or wf.ndim != 2 or wf.shape[0] != self.n_strips:
+            return
+        hits = a.get("hits")
+        if hits is None or hits.shape != (self.n_strips,):
+            hits = np.zeros(self.n_strips, bool)
+        wf = np.ascontiguousarray(wf, np.float32)
+        self.events.append(EventRecord(h, wf, hits.astype(bool), time.monotonic()))
+        self.events_seen += 1
+        if self.occupancy.source != "DAQ run histogram":
+            self.occupancy.add_hits(hits)
+        self.touch("event")
+
+    def _on_pedestal(self, h: dict, a: dict) -> None:
+        self.pedestal.set(h, a)
+        self.touch("pedestal")
+
+    def _on_calib(self, h: dict, a: dict) -> None:
+        def num(key: str) -> float | None:
+            v = h.get(key)
+            return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+        t = num("t_end") or num("time") or time.time()
+        fwhm = num("fwhm_rel")
+        ok = bool(h.get("ok", False))
+        self.daq_calib.append(
+            t,
+            {
+                "peak_adc": num("peak_adc") if ok else None,
+                "gain_rel": num("gain_rel") if ok else None,
+                "resolution_pct": 100.0 * fwhm if ok and fwhm is not None else None,
+                "threshold_kev": num("threshold_kev") if ok else None,
+                "counts": num("counts"),
+                "ok": 1.0 if ok else 0.0,
+            },
+        )
+        if "spectrum" in a and "edges" in a and len(a["edges"]) == len(a["spectrum"]) + 1:
+            self.daq_calib_spectrum = (np.asarray(a["edges"]), np.asarray(a["spectrum"]))
+        self.touch("calib")
+
+    def _on_hist(self, h: dict, a: dict) -> None:
+        self._check_run(h)
+        if "occupancy" in a:
+            self.occupancy.set_from_daq(a["occupancy"])
+        if "hitmap" in a:
+            self.daq_hist["hitmap_total"] = float(np.asarray(a["hitmap"]).sum())
+        if isinstance(h.get("class_counts"), dict):
+            self.daq_hist["class_counts"] = h["class_counts"]
+        self.touch("hist", "event")
+
+    # ---- derived ------------------------------------------------------------------------------
+
+    def state(self) -> str | None:
+        s = self.status.get("state")
+        return s if isinstance(s, str) else None
+
+    def latest_gain(self) -> tuple[float | None, float | None, float | None]:
+        """(gain_rel, resolution %, threshold keV) of the newest OK trend point: own or DAQ's."""
+        best: tuple[float, tuple] | None = None
+        for series in (self.gain.trend, self.daq_calib):
+            ok = series.column("ok")
+            idx = np.flatnonzero(ok > 0.5)
+            if not len(idx):
+                continue
+            i = int(idx[-1])
+            t = float(series.t[i])
+            vals = tuple(
+                _finite(series.column(n)[i]) for n in ("gain_rel", "resolution_pct", "threshold_kev")
+            )
+            if best is None or t > best[0]:
+                best = (t, vals)
+        return best[1] if best else (None, None, None)
+
+    def metrics(self, now: float | None = None) -> dict[str, float | None]:
+        """Numbers the alarm rules watch (see gui/data/alarms.toml for the names)."""
+        now = time.monotonic() if now is None else now
+        s = self.status
+        fresh = self.status_rx is not None and now - self.status_rx < 3 * self.config.stale_after_s
+
+        def num(key: str) -> float | None:
+            v = s.get(key) if fresh else None
+            return float(v) if isinstance(v, (int, float)) else None
+
+        alive = s.get("board_alive") if fresh else None
+        dead = num("dead_time")
+        gain_rel, res_pct, thr_kev = self.latest_gain()
+        return {
+            "data_age_s": self.link.age(now) if self.link.state != "finished" else None,
+            "board_data_age_s": num("data_age_s"),
+            "trigger_rate": num("trigger_rate"),
+            "events_per_s": num("events_per_s"),
+            "gain_rel": gain_rel,
+            "resolution_pct": res_pct,
+            "threshold_kev": thr_kev,
+            "noisy_channels": _opt(self.pedestal.count(PedestalInfo.NOISY)),
+            "dead_channels": _opt(self.pedestal.count(PedestalInfo.DEAD)),
+            "losses_last_min": self.rates.increase_since("losses_total", 60.0),
+            "gaps_last_min": self.rates.increase_since("gaps_total", 60.0),
+            "disk_free_gb": num("disk_free_gb"),
+            "queue_fill": num("queue_fill"),
+            "board_alive": (1.0 if alive else 0.0) if isinstance(alive, bool) else None,
+            "dead_time_pct": 100.0 * dead if dead is not None else None,
+        }
+
+    def evaluate_alarms(self, now: float | None = None) -> list:
+        """Run the rules; returns the alarms that fired now."""
+        now = time.monotonic() if now is None else now
+        before = [(a.rule.name, a.acknowledged) for a in self.alarms.active]
+        fired = self.alarms.evaluate(self.metrics(now), now, self.state())
+        if fired or before != [(a.rule.name, a.acknowledged) for a in self.alarms.active]:
+            self.touch("alarms")
+        return fired
+
+
+def _finite(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
+
+
+def _opt(v: int | None) -> float | None:
+    return None if v is None else float(v)

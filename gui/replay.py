@@ -1,0 +1,283 @@
+"""Replay of a recorded run through the monitor: the same signals as the live stream.
+
+Runs in the worker thread (file reads never happen on the GUI thread). The events table becomes
+``summary`` messages paced at ``speed`` x the recorded host time (``speed <= 0``: as fast as the
+GUI takes them), ``meta/pedestals`` a ``pedestal`` message, the stored channel waveforms of a
+sampled event (at most ``event_rate_hz`` per wall second) an ``event`` message, and once per
+second of run time a ``status`` message is synthesised (the file's own status snapshots supply
+losses and throughput when present).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from gui.worker import SourceWorker
+from readout import h5layout as L
+from readout.h5reader import RunFile, RunFileError
+from readout.stream import Message
+
+try:  # the DAQ's own name table (stream name -> event table field)
+    from readout.monitorfeed import SUMMARY_FIELDS
+except ImportError:  # pragma: no cover - the feed module is part of the DAQ
+    SUMMARY_FIELDS = {}
+
+NOT_PROCESSED = 0x8000  # build_flags: features not computed
+BLOCK_ROWS = 4096
+TICK_S = 0.05
+_STATUS_KEYS = ("losses", "mb_per_s", "bytes", "queue_fill", "dead_time", "board", "file_mb")
+_ALIASES = {"class": "cls", "energy_adc": "energy", "energy_x": "ex", "energy_y": "ey",
+            "n_clusters_x": "ncl_x", "n_clusters_y": "ncl_y"}  # fmt: skip
+
+
+def summary_arrays(rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Stream-named feature arrays (docs/STREAM.md ``summary``) from event-table rows."""
+    names = rows.dtype.names or ()
+    out: dict[str, np.ndarray] = {}
+    wanted = dict(_ALIASES)
+    wanted.update(SUMMARY_FIELDS)
+    for key in ("event_id", "timestamp", "x_mm", "y_mm", "size_x", "size_y", "balance", "n_hits"):
+        wanted.setdefault(key, key)
+    for key, field in wanted.items():
+        src = key if key in names else field
+        if src in names:
+            out[key] = np.ascontiguousarray(rows[src])
+    out["time_s"] = row_times(rows)
+    return out
+
+
+def row_times(rows: np.ndarray) -> np.ndarray:
+    """Host time (s) of event rows: ``time_ns``, else card ticks of 20 ns."""
+    names = rows.dtype.names or ()
+    if "time_ns" in names:
+        return rows["time_ns"].astype(np.float64) / 1e9
+    if "timestamp" in names:
+        return rows["timestamp"].astype(np.float64) * 20e-9
+    return np.zeros(len(rows))
+
+
+class _Factory:
+    """Numbered messages of one source, as a live publisher would number them."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.seq: dict[str, int] = {}
+
+    def make(self, topic: str, header: dict, arrays: dict | None, t: float) -> Message:
+        seq = self.seq.get(topic, 0)
+        self.seq[topic] = seq + 1
+        h = dict(header, seq=seq, time=t, source=self.source, topic=topic)
+        return Message(topic, h, dict(arrays or {}))
+
+
+def event_waveforms(
+    f: h5py.File, event_row: int, pedestals: np.ndarray | None, n_strips: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(waveforms float32 (n_strips, T), hits) of one stored event, pedestal-subtracted.
+
+    Without a pedestal table the baseline is the median of a channel's first 8 stored samples
+    (zero suppression keeps samples before the pulse). A strip is hit when its peak exceeds
+    5 sigma of its pedestal (25 ADC without a table).
+    """
+    ch = f[L.CHANNELS]
+    lo, hi = 0, int(ch.shape[0])
+    while lo < hi:  # first channel row of the event (rows are in event order)
+        mid = (lo + hi) // 2
+        if int(ch[mid]["event_row"]) < event_row:
+            lo = mid + 1
+        else:
+            hi = mid
+    block = ch[lo : lo + 2048]
+    rows = block[(block["event_row"] == event_row) & (block["strip"] >= 0)]
+    rows = rows[rows["strip"] < n_strips]
+    if not len(rows):
+        return None
+    s0 = int(rows["sample_start"].min())
+    s1 = int((rows["sample_start"] + rows["n_samples"]).max())
+    bins = f[L.SAMPLE_BIN][s0:s1].astype(np.int64)
+    adc = f[L.SAMPLE_ADC][s0:s1].astype(np.float32)
+    n_t = max(512, int(bins.max()) + 1) if len(bins) else 512
+    wf = np.zeros((n_strips, n_t), np.float32)
+    mean = np.full(n_strips, np.nan, np.float32)
+    sigma = np.full(n_strips, 5.0, np.float32)
+    if pedestals is not None and len(pedestals):
+        s = pedestals["strip"].astype(np.int64)
+        ok = (s >= 0) & (s < n_strips)
+        mean[s[ok]] = pedestals["mean"][ok]
+        sigma[s[ok]] = np.maximum(pedestals["sigma"][ok], 1e-3)
+    for r in rows:
+        a = int(r["sample_start"]) - s0
+        b = a + int(r["n_samples"])
+        strip = int(r["strip"])
+        base = mean[strip] if np.isfinite(mean[strip]) else float(np.median(adc[a : min(b, a + 8)]))
+        wf[strip, bins[a:b]] = adc[a:b] - base
+    hits = wf.max(axis=1) > 5.0 * sigma
+    return wf, hits
+
+
+class ReplayWorker(SourceWorker):
+    """Reads a run file in its own thread and emits it like the live stream."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        speed: float = 1.0,
+        n_strips: int = 240,
+        event_rate_hz: float = 5.0,
+        batch_s: float = 0.05,
+        max_backlog: int = 4,
+    ) -> None:
+        super().__init__(f"replay:{path}", batch_s, max_backlog)
+        self.path = Path(path)
+        self.speed = speed
+        self.n_strips = n_strips
+        self.event_period = 1.0 / event_rate_hz if event_rate_hz > 0 else float("inf")
+        self.info.state = "replay"
+
+    def run(self) -> None:
+        try:
+            rf = RunFile(self.path)
+        except RunFileError as exc:
+            self.info.state, self.info.note = "error", str(exc)
+            self._emit_link(time.monotonic(), force=True)
+            return
+        try:
+            self._replay(rf)
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:
+            self.info.state, self.info.note = "error", f"replay failed: {exc}"
+        finally:
+            rf.close()
+            self._maybe_emit(time.monotonic(), force=True)
+            self._emit_link(time.monotonic(), force=True)
+
+    def _replay(self, rf: RunFile) -> None:
+        meta = rf.metadata()
+        peds = rf.pedestals()
+        factory = _Factory(meta.get("detector") or self.path.stem)
+        run_number = int(meta["run_number"]) if meta.get("run_number", "").isdigit() else 0
+        base = {
+            "run_number": run_number,
+            "run_type": meta.get("run_type", ""),
+            "comment": meta.get("comment", ""),
+            "start_time": meta.get("start_time", ""),
+            "file": str(self.path),
+            "board_alive": True,
+            "replay": True,
+        }
+        file_status = [(float(s.get("time", 0.0)), s) for s in _status_rows(rf)]
+        n_total = rf.n_events
+        first = rf.events(0, 1)
+        t0 = float(row_times(first)[0]) if len(first) else time.time()
+        now = time.monotonic()
+        if peds is not None and len(peds):
+            arrays = {n: np.ascontiguousarray(peds[n]) for n in peds.dtype.names or ()}
+            self._accept(factory.make("pedestal", {"run_number": run_number}, arrays, t0), now)
+        cursor, next_status, next_event_wall = 0, t0, 0.0
+        counts = np.zeros(4, np.int64)
+        last_status_events, last_status_t = 0, t0
+        wall0 = time.monotonic()
+        block = np.zeros(0, dtype=first.dtype)
+        block_start = 0
+        while not self._stop:
+            now = time.monotonic()
+            if self.backlog >= self.max_backlog:
+                self._emit_link(now)
+                time.sleep(0.01)
+                continue
+            if self.speed > 0:
+                target = t0 + self.speed * (now - wall0)
+            else:
+                target = float("inf")
+            if cursor >= block_start + len(block) and cursor < n_total:
+                block_start, block = cursor, rf.events(cursor, min(cursor + BLOCK_ROWS, n_total))
+            rows = block[cursor - block_start :]
+            times = row_times(rows)
+            take = int(np.searchsorted(times, target, side="right"))
+            rows, times = rows[:take], times[:take]
+            t_now = min(target, float(times[-1]) if len(times) else target)
+            if len(rows):
+                done = rows
+                if "build_flags" in (rows.dtype.names or ()):
+                    done = rows[(rows["build_flags"] & NOT_PROCESSED) == 0]
+                arrays = summary_arrays(done)
+                if "class" in arrays:
+                    counts += np.bincount(np.clip(arrays["class"].astype(np.int64), 0, 3),
+                                          minlength=4)[:4]  # fmt: skip
+                header = {"run_number": run_number, "n": len(done)}
+                self._accept(factory.make("summary", header, arrays, float(times[-1])), now)
+                if now >= next_event_wall:
+                    msg = self._event_message(rf, factory, cursor + take - 1, rows[-1], peds)
+                    if msg is not None:
+                        self._accept(msg, now)
+                        next_event_wall = now + self.event_period
+                cursor += take
+            finished = cursor >= n_total
+            if finished:
+                t_now = max(t_now, next_status)
+            while next_status <= t_now:
+                dt = max(next_status - last_status_t, 1e-9)
+                rate = (cursor - last_status_events) / dt if next_status > t0 else 0.0
+                last_status_events, last_status_t = cursor, next_status
+                status = dict(base, state="idle" if finished else "running")
+                status.update(_file_status_at(file_status, next_status))
+                status.update(
+                    elapsed_s=next_status - t0, events=cursor, events_per_s=rate,
+                    trigger_rate=rate, class_counts=dict(zip(("noise", "xray", "muon", "other"),
+                    counts.tolist())), replay_progress=cursor / max(n_total, 1),
+                    message="replay finished" if finished else f"replay x{self.speed:g}",
+                )  # fmt: skip
+                self._accept(factory.make("status", status, None, next_status), now)
+                next_status += 1.0
+            self._maybe_emit(now, force=finished)
+            self._emit_link(now)
+            if finished:
+                self.info.state = "finished"
+                return
+            if not take or self.speed > 0:
+                time.sleep(TICK_S if take == 0 else 0.005)
+
+    def _event_message(
+        self, rf: RunFile, factory: _Factory, row: int, rec: np.void, peds: np.ndarray | None
+    ) -> Message | None:
+        got = event_waveforms(rf.file, row, peds, self.n_strips)
+        if got is None:
+            return None
+        wf, hits = got
+        one = summary_arrays(np.asarray(rec).reshape(1))
+        header = {k: v[0].item() for k, v in one.items()}
+        names = rec.dtype.names or ()
+        header["event_count"] = int(rec["event_count"]) if "event_count" in names else 0
+        t = float(one["time_s"][0])
+        return factory.make("event", header, {"waveforms": wf, "hits": hits}, t)
+
+
+def _status_rows(rf: RunFile) -> list[dict]:
+    out = []
+    rows = rf.file[L.STATUS][:]
+    for r in rows:
+        try:
+            d = json.loads(bytes(r["json"]).rstrip(b"\0") or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(d, dict):
+            d.setdefault("time", int(r["time_ns"]) / 1e9)
+            out.append(d)
+    return out
+
+
+def _file_status_at(rows: list[tuple[float, dict]], t: float) -> dict:
+    """Throughput and loss fields of the newest recorded status snapshot at or before ``t``."""
+    best = None
+    for ts, d in rows:
+        if ts <= t:
+            best = d
+        else:
+            break
+    if best is None:
+        return {}
+    return {k: best[k] for k in _STATUS_KEYS if k in best}

@@ -1,0 +1,125 @@
+"""Hitmap of X-ray-like cluster centroids (X-Y, mm) and the X / Y strip occupancy, with the
+dead and noisy strips of the last pedestal table marked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6.QtCore import QRectF
+from PyQt6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from gui.accumulators import PedestalInfo
+from gui.views.base import View
+
+DEAD_PEN = pg.mkPen("#ff3030", width=1)
+NOISY_PEN = pg.mkPen("#ffa000", width=1)
+
+
+class HitmapView(View):
+    title = "Hitmap"
+    parts = ("summary", "event", "hist", "pedestal")
+
+    def build(self) -> QWidget:
+        w = QWidget()
+        layout = QVBoxLayout(w)
+        bar = QHBoxLayout()
+        self.log_box = QCheckBox("log scale")
+        self.log_box.toggled.connect(self._force)
+        reset = QPushButton("Reset")
+        reset.clicked.connect(self.reset)
+        self.info = QLabel("-")
+        bar.addWidget(self.log_box)
+        bar.addWidget(reset)
+        bar.addWidget(self.info, 1)
+        layout.addLayout(bar)
+        glw = pg.GraphicsLayoutWidget()
+        layout.addWidget(glw, 1)
+        m = self.host.mapping
+        hm = self.host.model.hitmap
+        self.map_plot = glw.addPlot(row=0, col=0, rowspan=2, title="X-ray-like centroids")
+        self.map_plot.setLabel("bottom", "x", "mm")
+        self.map_plot.setLabel("left", "y", "mm")
+        self.map_plot.setAspectLocked(True)
+        self.image = pg.ImageItem(np.zeros(hm.counts.shape, np.float32))
+        self.image.setColorMap(pg.colormap.get("viridis"))
+        x0, x1, y0, y1 = hm.x_edges[0], hm.x_edges[-1], hm.y_edges[0], hm.y_edges[-1]
+        self.image.setRect(QRectF(x0, y0, x1 - x0, y1 - y0))
+        self.map_plot.addItem(self.image)
+        self.dead_lines = pg.PlotDataItem(connect="pairs", pen=DEAD_PEN)
+        self.noisy_lines = pg.PlotDataItem(connect="pairs", pen=NOISY_PEN)
+        self.map_plot.addItem(self.dead_lines)
+        self.map_plot.addItem(self.noisy_lines)
+        self.occ = {}
+        self.marks = {}
+        for row, axis, n in ((0, "X", m.n_x), (1, "Y", m.n_y)):
+            p = glw.addPlot(row=row, col=1, title=f"{axis} strip occupancy")
+            p.setLabel("bottom", f"{axis} strip")
+            p.setLabel("left", "hits")
+            edges = np.arange(n + 1, dtype=np.float32) - 0.5
+            curve = p.plot(edges, np.zeros(n, np.float32), stepMode="center", fillLevel=0,
+                           brush=(80, 140, 255, 90), pen="#5090ff")  # fmt: skip
+            dead = p.plot([], [], pen=None, symbol="x", symbolBrush="#ff3030", symbolSize=9)
+            noisy = p.plot([], [], pen=None, symbol="t", symbolBrush="#ffa000", symbolSize=9)
+            self.occ[axis] = curve
+            self.marks[axis] = (dead, noisy)
+        glw.ci.layout.setColumnStretchFactor(0, 3)
+        glw.ci.layout.setColumnStretchFactor(1, 2)
+        self.glw = glw
+        return w
+
+    def _force(self) -> None:
+        self._drawn.clear()
+        self.host.schedule_redraw()
+
+    def reset(self) -> None:
+        m = self.host.model
+        m.hitmap.reset()
+        m.occupancy.reset()
+        m.touch("summary", "event")
+        self.host.schedule_redraw()
+
+    def redraw(self) -> None:
+        model = self.host.model
+        mapping = self.host.mapping
+        counts = model.hitmap.counts
+        img = np.log10(1.0 + counts) if self.log_box.isChecked() else counts
+        top = float(img.max()) if img.size else 0.0
+        self.image.setImage(img, levels=(0.0, max(top, 1.0)), autoLevels=False)
+        occ = model.occupancy.counts
+        nx = mapping.n_x
+        self.occ["X"].setData(np.arange(nx + 1) - 0.5, occ[:nx])
+        self.occ["Y"].setData(np.arange(mapping.n_strips - nx + 1) - 0.5, occ[nx:])
+        dead = model.pedestal.strips_with(PedestalInfo.DEAD)
+        noisy = model.pedestal.strips_with(PedestalInfo.NOISY)
+        hm = model.hitmap
+        box = (hm.x_edges[0], hm.x_edges[-1], hm.y_edges[0], hm.y_edges[-1])
+        for item, strips in ((self.dead_lines, dead), (self.noisy_lines, noisy)):
+            item.setData(*_strip_lines(strips, mapping, box))
+        for axis, lo, hi in (("X", 0, nx), ("Y", nx, mapping.n_strips)):
+            for item, strips in zip(self.marks[axis], (dead, noisy)):
+                s = strips[(strips >= lo) & (strips < hi)]
+                item.setData(mapping.strip[s].astype(float), occ[s].astype(float))
+        daq = model.daq_hist.get("hitmap_total")
+        daq_text = f" (DAQ run histogram: {daq:.0f})" if isinstance(daq, float) else ""
+        self.info.setText(
+            f"{hm.total} X-ray-like centroids{daq_text}; {hm.outside} outside; occupancy from "
+            f"{model.occupancy.source}; dead {len(dead)}, noisy {len(noisy)} strips"
+        )
+
+    def summary(self) -> list[str]:
+        m = self.host.model
+        return [f"hitmap: {m.hitmap.total} X-ray-like centroids"]
+
+
+def _strip_lines(strips: np.ndarray, mapping, box: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Line segments (pairs) across the hitmap at the positions of ``strips``."""
+    x0, x1, y0, y1 = box
+    pos = mapping.position_mm[strips]
+    is_x = mapping.axis[strips] == 0
+    xs = np.empty(2 * len(strips))
+    ys = np.empty(2 * len(strips))
+    xs[0::2] = np.where(is_x, pos, x0)
+    xs[1::2] = np.where(is_x, pos, x1)
+    ys[0::2] = np.where(is_x, y0, pos)
+    ys[1::2] = np.where(is_x, y1, pos)
+    return xs, ys

@@ -1,0 +1,338 @@
+"""High-level data-stream decoding: datagram batches -> :class:`DecodedBatch` (flat tables).
+
+Semantics are those of :mod:`protocol.decode_kernel`. An event is returned in the batch where it
+ends; the part of an open event decoded so far is carried to the next batch (a channel cut at
+the boundary continues in the same row). Datagram indices count from the start of the stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from protocol import decode_kernel as dk
+from protocol.encode import EOE_SIZE_OFFSET_BYTES
+from protocol.event import N_DECODE_ERRORS, Channel, DecodeError, Event, EventFlag, signal_id
+from protocol.words import KIND_LUT
+
+
+@dataclass
+class DecodedBatch:
+    """Events closed in one decode call, as flat tables (columns: ``protocol.decode_kernel``).
+
+    With ``StreamDecoder(reuse_buffers=True)`` the arrays are views into the decoder's buffers,
+    valid until its next call; :meth:`copy` detaches them.
+    """
+
+    events_table: np.ndarray  # int64 (n_events, N_EV_COLS)
+    channels_table: np.ndarray  # int32 (n_channels, N_CH_COLS), sample_start into time_bin/adc
+    time_bin: np.ndarray  # uint16 (n_samples,)
+    adc: np.ndarray  # uint16 (n_samples,)
+    aux_table: np.ndarray  # int32 (n_aux, N_AUX_COLS)
+    errors: np.ndarray  # int64 (N_DECODE_ERRORS,) counted during this call
+    first_datagram: int = 0
+    n_datagrams: int = 0
+
+    def __len__(self) -> int:
+        return self.events_table.shape[0]
+
+    def copy(self) -> DecodedBatch:
+        return DecodedBatch(
+            self.events_table.copy(),
+            self.channels_table.copy(),
+            self.time_bin.copy(),
+            self.adc.copy(),
+            self.aux_table.copy(),
+            self.errors.copy(),
+            self.first_datagram,
+            self.n_datagrams,
+        )
+
+    # event columns
+    @property
+    def event_type(self) -> np.ndarray:
+        return self.events_table[:, dk.EV_TYPE]
+
+    @property
+    def timestamp(self) -> np.ndarray:
+        return self.events_table[:, dk.EV_TIMESTAMP]
+
+    @property
+    def event_count(self) -> np.ndarray:
+        return self.events_table[:, dk.EV_COUNT]
+
+    @property
+    def flags(self) -> np.ndarray:
+        return self.events_table[:, dk.EV_FLAGS]
+
+    @property
+    def source_id(self) -> np.ndarray:
+        return self.events_table[:, dk.EV_SOURCE]
+
+    @property
+    def channel_start(self) -> np.ndarray:
+        return self.events_table[:, dk.EV_CHAN_START]
+
+    @property
+    def n_channels(self) -> np.ndarray:
+        return self.events_table[:, dk.EV_N_CHAN]
+
+    @property
+    def size_declared(self) -> np.ndarray:
+        return self.events_table[:, dk.EV_SIZE_DECLARED]
+
+    @property
+    def size_counted(self) -> np.ndarray:
+        return self.events_table[:, dk.EV_SIZE_COUNTED]
+
+    # channel columns
+    @property
+    def card(self) -> np.ndarray:
+        return self.channels_table[:, dk.CH_CARD]
+
+    @property
+    def chip(self) -> np.ndarray:
+        return self.channels_table[:, dk.CH_CHIP]
+
+    @property
+    def channel(self) -> np.ndarray:
+        return self.channels_table[:, dk.CH_CHANNEL]
+
+    @property
+    def sample_start(self) -> np.ndarray:
+        return self.channels_table[:, dk.CH_SAMPLE_START]
+
+    @property
+    def n_samples(self) -> np.ndarray:
+        return self.channels_table[:, dk.CH_N_SAMPLES]
+
+    @property
+    def signal_ids(self) -> np.ndarray:
+        """card*288 + chip*72 + channel per channel row."""
+        return signal_id(self.card, self.chip, self.channel)
+
+    def events(self) -> list[Event]:
+        """The batch as Event objects (arrays copied)."""
+        out = []
+        ch, aux = self.channels_table, self.aux_table
+        for row in self.events_table.tolist():
+            c0, nc = row[dk.EV_CHAN_START], row[dk.EV_N_CHAN]
+            channels = []
+            for card, chip, chan, s0, n in ch[c0 : c0 + nc].tolist():
+                bins = self.time_bin[s0 : s0 + n].copy()
+                channels.append(Channel(card, chip, chan, bins, self.adc[s0 : s0 + n].copy()))
+            a0, na = row[dk.EV_AUX_START], row[dk.EV_N_AUX]
+            hits, cells = [], []
+            for kind, card, chip, value in aux[a0 : a0 + na].tolist():
+                if kind == dk.AUX_HIT_COUNT:
+                    hits.append((card, chip, value))
+                else:
+                    cells.append((chip, value))
+            ev = Event(
+                event_type=row[dk.EV_TYPE],
+                timestamp=row[dk.EV_TIMESTAMP],
+                event_count=row[dk.EV_COUNT],
+                channels=channels,
+                hit_counts=hits,
+                last_cells=cells,
+                source_id=row[dk.EV_SOURCE],
+                flags=EventFlag(row[dk.EV_FLAGS]),
+            )
+            out.append(ev)
+        return out
+
+
+@dataclass
+class _Carry:
+    """The open event's rows, rebased to start at row / sample 0."""
+
+    event: np.ndarray
+    channels: np.ndarray
+    time_bin: np.ndarray
+    adc: np.ndarray
+    aux: np.ndarray
+
+
+def as_word_rows(buf: np.ndarray) -> np.ndarray:
+    """A 2-D uint8 (little-endian pairs) or uint16 array as C-contiguous uint16 rows."""
+    a = np.asarray(buf)
+    if a.ndim != 2:
+        raise ValueError(f"datagram buffer must be 2-D, got shape {a.shape}")
+    if a.dtype == np.uint8:
+        if a.shape[1] % 2:
+            a = np.concatenate([a, np.zeros((a.shape[0], 1), np.uint8)], axis=1)
+        return np.ascontiguousarray(a).view("<u2").astype(np.uint16, copy=False)
+    if a.dtype == np.uint16:
+        return np.ascontiguousarray(a)
+    raise ValueError(f"datagram buffer must be uint8 or uint16, got {a.dtype}")
+
+
+class StreamDecoder:
+    """Stateful decoder of one card's data stream, fed in batches of datagrams."""
+
+    def __init__(
+        self,
+        check_seq: bool = True,
+        has_lead: bool = True,
+        *,
+        eoe_size_offset: int = EOE_SIZE_OFFSET_BYTES,
+        reuse_buffers: bool = False,
+    ) -> None:
+        self.check_seq = check_seq
+        self.has_lead = has_lead
+        self.eoe_size_offset = eoe_size_offset
+        self.reuse_buffers = reuse_buffers
+        self.errors = np.zeros(N_DECODE_ERRORS, dtype=np.int64)
+        self._state = dk.new_state()
+        self._counts = np.zeros(dk.N_COUNTS, dtype=np.int64)
+        self._carry: _Carry | None = None
+        self._bufs: tuple[np.ndarray, ...] | None = None
+
+    def error_counts(self) -> dict[str, int]:
+        """Cumulative error counters by name."""
+        return {e.name: int(self.errors[e]) for e in DecodeError}
+
+    @property
+    def datagrams_seen(self) -> int:
+        return int(self._state[dk.ST_DATAGRAM])
+
+    def _buffers(self, need: tuple[int, int, int, int]) -> tuple[np.ndarray, ...]:
+        n_ev, n_ch, n_s, n_aux = need
+        b = self._bufs
+        if (
+            b is None
+            or not self.reuse_buffers
+            or b[0].shape[0] < n_ev
+            or b[1].shape[0] < n_ch
+            or b[2].shape[0] < n_s
+            or b[4].shape[0] < n_aux
+        ):
+            grow = 1.25 if self.reuse_buffers else 1.0
+            n_ev, n_ch, n_s, n_aux = (int(x * grow) + 1 for x in need)
+            b = (
+                np.empty((n_ev, dk.N_EV_COLS), np.int64),
+                np.empty((n_ch, dk.N_CH_COLS), np.int32),
+                np.empty(n_s, np.uint16),
+                np.empty(n_s, np.uint16),
+                np.empty((n_aux, dk.N_AUX_COLS), np.int32),
+            )
+            if self.reuse_buffers:
+                self._bufs = b
+        return b
+
+    def decode(self, buf: np.ndarray, lengths: Sequence[int] | np.ndarray) -> DecodedBatch:
+        """Decode rows ``buf[d]`` holding ``lengths[d]`` bytes each; events that ended here."""
+        words = as_word_rows(buf)
+        lens = np.ascontiguousarray(lengths, dtype=np.int64)
+        if lens.ndim != 1 or lens.shape[0] != words.shape[0]:
+            raise ValueError(f"lengths shape {lens.shape} does not match {words.shape[0]} rows")
+        total = int(np.clip(lens, 0, 2 * words.shape[1]).sum()) // 2
+        bounds = dk.output_bounds(total, words.shape[0])
+        c = self._carry
+        carried = (1, len(c.channels), len(c.time_bin), len(c.aux)) if c else (0, 0, 0, 0)
+        ev, ch, tb, adc, aux = self._buffers(tuple(a + b for a, b in zip(bounds, carried)))
+        if c is not None:
+            ev[0] = c.event
+            ch[: carried[1]] = c.channels
+            tb[: carried[2]] = c.time_bin
+            adc[: carried[2]] = c.adc
+            aux[: carried[3]] = c.aux
+        self._counts[:] = carried
+        before = self.errors.copy()
+        first = self.datagrams_seen
+        dk.decode_batch(
+            words, lens, self.has_lead, self.check_seq, self.eoe_size_offset, KIND_LUT,
+            self._state, self._counts, ev, ch, tb, adc, aux, self.errors,
+        )  # fmt: skip
+        n_ev, n_ch, n_s, n_aux = (int(x) for x in self._counts)
+        if self._state[dk.ST_IN_EVENT]:
+            n_ev -= 1
+            self._carry_open(ev[n_ev], ch, tb, adc, aux, n_ch, n_s, n_aux)
+            n_ch, n_s, n_aux = self._closed_extent(ev[n_ev], ch, n_s)
+        else:
+            self._carry = None
+        return DecodedBatch(
+            ev[:n_ev], ch[:n_ch], tb[:n_s], adc[:n_s], aux[:n_aux],
+            self.errors - before, first, words.shape[0],
+        )  # fmt: skip
+
+    @staticmethod
+    def _closed_extent(row: np.ndarray, ch: np.ndarray, n_s: int) -> tuple[int, int, int]:
+        """Row counts of the closed events, which precede the open event's rows."""
+        c0 = int(row[dk.EV_CHAN_START])
+        s0 = int(ch[c0, dk.CH_SAMPLE_START]) if row[dk.EV_N_CHAN] > 0 else n_s
+        return c0, s0, int(row[dk.EV_AUX_START])
+
+    def _carry_open(self, row, ch, tb, adc, aux, n_ch, n_s, n_aux) -> None:
+        c0, s0, a0 = self._closed_extent(row, ch, n_s)
+        event = row.copy()
+        event[dk.EV_CHAN_START] = 0
+        event[dk.EV_AUX_START] = 0
+        channels = ch[c0:n_ch].copy()
+        channels[:, dk.CH_SAMPLE_START] -= s0
+        self._carry = _Carry(
+            event, channels, tb[s0:n_s].copy(), adc[s0:n_s].copy(), aux[a0:n_aux].copy()
+        )
+        st = self._state
+        st[dk.ST_EV_ROW] = 0
+        if st[dk.ST_CHAN_ROW] >= 0:
+            st[dk.ST_CHAN_ROW] -= c0
+
+    def flush(self) -> DecodedBatch:
+        """End of stream: return the open event, if any, closed TRUNCATED; reset the state."""
+        c = self._carry
+        self._carry = None
+        st = self._state
+        first = self.datagrams_seen
+        last_lead = st[dk.ST_LAST_LEAD]
+        self._state = dk.new_state()
+        self._state[dk.ST_DATAGRAM] = first
+        self._state[dk.ST_LAST_LEAD] = last_lead
+        none = np.zeros(0, np.uint16)
+        if c is None:
+            return DecodedBatch(
+                np.zeros((0, dk.N_EV_COLS), np.int64), np.zeros((0, dk.N_CH_COLS), np.int32),
+                none, none.copy(), np.zeros((0, dk.N_AUX_COLS), np.int32),
+                np.zeros(N_DECODE_ERRORS, np.int64), first, 0,
+            )  # fmt: skip
+        event = c.event.copy()[None, :]
+        event[0, dk.EV_FLAGS] |= int(EventFlag.TRUNCATED)
+        event[0, dk.EV_LAST_DGRAM] = first - 1
+        return DecodedBatch(
+            event, c.channels, c.time_bin, c.adc, c.aux, np.zeros(N_DECODE_ERRORS, np.int64),
+            first, 0,
+        )  # fmt: skip
+
+
+def pack_datagrams(
+    datagrams: Sequence[bytes], stride: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Datagrams -> (uint8 rows of ``stride`` bytes, zero padded; int64 lengths in bytes).
+
+    ``stride`` defaults to the longest datagram rounded up to even. A longer datagram is cut to
+    the stride but keeps its true length, as a receive slot would, so the decoder counts it.
+    """
+    lengths = np.array([len(d) for d in datagrams], dtype=np.int64)
+    if stride is None:
+        stride = int(lengths.max(initial=0))
+    stride = max(2, stride + (stride & 1))
+    out = np.zeros((len(datagrams), stride), dtype=np.uint8)
+    for i, d in enumerate(datagrams):
+        n = min(len(d), stride)
+        out[i, :n] = np.frombuffer(d, dtype=np.uint8, count=n)
+    return out, lengths
+
+
+def decode_datagrams(
+    datagrams: Sequence[bytes], *, check_seq: bool = True, has_lead: bool = True
+) -> tuple[list[Event], dict[str, int]]:
+    """Decode a whole stream in one batch (flushed at the end): events and error counts."""
+    dec = StreamDecoder(check_seq, has_lead)
+    events: list[Event] = []
+    if len(datagrams):
+        buf, lengths = pack_datagrams(datagrams)
+        events.extend(dec.decode(buf, lengths).events())
+    events.extend(dec.flush().events())
+    return events, dec.error_counts()

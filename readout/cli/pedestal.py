@@ -1,0 +1,78 @@
+"""``agetdaq pedestal``: pedestal run on the internal generator -> per-channel table (+ upload)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from readout.cli.common import (
+    add_daq_arguments,
+    guarded,
+    load_settings,
+    setup_logging,
+    stop_on_signals,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pedestal", help="pedestal run: mean, noise, thresholds, dead/noisy flags")
+    add_daq_arguments(p)
+    p.add_argument("--output", "-o", required=True, metavar="PED.h5", help="pedestal run file")
+    p.add_argument("--events", type=int, default=500, help="generator events (default 500)")
+    p.add_argument("--seconds", type=float, default=120.0, help="at most this long (default 120)")
+    p.add_argument("--k-sigma", type=float, default=5.0, help="threshold = k * noise")
+    p.add_argument(
+        "--upload",
+        action="store_true",
+        help="send ped/thr to the board (baselines equalised at 250, like hped)",
+    )
+    p.set_defaults(func=guarded(run))
+
+
+def run(args: argparse.Namespace) -> int:
+    from readout.board_link import BoardError
+    from readout.engine import Acquisition
+    from readout.pedestals import upload_commands
+
+    setup_logging(args.verbose)
+    settings = load_settings(args)
+    stop = stop_on_signals()
+    acq = Acquisition(settings, publish=args.publish, metrics_port=args.metrics_port)
+    try:
+        acq.start_run("pedestal", "pedestal run", args.output, args.events, args.seconds)
+        while acq.state == "running":
+            if stop.wait(0.1):
+                acq.stop_run("interrupted (signal)")
+                break
+            acq.poll()
+        rows = acq.pedestal_rows
+        if rows is None:
+            print(f"agetdaq: no pedestal events received from {settings.daq.bec}")
+            return 1
+        strips = rows[rows["strip"] >= 0]
+        summary = {
+            "file": args.output,
+            "events": acq.datapath.counters.events_processed,
+            "mean_adc": float(np.mean(strips["mean"])),
+            "noise_adc": float(np.median(strips["sigma"])),
+            "dead": [int(s) for s in strips["strip"][(strips["flags"] & 1) != 0]],
+            "noisy": [int(s) for s in strips["strip"][(strips["flags"] & 2) != 0]],
+        }
+        if args.upload:
+            commands = upload_commands(rows, k_sigma=args.k_sigma)
+            t0 = time.monotonic()
+            try:
+                for line in commands:
+                    acq.link.command(line)
+            except BoardError as exc:
+                print(f"agetdaq: upload failed: {exc}")
+                return 1
+            summary["uploaded_commands"] = len(commands)
+            summary["upload_s"] = round(time.monotonic() - t0, 2)
+        print(json.dumps(summary, indent=1))
+        return 0
+    finally:
+        acq.close()

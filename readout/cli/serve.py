@@ -1,0 +1,63 @@
+"""``agetdaq serve``: the acquisition engine as a long-running server driven by run control."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from readout.cli.common import (
+    add_daq_arguments,
+    guarded,
+    load_settings,
+    setup_logging,
+    stop_on_signals,
+)
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="DAQ server: waits for run control on the control socket")
+    add_daq_arguments(p)
+    p.add_argument(
+        "--control",
+        default="tcp://127.0.0.1:5555",
+        metavar="ENDPOINT",
+        help="run-control REP socket (default tcp://127.0.0.1:5555)",
+    )
+    p.add_argument(
+        "--keys",
+        dest="keys_dir",
+        metavar="DIR",
+        help="CURVE keys (agetdaq keys); required to bind control beyond loopback",
+    )
+    p.add_argument("--configure", metavar="SCRIPT", help="configure the board at start-up")
+    p.set_defaults(func=guarded(serve), publish="tcp://127.0.0.1:5556")
+
+
+def serve(args: argparse.Namespace) -> int:
+    from readout.control import ControlServer
+    from readout.control_handler import handle
+    from readout.engine import Acquisition
+    from readout.pedestals import load_pedestals
+    from readout.security import control_socket_setup
+
+    setup_logging(args.verbose)
+    settings = load_settings(args)
+    setup = control_socket_setup(args.control, getattr(args, "keys_dir", None))
+    stop = stop_on_signals()
+    acq = Acquisition(settings, publish=args.publish, metrics_port=args.metrics_port)
+    server = ControlServer(args.control, lambda req: handle(acq, req), configure_socket=setup)
+    log.info("run control on %s, stream on %s", server.address, args.publish)
+    try:
+        if args.pedestals:
+            acq.load_pedestals(load_pedestals(args.pedestals))
+        if args.configure:
+            acq.configure(args.configure)
+        while not stop.is_set():
+            server.poll(100)
+            acq.poll()
+        return 0
+    finally:
+        server.close()
+        acq.close()

@@ -1,0 +1,311 @@
+"""Credit flow control of one BEC (PROTOCOL.md §3.4): the board sends data frames only while it
+holds send allowance, so the PC keeps a fixed window of credit in flight and returns what it
+receives.
+
+Design
+------
+* **Window.** ``start()`` sends the whole window in one request *without* sequence number (this
+  resets the card's request and reply indices, so its next data frame carries the first-reply flag
+  0x0100). Afterwards every data frame seen returns 1 frame (unit F) or its datagram length in
+  bytes (unit B: the card subtracts the UDP payload length, lead word included) to ``pending``;
+  when ``pending`` reaches the threshold it is granted with ``daq 0x<credit> U 0x<seq>``, seq
+  counting 0x00, 0x01, ... mod 256. ``credits restore 8 1 F`` = window 8 frames, threshold 1.
+* **In the capture thread.** :meth:`CreditLoop.on_frame` runs in the receiver's capture thread
+  right after ``recv_into``, so the re-grant latency (datagram arrival -> ``send`` returned) is a
+  few microseconds and is recorded in :attr:`CreditLoop.latency`. Throughput = window / turnaround.
+* **Back-pressure.** When the ring holds ``high_water`` of its capacity, grants are held (the credit
+  keeps accumulating in ``pending``) so the board keeps its data instead of us dropping it; they
+  resume once the consumer has released the ring down to ``low_water``. The ring must have room for
+  one window above ``high_water``; :meth:`attach_ring` warns otherwise.
+* **Lost frames.** The data lead word carries an 8-bit reply sequence. A gap of k means k frames the
+  card sent (and charged) never reached us: they are counted in ``lost_replies`` and credited back
+  so the window does not shrink over a weeks-long run (never more than the credit in flight). In
+  unit B their sizes are unknown: [I] they are credited at the size of the frame showing the gap.
+* **Budget** (client ``DAQ N``): in unit B requests are capped at the bytes left; once the budget is
+  received a zero-size request is sent and the next start is a first request again (as feminos-daq).
+* **Stop** = no more grants; :class:`readout.board_link.BoardLink` then sends the pause request
+  ``daq 0xFFFFFF F`` (which gets a reply) through its command channel.
+
+All state is guarded by one lock: grants come from the capture thread (data arrival) and from the
+consumer thread (ring released after a hold).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from protocol.commands import DAQ_PAUSE, MAX_DAQ_AMOUNT, format_daq_request
+from readout.link_stats import CreditCounters, LatencyHistogram
+
+log = logging.getLogger(__name__)
+
+PAUSE_REQUEST = format_daq_request(DAQ_PAUSE, "F")
+_CACHE_LIMIT = 4096
+
+
+@dataclass(frozen=True)
+class CreditConfig:
+    """Window and threshold in ``unit`` ('F' frames or 'B' bytes); ring water marks as fractions."""
+
+    unit: str = "F"
+    window: int = 8
+    threshold: int = 1
+    high_water: float = 0.5
+    low_water: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.unit not in ("F", "B"):
+            raise ValueError(f"credit unit must be 'F' or 'B', not {self.unit!r}")
+        if not 1 <= self.window <= MAX_DAQ_AMOUNT:
+            raise ValueError(f"credit window must be 1..{MAX_DAQ_AMOUNT}, not {self.window}")
+        if not 0 <= self.threshold <= self.window:
+            raise ValueError(
+                f"credit threshold must be 0..window ({self.window}), not {self.threshold}"
+            )
+        if not 0.0 < self.low_water <= self.high_water < 1.0:
+            raise ValueError("need 0 < low_water <= high_water < 1")
+
+    @classmethod
+    def from_restore(cls, args: Sequence[str], base: CreditConfig | None = None) -> CreditConfig:
+        """From the words after ``credits restore``: ``<window> <threshold> F|B``."""
+        if len(args) != 3:
+            raise ValueError(f"usage: credits restore <window> <threshold> F|B, got {args!r}")
+        try:
+            window, threshold = int(args[0], 0), int(args[1], 0)
+        except ValueError as exc:
+            raise ValueError(f"credits restore: bad number in {args!r}") from exc
+        return replace(base or cls(), unit=args[2].upper(), window=window, threshold=threshold)
+
+
+class CreditLoop:
+    """Credit state of one board; ``send(datagram)`` puts a request on the board socket."""
+
+    def __init__(
+        self,
+        send: Callable[[bytes], object],
+        config: CreditConfig | None = None,
+        *,
+        clock: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        self._send = send
+        self._clock = clock
+        self.config = config or CreditConfig()
+        self.counters = CreditCounters()
+        self.latency = LatencyHistogram()
+        self._lock = threading.Lock()
+        self._fill: Callable[[], int] = lambda: 0
+        self._capacity = 0
+        self._hold_at = 1 << 62
+        self._resume_at = 1 << 62
+        self._cache: dict[tuple[int, int], bytes] = {}
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self._running = False
+        self._held = False
+        self._first = True  # next request goes without sequence number
+        self._seq = 0
+        self._pending = 0
+        self._outstanding = 0
+        self._expect = -1  # next data sequence number, -1 = unknown
+        self._budget_left: int | None = None
+        self._unit_f = self.config.unit == "F"
+        self._threshold = max(1, self.config.threshold)  # 0 = grant whatever is pending
+
+    # ---- wiring ------------------------------------------------------------------------------
+    def attach_ring(self, fill: Callable[[], int], capacity: int) -> None:
+        """Called by the receiver: ``fill()`` = frames waiting in its ring of ``capacity`` slots."""
+        self._fill = fill
+        self._capacity = capacity
+        self._apply_water_marks()
+
+    def _apply_water_marks(self) -> None:
+        if not self._capacity:
+            return
+        cfg = self.config
+        self._hold_at = max(1, int(cfg.high_water * self._capacity))
+        self._resume_at = int(cfg.low_water * self._capacity)
+        if cfg.unit == "F" and self._hold_at + cfg.window > self._capacity:
+            log.warning(
+                "credit window %d F does not fit above the ring's high-water mark (%d of %d slots):"
+                " the ring can overflow",
+                cfg.window,
+                self._hold_at,
+                self._capacity,
+            )
+
+    def configure(self, config: CreditConfig) -> None:
+        """New window / threshold (``credits restore``); applies from the next :meth:`start`."""
+        with self._lock:
+            self.config = config
+            self._apply_water_marks()
+            if self._running:
+                log.info("credit configuration changed while running: applies at next start")
+
+    # ---- control -----------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    def start(self, budget_bytes: int | None = None) -> None:
+        """Open the window (first request, no sequence number); ``budget_bytes`` = stop granting
+        after that many bytes (None = no limit). While running, only updates the budget."""
+        if budget_bytes is not None and budget_bytes <= 0:
+            raise ValueError(f"byte budget must be positive or None, not {budget_bytes}")
+        with self._lock:
+            if self._running:
+                self._budget_left = budget_bytes
+                self._try_grant(None)
+                return
+            self._reset_state()
+            cfg = self.config
+            amount = cfg.window
+            if budget_bytes is not None and not self._unit_f:
+                amount = min(amount, budget_bytes)
+            self._budget_left = budget_bytes
+            self._running = True
+            self._first = True
+            self._send_request(amount)
+
+    def stop(self) -> None:
+        """Stop granting. The next :meth:`start` opens a fresh window with a first request."""
+        with self._lock:
+            self._running = False
+            self._held = False
+            self._pending = 0
+            self._first = True
+
+    # ---- capture thread ----------------------------------------------------------------------
+    def on_frame(self, lead: int, nbytes: int, arrival_ns: int) -> None:
+        """One data datagram arrived (its lead word and length)."""
+        with self._lock:
+            c = self.counters
+            c.frames_seen += 1
+            c.bytes_seen += nbytes
+            seq = lead & 0xFF
+            credit = 1 if self._unit_f else nbytes
+            if lead & 0x100:
+                c.resyncs += 1
+            elif self._expect >= 0 and seq != self._expect:
+                gap = (seq - self._expect) & 0xFF
+                c.lost_replies += gap
+                # never return more than is in flight (a reordered frame looks like a long gap)
+                credit += min(gap * credit, max(0, self._outstanding - credit))
+            self._expect = (seq + 1) & 0xFF
+            if not self._running:
+                return
+            self._outstanding -= credit
+            self._pending += credit
+            if self._budget_left is not None:
+                self._budget_left -= nbytes
+            if self._held:
+                return
+            if self._fill() >= self._hold_at:
+                self._held = True
+                c.holds += 1
+                return
+            if self._pending >= self._threshold or self._budget_left is not None:
+                self._try_grant(arrival_ns)
+
+    def on_release(self) -> None:
+        """The consumer released ring slots: resume granting once the ring has drained."""
+        if self._held:
+            self._resume()
+
+    def on_idle(self) -> None:
+        """Capture thread idle tick: the same check, as a safety net."""
+        if self._held:
+            self._resume()
+
+    def _resume(self) -> None:
+        with self._lock:
+            if self._held and self._fill() <= self._resume_at:
+                self._held = False
+                self.counters.resumes += 1
+                if self._running:
+                    self._try_grant(None)
+
+    # ---- requests (lock held) ----------------------------------------------------------------
+    def _try_grant(self, arrival_ns: int | None) -> None:
+        left = self._budget_left
+        if left is not None and left <= 0:
+            if self._running:  # budget reached: zero-size request, then a fresh start next time
+                self._send_request(0)
+                self._running = False
+                self._first = True
+                self._pending = 0
+                self.counters.budget_done += 1
+            return
+        amount = self._pending
+        if left is not None and not self._unit_f:
+            amount = min(amount, left)
+        if amount < self._threshold:
+            return
+        amount = min(amount, MAX_DAQ_AMOUNT)
+        if self._send_request(amount):
+            self._pending -= amount
+            if arrival_ns is not None:
+                self.latency.add(self._clock() - arrival_ns)
+
+    def _send_request(self, amount: int) -> bool:
+        if self._first:
+            msg = format_daq_request(amount, self.config.unit).encode("ascii")
+        else:
+            key = (amount, self._seq)
+            msg = self._cache.get(key)  # type: ignore[assignment]
+            if msg is None:
+                msg = format_daq_request(amount, self.config.unit, self._seq).encode("ascii")
+                if len(self._cache) < _CACHE_LIMIT:
+                    self._cache[key] = msg
+        try:
+            self._send(msg)
+        except OSError as exc:
+            self.counters.send_errors += 1
+            log.debug("credit request %r not sent: %s", msg, exc)
+            return False
+        c = self.counters
+        c.requests_sent += 1
+        c.credit_sent += amount
+        self._outstanding += amount
+        if self._first:
+            c.first_requests += 1
+            self._first = False
+            self._seq = 0
+            self._expect = -1
+        else:
+            self._seq = (self._seq + 1) & 0xFF
+        return True
+
+    # ---- reporting ---------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, object]:
+        with self._lock:
+            return {
+                "running": self._running,
+                "held": self._held,
+                "unit": self.config.unit,
+                "window": self.config.window,
+                "threshold": self.config.threshold,
+                "pending": self._pending,
+                "outstanding": self._outstanding,
+                "next_seq": None if self._first else self._seq,
+                "budget_left": self._budget_left,
+                **self.counters.as_dict(),
+                "regrant_latency": self.latency.summary(),
+            }
+
+    def describe(self) -> str:
+        """One line for ``credits show``."""
+        s = self.snapshot()
+        return (
+            f"credits: window {s['window']} {s['unit']}, threshold {s['threshold']}, "
+            f"pending {s['pending']}, outstanding {s['outstanding']}, "
+            f"{'running' if s['running'] else 'stopped'}{' (held)' if s['held'] else ''}"
+        )

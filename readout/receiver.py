@@ -1,0 +1,409 @@
+"""UDP receiver of one BEC: a capture thread that reads datagrams straight into a preallocated ring.
+
+Design
+------
+* **One socket per BEC** (:func:`open_board_socket`): ephemeral local port, connected to the board
+  so the kernel filters other senders; the same socket sends commands and ``daq`` credit requests
+  and receives replies and data (PROTOCOL.md §3.1). A large ``SO_RCVBUF`` is requested and **read
+  back**; a short grant (``net.core.rmem_max`` too low) is logged as a warning (FIELD-NOTES).
+* **Capture is separate from processing.** The capture thread does nothing but ``recv_into`` a
+  memoryview of the next free ring slot, stamp the arrival time, classify the datagram by its
+  second word and publish it. No allocation per data frame; a slow consumer never makes the socket
+  overflow.
+* **Ring** = a 2-D ``uint8`` array ``(n_slots + 1, slot_size)``, a ``lengths`` array and an
+  ``arrival_ns`` array (``time.monotonic_ns``). The extra last row is a scratch slot: when the ring
+  is full the datagram is still read (into scratch), **counted and dropped**; the socket thread
+  never blocks. Single producer / single consumer: ``_head`` is written only by the capture thread,
+  ``_tail`` only by the consumer (CPython int stores are atomic).
+* **Demultiplexing** uses the start-of-frame word, not the lead word: a data frame's lead is its
+  8-bit sequence number and is 0 once every 256 frames. DFRAMEs go to the ring; CFRAME / MFRAME
+  replies are copied to a bounded reply queue; anything else is counted by kind and skipped
+  (:class:`~readout.link_stats.ReceiverCounters`).
+* **Credit** (:mod:`readout.credit`) is driven from the capture thread, which knows first when a
+  frame arrived; the consumer's :meth:`Receiver.release` only matters when the ring is filling
+  (back-pressure: the credit loop then holds its grants so the board keeps the data).
+* **Hand-off**: :meth:`Receiver.get_batch` returns numpy *views* of up to ``max_n`` contiguous slots
+  ``(buf, lengths, arrival_ns)``; they stay valid until :meth:`Receiver.release`.
+* **Stop**: ``SO_RCVTIMEO`` (default 0.1 s) wakes an idle capture thread to check its stop flag;
+  a blocking socket otherwise costs one syscall per datagram.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import struct
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+import numpy as np
+
+from readout.link_stats import ReceiverCounters, kernel_drops
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RCVBUF = 64 << 20
+DEFAULT_SLOTS = 4096
+DEFAULT_SLOT_SIZE = 9216  # 8192-byte datagrams of feminos-daq, and jumbo frames (MTU 9000)
+SO_RCVBUFFORCE = 33  # Linux; needs CAP_NET_ADMIN
+_SOF_MASK = 0xFE00
+_SOF_D = 0x0800
+_SOF_M = 0x0600
+_SOF_C = 0x0400
+_EOF = 0x000F
+
+
+class FrameSink(Protocol):
+    """What the capture thread drives (implemented by :class:`readout.credit.CreditLoop`)."""
+
+    def attach_ring(self, fill: object, capacity: int) -> None: ...
+    def on_frame(self, lead: int, nbytes: int, arrival_ns: int) -> None: ...
+    def on_release(self) -> None: ...
+    def on_idle(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RcvbufReport:
+    """Receive-buffer size asked for and what the kernel really gave (read back)."""
+
+    requested: int
+    granted: int
+    rmem_max: int | None
+    forced: bool = False
+
+    @property
+    def short(self) -> bool:
+        return self.granted < self.requested
+
+    def warning(self) -> str | None:
+        """Operator-facing text when the grant is short, else None."""
+        if not self.short:
+            return None
+        limit = f"{self.rmem_max} bytes" if self.rmem_max is not None else "unknown"
+        return (
+            f"SO_RCVBUF: requested {self.requested} bytes, the kernel granted {self.granted} "
+            f"(net.core.rmem_max = {limit}); bursts may be dropped by the kernel. "
+            f"Raise it with: sysctl -w net.core.rmem_max={self.requested}"
+        )
+
+
+def read_rmem_max() -> int | None:
+    try:
+        with open("/proc/sys/net/core/rmem_max", encoding="ascii") as fh:
+            return int(fh.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def set_rcvbuf(sock: socket.socket, requested: int, force: bool = False) -> RcvbufReport:
+    """Request ``requested`` bytes of receive buffer, read the size back and warn when short.
+    ``force`` retries with SO_RCVBUFFORCE (root / CAP_NET_ADMIN) past ``rmem_max``."""
+    if requested <= 0:
+        raise ValueError(f"receive buffer size must be positive, got {requested}")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, requested)
+    granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    forced = False
+    if granted < requested and force and sys.platform.startswith("linux"):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, requested)
+            granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            forced = True
+        except OSError as exc:
+            log.info("SO_RCVBUFFORCE not permitted (%s)", exc)
+    report = RcvbufReport(requested, granted, read_rmem_max(), forced)
+    if (msg := report.warning()) is not None:
+        log.warning(msg)
+    return report
+
+
+def open_board_socket(
+    board: tuple[str, int],
+    *,
+    local: tuple[str, int] = ("", 0),
+    rcvbuf: int = DEFAULT_RCVBUF,
+    force_rcvbuf: bool = False,
+    connect: bool = True,
+) -> tuple[socket.socket, RcvbufReport]:
+    """UDP socket for one board: bound to ``local`` (ephemeral port by default), receive buffer
+    set and read back, connected to ``board`` unless ``connect`` is False."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        report = set_rcvbuf(sock, rcvbuf, force_rcvbuf)
+        sock.bind(local)
+        if connect:
+            sock.connect(board)
+    except OSError:
+        sock.close()
+        raise
+    return sock, report
+
+
+class Batch(NamedTuple):
+    """Views into the ring, valid until :meth:`Receiver.release`. Row ``i`` of ``buf`` holds a
+    datagram of ``lengths[i]`` bytes (lead word included)."""
+
+    buf: np.ndarray  # (k, slot_size) uint8
+    lengths: np.ndarray  # (k,) int32
+    arrival_ns: np.ndarray  # (k,) int64, time.monotonic_ns
+
+
+class Reply(NamedTuple):
+    datagram: bytes
+    arrival_ns: int
+
+
+class Receiver:
+    """Capture thread + ring for one board socket (see the module docstring)."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        n_slots: int = DEFAULT_SLOTS,
+        slot_size: int = DEFAULT_SLOT_SIZE,
+        sink: FrameSink | None = None,
+        check_frames: bool = True,
+        reply_queue_size: int = 256,
+        idle_s: float = 0.1,
+        from_host: str | None = None,
+        name: str = "bec",
+    ) -> None:
+        if n_slots < 2:
+            raise ValueError(f"n_slots must be >= 2, got {n_slots}")
+        if slot_size < 16 or slot_size % 2:
+            raise ValueError(f"slot_size must be an even number >= 16, got {slot_size}")
+        if idle_s <= 0:
+            raise ValueError("idle_s must be positive")
+        self._sock = sock
+        self.n_slots = n_slots
+        self.slot_size = slot_size
+        self.check_frames = check_frames
+        self.name = name
+        self.counters = ReceiverCounters()
+        self._buf = np.empty((n_slots + 1, slot_size), dtype=np.uint8)
+        self._buf.fill(0)  # fault every page in now, not in the capture thread's first pass
+        self._lengths = np.zeros(n_slots, dtype=np.int32)
+        self._arrival = np.zeros(n_slots, dtype=np.int64)
+        self._replies: queue.Queue[Reply] = queue.Queue(maxsize=reply_queue_size)
+        self._head = 0  # next slot to fill (capture thread only)
+        self._tail = 0  # next slot to hand out (consumer only)
+        self._waiting = False
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._idle_s = idle_s
+        self._from_host = from_host
+        self._sink = sink
+        if sink is not None:
+            sink.attach_ring(self.fill, n_slots)
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> Receiver:
+        if self._thread is not None:
+            raise RuntimeError("receiver already started")
+        usec = int(self._idle_s * 1e6)
+        self._sock.setsockopt(
+            socket.SOL_SOCKET,
+            socket.SO_RCVTIMEO,
+            struct.pack("ll", usec // 1_000_000, usec % 1_000_000),
+        )
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._capture, name=f"rx-{self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop the capture thread (the socket stays open; its owner closes it)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.error("capture thread %s did not stop within %.1f s", self.name, timeout)
+            self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def __enter__(self) -> Receiver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- consumer side -----------------------------------------------------------------------
+    def fill(self) -> int:
+        """Frames in the ring not yet released."""
+        return self._head - self._tail
+
+    def get_batch(self, max_n: int = 256, timeout: float | None = 0.1) -> Batch:
+        """Up to ``max_n`` contiguous ring slots; waits up to ``timeout`` s (None = forever) when
+        the ring is empty and then returns an empty batch. Call :meth:`release` when done."""
+        if max_n < 1:
+            raise ValueError("max_n must be >= 1")
+        tail = self._tail
+        avail = self._head - tail
+        if avail <= 0 and timeout != 0:
+            self._wake.clear()
+            self._waiting = True
+            try:
+                avail = self._head - tail
+                if avail <= 0:
+                    self._wake.wait(timeout)
+                    avail = self._head - tail
+            finally:
+                self._waiting = False
+        start = tail % self.n_slots
+        k = max(0, min(avail, max_n, self.n_slots - start))
+        end = start + k
+        return Batch(self._buf[start:end], self._lengths[start:end], self._arrival[start:end])
+
+    def release(self, n: int) -> None:
+        """Give ``n`` slots (the oldest handed out) back to the capture thread."""
+        if not 0 <= n <= self._head - self._tail:
+            raise ValueError(f"cannot release {n} slots: {self._head - self._tail} in the ring")
+        self._tail += n
+        if n and self._sink is not None:
+            self._sink.on_release()
+
+    def get_reply(self, timeout: float | None) -> Reply | None:
+        """Next command reply (CFRAME / MFRAME datagram), or None after ``timeout`` s."""
+        try:
+            return self._replies.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def drain_replies(self) -> list[Reply]:
+        """Remove and return every queued reply (stale replies before a new command)."""
+        out = []
+        while True:
+            try:
+                out.append(self._replies.get_nowait())
+            except queue.Empty:
+                return out
+
+    def kernel_drops(self) -> int | None:
+        return kernel_drops(self._sock)
+
+    def stats(self) -> dict[str, int | None]:
+        d: dict[str, int | None] = dict(self.counters.as_dict())
+        d.update(
+            fill=self.fill(),
+            capacity=self.n_slots,
+            malformed=self.counters.malformed,
+            kernel_drops=self.kernel_drops(),
+        )
+        return d
+
+    # ---- capture thread ----------------------------------------------------------------------
+    def _capture(self) -> None:
+        try:
+            self._capture_loop()
+        except Exception:
+            log.exception("capture thread %s died", self.name)
+            raise
+
+    def _capture_loop(self) -> None:  # one flat loop on purpose: hot path
+        sock = self._sock
+        recv_into = sock.recv_into
+        recvfrom_into = sock.recvfrom_into
+        from_host = self._from_host
+        slots = [memoryview(row) for row in self._buf]  # n_slots + 1 rows, last = scratch
+        words = memoryview(self._buf.reshape(-1)).cast("H")
+        lengths = memoryview(self._lengths)
+        arrivals = memoryview(self._arrival)
+        n_slots = self.n_slots
+        slot_size = self.slot_size
+        slot_words = slot_size // 2
+        scratch = n_slots
+        c = self.counters
+        check = self.check_frames
+        sink = self._sink
+        on_frame = sink.on_frame if sink is not None else None
+        on_idle = sink.on_idle if sink is not None else None
+        now = time.monotonic_ns
+        trunc = socket.MSG_TRUNC
+        stop = self._stop.is_set
+        wake = self._wake.set
+        host_of = self._host_of
+
+        while not stop():
+            head = self._head
+            ix = head % n_slots if head - self._tail < n_slots else scratch
+            try:
+                if from_host is None:
+                    n = recv_into(slots[ix], slot_size, trunc)
+                else:
+                    n, addr = recvfrom_into(slots[ix], slot_size, trunc)
+                    if host_of(addr) != from_host:
+                        c.foreign += 1
+                        continue
+            except BlockingIOError:  # SO_RCVTIMEO: idle
+                if on_idle is not None:
+                    on_idle()
+                continue
+            except ConnectionRefusedError:  # ICMP port unreachable from an earlier send
+                c.icmp_errors += 1
+                continue
+            except OSError as exc:
+                if stop():
+                    break
+                log.error("receive on %s failed: %s", self.name, exc)
+                time.sleep(self._idle_s)
+                continue
+            t = now()
+            c.datagrams += 1
+            if n < 4:
+                c.runt += 1
+                continue
+            if n > slot_size:
+                c.oversize += 1
+                continue
+            if n & 1:
+                c.odd_length += 1
+                continue
+            base = ix * slot_words
+            sof = words[base + 1] & _SOF_MASK
+            if sof == _SOF_D:
+                if on_frame is not None:
+                    on_frame(words[base], n, t)
+                if ix == scratch:
+                    if head - self._tail >= n_slots:
+                        c.ring_full_drops += 1
+                        continue
+                    # room appeared while we waited in recv: move it to its slot (rare path)
+                    ix = head % n_slots
+                    slots[ix][:n] = slots[scratch][:n]
+                    base = ix * slot_words
+                if check:
+                    if n < 8 or words[base + 2] + 2 != n:
+                        c.size_mismatch += 1
+                        continue
+                    if words[base + (n >> 1) - 1] != _EOF:
+                        c.no_eof += 1
+                        continue
+                lengths[ix] = n
+                arrivals[ix] = t
+                self._head = head + 1
+                c.data_frames += 1
+                c.data_bytes += n
+                if self._waiting:
+                    wake()
+            elif sof in (_SOF_C, _SOF_M):
+                if words[base]:
+                    c.reply_bad_lead += 1
+                try:
+                    self._replies.put_nowait(Reply(bytes(slots[ix][:n]), t))
+                    c.replies += 1
+                except queue.Full:
+                    c.reply_queue_drops += 1
+            else:
+                c.bad_sof += 1
+
+    @staticmethod
+    def _host_of(addr: tuple) -> str:
+        return addr[0]

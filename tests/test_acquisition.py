@@ -1,0 +1,183 @@
+"""End-to-end acquisition against the BEC emulator over 127.0.0.1 (real sockets, files, ZMQ)."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from readout.emulator.scenario import Scenario
+from readout.emulator.server import Emulator
+from readout.emulator.truth import read_truth
+from readout.engine import Acquisition
+from readout.h5reader import RunFile
+from readout.settings import Settings
+from readout.stream import Subscriber
+
+pytestmark = pytest.mark.network
+
+
+def _scenario(fe55_hz: float, muon_hz: float, name: str = "default") -> Scenario:
+    data = Scenario.load(name).as_dict()
+    data.pop("path", None)
+    data["source"] = {"fe55": data.pop("fe55"), "muon": data.pop("muon")}
+    data["source"]["fe55"].update(rate_hz=fe55_hz, area="full")
+    data["source"]["muon"]["rate_hz"] = muon_hz
+    return Scenario.from_dict(data, "test")
+
+
+def _run(acq: Acquisition, limit_s: float = 60.0) -> None:
+    end = time.monotonic() + limit_s
+    while acq.state == "running" and time.monotonic() < end:
+        time.sleep(0.05)
+        acq.poll()
+    assert acq.state != "running", "run did not stop by itself"
+
+
+@pytest.fixture(scope="module")
+def physics_run(tmp_path_factory):
+    """One background-style run with X-rays and muons; shared by several assertions."""
+    tmp = tmp_path_factory.mktemp("acq")
+    truth = tmp / "truth.jsonl"
+    emu = Emulator(_scenario(150.0, 40.0), port=0, seed=3, truth_path=truth).start()
+    settings = Settings().with_daq(
+        bec=f"127.0.0.1:{emu.address[1]}", data_dir=str(tmp), store_waveforms="events"
+    )
+    acq = Acquisition(settings, publish="tcp://127.0.0.1:*")
+    sub = Subscriber(acq.publisher.address, topics=("status", "summary", "hist", "event"))
+    try:
+        acq.configure("run")
+        acq.start_run("background", "e2e", tmp / "run.h5", events=1500, seconds=40)
+        messages = []
+        end = time.monotonic() + 60
+        while acq.state == "running" and time.monotonic() < end:
+            acq.poll()
+            msg = sub.recv(20)
+            if msg is not None:
+                messages.append(msg)
+        counters = acq.counters()
+    finally:
+        acq.close()
+        emu.stop()
+        sub.close()
+    return tmp / "run.h5", read_truth(truth), counters, messages
+
+
+def test_every_event_reaches_the_file_with_its_counter(physics_run):
+    path, truth, counters, _ = physics_run
+    with RunFile(path) as f:
+        ev = f.events()
+        assert f.final()["stop_reason"].startswith("1500 events")
+    assert len(ev) >= 1500
+    counts = ev["event_count"].astype(np.int64)
+    assert np.array_equal(counts, np.arange(counts[0], counts[0] + len(counts)))
+    by_count = {t["event_count"]: t for t in truth}
+    assert all(int(c) in by_count for c in counts)
+    assert counters["builder"]["missing"] == 0
+    assert counters["receiver"]["ring_full_drops"] == 0
+    assert counters["decoder"] == {}
+
+
+def test_xray_centroids_and_classes_match_truth(physics_run):
+    path, truth, _, _ = physics_run
+    by_count = {t["event_count"]: t for t in truth}
+    with RunFile(path) as f:
+        ev = f.events()
+    kinds = [by_count[int(c)]["kind"] for c in ev["event_count"]]
+    main_xray = np.array(
+        [
+            k == "xray" and by_count[int(c)].get("line") in ("Ka", "Kb")
+            for k, c in zip(kinds, ev["event_count"])
+        ]
+    )
+    muon = np.array([k == "muon" for k in kinds])
+    assert main_xray.sum() > 300 and muon.sum() > 50
+    assert np.mean(ev["cls"][main_xray] == 1) >= 0.95
+    assert np.mean(ev["cls"][muon] != 1) >= 0.95
+    sel = main_xray & (ev["cls"] == 1)
+    tx = np.array([by_count[int(c)]["x_mm"] for c in ev["event_count"][sel]])
+    ty = np.array([by_count[int(c)]["y_mm"] for c in ev["event_count"][sel]])
+    assert np.median(np.abs(ev["x_mm"][sel] - tx)) < 0.3
+    assert np.median(np.abs(ev["y_mm"][sel] - ty)) < 0.3
+
+
+def test_stored_waveforms_are_the_raw_adc_of_the_event(physics_run):
+    path, truth, _, _ = physics_run
+    by_count = {t["event_count"]: t for t in truth}
+    with RunFile(path) as f:
+        events = list(f.iter_events(0, 200))
+        rows = f.events(0, 200)
+        strips_stored = f.channels()
+    n_checked = 0
+    for e, row in zip(events, rows):
+        t = by_count[e.event_count]
+        if row["trig"] and t["kind"] == "xray":
+            stored = set(strips_stored["strip"][strips_stored["event_row"] == row["event_id"]])
+            assert set(t["strips_x"]) & stored and set(t["strips_y"]) & stored
+            n_checked += 1
+    assert n_checked > 20
+
+
+def test_stream_numbers_messages_and_carries_the_schema(physics_run):
+    _, _, _, messages = physics_run
+    topics = {m.topic for m in messages}
+    assert {"status", "summary"} <= topics
+    status = [m for m in messages if m.topic == "status"]
+    assert all(k in status[-1].header for k in ("state", "events", "losses", "disk_free_gb"))
+    seqs = [m.seq for m in messages if m.topic == "summary"]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    summary = next(m for m in messages if m.topic == "summary" and m.header["n"] > 0)
+    assert {"event_id", "class", "energy_adc", "x_mm", "y_mm"} <= set(summary.arrays)
+
+
+def test_pedestal_run_matches_emulator_truth(tmp_path):
+    emu = Emulator("pedestal", port=0, seed=5).start()
+    settings = Settings().with_daq(bec=f"127.0.0.1:{emu.address[1]}", data_dir=str(tmp_path))
+    acq = Acquisition(settings)
+    try:
+        acq.start_run("pedestal", "", tmp_path / "ped.h5", events=300, seconds=60)
+        _run(acq)
+        rows = acq.pedestal_rows
+        physics = emu.card.physics
+    finally:
+        acq.close()
+        emu.stop()
+    assert rows is not None
+    strips = rows[rows["strip"] >= 0]
+    from protocol.mapping import StripMapping
+
+    m = StripMapping.default()
+    true_mean = physics.pedestal[m.chip, m.aget_channel - 1][strips["strip"]]
+    true_noise = physics.noise[m.chip, m.aget_channel - 1][strips["strip"]]
+    alive = (strips["flags"] & 1) == 0
+    assert np.max(np.abs(strips["mean"] - true_mean)[alive]) < 0.5
+    rel = np.abs(strips["sigma"] / true_noise - 1)[alive]
+    assert np.median(rel) < 0.05
+    with RunFile(tmp_path / "ped.h5") as f:
+        assert "pedestals" in f.file["meta_out"]
+
+
+def test_live_file_readable_and_metrics_served(tmp_path, tcp_port):
+    emu = Emulator(_scenario(200.0, 0.0), port=0, seed=7).start()
+    settings = Settings().with_daq(bec=f"127.0.0.1:{emu.address[1]}", data_dir=str(tmp_path))
+    acq = Acquisition(settings, metrics_port=tcp_port)
+    try:
+        acq.configure("run")
+        acq.start_run("calibration", "", tmp_path / "live.h5", seconds=30)
+        seen = 0
+        end = time.monotonic() + 20
+        while time.monotonic() < end and seen == 0:
+            acq.poll()
+            time.sleep(0.2)
+            with RunFile(tmp_path / "live.h5") as f:  # SWMR: the writer is still going
+                seen = f.n_events
+        acq.poll()
+        body = urllib.request.urlopen(f"http://127.0.0.1:{tcp_port}/metrics", timeout=5).read()
+        acq.stop_run("test done")
+    finally:
+        acq.close()
+        emu.stop()
+    assert seen > 0
+    assert b"number_of_events" in body and b"daq_speed_mb_per_sec_now" in body
