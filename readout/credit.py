@@ -82,7 +82,13 @@ class CreditConfig:
 
 
 class CreditLoop:
-    """Credit state of one board; ``send(datagram)`` puts a request on the board socket."""
+    """Credit state of one board; ``send(datagram)`` puts a request on the board socket.
+
+    Hot path without lock: ``_returned`` (credit earned by data frames), ``_bytes_in`` and
+    ``_expect`` are written by the capture thread only; ``_regranted`` (credit given back) is
+    written under the lock only. ``pending = _returned - _regranted``: no read-modify-write is
+    shared between threads, so no update can be lost over weeks of running.
+    """
 
     def __init__(
         self,
@@ -101,20 +107,24 @@ class CreditLoop:
         self._capacity = 0
         self._hold_at = 1 << 62
         self._resume_at = 1 << 62
-        self._cache: dict[tuple[int, int], bytes] = {}
+        self._cache: dict[int, bytes] = {}
+        # capture-thread accumulators (never reset, only re-based)
+        self._returned = 0
+        self._bytes_in = 0
+        self._expect = 0x200  # next data lead word; 0x200 = unknown (matches no lead)
         self._reset_state()
 
     def _reset_state(self) -> None:
+        cfg = self.config
         self._running = False
         self._held = False
         self._first = True  # next request goes without sequence number
         self._seq = 0
-        self._pending = 0
-        self._outstanding = 0
-        self._expect = -1  # next data sequence number, -1 = unknown
-        self._budget_left: int | None = None
-        self._unit_f = self.config.unit == "F"
-        self._threshold = max(1, self.config.threshold)  # 0 = grant whatever is pending
+        self._regranted = self._returned  # pending = 0
+        self._window = cfg.window
+        self._budget_end: int | None = None
+        self._unit_credit = 1 if cfg.unit == "F" else 0  # 0: credit = datagram bytes
+        self._threshold = max(1, cfg.threshold)  # 0 = grant whatever is pending
 
     # ---- wiring ------------------------------------------------------------------------------
     def attach_ring(self, fill: Callable[[], int], capacity: int) -> None:
@@ -155,65 +165,76 @@ class CreditLoop:
     def held(self) -> bool:
         return self._held
 
+    @property
+    def pending(self) -> int:
+        """Credit earned by received frames and not yet given back."""
+        return self._returned - self._regranted if self._running else 0
+
+    @property
+    def outstanding(self) -> int:
+        """Credit the board holds or has in flight, as far as we know."""
+        return self._window - self.pending if self._running else 0
+
     def start(self, budget_bytes: int | None = None) -> None:
         """Open the window (first request, no sequence number); ``budget_bytes`` = stop granting
         after that many bytes (None = no limit). While running, only updates the budget."""
         if budget_bytes is not None and budget_bytes <= 0:
             raise ValueError(f"byte budget must be positive or None, not {budget_bytes}")
         with self._lock:
+            end = None if budget_bytes is None else self._bytes_in + budget_bytes
             if self._running:
-                self._budget_left = budget_bytes
-                self._try_grant(None)
+                self._budget_end = end
+                self._grant(None)
                 return
             self._reset_state()
-            cfg = self.config
-            amount = cfg.window
-            if budget_bytes is not None and not self._unit_f:
+            amount = self._window
+            if budget_bytes is not None and not self._unit_credit:
                 amount = min(amount, budget_bytes)
-            self._budget_left = budget_bytes
-            self._running = True
-            self._first = True
-            self._send_request(amount)
+            self._budget_end = end
+            self._running = True  # before sending: the first frames can beat this thread
+            try:
+                self._send_request(amount, raise_errors=True)
+            except OSError:
+                self._running = False
+                raise
 
     def stop(self) -> None:
         """Stop granting. The next :meth:`start` opens a fresh window with a first request."""
         with self._lock:
             self._running = False
             self._held = False
-            self._pending = 0
             self._first = True
 
     # ---- capture thread ----------------------------------------------------------------------
     def on_frame(self, lead: int, nbytes: int, arrival_ns: int) -> None:
-        """One data datagram arrived (its lead word and length)."""
-        with self._lock:
-            c = self.counters
-            c.frames_seen += 1
-            c.bytes_seen += nbytes
-            seq = lead & 0xFF
-            credit = 1 if self._unit_f else nbytes
-            if lead & 0x100:
-                c.resyncs += 1
-            elif self._expect >= 0 and seq != self._expect:
-                gap = (seq - self._expect) & 0xFF
-                c.lost_replies += gap
-                # never return more than is in flight (a reordered frame looks like a long gap)
-                credit += min(gap * credit, max(0, self._outstanding - credit))
-            self._expect = (seq + 1) & 0xFF
-            if not self._running:
-                return
-            self._outstanding -= credit
-            self._pending += credit
-            if self._budget_left is not None:
-                self._budget_left -= nbytes
-            if self._held:
-                return
-            if self._fill() >= self._hold_at:
-                self._held = True
-                c.holds += 1
-                return
-            if self._pending >= self._threshold or self._budget_left is not None:
-                self._try_grant(arrival_ns)
+        """One data datagram arrived (its lead word and length). Capture thread only."""
+        if lead == self._expect:
+            self._expect = (lead + 1) & 0xFF
+            credit = self._unit_credit or nbytes
+        else:
+            credit = self._sequence_break(lead, nbytes)
+        self._returned += credit
+        self._bytes_in += nbytes
+        if not self._running or self._held:
+            return
+        if self._returned - self._regranted >= self._threshold or self._budget_end is not None:
+            with self._lock:
+                self._grant(arrival_ns)
+
+    def _sequence_break(self, lead: int, nbytes: int) -> int:
+        """Credit for a frame whose lead word is not the expected one: first-reply resync,
+        or a gap of lost frames (credited back, never more than is in flight)."""
+        c = self.counters
+        credit = self._unit_credit or nbytes
+        seq = lead & 0xFF
+        if lead & 0x100:
+            c.resyncs += 1
+        elif self._expect <= 0xFF:
+            gap = (seq - self._expect) & 0xFF
+            c.lost_replies += gap
+            credit += min(gap * credit, max(0, self.outstanding - credit))
+        self._expect = (seq + 1) & 0xFF
+        return credit
 
     def on_release(self) -> None:
         """The consumer released ring slots: resume granting once the ring has drained."""
@@ -221,65 +242,77 @@ class CreditLoop:
             self._resume()
 
     def on_idle(self) -> None:
-        """Capture thread idle tick: the same check, as a safety net."""
+        """Capture thread idle tick (no datagram for a while): resume a hold, or grant credit
+        left pending (e.g. frames that beat a restart), as a safety net."""
         if self._held:
             self._resume()
+        elif self._running and self._returned - self._regranted >= self._threshold:
+            with self._lock:
+                self._grant(None)
 
     def _resume(self) -> None:
         with self._lock:
             if self._held and self._fill() <= self._resume_at:
                 self._held = False
                 self.counters.resumes += 1
-                if self._running:
-                    self._try_grant(None)
+                self._grant(None)
 
     # ---- requests (lock held) ----------------------------------------------------------------
-    def _try_grant(self, arrival_ns: int | None) -> None:
-        left = self._budget_left
-        if left is not None and left <= 0:
-            if self._running:  # budget reached: zero-size request, then a fresh start next time
+    def _grant(self, arrival_ns: int | None) -> None:
+        if not self._running or self._held:
+            return
+        pending = self._returned - self._regranted
+        amount = pending
+        if self._budget_end is not None:
+            left = self._budget_end - self._bytes_in
+            if left <= 0:  # budget reached: zero-size request, then a fresh start next time
                 self._send_request(0)
                 self._running = False
                 self._first = True
-                self._pending = 0
                 self.counters.budget_done += 1
-            return
-        amount = self._pending
-        if left is not None and not self._unit_f:
-            amount = min(amount, left)
+                return
+            if not self._unit_credit:
+                amount = min(amount, left)
         if amount < self._threshold:
+            return
+        if self._fill() >= self._hold_at:
+            self._held = True
+            self.counters.holds += 1
             return
         amount = min(amount, MAX_DAQ_AMOUNT)
         if self._send_request(amount):
-            self._pending -= amount
+            self._regranted += amount
             if arrival_ns is not None:
                 self.latency.add(self._clock() - arrival_ns)
 
-    def _send_request(self, amount: int) -> bool:
+    def _send_request(self, amount: int, raise_errors: bool = False) -> bool:
+        unit = self.config.unit
         if self._first:
-            msg = format_daq_request(amount, self.config.unit).encode("ascii")
+            msg = format_daq_request(amount, unit).encode("ascii")
         else:
-            key = (amount, self._seq)
-            msg = self._cache.get(key)  # type: ignore[assignment]
-            if msg is None:
-                msg = format_daq_request(amount, self.config.unit, self._seq).encode("ascii")
+            key = amount << 8 | self._seq
+            cached = self._cache.get(key)
+            if cached is None:
+                cached = format_daq_request(amount, unit, self._seq).encode("ascii")
                 if len(self._cache) < _CACHE_LIMIT:
-                    self._cache[key] = msg
+                    self._cache[key] = cached
+            msg = cached
         try:
             self._send(msg)
         except OSError as exc:
             self.counters.send_errors += 1
             log.debug("credit request %r not sent: %s", msg, exc)
+            if raise_errors:
+                raise
             return False
         c = self.counters
         c.requests_sent += 1
         c.credit_sent += amount
-        self._outstanding += amount
         if self._first:
             c.first_requests += 1
             self._first = False
             self._seq = 0
-            self._expect = -1
+            self._expect = 0x200  # the card flags its next data frame as first
         else:
             self._seq = (self._seq + 1) & 0xFF
         return True
@@ -287,16 +320,17 @@ class CreditLoop:
     # ---- reporting ---------------------------------------------------------------------------
     def snapshot(self) -> dict[str, object]:
         with self._lock:
+            end = self._budget_end
             return {
                 "running": self._running,
                 "held": self._held,
                 "unit": self.config.unit,
                 "window": self.config.window,
                 "threshold": self.config.threshold,
-                "pending": self._pending,
-                "outstanding": self._outstanding,
+                "pending": self.pending,
+                "outstanding": self.outstanding,
                 "next_seq": None if self._first else self._seq,
-                "budget_left": self._budget_left,
+                "budget_left": None if end is None else end - self._bytes_in,
                 **self.counters.as_dict(),
                 "regrant_latency": self.latency.summary(),
             }

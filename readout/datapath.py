@@ -117,7 +117,27 @@ class DataPath:
             self._thread.join(5.0)
             self._thread = None
 
+    def warm_up(self) -> None:
+        """Compile the numba kernels on a tiny synthetic event before real data needs them."""
+        from protocol.decode import pack_datagrams
+        from protocol.encode import encode_events
+        from protocol.event import Channel, Event
+
+        bins = np.arange(512, dtype=np.uint16)
+        ev = Event(channels=[Channel(0, 0, 3, bins, np.full(512, 250, np.uint16))])
+        buf, lengths = pack_datagrams(encode_events([ev]))
+        decoded = StreamDecoder().decode(buf, lengths)
+        built = EventBuilder().build(decoded)
+        dense = scatter(FlatBatch.from_decoded(built.decoded), self.processor.layout, 250.0, 250.0)
+        PedestalAccumulator(self.processor.chip).add(dense.strips, dense.present)
+        self.processor.process(dense.strips, dense.fpn, dense.fpn_present, dense.present)
+        self.processor.reset()
+
     def _loop(self) -> None:
+        try:
+            self.warm_up()
+        except Exception:  # a failed warm-up only costs the compile time later
+            log.exception("warm-up failed")
         while not self._stop.is_set():
             with self._lock:
                 n = self._step(timeout=0.0)

@@ -145,6 +145,7 @@ class Acquisition:
         self.state = "configuring"
         self._publish_status(force=True)
         try:
+            self.wait_for_board(self.settings.daq.board_timeout_s)
             self.link.run_script(parsed, on_daq=lambda step: None)
         except BoardError as exc:
             self._error(f"configuration with {path.name} failed: {exc}")
@@ -154,6 +155,21 @@ class Acquisition:
         self.state = "configured"
         self.message = f"configured with {path.name}"
         log.info(self.message)
+
+    def wait_for_board(self, limit_s: float) -> str:
+        """Ask ``version`` until the board answers (a datagram sent before it was up is lost)."""
+        end = time.monotonic() + limit_s
+        while True:
+            left = end - time.monotonic()
+            try:
+                reply = self.link.command("version", timeout=max(0.05, min(1.0, left)))
+                return reply.text.strip() if reply is not None else ""
+            except BoardError:
+                if time.monotonic() >= end:
+                    raise BoardError(
+                        f"board {self.settings.daq.bec} does not answer "
+                        f"(no reply to 'version' within {limit_s:g} s)"
+                    ) from None
 
     def load_pedestals(self, rows) -> None:
         """Use a per-channel pedestal table (PEDESTAL_DTYPE rows) for the processing."""

@@ -119,8 +119,6 @@ class CreditCounters:
     first_requests: int = 0  # requests without sequence number (reset the card's indices)
     credit_sent: int = 0  # total amount granted, in the unit of the request (F or B)
     send_errors: int = 0  # sendto failures (ICMP refused, ENOBUFS...)
-    frames_seen: int = 0  # data frames counted for credit
-    bytes_seen: int = 0
     lost_replies: int = 0  # gaps in the data lead-word sequence
     resyncs: int = 0  # first-reply flags (0x0100) seen
     holds: int = 0  # times granting stopped because the ring was filling

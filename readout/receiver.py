@@ -193,7 +193,7 @@ class Receiver:
         self._tail = 0  # next slot to hand out (consumer only)
         self._waiting = False
         self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._stopping = False
         self._thread: threading.Thread | None = None
         self._idle_s = idle_s
         self._from_host = from_host
@@ -211,14 +211,14 @@ class Receiver:
             socket.SO_RCVTIMEO,
             struct.pack("ll", usec // 1_000_000, usec % 1_000_000),
         )
-        self._stop.clear()
+        self._stopping = False
         self._thread = threading.Thread(target=self._capture, name=f"rx-{self.name}", daemon=True)
         self._thread.start()
         return self
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop the capture thread (the socket stays open; its owner closes it)."""
-        self._stop.set()
+        self._stopping = True
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
@@ -327,11 +327,10 @@ class Receiver:
         on_idle = sink.on_idle if sink is not None else None
         now = time.monotonic_ns
         trunc = socket.MSG_TRUNC
-        stop = self._stop.is_set
         wake = self._wake.set
         host_of = self._host_of
 
-        while not stop():
+        while not self._stopping:
             head = self._head
             ix = head % n_slots if head - self._tail < n_slots else scratch
             try:
@@ -350,7 +349,7 @@ class Receiver:
                 c.icmp_errors += 1
                 continue
             except OSError as exc:
-                if stop():
+                if self._stopping:
                     break
                 log.error("receive on %s failed: %s", self.name, exc)
                 time.sleep(self._idle_s)

@@ -51,10 +51,12 @@ class Spectrum:
         finite = np.isfinite(v)
         self.invalid += int(v.size - np.count_nonzero(finite))
         v = v[finite]
+        below, above = v < self.adc_min, v >= self.adc_max
+        self.underflow += int(np.count_nonzero(below))
+        self.overflow += int(np.count_nonzero(above))
+        v = v[~(below | above)]
         idx = np.floor((v - self.adc_min) / self.bin_width).astype(np.int64)
-        self.underflow += int(np.count_nonzero(idx < 0))
-        self.overflow += int(np.count_nonzero(idx >= self.n_bins))
-        idx = idx[(idx >= 0) & (idx < self.n_bins)]
+        np.clip(idx, 0, self.n_bins - 1, out=idx)  # rounding at the range ends
         self.counts += np.bincount(idx, minlength=self.n_bins)
 
     def same_binning(self, other: Spectrum) -> bool:

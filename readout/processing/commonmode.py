@@ -69,13 +69,16 @@ def fpn_common_mode_event(fpn_e, present_e, fpn_base, cm_e, ok_e):
         if m == 0:
             cm_e[c, :] = 0.0
             continue
+        cm_e[c, :] = 0.0
+        for k in range(n_fpn):
+            if present_e[c, k]:
+                row = fpn_e[c, k]
+                b = fpn_base[c, k]
+                for t in range(n_t):
+                    cm_e[c, t] += row[t] - b
         fm = np.float32(m)
         for t in range(n_t):
-            acc = np.float32(0.0)
-            for k in range(n_fpn):
-                if present_e[c, k]:
-                    acc += fpn_e[c, k, t] - fpn_base[c, k]
-            cm_e[c, t] = acc / fm
+            cm_e[c, t] /= fm
 
 
 @njit(cache=True, nogil=True)

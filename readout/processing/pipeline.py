@@ -143,7 +143,9 @@ def _baselines(raw, fpn_e, mode, ped, use_cells, fpn_ped, state, fpn_state, b0, 
 
 
 @njit(cache=True, nogil=True)
-def _quiet_estimate(raw, complete_e, base, cells, use_cells, chip, quiet_lim, cm_method, x_e, cm, ok):
+def _quiet_estimate(
+    raw, complete_e, base, cells, use_cells, chip, quiet_lim, cm_method, x_e, cm, ok
+):
     """Pedestal-subtracted copy x_e, then the quiet-strip common mode of the chips still without
     an estimate (all chips unless FPN). Quiet = complete row with max |x| < quiet_lim."""
     n_s, n_t = x_e.shape
@@ -156,7 +158,9 @@ def _quiet_estimate(raw, complete_e, base, cells, use_cells, chip, quiet_lim, cm
             hi = max(hi, abs(v))
         quiet[s] = complete_e[s] and hi < quiet_lim[s]
     if cm_method != CM_NONE:
-        quiet_common_mode_event(x_e, chip, quiet, cm_method == CM_MEDIAN, cm, ok, cm_method == CM_FPN)
+        quiet_common_mode_event(
+            x_e, chip, quiet, cm_method == CM_MEDIAN, cm, ok, cm_method == CM_FPN
+        )
 
 
 @njit(cache=True, nogil=True)
@@ -299,12 +303,17 @@ class Processor:
         self,
         strips: np.ndarray,
         fpn: np.ndarray | None = None,
-        fpn_present: np.ndarray | None = None,
-        present: np.ndarray | None = None,
+        fpn_complete: np.ndarray | None = None,
+        complete: np.ndarray | None = None,
         events: np.ndarray | None = None,
         keep_waveforms: bool = False,
     ) -> Processed:
-        """Process strips (n, S, T) float32 raw ADC (+ FPN (n, 4, 4, T)); see :class:`Processed`."""
+        """Process raw strips (n, S, T) and FPN (n, 4, 4, T) (float32 ADC; see :class:`Processed`).
+
+        ``fpn_complete`` (n, 4, 4) marks the usable FPN rows (default: all when fpn is given);
+        ``complete`` (n, S) the strips read with all their samples (default: all). ``events``
+        fills the "event" feature (default: 0..n-1).
+        """
         cfg = self.config
         if strips.ndim != 3 or strips.shape[1] != self.n_strips:
             raise ValueError(f"strips must be (n, {self.n_strips}, T), got {strips.shape}")
@@ -312,12 +321,12 @@ class Processor:
         n, n_s, n_t = strips.shape
         if fpn is None:
             fpn = np.zeros((n, self.n_chips, 4, n_t), np.float32)
-            fpn_present = np.zeros((n, self.n_chips, 4), np.bool_)
-        elif fpn_present is None:
-            fpn_present = np.ones(fpn.shape[:3], np.bool_)
+            fpn_complete = np.zeros((n, self.n_chips, 4), np.bool_)
+        fpn = np.ascontiguousarray(fpn, dtype=np.float32)
         if fpn.shape != (n, self.n_chips, 4, n_t):
             raise ValueError(f"fpn must be ({n}, {self.n_chips}, 4, {n_t}), got {fpn.shape}")
-        present = np.ones((n, n_s), np.bool_) if present is None else present
+        fpn_complete = _mask(fpn_complete, fpn.shape[:3], "fpn_complete")
+        complete = _mask(complete, (n, n_s), "complete")
         amp = np.empty((n, n_s), np.float32)
         tbin = np.empty((n, n_s), np.int16)
         integral = np.empty((n, n_s), np.float32)
@@ -325,11 +334,11 @@ class Processor:
         hit = np.empty((n, n_s), np.bool_)
         wf = np.empty((n, n_s, n_t) if keep_waveforms else (1, 1, 1), np.float32)
         process_events(
-            strips, present, np.ascontiguousarray(fpn, np.float32), fpn_present, self.chip,
-            self.table.mean, self.cells, self.table.fpn_mean, self.state, self.fpn_state,
-            BASELINE_MODES[cfg.baseline], CM_METHODS[cfg.cm_method], cfg.window[0],
-            cfg.window[1], cfg.alpha, self.quiet_lim, self.thr_hit, self.thr_sample, cfg.n_min,
-            amp, tbin, integral, width, hit, wf, keep_waveforms,
+            strips, complete, fpn, fpn_complete, self.chip, self.table.mean, self.cells,
+            self.table.fpn_mean, self.state, self.fpn_state, BASELINE_MODES[cfg.baseline],
+            CM_METHODS[cfg.cm_method], cfg.window[0], cfg.window[1], cfg.alpha, self.quiet_lim,
+            self.thr_hit, self.thr_sample, cfg.n_min, amp, tbin, integral, width, hit, wf,
+            keep_waveforms,
         )  # fmt: skip
         feats = np.zeros(n, FEATURES_DTYPE)
         feats["event"] = np.arange(n) if events is None else events
@@ -337,3 +346,13 @@ class Processor:
         feats["cls"] = classify(feats, cfg.selection)
         feats["trig"] = trigger(feats, cfg.trigger)
         return Processed(feats, hit, amp, tbin, integral, width, wf if keep_waveforms else None)
+
+
+def _mask(mask: np.ndarray | None, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """A C-contiguous bool mask of the given shape (all True when None)."""
+    if mask is None:
+        return np.ones(shape, np.bool_)
+    mask = np.ascontiguousarray(mask, dtype=np.bool_)
+    if mask.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {mask.shape}")
+    return mask

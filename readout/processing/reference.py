@@ -17,12 +17,15 @@ from readout.processing.waveforms import N_SAMPLES, FlatBatch, StripLayout
 
 
 def scatter_ref(flat: FlatBatch, layout: StripLayout, fill: np.ndarray, fpn_fill: np.ndarray):
-    """(strips, fpn, present, fpn_present, [ignored rows, bad bins, duplicates])."""
+    """(strips, fpn, present, fpn_present, complete, fpn_complete,
+    [ignored rows, bad bins, duplicates])."""
     n, n_s = flat.n_events, layout.n_strips
     strips = np.repeat(np.asarray(fill, np.float32)[None, :, None], n, 0).repeat(N_SAMPLES, 2)
     fpn = np.repeat(np.asarray(fpn_fill, np.float32)[None, :, :, None], n, 0).repeat(N_SAMPLES, 3)
     present = np.zeros((n, n_s), bool)
     fpn_present = np.zeros((n, 4, 4), bool)
+    complete = np.zeros((n, n_s), bool)
+    fpn_complete = np.zeros((n, 4, 4), bool)
     counters = [0, 0, 0]
     for e in range(n):
         for r in range(flat.chan_start[e], flat.chan_start[e] + flat.n_chan[e]):
@@ -31,9 +34,9 @@ def scatter_ref(flat: FlatBatch, layout: StripLayout, fill: np.ndarray, fpn_fill
             s = layout.lut[ca, ch, ix] if valid else -1
             k = layout.fpn_lut[ca, ch, ix] if valid else -1
             if s >= 0:
-                dst, pres, key = strips[e, s], present, (e, s)
+                dst, pres, full, key = strips[e, s], present, complete, (e, s)
             elif k >= 0:
-                dst, pres, key = fpn[e, ch, k], fpn_present, (e, ch, k)
+                dst, pres, full, key = fpn[e, ch, k], fpn_present, fpn_complete, (e, ch, k)
             else:
                 counters[0] += 1
                 continue
@@ -43,7 +46,8 @@ def scatter_ref(flat: FlatBatch, layout: StripLayout, fill: np.ndarray, fpn_fill
             b, a = flat.bins[sl].astype(np.int64), flat.adc[sl]
             counters[1] += int(np.sum(b >= N_SAMPLES))
             dst[b[b < N_SAMPLES]] = a[b < N_SAMPLES]
-    return strips, fpn, present, fpn_present, counters
+            full[key] |= np.array_equal(b, np.arange(N_SAMPLES))
+    return strips, fpn, present, fpn_present, complete, fpn_complete, counters
 
 
 # -- pedestals ------------------------------------------------------------------------------------
@@ -256,7 +260,7 @@ def trigger_ref(features: np.ndarray, cfg: TriggerConfig) -> np.ndarray:
 # -- whole chain ----------------------------------------------------------------------------------
 
 
-def process_ref(proc, strips, fpn, fpn_present, present):
+def process_ref(proc, strips, fpn, fpn_complete, complete):
     """The chain of a ``Processor`` in numpy; updates ``proc.state`` / ``proc.fpn_state``.
 
     Returns (features, hit, amplitude, peak bin, integral, width, corrected waveforms).
@@ -264,13 +268,13 @@ def process_ref(proc, strips, fpn, fpn_present, present):
     cfg = proc.config
     if cfg.baseline == "running":  # sequential: each event sees the state left by the previous
         parts = [
-            _chain_ref(proc, strips[e : e + 1], fpn[e : e + 1], fpn_present[e : e + 1],
-                       present[e : e + 1])
+            _chain_ref(proc, strips[e : e + 1], fpn[e : e + 1], fpn_complete[e : e + 1],
+                       complete[e : e + 1])
             for e in range(strips.shape[0])
         ]  # fmt: skip
         x, amp, tb, q, w, hit = (np.concatenate(p) for p in zip(*parts))
     else:
-        x, amp, tb, q, w, hit = _chain_ref(proc, strips, fpn, fpn_present, present)
+        x, amp, tb, q, w, hit = _chain_ref(proc, strips, fpn, fpn_complete, complete)
     feats = features_ref(amp, tb, w, hit, proc.layout.axis, proc.strip, proc.pos, cfg.max_gap)
     feats["cls"] = classify_ref(feats, cfg.selection)
     feats["trig"] = trigger_ref(feats, cfg.trigger)
@@ -295,7 +299,7 @@ def _baselines_ref(proc, strips, fpn, b0, b1):
     return proc.state.astype(np.float32)[None], proc.fpn_state.astype(np.float32)[None]
 
 
-def _chain_ref(proc, strips, fpn, fpn_present, present):
+def _chain_ref(proc, strips, fpn, fpn_complete, complete):
     cfg, chip = proc.config, proc.chip
     b0, b1 = cfg.window
     cm_m = CM_METHODS[cfg.cm_method]
@@ -307,24 +311,24 @@ def _chain_ref(proc, strips, fpn, fpn_present, present):
     cm = np.zeros((n, 4, n_t), np.float32)
     ok = np.zeros((n, 4), bool)
     if cm_m == CM_FPN:
-        cm, ok = fpn_common_mode_ref(fpn, fpn_present, fbase)
+        cm, ok = fpn_common_mode_ref(fpn, fpn_complete, fbase)
     materialised = np.full(n, use_cells or cm_m in (CM_MEDIAN, CM_MEAN)) | ~ok.all(axis=1)
     xp = strips - (proc.cells[None] if use_cells else base[..., None])
     if cm_m != CM_NONE and materialised.any():
-        quiet = quiet_strips_ref(xp, proc.quiet_lim)
+        quiet = quiet_strips_ref(xp, proc.quiet_lim) & complete
         cmq, okq = quiet_common_mode_ref(xp, chip, quiet, cm_m == CM_MEDIAN, 4)
         cm = np.where(ok[..., None], cm, cmq)
         ok |= okq
     cm[~ok] = 0.0
-    cms = cm[:, chip, :]
+    cms = cm[:, chip, :] * complete[..., None]
     x = np.where(materialised[:, None, None], xp - cms, (strips - cms) - base[..., None])
     amp, tb, q, w, hit = find_hits_ref(x, proc.thr_hit, proc.thr_sample, cfg.n_min)
     if cfg.baseline == "running":
         m = (strips[0, :, b0:b1] - cms[0, :, b0:b1]).mean(axis=-1, dtype=np.float64)
         st = proc.state
-        upd = present[0] & ~hit[0] & (np.abs(m - st) < proc.quiet_lim)
+        upd = complete[0] & ~hit[0] & (np.abs(m - st) < proc.quiet_lim)
         st[:] = np.where(upd, st + cfg.alpha * (m - st), st)
         fm = window_mean_ref(fpn, b0, b1)[0].astype(np.float64)
         fs = proc.fpn_state
-        fs[:] = np.where(fpn_present[0], fs + cfg.alpha * (fm - fs), fs)
+        fs[:] = np.where(fpn_complete[0], fs + cfg.alpha * (fm - fs), fs)
     return x, amp, tb, q, w, hit
