@@ -1,8 +1,9 @@
 """Poisson maximum-likelihood fit of the 55Fe model to a Spectrum.
 
-Two steps: the threshold edge is fitted locally on fine bins (prefit.fit_edge); the lines and the
-background are then fitted above the edge with the efficiency held fixed. A failed fit is a
-FitResult with ``ok=False`` and a ``reason``, never a bare number.
+Lines and background are fitted above the turn-on, the threshold edge is then fitted on fine bins
+(prefit.fit_edge), and the lines again from just above the edge with its efficiency held fixed
+(see ``fit_spectrum``). A failed fit is a FitResult with ``ok=False`` and a ``reason``, never a
+bare number.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from readout.calibration.prefit import (
     StartValues,
     find_start,
     fit_edge,
+    window_hi,
 )
 from readout.calibration.spectrum import Spectrum
 from readout.processing.trigger import config_from_dict, load_table
@@ -52,6 +54,7 @@ class FitConfig:
     bkg_slope_limits_kev: tuple[float, float] = (0.5, 100.0)
     min_significance: float = 5.0  # K-alpha counts / their error
     max_valley_to_peak: float = 0.5  # model minimum in [0.5, 1] x peak / model at the peak
+    edge_max_width: float = 0.05  # largest efficiency-edge sigma, as a fraction of the threshold
     max_chi2_ndf: float = 5.0
     max_nfev: int = 200
 
@@ -177,9 +180,10 @@ def _fit_bins(spectrum: Spectrum, lo: float, hi: float, width: float) -> tuple:
 def fit_spectrum(spectrum: Spectrum, config: FitConfig | None = None) -> FitResult:
     """Fit the 55Fe model to ``spectrum`` by binned Poisson likelihood.
 
-    1. lines + background above the turn-on (efficiency 1); 2. the threshold edge on fine bins
-    with step 1 as the plateau; 3. lines + background again from just above the edge, with the
-    edge's efficiency held fixed. Without an edge, step 1 is the result.
+    1. lines + background above the turn-on, efficiency 1; 2. the threshold edge on fine bins
+    with fit 1 as the plateau (prefit.fit_edge); 3. lines + background again from just above
+    the edge with its efficiency held fixed and the window's upper end set from the fitted
+    width. With ``config.window_adc`` only one fit in that window, efficiency 1.
     """
     config = config or FitConfig()
     lines = config.lines
@@ -193,25 +197,26 @@ def fit_spectrum(spectrum: Spectrum, config: FitConfig | None = None) -> FitResu
     if isinstance(start, str):
         return FitResult(False, start, **base)
     p = start.as_array()
-    p[IX["threshold_adc"]], p[IX["threshold_width_adc"]] = -1e3 * start.peak_adc, 1.0
+    p[IX["threshold_adc"]], p[IX["threshold_width_adc"]] = -np.inf, 1.0
     if config.window_adc is not None:
         return _fit_lines(spectrum, config.window_adc, p, start, config, None)
-    first = _fit_lines(spectrum, (start.window_lo, start.window_hi), p, start, config, None)
+    first = _fit_lines(spectrum, (start.window_lo, start.window_hi), p, start, config, None, 1e-4)
     if not first.params:
         return first
-    p_first = first.param_array
+    p = first.param_array
 
     def plateau(edges: np.ndarray) -> np.ndarray:
-        return expected_counts(edges, p_first, lines)
+        return expected_counts(edges, p, lines)
 
-    edge = fit_edge(spectrum, start, plateau)
-    if not edge.found:
-        first.edge = edge
-        return first
-    p = first.param_array
-    p[IX["threshold_adc"]], p[IX["threshold_width_adc"]] = edge.threshold_adc, edge.width_adc
-    lo = min(edge.threshold_adc + edge.width_adc, start.window_lo)
-    return _fit_lines(spectrum, (lo, start.window_hi), p, start, config, edge)
+    edge = fit_edge(spectrum, start, plateau, config.edge_max_width)
+    lo, hi = start.window_lo, window_hi(first.peak_adc, first.resolution)
+    if edge.found:
+        p = p.copy()
+        p[IX["threshold_adc"]], p[IX["threshold_width_adc"]] = edge.threshold_adc, edge.width_adc
+        lo = min(edge.threshold_adc + edge.width_adc, lo)
+    result = _fit_lines(spectrum, (lo, hi), p, start, config, edge if edge.found else None)
+    result.edge = edge
+    return result
 
 
 def _bounds(start: StartValues, config: FitConfig) -> tuple[dict, dict]:
@@ -230,8 +235,10 @@ def _fit_lines(
     start: StartValues,
     config: FitConfig,
     edge: Edge | None,
+    tol: float = 1e-6,
 ) -> FitResult:
-    """Fit lines and background in ``window`` with the efficiency parameters of ``p0`` fixed."""
+    """Fit lines and background in ``window`` with the efficiency parameters of ``p0`` fixed;
+    ``tol`` is the relative tolerance of least_squares (cost, step and gradient)."""
     lines = config.lines
     lo, hi = max(window[0], spectrum.adc_min), min(window[1], spectrum.adc_max)
     sigma0 = start.resolution / FWHM_PER_SIGMA * start.peak_adc
@@ -267,7 +274,15 @@ def _fit_lines(
 
     try:
         sol = least_squares(
-            residuals, x0, jac=jacobian, bounds=(lb, ub), x_scale="jac", max_nfev=config.max_nfev
+            residuals,
+            x0,
+            jac=jacobian,
+            bounds=(lb, ub),
+            x_scale="jac",
+            max_nfev=config.max_nfev,
+            ftol=tol,
+            xtol=tol,
+            gtol=tol,
         )
     except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
         return FitResult(False, f"fit raised {type(exc).__name__}: {exc}", **common)

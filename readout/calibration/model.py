@@ -93,18 +93,6 @@ def lines_for_gas(gas: str) -> SourceLines:
         raise ValueError(f"unknown gas {gas!r}; expected one of Ar, Xe") from None
 
 
-def line_sigma_adc(p: np.ndarray, energy_kev: float, lines: SourceLines) -> float:
-    """Gaussian sigma in ADC of a line at ``energy_kev`` for parameters ``p``."""
-    e_ref = lines.ref_energy_kev
-    sigma_kev = p[IX["resolution"]] / FWHM_PER_SIGMA * e_ref * np.sqrt(energy_kev / e_ref)
-    return float(p[IX["gain"]] * sigma_kev)
-
-
-def efficiency(x: np.ndarray, threshold_adc: float, width_adc: float) -> np.ndarray:
-    """Trigger efficiency: a Gaussian-smeared step at ``threshold_adc``."""
-    return ndtr((np.asarray(x, dtype=float) - threshold_adc) / max(width_adc, 1e-9))
-
-
 def bin_efficiency(edges: np.ndarray, threshold_adc: float, width_adc: float) -> np.ndarray:
     """Efficiency averaged over each bin, so the edge moves smoothly even inside one wide bin."""
     w = max(width_adc, 1e-9)
@@ -251,11 +239,6 @@ def _model_kernel(edges, p, energies, weights, is_main, e_ref, jacobian):
             jac[i, 7] = s[i] * (pb - pa) / width
         za, ca, pa = zb, cb, pb
     return m, jac
-
-
-def peak_adc(p: np.ndarray, lines: SourceLines) -> float:
-    """Position of the reference (K-alpha) line in ADC."""
-    return float(p[IX["gain"]] * lines.ref_energy_kev + p[IX["offset_adc"]])
 
 
 def deviance_residuals_reference(data: np.ndarray, model: np.ndarray) -> tuple[np.ndarray, ...]:

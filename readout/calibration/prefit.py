@@ -1,5 +1,5 @@
 """What is read from a spectrum before the main fit: starting values, the automatic window and
-the threshold edge (a local error-function fit on fine bins)."""
+the threshold edge (an error-function efficiency scanned on fine bins)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,8 @@ from readout.calibration.spectrum import Spectrum
 _TINY = 1e-12
 _SQRT_2PI = float(np.sqrt(2.0 * np.pi))
 _NEWTON_STEPS = 6
-_MAX_TILT = 2.0  # |k|: the plateau may change by up to e**4 across the edge region
+_MAX_TILT = 2.0  # |k|: the plateau may change by up to e**2 across the edge region
 _EDGE_ZONE = 0.05  # scale of the threshold-edge fit region, as a fraction of the peak ADC
-_EDGE_MAX_WIDTH = 0.05  # largest edge sigma, as a fraction of the threshold
 
 _SMOOTH_BINS = 1.5  # Gaussian smoothing (coarse bins) for the starting-value search
 _COARSE_BINS = 80  # coarse bins over the populated range
@@ -137,7 +136,7 @@ def find_start(spectrum: Spectrum, lines: SourceLines) -> StartValues | str:
         threshold_adc=thr,
         threshold_width_adc=cbw,
         window_lo=max(spectrum.adc_min, min(thr + 2.0 * zone, 0.6 * peak)),
-        window_hi=min(spectrum.adc_max, peak * (1.25 + 2.0 * resolution)),
+        window_hi=min(spectrum.adc_max, window_hi(peak, max(resolution, 0.3))),
         total=total,
         coarse_bin_adc=cbw,
         ref_energy_kev=lines.ref_energy_kev,
@@ -193,7 +192,10 @@ def _tilted_nll(data: np.ndarray, base: np.ndarray, u: np.ndarray) -> np.ndarray
 
 
 def fit_edge(
-    spectrum: Spectrum, start: StartValues, plateau: Callable[[np.ndarray], np.ndarray]
+    spectrum: Spectrum,
+    start: StartValues,
+    plateau: Callable[[np.ndarray], np.ndarray],
+    max_width: float = 0.05,
 ) -> Edge:
     """Fit ``plateau(x) * exp(a + k x) * efficiency(x; t, w)`` to fine bins around the turn-on.
 
@@ -202,7 +204,9 @@ def fit_edge(
     above the edge correct that extrapolation. ``t`` is the 50 % point of the efficiency, i.e.
     where the measured spectrum reaches half of its plateau. The likelihood is scanned on a
     (t, w) grid with ``a`` and ``k`` profiled out, which finds the global maximum even with a
-    handful of events at the edge; errors are the profile-likelihood half-widths.
+    handful of events at the edge; errors are the profile-likelihood half-widths. The edge
+    sigma ``w`` is at most ``max_width`` times the threshold: with few events a wide edge and a
+    rising plateau cannot be told apart, and a noise-limited edge is narrow.
     """
     zone = edge_zone(start)
     t0 = start.threshold_adc
@@ -215,7 +219,7 @@ def fit_edge(
     expected = np.maximum(plateau(edges), _TINY)
     u = (0.5 * (edges[1:] + edges[:-1]) - t0) / (hi - lo)
     w_min = 0.25 * fine
-    w_max = max(_EDGE_MAX_WIDTH * max(t0, start.peak_adc / 50.0), 4.0 * w_min)
+    w_max = max(max_width * max(t0, start.peak_adc / 50.0), 4.0 * w_min)
     t_grid = np.arange(edges[0], edges[-1] - 0.5 * zone, fine)
     w_grid = np.geomspace(w_min, w_max, 8)
     z = (edges[None, None, :] - t_grid[:, None, None]) / w_grid[None, :, None]
@@ -231,6 +235,11 @@ def fit_edge(
     t_err = _profile_interval(nll.min(axis=1), t_grid)
     w_err = _profile_interval(nll.min(axis=0), w_grid)
     return Edge(True, t, w, t_err, w_err)
+
+
+def window_hi(peak_adc: float, resolution: float) -> float:
+    """Upper end of the fit window: K-beta plus ~5 of its sigmas."""
+    return peak_adc * (1.3 + 2.5 * resolution)
 
 
 def edge_zone(start: StartValues) -> float:
