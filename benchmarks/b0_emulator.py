@@ -15,21 +15,54 @@ import time
 ID = "B0"
 LINE_RATE_MB_S = 125.0
 SETUP_FULL = [
-    "sca enable 0", "serve_target 0", "aget * mode 0x1", "zero_suppress 0", "subtract_ped 0",
-    "eof_on_eoe 1", "trig_rate 2 10", "trig_enable 0x1", "mult_trig_ena 0", "event_limit 0",
-    "serve_target 1", "sca enable 1",
-]  # fmt: skip
+    "sca enable 0",
+    "serve_target 0",
+    "aget * mode 0x1",
+    "zero_suppress 0",
+    "subtract_ped 0",
+    "eof_on_eoe 1",
+    "trig_rate 2 10",
+    "trig_enable 0x1",
+    "mult_trig_ena 0",
+    "event_limit 0",
+    "serve_target 1",
+    "sca enable 1",
+]
 SETUP_PED = [
-    "sca enable 0", "aget * mode 0x1", "subtract_ped 0", "zero_suppress 0", "ped * * 0",
-    "trig_rate 2 10", "trig_enable 0x1", "event_limit 0x2", "hped offset * * 0", "hped clr * *",
-    "serve_target 2", "sca enable 1", "SLEEP", "sca enable 0", "hped centermean * * 250",
-    "subtract_ped 1", "hped clr * *", "sca enable 1", "SLEEP", "sca enable 0",
+    "sca enable 0",
+    "aget * mode 0x1",
+    "subtract_ped 0",
+    "zero_suppress 0",
+    "ped * * 0",
+    "trig_rate 2 10",
+    "trig_enable 0x1",
+    "event_limit 0x2",
+    "hped offset * * 0",
+    "hped clr * *",
+    "serve_target 2",
+    "sca enable 1",
+    "SLEEP",
+    "sca enable 0",
+    "hped centermean * * 250",
+    "subtract_ped 1",
+    "hped clr * *",
+    "sca enable 1",
+    "SLEEP",
+    "sca enable 0",
     "hped setthr * * 250 5.0",
-]  # fmt: skip
+]
 SETUP_ZS = [
-    "aget * mode 0x0", "zero_suppress 1", "zs_pre_post 8 4", "eof_on_eoe 1", "trig_enable 0x0",
-    "mult_trig_ena 1", "event_limit 0", "serve_target 1", "emu burst 1", "sca enable 1",
-]  # fmt: skip
+    "aget * mode 0x0",
+    "zero_suppress 1",
+    "zs_pre_post 8 4",
+    "eof_on_eoe 1",
+    "trig_enable 0x0",
+    "mult_trig_ena 1",
+    "event_limit 0",
+    "serve_target 1",
+    "emu burst 1",
+    "sca enable 1",
+]
 
 
 def _command(sock: socket.socket, addr: tuple[str, int], line: str) -> None:
@@ -53,18 +86,23 @@ def _receiver(addr: tuple[str, int], setup: list[str], seconds: float, out: mp.Q
     buf = bytearray(65536)
     block = 4 << 20
     sock.sendto(b"daq 0xffff00 B", addr)
-    granted, got, n, seq = 0xFFFF00, 0, 0, 0
+    granted, total, got, n, seq = 0xFFFF00, 0, 0, 0, 0
     sock.settimeout(0.5)
     t0 = time.perf_counter()
-    end = t0 + seconds
+    warm = t0 + 0.5  # steady state only: the first half second is not counted
+    end = warm + seconds
+    counting = False
     while True:
         try:
             k = sock.recv_into(buf)
         except TimeoutError:
             k = 0
+        if not counting and time.perf_counter() >= warm:
+            counting, got, n, t0 = True, 0, 0, time.perf_counter()
+        total += k
         got += k
         n += k > 0
-        if granted - got < 12 << 20:
+        if granted - total < 12 << 20:
             sock.sendto(f"daq 0x{block:06x} B 0x{seq:02x}".encode(), addr)
             granted += block
             seq = (seq + 1) & 0xFF
@@ -85,21 +123,33 @@ def _measure(setup: list[str], seconds: float, mtu: int, burst: bool) -> dict:
         ctx = mp.get_context("spawn")
         q: mp.Queue = ctx.Queue()
         p = ctx.Process(target=_receiver, args=(emu.address, setup, seconds, q))
-        ev0 = None
         p.start()
         got, n, dt = q.get(timeout=120 + seconds)
         p.join(10)
         c = emu.counters
-        ev0 = ev0 or 0
-    return {"bytes": got, "datagrams": n, "seconds": dt, "events": c["events"],
-            "sent": c["bytes"], "replayed": c["replayed"]}  # fmt: skip
+    return {
+        "bytes": got,
+        "datagrams": n,
+        "seconds": dt,
+        "events": c["events"],
+        "sent": c["bytes"],
+        "replayed": c["replayed"],
+    }
 
 
 def _row(name: str, value: float, unit: str, target: float | None, ref: float | None) -> dict:
     ratio = value / ref if ref else None
-    return {"id": ID, "name": name, "value": round(value, 2), "unit": unit, "reference": ref,
-            "ref_unit": "MB/s" if ref else None, "ratio": None if ratio is None else round(ratio, 3),
-            "target": target, "met": None if target is None else value >= target}  # fmt: skip
+    return {
+        "id": ID,
+        "name": name,
+        "value": round(value, 2),
+        "unit": unit,
+        "reference": ref,
+        "ref_unit": "MB/s" if ref else None,
+        "ratio": None if ratio is None else round(ratio, 3),
+        "target": target,
+        "met": None if target is None else value >= target,
+    }
 
 
 def run(quick: bool) -> list[dict]:
@@ -110,14 +160,29 @@ def run(quick: bool) -> list[dict]:
         mb_s = r["bytes"] / r["seconds"] / 1e6
         label = "burst (unpaced)" if burst else "paced at GbE line rate"
         target = 118.0 if not burst else None
-        rows.append(_row(f"full readout MB/s received, MTU {mtu}, {label}", mb_s, "MB/s", target,
-                         LINE_RATE_MB_S))  # fmt: skip
+        rows.append(
+            _row(
+                f"full readout MB/s received, MTU {mtu}, {label}",
+                mb_s,
+                "MB/s",
+                target,
+                LINE_RATE_MB_S,
+            )
+        )
     r = _measure(SETUP_PED + SETUP_ZS, seconds, 1500, True)
     ev_s = r["datagrams"] / r["seconds"]  # eof_on_eoe 1: one event per datagram when it fits
-    rows.append(_row("ZS X-ray events/s received (burst, eof_on_eoe 1)", ev_s, "events/s", 50_000,
-                     None))  # fmt: skip
-    rows.append(_row("ZS MB/s received (same run)", r["bytes"] / r["seconds"] / 1e6, "MB/s", None,
-                     LINE_RATE_MB_S))  # fmt: skip
+    rows.append(
+        _row("ZS X-ray events/s received (burst, eof_on_eoe 1)", ev_s, "events/s", 50_000, None)
+    )
+    rows.append(
+        _row(
+            "ZS MB/s received (same run)",
+            r["bytes"] / r["seconds"] / 1e6,
+            "MB/s",
+            None,
+            LINE_RATE_MB_S,
+        )
+    )
     return rows
 
 

@@ -27,10 +27,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scenario", default="default", help="scenario name or TOML file")
     p.add_argument("--mtu", type=int, default=1500, choices=(1500, 9000))
     p.add_argument("--truth", metavar="FILE.jsonl", help="write the truth side file")
-    p.add_argument("--bank", type=int, default=256, metavar="N",
-                   help="pre-generated events replayed when real time cannot keep up (0 = none)")  # fmt: skip
-    p.add_argument("--fault", action="append", default=[], metavar="KEY=VALUE",
-                   help="inject a fault, e.g. drop=0.01, delay=0.1, silence_at=5 (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--bank",
+        type=int,
+        default=256,
+        metavar="N",
+        help="pre-generated events replayed when real time cannot keep up (0 = none)",
+    )
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="inject a fault, e.g. drop=0.01, delay=0.1, silence_at=5 (repeatable)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=run)
 
@@ -46,9 +56,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         faults = parse_fault_args(args.fault)
         emu = Emulator(
-            scenario=args.scenario, host=args.host, port=args.port, card_id=args.card_id,
-            seed=args.seed, mtu=args.mtu, truth_path=args.truth, bank=args.bank, faults=faults,
-        )  # fmt: skip
+            scenario=args.scenario,
+            host=args.host,
+            port=args.port,
+            card_id=args.card_id,
+            seed=args.seed,
+            mtu=args.mtu,
+            truth_path=args.truth,
+            bank=args.bank,
+            faults=faults,
+        )
         emu.start()
     except (FaultError, ScenarioError, FileNotFoundError, OSError) as exc:
         print(f"agetdaq emulate: {exc}", file=sys.stderr)
@@ -68,4 +85,6 @@ def run(args: argparse.Namespace) -> int:
         pass
     emu.stop()
     print("BEC emulator stopped: " + emu.summary(), flush=True)
+    if emu.card is not None:
+        print("injected faults: " + emu.card.faults.summary(), flush=True)
     return 0

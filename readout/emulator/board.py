@@ -29,18 +29,51 @@ from readout.emulator.dataflow import DataFlow
 from readout.emulator.hped import PedestalHistos
 
 FIRMWARE = "V2.7"
-NOT_EMULATED = ("after", "minibios", "mars", "flash", "shisto", "tcm_bert", "dcbal_enc",
-                "dcbal_dec", "mode after")  # fmt: skip
+NOT_EMULATED = (
+    "after",
+    "minibios",
+    "mars",
+    "flash",
+    "shisto",
+    "tcm_bert",
+    "dcbal_enc",
+    "dcbal_dec",
+    "mode after",
+)
 # flags kept by the board only (no data-path effect, or read by the event producer)
 PLAIN_FLAGS = {
-    "trig_enable": 0, "trig_delay": 0, "event_limit": 0, "gen_use_limit": 0, "mult_trig_ena": 0,
-    "snd_mult_ena": 0, "erase_hit_ena": 0, "eof_on_eoe": 0, "serve_target": 0, "test_enable": 0,
-    "test_mode": 0, "test_zbt": 0, "keep_fco": 0, "fec_enable": 1, "power_inv": 0, "pul_enable": 0,
-    "pul_delay": 0, "skip_rst": 0,
-}  # fmt: skip
+    "trig_enable": 0,
+    "trig_delay": 0,
+    "event_limit": 0,
+    "gen_use_limit": 0,
+    "mult_trig_ena": 0,
+    "snd_mult_ena": 0,
+    "erase_hit_ena": 0,
+    "eof_on_eoe": 0,
+    "serve_target": 0,
+    "test_enable": 0,
+    "test_mode": 0,
+    "test_zbt": 0,
+    "keep_fco": 0,
+    "fec_enable": 1,
+    "power_inv": 0,
+    "pul_enable": 0,
+    "pul_delay": 0,
+    "skip_rst": 0,
+}
 # flags that live in CardSettings (the data path)
-SETTINGS_FLAGS = ("rst_len", "keep_rst", "emit_hit_cnt", "emit_empty_ch", "emit_lst_cell_rd",
-                  "forceon_all", "modify_hit_reg", "asic_mask", "subtract_ped", "zero_suppress")  # fmt: skip
+SETTINGS_FLAGS = (
+    "rst_len",
+    "keep_rst",
+    "emit_hit_cnt",
+    "emit_empty_ch",
+    "emit_lst_cell_rd",
+    "forceon_all",
+    "modify_hit_reg",
+    "asic_mask",
+    "subtract_ped",
+    "zero_suppress",
+)
 AGET_DEFAULTS = {"mode": 0, "fpn": 0, "polarity": 0, "time": 6, "dac": 0, "vicm": 1}
 RATE_SCALE = (0.1, 10.0, 100.0, 1000.0)
 EVENT_LIMITS = (0, 1, 10, 100, 1000, 10_000, 100_000, 1_000_000)
@@ -84,8 +117,10 @@ class Board:
         self.aget_gain = np.zeros((N_CHIPS, 64), dtype=np.int64)
         self.aget_threshold = np.zeros((N_CHIPS, 64), dtype=np.int64)
         self.aget_other: dict[tuple[int, str], object] = {}
-        self.per_asic = {k: np.zeros(N_CHIPS, dtype=np.int64) for k in
-                         ("mult_thr", "mult_limit", "erase_hit_thr")}  # fmt: skip
+        self.per_asic = {
+            k: np.zeros(N_CHIPS, dtype=np.int64)
+            for k in ("mult_thr", "mult_limit", "erase_hit_thr")
+        }
         self.regs = np.zeros(10, dtype=np.int64)
         self.rbf = {"timed": 1, "timeval": 2}
         self.tstamp_isset = 0
@@ -192,9 +227,11 @@ class Board:
         return 0, f"Feminos-family BEC emulator firmware {FIRMWARE} (agetdaq {__version__})"
 
     def _cmd_help(self, c: ParsedCommand) -> tuple[int, str]:
-        return 0, ("sca mode rst_len keep_rst skip_rst emit_* eof_on_eoe forceon_all ped thr "
-                   "forceon forceoff subtract_ped zero_suppress zs_pre_post polarity hped list "
-                   "aget trig_* event_limit serve_target clr cmd hbusy hhit daq rbf state emu")  # fmt: skip
+        return 0, (
+            "sca mode rst_len keep_rst skip_rst emit_* eof_on_eoe forceon_all ped thr "
+            "forceon forceoff subtract_ped zero_suppress zs_pre_post polarity hped list "
+            "aget trig_* event_limit serve_target clr cmd hbusy hhit daq rbf state emu"
+        )
 
     def _cmd_state(self, c: ParsedCommand) -> tuple[int, str]:
         return 0, self.runtime.state_text()
@@ -281,8 +318,9 @@ class Board:
             n = h.centermean(chips, chans, a["target"], self.settings.ped)
             self._changed()
             return 0, f"hped centermean {where} target {a['target']}: {n} pedestals set"
-        n = h.setthr(chips, chans, a["target"], a["factor"], self.settings.zs_polarity,
-                     self.settings.thr)  # fmt: skip
+        n = h.setthr(
+            chips, chans, a["target"], a["factor"], self.settings.zs_polarity, self.settings.thr
+        )
         self._changed()
         return 0, f"hped setthr {where} {a['target']} {a['factor']:g}: {n} thresholds set"
 
@@ -308,7 +346,7 @@ class Board:
                 0,
                 f"Aget({_sel_text(a['ids'])}) {act}({_sel_text(a['channel'])}) <- {a['value']}",
             )
-        if act in self.aget or "value" in a or c.read and act not in ("read", "rdhit"):
+        if act in self.aget or "value" in a or (c.read and act not in ("read", "rdhit")):
             arr = self.aget.setdefault(act, np.zeros(N_CHIPS, dtype=np.int64))
             if c.read:
                 return 0, f"Aget({ids[0]}) {act}: {int(arr[ids[0]])}"

@@ -360,9 +360,15 @@ class CardProcessor:
     def select(self) -> np.ndarray:
         s = self.settings
         read_mask_kernel(
-            self.hit, s.forceon, s.forceoff, self.params, self.chip_params,
-            SOURCE_ROWS, SLOT_KIND, self.mask,
-        )  # fmt: skip
+            self.hit,
+            s.forceon,
+            s.forceoff,
+            self.params,
+            self.chip_params,
+            SOURCE_ROWS,
+            SLOT_KIND,
+            self.mask,
+        )
         return self.mask
 
     def body(self, raw: np.ndarray, last_cells: np.ndarray) -> np.ndarray:
@@ -370,9 +376,20 @@ class CardProcessor:
         self.select()
         s = self.settings
         end = encode_body_kernel(
-            raw, self.hit, self.mask, s.ped, s.thr, self.params, self.chip_params,
-            SOURCE_ROWS, SLOT_KIND, last_cells, self._out, 0, self.stats,
-        )  # fmt: skip
+            raw,
+            self.hit,
+            self.mask,
+            s.ped,
+            s.thr,
+            self.params,
+            self.chip_params,
+            SOURCE_ROWS,
+            SLOT_KIND,
+            last_cells,
+            self._out,
+            0,
+            self.stats,
+        )
         return self._out[:end].copy()
 
     def fill_histos(self, raw: np.ndarray, offset: np.ndarray, counts: np.ndarray) -> None:

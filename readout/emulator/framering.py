@@ -124,9 +124,17 @@ def append_bank_kernel(
         if st[S_WPOS] + need > limit_words or st[S_NDG] + n // cap + 2 > max_dg:
             return k
         append_event_kernel(
-            buf, dg, st, sof, cap, eof_on_eoe, types[k], stamps[k], counts[k],
+            buf,
+            dg,
+            st,
+            sof,
+            cap,
+            eof_on_eoe,
+            types[k],
+            stamps[k],
+            counts[k],
             words[offsets[i] : offsets[i + 1]],
-        )  # fmt: skip
+        )
     return index.shape[0]
 
 
@@ -201,9 +209,17 @@ class FrameRing:
         if not self._room(need):
             return False
         append_event_kernel(
-            self.buf, self.dg, self.st, self.sof, self.cap, self.eof_on_eoe,
-            event_type, timestamp, event_count, body,
-        )  # fmt: skip
+            self.buf,
+            self.dg,
+            self.st,
+            self.sof,
+            self.cap,
+            self.eof_on_eoe,
+            event_type,
+            timestamp,
+            event_count,
+            body,
+        )
         return True
 
     def add_bank(
@@ -242,7 +258,7 @@ class FrameRing:
                 words,
                 offsets,
                 limit,
-            )  # fmt: skip
+            )
         )
 
     def close_open(self) -> bool:

@@ -134,8 +134,13 @@ class Card:
 
     def ensure_bank_encoded(self) -> None:
         if self.bank is not None:
-            self.bank.encode(self.processor, self.physics.pedestal, self.disc_levels,
-                             self.producer.up, self.board.version)  # fmt: skip
+            self.bank.encode(
+                self.processor,
+                self.physics.pedestal,
+                self.disc_levels,
+                self.producer.up,
+                self.board.version,
+            )
 
     def clear_timestamp(self) -> None:
         self.clock_zero, self.clock_offset = self.model_time(), 0
@@ -197,9 +202,11 @@ class Card:
 
     def state_text(self) -> str:
         b, c = self.board, self.producer.counters
-        return (f"state: sca_enable {b.sca['enable']} serve_target {b.flags['serve_target']} "
-                f"trig_enable {b.flags['trig_enable']} evcnt {self.producer.evcnt} events {c.events} "
-                f"{self.dataflow.credits_text()} pending {self.ring.n_ready}")  # fmt: skip
+        return (
+            f"state: sca_enable {b.sca['enable']} serve_target {b.flags['serve_target']} "
+            f"trig_enable {b.flags['trig_enable']} evcnt {self.producer.evcnt} events {c.events} "
+            f"{self.dataflow.credits_text()} pending {self.ring.n_ready}"
+        )
 
     def reboot(self) -> None:
         """Emulated reboot: sequence numbers, credits, counter, clock restart; data is lost."""
@@ -222,8 +229,18 @@ class Card:
 
     def summary(self) -> str:
         c = self.counters()
-        keys = ("events", "replayed", "lost_dead_time", "lost_memory_full", "datagrams", "bytes",
-                "rx_cmd", "rx_daq", "daq_missing", "rx_daq_timeout")  # fmt: skip
+        keys = (
+            "events",
+            "replayed",
+            "lost_dead_time",
+            "lost_memory_full",
+            "datagrams",
+            "bytes",
+            "rx_cmd",
+            "rx_daq",
+            "daq_missing",
+            "rx_daq_timeout",
+        )
         faults = " ".join(f"{k[6:]}={v}" for k, v in c.items() if k.startswith("fault_") and v)
         return " ".join(f"{k}={c[k]}" for k in keys) + (f" faults: {faults}" if faults else "")
 
@@ -474,8 +491,15 @@ class Emulator:
     ) -> None:
         self.scenario = scenario if isinstance(scenario, Scenario) else Scenario.load(scenario)
         self.host, self.port = host, port
-        self._kw = dict(card_id=card_id, seed=seed, mtu=mtu, truth_path=truth_path,
-                        bank_events=bank, faults=faults, board_overrides=board)  # fmt: skip
+        self._kw = dict(
+            card_id=card_id,
+            seed=seed,
+            mtu=mtu,
+            truth_path=truth_path,
+            bank_events=bank,
+            faults=faults,
+            board_overrides=board,
+        )
         self.card: Card | None = None
         self._thread: threading.Thread | None = None
         self.address: tuple[str, int] = (host, port)

@@ -99,7 +99,8 @@ class EventProducer:
         self.armed = run
         if run:
             self.enabled_events = 0
-            self.gen_next = max(t, self.last_t)
+            self.last_t = max(self.last_t, t)  # no trigger counts from before the start
+            self.gen_next = self.last_t
 
     def _running(self) -> bool:
         board = self.card.board
@@ -111,7 +112,8 @@ class EventProducer:
             self.armed = False
 
     def ticks(self, t: float) -> int:
-        return int((t - self.card.clock_zero) * TICKS_PER_S + self.card.clock_offset) & (2**48 - 1)
+        ticks = int((t - self.card.clock_zero) * TICKS_PER_S + self.card.clock_offset)
+        return max(ticks, 0) & (2**48 - 1)
 
     def busy_time(self, n_read_max: np.ndarray | int) -> np.ndarray | float:
         return self.overhead_s + n_read_max * self.card.board.settings.n_bins * self.cell_s
@@ -276,7 +278,7 @@ class EventProducer:
             return 0
         target = card.board.flags["serve_target"]
         stamps = ((times - card.clock_zero) * TICKS_PER_S + card.clock_offset).astype(np.int64)
-        stamps &= 2**48 - 1
+        stamps = np.maximum(stamps, 0) & (2**48 - 1)
         counts = (self.evcnt + np.arange(n, dtype=np.int64)) & 0xFFFFFFFF
         if target == 1:
             done = card.ring.add_bank(types, stamps, counts, idx, bank.words, bank.offsets)
@@ -292,8 +294,14 @@ class EventProducer:
         if done and card.truth is not None and target == 1:
             for k in range(done):
                 i = int(idx[k])
-                card.truth.write(int(counts[k]), int(stamps[k]), int(types[k]), float(times[k]),
-                                 bank.fragments[i], i)  # fmt: skip
+                card.truth.write(
+                    int(counts[k]),
+                    int(stamps[k]),
+                    int(types[k]),
+                    float(times[k]),
+                    bank.fragments[i],
+                    i,
+                )
         b = np.minimum((busy[:done] * 1e6 / HBUSY_BIN_US).astype(np.int64), HBUSY_BINS - 1)
         np.add.at(self.hbusy, b, 1)
         if target == 3:

@@ -34,7 +34,7 @@ def fragment(truth: dict) -> str:
 
 
 class TruthWriter:
-    """Appends truth lines to a JSONL file (buffered; flushed on close and every ``flush_every``)."""
+    """Appends truth lines to a JSONL file (buffered; flushed on close and every N lines)."""
 
     def __init__(self, path: str | Path, flush_every: int = 1000) -> None:
         self.path = Path(path)
