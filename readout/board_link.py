@@ -90,9 +90,14 @@ class BoardLink:
         self.address = f"{host}:{port}"
         self.timeout = timeout
         self.fem_index = fem_index
-        self._sock, self.rcvbuf_report = open_board_socket(
-            (host, port), local=local, rcvbuf=rcvbuf, force_rcvbuf=force_rcvbuf
-        )
+        if not 0 < port < 65536:
+            raise ValueError(f"board port must be 1..65535, not {port}")
+        try:
+            self._sock, self.rcvbuf_report = open_board_socket(
+                (host, port), local=local, rcvbuf=rcvbuf, force_rcvbuf=force_rcvbuf
+            )
+        except OSError as exc:
+            raise BoardError(f"cannot open a UDP socket to board {host}:{port}: {exc}") from None
         self.credit = CreditLoop(self._sock.send, credit)
         self.receiver = Receiver(
             self._sock,
@@ -108,6 +113,7 @@ class BoardLink:
         self.commands_sent = 0
         self.stale_replies = 0
         self.timeouts = 0
+        self.tap: Callable[[str, bytes, int], None] | None = None  # see set_tap
 
     # ---- lifecycle ---------------------------------------------------------------------------
     @property
@@ -124,9 +130,15 @@ class BoardLink:
         return self
 
     def close(self) -> None:
-        """Stop granting, stop the capture thread and close the socket (idempotent)."""
+        """Pause the board if data was flowing (best effort), stop the capture thread and close
+        the socket (idempotent)."""
         if self._closed:
             return
+        if self.credit.running:
+            try:
+                self.stop_data(timeout=min(self.timeout, 1.0))
+            except BoardError as exc:
+                log.warning("%s: could not pause the board on close: %s", self.address, exc)
         self._closed = True
         self.credit.stop()
         self.receiver.stop()
@@ -198,7 +210,16 @@ class BoardLink:
             )
         return reply
 
+    def set_tap(self, tap: Callable[[str, bytes | memoryview, int], None] | None) -> None:
+        """Hand every datagram sent and received to ``tap(direction, payload, monotonic_ns)``
+        (direction "tx" or "rx"; see :mod:`readout.capture`). Call before :meth:`start`."""
+        self.tap = tap
+        self.credit.tap = tap
+        self.receiver.tap = tap
+
     def _send(self, datagram: bytes) -> None:
+        if self.tap is not None:
+            self.tap("tx", datagram, time.monotonic_ns())
         try:
             self._sock.send(datagram)
         except ConnectionRefusedError:

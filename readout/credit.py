@@ -11,8 +11,10 @@ Design
   when ``pending`` reaches the threshold it is granted with ``daq 0x<credit> U 0x<seq>``, seq
   counting 0x00, 0x01, ... mod 256. ``credits restore 8 1 F`` = window 8 frames, threshold 1.
 * **In the capture thread.** :meth:`CreditLoop.on_frame` runs in the receiver's capture thread
-  right after ``recv_into``, so the re-grant latency (datagram arrival -> ``send`` returned) is a
-  few microseconds and is recorded in :attr:`CreditLoop.latency`. Throughput = window / turnaround.
+  right after ``recv_into``, so the re-grant latency (arrival stamp after ``recv_into`` -> ``send``
+  called) is a few microseconds; it is recorded in :attr:`CreditLoop.latency`. It does not see
+  the time a returning ``recv_into`` waits for the GIL while another thread holds it (at most the
+  interpreter switch interval, 5 ms by default). Throughput = window / turnaround.
 * **Back-pressure.** When the ring holds ``high_water`` of its capacity, grants are held (the credit
   keeps accumulating in ``pending``) so the board keeps its data instead of us dropping it; they
   resume once the consumer has released the ring down to ``low_water``. The ring must have room for
@@ -26,8 +28,12 @@ Design
 * **Stop** = no more grants; :class:`readout.board_link.BoardLink` then sends the pause request
   ``daq 0xFFFFFF F`` (which gets a reply) through its command channel.
 
-All state is guarded by one lock: grants come from the capture thread (data arrival) and from the
-consumer thread (ring released after a hold).
+* **Cost.** Each request is one ``send`` syscall (3-5 us); a threshold above 1 divides their
+  number (``credits restore 16 4 F`` sends one request per 4 frames and keeps >= 12 in flight).
+
+Threads: the per-frame accounting is lock-free (single-writer counters, see :class:`CreditLoop`);
+requests are sent under one lock, from the capture thread (data arrival), the consumer thread
+(ring released after a hold) or the control thread (start), so sequence numbers stay in order.
 """
 
 from __future__ import annotations
@@ -98,6 +104,8 @@ class CreditLoop:
         clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         self._send = send
+        # optional capture tap: tap("tx", request, monotonic ns) before each request is sent
+        self.tap: Callable[[str, bytes, int], None] | None = None
         self._clock = clock
         self.config = config or CreditConfig()
         self.counters = CreditCounters()
@@ -280,10 +288,12 @@ class CreditLoop:
             self.counters.holds += 1
             return
         amount = min(amount, MAX_DAQ_AMOUNT)
+        sent_ns = self._clock() if arrival_ns is not None else 0
         if self._send_request(amount):
             self._regranted += amount
             if arrival_ns is not None:
-                self.latency.add(self._clock() - arrival_ns)
+                # to the start of the send call: a GIL wait after the syscall delays no grant
+                self.latency.add(sent_ns - arrival_ns)
 
     def _send_request(self, amount: int, raise_errors: bool = False) -> bool:
         unit = self.config.unit
@@ -297,6 +307,8 @@ class CreditLoop:
                 if len(self._cache) < _CACHE_LIMIT:
                     self._cache[key] = cached
             msg = cached
+        if self.tap is not None:
+            self.tap("tx", msg, time.monotonic_ns())
         try:
             self._send(msg)
         except OSError as exc:

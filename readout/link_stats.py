@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 @dataclass
 class ReceiverCounters:
-    """What the capture thread saw, by kind. Every datagram lands in exactly one of
-    ``data_frames``, ``replies``, ``ring_full_drops``, ``reply_queue_drops`` or a malformed kind."""
+    """What the capture thread saw, by kind. Every datagram counted in ``datagrams`` lands in
+    exactly one of ``data_frames``, ``replies``, ``ring_full_drops``, ``reply_queue_drops`` or a
+    malformed kind (:attr:`accounted`); ``foreign`` ones are rejected before that count."""
 
     datagrams: int = 0  # everything read from the socket
     data_frames: int = 0  # DFRAMEs put in the ring
@@ -42,6 +43,16 @@ class ReceiverCounters:
     @property
     def malformed(self) -> int:
         return sum(getattr(self, name) for name in self.MALFORMED)
+
+    @property
+    def accounted(self) -> int:
+        return (
+            self.data_frames
+            + self.replies
+            + self.ring_full_drops
+            + self.reply_queue_drops
+            + self.malformed
+        )
 
     @property
     def lost(self) -> int:

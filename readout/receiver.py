@@ -23,7 +23,9 @@ Design
   frame arrived; the consumer's :meth:`Receiver.release` only matters when the ring is filling
   (back-pressure: the credit loop then holds its grants so the board keeps the data).
 * **Hand-off**: :meth:`Receiver.get_batch` returns numpy *views* of up to ``max_n`` contiguous slots
-  ``(buf, lengths, arrival_ns)``; they stay valid until :meth:`Receiver.release`.
+  ``(buf, lengths, arrival_ns)``; they stay valid until :meth:`Receiver.release`. A waiting
+  consumer is woken once ``wake_at`` frames are ready (not per datagram: a wake-up costs more than
+  a receive), or at the latest on the capture thread's idle tick or its own ``timeout``.
 * **Stop**: ``SO_RCVTIMEO`` (default 0.1 s) wakes an idle capture thread to check its stop flag;
   a blocking socket otherwise costs one syscall per datagram.
 """
@@ -37,6 +39,7 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -151,7 +154,9 @@ class Batch(NamedTuple):
     arrival_ns: np.ndarray  # (k,) int64, time.monotonic_ns
 
 
-class Reply(NamedTuple):
+class RawReply(NamedTuple):
+    """A reply datagram as received (decode with :func:`protocol.commands.parse_reply`)."""
+
     datagram: bytes
     arrival_ns: int
 
@@ -170,6 +175,7 @@ class Receiver:
         reply_queue_size: int = 256,
         idle_s: float = 0.1,
         from_host: str | None = None,
+        wake_at: int = 16,
         name: str = "bec",
     ) -> None:
         if n_slots < 2:
@@ -188,16 +194,19 @@ class Receiver:
         self._buf.fill(0)  # fault every page in now, not in the capture thread's first pass
         self._lengths = np.zeros(n_slots, dtype=np.int32)
         self._arrival = np.zeros(n_slots, dtype=np.int64)
-        self._replies: queue.Queue[Reply] = queue.Queue(maxsize=reply_queue_size)
+        self._replies: queue.Queue[RawReply] = queue.Queue(maxsize=reply_queue_size)
         self._head = 0  # next slot to fill (capture thread only)
         self._tail = 0  # next slot to hand out (consumer only)
         self._waiting = False
         self._wake = threading.Event()
+        self.wake_at = max(1, wake_at)
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._idle_s = idle_s
         self._from_host = from_host
         self._sink = sink
+        # optional capture tap (set before start()): tap("rx", payload view, monotonic ns)
+        self.tap: Callable[[str, memoryview, int], None] | None = None
         if sink is not None:
             sink.attach_ring(self.fill, n_slots)
 
@@ -221,8 +230,9 @@ class Receiver:
         self._stopping = True
         if self._thread is not None:
             self._thread.join(timeout)
-            if self._thread.is_alive():
+            if self._thread.is_alive():  # kept, so that start() cannot add a second producer
                 log.error("capture thread %s did not stop within %.1f s", self.name, timeout)
+                return
             self._thread = None
 
     @property
@@ -241,8 +251,10 @@ class Receiver:
         return self._head - self._tail
 
     def get_batch(self, max_n: int = 256, timeout: float | None = 0.1) -> Batch:
-        """Up to ``max_n`` contiguous ring slots; waits up to ``timeout`` s (None = forever) when
-        the ring is empty and then returns an empty batch. Call :meth:`release` when done."""
+        """Up to ``max_n`` contiguous ring slots (one consumer thread only). When the ring is
+        empty, waits until ``wake_at`` frames are ready, the capture thread goes idle or
+        ``timeout`` s pass (None = no limit), and may then return an empty batch. Call
+        :meth:`release` when done with the views."""
         if max_n < 1:
             raise ValueError("max_n must be >= 1")
         tail = self._tail
@@ -270,14 +282,14 @@ class Receiver:
         if n and self._sink is not None:
             self._sink.on_release()
 
-    def get_reply(self, timeout: float | None) -> Reply | None:
+    def get_reply(self, timeout: float | None) -> RawReply | None:
         """Next command reply (CFRAME / MFRAME datagram), or None after ``timeout`` s."""
         try:
             return self._replies.get(timeout=timeout)
         except queue.Empty:
             return None
 
-    def drain_replies(self) -> list[Reply]:
+    def drain_replies(self) -> list[RawReply]:
         """Remove and return every queued reply (stale replies before a new command)."""
         out = []
         while True:
@@ -312,13 +324,14 @@ class Receiver:
         recv_into = sock.recv_into
         recvfrom_into = sock.recvfrom_into
         from_host = self._from_host
-        slots = [memoryview(row) for row in self._buf]  # n_slots + 1 rows, last = scratch
-        words = memoryview(self._buf.reshape(-1)).cast("H")
-        lengths = memoryview(self._lengths)
-        arrivals = memoryview(self._arrival)
         n_slots = self.n_slots
         slot_size = self.slot_size
         slot_words = slot_size // 2
+        flat = memoryview(self._buf.reshape(-1))
+        slots = [flat[i * slot_size : (i + 1) * slot_size] for i in range(n_slots + 1)]
+        words = flat.cast("H")  # slot i starts at word i * slot_size // 2; last slot = scratch
+        lengths = memoryview(self._lengths)
+        arrivals = memoryview(self._arrival)
         scratch = n_slots
         c = self.counters
         check = self.check_frames
@@ -328,7 +341,9 @@ class Receiver:
         now = time.monotonic_ns
         trunc = socket.MSG_TRUNC
         wake = self._wake.set
+        wake_at = self.wake_at
         host_of = self._host_of
+        tap = self.tap
 
         while not self._stopping:
             head = self._head
@@ -342,6 +357,8 @@ class Receiver:
                         c.foreign += 1
                         continue
             except BlockingIOError:  # SO_RCVTIMEO: idle
+                if self._waiting and self._head != self._tail:
+                    wake()
                 if on_idle is not None:
                     on_idle()
                 continue
@@ -356,6 +373,8 @@ class Receiver:
                 continue
             t = now()
             c.datagrams += 1
+            if tap is not None:
+                tap("rx", slots[ix][: min(n, slot_size)], t)
             if n < 4:
                 c.runt += 1
                 continue
@@ -390,13 +409,13 @@ class Receiver:
                 self._head = head + 1
                 c.data_frames += 1
                 c.data_bytes += n
-                if self._waiting:
+                if self._waiting and head + 1 - self._tail >= wake_at:
                     wake()
             elif sof in (_SOF_C, _SOF_M):
                 if words[base]:
                     c.reply_bad_lead += 1
                 try:
-                    self._replies.put_nowait(Reply(bytes(slots[ix][:n]), t))
+                    self._replies.put_nowait(RawReply(bytes(slots[ix][:n]), t))
                     c.replies += 1
                 except queue.Full:
                     c.reply_queue_drops += 1

@@ -9,9 +9,10 @@ import time
 import pytest
 from fake_board import FakeBoard
 
+from protocol.command_table import validate
 from protocol.commands import ERR_ILLEGAL_PARAMETER, encode_cframe
 from protocol.script import ScriptError, Step, parse_script
-from readout.board_link import BoardError, BoardLink, BoardTimeout
+from readout.board_link import BoardError, BoardLink, BoardTimeout, expects_reply
 
 
 def link_to(board: FakeBoard, **kw) -> BoardLink:
@@ -96,6 +97,22 @@ def test_close_is_idempotent_and_commands_after_close_fail():
             link.command("version")
 
 
+def test_bad_board_address_gives_a_clear_error():
+    # a local address this host does not have: fails at bind, no DNS involved
+    with pytest.raises(BoardError, match=r"127\.0\.0\.1:1122"):
+        BoardLink("127.0.0.1", 1122, local=("192.0.2.1", 0))
+    with pytest.raises(ValueError, match="port"):
+        BoardLink("127.0.0.1", 0)
+
+
+def test_only_data_requests_go_without_reply():
+    assert not expects_reply(validate("daq 0x000010 F 0x01"))
+    assert not expects_reply(validate("daq 0x000000 B"))
+    assert expects_reply(validate("daq 0xffffff F"))  # pause: "daq paused"
+    assert expects_reply(validate("daq"))  # "send_credits: N U"
+    assert expects_reply(validate("version"))
+
+
 # ---- scripts -------------------------------------------------------------------------------
 
 SCRIPT = """\
@@ -175,3 +192,105 @@ def test_client_steps_go_to_their_callback():
         link.run_script("verbose 1\nfopen bin\nversion\n", on_client=lambda s: seen.append(s.text))
         assert seen == ["verbose 1", "fopen bin"]
         assert board.received == [b"version"]
+
+
+# ---- against the BEC emulator ----------------------------------------------------------------
+
+EMU_RUN = [
+    "sca enable 0",
+    "aget * mode 0x1",
+    "zero_suppress 0",
+    "eof_on_eoe 1",
+    "trig_rate 1 20",  # 200 Hz
+    "trig_enable 0x1",
+    "event_limit 0x2",  # 10 events, ~190 datagrams each (no zero suppression)
+    "serve_target 1",
+    "clr evcnt",
+]
+
+
+def collect_frames(link: BoardLink, quiet_s: float = 0.4, limit_s: float = 20.0) -> list[bytes]:
+    """Consume the ring until no data frame came for ``quiet_s``."""
+    out: list[bytes] = []
+    end = time.monotonic() + limit_s
+    calm_since = time.monotonic()
+    while time.monotonic() < end:
+        buf, lengths, _ = link.receiver.get_batch(256, 0.02)
+        if len(lengths):
+            out += [bytes(buf[i, : lengths[i]]) for i in range(len(lengths))]
+            link.receiver.release(len(lengths))
+            calm_since = time.monotonic()
+        elif time.monotonic() - calm_since > quiet_s:
+            break
+    return out
+
+
+@pytest.fixture
+def emulator():
+    from readout.emulator.server import Emulator
+
+    with Emulator(scenario="default", port=0, seed=4, bank=0) as emu:
+        yield emu
+
+
+def emu_link(emu, **kw) -> BoardLink:
+    host, port = emu.address
+    return BoardLink(host, port, local=("127.0.0.1", 0), rcvbuf=8 << 20, timeout=10.0, **kw)
+
+
+def test_emulator_data_flows_on_credit_and_pause_stops_it(emulator):
+    from protocol.decode import decode_datagrams
+    from readout.credit import CreditConfig
+
+    with emu_link(emulator, credit=CreditConfig(window=8, threshold=2)) as link:
+        for line in EMU_RUN:
+            link.command(line)
+        link.start_data()
+        reply = link.command("sca enable 1")  # replies are matched while data flows
+        assert reply is not None and reply.error == 0
+        credit_reply = link.command("daq")
+        assert credit_reply is not None and "send_credits" in credit_reply.text
+        frames = collect_frames(link)
+        events, errors = decode_datagrams(frames)
+        assert [e.event_count for e in events] == list(range(10))
+        assert errors.get("SEQ_GAP", 0) == 0
+        c, rx = link.credit.counters, link.receiver.counters
+        assert c.lost_replies == 0 and rx.ring_full_drops == 0 and rx.malformed == 0
+        assert c.first_requests == 1 and c.requests_sent > len(frames) // 2 - 8
+        assert link.credit.latency.n > 0
+        assert emulator.counters["daq_missing"] == 0
+        # pause: no more data even with new events
+        paused = link.stop_data()
+        assert paused is not None and "paused" in paused.text
+        link.command("clr evcnt")
+        link.command("sca enable 1")
+        time.sleep(0.3)
+        assert collect_frames(link, quiet_s=0.2) == []
+        link.command("sca enable 0")
+
+
+def test_emulator_drops_are_seen_as_lost_replies_and_do_not_stall(emulator):
+    from readout.credit import CreditConfig
+
+    with emu_link(emulator, credit=CreditConfig(window=8, threshold=1)) as link:
+        for line in EMU_RUN:
+            link.command(line)
+        link.command("emu fault drop=0.02 seed=3", validate_line=False)
+        link.start_data()
+        link.command("sca enable 1")
+        frames = collect_frames(link)
+        dropped = emulator.counters["fault_drop"]
+        link.command("emu fault drop=0", validate_line=False)
+        link.stop_data()
+    assert dropped > 0
+    assert link.credit.counters.lost_replies == dropped
+    assert len(frames) + dropped == emulator.counters["datagrams"]
+
+
+def test_close_pauses_a_board_that_was_sending():
+    with FakeBoard() as board:
+        with link_to(board) as link:
+            link.start_data()
+            assert board.wait_for(lambda: link.receiver.counters.data_frames > 0)
+        assert board.requests[-1] == (0xFFFFFF, "F", None)
+        assert board.allowance == 0

@@ -33,11 +33,18 @@ def make_loop(fill: list[int] | None = None, capacity: int = 100, **cfg) -> tupl
 
 
 def test_config_validation_and_restore_words():
-    assert CreditConfig.from_restore(["8", "1", "F"]) == CreditConfig(unit="F", window=8, threshold=1)
+    assert CreditConfig.from_restore(["8", "1", "F"]) == CreditConfig(
+        unit="F", window=8, threshold=1
+    )
     cfg = CreditConfig.from_restore(["0x4000", "8192", "b"])
     assert (cfg.unit, cfg.window, cfg.threshold) == ("B", 0x4000, 8192)
-    for bad in (dict(unit="X"), dict(window=0), dict(window=4, threshold=5),
-                dict(window=0x1000000), dict(high_water=0.2, low_water=0.5)):
+    for bad in (
+        dict(unit="X"),
+        dict(window=0),
+        dict(window=4, threshold=5),
+        dict(window=0x1000000),
+        dict(high_water=0.2, low_water=0.5),
+    ):
         with pytest.raises(ValueError):
             CreditConfig(**bad)
     with pytest.raises(ValueError):
@@ -102,8 +109,9 @@ def test_sequence_gap_counts_lost_frames_and_returns_their_credit():
 
 def test_backpressure_holds_grants_and_resumes_after_release():
     fill = [0]
-    loop, wire = make_loop(fill, capacity=100, window=8, threshold=1, high_water=0.5,
-                           low_water=0.25)
+    loop, wire = make_loop(
+        fill, capacity=100, window=8, threshold=1, high_water=0.5, low_water=0.25
+    )
     loop.start()
     loop.on_frame(0x100, 100, 0)
     assert len(wire.sent) == 2
@@ -217,7 +225,7 @@ def test_credit_keeps_data_flowing_with_no_loss():
         assert [r[2] for r in reqs[1:]] == [i & 0xFF for i in range(len(reqs) - 1)]
         assert all(r[0] >= 2 for r in reqs[1:])
     c = credit.counters
-    assert c.lost_replies == 0 and c.resyncs == 1 and c.frames_seen == total
+    assert c.lost_replies == 0 and c.resyncs == 1 and rx.counters.data_frames == total
     assert rx.counters.ring_full_drops == 0 and rx.counters.malformed == 0
     assert credit.latency.n == len(reqs) - 1
 
@@ -241,8 +249,9 @@ def test_lost_frames_are_detected_and_do_not_shrink_the_window():
 def test_slow_consumer_backpressure_holds_instead_of_dropping():
     total = 400
     with FakeBoard(total_frames=total) as board:
-        credit = CreditLoop(Wire(), CreditConfig(window=8, threshold=1, high_water=0.5,
-                                                 low_water=0.25))
+        credit = CreditLoop(
+            Wire(), CreditConfig(window=8, threshold=1, high_water=0.5, low_water=0.25)
+        )
         got: list[bytes] = []
 
         def consume(rx: Receiver) -> None:
@@ -265,8 +274,7 @@ def test_slow_consumer_backpressure_holds_instead_of_dropping():
 def test_grants_from_two_threads_keep_sequence_order():
     """Capture-thread grants and consumer-thread resumes interleave under one lock."""
     fill = [0]
-    loop, wire = make_loop(fill, capacity=10, window=4, threshold=1, high_water=0.5,
-                           low_water=0.1)
+    loop, wire = make_loop(fill, capacity=10, window=4, threshold=1, high_water=0.5, low_water=0.1)
     loop.start()
     stop = threading.Event()
 
