@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e ".[gui,test]"
+	$(BIN)/python -m pip install -q -e ".[gui,test,plots]"
 	touch $(STAMP)
 
 venv: $(STAMP)

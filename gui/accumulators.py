@@ -171,7 +171,7 @@ class RateTracker:
         last = self.series.last(name)
         if end is None or last is None:
             return None
-        t, cols = self.series.window(end - seconds, [name])
+        _, cols = self.series.window(end - seconds, [name])
         col = cols[name][np.isfinite(cols[name])]
         before = self.series.value_at(name, end - seconds)
         base = before if before is not None else (float(col[0]) if len(col) else last)

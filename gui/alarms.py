@@ -143,9 +143,7 @@ class AlarmEngine:
 
     def worst(self, unacknowledged_only: bool = False) -> str | None:
         """Highest severity among the active alarms, or None."""
-        sev = [
-            a.rule.severity for a in self.active if not (unacknowledged_only and a.acknowledged)
-        ]
+        sev = [a.rule.severity for a in self.active if not (unacknowledged_only and a.acknowledged)]
         return max(sev, key=severity_rank) if sev else None
 
 

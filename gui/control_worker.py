@@ -8,6 +8,7 @@ asks for ``status`` every ``poll_s`` so the panel knows the state and whether th
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -21,7 +22,7 @@ from readout.control import ControlClient, RequestError, validate
 class ControlWorker(QThread):
     """Owns one ControlClient; ``reply(cmd, reply_dict)`` for every request (and status poll)."""
 
-    reply = pyqtSignal(str, dict)
+    reply = pyqtSignal(int, str, dict)  # (slot, cmd, reply)
 
     def __init__(
         self,
@@ -31,6 +32,7 @@ class ControlWorker(QThread):
         context: zmq.Context | None = None,
     ) -> None:
         super().__init__()
+        self.slot = 0  # the window's index of the stream this socket controls
         self.address = address
         self.poll_s = poll_s
         self.timeout_ms = timeout_ms
@@ -48,7 +50,7 @@ class ControlWorker(QThread):
         try:
             validate(request)
         except RequestError as exc:
-            self.reply.emit(cmd, {"ok": False, "error": str(exc)})
+            self.reply.emit(self.slot, cmd, {"ok": False, "error": str(exc)})
             return False
         with self._lock:
             self._in_flight += counted
@@ -57,7 +59,7 @@ class ControlWorker(QThread):
         except queue.Full:
             with self._lock:
                 self._in_flight -= counted
-            self.reply.emit(cmd, {"ok": False, "error": "too many requests waiting"})
+            self.reply.emit(self.slot, cmd, {"ok": False, "error": "too many requests waiting"})
             return False
         return True
 
@@ -69,14 +71,14 @@ class ControlWorker(QThread):
 
     def stop(self, wait_ms: int = 4000) -> None:
         self._stop = True
-        try:
+        with contextlib.suppress(queue.Full):
             self.requests.put_nowait(None)
-        except queue.Full:
-            pass
         self.wait(wait_ms)
 
     def run(self) -> None:
-        client = ControlClient(self.address, self.timeout_ms, self.context or zmq.Context.instance())
+        client = ControlClient(
+            self.address, self.timeout_ms, self.context or zmq.Context.instance()
+        )
         next_poll = 0.0
         try:
             while not self._stop:
@@ -98,6 +100,6 @@ class ControlWorker(QThread):
                 elif cmd != "ping":
                     with self._lock:
                         self._in_flight -= 1
-                self.reply.emit(cmd, reply)
+                self.reply.emit(self.slot, cmd, reply)
         finally:
             client.close()

@@ -1,49 +1,39 @@
-"""Online 55Fe gain monitor: X-ray-like energies in slices, fitted off the GUI thread.
+"""Online 55Fe gain monitor on top of the calibration engine (readout.calibration).
 
-The model feeds X-ray-like events (energy in ADC, centroid in mm, data time in s). A slice closes
-after ``slice_xrays`` events or ``slice_minutes`` of data time; its spectrum is fitted with the
-calibration engine (readout.calibration.fit) by ``run_fit`` in a pool thread, and the outcome
-becomes a trend point: peak position, gain relative to the reference, FWHM/E and threshold in keV.
-The cumulative spectrum is refitted for the display at most every ``live_fit_s``; the gain map
-fits the cumulative spectrum of each of n x n regions and shows each peak relative to the median.
+Two halves. ``GainMonitor`` lives on the GUI thread: it keeps what the views draw (the cumulative
+spectrum, trend points, gain map, last live fit) and collects X-ray-like events. ``CalibEngine``
+holds the engine's ``GainTrend`` (slices of N X-rays or T minutes, fitted when they close) and
+``GainMap``; it is touched only by the task ``GainMonitor.next_task`` hands out, which the window
+runs in a thread pool, one task per stream at a time. The task's ``CalibUpdate`` comes back
+through ``accept``. Without Qt (tests) a task is simply called.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from gui.config import MonitorConfig
 from gui.history import TimeSeries
-from readout.calibration.fit import FitConfig, fit_spectrum
 from readout.calibration.spectrum import Spectrum
 
 TREND_NAMES = ("peak_adc", "gain_rel", "resolution_pct", "threshold_kev", "counts", "ok")
+MAP_INTERVAL_S = 60.0  # the gain map (n x n fits) is refitted at most this often
+MAX_PENDING = 1_000_000  # X-ray-like events waiting for the engine
 _NAN = float("nan")
 
 
 @dataclass
-class FitJob:
-    """A spectrum (a private copy) to fit, with the regions of the gain map when due."""
-
-    kind: str  # "live" or "slice"
-    t_start: float
-    t_end: float
-    spectrum: Spectrum
-    regions: list[Spectrum] | None = None
-    gas: str = "Ar"
-
-
-@dataclass
 class FitOutcome:
-    kind: str
-    t_start: float
-    t_end: float
-    counts: int
+    """What the spectrum view shows of a fit (plain numbers and the model curve)."""
+
     ok: bool
     reason: str = ""
+    counts: int = 0
     peak_adc: float = _NAN
     peak_err: float = _NAN
     resolution: float = _NAN  # FWHM / E at 5.9 keV
@@ -54,153 +44,217 @@ class FitOutcome:
     chi2_ndf: float = _NAN
     curve_x: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
     curve_y: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
-    region_peaks: np.ndarray | None = field(default=None, repr=False)
 
 
-def run_fit(job: FitJob) -> FitOutcome:
-    """Fit a job's spectrum (and regions); runs in a worker thread, touches nothing shared."""
-    config = FitConfig(gas=job.gas)
-    res = fit_spectrum(job.spectrum, config)
-    out = FitOutcome(job.kind, job.t_start, job.t_end, job.spectrum.total, res.ok, res.reason)
-    if res.params:
-        out.peak_adc, out.peak_err = res.peak_adc, res.peak_adc_err
-        out.resolution, out.threshold_kev = res.resolution, res.threshold_kev
-        out.n_peak = res.params.get("n_peak", _NAN)
-        out.n_escape = res.params.get("n_escape", _NAN)
-        out.escape_adc = res.gain * res.lines.escape_energy_kev + res.offset_adc
-        out.chi2_ndf = res.chi2_ndf
-        lo, hi = res.window_adc
-        edges = job.spectrum.edges
+def outcome_from_fit(fit, spectrum: Spectrum) -> FitOutcome:
+    """FitOutcome of a ``readout.calibration.fit.FitResult``; the curve on the spectrum's bins."""
+    out = FitOutcome(fit.ok, fit.reason, spectrum.total)
+    if fit.params:
+        out.peak_adc, out.peak_err = fit.peak_adc, fit.peak_adc_err
+        out.resolution, out.threshold_kev = fit.resolution, fit.threshold_kev
+        out.n_peak = fit.params.get("n_peak", _NAN)
+        out.n_escape = fit.params.get("n_escape", _NAN)
+        out.escape_adc = fit.gain * fit.lines.escape_energy_kev + fit.offset_adc
+        out.chi2_ndf = fit.chi2_ndf
+        lo, hi = fit.window_adc
+        edges = spectrum.edges
         edges = edges[(edges >= lo) & (edges <= hi)]
         if len(edges) > 1:
             out.curve_x = edges.astype(np.float32)
-            out.curve_y = res.model_counts(edges).astype(np.float32)
-    if job.regions is not None:
-        peaks = np.full(len(job.regions), np.nan)
-        for i, spec in enumerate(job.regions):
-            if spec.total >= config.min_counts:
-                r = fit_spectrum(spec, config)
-                if r.ok:
-                    peaks[i] = r.peak_adc
-        out.region_peaks = peaks
+            out.curve_y = fit.model_counts(edges).astype(np.float32)
     return out
 
 
+@dataclass
+class CalibUpdate:
+    points: list = field(default_factory=list)  # readout.calibration.trend.TrendPoint
+    live: FitOutcome | None = None
+    gain_map: np.ndarray | None = None  # [ix, iy] relative gains
+    reference_gain: float | None = None  # ADC per keV
+    open_xrays: int = 0
+    error: str = ""
+
+
+class CalibEngine:
+    """The calibration engine of one stream; used by one thread at a time."""
+
+    def __init__(self, config: MonitorConfig, area_mm: tuple[float, float, float, float]):
+        from readout.calibration import FitConfig, GainMap, GainMapConfig, GainTrend, TrendConfig
+
+        fit = FitConfig(gas=config.gas)
+        self._trend_cls, self._map_cls = GainTrend, GainMap
+        self.trend = GainTrend(
+            TrendConfig(slice_xrays=config.slice_xrays, slice_minutes=config.slice_minutes,
+                        select=False, n_bins=config.spectrum_bins,
+                        adc_max=config.spectrum_adc_max, fit=fit)
+        )  # fmt: skip
+        n = config.gainmap_n
+        self.map_config = GainMapConfig(
+            nx=n, ny=n, x_range_mm=area_mm[:2], y_range_mm=area_mm[2:], select=False,
+            n_bins=config.spectrum_bins, adc_max=config.spectrum_adc_max, fit=fit,
+        )  # fmt: skip
+        self.map = GainMap(self.map_config)
+        self.fit_config = fit
+        self._last_map = -math.inf
+
+    def run(self, commands: list[tuple[str, object]], events: dict | None,
+            live: Spectrum | None) -> CalibUpdate:  # fmt: skip
+        """Apply operator commands, feed events, fit what is due."""
+        from readout.calibration import fit_spectrum
+
+        up = CalibUpdate()
+        for cmd, arg in commands:
+            self._command(cmd, arg, up)
+        if events is not None and len(events["energy_adc"]):
+            up.points += self.trend.feed(events)
+            self.map.fill(events)
+        if up.points and time.monotonic() - self._last_map >= MAP_INTERVAL_S:
+            self._last_map = time.monotonic()
+            up.gain_map = self.map.fit().rel_gain.T.astype(np.float32)  # (ny, nx) -> [ix, iy]
+        self.trend.points.clear()  # the GUI keeps its own bounded history
+        if live is not None:
+            up.live = outcome_from_fit(fit_spectrum(live, self.fit_config), live)
+        up.reference_gain = self.trend.reference_gain
+        up.open_xrays = self.trend.open_counts[1]
+        return up
+
+    def _command(self, cmd: str, arg: object, up: CalibUpdate) -> None:
+        if cmd == "close" and self.trend.open_counts[1] > 0:
+            up.points.append(self.trend.close())
+            self._last_map = -math.inf
+        elif cmd == "settings":
+            n, minutes = arg  # type: ignore[misc]
+            self.trend.config = replace(self.trend.config, slice_xrays=n, slice_minutes=minutes)
+        elif cmd == "reference":
+            self.trend.reference_gain = arg  # ADC per keV, or None: the next good slice
+        elif cmd == "reset":
+            ref = self.trend.reference_gain
+            self.trend = self._trend_cls(self.trend.config)
+            self.trend.reference_gain = ref
+            self.map = self._map_cls(self.map_config)
+
+
 class GainMonitor:
-    """Slices, trend and gain map of one stream (no Qt; the caller runs the jobs)."""
+    """GUI-side state of the gain monitor of one stream (see the module docstring)."""
 
     def __init__(self, config: MonitorConfig, area_mm: tuple[float, float, float, float]) -> None:
         self.config = config
         self.area = area_mm  # x_lo, x_hi, y_lo, y_hi
+        self.engine: CalibEngine | None = None  # built by the first task, in the pool thread
         self.trend = TimeSeries(TREND_NAMES, config.calib_points)
-        self.reference_adc: float | None = None
-        self.reference_is_manual = False
+        self.reference_gain: float | None = None  # ADC per keV
         self.slice_xrays = config.slice_xrays
         self.slice_minutes = config.slice_minutes
-        self.in_flight: set[str] = set()
+        self.busy = False
+        self.dropped = 0
+        self.last_error = ""
+        self._commands: list[tuple[str, object]] = []
         self.reset()
 
-    def _spectrum(self) -> Spectrum:
-        return Spectrum(self.config.spectrum_bins, self.config.spectrum_adc_max)
+    @property
+    def ref_energy_kev(self) -> float:
+        return 5.9
+
+    @property
+    def reference_adc(self) -> float | None:
+        return self.reference_gain * self.ref_energy_kev if self.reference_gain else None
 
     def reset(self) -> None:
-        """Forget the spectra (not the trend nor the reference)."""
-        n = self.config.gainmap_n
-        self.spectrum = self._spectrum()
-        self.slice = self._spectrum()
-        self.regions = [self._spectrum() for _ in range(n * n)]
-        self.slice_start: float | None = None
-        self.last_time: float | None = None
+        """New run or operator reset: forget the spectra (the trend and reference stay)."""
+        self.spectrum = Spectrum(self.config.spectrum_bins, self.config.spectrum_adc_max)
         self.live: FitOutcome | None = None
-        self.gain_map = np.full((n, n), np.nan, np.float32)  # [ix, iy], relative to the median
+        n = self.config.gainmap_n
+        self.gain_map = np.full((n, n), np.nan, np.float32)
+        self.open_xrays = 0
+        self._pending: list[dict[str, np.ndarray]] = []
+        self._n_pending = 0
         self._live_total = -1
         self._live_time = -math.inf
+        self._commands.append(("reset", None))
+
+    # ---- GUI thread ---------------------------------------------------------------------------
 
     def add(self, t: np.ndarray, energy: np.ndarray, x_mm: np.ndarray, y_mm: np.ndarray) -> None:
-        """Account X-ray-like events (arrays of equal length)."""
+        """X-ray-like events (equal-length arrays; ``t`` in s)."""
         if not len(energy):
             return
-        t_min, t_max = float(np.nanmin(t)), float(np.nanmax(t))
-        if self.slice_start is None:
-            self.slice_start = t_min
-        self.last_time = t_max if self.last_time is None else max(self.last_time, t_max)
         self.spectrum.fill(energy)
-        self.slice.fill(energy)
-        n = self.config.gainmap_n
-        x_lo, x_hi, y_lo, y_hi = self.area
-        ix = np.floor((x_mm - x_lo) / (x_hi - x_lo) * n)
-        iy = np.floor((y_mm - y_lo) / (y_hi - y_lo) * n)
-        ok = np.isfinite(ix) & np.isfinite(iy) & (ix >= 0) & (ix < n) & (iy >= 0) & (iy < n)
-        region = (ix[ok] * n + iy[ok]).astype(np.int64)
-        e = np.asarray(energy)[ok]
-        for r in np.unique(region):
-            self.regions[int(r)].fill(e[region == r])
+        batch = {"energy_adc": energy, "x_mm": x_mm, "y_mm": y_mm, "time_s": t}
+        self._pending.append({k: np.asarray(v, float) for k, v in batch.items()})
+        self._n_pending += len(energy)
+        while self._n_pending > MAX_PENDING and len(self._pending) > 1:
+            self._n_pending -= len(self._pending[0]["energy_adc"])
+            self.dropped += len(self._pending.pop(0)["energy_adc"])
 
-    def slice_job(self, now: float | None = None, force: bool = False) -> FitJob | None:
-        """Close the slice when full, old enough (data time ``now``) or forced; else None."""
-        start = self.slice_start
-        if start is None or "slice" in self.in_flight:
-            return None
-        now = self.last_time if now is None else now
-        n = self.slice.total
-        aged = now is not None and now - start >= 60.0 * self.slice_minutes
-        if not (force or n >= self.slice_xrays or (aged and n >= self.config.min_slice_counts)):
-            return None
-        job = FitJob("slice", start, float(now if now is not None else start), self.slice,
-                     [r.copy() for r in self.regions], self.config.gas)  # fmt: skip
-        self.slice = self._spectrum()
-        self.slice_start = None
-        self.in_flight.add("slice")
-        return job
+    def command(self, cmd: str, arg: object = None) -> None:
+        """``close`` the slice now, new ``settings`` (n, minutes), ``reference`` (ADC/keV)."""
+        if cmd == "settings":
+            self.slice_xrays, self.slice_minutes = arg  # type: ignore[misc]
+        if cmd == "reference":
+            self.reference_gain = arg  # type: ignore[assignment]
+        self._commands.append((cmd, arg))
 
-    def live_job(self, now: float) -> FitJob | None:
-        """A fit of the cumulative spectrum when it changed and the last one is old enough."""
+    def next_task(self, now: float) -> Callable[[], CalibUpdate] | None:
+        """The engine's next piece of work, or None when idle or one is still running."""
+        if self.busy:
+            return None
         total = self.spectrum.total
-        if (
-            "live" in self.in_flight
-            or total == self._live_total
-            or now - self._live_time < self.config.live_fit_s
-            or total < 50
-        ):
+        live_due = (total >= 50 and total != self._live_total
+                    and now - self._live_time >= self.config.live_fit_s)  # fmt: skip
+        if not (self._pending or self._commands or live_due):
             return None
-        self._live_total, self._live_time = total, now
-        self.in_flight.add("live")
-        t0 = self.slice_start or 0.0
-        return FitJob("live", t0, self.last_time or t0, self.spectrum.copy(), None, self.config.gas)
+        events = None
+        if self._pending:
+            events = {k: np.concatenate([p[k] for p in self._pending]) for k in self._pending[0]}
+            self._pending, self._n_pending = [], 0
+        live = None
+        if live_due:
+            live = self.spectrum.copy()
+            self._live_total, self._live_time = total, now
+        commands, self._commands = self._commands, []
+        self.busy = True
+
+        def task() -> CalibUpdate:
+            if self.engine is None:
+                self.engine = CalibEngine(self.config, self.area)
+            return self.engine.run(commands, events, live)
+
+        return task
+
+    def accept(self, up: CalibUpdate) -> None:
+        """Take a finished task's results (GUI thread)."""
+        self.busy = False
+        self.last_error = up.error
+        if up.error:
+            return
+        for p in up.points:
+            ok = bool(p.ok)
+            thr = p.threshold_kev_spectrum
+            if not math.isfinite(thr):
+                thr = p.threshold_kev_adc
+            t = p.t_stop_s if math.isfinite(p.t_stop_s) else time.time()
+            self.trend.append(
+                t,
+                {
+                    "peak_adc": p.peak_adc if ok else None,
+                    "gain_rel": p.gain_rel if ok else None,
+                    "resolution_pct": 100.0 * p.resolution if ok else None,
+                    "threshold_kev": thr if ok else None,
+                    "counts": p.n_xrays,
+                    "ok": 1.0 if ok else 0.0,
+                },
+            )
+        if up.live is not None:
+            self.live = up.live
+        if up.gain_map is not None:
+            self.gain_map = up.gain_map
+        self.reference_gain = up.reference_gain
+        self.open_xrays = up.open_xrays
+
+    def failed(self, error: str) -> None:
+        self.busy = False
+        self.last_error = error
 
     def gain_rel(self, peak_adc: float) -> float:
         ref = self.reference_adc
         return peak_adc / ref if ref and math.isfinite(peak_adc) else _NAN
-
-    def set_reference(self, peak_adc: float | None, manual: bool = True) -> None:
-        self.reference_adc = peak_adc if peak_adc and math.isfinite(peak_adc) else None
-        self.reference_is_manual = manual and self.reference_adc is not None
-
-    def accept(self, out: FitOutcome) -> None:
-        """Take a finished fit: the live result, or a trend point (and gain map)."""
-        self.in_flight.discard(out.kind)
-        if out.kind == "live":
-            self.live = out
-            return
-        if out.ok and self.reference_adc is None:
-            self.set_reference(out.peak_adc, manual=False)
-        self.trend.append(
-            out.t_end,
-            {
-                "peak_adc": out.peak_adc if out.ok else None,
-                "gain_rel": self.gain_rel(out.peak_adc) if out.ok else None,
-                "resolution_pct": 100.0 * out.resolution if out.ok else None,
-                "threshold_kev": out.threshold_kev if out.ok else None,
-                "counts": out.counts,
-                "ok": 1.0 if out.ok else 0.0,
-            },
-        )
-        if out.region_peaks is not None:
-            peaks = out.region_peaks
-            med = np.nanmedian(peaks) if np.any(np.isfinite(peaks)) else np.nan
-            n = self.config.gainmap_n
-            self.gain_map = (peaks / med).reshape(n, n).astype(np.float32)
-
-    def abandon(self, kind: str) -> None:
-        """A job that raised: allow the next one."""
-        self.in_flight.discard(kind)

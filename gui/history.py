@@ -62,8 +62,14 @@ class TimeSeries:
     def last(self, name: str) -> float | None:
         """The newest finite value of ``name``, or None."""
         col = self.column(name)
-        ok = np.flatnonzero(np.isfinite(col))
-        return float(col[ok[-1]]) if len(ok) else None
+        end = len(col)
+        while end > 0:  # newest first, in blocks: usually the last row is finite
+            start = max(0, end - 256)
+            ok = np.flatnonzero(np.isfinite(col[start:end]))
+            if len(ok):
+                return float(col[start + ok[-1]])
+            end = start
+        return None
 
     def last_time(self) -> float | None:
         return float(self.t[-1]) if self._len else None

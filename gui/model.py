@@ -238,7 +238,8 @@ class StreamModel:
             i = int(idx[-1])
             t = float(series.t[i])
             vals = tuple(
-                _finite(series.column(n)[i]) for n in ("gain_rel", "resolution_pct", "threshold_kev")
+                _finite(series.column(n)[i])
+                for n in ("gain_rel", "resolution_pct", "threshold_kev")
             )
             if best is None or t > best[0]:
                 best = (t, vals)

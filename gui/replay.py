@@ -75,6 +75,27 @@ class _Factory:
         return Message(topic, h, dict(arrays or {}))
 
 
+def _first_channel_row(ch: h5py.Dataset, event_row: int) -> int:
+    """Index of the first channel row of ``event_row`` or later (rows are in event order)."""
+    lo, hi = 0, int(ch.shape[0])
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if int(ch[mid]["event_row"]) < event_row:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def newest_stored_row(f: h5py.File, start: int, stop: int) -> int | None:
+    """The last event row in ``[start, stop)`` that has stored waveforms, or None."""
+    ch = f[L.CHANNELS]
+    a, b = _first_channel_row(ch, start), _first_channel_row(ch, stop)
+    if b <= a:
+        return None
+    return int(ch[b - 1]["event_row"])
+
+
 def event_waveforms(
     f: h5py.File, event_row: int, pedestals: np.ndarray | None, n_strips: int
 ) -> tuple[np.ndarray, np.ndarray] | None:
@@ -85,13 +106,7 @@ def event_waveforms(
     5 sigma of its pedestal (25 ADC without a table).
     """
     ch = f[L.CHANNELS]
-    lo, hi = 0, int(ch.shape[0])
-    while lo < hi:  # first channel row of the event (rows are in event order)
-        mid = (lo + hi) // 2
-        if int(ch[mid]["event_row"]) < event_row:
-            lo = mid + 1
-        else:
-            hi = mid
+    lo = _first_channel_row(ch, event_row)
     block = ch[lo : lo + 2048]
     rows = block[(block["event_row"] == event_row) & (block["strip"] >= 0)]
     rows = rows[rows["strip"] < n_strips]
@@ -211,10 +226,13 @@ class ReplayWorker(SourceWorker):
                 header = {"run_number": run_number, "n": len(done)}
                 self._accept(factory.make("summary", header, arrays, float(times[-1])), now)
                 if now >= next_event_wall:
-                    msg = self._event_message(rf, factory, cursor + take - 1, rows[-1], peds)
-                    if msg is not None:
-                        self._accept(msg, now)
-                        next_event_wall = now + self.event_period
+                    row = newest_stored_row(rf.file, cursor, cursor + take)
+                    if row is not None:
+                        rec = block[row - block_start]
+                        msg = self._event_message(rf, factory, row, rec, peds)
+                        if msg is not None:
+                            self._accept(msg, now)
+                            next_event_wall = now + self.event_period
                 cursor += take
             finished = cursor >= n_total
             if finished:

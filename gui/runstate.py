@@ -25,7 +25,9 @@ STATE_COLOURS = {
 }
 
 
-def allowed_actions(state: str | None, reachable: bool = True, busy: bool = False) -> frozenset[str]:
+def allowed_actions(
+    state: str | None, reachable: bool = True, busy: bool = False
+) -> frozenset[str]:
     """Requests the control panel enables: none while unreachable or a request is in flight."""
     if not reachable or busy or state is None:
         return frozenset()

@@ -23,7 +23,12 @@ def parse_strips(text: str, mapping: StripMapping) -> list[int]:
         m = _ITEM.match(item)
         if not m:
             raise StripSpecError(f"cannot read strip {item!r}: use X17, Y3, X10-X12 or 130")
-        axis_a, a, axis_b, b = m.group(1).upper(), int(m.group(2)), (m.group(3) or "").upper(), m.group(4)
+        axis_a, a, axis_b, b = (
+            m.group(1).upper(),
+            int(m.group(2)),
+            (m.group(3) or "").upper(),
+            m.group(4),
+        )
         if axis_b and axis_b != axis_a:
             raise StripSpecError(f"range {item!r} mixes axes")
         last = int(b) if b is not None else a

@@ -26,11 +26,12 @@ LINK_PERIOD_S = 0.25
 class SourceWorker(QThread):
     """Base of the stream and replay workers: batching, backlog and link reporting."""
 
-    batch = pyqtSignal(object)  # list[Message]
-    link = pyqtSignal(object)  # LinkInfo (a copy owned by the receiver)
+    batch = pyqtSignal(int, object)  # (slot, list[Message])
+    link = pyqtSignal(int, object)  # (slot, LinkInfo: a copy owned by the receiver)
 
     def __init__(self, address: str, batch_s: float = 0.05, max_backlog: int = 4) -> None:
         super().__init__()
+        self.slot = 0  # the window's index of this source, sent with every signal
         self.address = address
         self.batch_s = batch_s
         self.max_backlog = max_backlog
@@ -47,6 +48,13 @@ class SourceWorker(QThread):
         """Ask the thread to finish and wait for it."""
         self._stop = True
         self.wait(wait_ms)
+
+    def run(self) -> None:
+        """A source that never sends (subclasses read a stream or a file); reports its link."""
+        self.info.state = "idle"
+        while not self._stop:
+            self._emit_link(time.monotonic())
+            self.msleep(20)
 
     def acknowledge(self) -> None:
         """Called by the GUI thread when it has processed one batch."""
@@ -67,17 +75,18 @@ class SourceWorker(QThread):
     def _maybe_emit(self, now: float, force: bool = False) -> None:
         if not len(self.coalescer) or self._batch_start is None:
             return
-        due = force or now - self._batch_start >= self.batch_s
+        # an idle GUI gets each message at once (latency); a busy one gets merged batches
+        due = force or self.backlog == 0 or now - self._batch_start >= self.batch_s
         if due and self.backlog < self.max_backlog:
             self._emitted += 1
             self._batch_start = None
-            self.batch.emit(self.coalescer.take())
+            self.batch.emit(self.slot, self.coalescer.take())
 
     def _emit_link(self, now: float, force: bool = False) -> None:
         if force or now >= self._next_link:
             self._next_link = now + LINK_PERIOD_S
             self.info.viewer_dropped = self.coalescer.dropped_events
-            self.link.emit(copy.deepcopy(self.info))
+            self.link.emit(self.slot, copy.deepcopy(self.info))
 
 
 class StreamWorker(SourceWorker):

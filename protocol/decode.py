@@ -146,13 +146,25 @@ class DecodedBatch:
 
 @dataclass
 class _Carry:
-    """The open event's rows, rebased to start at row / sample 0."""
+    """Where the open event lies: buffers, first rows, ends (events, chans, samples, aux)."""
 
-    event: np.ndarray
-    channels: np.ndarray
-    time_bin: np.ndarray
-    adc: np.ndarray
-    aux: np.ndarray
+    bufs: tuple[np.ndarray, ...]
+    start: tuple[int, int, int, int]
+    end: tuple[int, int, int, int]
+
+    def sizes(self) -> tuple[int, int, int, int]:
+        return tuple(e - s for s, e in zip(self.start, self.end))  # type: ignore[return-value]
+
+    def rebased(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the event row and channel rows with offsets from row / sample 0."""
+        ev, ch = self.bufs[0], self.bufs[1]
+        e0, c0, s0, a0 = self.start
+        event = ev[e0].copy()
+        event[dk.EV_CHAN_START] -= c0
+        event[dk.EV_AUX_START] -= a0
+        channels = ch[c0 : self.end[1]].copy()
+        channels[:, dk.CH_SAMPLE_START] -= s0
+        return event, channels
 
 
 def as_word_rows(buf: np.ndarray) -> np.ndarray:
@@ -199,28 +211,43 @@ class StreamDecoder:
         return int(self._state[dk.ST_DATAGRAM])
 
     def _buffers(self, need: tuple[int, int, int, int]) -> tuple[np.ndarray, ...]:
-        n_ev, n_ch, n_s, n_aux = need
         b = self._bufs
-        if (
-            b is None
-            or not self.reuse_buffers
-            or b[0].shape[0] < n_ev
-            or b[1].shape[0] < n_ch
-            or b[2].shape[0] < n_s
-            or b[4].shape[0] < n_aux
-        ):
-            grow = 1.25 if self.reuse_buffers else 1.0
-            n_ev, n_ch, n_s, n_aux = (int(x * grow) + 1 for x in need)
-            b = (
-                np.empty((n_ev, dk.N_EV_COLS), np.int64),
-                np.empty((n_ch, dk.N_CH_COLS), np.int32),
-                np.empty(n_s, np.uint16),
-                np.empty(n_s, np.uint16),
-                np.empty((n_aux, dk.N_AUX_COLS), np.int32),
-            )
-            if self.reuse_buffers:
-                self._bufs = b
+        if b is not None and self.reuse_buffers and _fits(b, need):
+            return b
+        grow = 2 if self.reuse_buffers else 1  # room to continue an open event in place
+        n_ev, n_ch, n_s, n_aux = (grow * x + 1 for x in need)
+        b = (
+            np.empty((n_ev, dk.N_EV_COLS), np.int64),
+            np.empty((n_ch, dk.N_CH_COLS), np.int32),
+            np.empty(n_s, np.uint16),
+            np.empty(n_s, np.uint16),
+            np.empty((n_aux, dk.N_AUX_COLS), np.int32),
+        )
+        if self.reuse_buffers:
+            self._bufs = b
         return b
+
+    def _place_carry(self, bound: tuple[int, int, int, int]):
+        """Buffers, first rows of this batch and rows in use: the open event stays where it
+        is if the reused buffers have room after it, else it moves to the front."""
+        c = self._carry
+        if c is None:
+            return self._buffers(bound), (0, 0, 0, 0), (0, 0, 0, 0)
+        if c.bufs is self._bufs and _fits(c.bufs, tuple(e + b for e, b in zip(c.end, bound))):
+            return c.bufs, c.start, c.end
+        sizes = c.sizes()
+        bufs = self._buffers(tuple(n + b for n, b in zip(sizes, bound)))
+        ev, ch, tb, adc, aux = bufs
+        _, c0, s0, a0 = c.start
+        ev[0], ch[: sizes[1]] = c.rebased()
+        tb[: sizes[2]] = c.bufs[2][s0 : c.end[2]]  # numpy copes with overlap
+        adc[: sizes[2]] = c.bufs[3][s0 : c.end[2]]
+        aux[: sizes[3]] = c.bufs[4][a0 : c.end[3]]
+        st = self._state
+        st[dk.ST_EV_ROW] = 0
+        if st[dk.ST_CHAN_ROW] >= 0:
+            st[dk.ST_CHAN_ROW] -= c0
+        return bufs, (0, 0, 0, 0), sizes
 
     def decode(self, buf: np.ndarray, lengths: Sequence[int] | np.ndarray) -> DecodedBatch:
         """Decode rows ``buf[d]`` holding ``lengths[d]`` bytes each; events that ended here."""
@@ -228,82 +255,73 @@ class StreamDecoder:
         lens = np.ascontiguousarray(lengths, dtype=np.int64)
         if lens.ndim != 1 or lens.shape[0] != words.shape[0]:
             raise ValueError(f"lengths shape {lens.shape} does not match {words.shape[0]} rows")
-        total = int(np.clip(lens, 0, 2 * words.shape[1]).sum()) // 2
-        bounds = dk.output_bounds(total, words.shape[0])
-        c = self._carry
-        carried = (1, len(c.channels), len(c.time_bin), len(c.aux)) if c else (0, 0, 0, 0)
-        ev, ch, tb, adc, aux = self._buffers(tuple(a + b for a, b in zip(bounds, carried)))
-        if c is not None:
-            ev[0] = c.event
-            ch[: carried[1]] = c.channels
-            tb[: carried[2]] = c.time_bin
-            adc[: carried[2]] = c.adc
-            aux[: carried[3]] = c.aux
-        self._counts[:] = carried
+        bound = dk.output_bounds(words.size, words.shape[0])  # as if every row were full
+        bufs, start, used = self._place_carry(bound)
+        ev, ch, tb, adc, aux = bufs
+        self._counts[:] = used
         before = self.errors.copy()
         first = self.datagrams_seen
         dk.decode_batch(
-            words, lens, self.has_lead, self.check_seq, self.eoe_size_offset, KIND_LUT,
-            self._state, self._counts, ev, ch, tb, adc, aux, self.errors,
+            words, dk.quad_view(words), lens, self.has_lead, self.check_seq,
+            self.eoe_size_offset, KIND_LUT, self._state, self._counts,
+            ev, ch, tb, adc, aux, self.errors,
         )  # fmt: skip
-        n_ev, n_ch, n_s, n_aux = (int(x) for x in self._counts)
+        end = tuple(int(x) for x in self._counts)
         if self._state[dk.ST_IN_EVENT]:
-            n_ev -= 1
-            self._carry_open(ev[n_ev], ch, tb, adc, aux, n_ch, n_s, n_aux)
-            n_ch, n_s, n_aux = self._closed_extent(ev[n_ev], ch, n_s)
+            row = end[0] - 1
+            c0 = int(ev[row, dk.EV_CHAN_START])
+            s0 = int(ch[c0, dk.CH_SAMPLE_START]) if ev[row, dk.EV_N_CHAN] > 0 else end[2]
+            closed = (row, c0, s0, int(ev[row, dk.EV_AUX_START]))
+            self._carry = _Carry(bufs, closed, end)  # type: ignore[arg-type]
         else:
+            closed = end
             self._carry = None
+        e0, c0, s0, a0 = start
+        events = ev[e0 : closed[0]]
+        channels = ch[c0 : closed[1]]
+        if c0 or a0 or s0:  # rows continued in place: offsets from this batch's first rows
+            events[:, dk.EV_CHAN_START] -= c0
+            events[:, dk.EV_AUX_START] -= a0
+            channels[:, dk.CH_SAMPLE_START] -= s0
         return DecodedBatch(
-            ev[:n_ev], ch[:n_ch], tb[:n_s], adc[:n_s], aux[:n_aux],
+            events, channels, tb[s0 : closed[2]], adc[s0 : closed[2]], aux[a0 : closed[3]],
             self.errors - before, first, words.shape[0],
         )  # fmt: skip
-
-    @staticmethod
-    def _closed_extent(row: np.ndarray, ch: np.ndarray, n_s: int) -> tuple[int, int, int]:
-        """Row counts of the closed events, which precede the open event's rows."""
-        c0 = int(row[dk.EV_CHAN_START])
-        s0 = int(ch[c0, dk.CH_SAMPLE_START]) if row[dk.EV_N_CHAN] > 0 else n_s
-        return c0, s0, int(row[dk.EV_AUX_START])
-
-    def _carry_open(self, row, ch, tb, adc, aux, n_ch, n_s, n_aux) -> None:
-        c0, s0, a0 = self._closed_extent(row, ch, n_s)
-        event = row.copy()
-        event[dk.EV_CHAN_START] = 0
-        event[dk.EV_AUX_START] = 0
-        channels = ch[c0:n_ch].copy()
-        channels[:, dk.CH_SAMPLE_START] -= s0
-        self._carry = _Carry(
-            event, channels, tb[s0:n_s].copy(), adc[s0:n_s].copy(), aux[a0:n_aux].copy()
-        )
-        st = self._state
-        st[dk.ST_EV_ROW] = 0
-        if st[dk.ST_CHAN_ROW] >= 0:
-            st[dk.ST_CHAN_ROW] -= c0
 
     def flush(self) -> DecodedBatch:
         """End of stream: return the open event, if any, closed TRUNCATED; reset the state."""
         c = self._carry
         self._carry = None
-        st = self._state
         first = self.datagrams_seen
-        last_lead = st[dk.ST_LAST_LEAD]
+        last_lead = self._state[dk.ST_LAST_LEAD]
         self._state = dk.new_state()
         self._state[dk.ST_DATAGRAM] = first
         self._state[dk.ST_LAST_LEAD] = last_lead
-        none = np.zeros(0, np.uint16)
+        no_errors = np.zeros(N_DECODE_ERRORS, np.int64)
         if c is None:
+            none = np.zeros(0, np.uint16)
             return DecodedBatch(
                 np.zeros((0, dk.N_EV_COLS), np.int64), np.zeros((0, dk.N_CH_COLS), np.int32),
-                none, none.copy(), np.zeros((0, dk.N_AUX_COLS), np.int32),
-                np.zeros(N_DECODE_ERRORS, np.int64), first, 0,
+                none, none.copy(), np.zeros((0, dk.N_AUX_COLS), np.int32), no_errors, first, 0,
             )  # fmt: skip
-        event = c.event.copy()[None, :]
-        event[0, dk.EV_FLAGS] |= int(EventFlag.TRUNCATED)
-        event[0, dk.EV_LAST_DGRAM] = first - 1
+        event, channels = c.rebased()
+        event[dk.EV_FLAGS] |= int(EventFlag.TRUNCATED)
+        event[dk.EV_LAST_DGRAM] = first - 1
+        _, _, s0, a0 = c.start
+        tb, adc, aux = c.bufs[2], c.bufs[3], c.bufs[4]
         return DecodedBatch(
-            event, c.channels, c.time_bin, c.adc, c.aux, np.zeros(N_DECODE_ERRORS, np.int64),
-            first, 0,
+            event[None, :], channels, tb[s0 : c.end[2]].copy(), adc[s0 : c.end[2]].copy(),
+            aux[a0 : c.end[3]].copy(), no_errors, first, 0,
         )  # fmt: skip
+
+
+def _fits(bufs: tuple[np.ndarray, ...], need: tuple[int, ...]) -> bool:
+    return (
+        bufs[0].shape[0] >= need[0]
+        and bufs[1].shape[0] >= need[1]
+        and bufs[2].shape[0] >= need[2]
+        and bufs[4].shape[0] >= need[3]
+    )
 
 
 def pack_datagrams(

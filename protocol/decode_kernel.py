@@ -160,16 +160,41 @@ def _close_event(ev, row, n_ch, n_aux, n_words, datagram, flags):
     ev[row, EV_SIZE_COUNTED] = 2 * n_words
 
 
+_NIBBLES = np.uint64(0xF000_F000_F000_F000)
+_ADC_X4 = np.uint64(0x3000_3000_3000_3000)
+
+
+def quad_view(words: np.ndarray) -> np.ndarray:
+    """The rows as one flat uint64 array (4 words each) for the fast ADC scan; empty if the
+    buffer is not C-contiguous or not 8-byte aligned (the kernel then scans word by word)."""
+    if not words.flags.c_contiguous or words.ctypes.data % 8:
+        return np.zeros(0, np.uint64)
+    flat = words.reshape(-1)
+    return flat[: flat.size // 4 * 4].view(np.uint64)
+
+
 @njit(cache=True, nogil=True, inline="always")
-def _adc_run_end(row, j, lim):
-    """First index in [j, lim) that is not an ADC_SAMPLE word (lim if none)."""
-    while j + 8 <= lim:
-        m = 0
-        for q in range(8):
-            m |= (row[j + q] >> 12) ^ 3
-        if m != 0:
-            break
-        j += 8
+def _adc_run_end(row, quads, base, j, lim):
+    """First index in [j, lim) of ``row`` that is not an ADC_SAMPLE word (lim if none).
+
+    ``base`` is the flat index of ``row[0]`` in ``quads`` (4 words per uint64): aligned groups
+    of 4 words are tested at once, since a word is an ADC sample iff its top nibble is 3.
+    """
+    if quads.shape[0] > 0:
+        while j < lim and (base + j) & 3:
+            if (row[j] >> 12) != 3:
+                return j
+            j += 1
+        while j + 4 <= lim and (quads[(base + j) >> 2] & _NIBBLES) == _ADC_X4:
+            j += 4
+    else:
+        while j + 8 <= lim:
+            m = 0
+            for q in range(8):
+                m |= (row[j + q] >> 12) ^ 3
+            if m != 0:
+                break
+            j += 8
     while j < lim and (row[j] >> 12) == 3:
         j += 1
     return j
@@ -186,6 +211,7 @@ def _copy_adc_run(words, adc, tbin, first_bin):
 @njit(cache=True, nogil=True)
 def decode_batch(
     buf: np.ndarray,
+    quads: np.ndarray,
     lengths: np.ndarray,
     has_lead: bool,
     check_seq: bool,
@@ -201,6 +227,8 @@ def decode_batch(
     errors: np.ndarray,
 ) -> None:
     """Decode datagrams ``buf[d, :lengths[d] // 2]`` (uint16 rows), appending to the tables.
+
+    ``quads`` is :func:`quad_view` of ``buf`` (or an empty uint64 array).
 
     ``counts`` (rows already used: events, channels, samples, aux) and ``state`` are updated in
     place; ``errors`` is incremented by DecodeError index. An event still open at the end stays
@@ -346,7 +374,7 @@ def decode_batch(
                     room = min(cap_s - ns, N_TIME_BINS - nb)
                     if room > 0:
                         lim = min(b1, i + room)
-                        j = _adc_run_end(row, i + 1, lim)
+                        j = _adc_run_end(row, quads, d * stride, i + 1, lim)
                         _copy_adc_run(row[i:j], adc[ns:], tbin[ns:], nb)
                         run = j - i
                         ch[cur, CH_N_SAMPLES] += run

@@ -84,6 +84,11 @@ class ReferenceDecoder:
     def error_counts(self) -> dict[str, int]:
         return {e.name: self.errors[e] for e in DecodeError}
 
+    @property
+    def last_lead(self) -> int | None:
+        """Bits 8..0 of the last accepted lead word (None before the first data frame)."""
+        return self._last_lead
+
     def _count(self, err: DecodeError) -> None:
         self.errors[err] += 1
 

@@ -88,6 +88,7 @@ class Acquisition:
         publish: str | None = None,
         metrics_port: int | None = None,
         mapping: StripMapping | None = None,
+        pcap: str | Path | None = None,
     ) -> None:
         self.settings = s = settings
         self.mapping = mapping or (
@@ -130,6 +131,12 @@ class Acquisition:
         self._rates = (0.0, 0.0)
         self._last_heartbeat = 0.0
         self.regrants = 0
+        self.capture = None  # readout.capture.PcapTap: the board traffic, both directions
+        if pcap is not None:
+            from readout.capture import PcapTap
+
+            self.capture = PcapTap(pcap, (host, port), self.link.local_address)
+            self.link.set_tap(self.capture)
         self.link.start()
         self.datapath.start()
 
@@ -381,6 +388,7 @@ class Acquisition:
             "decoder": dict(dp.decode_errors),
             "builder": self.datapath.builder.counters.as_dict(),
             "datapath": {k: v for k, v in dp.__dict__.items() if k != "decode_errors"},
+            **({"capture": self.capture.stats()} if self.capture is not None else {}),
             "publisher": {
                 "sent": getattr(self.publisher, "sent", 0),
                 "dropped": getattr(self.publisher, "dropped", 0),
@@ -468,6 +476,8 @@ class Acquisition:
             self.stop_run("shutdown")
         self.datapath.stop()
         self.link.close()
+        if self.capture is not None:
+            self.capture.close()
         self.metrics.stop()
         if self.publisher is not None:
             self.publisher.close()

@@ -67,6 +67,10 @@ def decode_reference(datagrams: Sequence[bytes], stride: int | None = None, **kw
     return ref.events, meta, ref.error_counts()
 
 
+def same_list(a: list[Event], b: list[Event]) -> bool:
+    return len(a) == len(b) and all(x.same_data(y) for x, y in zip(a, b))
+
+
 def same_event(a: Event, b: Event) -> bool:
     return a.same_data(b) and a.flags == b.flags and a.source_id == b.source_id
 
@@ -386,10 +390,14 @@ def test_truncated_frame_flags_only_its_event(evs, max_bytes, data) -> None:
     got, _, errors = assert_numba_matches_reference(dgs)
     assert errors["FRAME_TRUNCATED"] == 1 and errors["FRAME_SIZE_MISMATCH"] == 1
     clean = [ev for ev in got if ev.flags == F.NONE]
-    others = [ev for k, ev in enumerate(evs) if k != owner[g]]
-    assert len(clean) == len(others)
-    assert all(a.same_data(b) for a, b in zip(clean, others))
+    before = [ev for k, ev in enumerate(evs) if k < owner[g]]
+    after = [ev for k, ev in enumerate(evs) if k > owner[g]]
     assert sum(1 for ev in got if ev.flags & F.FRAME_TRUNCATED) == 1
+    assert same_list(clean[: len(before)], before)
+    # Pending SOE words are dropped at a cut; if the next frame held the rest of them, one of
+    # them may pass for an SOE and the phantom event (flagged) may swallow the next real SOE.
+    tail = clean[len(before) :]
+    assert same_list(tail, after) or same_list(tail, after[1:])
 
 
 @given(st.lists(events_st(), min_size=1, max_size=3), frame_sizes, st.lists(st.integers(0, 20)))
@@ -404,3 +412,47 @@ def test_flush_returns_the_open_event_truncated(evs, max_bytes, cuts) -> None:
     assert all(a.same_data(b) for a, b in zip(got, evs))
     assert [e.flags for e in got] == [F.NONE] * (len(evs) - 1) + [F.TRUNCATED]
     assert meta[-1][2] == -1  # no size word seen
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_full_events_carried_over_many_batches(reuse: bool) -> None:
+    rng = np.random.default_rng(7)
+    evs = [
+        Event(
+            timestamp=k,
+            event_count=k,
+            channels=[
+                Channel(0, chip, chan, np.arange(512, dtype=np.uint16), adc)
+                for chip in range(2)
+                for chan in range(3, 13)
+                for adc in [rng.integers(0, 4096, 512).astype(np.uint16)]
+            ],
+        )
+        for k in range(3)
+    ]
+    dgs = encode_events(evs, max_frame_bytes=1492, eof_on_eoe=False)
+    dec = StreamDecoder(reuse_buffers=reuse)
+    got = []
+    buf, lengths = pack_datagrams(dgs)
+    k = 0
+    while k < len(dgs):  # batches of 1, 2, 3, ... datagrams
+        n = 1 + len(got) + k % 3
+        got += dec.decode(buf[k : k + n], lengths[k : k + n]).events()
+        k += n
+    got += dec.flush().events()
+    assert nonzero(dec.error_counts()) == {}
+    assert len(got) == 3
+    assert all(a.same_data(b) and a.flags == F.NONE for a, b in zip(got, evs))
+
+
+@given(st.lists(events_st(), min_size=1, max_size=4), frame_sizes, st.integers(0, 3))
+def test_word_and_quad_scans_agree(evs, max_bytes, shift) -> None:
+    """The kernel scans ADC runs 4 words at a time on aligned buffers, word by word otherwise."""
+    buf8, lengths = pack_datagrams(encode_events(evs, max_frame_bytes=max_bytes))
+    rows = buf8.view("<u2")
+    store = np.zeros(rows.size + 4, np.uint16)
+    shifted = store[shift : shift + rows.size].reshape(rows.shape)  # 8-byte aligned iff shift == 0
+    shifted[:] = rows
+    got = StreamDecoder().decode(shifted, lengths).events()
+    assert len(got) == len(evs)
+    assert all(a.same_data(b) for a, b in zip(got, evs))

@@ -92,6 +92,8 @@ def test_scatter_hand_made(layout: StripLayout) -> None:
     assert s[0, 120, 7] == 400 and s[0, 120, 8] == 250
     assert np.all(s[0, 2] == 250) and not dense.present[0, 2]
     assert list(np.flatnonzero(dense.present[0])) == [0, 1, 120]
+    assert list(np.flatnonzero(dense.complete[0])) == [0]
+    assert dense.fpn_complete[0, 1, 0] and dense.fpn_complete[0].sum() == 1
     assert np.all(dense.fpn[0, 1, 0] == 260) and dense.fpn_present[0, 1, 0]
     assert np.all(dense.fpn[0, 0, 0] == 251) and dense.fpn_present[0].sum() == 1
     assert s[1, 1, 0] == 999 and s[1, 1, 1] == 998 and dense.present[1].sum() == 1
@@ -115,11 +117,16 @@ def test_scatter_matches_reference(layout: StripLayout) -> None:
     fill = RNG.uniform(200, 300, N_S).astype(np.float32)
     fpn_fill = RNG.uniform(200, 300, (4, 4)).astype(np.float32)
     dense = scatter(flat, layout, fill, fpn_fill)
-    strips, fpn, present, fpn_present, counters = ref.scatter_ref(flat, layout, fill, fpn_fill)
+    strips, fpn, present, fpn_present, complete, fpn_complete, counters = ref.scatter_ref(
+        flat, layout, fill, fpn_fill
+    )
     assert np.array_equal(dense.strips, strips)
     assert np.array_equal(dense.fpn, fpn)
     assert np.array_equal(dense.present, present)
     assert np.array_equal(dense.fpn_present, fpn_present)
+    assert np.array_equal(dense.complete, complete) and complete.any()
+    assert np.array_equal(dense.fpn_complete, fpn_complete)
+    assert np.all(present[complete]) and not np.all(complete[present])
     assert [dense.ignored_rows, dense.bad_bins, dense.duplicate_rows] == counters
     assert counters[0] > 0 and counters[1] > 0
 
@@ -406,3 +413,24 @@ def test_config_errors_are_clear(text: str, message: str) -> None:
 
     with pytest.raises(ValueError, match=message):
         ProcessorConfig.from_toml(text)
+
+
+def test_pedestal_accumulator_uses_complete_rows_only(layout: StripLayout) -> None:
+    from readout.processing.pedestal import PedestalAccumulator
+
+    events = []
+    for e in range(4):
+        full = 240 + (np.arange(512) + e) % 4  # mean 241.5, population variance 1.25
+        events.append(
+            Event(channels=[_chan(0, 0, 4, np.arange(512), full), _chan(0, 0, 5, [3], [900])])
+        )
+    dense = scatter(flatten_events(events), layout, fill=250.0)
+    acc = PedestalAccumulator(layout.chip, cm_method="none")
+    acc.add_dense(dense)
+    table = acc.result()
+    assert table.count[0] == 4 and table.count[1] == 0 and table.count[2] == 0
+    assert table.mean[0] == pytest.approx(241.5)
+    assert table.sigma[0] == pytest.approx(np.sqrt(1.25), rel=1e-6)
+    assert table.dead[1] and table.dead[2] and not table.dead[0]
+    with pytest.raises(ValueError, match="strips must be"):
+        acc.add(np.zeros((2, 10, 512), np.float32))

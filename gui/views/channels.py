@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
+from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -24,17 +25,22 @@ from gui.views.base import View
 
 QUANTITIES = (("mean", "pedestal mean (ADC)"), ("sigma", "noise sigma (ADC)"),
               ("threshold", "threshold (ADC)"))  # fmt: skip
-GROUPS = (  # (name, flag bit or 0 for none of them, symbol colour)
-    ("ok", 0, "#5090ff"),
+GROUPS = (  # (name, flag bit, symbol colour); every channel is on the "all" step curve
     ("dead", PedestalInfo.DEAD, "#ff3030"),
     ("noisy", PedestalInfo.NOISY, "#ffa000"),
     ("masked", PedestalInfo.MASKED, "#909090"),
 )
+DASH = Qt.PenStyle.DashLine
 COLUMNS = ("channel", "card", "chip", "chan", "mean", "sigma", "threshold", "flags")
 
 
+def _worst_flag(flags: int) -> str:
+    """The group a flagged channel is drawn in: dead, else noisy, else masked."""
+    return next(name for name, bit, _ in GROUPS if flags & bit)
+
+
 def flag_names(flags: int) -> str:
-    names = [n for n, bit, _ in GROUPS[1:] if flags & bit]
+    names = [n for n, bit, _ in GROUPS if flags & bit]
     return ",".join(names) or "ok"
 
 
@@ -57,15 +63,17 @@ class ChannelsView(View):
         for row, (q, label) in enumerate(QUANTITIES):
             p = glw.addPlot(row=row, col=0)
             p.setLabel("left", label)
-            p.setLabel("bottom", "strip (X 0..%d, Y %d..%d), then other channels" % (nx - 1, nx, n - 1))
+            p.setLabel("bottom", f"strip (X 0..{nx - 1}, Y {nx}..{n - 1}), then other channels")
             p.showGrid(y=True, alpha=0.3)
             for x in (nx - 0.5, n - 0.5):
-                p.addItem(pg.InfiniteLine(x, angle=90, pen=pg.mkPen("#888", style=pg.QtCore.Qt.PenStyle.DashLine)))
+                p.addItem(pg.InfiniteLine(x, angle=90, pen=pg.mkPen("#888", style=DASH)))
             self.items[q] = {
-                name: p.plot([], [], pen=None, symbol="o", symbolSize=5 if name == "ok" else 8,
-                             symbolBrush=colour, symbolPen=None, name=name)
-                for name, _, colour in GROUPS
-            }  # fmt: skip
+                "all": p.plot([0, 1], [0], stepMode="center", pen="#5090ff"),
+                "flagged": p.plot([], [], pen=None, symbol="o", symbolSize=9, symbolPen=None),
+            }
+        self.brushes = {name: pg.mkBrush(colour) for name, _, colour in GROUPS}
+        legend = ", ".join(f'<span style="color:{c}">&#9679; {n}</span>' for n, _, c in GROUPS)
+        layout.addWidget(QLabel(legend))
         right = QWidget()
         rl = QVBoxLayout(right)
         rl.addWidget(QLabel("Flagged channels (click to add to the mask editor)"))
@@ -95,7 +103,7 @@ class ChannelsView(View):
 
     def _pick(self, row: int, _col: int) -> None:
         item = self.table.item(row, 0)
-        if item is None or not item.text()[:1] in ("X", "Y"):
+        if item is None or item.text()[:1] not in ("X", "Y"):
             return
         current = self.mask_edit.text().strip()
         self.mask_edit.setText(f"{current}, {item.text()}" if current else item.text())
@@ -128,20 +136,22 @@ class ChannelsView(View):
         ped = self.host.model.pedestal
         if not ped.present:
             for group in self.items.values():
-                for item in group.values():
-                    item.setData([], [])
+                group["all"].setData([0, 1], [0])
+                group["flagged"].setData([], [])
             self.table.setRowCount(0)
             self.info.setText("no pedestal table received yet")
             return
         t = ped.table
         x = ped.x_index().astype(np.float64)
         flags = t["flags"].astype(np.int64)
+        flagged = np.flatnonzero(flags & 7)
+        brushes = [self.brushes[_worst_flag(int(f))] for f in flags[flagged]]
+        order = np.argsort(x, kind="stable")
+        edges = np.append(x[order] - 0.5, x[order][-1] + 0.5)
         for q, _ in QUANTITIES:
             y = t[q].astype(np.float64)
-            for name, bit, _ in GROUPS:
-                sel = (flags & 7) == 0 if bit == 0 else (flags & bit) != 0
-                self.items[q][name].setData(x[sel], y[sel])
-        flagged = np.flatnonzero(flags & 7)
+            self.items[q]["all"].setData(edges, y[order])
+            self.items[q]["flagged"].setData(x[flagged], y[flagged], symbolBrush=brushes)
         self.table.setRowCount(len(flagged))
         for r, i in enumerate(flagged):
             s = int(t["strip"][i])
@@ -158,7 +168,7 @@ class ChannelsView(View):
             )
             for c, v in enumerate(values):
                 self.table.setItem(r, c, QTableWidgetItem(v))
-        counts = {name: int(np.count_nonzero(flags & bit)) for name, bit, _ in GROUPS[1:]}
+        counts = {name: int(np.count_nonzero(flags & bit)) for name, bit, _ in GROUPS}
         self.info.setText(
             f"pedestal table of run {ped.run_number}: {len(flags)} channels, "
             + ", ".join(f"{v} {k}" for k, v in counts.items())

@@ -34,7 +34,9 @@ class EventView(View):
         self.older_button.clicked.connect(lambda: self.step(-1))
         self.newer_button.clicked.connect(lambda: self.step(+1))
         self.strip_edit = QLineEdit()
-        self.strip_edit.setPlaceholderText("strips to plot, e.g. X17, Y3-Y5 (empty: strongest hits)")
+        self.strip_edit.setPlaceholderText(
+            "strips to plot, e.g. X17, Y3-Y5 (empty: strongest hits)"
+        )
         self.strip_edit.editingFinished.connect(self._force)
         for widget in (self.pause_button, self.older_button, self.newer_button):
             bar.addWidget(widget)
@@ -124,7 +126,7 @@ class EventView(View):
         wf = ev.waveforms
         nx = self.host.mapping.n_x
         hi = max(20.0, float(wf.max()))
-        lo = min(-10.0, float(np.percentile(wf, 1)))
+        lo = min(-10.0, float(wf.min()))
         self.images["X"].setImage(wf[:nx], levels=(lo, hi), autoLevels=False)
         self.images["Y"].setImage(wf[nx:], levels=(lo, hi), autoLevels=False)
         self.selected = self.choose_strips(ev)

@@ -13,6 +13,8 @@ from gui.views.base import View
 
 DEAD_PEN = pg.mkPen("#ff3030", width=1)
 NOISY_PEN = pg.mkPen("#ffa000", width=1)
+DEAD_BRUSH = pg.mkBrush("#ff3030")
+NOISY_BRUSH = pg.mkBrush("#ffa000")
 
 
 class HitmapView(View):
@@ -58,10 +60,9 @@ class HitmapView(View):
             edges = np.arange(n + 1, dtype=np.float32) - 0.5
             curve = p.plot(edges, np.zeros(n, np.float32), stepMode="center", fillLevel=0,
                            brush=(80, 140, 255, 90), pen="#5090ff")  # fmt: skip
-            dead = p.plot([], [], pen=None, symbol="x", symbolBrush="#ff3030", symbolSize=9)
-            noisy = p.plot([], [], pen=None, symbol="t", symbolBrush="#ffa000", symbolSize=9)
+            marks = p.plot([], [], pen=None, symbol="x", symbolSize=10, symbolPen=None)
             self.occ[axis] = curve
-            self.marks[axis] = (dead, noisy)
+            self.marks[axis] = marks
         glw.ci.layout.setColumnStretchFactor(0, 3)
         glw.ci.layout.setColumnStretchFactor(1, 2)
         self.glw = glw
@@ -95,10 +96,13 @@ class HitmapView(View):
         box = (hm.x_edges[0], hm.x_edges[-1], hm.y_edges[0], hm.y_edges[-1])
         for item, strips in ((self.dead_lines, dead), (self.noisy_lines, noisy)):
             item.setData(*_strip_lines(strips, mapping, box))
+        marked = np.concatenate((dead, noisy))
+        brushes = np.array([DEAD_BRUSH] * len(dead) + [NOISY_BRUSH] * len(noisy), dtype=object)
         for axis, lo, hi in (("X", 0, nx), ("Y", nx, mapping.n_strips)):
-            for item, strips in zip(self.marks[axis], (dead, noisy)):
-                s = strips[(strips >= lo) & (strips < hi)]
-                item.setData(mapping.strip[s].astype(float), occ[s].astype(float))
+            sel = (marked >= lo) & (marked < hi)
+            s = marked[sel]
+            self.marks[axis].setData(mapping.strip[s].astype(float), occ[s].astype(float),
+                                     symbolBrush=list(brushes[sel]))  # fmt: skip
         daq = model.daq_hist.get("hitmap_total")
         daq_text = f" (DAQ run histogram: {daq:.0f})" if isinstance(daq, float) else ""
         self.info.setText(

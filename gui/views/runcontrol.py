@@ -94,6 +94,8 @@ class RunControlView(View):
             "start": self.start_button,
             "stop": self.stop_button,
         }
+        for button in self.buttons.values():
+            button.setEnabled(False)  # until the DAQ's state is known
         return w
 
     # ---- actions ------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--screenshot", metavar="OUT.png",
                    help="save the whole window after --after seconds and exit")  # fmt: skip
     p.add_argument("--after", type=float, default=None, metavar="SECONDS")
+    p.add_argument("--quit-after", type=float, default=None, metavar="SECONDS",
+                   help="close the monitor after this many seconds (demos, tests)")  # fmt: skip
     p.add_argument("--alarms", metavar="FILE.toml", help="alarm rules (default: shipped rules)")
     p.add_argument("--config", metavar="FILE.toml", help="[monitor] settings (gui/config.py)")
     p.add_argument("--mapping", metavar="FILE.csv", help="strip mapping (default: BabyIAXO)")

@@ -29,7 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, help="stop after T seconds")
     p.add_argument("--output", "-o", metavar="RUN.h5", help="run file (default: data dir)")
     p.add_argument("--control", metavar="ENDPOINT", help="also answer run control here")
-    p.add_argument("--pcap", metavar="FILE", help="capture the board traffic (not yet supported)")
+    p.add_argument(
+        "--pcap",
+        metavar="FILE",
+        help="also record every datagram exchanged with the board (both directions) to a pcap",
+    )
     p.set_defaults(func=guarded(run))
 
 
@@ -38,12 +42,11 @@ def run(args: argparse.Namespace) -> int:
     from readout.pedestals import load_pedestals
 
     setup_logging(args.verbose)
-    if args.pcap:
-        print("agetdaq: --pcap is not supported yet", file=sys.stderr)
-        return 2
     settings = load_settings(args)
     stop = stop_on_signals()
-    acq = Acquisition(settings, publish=args.publish, metrics_port=args.metrics_port)
+    acq = Acquisition(
+        settings, publish=args.publish, metrics_port=args.metrics_port, pcap=args.pcap
+    )
     try:
         if args.pedestals:
             acq.load_pedestals(load_pedestals(args.pedestals))

@@ -32,6 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="CURVE keys (agetdaq keys); required to bind control beyond loopback",
     )
     p.add_argument("--configure", metavar="SCRIPT", help="configure the board at start-up")
+    p.add_argument(
+        "--pcap",
+        metavar="FILE",
+        help="record every datagram exchanged with the board (both directions) to a pcap",
+    )
     p.set_defaults(func=guarded(serve), publish="tcp://127.0.0.1:5556")
 
 
@@ -46,7 +51,9 @@ def serve(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     setup = control_socket_setup(args.control, getattr(args, "keys_dir", None))
     stop = stop_on_signals()
-    acq = Acquisition(settings, publish=args.publish, metrics_port=args.metrics_port)
+    acq = Acquisition(
+        settings, publish=args.publish, metrics_port=args.metrics_port, pcap=args.pcap
+    )
     server = ControlServer(args.control, lambda req: handle(acq, req), configure_socket=setup)
     log.info("run control on %s, stream on %s", server.address, args.publish)
     try:

@@ -30,6 +30,7 @@ from readout.processing.commonmode import (
     quiet_common_mode,
     subtract_common_mode,
 )
+from readout.processing.waveforms import DenseBatch
 
 DEFAULT_WINDOW = (5, 55)
 
@@ -231,44 +232,47 @@ class PedestalAccumulator:
         self.cell_mean = np.zeros((n_s, n_samples)) if per_cell else None
         self.cell_m2 = np.zeros((n_s, n_samples)) if per_cell else None
 
+    def add_dense(self, dense: DenseBatch) -> None:
+        """Add a scattered batch (complete rows only)."""
+        self.add(dense.strips, dense.complete, dense.fpn, dense.fpn_complete)
+
     def add(
         self,
         strips: np.ndarray,
-        present: np.ndarray | None = None,
+        complete: np.ndarray | None = None,
         fpn: np.ndarray | None = None,
-        fpn_present: np.ndarray | None = None,
+        fpn_complete: np.ndarray | None = None,
     ) -> None:
-        """Add a batch: strips (n, S, T) float32, present (n, S); FPN (n, C, 4, T) if any."""
+        """Add a batch: strips (n, S, T) float32 and FPN (n, C, 4, T), with masks (n, S) /
+        (n, C, 4) of the rows to use, i.e. read with all their samples (default: all)."""
         strips = np.ascontiguousarray(strips, dtype=np.float32)
         if strips.ndim != 3 or strips.shape[1] != self.chip.shape[0]:
             raise ValueError(f"strips must be (n, {self.chip.shape[0]}, T), got {strips.shape}")
         n = strips.shape[0]
-        present = np.ones(strips.shape[:2], np.bool_) if present is None else present
-        self.events += present.sum(axis=0)
-        accumulate_row_stats(strips, present, self.count, self.mean, self.m2)
+        use = _mask(complete, strips.shape[:2])
+        self.events += use.sum(axis=0)
+        accumulate_row_stats(strips, use, self.count, self.mean, self.m2)
         if self.cell_mean is not None:
-            accumulate_cell_stats(strips, present, self.cell_count, self.cell_mean, self.cell_m2)
+            accumulate_cell_stats(strips, use, self.cell_count, self.cell_mean, self.cell_m2)
         resid = strips - strips.mean(axis=2, keepdims=True, dtype=np.float64).astype(np.float32)
         cm_ok = np.zeros((n, self.n_chips), np.bool_)
         if fpn is not None:
             fpn = np.ascontiguousarray(fpn, dtype=np.float32)
-            fpn_present = np.ones(fpn.shape[:3], np.bool_) if fpn_present is None else fpn_present
+            fpn_use = _mask(fpn_complete, fpn.shape[:3])
             flat_fpn = fpn.reshape(n, -1, fpn.shape[-1])
             accumulate_row_stats(
-                flat_fpn, fpn_present.reshape(n, -1), self.fpn_count, self.fpn_mean, self.fpn_m2
+                flat_fpn, fpn_use.reshape(n, -1), self.fpn_count, self.fpn_mean, self.fpn_m2
             )
             if self.cm == CM_FPN:
                 zero = np.zeros(fpn.shape[1:3], np.float32)
                 fres = fpn - fpn.mean(axis=3, keepdims=True, dtype=np.float64).astype(np.float32)
-                cm, cm_ok = fpn_common_mode(fres, fpn_present, zero)
+                cm, cm_ok = fpn_common_mode(fres, fpn_use, zero)
                 subtract_common_mode(resid, cm, self.chip, cm_ok)
         if self.cm != CM_NONE and not cm_ok.all():
-            cm, ok = quiet_common_mode(
-                resid, self.chip, present, self.cm == CM_MEDIAN, self.n_chips
-            )
+            cm, ok = quiet_common_mode(resid, self.chip, use, self.cm == CM_MEDIAN, self.n_chips)
             ok &= ~cm_ok
             subtract_common_mode(resid, cm, self.chip, ok)
-        accumulate_row_stats(resid, present, self.noise_count, self.noise_mean, self.noise_m2)
+        accumulate_row_stats(resid, use, self.noise_count, self.noise_mean, self.noise_m2)
 
     def result(self, dead_ratio: float = 0.3, noisy_ratio: float = 3.0) -> PedestalTable:
         """The pedestal table so far (a strip never seen reads mean 0 and is flagged dead)."""
@@ -293,3 +297,12 @@ class PedestalAccumulator:
                 self.cell_m2 / np.maximum(self.cell_count, 1)[:, None]
             ).astype(np.float32)
         return table
+
+
+def _mask(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    if mask is None:
+        return np.ones(shape, np.bool_)
+    mask = np.ascontiguousarray(mask, dtype=np.bool_)
+    if mask.shape != shape:
+        raise ValueError(f"mask must have shape {shape}, got {mask.shape}")
+    return mask

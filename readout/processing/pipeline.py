@@ -100,11 +100,11 @@ class Processed:
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _count_above(row, cm_row, off, thr):
-    """Number of bins with (row - cm_row) - off > thr; vectorises (a max reduction does not)."""
-    k = 0
+def _any_above(row, cm_row, off, thr):
+    """Whether any (row - cm_row) - off > thr: an OR reduction vectorises, a max does not."""
+    k = False
     for t in range(row.shape[0]):
-        k += (row[t] - cm_row[t]) - off > thr
+        k |= (row[t] - cm_row[t]) - off > thr
     return k
 
 
@@ -118,8 +118,8 @@ def _window_mean_minus(row, cm_row, b0, b1):
 
 
 @njit(cache=True, nogil=True)
-def _baselines(raw, fpn_e, mode, ped, use_cells, fpn_ped, state, fpn_state, b0, b1, base, fbase):
-    """This event's strip (S,) and FPN (C, K) baselines; NaN running states start here."""
+def _fpn_baselines(fpn_e, mode, fpn_ped, fpn_state, b0, b1, fbase):
+    """This event's FPN baselines (C, K); a NaN running state starts here."""
     n_c, n_k = fbase.shape
     for c in range(n_c):
         for k in range(n_k):
@@ -131,15 +131,18 @@ def _baselines(raw, fpn_e, mode, ped, use_cells, fpn_ped, state, fpn_state, b0, 
                 if np.isnan(fpn_state[c, k]):
                     fpn_state[c, k] = row_window_mean(fpn_e[c, k], b0, b1)
                 fbase[c, k] = fpn_state[c, k]
-    for s in range(base.shape[0]):
-        if mode == BASELINE_TABLE:
-            base[s] = 0.0 if use_cells else ped[s]
-        elif mode == BASELINE_EVENT:
-            base[s] = row_window_mean(raw[s], b0, b1)
-        else:
-            if np.isnan(state[s]):
-                state[s] = row_window_mean(raw[s], b0, b1)
-            base[s] = state[s]
+
+
+@njit(cache=True, nogil=True)
+def _strip_baseline(raw, s, mode, ped, use_cells, state, b0, b1):
+    """Baseline of strip s in this event (0 with per-cell pedestals); NaN running states start."""
+    if mode == BASELINE_TABLE:
+        return np.float32(0.0) if use_cells else ped[s]
+    if mode == BASELINE_EVENT:
+        return np.float32(row_window_mean(raw[s], b0, b1))
+    if np.isnan(state[s]):
+        state[s] = row_window_mean(raw[s], b0, b1)
+    return np.float32(state[s])
 
 
 @njit(cache=True, nogil=True)
@@ -164,23 +167,6 @@ def _quiet_estimate(
 
 
 @njit(cache=True, nogil=True)
-def _running_update(raw, fpn_e, complete_e, fpn_ok_e, hit_e, cm, chip, quiet_lim, alpha, b0, b1,
-                    state, fpn_state):  # fmt: skip
-    """Move the running baselines of complete, hit-free, quiet strips and of the FPN rows."""
-    for s in range(state.shape[0]):
-        if complete_e[s] and not hit_e[s]:
-            m = _window_mean_minus(raw[s], cm[chip[s]], b0, b1)
-            if abs(m - state[s]) < quiet_lim[s]:
-                state[s] += alpha * (m - state[s])
-    n_c, n_k = fpn_state.shape
-    for c in range(n_c):
-        for k in range(n_k):
-            if fpn_ok_e[c, k]:
-                m = row_window_mean(fpn_e[c, k], b0, b1)
-                fpn_state[c, k] += alpha * (m - fpn_state[c, k])
-
-
-@njit(cache=True, nogil=True)
 def process_events(
     strips, complete, fpn, fpn_ok, chip, ped, cells, fpn_ped, state, fpn_state,
     mode, cm_method, b0, b1, alpha, quiet_lim, thr_hit, thr_sample, n_min,
@@ -190,7 +176,9 @@ def process_events(
 
     ``cells`` (S, T) replaces ``ped`` when its first dimension is S (table mode). Only complete
     rows get the common mode subtracted. ``state`` / ``fpn_state`` (float64) are updated in running
-    mode. Outputs (n, S): amp, tbin, integral, width, hit; corrected waveforms if ``write_wf``.
+    mode from complete, hit-free strips whose window mean is within ``quiet_lim`` of the state.
+    Outputs (n, S): amp, tbin, integral, width, hit; corrected waveforms if ``write_wf``.
+    Each strip row is read in one sweep (window, then the whole row) to keep memory access linear.
     """
     n, n_s, n_t = strips.shape
     n_c, n_k = fpn_ped.shape
@@ -204,8 +192,7 @@ def process_events(
     buf = np.empty(n_t, np.float32)
     for e in range(n):
         raw = strips[e]
-        _baselines(raw, fpn[e], mode, ped, use_cells, fpn_ped, state, fpn_state, b0, b1, base,
-                   fbase)  # fmt: skip
+        _fpn_baselines(fpn[e], mode, fpn_ped, fpn_state, b0, b1, fbase)
         ok[:] = False
         if cm_method == CM_FPN:
             fpn_common_mode_event(fpn[e], fpn_ok[e], fbase, cm, ok)
@@ -213,16 +200,20 @@ def process_events(
         if cm_method == CM_FPN and not ok.all():
             materialised = True
         if materialised:
+            for s in range(n_s):
+                base[s] = _strip_baseline(raw, s, mode, ped, use_cells, state, b0, b1)
             _quiet_estimate(raw, complete[e], base, cells, use_cells, chip, quiet_lim, cm_method,
                             x_e, cm, ok)  # fmt: skip
         for c in range(n_c):
             if not ok[c]:
                 cm[c, :] = 0.0
         for s in range(n_s):
+            if not materialised:
+                base[s] = _strip_baseline(raw, s, mode, ped, use_cells, state, b0, b1)
             row = x_e[s] if materialised else raw[s]
             off = np.float32(0.0) if materialised else base[s]
             cm_row = cm[chip[s]] if complete[e, s] else no_cm
-            if write_wf or _count_above(row, cm_row, off, thr_hit[s]) > 0:
+            if write_wf or _any_above(row, cm_row, off, thr_hit[s]):
                 out = wf_out[e, s] if write_wf else buf
                 for t in range(n_t):
                     out[t] = row[t] - cm_row[t] - off
@@ -234,9 +225,16 @@ def process_events(
             integral[e, s] = q
             width[e, s] = w
             hit[e, s] = h
+            if mode == BASELINE_RUNNING and complete[e, s] and not h:
+                m = _window_mean_minus(raw[s], cm_row, b0, b1)
+                if abs(m - state[s]) < quiet_lim[s]:
+                    state[s] += alpha * (m - state[s])
         if mode == BASELINE_RUNNING:
-            _running_update(raw, fpn[e], complete[e], fpn_ok[e], hit[e], cm, chip, quiet_lim, alpha,
-                            b0, b1, state, fpn_state)  # fmt: skip
+            for c in range(n_c):
+                for k in range(n_k):
+                    if fpn_ok[e, c, k]:
+                        m = row_window_mean(fpn[e, c, k], b0, b1)
+                        fpn_state[c, k] += alpha * (m - fpn_state[c, k])
 
 
 class Processor:
@@ -268,6 +266,10 @@ class Processor:
             self.n_strips, cfg.default_pedestal, cfg.default_noise
         )
         t = self.table
+        if t.mean.shape != (self.n_strips,) or t.fpn_mean.shape != (self.n_chips, 4):
+            raise ValueError(f"pedestal table is not for {self.n_strips} strips and 4x4 FPN")
+        self.ped = np.ascontiguousarray(t.mean, np.float32)
+        self.fpn_ped = np.ascontiguousarray(t.fpn_mean, np.float32)
         bad = t.dead | t.noisy
         self.thr_hit = np.where(bad, np.inf, cfg.k_hit * t.noise).astype(np.float32)
         self.thr_sample = (cfg.k_sample * t.noise).astype(np.float32)
@@ -281,14 +283,14 @@ class Processor:
 
     def reset(self) -> None:
         """Restart the running baselines from the pedestal table."""
-        self.state = self.table.mean.astype(np.float64)
-        self.fpn_state = self.table.fpn_mean.astype(np.float64)
+        self.state = self.ped.astype(np.float64)
+        self.fpn_state = self.fpn_ped.astype(np.float64)
 
     def fill_values(self) -> tuple[np.ndarray, np.ndarray]:
         """Values for samples missing from the readout: the current baselines (float32)."""
         if self.config.baseline == "running":
             return self.state.astype(np.float32), self.fpn_state.astype(np.float32)
-        return self.table.mean.astype(np.float32), self.table.fpn_mean.astype(np.float32)
+        return self.ped.copy(), self.fpn_ped.copy()
 
     def process_flat(self, flat: FlatBatch, events: np.ndarray | None = None) -> Processed:
         """Scatter a flat batch (filling missing samples with the baselines) and process it."""
@@ -334,8 +336,8 @@ class Processor:
         hit = np.empty((n, n_s), np.bool_)
         wf = np.empty((n, n_s, n_t) if keep_waveforms else (1, 1, 1), np.float32)
         process_events(
-            strips, complete, fpn, fpn_complete, self.chip, self.table.mean, self.cells,
-            self.table.fpn_mean, self.state, self.fpn_state, BASELINE_MODES[cfg.baseline],
+            strips, complete, fpn, fpn_complete, self.chip, self.ped, self.cells,
+            self.fpn_ped, self.state, self.fpn_state, BASELINE_MODES[cfg.baseline],
             CM_METHODS[cfg.cm_method], cfg.window[0], cfg.window[1], cfg.alpha, self.quiet_lim,
             self.thr_hit, self.thr_sample, cfg.n_min, amp, tbin, integral, width, hit, wf,
             keep_waveforms,

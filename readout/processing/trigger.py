@@ -79,8 +79,8 @@ class SelectionConfig:
     xray_min_size: int = 2  # strips in the (single) cluster of each axis
     xray_max_size: int = 8
     xray_max_balance: float = 0.25  # |Ex - Ey| / (Ex + Ey)
-    xray_min_sigma_mm: float = 0.1  # per-axis cluster RMS width bounds (CAST: 0.15-0.75)
-    xray_max_sigma_mm: float = 0.9
+    xray_min_sigma_mm: float = 0.15  # per-axis cluster RMS width bounds (CAST selection)
+    xray_max_sigma_mm: float = 0.75
     xray_max_t_spread: int = 12  # peak-bin spread of an X-ray cloud, bins
     muon_min_hits: int = 20  # this many hit strips (both axes) or more: muon
     muon_min_axis_hits: int = 12  # or this many on one axis
