@@ -62,7 +62,7 @@ def _vs_reference(proc: Processor, strips: np.ndarray, fpn: np.ndarray, repeat: 
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
-    n_events, n_ref, repeat = (200, 50, 3) if quick else (2000, 300, 5)
+    n_events, n_ref, repeat = (200, 50, 9) if quick else (2000, 300, 9)
     layout = StripLayout.default()
     det = SyntheticDetector(layout, seed=2)
     acc = PedestalAccumulator(layout.chip, cm_method="fpn")

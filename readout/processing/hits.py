@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+BLOCK = 32  # bins tested at once in the search for the maximum
+
 
 @njit(cache=True, nogil=True)
 def pulse_around(x, t, thr_sample):
@@ -32,14 +34,25 @@ def pulse_around(x, t, thr_sample):
 
 @njit(cache=True, nogil=True)
 def row_pulse(x, thr_hit, thr_sample, n_min):
-    """(amplitude, peak bin, integral, width, hit) of one corrected waveform x (T,)."""
-    amp = x[0]
-    tb = 0
-    for t in range(1, x.shape[0]):
-        if x[t] > amp:
-            amp = x[t]
-            tb = t
-    if not amp > thr_hit:
+    """(amplitude, peak bin, integral, width, hit) of one corrected waveform x (T,).
+
+    The maximum is searched block by block: a block is scanned (scalar) only when a vectorised
+    test finds a sample above the best so far (initially thr_hit); most blocks are skipped.
+    """
+    n_t = x.shape[0]
+    amp = x.dtype.type(thr_hit)
+    tb = -1
+    for b0 in range(0, n_t, BLOCK):
+        b1 = min(n_t, b0 + BLOCK)
+        above = False
+        for t in range(b0, b1):
+            above |= x[t] > amp
+        if above:
+            for t in range(b0, b1):
+                if x[t] > amp:
+                    amp = x[t]
+                    tb = t
+    if tb < 0:
         return np.float32(0.0), -1, np.float32(0.0), 0, False
     lo, hi = pulse_around(x, tb, thr_sample)
     integral = np.float32(0.0)

@@ -35,7 +35,7 @@ from readout.processing.waveforms import DenseBatch
 DEFAULT_WINDOW = (5, 55)
 
 
-@njit(cache=True, nogil=True, fastmath=True)
+@njit(cache=True, nogil=True, fastmath={"reassoc"})
 def row_window_mean(row, b0, b1):
     """Mean of row[b0:b1] (float64 accumulation, any order)."""
     acc = 0.0

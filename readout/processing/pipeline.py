@@ -99,7 +99,7 @@ class Processed:
     waveforms: np.ndarray | None = None  # float32 (n, S, T) corrected, when asked for
 
 
-@njit(cache=True, nogil=True, fastmath=True)
+@njit(cache=True, nogil=True)
 def _any_above(row, cm_row, off, thr):
     """Whether any (row - cm_row) - off > thr: an OR reduction vectorises, a max does not."""
     k = False
@@ -108,7 +108,7 @@ def _any_above(row, cm_row, off, thr):
     return k
 
 
-@njit(cache=True, nogil=True, fastmath=True)
+@njit(cache=True, nogil=True, fastmath={"reassoc"})
 def _window_mean_minus(row, cm_row, b0, b1):
     """Mean of row[b0:b1] - cm_row[b0:b1] (float64 accumulation, any order)."""
     acc = 0.0

@@ -88,7 +88,9 @@ class SelectionConfig:
     muon_min_width: int = 0  # or a pulse this long, bins (0 = not used)
 
     @classmethod
-    def from_toml(cls, source: str | Path | dict[str, Any], table: str = "processing.selection"):
+    def from_toml(
+        cls, source: str | Path | dict[str, Any], table: str = "processing.selection"
+    ) -> SelectionConfig:
         return config_from_dict(cls, load_table(source, table), table)
 
 
@@ -104,7 +106,9 @@ class TriggerConfig:
     classes: tuple[int, ...] = field(default=(XRAY, MUON, OTHER))  # accepted classes
 
     @classmethod
-    def from_toml(cls, source: str | Path | dict[str, Any], table: str = "processing.trigger"):
+    def from_toml(
+        cls, source: str | Path | dict[str, Any], table: str = "processing.trigger"
+    ) -> TriggerConfig:
         cfg = config_from_dict(cls, load_table(source, table), table)
         bad = [c for c in cfg.classes if c not in CLASS_NAMES]
         if bad:
