@@ -92,7 +92,7 @@ def test_xray_centroids_and_classes_match_truth(physics_run):
             for k, c in zip(kinds, ev["event_count"])
         ]
     )
-    # corner clippers (< 10 mm of track, < 5 keV) are X-ray shaped; a veto, not topology, rejects them
+    # corner clippers (< 10 mm of track) are X-ray shaped: a veto, not topology, rejects them
     muon = np.array(
         [
             k == "muon" and by_count[int(c)]["track_length_mm"] >= 10
