@@ -84,7 +84,8 @@ def status_lines(model: StreamModel, now: float | None = None) -> list[str]:
         f"losses: {losses(s.get('losses'))}",
         f"free disk: {number(s.get('disk_free_gb'), '.1f', 'GB')}",
         f"file: {s.get('file', '')}",
-        f"stream gaps: {model.link.gaps} (restarts {model.link.restarts})",
+        f"stream gaps: {model.link.gaps} (DAQ restarts {model.link.restarts}, "
+        f"reconnects {model.link.reconnects})",
         f"gain rel: {number(gain_rel, '.4f')}  resolution: {number(res, '.1f', '%')}"
         f"  threshold: {number(thr, '.2f', 'keV')}",
     ]

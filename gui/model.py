@@ -46,6 +46,7 @@ class LinkInfo:
     gaps_by_topic: dict[str, int] = field(default_factory=dict)
     malformed: int = 0
     restarts: int = 0  # the DAQ restarted its numbering
+    reconnects: int = 0  # the connection dropped and came back (seq gaps across it not counted)
     viewer_dropped: int = 0  # event messages the worker dropped because the GUI lagged
     note: str = ""
 

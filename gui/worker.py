@@ -130,6 +130,9 @@ class StreamWorker(SourceWorker):
                 if mon is not None and mon in ready:
                     while mon.poll(0):
                         event = recv_monitor_message(mon)["event"]
+                        if event == zmq.EVENT_CONNECTED and ever and not connected:
+                            self.info.reconnects += 1
+                            self.tracker.last.clear()  # the outage is no sequence gap
                         connected = event == zmq.EVENT_CONNECTED
                         ever = ever or connected
                 if sub.socket in ready:

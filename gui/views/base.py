@@ -27,6 +27,7 @@ class Host(Protocol):
 
     mapping: StripMapping
     config: MonitorConfig
+    muted: bool  # the alarms' audible cue is off
 
     @property
     def model(self) -> StreamModel: ...

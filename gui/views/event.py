@@ -144,9 +144,10 @@ class EventView(View):
                 c.setData([], [])
         h = ev.header
         cls = h.get("class")
+        cls_name = CLASS_NAMES.get(cls, "-") if isinstance(cls, int) else "-"
         self.info.setText(
             f"run {h.get('run_number', '-')}  event {h.get('event_id', '-')}  "
-            f"{CLASS_NAMES.get(cls, cls)}  E = {_num(h.get('energy_adc'))} ADC "
+            f"{cls_name}  E = {_num(h.get('energy_adc'))} ADC "
             f"(X {_num(h.get('energy_x'))}, Y {_num(h.get('energy_y'))})  "
             f"x = {_num(h.get('x_mm'), '.2f')} mm, y = {_num(h.get('y_mm'), '.2f')} mm  "
             f"{int(ev.hits.sum())} hit strips  received {time.monotonic() - ev.received:.1f} s ago"

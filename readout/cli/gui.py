@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="replay speed (x recorded time; 0 = as fast as possible)")  # fmt: skip
     p.add_argument("--screenshot", metavar="OUT.png",
                    help="save the whole window after --after seconds and exit")  # fmt: skip
-    p.add_argument("--after", type=float, default=None, metavar="SECONDS")
+    p.add_argument("--after", type=float, default=None, metavar="SECONDS",
+                   help="delay before --screenshot (default 3)")  # fmt: skip
     p.add_argument("--quit-after", type=float, default=None, metavar="SECONDS",
                    help="close the monitor after this many seconds (demos, tests)")  # fmt: skip
     p.add_argument("--alarms", metavar="FILE.toml", help="alarm rules (default: shipped rules)")

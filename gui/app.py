@@ -1,0 +1,103 @@
+"""Start the monitor from parsed command-line options (``agetdaq gui``, readout/cli/gui.py)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from dataclasses import replace
+
+from PyQt6.QtCore import QEventLoop, QTimer
+from PyQt6.QtWidgets import QApplication
+
+from gui.alarms import RuleError, load_rules
+from gui.config import MonitorConfig
+from gui.control_worker import ControlWorker
+from gui.replay import ReplayWorker
+from gui.window import MainWindow
+from gui.worker import SourceWorker, StreamWorker
+from protocol.mapping import MappingError, StripMapping
+
+DEFAULT_STREAM = "tcp://127.0.0.1:5556"
+DEFAULT_CONTROL = "tcp://127.0.0.1:5555"
+
+
+class OptionError(ValueError):
+    """Command-line options that do not fit together."""
+
+
+def make_sources(
+    args: argparse.Namespace, mapping: StripMapping, config: MonitorConfig
+) -> list[tuple[SourceWorker, ControlWorker | None]]:
+    """Workers of ``--connect`` (paired in order with ``--control``) and ``--replay``."""
+    connects = list(args.connect or [])
+    controls = list(args.control or [])
+    replays = list(args.replay or [])
+    if not connects and not replays:
+        connects = [DEFAULT_STREAM]
+        controls = controls or [DEFAULT_CONTROL]
+    if len(controls) > len(connects):
+        raise OptionError("more --control than --connect addresses (they pair up in order)")
+    out: list[tuple[SourceWorker, ControlWorker | None]] = []
+    for i, address in enumerate(connects):
+        worker = StreamWorker(address, stale_after_s=config.stale_after_s)
+        control = ControlWorker(controls[i]) if i < len(controls) else None
+        out.append((worker, control))
+    for path in replays:
+        out.append((ReplayWorker(path, speed=args.speed, n_strips=mapping.n_strips), None))
+    return out
+
+
+def build(args: argparse.Namespace) -> MainWindow:
+    """The window with its workers (not started); raises OptionError / RuleError / MappingError."""
+    config = MonitorConfig.load(args.config)
+    if args.redraw_hz is not None:
+        if args.redraw_hz <= 0:
+            raise OptionError("--redraw-hz must be > 0")
+        config = replace(config, redraw_hz=args.redraw_hz)
+    mapping = StripMapping.load(args.mapping) if args.mapping else StripMapping.default()
+    rules = load_rules(args.alarms)
+    sources = make_sources(args, mapping, config)
+    return MainWindow(sources, mapping, config, rules, args.snapshot_dir)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the GUI until its window closes (or after ``--screenshot``); returns the exit code."""
+    if args.screenshot and args.after is None:
+        args.after = 3.0
+    _app = QApplication.instance() or QApplication(sys.argv[:1])  # must outlive the window
+    try:
+        window = build(args)
+    except (OptionError, RuleError, MappingError, ValueError, OSError) as exc:
+        print(f"agetdaq gui: {exc}", file=sys.stderr)
+        return 2
+    result = {"code": 0}
+    window.show()
+    window.start()
+    if args.screenshot:
+
+        def grab() -> None:
+            window.redraw(force=True)
+            if not window.grab().save(str(args.screenshot), "PNG"):
+                print(f"agetdaq gui: cannot write {args.screenshot}", file=sys.stderr)
+                result["code"] = 1
+            window.close()
+
+        QTimer.singleShot(int(1000 * args.after), grab)
+    quit_after = getattr(args, "quit_after", None)
+    if quit_after is not None:
+        QTimer.singleShot(int(1000 * quit_after), window.close)
+    previous = signal.signal(signal.SIGINT, lambda *_: window.close())
+    keepalive = QTimer()  # lets Python see Ctrl-C while Qt runs
+    keepalive.timeout.connect(lambda: None)
+    keepalive.start(500)
+    # a local loop that ends when the window closes (QApplication.quit would also end any
+    # later event loop of a process that embeds the monitor, e.g. a test session)
+    loop = QEventLoop()
+    window.closed.connect(loop.quit)
+    if window.isVisible():
+        loop.exec()
+    keepalive.stop()
+    signal.signal(signal.SIGINT, previous)
+    window.shutdown()
+    return result["code"]

@@ -1,0 +1,133 @@
+"""Alarm rules (gui/alarms.py): parsing, delay before firing, clearing, acknowledge, history."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from gui.alarms import AlarmEngine, Rule, RuleError, load_rules, rules_from_text
+
+RULES = """
+[[rule]]
+name = "no-data"
+metric = "data_age_s"
+max = 10.0
+severity = "alarm"
+message = "no data for {value:.0f} s"
+
+[[rule]]
+name = "rate"
+metric = "trigger_rate"
+min = 1.0
+max = 100.0
+delay_s = 30.0
+states = ["running"]
+
+[[rule]]
+name = "disk"
+metric = "disk_free_gb"
+min = 20.0
+severity = "warning"
+"""
+
+
+def test_rules_parse_with_defaults():
+    rules = rules_from_text(RULES)
+    assert [r.name for r in rules] == ["no-data", "rate", "disk"]
+    rate = rules[1]
+    assert (rate.min, rate.max, rate.delay_s, rate.severity) == (1.0, 100.0, 30.0, "warning")
+    assert rate.states == ("running",)
+    assert rules[0].describe(12.4) == "no data for 12 s"
+
+
+def test_shipped_defaults_load_and_cover_the_required_rules():
+    rules = load_rules()
+    metrics = {r.metric for r in rules}
+    for needed in ("data_age_s", "trigger_rate", "gain_rel", "resolution_pct", "noisy_channels",
+                   "losses_last_min", "disk_free_gb"):  # fmt: skip
+        assert needed in metrics
+    no_data = next(r for r in rules if r.metric == "data_age_s")
+    assert no_data.max == 10.0 and no_data.severity == "alarm"
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[[rule]]\nname='a'\nmetric='m'\n", "give min and/or max"),
+        ("[[rule]]\nname='a'\nmetric='m'\nmax=1\nseverity='fatal'\n", "severity"),
+        ("[[rule]]\nname='a'\nmetric='m'\nmax='x'\n", "must be a number"),
+        ("[[rule]]\nname='a'\nmetric='m'\nmax=1\ncolour='red'\n", "unknown key"),
+        ("[[rule]]\nname='a'\nmetric='m'\nmax=1\ndelay_s=-1\n", "delay_s"),
+        ("[[rule]]\nname='a'\nmetric='m'\nmax=1\n[[rule]]\nname='a'\nmetric='n'\nmax=2\n",
+         "duplicate"),
+        ("rule = 3", "array of tables"),
+        ("[[rule]\n", "not valid TOML"),
+    ],
+)  # fmt: skip
+def test_bad_rules_raise_clear_errors(text, fragment):
+    with pytest.raises(RuleError, match=fragment):
+        rules_from_text(text, "test.toml")
+
+
+def test_missing_rule_file_is_a_rule_error(tmp_path):
+    with pytest.raises(RuleError, match="cannot read"):
+        load_rules(tmp_path / "nope.toml")
+
+
+def test_alarm_fires_only_after_its_delay_and_clears():
+    engine = AlarmEngine(rules_from_text(RULES))
+    m = {"trigger_rate": 500.0}
+    assert engine.evaluate(m, now=0.0, state="running") == []
+    assert engine.evaluate(m, now=29.0, state="running") == []
+    assert engine.active == []
+    fired = engine.evaluate(m, now=30.0, state="running")
+    assert [a.rule.name for a in fired] == ["rate"]
+    assert engine.worst() == "warning"
+    assert engine.evaluate(m, now=31.0, state="running") == []  # fires once
+    engine.evaluate({"trigger_rate": 50.0}, now=32.0, state="running")
+    assert engine.active == []
+    assert [(e.kind, e.rule) for e in engine.history] == [("fired", "rate"), ("cleared", "rate")]
+
+
+def test_condition_that_recovers_before_the_delay_never_fires():
+    engine = AlarmEngine(rules_from_text(RULES))
+    engine.evaluate({"trigger_rate": 0.1}, now=0.0, state="running")
+    engine.evaluate({"trigger_rate": 5.0}, now=20.0, state="running")
+    engine.evaluate({"trigger_rate": 0.1}, now=40.0, state="running")
+    assert engine.evaluate({"trigger_rate": 0.1}, now=69.0, state="running") == []
+    assert len(engine.evaluate({"trigger_rate": 0.1}, now=70.0, state="running")) == 1
+
+
+def test_rule_limited_to_states_and_missing_metrics_do_not_fire():
+    engine = AlarmEngine(rules_from_text(RULES))
+    assert engine.evaluate({"trigger_rate": 0.0}, now=0.0, state="idle") == []
+    assert engine.evaluate({"trigger_rate": 0.0}, now=100.0, state="idle") == []
+    assert engine.evaluate({"data_age_s": None, "disk_free_gb": math.nan}, now=0.0) == []
+    assert engine.active == []
+
+
+def test_acknowledge_keeps_alarm_active_until_it_clears():
+    engine = AlarmEngine(rules_from_text(RULES))
+    engine.evaluate({"data_age_s": 15.0, "disk_free_gb": 5.0}, now=1.0)
+    assert {a.rule.name for a in engine.active} == {"no-data", "disk"}
+    assert engine.active[0].rule.name == "no-data"  # most severe first
+    assert engine.worst(unacknowledged_only=True) == "alarm"
+    assert engine.acknowledge("no-data", now=2.0) == 1
+    assert engine.acknowledge("no-data", now=2.5) == 0
+    assert engine.worst() == "alarm"
+    assert engine.worst(unacknowledged_only=True) == "warning"
+    assert engine.acknowledge(None, now=3.0) == 1
+    assert engine.worst(unacknowledged_only=True) is None
+    engine.evaluate({"data_age_s": 0.5, "disk_free_gb": 100.0}, now=4.0)
+    assert engine.active == [] and engine.worst() is None
+    kinds = [e.kind for e in engine.history]
+    assert kinds.count("acknowledged") == 2 and kinds.count("cleared") == 2
+
+
+def test_history_is_bounded():
+    rule = Rule("flap", "x", max=0.0)
+    engine = AlarmEngine([rule], history_size=10)
+    for i in range(50):
+        engine.evaluate({"x": float(i % 2)}, now=float(i))
+    assert len(engine.history) == 10
