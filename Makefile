@@ -38,3 +38,12 @@ bench-quick: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# Reliability runs outside CI (docs/RELIABILITY.md): 10 kill -9 trials + a 10-minute memory soak
+# at line rate, and >= 1 000 000 fuzzed datagrams into a running acquisition.
+.PHONY: soak fuzz
+soak: $(STAMP)
+	$(BIN)/python tools/soak.py --kills 10 --minutes 10
+
+fuzz: $(STAMP)
+	$(BIN)/python tools/fuzz.py --datagrams 1000000

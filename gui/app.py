@@ -72,6 +72,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"agetdaq gui: {exc}", file=sys.stderr)
         return 2
     result = {"code": 0}
+    tab = getattr(args, "tab", None)
+    if tab:
+        titles = [window.tabs.tabText(i).lower() for i in range(window.tabs.count())]
+        match = [i for i, t in enumerate(titles) if t.startswith(tab.lower())]
+        if not match:
+            print(f"agetdaq gui: no tab {tab!r}; tabs: {', '.join(titles)}", file=sys.stderr)
+            return 2
+        window.tabs.setCurrentIndex(match[0])
     window.show()
     window.start()
     if args.screenshot:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from readout.board_link import BoardError
-from readout.engine import Acquisition, EngineError
+from readout.engine import SCRIPTS_DIR, Acquisition, EngineError
+from readout.runlog import confine
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +19,7 @@ def handle(acq: Acquisition, request: dict) -> dict:
         if cmd in ("status", "ping"):
             pass
         elif cmd == "configure":
-            acq.configure(request.get("script", "run"))
+            acq.configure(confined_script(acq, request.get("script", "run")))
         elif cmd == "start":
             acq.start_run(
                 request["run_type"],
@@ -36,7 +38,16 @@ def handle(acq: Acquisition, request: dict) -> dict:
             acq.apply_masks()
         elif cmd == "reference":
             acq.gain_reference = float(request["gain_adc"])
+            acq.feed.calib.set_reference(acq.gain_reference)
     except (EngineError, BoardError, ValueError) as exc:
         log.warning("control %s refused: %s", cmd, exc)
         return {"ok": False, "error": str(exc), "state": acq.state}
     return {"ok": True, **acq.status()}
+
+
+def confined_script(acq: Acquisition, name: str) -> str:
+    """A script named in a control message: a shipped one by plain name, else a file inside the
+    data directory (ValueError otherwise: a remote client must not make the DAQ read any file)."""
+    if re.fullmatch(r"[A-Za-z0-9_-]+", name) and (SCRIPTS_DIR / f"{name}.txt").exists():
+        return name
+    return str(confine(acq.data_dir, name))

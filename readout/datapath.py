@@ -44,6 +44,68 @@ class PathCounters:
     decode_errors: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass
+class SequenceCounters:
+    """What the lead-word sequence of the data datagrams in the ring says about the link."""
+
+    missing: int = 0  # sequence numbers that never arrived (network, malformed, ring full)
+    late: int = 0  # arrived after a later one (reordered); no longer counted missing
+    duplicates: int = 0  # a sequence number received twice
+    resyncs: int = 0  # first-reply flags (0x0100): the board restarted its sequence
+    stray: int = 0  # behind the sequence but neither missing nor seen (e.g. before a resync)
+
+
+_UNKNOWN, _RECEIVED, _MISSING = 0, 1, 2
+
+
+class SequenceTracker:
+    """Classifies every data datagram by its 8-bit sequence number (lead bits 7..0; bit 8 =
+    first reply). A number up to 127 ahead of the expected one counts the skipped numbers
+    missing; one behind it is late (if it was missing) or a duplicate (if it was seen)."""
+
+    def __init__(self) -> None:
+        self.counters = SequenceCounters()
+        self._state = np.zeros(256, dtype=np.int8)
+        self._expect = -1
+
+    def feed(self, leads: np.ndarray) -> None:
+        leads = np.asarray(leads, dtype=np.int64) & 0x1FF
+        if not len(leads):
+            return
+        if self._expect >= 0 and not (leads & 0x100).any():
+            want = (self._expect + np.arange(len(leads))) & 0xFF
+            if np.array_equal(leads, want):  # the usual case: all in order
+                self._state[want] = _RECEIVED
+                self._expect = (int(leads[-1]) + 1) & 0xFF
+                return
+        for lead in leads.tolist():
+            self._one(lead)
+
+    def _one(self, lead: int) -> None:
+        c, st = self.counters, self._state
+        seq = lead & 0xFF
+        if lead & 0x100 or self._expect < 0:
+            c.resyncs += bool(lead & 0x100)
+            st[:] = _UNKNOWN
+        else:
+            ahead = (seq - self._expect) & 0xFF
+            if ahead >= 128:
+                if st[seq] == _MISSING:
+                    c.late += 1
+                    c.missing -= 1
+                    st[seq] = _RECEIVED
+                elif st[seq] == _RECEIVED:
+                    c.duplicates += 1
+                else:
+                    c.stray += 1
+                return
+            if ahead:
+                st[(self._expect + np.arange(ahead)) & 0xFF] = _MISSING
+                c.missing += ahead
+        st[seq] = _RECEIVED
+        self._expect = (seq + 1) & 0xFF
+
+
 class DataPath:
     def __init__(
         self,
@@ -67,6 +129,7 @@ class DataPath:
         self.decoder = StreamDecoder()
         self.builder = EventBuilder()
         self.counters = PathCounters()
+        self.sequence = SequenceTracker()
         self.writer: RunWriter | None = None
         self.pedestals: PedestalAccumulator | None = None
         self.failure: str | None = None
@@ -77,18 +140,19 @@ class DataPath:
 
     # ---- run boundaries (called from the control thread) ------------------------------------
 
-    def begin_run(
-        self, writer: RunWriter | None, run_number: int, pedestal_run: bool = False
-    ) -> None:
+    def begin_run(self, writer: RunWriter | None, run_number: int, run_type: str = "") -> None:
         with self._lock:
             self.decoder = StreamDecoder()
             self.builder = EventBuilder()
             self.counters = PathCounters()
+            self.sequence = SequenceTracker()
             self.failure = None
             self.processor.reset()
-            self.feed.begin_run(run_number)
+            self.feed.begin_run(run_number, run_type)
             self.pedestals = (
-                PedestalAccumulator(self.processor.chip, per_cell=False) if pedestal_run else None
+                PedestalAccumulator(self.processor.chip, per_cell=False)
+                if run_type == "pedestal"
+                else None
             )
             self.writer = writer
 
@@ -101,7 +165,7 @@ class DataPath:
                 if len(tail):
                     self._events(tail)
                 self._note_decode_errors()
-            self.feed.tick()
+            self.feed.end_run()
             self.writer = None
 
     # ---- thread -----------------------------------------------------------------------------
@@ -129,8 +193,8 @@ class DataPath:
         decoded = StreamDecoder().decode(buf, lengths)
         built = EventBuilder().build(decoded)
         dense = scatter(FlatBatch.from_decoded(built.decoded), self.processor.layout, 250.0, 250.0)
-        PedestalAccumulator(self.processor.chip).add(dense.strips, dense.present)
-        self.processor.process(dense.strips, dense.fpn, dense.fpn_present, dense.present)
+        PedestalAccumulator(self.processor.chip).add_dense(dense)
+        self.processor.process(dense.strips, dense.fpn, dense.fpn_complete, dense.complete)
         self.processor.reset()
 
     def _loop(self) -> None:
@@ -167,6 +231,7 @@ class DataPath:
             c.outside_run += n
             self.receiver.release(n)
             return n
+        self.sequence.feed(b.buf[:, 0].astype(np.int64) | b.buf[:, 1].astype(np.int64) << 8)
         try:
             self.writer.append_raw(b.buf, b.lengths, b.arrival_ns + self._wall_offset)
         except WriterError as exc:
@@ -207,12 +272,12 @@ class DataPath:
             fill, fpn_fill = self.processor.fill_values()
             dense = scatter(chunk, self.processor.layout, fill, fpn_fill)
             if self.pedestals is not None:
-                self.pedestals.add(dense.strips, dense.present, dense.fpn, dense.fpn_present)
+                self.pedestals.add_dense(dense)
             proc = self.processor.process(
                 dense.strips,
                 dense.fpn,
-                dense.fpn_present,
-                dense.present,
+                dense.fpn_complete,
+                dense.complete,
                 events=sub.event_id,
                 keep_waveforms=self.feed.wants_event(),
             )

@@ -11,6 +11,8 @@ import time
 
 import numpy as np
 
+from readout.calibfeed import CalibFeed
+from readout.calibration.trend import TrendConfig
 from readout.stream import Publisher
 
 N_STRIPS_AXIS = 120
@@ -82,8 +84,10 @@ class MonitorFeed:
         summary_rate_hz: float = 10.0,
         event_rate_hz: float = 5.0,
         hist_interval_s: float = 1.0,
+        calib_threshold_adc: float | None = None,
     ) -> None:
         self.publisher = publisher
+        self.calib = CalibFeed(publisher, TrendConfig(threshold_adc=calib_threshold_adc))
         self.summary_period = 1.0 / summary_rate_hz if summary_rate_hz > 0 else float("inf")
         self.event_period = 1.0 / event_rate_hz if event_rate_hz > 0 else float("inf")
         self.hist_interval = hist_interval_s
@@ -94,10 +98,15 @@ class MonitorFeed:
         self._last_event = 0.0
         self._last_hist = 0.0
 
-    def begin_run(self, run_number: int) -> None:
+    def begin_run(self, run_number: int, run_type: str = "") -> None:
         self.run_number = run_number
         self.hist.reset()
         self._pending.clear()
+        self.calib.begin_run(run_number, run_type)
+
+    def end_run(self) -> None:
+        self.calib.close_run()
+        self.tick()
 
     def wants_event(self) -> bool:
         """True when the next batch should carry waveforms for a sampled ``event`` message."""
@@ -114,6 +123,7 @@ class MonitorFeed:
     ) -> None:
         """Account a batch; ``waveforms`` (n, 240, T) corrected, may be None."""
         self.hist.add(rows, hit)
+        self.calib.on_rows(rows)
         if self.publisher is None:
             return
         self._pending.append(rows)
@@ -127,6 +137,7 @@ class MonitorFeed:
 
     def tick(self) -> None:
         """Periodic work with or without data: flush summaries and publish histograms."""
+        self.calib.tick()
         if self.publisher is None:
             return
         now = time.monotonic()

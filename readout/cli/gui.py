@@ -26,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="delay before --screenshot (default 3)")  # fmt: skip
     p.add_argument("--quit-after", type=float, default=None, metavar="SECONDS",
                    help="close the monitor after this many seconds (demos, tests)")  # fmt: skip
+    p.add_argument("--tab", metavar="NAME", help="tab shown first, e.g. hitmap, 55fe, rates")
     p.add_argument("--alarms", metavar="FILE.toml", help="alarm rules (default: shipped rules)")
     p.add_argument("--config", metavar="FILE.toml", help="[monitor] settings (gui/config.py)")
     p.add_argument("--mapping", metavar="FILE.csv", help="strip mapping (default: BabyIAXO)")
