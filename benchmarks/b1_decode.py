@@ -1,16 +1,19 @@
 """B1: data-stream decoder throughput (numba kernel via StreamDecoder) on 8 KB datagrams.
 
 (a) full readout: 4 chips x 68 channels x 512 samples per event; (b) zero-suppressed: 10
-channels x 40 samples per event. Reference: a numpy copy of the same bytes, same run.
+channels x 40 samples per event. Batches of 128 datagrams (1 MB). Reference: a numpy copy of
+the same bytes in the same batches, same run; both timed as the sum of per-batch minima.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from benchmarks.common import best_time, make_row
+from benchmarks.common import make_row
 from protocol.decode import StreamDecoder
 from protocol.encode import DataFramer, event_words_bound, write_event_kernel
 from protocol.words import lead_word
@@ -64,16 +67,48 @@ def _decode_all(dec: StreamDecoder, buf: np.ndarray, lengths: np.ndarray) -> int
     return n + len(dec.flush())
 
 
+def _min_per_batch(step: Callable[[int], object], n_rows: int, seconds: float) -> float:
+    """Whole-stream time as the sum over batches of each batch's fastest run.
+
+    Every pass repeats the same work batch by batch (the decoder is flushed after each pass),
+    so the per-batch minimum is the time on an undisturbed core; ~1 ms batches are far more
+    likely to run uninterrupted on a shared machine than a whole pass.
+    """
+    starts = range(0, n_rows, BATCH_DATAGRAMS)
+    best = np.full(len(starts), np.inf)
+    t_end = time.perf_counter() + seconds
+    passes = 0
+    while passes < 3 or time.perf_counter() < t_end:
+        for k, s in enumerate(starts):
+            t0 = time.perf_counter()
+            step(s)
+            best[k] = min(best[k], time.perf_counter() - t0)
+        passes += 1
+    return float(best.sum())
+
+
 def _case(label: str, buf: np.ndarray, lengths: np.ndarray, n_events: int, seconds: float):
-    dec = StreamDecoder(reuse_buffers=True)
+    dec = StreamDecoder()  # batches are dropped at once, so its output buffers are recycled
     got = _decode_all(dec, buf, lengths)  # warm-up (numba compile / cache load, buffers)
     bad = {k: v for k, v in dec.error_counts().items() if v}
     if got != n_events or bad:
         raise RuntimeError(f"{label}: decoded {got}/{n_events} events, errors {bad}")
-    # best of many runs: the figure of an undisturbed core (CI machines are shared)
-    t_dec = best_time(lambda: _decode_all(dec, buf, lengths), 3, seconds)
+    n_dg = buf.shape[0]
+
+    def decode_step(s: int) -> None:
+        dec.decode(buf[s : s + BATCH_DATAGRAMS], lengths[s : s + BATCH_DATAGRAMS])
+        if s + BATCH_DATAGRAMS >= n_dg:
+            dec.flush()
+
     dst = np.empty_like(buf)
-    t_copy = best_time(lambda: np.copyto(dst, buf), 3, seconds / 2)
+
+    def copy_step(s: int) -> None:
+        np.copyto(dst[s : s + BATCH_DATAGRAMS], buf[s : s + BATCH_DATAGRAMS])
+
+    t_dec = _min_per_batch(decode_step, n_dg, seconds)
+    t_copy = _min_per_batch(copy_step, n_dg, seconds / 2)
+    if dec.errors.any():
+        raise RuntimeError(f"{label}: errors while timing {dec.error_counts()}")
     mb = buf.nbytes / 1e6
     n_dg = buf.shape[0]
     rows = [
@@ -87,7 +122,8 @@ def _case(label: str, buf: np.ndarray, lengths: np.ndarray, n_events: int, secon
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
-    n_full, n_zs, seconds = (20, 2000, 0.3) if quick else (200, 20000, 2.0)
+    # same data in quick mode (a smaller stream would sit in cache and flatter the copy)
+    n_full, n_zs, seconds = 200, 20000, (0.3 if quick else 2.0)
     rows: list[dict[str, Any]] = []
     buf, lengths = _stream(n_full, 4, 68, 512, zs=False, seed=1)
     rows += _case(f"full {n_full} ev 4x68x512", buf, lengths, n_full, seconds)

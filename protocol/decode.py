@@ -7,6 +7,7 @@ the boundary continues in the same row). Datagram indices count from the start o
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,8 +23,9 @@ from protocol.words import KIND_LUT
 class DecodedBatch:
     """Events closed in one decode call, as flat tables (columns: ``protocol.decode_kernel``).
 
-    With ``StreamDecoder(reuse_buffers=True)`` the arrays are views into the decoder's buffers,
-    valid until its next call; :meth:`copy` detaches them.
+    The arrays are views into the decoder's output buffers, which it reuses only once nothing
+    refers to them any more; with ``StreamDecoder(reuse_buffers=True)`` it reuses them anyway,
+    so the views are valid until its next call (:meth:`copy` detaches them).
     """
 
     events_table: np.ndarray  # int64 (n_events, N_EV_COLS)
@@ -200,7 +202,7 @@ class StreamDecoder:
         self._state = dk.new_state()
         self._counts = np.zeros(dk.N_COUNTS, dtype=np.int64)
         self._carry: _Carry | None = None
-        self._bufs: tuple[np.ndarray, ...] | None = None
+        self._pool: list[tuple[np.ndarray, ...]] = []  # output buffer sets
 
     def error_counts(self) -> dict[str, int]:
         """Cumulative error counters by name."""
@@ -210,12 +212,16 @@ class StreamDecoder:
     def datagrams_seen(self) -> int:
         return int(self._state[dk.ST_DATAGRAM])
 
+    def _free(self, bufs: tuple[np.ndarray, ...]) -> bool:
+        """Whether a buffer set may be overwritten: forced reuse, or no view of it is alive."""
+        return self.reuse_buffers or all(sys.getrefcount(a) <= _POOL_REFS for a in bufs)
+
     def _buffers(self, need: tuple[int, int, int, int]) -> tuple[np.ndarray, ...]:
-        b = self._bufs
-        if b is not None and self.reuse_buffers and _fits(b, need):
-            return b
-        grow = 2 if self.reuse_buffers else 1  # room to continue an open event in place
-        n_ev, n_ch, n_s, n_aux = (grow * x + 1 for x in need)
+        """A free buffer set with room for ``need`` rows (fresh memory is slow to touch)."""
+        for b in self._pool:
+            if _fits(b, need) and self._free(b):
+                return b
+        n_ev, n_ch, n_s, n_aux = (2 * x + 1 for x in need)  # room to continue in place
         b = (
             np.empty((n_ev, dk.N_EV_COLS), np.int64),
             np.empty((n_ch, dk.N_CH_COLS), np.int32),
@@ -223,17 +229,27 @@ class StreamDecoder:
             np.empty(n_s, np.uint16),
             np.empty((n_aux, dk.N_AUX_COLS), np.int32),
         )
-        if self.reuse_buffers:
-            self._bufs = b
+        max_sets = 1 if self.reuse_buffers else _POOL_SETS
+        free = [k for k, old in enumerate(self._pool) if self._free(old)]
+        if len(self._pool) < max_sets:
+            self._pool.append(b)
+        elif free:  # replace a set too small for this batch
+            self._pool[free[0]] = b
         return b
 
     def _place_carry(self, bound: tuple[int, int, int, int]):
-        """Buffers, first rows of this batch and rows in use: the open event stays where it
-        is if the reused buffers have room after it, else it moves to the front."""
+        """Buffers, first rows of this batch and rows in use. A large open event stays where
+        it is if the reused buffers have room after it; otherwise it moves to the front (the
+        output then starts at the same, cache-warm, place each call)."""
         c = self._carry
         if c is None:
             return self._buffers(bound), (0, 0, 0, 0), (0, 0, 0, 0)
-        if c.bufs is self._bufs and _fits(c.bufs, tuple(e + b for e, b in zip(c.end, bound))):
+        if (
+            c.end[2] - c.start[2] > bound[2] // 8
+            and any(c.bufs is b for b in self._pool)
+            and self._free(c.bufs)
+            and _fits(c.bufs, tuple(e + b for e, b in zip(c.end, bound)))
+        ):
             return c.bufs, c.start, c.end
         sizes = c.sizes()
         bufs = self._buffers(tuple(n + b for n, b in zip(sizes, bound)))
@@ -313,6 +329,10 @@ class StreamDecoder:
             event[None, :], channels, tb[s0 : c.end[2]].copy(), adc[s0 : c.end[2]].copy(),
             aux[a0 : c.end[3]].copy(), no_errors, first, 0,
         )  # fmt: skip
+
+
+_POOL_SETS = 4  # buffer sets kept while batches are still referenced
+_POOL_REFS = 3  # getrefcount of an array held only by its pool tuple (+ loop name + argument)
 
 
 def _fits(bufs: tuple[np.ndarray, ...], need: tuple[int, ...]) -> bool:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 from protocol.event import DecodeError, EventFlag
 from protocol.words import Kind
@@ -162,6 +163,7 @@ def _close_event(ev, row, n_ch, n_aux, n_words, datagram, flags):
 
 _NIBBLES = np.uint64(0xF000_F000_F000_F000)
 _ADC_X4 = np.uint64(0x3000_3000_3000_3000)
+_ALL_BITS = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 
 
 def quad_view(words: np.ndarray) -> np.ndarray:
@@ -177,21 +179,42 @@ def quad_view(words: np.ndarray) -> np.ndarray:
 def _adc_run_end(row, quads, base, j, lim):
     """First index in [j, lim) of ``row`` that is not an ADC_SAMPLE word (lim if none).
 
-    ``base`` is the flat index of ``row[0]`` in ``quads`` (4 words per uint64): aligned groups
-    of 4 words are tested at once, since a word is an ADC sample iff its top nibble is 3.
+    ``base`` is the flat index of ``row[0]`` in ``quads`` (4 words per uint64, little-endian):
+    a word is an ADC sample iff its top nibble is 3, so 4 words are tested at once; words
+    before j in the first group are masked off, and the first other word is found by counting
+    trailing zero bits. Without ``quads`` (unaligned buffer) the words are tested in 8s.
     """
-    if quads.shape[0] > 0:
-        while j < lim and (base + j) & 3:
-            if (row[j] >> 12) != 3:
-                return j
-            j += 1
-        while j + 4 <= lim and (quads[(base + j) >> 2] & _NIBBLES) == _ADC_X4:
-            j += 4
+    n_quads = quads.shape[0]
+    g = base + j
+    q = g >> 2
+    if j < lim and q < n_quads:
+        g_lim = base + lim
+        y = ((quads[q] & _NIBBLES) ^ _ADC_X4) & (_ALL_BITS << np.uint64(16 * (g & 3)))
+        if y == 0:
+            q += 1
+            while 4 * q + 16 <= g_lim and q + 4 <= n_quads:  # 16 words per step
+                z = (
+                    ((quads[q] & _NIBBLES) ^ _ADC_X4)
+                    | ((quads[q + 1] & _NIBBLES) ^ _ADC_X4)
+                    | ((quads[q + 2] & _NIBBLES) ^ _ADC_X4)
+                    | ((quads[q + 3] & _NIBBLES) ^ _ADC_X4)
+                )
+                if z != 0:
+                    break
+                q += 4
+            while 4 * q < g_lim and q < n_quads:
+                y = (quads[q] & _NIBBLES) ^ _ADC_X4
+                if y != 0:
+                    break
+                q += 1
+        if y != 0:
+            return min(4 * q + (trailing_zeros(y) >> 4) - base, lim)
+        j = min(4 * q - base, lim)
     else:
         while j + 8 <= lim:
             m = 0
-            for q in range(8):
-                m |= (row[j + q] >> 12) ^ 3
+            for k in range(8):
+                m |= (row[j + k] >> 12) ^ 3
             if m != 0:
                 break
             j += 8
@@ -206,6 +229,42 @@ def _copy_adc_run(words, adc, tbin, first_bin):
     for k in range(words.shape[0]):
         adc[k] = words[k] & 0xFFF
         tbin[k] = first_bin + k
+
+
+@njit(cache=True, nogil=True)
+def _end_event(ev, row, eoe_hi, size_word, n_words, eoe_offset, n_ch, n_aux, datagram, errors):
+    """Close an event at its size word, checking the size it declares."""
+    declared = (eoe_hi << 16) | size_word
+    ev[row, EV_SIZE_DECLARED] = declared
+    flags = 0
+    if declared != 2 * n_words + eoe_offset:
+        errors[_E_EOE_SIZE] += 1
+        flags = _F_SIZE
+    _close_event(ev, row, n_ch, n_aux, n_words, datagram, flags)
+
+
+@njit(cache=True, nogil=True)
+def _frame_body_end(row, off, avail, length, row_bytes, errors):
+    """(end of the body, truncated) of the frame at ``row[off]`` with ``avail`` words present.
+
+    Counts FRAME_SIZE_MISMATCH, TRAILING_WORDS and FRAME_TRUNCATED (module docstring).
+    """
+    size = np.int64(row[off + 1])
+    if size != length - 2 * off:
+        errors[_E_FSIZE] += 1
+    last = avail - 1
+    if length <= row_bytes:
+        if avail - off >= 3 and row[last] == 0x000F:
+            return last, False
+        p = off + size // 2 - 1
+        if off + 2 <= p < last and row[p] == 0x000F:
+            for t in range(p + 1, avail):
+                if row[t] != 0:
+                    errors[_E_TRAILING] += 1
+                    break
+            return p, False
+    errors[_E_FTRUNC] += 1
+    return avail, True
 
 
 @njit(cache=True, nogil=True)
@@ -287,30 +346,8 @@ def decode_batch(
                 pl = 0
             last_lead = lead
         src = sof & 0x1F
-        size = np.int64(row[off + 1])
-        if size != length - 2 * off:
-            errors[_E_FSIZE] += 1
-        last = avail - 1
         b0 = off + 2
-        truncated = False
-        if length > 2 * stride:
-            truncated = True
-            b1 = avail
-        elif nfw >= 3 and row[last] == 0x000F:
-            b1 = last
-        else:
-            p = off + size // 2 - 1
-            if b0 <= p < last and row[p] == 0x000F:
-                b1 = p
-                for t in range(p + 1, avail):
-                    if row[t] != 0:
-                        errors[_E_TRAILING] += 1
-                        break
-            else:
-                truncated = True
-                b1 = avail
-        if truncated:
-            errors[_E_FTRUNC] += 1
+        b1, truncated = _frame_body_end(row, off, avail, length, 2 * stride, errors)
 
         i = b0
         while i < b1:
@@ -326,13 +363,7 @@ def decode_batch(
                         nw += 1
                 elif in_ev:
                     nw += 1
-                    declared = (eoe_hi << 16) | w
-                    ev[er, EV_SIZE_DECLARED] = declared
-                    flags = 0
-                    if declared != 2 * nw + eoe_offset:
-                        errors[_E_EOE_SIZE] += 1
-                        flags = _F_SIZE
-                    _close_event(ev, er, nch, naux, nw, dgi, flags)
+                    _end_event(ev, er, eoe_hi, w, nw, eoe_offset, nch, naux, dgi, errors)
                     in_ev = False
                     cur = CHAN_NONE
                 pl -= 1
@@ -356,6 +387,10 @@ def decode_batch(
                         cur = nch
                         nch += 1
                         nb = 0
+                        if i + 1 < b1 and (row[i + 1] & 0xFE00) == 0x0E00:  # ZS: its first bin
+                            nb = np.int64(row[i + 1]) & 0x1FF
+                            nw += 1
+                            i += 1
                     else:
                         errors[_E_OVERFLOW] += 1
                         ev[er, EV_FLAGS] |= _F_OVERFLOW
@@ -426,6 +461,20 @@ def decode_batch(
                     continue
             else:
                 nw += 1
+                if kind == _K_EOE:
+                    eoe_hi = w & 0xF
+                    if i < b1:  # the size word is in this frame
+                        nw += 1
+                        _end_event(
+                            ev, er, eoe_hi, np.int64(row[i]), nw, eoe_offset, nch, naux, dgi, errors
+                        )
+                        i += 1
+                        in_ev = False
+                        cur = CHAN_NONE
+                    else:
+                        pk = PEND_EOE
+                        pl = 1
+                    continue
                 if kind == _K_TIME_BIN_IX:
                     if cur >= 0:
                         nb = w & 0x1FF
@@ -450,11 +499,6 @@ def decode_batch(
                     else:
                         errors[_E_OVERFLOW] += 1
                         ev[er, EV_FLAGS] |= _F_OVERFLOW
-                    continue
-                if kind == _K_EOE:
-                    eoe_hi = w & 0xF
-                    pk = PEND_EOE
-                    pl = 1
                     continue
                 if kind == _K_NULL:
                     continue
@@ -485,6 +529,15 @@ def decode_batch(
                 ev[er, EV_SIZE_DECLARED] = -1
                 in_ev = True
                 nw = 1
+                if i + SOE_RAW_WORDS <= b1:  # the 5 words are in this frame
+                    ev[er, EV_TIMESTAMP] = (
+                        np.int64(row[i]) | np.int64(row[i + 1]) << 16 | np.int64(row[i + 2]) << 32
+                    )
+                    ev[er, EV_COUNT] = np.int64(row[i + 3]) | np.int64(row[i + 4]) << 16
+                    nw += SOE_RAW_WORDS
+                    i += SOE_RAW_WORDS
+                    pk = PEND_NONE
+                    pl = 0
             else:
                 errors[_E_OVERFLOW] += 1
 

@@ -151,10 +151,6 @@ def _check_range(name: str, values: np.ndarray, hi: int) -> None:
         raise ValueError(f"{name} out of range 0..{hi}")
 
 
-def _is_full_readout(bins: np.ndarray) -> bool:
-    return bool(np.array_equal(bins, np.arange(bins.shape[0])))
-
-
 def event_words(
     event: Event, *, zero_suppressed: bool | None = None, eoe_size: int | None = None
 ) -> np.ndarray:
@@ -178,21 +174,23 @@ def event_words(
     _check_range("card", keys[:, 0], MAX_CARD)
     _check_range("chip", keys[:, 1], MAX_CHIP)
     _check_range("channel", keys[:, 2], MAX_CHAN)
-    bins_list = [np.asarray(c.bins, dtype=np.int64).ravel() for c in chans]
-    adc_list = [np.asarray(c.adc, dtype=np.int64).ravel() for c in chans]
-    for c, b, a in zip(chans, bins_list, adc_list):
-        if b.shape != a.shape:
-            raise ValueError(f"channel {c.key()}: {b.size} bins but {a.size} ADC values")
-    full = [_is_full_readout(b) for b in bins_list]
-    if zero_suppressed is None:
-        zero_suppressed = not all(full)
-    elif not zero_suppressed and not all(full):
-        bad = chans[full.index(False)].key()
-        raise ValueError(f"full readout needs bins 0..n-1 (channel {bad}); use zero_suppressed")
+    n_bins = np.array([np.size(c.bins) for c in chans], dtype=np.int64)
+    n_adc = np.array([np.size(c.adc) for c in chans], dtype=np.int64)
+    if not np.array_equal(n_bins, n_adc):
+        k = int(np.flatnonzero(n_bins != n_adc)[0])
+        raise ValueError(f"channel {chans[k].key()}: {n_bins[k]} bins but {n_adc[k]} ADC values")
     offsets = np.zeros(len(chans) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([b.size for b in bins_list])
-    bins = np.concatenate(bins_list) if bins_list else _EMPTY_I64
-    adc = np.concatenate(adc_list) if adc_list else _EMPTY_I64
+    np.cumsum(n_bins, out=offsets[1:])
+    bins = (
+        np.concatenate([np.ravel(c.bins) for c in chans]).astype(np.int64) if chans else _EMPTY_I64
+    )
+    adc = np.concatenate([np.ravel(c.adc) for c in chans]).astype(np.int64) if chans else _EMPTY_I64
+    not_full = bins != np.arange(bins.size) - np.repeat(offsets[:-1], n_bins)  # bins 0..n-1?
+    if zero_suppressed is None:
+        zero_suppressed = bool(not_full.any())
+    elif not zero_suppressed and not_full.any():
+        bad = chans[int(np.searchsorted(offsets, np.argmax(not_full), side="right")) - 1].key()
+        raise ValueError(f"full readout needs bins 0..n-1 (channel {bad}); use zero_suppressed")
     _check_range("time bin", bins, MAX_TIME_BIN)
     _check_range("adc", adc, MAX_ADC)
     lc = np.array(event.last_cells, dtype=np.int64).reshape(-1, 2)

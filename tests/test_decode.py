@@ -358,8 +358,11 @@ def test_sequence_gap_flags_exactly_the_cut_event(evs, max_bytes, data) -> None:
     after = [ev for ev, (first, _) in spans if first > g]
     assert errors["SEQ_GAP"] == 1
     clean = [ev for ev in got if ev.flags == F.NONE]  # fragments of orphan words are never clean
-    assert len(clean) == len(before) + len(after)
-    assert all(a.same_data(b) for a, b in zip(clean, before + after))
+    assert same_list(clean[: len(before)], before)
+    # an orphan raw word (an SOE's ts/count) may pass for an SOE: that phantom event (flagged)
+    # may swallow the next real SOE
+    tail = clean[len(before) :]
+    assert same_list(tail, after) or same_list(tail, after[1:])
     gapped = [(ev.flags, ev.event_type) for ev in got if ev.flags & F.SEQ_GAP]
     assert gapped == [(F.TRUNCATED | F.SEQ_GAP, ev.event_type) for ev in spanning]
 
@@ -456,3 +459,53 @@ def test_word_and_quad_scans_agree(evs, max_bytes, shift) -> None:
     got = StreamDecoder().decode(shifted, lengths).events()
     assert len(got) == len(evs)
     assert all(a.same_data(b) for a, b in zip(got, evs))
+
+
+def test_adc_run_end_matches_a_plain_scan() -> None:
+    from protocol.decode_kernel import _adc_run_end, quad_view
+
+    rng = np.random.default_rng(3)
+    for trial in range(6):
+        words = (0x3000 | rng.integers(0, 0x1000, 80)).astype(np.uint16)
+        for at in rng.choice(80, size=trial * 3, replace=False):
+            words[at] = rng.choice([0x2FFF, 0x4000, 0xC001, 0x0E05, 0x000F, 0x0000])
+        store = np.zeros(96, np.uint16)
+        for shift in range(4):  # row[0] at flat index ``shift`` of the quads
+            store[shift : shift + 80] = words
+            row = store[shift : shift + 80]
+            for quads in (quad_view(store.reshape(1, -1)), np.zeros(0, np.uint64)):
+                for j in range(0, 30):
+                    for lim in range(j, 80, 3):
+                        want = j
+                        while want < lim and words[want] >> 12 == 3:
+                            want += 1
+                        assert _adc_run_end(row, quads, shift, j, lim) == want, (shift, j, lim)
+
+
+@pytest.mark.parametrize("first_bin", [0, 500])
+def test_samples_past_bin_511_are_dropped(first_bin: int) -> None:
+    n = 520 - first_bin
+    body = [0x00F0, 0, 0, 0, 0, 0, 0xC001, 0x0E00 | first_bin, *([0x3ABC] * n)]
+    size = 2 * (len(body) + 2)
+    d = dg(0x0100, 0x0800, 2 * (len(body) + 5), *body, 0x00E0, size, 0x000F)
+    (ev,), errors = decode_datagrams([d])
+    assert nonzero(errors) == {"TIME_BIN_OUT_OF_RANGE": 8}
+    assert ev.flags == F.OUT_OF_RANGE
+    assert ev.channels[0].bins.tolist() == list(range(first_bin, 512))
+    assert set(ev.channels[0].adc.tolist()) == {0xABC}
+
+
+def test_output_buffers_are_recycled_only_when_unreferenced() -> None:
+    buf, lengths = pack_datagrams(encode_events([Event(event_count=k) for k in range(6)]))
+    dec = StreamDecoder()
+    first = dec.decode(buf[:3], lengths[:3])
+    kept = first.event_count  # a view outliving its batch keeps the memory from reuse
+    del first
+    second = dec.decode(buf[3:], lengths[3:])
+    assert kept.tolist() == [0, 1, 2] and second.event_count.tolist() == [3, 4, 5]
+    assert len(dec._pool) == 2  # the first set was still in use: a second one was made
+    del second, kept
+    third = dec.decode(buf[:3], lengths[:3])
+    assert third.event_count.tolist() == [0, 1, 2]
+    assert len(dec._pool) == 2
+    assert any(third.events_table.base is b[0] for b in dec._pool)
