@@ -41,6 +41,22 @@ class BuilderConfig:
     drop_damaged: bool = False  # drop decoder-flagged events instead of flagging them
 
 
+RECENT_COUNTS = 4096  # event counters remembered to tell a late event from a duplicate
+
+
+@dataclass
+class _Checks:
+    """Per-event results of the counter and time checks of one batch."""
+
+    gap: np.ndarray
+    n_missing: int
+    dup: np.ndarray
+    back: np.ndarray
+    late: int
+    tback: np.ndarray
+    restart: np.ndarray
+
+
 @dataclass
 class BuiltBatch:
     """Built events: decoder tables (rows selected) + DAQ ids and build flags."""
@@ -57,7 +73,8 @@ class BuiltBatch:
 class BuilderCounters:
     events_in: int = 0
     events_out: int = 0
-    missing: int = 0  # events the counter says were never seen
+    missing: int = 0  # counter jumps: events not seen when the next one came
+    late: int = 0  # of those, events that came later after all (reordered datagrams)
     duplicates: int = 0
     out_of_order: int = 0
     time_backwards: int = 0
@@ -116,15 +133,16 @@ class EventBuilder:
     config: BuilderConfig = field(default_factory=BuilderConfig)
     counters: BuilderCounters = field(default_factory=BuilderCounters)
     next_id: int = 0
-    last_count: int = -1
+    last_count: int = -1  # highest counter since the last restart (late events do not lower it)
     last_time: int = -1
+    _recent: np.ndarray = field(default_factory=lambda: np.full(RECENT_COUNTS, -1, np.int64))
+    _n_recent: int = 0
 
     def build(self, batch: DecodedBatch) -> BuiltBatch:
         n = len(batch)
         self.counters.events_in += n
-        flags = np.zeros(n, dtype=np.int64)
-        count = batch.event_count
-        ts = batch.timestamp
+        count = batch.event_count.astype(np.int64)
+        ts = batch.timestamp.astype(np.int64)
         prev_count = np.empty(n, dtype=np.int64)
         prev_time = np.empty(n, dtype=np.int64)
         if n:
@@ -133,36 +151,93 @@ class EventBuilder:
         known = prev_count >= 0
         step = count - prev_count
         restart = known & (step < 0) & (ts < prev_time) & (count <= 1)
-        gap = known & (step > 1)
-        dup = known & (step == 0)
-        back = known & (step < 0) & ~restart
-        tback = known & (ts < prev_time) & ~restart
-        flags[gap] |= BuildFlag.COUNTER_GAP
-        flags[dup] |= BuildFlag.DUPLICATE
-        flags[back] |= BuildFlag.OUT_OF_ORDER
-        flags[tback] |= BuildFlag.TIME_BACKWARDS
-        flags[restart] |= BuildFlag.BOARD_RESTART
+        if (known & (step <= 0) & ~restart).any():
+            checks = self._checks_in_order(count, ts)  # rare: duplicates, late events
+        else:
+            checks = _Checks(
+                gap=known & (step > 1),
+                n_missing=int((step[known & (step > 1)] - 1).sum()),
+                dup=np.zeros(n, dtype=bool),
+                back=np.zeros(n, dtype=bool),
+                late=0,
+                tback=known & (ts < prev_time) & ~restart,
+                restart=restart,
+            )
+            if n:
+                self.last_count, self.last_time = int(count[-1]), int(ts[-1])
+        self._remember(count)
+        flags = np.zeros(n, dtype=np.int64)
+        flags[checks.gap] |= BuildFlag.COUNTER_GAP
+        flags[checks.dup] |= BuildFlag.DUPLICATE
+        flags[checks.back] |= BuildFlag.OUT_OF_ORDER
+        flags[checks.tback] |= BuildFlag.TIME_BACKWARDS
+        flags[checks.restart] |= BuildFlag.BOARD_RESTART
         damaged = batch.flags != 0
         flags[damaged] |= BuildFlag.DAMAGED
         if self.config.check_chips and n:
             flags[~self._chips_complete(batch)] |= BuildFlag.INCOMPLETE
         c = self.counters
-        c.missing += int((step[gap] - 1).sum())
-        c.duplicates += int(dup.sum())
-        c.out_of_order += int(back.sum())
-        c.time_backwards += int(tback.sum())
-        c.restarts += int(restart.sum())
+        c.missing += checks.n_missing
+        c.late += checks.late
+        c.duplicates += int(checks.dup.sum())
+        c.out_of_order += int(checks.back.sum())
+        c.time_backwards += int(checks.tback.sum())
+        c.restarts += int(checks.restart.sum())
         c.damaged += int(damaged.sum())
         c.incomplete += int(((flags & BuildFlag.INCOMPLETE) != 0).sum())
-        if n:
-            self.last_count, self.last_time = int(count[-1]), int(ts[-1])
         keep = np.ones(n, dtype=bool)
         if not self.config.keep_duplicates:
-            keep &= ~dup
+            keep &= ~checks.dup
         if self.config.drop_damaged:
             keep &= ~damaged
         c.dropped += int((~keep).sum())
         return self._emit(select_events(batch, keep), flags[keep])
+
+    def _checks_in_order(self, count: np.ndarray, ts: np.ndarray) -> _Checks:
+        """Event by event: the reference is the highest counter seen since the last restart,
+        so a late event (its counter was counted missing) is flagged out of order, un-counts
+        one missing event and does not make the next in-order event look like a gap; an event
+        whose counter was seen recently is a duplicate."""
+        n = len(count)
+        out = _Checks(
+            np.zeros(n, bool), 0, np.zeros(n, bool), np.zeros(n, bool), 0,
+            np.zeros(n, bool), np.zeros(n, bool),
+        )  # fmt: skip
+        last, last_t = self.last_count, self.last_time
+        seen = set(self._recent.tolist()) if self._n_recent else set()
+        for i in range(n):
+            cnt, t = int(count[i]), int(ts[i])
+            if last >= 0:
+                step = cnt - last
+                if step < 0 and t < last_t and cnt <= 1:
+                    out.restart[i] = True
+                    seen.clear()
+                elif step > 0:
+                    if step > 1:
+                        out.gap[i] = True
+                        out.n_missing += step - 1
+                    out.tback[i] = t < last_t
+                elif cnt in seen:
+                    out.dup[i] = True
+                    continue
+                else:
+                    out.back[i] = True
+                    out.late += int(last - cnt < RECENT_COUNTS)
+                    seen.add(cnt)
+                    continue
+            last, last_t = cnt, t
+            seen.add(cnt)
+        self.last_count, self.last_time = last, last_t
+        return out
+
+    def _remember(self, count: np.ndarray) -> None:
+        """Keep the last RECENT_COUNTS event counters (duplicate detection of older events)."""
+        if not len(count):
+            return
+        take = count[-RECENT_COUNTS:]
+        pos = (self._n_recent + np.arange(len(take))) % RECENT_COUNTS
+        self._recent[pos] = take
+        self._n_recent += len(take)
 
     def _emit(self, batch: DecodedBatch, flags: np.ndarray) -> BuiltBatch:
         n = len(batch)

@@ -8,10 +8,13 @@ handler sees it; nothing is ever unpickled. The server binds 127.0.0.1 unless to
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import zmq
+
+log = logging.getLogger(__name__)
 
 RUN_TYPES = ("pedestal", "calibration", "background")
 MAX_REQUEST_BYTES = 64 * 1024
@@ -97,10 +100,15 @@ class ControlServer:
         raw = self.socket.recv()
         try:
             request = validate(json.loads(raw))
-            reply = self.handler(request)
-        except (RequestError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (RequestError, ValueError, RecursionError) as exc:  # incl. JSON, UTF-8 errors
             self.rejected += 1
-            reply = {"ok": False, "error": str(exc)}
+            reply = {"ok": False, "error": f"bad request: {str(exc)[:200]}"}
+        else:
+            try:
+                reply = self.handler(request)
+            except Exception as exc:  # a REP socket must answer, or it is stuck for good
+                log.exception("control request %r failed", request.get("cmd"))
+                reply = {"ok": False, "error": f"{request['cmd']} failed: {exc}"}
         self.socket.send(json.dumps(reply, default=str).encode())
         return True
 

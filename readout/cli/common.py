@@ -66,6 +66,8 @@ def fail(message: str, code: int = 2) -> int:
 
 def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """Turn the expected errors of the acquisition into a clear message and exit code 2."""
+    import zmq
+
     from protocol.mapping import MappingError
     from protocol.script import ScriptError
     from readout.board_link import BoardError
@@ -75,6 +77,8 @@ def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
     def wrapper(args: argparse.Namespace) -> int:
         try:
             return func(args)
+        except zmq.ZMQError as exc:  # e.g. the control or stream port is already bound
+            return fail(f"cannot use ZeroMQ endpoint: {exc}")
         except (
             SettingsError,
             ScriptError,

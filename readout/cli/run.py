@@ -30,6 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", "-o", metavar="RUN.h5", help="run file (default: data dir)")
     p.add_argument("--control", metavar="ENDPOINT", help="also answer run control here")
     p.add_argument(
+        "--keys",
+        dest="keys_dir",
+        metavar="DIR",
+        help="CURVE keys (agetdaq keys); required to bind control beyond loopback",
+    )
+    p.add_argument(
         "--pcap",
         metavar="FILE",
         help="also record every datagram exchanged with the board (both directions) to a pcap",
@@ -38,15 +44,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from readout.control_handler import handle
     from readout.engine import Acquisition
     from readout.pedestals import load_pedestals
 
     setup_logging(args.verbose)
     settings = load_settings(args)
     stop = stop_on_signals()
-    acq = Acquisition(
-        settings, publish=args.publish, metrics_port=args.metrics_port, pcap=args.pcap
-    )
+    server = _control_server(args, lambda req: handle(acq, req)) if args.control else None
+    try:
+        acq = Acquisition(
+            settings, publish=args.publish, metrics_port=args.metrics_port, pcap=args.pcap
+        )
+    except BaseException:
+        if server is not None:
+            server.close()
+        raise
     try:
         if args.pedestals:
             acq.load_pedestals(load_pedestals(args.pedestals))
@@ -59,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
             if stop.wait(0.1):
                 acq.stop_run("interrupted (signal)")
                 break
+            if server is not None:
+                server.poll(0)
             acq.poll()
             now = time.monotonic()
             if now - last_line >= (0.5 if tty else 10.0):
@@ -82,4 +97,15 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=1, default=str))
         return 0 if acq.state != "error" else 1
     finally:
+        if server is not None:
+            server.close()
         acq.close()
+
+
+def _control_server(args: argparse.Namespace, handler):
+    """Run control for this run (loopback, or CURVE with --keys), bound before anything else."""
+    from readout.control import ControlServer
+    from readout.security import control_socket_setup
+
+    setup = control_socket_setup(args.control, args.keys_dir)
+    return ControlServer(args.control, handler, configure_socket=setup)

@@ -51,10 +51,15 @@ def serve(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     setup = control_socket_setup(args.control, getattr(args, "keys_dir", None))
     stop = stop_on_signals()
-    acq = Acquisition(
-        settings, publish=args.publish, metrics_port=args.metrics_port, pcap=args.pcap
-    )
+    # bound first: a port in use is refused before the board link or the stream exist
     server = ControlServer(args.control, lambda req: handle(acq, req), configure_socket=setup)
+    try:
+        acq = Acquisition(
+            settings, publish=args.publish, metrics_port=args.metrics_port, pcap=args.pcap
+        )
+    except BaseException:
+        server.close()
+        raise
     log.info("run control on %s, stream on %s", server.address, args.publish)
     try:
         if args.pedestals:
