@@ -132,7 +132,9 @@ class Publisher:
         self.seq[topic] = seq + 1
         frames = encode_message(topic, seq, payload or {}, arrays or {}, self.source)
         try:
-            self.socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+            # copy=True: ZeroMQ owns copies, so a message queued for a slow or dead subscriber
+            # never keeps (or shows later changes of) the caller's arrays (+3.4 GB in 90 s seen)
+            self.socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=True)
         except zmq.Again:
             self.dropped += 1
             return False
