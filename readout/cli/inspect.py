@@ -55,7 +55,7 @@ def summarise(path: str) -> dict:
         out["losses"] = {
             "kernel_drops": counters["receiver"].get("kernel_drops"),
             "ring_full": counters["receiver"].get("ring_full_drops"),
-            "lost_datagrams": counters["credit"].get("lost_replies"),
+            "lost_datagrams": counters.get("sequence", {}).get("missing"),
             "decoder": counters.get("decoder", {}),
             "missing_events": counters["builder"].get("missing"),
             "writer_errors": counters["datapath"].get("writer_errors"),
