@@ -187,3 +187,20 @@ def test_live_file_readable_and_metrics_served(tmp_path, tcp_port):
         emu.stop()
     assert seen > 0
     assert b"number_of_events" in body and b"daq_speed_mb_per_sec_now" in body
+
+
+def test_inspect_and_dump_read_the_run_file(physics_run, capsys):
+    import json
+
+    from readout.cli import main
+
+    path, _, _, _ = physics_run
+    assert main(["inspect", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["events"] >= 1500 and info["stop_reason"].startswith("1500 events")
+    assert info["classes"]["xray"] > 300 and info["losses"]["lost_datagrams"] == 0
+    assert 1000 < info["xray_peak_adc"] < 5000
+    assert main(["dump", str(path), "--json", "--events", "0:3"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["event_id"] for e in lines] == [0, 1, 2]
+    assert all("channels" in e for e in lines)
