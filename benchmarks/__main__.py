@@ -17,13 +17,15 @@ from typing import Any
 from benchmarks.common import RESULTS_PATH, machine_info
 
 _MODULE_RE = re.compile(r"^b\d+_\w+$")
+EXTRA_MODULES = ("memory",)  # run after the numbered ones
 
 
 def discover() -> list[Any]:
-    """Benchmark modules ``benchmarks/b<N>_<name>.py`` sorted by number."""
+    """Benchmark modules ``benchmarks/b<N>_<name>.py`` sorted by number, then EXTRA_MODULES."""
     pkg_dir = Path(__file__).resolve().parent
     names = [m.name for m in pkgutil.iter_modules([str(pkg_dir)]) if _MODULE_RE.match(m.name)]
     names.sort(key=lambda n: (int(re.match(r"b(\d+)", n).group(1)), n))
+    names += [m.name for m in pkgutil.iter_modules([str(pkg_dir)]) if m.name in EXTRA_MODULES]
     return [importlib.import_module(f"benchmarks.{n}") for n in names]
 
 

@@ -229,6 +229,30 @@ class CreditLoop:
             with self._lock:
                 self._grant(arrival_ns)
 
+    def on_frames(self, leads: Sequence[int], sizes: Sequence[int], arrival_ns: int) -> None:
+        """Data datagrams that arrived together (lead words, lengths): one grant decision for
+        the batch, as :meth:`on_frame` would make after the last one. Capture thread only."""
+        exp = self._expect
+        unit = self._unit_credit
+        credit = 0
+        for lead, n in zip(leads, sizes):
+            if lead == exp:
+                exp = (lead + 1) & 0xFF
+                credit += unit or n
+            else:  # rare: account what came before, as frame-by-frame calls would have
+                self._expect = exp
+                self._returned += credit
+                credit = self._sequence_break(lead, n)
+                exp = self._expect
+        self._expect = exp
+        self._returned += credit
+        self._bytes_in += sum(sizes)
+        if not self._running or self._held:
+            return
+        if self._returned - self._regranted >= self._threshold or self._budget_end is not None:
+            with self._lock:
+                self._grant(arrival_ns)
+
     def _sequence_break(self, lead: int, nbytes: int) -> int:
         """Credit for a frame whose lead word is not the expected one: first-reply resync,
         or a gap of lost frames (credited back, never more than is in flight)."""

@@ -145,7 +145,11 @@ class Acquisition:
         if pcap is not None:
             from readout.capture import PcapTap
 
-            self.capture = PcapTap(pcap, (host, port), self.link.local_address)
+            try:
+                self.capture = PcapTap(pcap, (host, port), self.link.local_address)
+            except (OSError, ValueError):
+                self.link.close()
+                raise
             self.link.set_tap(self.capture)
         self.link.start()
         self.datapath.start()

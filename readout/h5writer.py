@@ -17,6 +17,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from numba import njit
 
 from readout import __version__
 from readout import h5layout as L
@@ -37,12 +38,15 @@ class WriterConfig:
 
 
 class _Appender:
-    """Buffers rows for one extensible dataset and writes them in large slices."""
+    """Stages rows of one extensible dataset in a buffer of its own and writes them as whole,
+    chunk-aligned slices (a partial chunk only when the file is flushed): HDF5 then compresses
+    every chunk once, never reads one back, and leaves no stale chunk versions in the file."""
 
-    def __init__(self, dset: h5py.Dataset, flush_rows: int) -> None:
+    def __init__(self, dset: h5py.Dataset, chunk_rows: int) -> None:
         self.dset = dset
-        self.flush_rows = max(1, flush_rows)
-        self.parts: list[np.ndarray] = []
+        self.chunk_rows = max(1, chunk_rows)
+        self.flush_rows = self.chunk_rows  # kept for callers that force small writes
+        self.buf = np.empty(2 * self.chunk_rows, dtype=dset.dtype)
         self.pending = 0
         self.written = int(dset.shape[0])
 
@@ -51,24 +55,69 @@ class _Appender:
         """Rows written plus rows pending: the index the next appended row will get."""
         return self.written + self.pending
 
+    def reserve(self, n: int) -> np.ndarray:
+        """The next ``n`` staged rows, to be filled in place by the caller."""
+        end = self.pending + n
+        if end > len(self.buf):
+            grown = np.empty(max(2 * len(self.buf), end + self.chunk_rows), dtype=self.buf.dtype)
+            grown[: self.pending] = self.buf[: self.pending]
+            self.buf = grown
+        view = self.buf[self.pending : end]
+        self.pending = end
+        return view
+
     def append(self, rows: np.ndarray) -> None:
         if len(rows):
-            self.parts.append(np.ascontiguousarray(rows))
-            self.pending += len(rows)
+            self.reserve(len(rows))[...] = rows
 
     def full(self) -> bool:
         return self.pending >= self.flush_rows
 
+    def write_chunks(self) -> None:
+        """Write the staged rows up to the last whole-chunk boundary (at least flush_rows)."""
+        end = (self.total // self.chunk_rows) * self.chunk_rows
+        if self.flush_rows < self.chunk_rows:
+            end = self.total
+        if end > self.written:
+            self._write(end - self.written)
+
     def write(self) -> None:
-        if not self.pending:
-            return
-        data = self.parts[0] if len(self.parts) == 1 else np.concatenate(self.parts)
+        """Write every staged row."""
+        if self.pending:
+            self._write(self.pending)
+
+    def _write(self, n: int) -> None:
         start = self.written
-        self.dset.resize((start + len(data),))
-        self.dset[start : start + len(data)] = data
-        self.written += len(data)
-        self.parts.clear()
-        self.pending = 0
+        self.dset.resize((start + n,))
+        self.dset[start : start + n] = self.buf[:n]
+        rest = self.pending - n
+        if rest:
+            self.buf[:rest] = self.buf[n : self.pending]
+        self.pending = rest
+        self.written = start + n
+
+
+@njit(cache=True, nogil=True)
+def pack_datagrams(buf: np.ndarray, lengths: np.ndarray, out: np.ndarray) -> None:
+    """Rows of ``buf`` (``lengths[i]`` bytes each) back to back into ``out`` (uint8), each padded
+    to a whole 16-bit word with a zero byte."""
+    o = 0
+    for i in range(lengths.shape[0]):
+        n = lengths[i]
+        out[o : o + n] = buf[i, :n]
+        if n & 1:
+            out[o + n] = 0
+        o += n + (n & 1)
+
+
+def pack_datagrams_ref(buf: np.ndarray, lengths: np.ndarray, out: np.ndarray) -> None:
+    """Plain-Python reference of :func:`pack_datagrams`."""
+    o = 0
+    for row, n in zip(buf, lengths):
+        n = int(n)
+        padded = bytes(row[:n]) + (b"\0" if n % 2 else b"")
+        out[o : o + len(padded)] = np.frombuffer(padded, np.uint8)
+        o += len(padded)
 
 
 class RunWriter:
@@ -89,7 +138,14 @@ class RunWriter:
         self.failed: str | None = None
         self._last_flush = time.monotonic()
         try:
-            self.file = h5py.File(self.path, "w", libver="latest")
+            # a chunk cache of a few chunks per dataset keeps the partial chunk of each flush
+            self.file = h5py.File(
+                self.path,
+                "w",
+                libver="latest",
+                rdcc_nbytes=4 * self.config.chunk_bytes,
+                rdcc_w0=1.0,
+            )
             self._create(metadata or {}, pedestals)
             if self.config.swmr:
                 self.file.swmr_mode = True
@@ -144,20 +200,17 @@ class RunWriter:
         if not self.config.raw or not len(lengths):
             return
         lengths = np.asarray(lengths, dtype=np.int64)
+        if len(buf) != len(lengths) or (len(lengths) and int(lengths.max()) > buf.shape[1]):
+            raise ValueError("append_raw: one row per datagram, each at most a row long")
         nwords = (lengths + 1) // 2
-        index = np.empty(len(lengths), dtype=L.RAW_INDEX_DTYPE)
-        offsets = np.zeros(len(lengths), dtype=np.int64)
-        np.cumsum(nwords[:-1], out=offsets[1:])
-        index["offset"] = offsets + self.raw_words.total
+        index = self.raw_index.reserve(len(lengths))
+        index["offset"][0] = self.raw_words.total
+        np.cumsum(nwords[:-1], out=index["offset"][1:])
+        index["offset"][1:] += self.raw_words.total
         index["nbytes"] = lengths
         index["arrival_ns"] = arrival_ns
-        words = np.zeros(int(nwords.sum()), dtype="<u2")
-        as_bytes = words.view(np.uint8)
-        for i, n in enumerate(lengths):
-            o = 2 * int(offsets[i])
-            as_bytes[o : o + n] = buf[i, :n]
-        self.raw_words.append(words)
-        self.raw_index.append(index)
+        words = self.raw_words.reserve(int(nwords.sum()))
+        pack_datagrams(buf, lengths, words.view(np.uint8))
         self._maybe_write()
 
     def append_events(
@@ -206,9 +259,18 @@ class RunWriter:
         )
 
     def _maybe_write(self) -> None:
-        due = time.monotonic() - self._last_flush >= self.config.flush_interval_s
-        if due or any(a.full() for a in self._appenders()):
+        """Whole chunks go to HDF5 as soon as they are staged; the file itself is flushed (every
+        staged row written, metadata updated for SWMR readers) once per flush interval."""
+        if time.monotonic() - self._last_flush >= self.config.flush_interval_s:
             self.flush()
+            return
+        try:
+            for a in self._appenders():
+                if a.full():
+                    a.write_chunks()
+        except (OSError, ValueError, RuntimeError) as exc:
+            self.failed = f"write to {self.path} failed: {exc}"
+            raise WriterError(self.failed) from exc
 
     def tick(self) -> None:
         """Call periodically: flushes when the flush interval has passed."""

@@ -45,12 +45,15 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from readout import mmsg
 from readout.link_stats import ReceiverCounters, kernel_drops
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RCVBUF = 64 << 20
 DEFAULT_SLOTS = 4096
+DEFAULT_BATCH = 64
+CAPTURE_SWITCH_INTERVAL_S = 0.0005  # interpreter switch interval while a capture thread runs
 DEFAULT_SLOT_SIZE = 9216  # 8192-byte datagrams of feminos-daq, and jumbo frames (MTU 9000)
 SO_RCVBUFFORCE = 33  # Linux; needs CAP_NET_ADMIN
 _SOF_MASK = 0xFE00
@@ -177,6 +180,7 @@ class Receiver:
         from_host: str | None = None,
         wake_at: int = 16,
         name: str = "bec",
+        batch_size: int = DEFAULT_BATCH,
     ) -> None:
         if n_slots < 2:
             raise ValueError(f"n_slots must be >= 2, got {n_slots}")
@@ -192,14 +196,18 @@ class Receiver:
         self.counters = ReceiverCounters()
         self._buf = np.empty((n_slots + 1, slot_size), dtype=np.uint8)
         self._buf.fill(0)  # fault every page in now, not in the capture thread's first pass
-        self._lengths = np.zeros(n_slots, dtype=np.int32)
-        self._arrival = np.zeros(n_slots, dtype=np.int64)
+        # one more than the slots: the scratch row's (batched capture writes them)
+        self._lengths = np.zeros(n_slots + 1, dtype=np.int32)
+        self._arrival = np.zeros(n_slots + 1, dtype=np.int64)
         self._replies: queue.Queue[RawReply] = queue.Queue(maxsize=reply_queue_size)
         self._head = 0  # next slot to fill (capture thread only)
         self._tail = 0  # next slot to hand out (consumer only)
         self._waiting = False
         self._wake = threading.Event()
         self.wake_at = max(1, wake_at)
+        self.batch_size = max(1, batch_size)  # datagrams per recvmmsg; 1 = one recv per datagram
+        self.max_fill = 0  # highest ring fill seen (frames)
+        self._mm: mmsg.MultiReceiver | None = None
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._idle_s = idle_s
@@ -221,6 +229,12 @@ class Receiver:
             struct.pack("ll", usec // 1_000_000, usec % 1_000_000),
         )
         self._stopping = False
+        if self._from_host is None and self.batch_size > 1 and mmsg.available():
+            self._mm = mmsg.MultiReceiver(self._sock, self._buf)
+            mmsg.warm_up()  # compile or load the kernels here, not while datagrams queue up
+        if sys.getswitchinterval() > CAPTURE_SWITCH_INTERVAL_S:
+            # a returning receive waits at most this long for the GIL held by another thread
+            sys.setswitchinterval(CAPTURE_SWITCH_INTERVAL_S)
         self._thread = threading.Thread(target=self._capture, name=f"rx-{self.name}", daemon=True)
         self._thread.start()
         return self
@@ -305,6 +319,7 @@ class Receiver:
         d: dict[str, int | None] = dict(self.counters.as_dict())
         d.update(
             fill=self.fill(),
+            max_fill=self.max_fill,
             capacity=self.n_slots,
             malformed=self.counters.malformed,
             kernel_drops=self.kernel_drops(),
@@ -314,12 +329,149 @@ class Receiver:
     # ---- capture thread ----------------------------------------------------------------------
     def _capture(self) -> None:
         try:
-            self._capture_loop()
+            if self._mm is not None:
+                self._capture_batches(self._mm)
+            else:
+                self._capture_loop()
         except Exception:
             log.exception("capture thread %s died", self.name)
             raise
 
-    def _capture_loop(self) -> None:  # one flat loop on purpose: hot path
+    def _capture_batches(self, mm: mmsg.MultiReceiver) -> None:  # hot path: recvmmsg + numba
+        recv_scan, raise_for_errno = mmsg.recv_scan, mmsg.raise_for_errno
+        fd, hdr_addr, hdr32, flags, words2d = mm.fd, mm.hdr_addr, mm.hdr32, mm.flags, mm.words
+        ts = np.zeros(2, dtype=np.int64)
+        mlen = mm.lengths_view
+        n_slots = self.n_slots
+        slot_size = self.slot_size
+        slot_words = slot_size // 2
+        flat = memoryview(self._buf.reshape(-1))
+        slots = [flat[i * slot_size : (i + 1) * slot_size] for i in range(n_slots + 1)]
+        words = flat.cast("H")
+        lengths_np, arrivals_np = self._lengths, self._arrival
+        lengths = memoryview(lengths_np)
+        scratch = n_slots
+        c = self.counters
+        check = self.check_frames
+        sink = self._sink
+        on_frames = _frames_callback(sink)
+        on_idle = sink.on_idle if sink is not None else None
+        wake = self._wake.set
+        wake_at = self.wake_at
+        max_batch = self.batch_size
+        tap = self.tap
+        sort = self._sort_batch
+
+        while not self._stopping:
+            head = self._head
+            free = n_slots - (head - self._tail)
+            if free > 0:
+                start = head % n_slots
+                vlen = min(free, n_slots - start, max_batch)
+            else:  # ring full: read one into scratch, it is dropped unless room appears
+                start, vlen = scratch, 1
+            k, err, nbytes, t = recv_scan(
+                fd, hdr_addr, hdr32, start, vlen, flags, words2d, slot_size, check, lengths_np,
+                arrivals_np, ts,
+            )  # fmt: skip
+            if k < 0:
+                try:
+                    raise_for_errno(err)
+                except BlockingIOError:  # SO_RCVTIMEO: idle
+                    if self._waiting and self._head != self._tail:
+                        wake()
+                    if on_idle is not None:
+                        on_idle()
+                except ConnectionRefusedError:  # ICMP port unreachable from an earlier send
+                    c.icmp_errors += 1
+                except OSError as exc:
+                    if self._stopping:
+                        break
+                    log.error("receive on %s failed: %s", self.name, exc)
+                    time.sleep(self._idle_s)
+                continue
+            c.datagrams += k
+            if tap is not None:
+                for ix in range(start, start + k):
+                    tap("rx", slots[ix][: min(mlen[ix * 16 + 14], slot_size)], t)
+            if nbytes >= 0 and start != scratch:  # all clean data frames, in place
+                placed = k
+                leads = words[start * slot_words : (start + k) * slot_words : slot_words]
+                sizes = lengths[start : start + k]
+            else:
+                placed, nbytes, leads, sizes = sort(start, k, t, head, mlen, slots, words)
+            if placed:
+                self._head = head + placed  # before the grant: the hold decision sees the fill
+            if on_frames is not None and len(leads):  # then the grant: the board waits for it
+                on_frames(leads, sizes, t)
+            if placed:
+                c.data_frames += placed
+                c.data_bytes += nbytes
+                fill = head + placed - self._tail
+                if fill > self.max_fill:
+                    self.max_fill = fill
+                if self._waiting and fill >= wake_at:
+                    wake()
+
+    def _sort_batch(
+        self, start: int, k: int, t: int, head: int, mlen: memoryview, slots: list, words
+    ) -> tuple[int, int, list[int], list[int]]:
+        """Datagram by datagram (a batch with a reply or a malformed datagram, or the scratch
+        slot): data frames are moved down to the next free slots, replies queued, the rest
+        counted. Returns (frames placed, their bytes, lead words and lengths of every data
+        datagram for the credit loop)."""
+        c = self.counters
+        n_slots, slot_size = self.n_slots, self.slot_size
+        slot_words = slot_size // 2
+        placed = nbytes = 0
+        leads: list[int] = []
+        sizes: list[int] = []
+        for ix in range(start, start + k):
+            n = mlen[ix * 16 + 14]
+            if n < 4:
+                c.runt += 1
+                continue
+            if n > slot_size:
+                c.oversize += 1
+                continue
+            if n & 1:
+                c.odd_length += 1
+                continue
+            base = ix * slot_words
+            sof = words[base + 1] & _SOF_MASK
+            if sof == _SOF_D:
+                leads.append(words[base])
+                sizes.append(n)
+                if self.check_frames:
+                    if n < 8 or words[base + 2] + 2 != n:
+                        c.size_mismatch += 1
+                        continue
+                    if words[base + (n >> 1) - 1] != _EOF:
+                        c.no_eof += 1
+                        continue
+                if ix == n_slots and head - self._tail >= n_slots:
+                    c.ring_full_drops += 1
+                    continue
+                dst = (head + placed) % n_slots
+                if dst != ix:  # after a skipped datagram, or room appeared for scratch
+                    slots[dst][:n] = slots[ix][:n]
+                self._lengths[dst] = n
+                self._arrival[dst] = t
+                placed += 1
+                nbytes += n
+            elif sof in (_SOF_C, _SOF_M):
+                if words[base]:
+                    c.reply_bad_lead += 1
+                try:
+                    self._replies.put_nowait(RawReply(bytes(slots[ix][:n]), t))
+                    c.replies += 1
+                except queue.Full:
+                    c.reply_queue_drops += 1
+            else:
+                c.bad_sof += 1
+        return placed, nbytes, leads, sizes
+
+    def _capture_loop(self) -> None:  # one datagram per call: unconnected sockets, non-Linux
         sock = self._sock
         recv_into = sock.recv_into
         recvfrom_into = sock.recvfrom_into
@@ -409,7 +561,10 @@ class Receiver:
                 self._head = head + 1
                 c.data_frames += 1
                 c.data_bytes += n
-                if self._waiting and head + 1 - self._tail >= wake_at:
+                fill = head + 1 - self._tail
+                if fill > self.max_fill:
+                    self.max_fill = fill
+                if self._waiting and fill >= wake_at:
                     wake()
             elif sof in (_SOF_C, _SOF_M):
                 if words[base]:
@@ -425,3 +580,19 @@ class Receiver:
     @staticmethod
     def _host_of(addr: tuple) -> str:
         return addr[0]
+
+
+def _frames_callback(sink: FrameSink | None) -> Callable[[list, list, int], None] | None:
+    """``sink.on_frames`` (one call per batch), or a loop over ``sink.on_frame``."""
+    if sink is None:
+        return None
+    batch = getattr(sink, "on_frames", None)
+    if batch is not None:
+        return batch
+    one = sink.on_frame
+
+    def each(leads: list, sizes: list, arrival_ns: int) -> None:
+        for lead, n in zip(leads, sizes):
+            one(lead, n, arrival_ns)
+
+    return each

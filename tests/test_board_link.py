@@ -256,7 +256,8 @@ def test_emulator_data_flows_on_credit_and_pause_stops_it(emulator):
         assert errors.get("SEQ_GAP", 0) == 0
         c, rx = link.credit.counters, link.receiver.counters
         assert c.lost_replies == 0 and rx.ring_full_drops == 0 and rx.malformed == 0
-        assert c.first_requests == 1 and c.requests_sent > len(frames) // 2 - 8
+        # every frame's credit went back (frames arriving together share one request)
+        assert c.first_requests == 1 and len(frames) <= c.credit_sent <= len(frames) + 8
         assert link.credit.latency.n > 0
         assert emulator.counters["daq_missing"] == 0
         # pause: no more data even with new events

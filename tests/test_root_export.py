@@ -1,0 +1,125 @@
+"""ROOT export in feminos-daq's layout, read back with uproot and compared with the run file."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from protocol.aqs import AqsWriter
+from protocol.event import Channel, Event, signal_id
+from readout.cli import main
+from readout.convert import ConvertError, aqs_to_h5
+from readout.h5reader import RunFile
+from readout.rootexport import event_block, export_root, fill_value
+
+uproot = pytest.importorskip("uproot")
+
+START = 1_700_000_000
+
+
+def _events() -> list[Event]:
+    zs = Channel(0, 2, 17, np.array([100, 101, 102, 300], np.uint16), np.array([7, 9, 8, 500]))
+    full = Channel(0, 0, 5, np.arange(512, dtype=np.uint16), np.arange(512, dtype=np.uint16) + 1)
+    other_card = Channel(3, 1, 70, np.array([0, 1], np.uint16), np.array([4000, 4001], np.uint16))
+    quiet = Event(timestamp=77, event_count=2, channels=[])
+    return [
+        Event(timestamp=0x123456789A, event_count=0, channels=[zs, full]),
+        Event(timestamp=0x123456789B, event_count=1, channels=[other_card, zs]),
+        quiet,
+    ]
+
+
+@pytest.fixture
+def run_file(tmp_path):
+    aqs = tmp_path / "R00007_cal.aqs"
+    with AqsWriter(aqs, "R00007_cal", START) as w:
+        w.write_events(_events(), built=True)
+    aqs_to_h5(aqs, tmp_path / "run.h5")
+    return tmp_path / "run.h5"
+
+
+def test_fill_values_and_blocks_by_hand():
+    adc = np.array([10, 12, 11, 13, 12, 11, 10, 12, 900, 12], np.uint16)
+    assert fill_value(adc, "zero") == 0
+    assert fill_value(adc, "baseline") == 12  # median of the first 8: 10 10 11 11 12 12 12 13
+    assert fill_value(adc, 250) == 250
+    ch = Channel(0, 1, 4, np.array([3, 4, 600], np.uint16), np.array([20, 30, 40], np.uint16))
+    ids, values, outside = event_block(Event(channels=[ch]), "zero")
+    assert ids.tolist() == [72 + 4] and outside == 1  # bin 600 is past the 512-cell SCA
+    assert values.shape == (1, 512) and values[0, 3:5].tolist() == [20, 30]
+    assert values.sum() == 50  # nothing left-packed, nothing left over
+
+
+def test_export_reads_back_like_the_run_file(run_file, tmp_path):
+    out = tmp_path / "run.root"
+    report = export_root(
+        run_file, out, fill="zero", drift_field=120.5, mesh_voltage=330, pressure=1.4,
+        detector="IAXO-D1",
+    )  # fmt: skip
+    assert report.events == 3 and not out.with_name("run.root.part").exists()
+    with uproot.open(out) as f:
+        ev = f["events"].arrays(library="np")
+        run = f["run"].arrays(library="np")
+    with RunFile(run_file) as h5:
+        want = list(h5.iter_events())
+        rows = h5.events()
+    assert ev["event_id"].tolist() == rows["event_id"].tolist()
+    assert ev["card_timestamp"].tolist() == [e.timestamp for e in want]
+    assert ev["event_count"].tolist() == [0, 1, 2]
+    assert ev["timestamp"].tolist() == [START * 1000] * 3  # converted run: its start, in ms
+    for i, e in enumerate(want):
+        ids = ev["signal_ids"][i]
+        assert ids.tolist() == sorted(c.signal_id for c in e.channels)
+        values = ev["signal_values"][i].reshape(len(ids), 512)
+        for c in e.channels:
+            row = values[ids.tolist().index(c.signal_id)]
+            assert np.array_equal(row[c.bins], c.adc)  # at their time bins
+            rest = np.ones(512, bool)
+            rest[c.bins] = False
+            assert not row[rest].any()  # zero fill
+    assert ev["signal_ids"][1].tolist() == [signal_id(0, 2, 17), signal_id(3, 1, 70)]
+    assert run["number"].tolist() == [7] and run["tag"].tolist() == ["converted"]
+    assert run["detector"].tolist() == ["IAXO-D1"] and run["name"].tolist() == ["run"]
+    assert run["timestamp"].tolist() == [START * 1000]
+    assert run["drift_field_V_cm_bar"][0] == pytest.approx(120.5)
+    assert run["mesh_voltage_V"][0] == 330 and run["detector_pressure_bar"][0] == pytest.approx(1.4)
+
+
+def test_baseline_fill_and_unset_run_values(run_file, tmp_path):
+    export_root(run_file, tmp_path / "b.root", compression="zlib")
+    with uproot.open(tmp_path / "b.root") as f:
+        values = f["events"]["signal_values"].array(library="np")[0].reshape(2, 512)
+        run = f["run"].arrays(library="np")
+    zs_row, full_row = values[1], values[0]  # ids: chip 0 ch 5 (full) < chip 2 ch 17 (ZS)
+    assert np.array_equal(full_row, np.arange(512) + 1)
+    assert zs_row[300] == 500 and zs_row[0] == 8 and zs_row[511] == 8  # median of 7 9 8 500
+    assert math.isnan(run["mesh_voltage_V"][0])
+
+
+def test_aqs_exports_directly_and_stored_waveforms_need_no_raw(run_file, tmp_path):
+    aqs = tmp_path / "R00007_cal.aqs"
+    export_root(aqs, tmp_path / "a.root", fill=0)
+    export_root(run_file, tmp_path / "s.root", fill=0, waveforms="stored")
+    with uproot.open(tmp_path / "a.root") as a, uproot.open(tmp_path / "s.root") as s:
+        for name in ("signal_ids", "signal_values", "card_timestamp", "event_count"):
+            assert a["events"][name].array().tolist() == s["events"][name].array().tolist()
+        assert a["run"]["number"].array().tolist() == [7]
+
+
+def test_bad_options_are_refused_and_leave_no_file(run_file, tmp_path):
+    for kw in ({"fill": "mean"}, {"fill": 70000}, {"compression": "bzip"}, {"waveforms": "x"}):
+        with pytest.raises(ConvertError):
+            export_root(run_file, tmp_path / "x.root", **kw)
+    assert not list(tmp_path.glob("x.root*"))
+
+
+def test_cli_convert_to_root(run_file, tmp_path, capsys):
+    out = tmp_path / "c.root"
+    assert main(["convert", str(run_file), str(out), "--fill", "zero", "--pressure", "1.4"]) == 0
+    report = json.loads(capsys.readouterr().out)["convert"]
+    assert report["events"] == 3 and report["counters"]["run"]["detector_pressure_bar"] == 1.4
+    with uproot.open(out) as f:
+        assert f["events"].num_entries == 3
