@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from conftest import free_tcp_port
 
@@ -170,3 +171,36 @@ def test_unreachable_board_times_out_naming_the_address(tmp_path, udp_port):
     assert proc.returncode != 0
     assert f"127.0.0.1:{udp_port}" in proc.stderr.decode()
     assert "does not answer" in proc.stderr.decode()
+
+
+def test_pedestal_command_measures_and_uploads(tmp_path):
+    with Emulator("pedestal", port=0, seed=2) as emu:
+        cmd = [
+            *AGETDAQ,
+            "pedestal",
+            "--bec",
+            f"127.0.0.1:{emu.address[1]}",
+            "--data-dir",
+            str(tmp_path),
+            "-o",
+            str(tmp_path / "ped.h5"),
+            "--events",
+            "100",
+            "--upload",
+        ]
+        proc = subprocess.run(cmd, capture_output=True, timeout=120, env=ENV)
+        board = emu.card.board
+        assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+        summary = json.loads(proc.stdout)
+        assert summary["events"] >= 100
+        assert 200 < summary["mean_adc"] < 300 and 1 < summary["noise_adc"] < 10
+        assert summary["uploaded_commands"] == 2 * 240
+        physics_ped = emu.card.physics.pedestal
+    # the board now equalises each strip's baseline at 250: ped = 250 - round(mean)
+    from protocol.mapping import StripMapping
+
+    m = StripMapping.default()
+    idx = m.daq_channel()
+    got = np.asarray(board.settings.ped)[m.chip, idx]
+    want = 250 - np.round(physics_ped[m.chip, m.aget_channel - 1])
+    assert np.mean(np.abs(got - want) <= 1) > 0.95

@@ -103,3 +103,31 @@ def progress_line(st: dict) -> str:
         f"{st['events_per_s']:.1f} ev/s, {st['mb_per_s']:.2f} MB/s, losses {losses}, "
         f"file {st['file_mb']:.1f} MB, queue {100 * st['queue_fill']:.0f}%"
     )
+
+
+def drive_run(acq, stop: threading.Event, on_poll: Callable[[], object] | None = None) -> None:
+    """Poll a running acquisition until it stops by itself or a signal stops it, printing a live
+    progress line on a terminal (a plain log line every 10 s otherwise)."""
+    import time
+
+    tty = sys.stderr.isatty()
+    last_line = 0.0
+    while acq.state == "running":
+        if stop.wait(0.1):
+            acq.stop_run("interrupted (signal)")
+            break
+        if on_poll is not None:
+            on_poll()
+        acq.poll()
+        now = time.monotonic()
+        if now - last_line >= (0.5 if tty else 10.0):
+            last_line = now
+            line = progress_line(acq.status())
+            print(
+                ("\r" + line + "\x1b[K") if tty else line,
+                end="" if tty else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
+    if tty:
+        print(file=sys.stderr)

@@ -10,6 +10,7 @@ import numpy as np
 
 from readout.cli.common import (
     add_daq_arguments,
+    drive_run,
     guarded,
     load_settings,
     setup_logging,
@@ -43,11 +44,7 @@ def run(args: argparse.Namespace) -> int:
     acq = Acquisition(settings, publish=args.publish, metrics_port=args.metrics_port)
     try:
         acq.start_run("pedestal", "pedestal run", args.output, args.events, args.seconds)
-        while acq.state == "running":
-            if stop.wait(0.1):
-                acq.stop_run("interrupted (signal)")
-                break
-            acq.poll()
+        drive_run(acq, stop)
         rows = acq.pedestal_rows
         if rows is None:
             print(f"agetdaq: no pedestal events received from {settings.daq.bec}")

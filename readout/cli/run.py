@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
 
 from readout.cli.common import (
     add_daq_arguments,
+    drive_run,
     guarded,
     load_settings,
-    progress_line,
     setup_logging,
     stop_on_signals,
 )
@@ -66,27 +64,7 @@ def run(args: argparse.Namespace) -> int:
         acq.configure(args.script)
         acq.script_name = args.script  # keep the user's script for this run
         acq.start_run(args.run_type, args.comment, args.output, args.events, args.seconds)
-        tty = sys.stderr.isatty()
-        last_line = 0.0
-        while acq.state == "running":
-            if stop.wait(0.1):
-                acq.stop_run("interrupted (signal)")
-                break
-            if server is not None:
-                server.poll(0)
-            acq.poll()
-            now = time.monotonic()
-            if now - last_line >= (0.5 if tty else 10.0):
-                last_line = now
-                line = progress_line(acq.status())
-                print(
-                    ("\r" + line + "\x1b[K") if tty else line,
-                    end="" if tty else "\n",
-                    file=sys.stderr,
-                    flush=True,
-                )
-        if tty:
-            print(file=sys.stderr)
+        drive_run(acq, stop, (lambda: server.poll(0)) if server is not None else None)
         summary = {
             "run": acq.run.number,
             "file": acq.run.path,
