@@ -135,6 +135,7 @@ class DataPath:
         self.failure: str | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self.warm = threading.Event()  # set once the numba kernels are compiled
         self._thread: threading.Thread | None = None
         self._wall_offset = time.time_ns() - time.monotonic_ns()
 
@@ -202,6 +203,7 @@ class DataPath:
             self.warm_up()
         except Exception:  # a failed warm-up only costs the compile time later
             log.exception("warm-up failed")
+        self.warm.set()
         while not self._stop.is_set():
             with self._lock:
                 n = self._step(timeout=0.0)

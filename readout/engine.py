@@ -36,6 +36,7 @@ from readout.stream import Publisher
 log = logging.getLogger(__name__)
 
 SCRIPTS_DIR = Path(__file__).parent / "scripts"
+WARM_UP_LIMIT_S = 180
 RUN_TYPE_SCRIPT = {"pedestal": "pedestal_data", "calibration": "run", "background": "run"}
 
 
@@ -231,6 +232,8 @@ class Acquisition:
             self.script_name in RUN_TYPE_SCRIPT.values() and self.script_name != wanted
         ):
             self.configure(wanted)
+        if not self.datapath.warm.wait(WARM_UP_LIMIT_S):  # first start on a fresh machine
+            log.warning("data path still compiling after %d s; starting anyway", WARM_UP_LIMIT_S)
         number = self.runlog.next_run_number()
         path = Path(output) if output else self.runlog.run_path(number, run_type)
         path.parent.mkdir(parents=True, exist_ok=True)
