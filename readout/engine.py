@@ -118,6 +118,7 @@ class Acquisition:
             self.feed,
             batch=s.daq.batch,
             store_waveforms=s.daq.store_waveforms,
+            shed_fill=s.daq.shed_fill,
         )
         self.data_dir = Path(s.daq.data_dir)
         self.runlog = RunLog(self.data_dir)

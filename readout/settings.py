@@ -15,6 +15,7 @@ Example (every key optional; defaults as below)::
     disk_stop_gb = 5.0
     board_timeout_s = 4.0
     heartbeat_s = 1.0             # a bare `daq` this often proves the board alive
+    shed_fill = 0.2               # ring fill above which processing (not recording) is shed
 
     [credit]                      # like `credits restore 8 1 F`
     unit = "F"
@@ -68,6 +69,7 @@ class DaqSettings:
     disk_stop_gb: float = 5.0
     board_timeout_s: float = 4.0
     heartbeat_s: float = 1.0
+    shed_fill: float = 0.2  # ring fill above which online processing is shed (1.0 = never)
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,8 @@ class Settings:
             raise SettingsError(f"{where}: daq.store_waveforms must be one of {STORE_MODES}")
         if d.rst_len not in (0, 1):
             raise SettingsError(f"{where}: daq.rst_len must be 0 or 1")
+        if not 0.0 < d.shed_fill <= 1.0:
+            raise SettingsError(f"{where}: daq.shed_fill must be in (0, 1]")
         if d.batch < 1 or d.status_interval_s <= 0 or d.board_timeout_s <= 0:
             raise SettingsError(f"{where}: daq.batch, intervals and timeouts must be positive")
         if self.writer.compression not in COMPRESSIONS:

@@ -43,7 +43,10 @@ def physics_run(tmp_path_factory):
     truth = tmp / "truth.jsonl"
     emu = Emulator(_scenario(150.0, 40.0), port=0, seed=3, truth_path=truth).start()
     settings = Settings().with_daq(
-        bec=f"127.0.0.1:{emu.address[1]}", data_dir=str(tmp), store_waveforms="events"
+        bec=f"127.0.0.1:{emu.address[1]}",
+        data_dir=str(tmp),
+        store_waveforms="events",
+        shed_fill=1.0,  # physics checks need every event processed, whatever the machine load
     )
     acq = Acquisition(settings, publish="tcp://127.0.0.1:*")
     sub = Subscriber(acq.publisher.address, topics=("status", "summary", "hist", "event"))
