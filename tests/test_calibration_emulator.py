@@ -54,8 +54,9 @@ def test_threshold_in_kev_within_0_1_kev(sweep) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="at 20 % gain the energy sum misses ~3 % (strips under the AGET discriminator) and "
-    "the Gaussian line model meets a skewed (gamma) 50 %-FWHM line: docs/CALIBRATION.md",
+    reason="at 20 % gain the energy sum misses ~3 % of the charge (strips under the AGET "
+    "discriminator): gain ~2 % low, FWHM/E ~6 % high with the gamma line model; "
+    "docs/CALIBRATION.md",
 )
 def test_targets_at_20_percent_gain(sweep) -> None:
     p = sweep[-1]
@@ -64,11 +65,13 @@ def test_targets_at_20_percent_gain(sweep) -> None:
 
 
 def test_low_gain_bias_is_an_energy_scale_bias(sweep) -> None:
-    """What breaks the 20 % point is the energy scale (fit gain / emulator ADC per keV), not
-    the fit's precision: the bias is many errors wide and the scale explains it."""
+    """What breaks the 20 % point is the energy scale (fit gain / emulator ADC per keV): with
+    the gamma line model only the energy-sum loss is left, a low gain of 1-4 % (more than the
+    target), and the scale explains it."""
     p, ref = sweep[-1], sweep[0]
     bias = p["gain_fit"] / p["gain_true"] - 1.0
-    assert bias < -3 * p["gain_err"] / p["gain_true"]
+    assert -0.04 < bias < -0.01, bias
+    assert bias < -p["gain_err"] / p["gain_true"]
     assert bias == pytest.approx(p["scale"] / ref["scale"] - 1.0, abs=0.003)
 
 

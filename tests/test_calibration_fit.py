@@ -47,10 +47,13 @@ def fe55_adc(
     bkg_fraction: float = 0.10,
     bkg_slope_kev: float = 2.0,
     offset_adc: float = 0.0,
+    shape: str = "gamma",
 ) -> np.ndarray:
     """``n`` event energies (ADC) above a smeared threshold: Mn K-alpha 5.90 keV and K-beta
-    6.49 keV (``kb_ratio`` of K-alpha), escape line(s), an exponential background, Gaussian
-    resolution scaling with sqrt(E), ADC = keV x gain + offset."""
+    6.49 keV (``kb_ratio`` of K-alpha), escape line(s), an exponential background, ADC = keV x
+    gain + offset. Lines have the relative sigma ``resolution / 2.355 * sqrt(5.9 / E)`` and are
+    gamma-distributed (avalanche charge, as in the emulator) or, with ``shape="gauss"``,
+    Gaussian."""
     out: list[np.ndarray] = []
     have = 0
     while have < n:
@@ -59,7 +62,11 @@ def fe55_adc(
         e = np.where(rng.random(m) < kb_ratio / (1.0 + kb_ratio), 6.49, 5.90)
         esc = rng.choice(escape_kev, size=m, p=np.array(escape_weights) / sum(escape_weights))
         e = np.where(u < escape_fraction, esc, e)
-        e = e + resolution / FWHM * np.sqrt(5.90 * e) * rng.standard_normal(m)
+        if shape == "gamma":
+            k = (FWHM / resolution) ** 2 * e / 5.90
+            e = rng.gamma(k, e / k)
+        else:
+            e = e + resolution / FWHM * np.sqrt(5.90 * e) * rng.standard_normal(m)
         e = np.where(rng.random(m) < bkg_fraction, rng.exponential(bkg_slope_kev, m), e)
         adc = e * gain + offset_adc
         seen = adc + threshold_width_adc * rng.standard_normal(m) >= threshold_adc
@@ -116,30 +123,56 @@ def test_spectrum_merge_rebin_roundtrip():
 # --- model kernels against their references -----------------------------------------------
 
 
+@pytest.mark.parametrize("shape", ["gamma", "gauss"])
 @pytest.mark.parametrize("lines", [ARGON, XENON])
-def test_model_kernel_matches_reference_and_its_jacobian(lines):
+def test_model_kernel_matches_reference_and_its_jacobian(lines, shape):
     p = np.array([50.0, 0.45, 800.0, 90.0, 120.0, 2.0, 100.0, 6.0, 7.0])
     edges = np.linspace(-20.0, 700.0, 97)
-    m, jac = model_and_jacobian(edges, p, lines)
-    assert np.allclose(m, expected_counts_reference(edges, p, lines), rtol=1e-10, atol=1e-10)
+    m, jac = model_and_jacobian(edges, p, lines, shape=shape)
+    ref = expected_counts_reference(edges, p, lines, shape)
+    assert np.allclose(m, ref, rtol=1e-10, atol=1e-10)
     for k, name in enumerate(PARAM_NAMES):
         h = 1e-6 * max(abs(p[k]), 1.0)
         up, down = p.copy(), p.copy()
         up[k] += h
         down[k] -= h
-        numeric = (expected_counts_reference(edges, up, lines)) - expected_counts_reference(
-            edges, down, lines
+        numeric = expected_counts_reference(edges, up, lines, shape) - expected_counts_reference(
+            edges, down, lines, shape
         )
         numeric /= 2 * h
         scale = np.max(np.abs(numeric)) + 1e-12
         assert np.max(np.abs(numeric - jac[:, k])) / scale < 1e-5, name
 
 
-def test_model_counts_add_up_to_amplitudes():
+@pytest.mark.parametrize("shape", ["gamma", "gauss"])
+def test_model_counts_add_up_to_amplitudes(shape):
     p = np.array([100.0, 0.2, 1000.0, 100.0, 50.0, 1.5, -np.inf, 1.0, 0.0])
     edges = np.linspace(0.0, 3000.0, 3001)
-    total = expected_counts(edges, p, ARGON).sum()
+    total = expected_counts(edges, p, ARGON, shape).sum()
     assert total == pytest.approx(1000.0 * 1.14 + 100.0 + 50.0, rel=1e-6)
+
+
+def test_gamma_line_has_its_mean_and_width_and_leans_right():
+    """K-alpha alone at 50 % FWHM/E: mean gain x 5.9 keV, sigma FWHM/E / 2.355 of it, the mode
+    below the mean; at 5 % FWHM/E it is the Gaussian."""
+    lines = SourceLines("Ar", (K_ALPHA,), ARGON.escape)
+    edges = np.linspace(0.0, 3000.0, 3001)
+    x = 0.5 * (edges[1:] + edges[:-1])
+    p = np.array([100.0, 0.5, 1000.0, 0.0, 0.0, 1.5, -np.inf, 1.0, 0.0])
+    m = expected_counts(edges, p, lines, "gamma")
+    mean = np.sum(m * x) / m.sum()
+    sigma = np.sqrt(np.sum(m * (x - mean) ** 2) / m.sum())
+    assert mean == pytest.approx(590.0, rel=1e-4)
+    assert sigma / mean == pytest.approx(0.5 / FWHM, rel=1e-3)
+    assert x[np.argmax(m)] < mean - 10.0
+    p[1] = 0.05
+    gamma, gauss = (
+        expected_counts(edges, p, lines, "gamma"),
+        expected_counts(edges, p, lines, "gauss"),
+    )
+    assert np.max(np.abs(gamma - gauss)) < 0.02 * gauss.max()
+    with pytest.raises(ValueError, match="unknown line shape"):
+        expected_counts(edges, p, lines, "lorentz")
 
 
 def test_deviance_kernel_matches_reference():
@@ -165,13 +198,16 @@ def test_lines_for_gas():
 # --- accuracy on the gain-drift scenario ----------------------------------------------------
 
 
-def run_scenario(seeds: range, n: int = 1000) -> np.ndarray:
+def run_scenario(seeds: range, n: int = 1000, shape: str = "gauss") -> np.ndarray:
+    """Fit residuals over the drift scenario, lines drawn and fitted with ``shape``."""
+    config = FitConfig(line_shape=shape)
     rows = []
     for seed in seeds:
         rng = np.random.default_rng(seed)
         for frac, res in scenario():
             gain = GAIN0 * frac
-            fit = fit_spectrum(Spectrum.from_values(fe55_adc(rng, n, gain, res)))
+            adc = fe55_adc(rng, n, gain, res, shape=shape)
+            fit = fit_spectrum(Spectrum.from_values(adc), config)
             assert fit.ok, (frac, fit.reason)
             rows.append(
                 (
@@ -201,12 +237,38 @@ def test_scenario_accuracy_gain_resolution_threshold():
     assert np.median(r[:, 4]) < 1.3
 
 
+@pytest.mark.parametrize("res", [0.18, 0.35, 0.50])
+def test_gamma_lines_are_fitted_without_bias_at_poor_resolution(res):
+    """Gamma-distributed lines (the avalanche): the gamma model recovers gain within 0.5 % and
+    FWHM/E within 3 %; the Gaussian model reads the gain low and the width high at 50 %."""
+    rng = np.random.default_rng(31)
+    spectrum = Spectrum.from_values(fe55_adc(rng, 20000, 150.0, res, shape="gamma"))
+    fit = fit_spectrum(spectrum, FitConfig(line_shape="gamma"))
+    assert fit.ok, fit.reason
+    assert fit.line_shape == "gamma"
+    assert abs(fit.gain / 150.0 - 1) < 0.005
+    assert abs(fit.resolution / res - 1) < 0.03
+    assert fit.chi2_ndf < 1.5
+    if res == 0.50:
+        gauss = fit_spectrum(spectrum, FitConfig(line_shape="gauss"))
+        assert gauss.gain / 150.0 - 1 < -0.01 and gauss.resolution / res - 1 > 0.04
+
+
+def test_line_shape_is_checked():
+    assert FitConfig().line_shape == "gamma"
+    with pytest.raises(ValueError, match="unknown line shape"):
+        FitConfig(line_shape="voigt")
+
+
 def test_k_beta_in_the_model_keeps_the_width_unbiased():
     rng = np.random.default_rng(11)
-    adc = fe55_adc(rng, 20000, 150.0, 0.25)
+    adc = fe55_adc(rng, 20000, 150.0, 0.25, shape="gauss")
     no_kb = SourceLines("Ar", (K_ALPHA,), ARGON.escape)
-    with_kb = fit_spectrum(Spectrum.from_values(adc))
-    without = fit_spectrum(Spectrum.from_values(adc), FitConfig(custom_lines=no_kb))
+    gauss = FitConfig(line_shape="gauss")
+    with_kb = fit_spectrum(Spectrum.from_values(adc), gauss)
+    without = fit_spectrum(
+        Spectrum.from_values(adc), FitConfig(custom_lines=no_kb, line_shape="gauss")
+    )
     assert with_kb.ok and abs(with_kb.resolution / 0.25 - 1) < 0.015
     assert abs(with_kb.gain / 150.0 - 1) < 0.003
     # a K-alpha Gaussian alone is pulled up and widened by the K-beta shoulder
@@ -312,6 +374,9 @@ def test_good_fit_report_and_plot_data():
 def test_fit_config_from_toml():
     cfg = FitConfig.from_toml('[calibration.fit]\ngas = "Xe"\nmin_counts = 50\n')
     assert cfg.lines is XENON and cfg.min_counts == 50
+    assert FitConfig.from_toml('[calibration.fit]\nline_shape = "gauss"\n').line_shape == "gauss"
+    with pytest.raises(ValueError, match="unknown line shape"):
+        FitConfig.from_toml('[calibration.fit]\nline_shape = "landau"\n')
     with pytest.raises(ValueError, match="unknown key"):
         FitConfig.from_toml("[calibration.fit]\nwidth = 3\n")
     with pytest.raises(ValueError, match="unknown gas"):

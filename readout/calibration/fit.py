@@ -16,10 +16,12 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from readout.calibration.model import (
+    DEFAULT_LINE_SHAPE,
     FWHM_PER_SIGMA,
     IX,
     PARAM_NAMES,
     SourceLines,
+    check_line_shape,
     deviance_residuals,
     expected_counts,
     lines_for_gas,
@@ -45,6 +47,7 @@ class FitConfig:
 
     gas: str = "Ar"  # line set: "Ar" or "Xe" (escape lines differ)
     custom_lines: SourceLines | None = None  # overrides ``gas`` when given
+    line_shape: str = DEFAULT_LINE_SHAPE  # "gamma" (avalanche charge, skewed) or "gauss"
     min_counts: int = 100  # fewer counts in the spectrum: fail without fitting
     free_offset: bool = False  # fit ADC = gain * E + offset instead of ADC = gain * E
     bins_per_sigma: float = 4.0  # fit bin width ~ K-alpha sigma / bins_per_sigma
@@ -57,6 +60,9 @@ class FitConfig:
     edge_max_width: float = 0.05  # largest efficiency-edge sigma, as a fraction of the threshold
     max_chi2_ndf: float = 5.0
     max_nfev: int = 200
+
+    def __post_init__(self) -> None:
+        check_line_shape(self.line_shape)
 
     @property
     def lines(self) -> SourceLines:
@@ -91,6 +97,7 @@ class FitResult:
     edges: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     data: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     lines: SourceLines = field(default_factory=lambda: lines_for_gas("Ar"), repr=False)
+    line_shape: str = DEFAULT_LINE_SHAPE
 
     def _p(self, name: str) -> float:
         return float(self.params.get(name, _NAN))
@@ -163,7 +170,8 @@ class FitResult:
 
     def model_counts(self, edges: np.ndarray | None = None) -> np.ndarray:
         """Expected counts of the fitted model in ``edges`` (default: the fit bins)."""
-        return expected_counts(self.edges if edges is None else edges, self.param_array, self.lines)
+        edges = self.edges if edges is None else edges
+        return expected_counts(edges, self.param_array, self.lines, self.line_shape)
 
 
 def _fit_bins(spectrum: Spectrum, lo: float, hi: float, width: float) -> tuple:
@@ -188,7 +196,7 @@ def fit_spectrum(spectrum: Spectrum, config: FitConfig | None = None) -> FitResu
     config = config or FitConfig()
     lines = config.lines
     n_counts = spectrum.total
-    base = {"n_counts": n_counts, "lines": lines}
+    base = {"n_counts": n_counts, "lines": lines, "line_shape": config.line_shape}
     if n_counts == 0:
         return FitResult(False, "empty spectrum", **base)
     if n_counts < config.min_counts:
@@ -206,7 +214,7 @@ def fit_spectrum(spectrum: Spectrum, config: FitConfig | None = None) -> FitResu
     p = first.param_array
 
     def plateau(edges: np.ndarray) -> np.ndarray:
-        return expected_counts(edges, p, lines)
+        return expected_counts(edges, p, lines, config.line_shape)
 
     edge = fit_edge(spectrum, start, plateau, config.edge_max_width)
     lo, hi = start.window_lo, window_hi(first.peak_adc, first.resolution)
@@ -244,7 +252,13 @@ def _fit_lines(
     sigma0 = start.resolution / FWHM_PER_SIGMA * start.peak_adc
     width = max(sigma0 / config.bins_per_sigma, (hi - lo) / config.max_fit_bins)
     edges, data = _fit_bins(spectrum, lo, hi, width)
-    common = {"n_counts": spectrum.total, "lines": lines, "window_adc": (lo, hi), "edge": edge}
+    common = {
+        "n_counts": spectrum.total,
+        "lines": lines,
+        "line_shape": config.line_shape,
+        "window_adc": (lo, hi),
+        "edge": edge,
+    }
     if data.size < len(PARAM_NAMES) + 3 or data.sum() < 0.5 * config.min_counts:
         reason = f"too few bins or counts in the fit window [{lo:.0f}, {hi:.0f}) ADC"
         return FitResult(False, reason, **common)
@@ -260,7 +274,7 @@ def _fit_lines(
     def evaluate(x: np.ndarray) -> None:
         if "x" not in cache or not np.array_equal(cache["x"], x):
             p[free] = x
-            m, jac = model_and_jacobian(edges, p, lines)
+            m, jac = model_and_jacobian(edges, p, lines, shape=config.line_shape)
             r, slope = deviance_residuals(data, m)
             cache.update(x=x.copy(), r=r, j=slope[:, None] * jac[:, free])
 
@@ -342,7 +356,7 @@ def valley_to_peak(res: FitResult) -> float:
     p[IX["threshold_adc"]] = -np.inf
     pk = res.peak_adc
     edges = np.linspace(0.5 * pk, pk, 101)
-    density = expected_counts(edges, p, res.lines)
+    density = expected_counts(edges, p, res.lines, res.line_shape)
     return float(density.min() / max(density[-1], 1e-300))
 
 

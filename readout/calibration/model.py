@@ -2,9 +2,11 @@
 all seen through an error-function threshold efficiency.
 
 Energies map to ADC as ``adc = gain * E_keV + offset_adc`` (offset fixed at 0 unless a fit frees
-it). Every line shares the gain and the resolution; a line at energy E has
-``sigma_keV(E) = resolution / 2.3548 * E_ref * sqrt(E / E_ref)`` where ``resolution`` is FWHM/E at
-the reference line (Mn K-alpha, 5.90 keV). Amplitudes are true counts (before the threshold
+it). Every line shares the gain and the resolution; a line at energy E has the relative sigma
+``r(E) = resolution / 2.3548 * sqrt(E_ref / E)`` where ``resolution`` is FWHM/E at the reference
+line (Mn K-alpha, 5.90 keV). Its shape is either a gamma distribution of ``adc - offset`` with
+mean ``gain * E`` and shape ``1 / r**2`` (the avalanche charge; skewed at poor resolution) or a
+Gaussian of sigma ``r * gain * E``. Amplitudes are true counts (before the threshold
 efficiency), so the K-beta share and the escape ratio read directly.
 """
 
@@ -16,10 +18,13 @@ from functools import cached_property
 
 import numpy as np
 from numba import njit
-from scipy.special import ndtr
+from scipy.special import gammainc, gammaln, ndtr
 
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))  # 2.3548
 _TINY = 1e-12  # floor of expected counts in a bin
+LINE_SHAPES = ("gamma", "gauss")
+DEFAULT_LINE_SHAPE = "gamma"
+_DK_REL = 1e-4  # relative step of the numerical derivative of gammainc by its shape
 
 # parameter vector layout shared by the model and the fit
 PARAM_NAMES: tuple[str, ...] = (
@@ -104,14 +109,69 @@ def bin_efficiency(edges: np.ndarray, threshold_adc: float, width_adc: float) ->
     return np.where(z[:-1] > 30.0, 1.0, eff)  # fully efficient (also for threshold = -inf)
 
 
-def _line_counts(edges: np.ndarray, p: np.ndarray, lines: SourceLines) -> np.ndarray:
+def check_line_shape(shape: str) -> str:
+    """``shape`` if it names a line shape, else a clear ValueError."""
+    if shape not in LINE_SHAPES:
+        raise ValueError(f"unknown line shape {shape!r}; expected one of {', '.join(LINE_SHAPES)}")
+    return shape
+
+
+def _gamma_lines(
+    edges: np.ndarray, p: np.ndarray, lines: SourceLines, jacobian: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gamma-shaped lines before efficiency: counts per bin (n_bins,) and, if asked, their
+    derivatives (n_bins, n_params); the derivative of gammainc by its shape is numerical."""
+    energies, weights, is_main = lines.table
+    gain, res, off = p[IX["gain"]], max(p[IX["resolution"]], 1e-9), p[IX["offset_adc"]]
+    mean = max(gain, 1e-12) * energies
+    k = (FWHM_PER_SIGMA / res) ** 2 * energies / lines.ref_energy_kev  # 1 / r(E)**2
+    y = np.clip((np.asarray(edges, dtype=float)[None, :] - off) / mean[:, None], 0.0, None)
+    kk = k[:, None]
+    t = kk * y
+    cdf = gammainc(kk, t)
+    amp = np.where(is_main, p[IX["n_peak"]], p[IX["n_escape"]]) * weights
+    per_line = np.diff(cdf, axis=1)
+    s = amp @ per_line
+    nb = s.size
+    if not jacobian:
+        return s, np.zeros((0, len(PARAM_NAMES)))
+    with np.errstate(divide="ignore"):
+        dens = np.where(t > 0.0, np.exp((kk - 1.0) * np.log(t) - t - gammaln(kk)), 0.0)
+    h = _DK_REL * kk
+    d_a = (gammainc(kk + h, t) - gammainc(kk - h, t)) / (2.0 * h)
+    d_gain = -dens * t / gain
+    d_off = -dens * kk / mean[:, None]
+    d_res = (d_a + dens * y) * (-2.0 * kk / res)
+    ds = np.zeros((nb, len(PARAM_NAMES)))
+    ds[:, IX["gain"]] = amp @ np.diff(d_gain, axis=1)
+    ds[:, IX["resolution"]] = amp @ np.diff(d_res, axis=1)
+    ds[:, IX["n_peak"]] = (weights * is_main) @ per_line
+    ds[:, IX["n_escape"]] = (weights * ~is_main) @ per_line
+    ds[:, IX["offset_adc"]] = amp @ np.diff(d_off, axis=1)
+    return s, ds
+
+
+def _line_counts(
+    edges: np.ndarray, p: np.ndarray, lines: SourceLines, shape: str = DEFAULT_LINE_SHAPE
+) -> np.ndarray:
     """Binned counts (before efficiency) of the main and escape groups: shape (2, n_bins)."""
     energies, weights, is_main = lines.table
     gain = p[IX["gain"]]
     mu = gain * energies + p[IX["offset_adc"]]
-    k = p[IX["resolution"]] / FWHM_PER_SIGMA * np.sqrt(lines.ref_energy_kev)
-    sigma = np.maximum(gain * k * np.sqrt(energies), 1e-9)
-    per_line = np.diff(ndtr((edges[None, :] - mu[:, None]) / sigma[:, None]), axis=1)
+    if check_line_shape(shape) == "gamma":
+        r = (
+            max(p[IX["resolution"]], 1e-9)
+            / FWHM_PER_SIGMA
+            * np.sqrt(lines.ref_energy_kev / energies)
+        )
+        k = 1.0 / r**2
+        scale = gain * energies / k
+        x = np.clip((edges[None, :] - p[IX["offset_adc"]]) / scale[:, None], 0.0, None)
+        per_line = np.diff(gammainc(k[:, None], x), axis=1)
+    else:
+        k = p[IX["resolution"]] / FWHM_PER_SIGMA * np.sqrt(lines.ref_energy_kev)
+        sigma = np.maximum(gain * k * np.sqrt(energies), 1e-9)
+        per_line = np.diff(ndtr((edges[None, :] - mu[:, None]) / sigma[:, None]), axis=1)
     per_line *= weights[:, None]
     return np.stack(
         (
@@ -121,7 +181,9 @@ def _line_counts(edges: np.ndarray, p: np.ndarray, lines: SourceLines) -> np.nda
     )
 
 
-def component_counts(edges: np.ndarray, p: np.ndarray, lines: SourceLines) -> dict[str, np.ndarray]:
+def component_counts(
+    edges: np.ndarray, p: np.ndarray, lines: SourceLines, shape: str = DEFAULT_LINE_SHAPE
+) -> dict[str, np.ndarray]:
     """Expected counts per bin of each component (after efficiency) for bin ``edges`` in ADC.
 
     ``n_peak`` is the K-alpha count (K-beta adds its weight on top); ``n_escape`` is the total of
@@ -129,37 +191,58 @@ def component_counts(edges: np.ndarray, p: np.ndarray, lines: SourceLines) -> di
     """
     edges = np.asarray(edges, dtype=float)
     eff = bin_efficiency(edges, p[IX["threshold_adc"]], p[IX["threshold_width_adc"]])
-    main, escape = _line_counts(edges, p, lines)
+    main, escape = _line_counts(edges, p, lines, shape)
     e_kev = np.clip((edges - p[IX["offset_adc"]]) / p[IX["gain"]], 0.0, None)
     slope = max(p[IX["bkg_slope_kev"]], 1e-9)
     bkg = p[IX["n_bkg"]] * -np.diff(np.exp(-e_kev / slope))
     return {"peak": main * eff, "escape": escape * eff, "background": bkg * eff}
 
 
-def expected_counts_reference(edges: np.ndarray, p: np.ndarray, lines: SourceLines) -> np.ndarray:
+def expected_counts_reference(
+    edges: np.ndarray, p: np.ndarray, lines: SourceLines, shape: str = DEFAULT_LINE_SHAPE
+) -> np.ndarray:
     """Expected counts per bin of the full model (plain numpy; reference for the kernel)."""
-    parts = component_counts(edges, p, lines)
+    parts = component_counts(edges, p, lines, shape)
     return parts["peak"] + parts["escape"] + parts["background"]
 
 
-def expected_counts(edges: np.ndarray, p: np.ndarray, lines: SourceLines) -> np.ndarray:
+def expected_counts(
+    edges: np.ndarray, p: np.ndarray, lines: SourceLines, shape: str = DEFAULT_LINE_SHAPE
+) -> np.ndarray:
     """Expected counts per bin of the full model for bin ``edges`` in ADC."""
-    return model_and_jacobian(edges, p, lines, jacobian=False)[0]
+    return model_and_jacobian(edges, p, lines, jacobian=False, shape=shape)[0]
 
 
 def model_and_jacobian(
-    edges: np.ndarray, p: np.ndarray, lines: SourceLines, jacobian: bool = True
+    edges: np.ndarray,
+    p: np.ndarray,
+    lines: SourceLines,
+    jacobian: bool = True,
+    shape: str = DEFAULT_LINE_SHAPE,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Expected counts per bin and, if asked, their derivatives (n_bins, n_params) by parameter."""
+    """Expected counts per bin and, if asked, their derivatives (n_bins, n_params) by parameter.
+
+    Gaussian lines are computed in the kernel; gamma lines (scipy's gammainc) are computed here
+    and handed to the kernel, which adds background and efficiency either way."""
     energies, weights, is_main = lines.table
+    edges = np.ascontiguousarray(edges, dtype=np.float64)
+    p = np.ascontiguousarray(p, dtype=np.float64)
+    gauss = check_line_shape(shape) == "gauss"
+    if gauss:
+        line_s, line_ds = np.zeros(edges.size - 1), np.zeros((0, len(PARAM_NAMES)))
+    else:
+        line_s, line_ds = _gamma_lines(edges, p, lines, jacobian)
     return _model_kernel(
-        np.ascontiguousarray(edges, dtype=np.float64),
-        np.ascontiguousarray(p, dtype=np.float64),
+        edges,
+        p,
         energies,
         weights,
         is_main,
         float(lines.ref_energy_kev),
         jacobian,
+        gauss,
+        line_s,
+        np.ascontiguousarray(line_ds),
     )
 
 
@@ -178,8 +261,9 @@ def _phi_pdf(z: float) -> float:
 
 
 @njit(cache=True, nogil=True)
-def _model_kernel(edges, p, energies, weights, is_main, e_ref, jacobian):
-    """Binned model and analytic Jacobian; parameter order as PARAM_NAMES."""
+def _model_kernel(edges, p, energies, weights, is_main, e_ref, jacobian, gauss, line_s, line_ds):
+    """Binned model and analytic Jacobian; parameter order as PARAM_NAMES. With ``gauss`` false
+    the lines are not computed here but taken from ``line_s`` / ``line_ds`` (before efficiency)."""
     nb = edges.size - 1
     gain, res, n_pk, n_esc, n_bkg, lam, thr, tw, off = p
     tw = max(tw, 1e-9)
@@ -189,7 +273,11 @@ def _model_kernel(edges, p, energies, weights, is_main, e_ref, jacobian):
     jac = np.zeros((nb if jacobian else 0, 9))
     s = np.zeros(nb)  # model before efficiency
     ds = np.zeros((nb if jacobian else 0, 9))
-    for li in range(energies.size):
+    if not gauss:
+        s[:] = line_s
+        if jacobian:
+            ds[:, :] = line_ds
+    for li in range(energies.size if gauss else 0):
         e = energies[li]
         mu = gain * e + off
         sig = max(gain * k * math.sqrt(e), 1e-9)
