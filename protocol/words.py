@@ -221,7 +221,7 @@ def _check(name: str, value: int, hi: int) -> int:
 
 
 def chan_header(card: int, chip: int, chan: int, prefix: int = CHAN_HIT_IX) -> int:
-    """Channel header (or HIT_CNT / HISTO header with ``prefix``): card 13..9, chip 8..7, chan 6..0."""
+    """Channel header (HIT_CNT / HISTO header with ``prefix``): card 13..9, chip 8..7, chan 6..0."""
     _check("card", card, MAX_CARD)
     _check("chip", chip, MAX_CHIP)
     _check("chan", chan, MAX_CHAN)
@@ -280,7 +280,7 @@ def start_of_event(event_type: int) -> int:
 
 
 def soe_words(event_type: int, timestamp: int, event_count: int) -> list[int]:
-    """START_OF_EVENT and its five words: ts lo/mid/hi (48 bit, 20 ns ticks), count lo/hi (32 bit)."""
+    """START_OF_EVENT and its five words: ts lo/mid/hi (48 bit, 20 ns), count lo/hi (32 bit)."""
     _check("timestamp", timestamp, (1 << 48) - 1)
     _check("event_count", event_count, (1 << 32) - 1)
     return [
