@@ -86,15 +86,25 @@ class Client:
         return [self.cmd(line) for line in lines]
 
     def take(self, seconds: float) -> list[bytes]:
-        """Grant credit and collect data for ``seconds``, then until the card goes quiet."""
+        """Grant credit and collect data for ``seconds``; with ``seconds == 0`` drain until quiet.
+
+        A card that is still triggering never goes quiet (a loaded machine makes the emulator
+        catch up on its real-time backlog), so a timed take stops at its deadline; the caller
+        stops the card and drains it with ``take(0.0)``, which is bounded too.
+        """
         self.sock.sendto(b"daq 0xfffff0 F", self.addr)
-        end = time.monotonic() + seconds
+        start = time.monotonic()
+        end = start + seconds
+        limit = start + 30.0
         self.sock.settimeout(0.3)
         while True:
+            now = time.monotonic()
+            if (seconds > 0 and now > end) or now > limit:
+                break
             try:
                 self.data.append(self.sock.recv(65536))
             except TimeoutError:
-                if time.monotonic() > end:
+                if now > end:
                     break
         out, self.data = self.data, []
         return out
