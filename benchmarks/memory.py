@@ -3,12 +3,13 @@
 The BEC emulator (own process) sends full-readout events with the trigger above what the line
 carries (paced at the line rate, credit 256 / 32 frames); ``agetdaq run`` runs as a process of its
 own with the default settings (raw datagrams recorded, monitoring stream published) and its VmRSS
-is read from /proc after 1 and after 10 minutes (quick mode: 15 s and 45 s). The run file is
+is read from /proc after 1 and after 10 minutes (quick mode: 10 s and 30 s). The run file is
 deleted afterwards. Row: RSS at the end / RSS at the first mark (target <= 1.05: no growth).
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -56,13 +57,17 @@ def measure(first_s: float, last_s: float, work: Path) -> dict[str, Any]:
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
-    first_s, last_s = (15.0, 45.0) if quick else (60.0, 600.0)
+    first_s, last_s = (10.0, 30.0) if quick else (60.0, 600.0)
+    first_s = float(os.environ.get("MEM_FIRST_S", first_s))
+    last_s = float(os.environ.get("MEM_LAST_S", last_s))
     with tempfile.TemporaryDirectory(prefix="mem-") as tmp:
         r = measure(first_s, last_s, Path(tmp))
     print(
         f"MEM: agetdaq run RSS {r['first']:.0f} MB at {first_s:.0f} s, {r['last']:.0f} MB at "
         f"{last_s:.0f} s, peak {r['peak']:.0f} MB; run file {r['file_mb']:.0f} MB"
     )
+    step = max(1, len(r["samples"]) // 12)
+    print("MEM: RSS (s, MB): " + ", ".join(f"{t:.0f} {m:.0f}" for t, m in r["samples"][::step]))
     return [
         make_row(ID, f"agetdaq run RSS at {first_s:.0f} s", r["first"], "MB"),
         make_row(ID, f"agetdaq run RSS at {last_s:.0f} s / at {first_s:.0f} s", r["last"], "MB",

@@ -31,6 +31,11 @@ Design
 * **Cost.** Each request is one ``send`` syscall (3-5 us); a threshold above 1 divides their
   number (``credits restore 16 4 F`` sends one request per 4 frames and keeps >= 12 in flight).
 
+* **Fast path.** The per-frame state lives in an int64 array shared with the receiver's capture
+  kernel, which accounts a clean in-sequence batch and sends its request itself, GIL-free
+  (:mod:`readout.creditkernel`); the Python path below handles everything else. Both send under
+  one pthread mutex (:class:`readout.creditkernel.SharedLock`).
+
 Threads: the per-frame accounting is lock-free (single-writer counters, see :class:`CreditLoop`);
 requests are sent under one lock, from the capture thread (data arrival), the consumer thread
 (ring released after a hold) or the control thread (start), so sequence numbers stay in order.
@@ -39,12 +44,17 @@ requests are sent under one lock, from the capture thread (data arrival), the co
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from protocol.commands import DAQ_PAUSE, MAX_DAQ_AMOUNT, format_daq_request
+from readout import creditkernel as ck
+from readout import mmsg
 from readout.link_stats import CreditCounters, LatencyHistogram
 
 log = logging.getLogger(__name__)
@@ -87,6 +97,38 @@ class CreditConfig:
         return replace(base or cls(), unit=args[2].upper(), window=window, threshold=threshold)
 
 
+def _socket_fd(send: Callable[[bytes], object]) -> int:
+    """The descriptor behind ``sock.send`` (the kernel sends on it), or -1."""
+    owner = getattr(send, "__self__", None)
+    if isinstance(owner, socket.socket) and mmsg.available():
+        return owner.fileno()
+    return -1
+
+
+def _slot(ix: int, kind: type = int, refresh: bool = False, name: str = "") -> property:
+    """An attribute kept in the kernel-shared state array (or, for the ``refresh`` ones, in the
+    instance, recomputing the kernel's enable flag when set)."""
+    if refresh:
+        key = f"_v_{name}"
+
+        def get_r(self):
+            return self.__dict__.get(key)
+
+        def set_r(self, value) -> None:
+            self.__dict__[key] = value
+            self._refresh_fast()
+
+        return property(get_r, set_r)
+
+    def get(self):
+        return kind(self._st[ix])
+
+    def set_(self, value) -> None:
+        self._st[ix] = int(value)
+
+    return property(get, set_)
+
+
 class CreditLoop:
     """Credit state of one board; ``send(datagram)`` puts a request on the board socket.
 
@@ -104,13 +146,19 @@ class CreditLoop:
         clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         self._send = send
-        # optional capture tap: tap("tx", request, monotonic ns) before each request is sent
-        self.tap: Callable[[str, bytes, int], None] | None = None
+        self._st, self._lat, self._msg = ck.new_state()
+        self._ts = np.zeros(2, dtype=np.int64)
+        self._fd = _socket_fd(send)
+        self._tap: Callable[[str, bytes, int], None] | None = None
+        self._running = False
+        self._first = True
+        self._budget_end: int | None = None
         self._clock = clock
         self.config = config or CreditConfig()
-        self.counters = CreditCounters()
-        self.latency = LatencyHistogram()
-        self._lock = threading.Lock()
+        self._counters = CreditCounters()
+        self._latency = LatencyHistogram()
+        self._shared = ck.SharedLock() if self._fd >= 0 else None
+        self._lock = self._shared if self._shared is not None else threading.Lock()
         self._fill: Callable[[], int] = lambda: 0
         self._capacity = 0
         self._hold_at = 1 << 62
@@ -130,9 +178,87 @@ class CreditLoop:
         self._seq = 0
         self._regranted = self._returned  # pending = 0
         self._window = cfg.window
-        self._budget_end: int | None = None
+        self._budget_end = None
         self._unit_credit = 1 if cfg.unit == "F" else 0  # 0: credit = datagram bytes
         self._threshold = max(1, cfg.threshold)  # 0 = grant whatever is pending
+        self._st[ck.S_UNIT_BYTES] = 1 - self._unit_credit
+
+    # ---- state shared with the capture kernel (readout.creditkernel) ---------------------------
+    _returned = _slot(ck.S_RETURNED)
+    _regranted = _slot(ck.S_REGRANTED)
+    _bytes_in = _slot(ck.S_BYTES_IN)
+    _expect = _slot(ck.S_EXPECT)
+    _seq = _slot(ck.S_SEQ)
+    _held = _slot(ck.S_HELD, bool)
+    _threshold = _slot(ck.S_THRESHOLD)
+    _hold_at = _slot(ck.S_HOLD_AT)
+    _running = _slot(ck.S_ENABLED, refresh=True, name="running")
+    _first = _slot(ck.S_ENABLED, refresh=True, name="first")
+    _budget_end = _slot(ck.S_ENABLED, refresh=True, name="budget_end")
+
+    @property
+    def tap(self) -> Callable[[str, bytes, int], None] | None:
+        """Optional capture tap: tap("tx", request, monotonic ns) before each request is sent."""
+        return self._tap
+
+    @tap.setter
+    def tap(self, tap: Callable[[str, bytes, int], None] | None) -> None:
+        self._tap = tap
+        self._refresh_fast()
+
+    def _refresh_fast(self) -> None:
+        """Let the kernel grant only in the plain case it knows (module readout.creditkernel)."""
+        d = self.__dict__
+        self._st[ck.S_ENABLED] = int(
+            self._fd >= 0
+            and d.get("_v_running", False)
+            and not d.get("_v_first", True)
+            and d.get("_v_budget_end") is None
+            and d.get("_tap") is None
+        )
+
+    def fast_state(self) -> tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray] | None:
+        """(state, latency bins, mutex address, request buffer, time buffer) for the receiver's
+        kernel, or None when requests cannot be sent from there."""
+        if self._shared is None:
+            return None
+        self._st[ck.S_FD] = self._fd
+        return self._st, self._lat, self._shared.address, self._msg, self._ts
+
+    @property
+    def counters(self) -> CreditCounters:
+        """Counters of the Python path and of the kernel's fast path together (a copy)."""
+        st = self._st
+        c = self._counters
+        return replace(
+            c,
+            requests_sent=c.requests_sent + int(st[ck.S_REQUESTS]),
+            credit_sent=c.credit_sent + int(st[ck.S_CREDIT_SENT]),
+            holds=c.holds + int(st[ck.S_HOLDS]),
+            send_errors=c.send_errors + int(st[ck.S_SEND_ERRORS]),
+        )
+
+    @property
+    def latency(self) -> LatencyHistogram:
+        """Re-grant latency of both paths (a copy)."""
+        st, own = self._st, self._latency
+        merged = LatencyHistogram(own.bin_ns, own.n_bins)
+        merged.counts = list(own.counts)
+        if own.bin_ns == ck.LAT_BIN_NS and own.n_bins == ck.LAT_BINS:
+            for ix in np.flatnonzero(self._lat).tolist():
+                merged.counts[ix] += int(self._lat[ix])
+        merged.overflow = own.overflow + int(st[ck.S_LAT_OVER])
+        merged.n = own.n + int(st[ck.S_LAT_N])
+        merged.sum_ns = own.sum_ns + int(st[ck.S_LAT_SUM])
+        merged.max_ns = max(own.max_ns, int(st[ck.S_LAT_MAX]))
+        return merged
+
+    def reset_latency(self) -> None:
+        """Forget the latency samples so far (both paths)."""
+        with self._lock:
+            self._latency.reset()
+            self._lat[:] = 0
+            self._st[[ck.S_LAT_N, ck.S_LAT_SUM, ck.S_LAT_MAX, ck.S_LAT_OVER]] = 0
 
     # ---- wiring ------------------------------------------------------------------------------
     def attach_ring(self, fill: Callable[[], int], capacity: int) -> None:
@@ -255,14 +381,18 @@ class CreditLoop:
 
     def _sequence_break(self, lead: int, nbytes: int) -> int:
         """Credit for a frame whose lead word is not the expected one: first-reply resync,
-        or a gap of lost frames (credited back, never more than is in flight)."""
-        c = self.counters
+        a gap of lost frames (credited back, never more than is in flight), or a sequence number
+        up to 128 behind the expected one: a duplicate or a late frame, counted, not credited."""
+        c = self._counters
         credit = self._unit_credit or nbytes
         seq = lead & 0xFF
         if lead & 0x100:
             c.resyncs += 1
         elif self._expect <= 0xFF:
             gap = (seq - self._expect) & 0xFF
+            if gap >= 0x80:  # behind: a duplicate (never charged) or a frame already counted lost
+                c.stale_replies += 1
+                return 0
             c.lost_replies += gap
             credit += min(gap * credit, max(0, self.outstanding - credit))
         self._expect = (seq + 1) & 0xFF
@@ -286,7 +416,7 @@ class CreditLoop:
         with self._lock:
             if self._held and self._fill() <= self._resume_at:
                 self._held = False
-                self.counters.resumes += 1
+                self._counters.resumes += 1
                 self._grant(None)
 
     # ---- requests (lock held) ----------------------------------------------------------------
@@ -301,7 +431,7 @@ class CreditLoop:
                 self._send_request(0)
                 self._running = False
                 self._first = True
-                self.counters.budget_done += 1
+                self._counters.budget_done += 1
                 return
             if not self._unit_credit:
                 amount = min(amount, left)
@@ -309,7 +439,7 @@ class CreditLoop:
             return
         if self._fill() >= self._hold_at:
             self._held = True
-            self.counters.holds += 1
+            self._counters.holds += 1
             return
         amount = min(amount, MAX_DAQ_AMOUNT)
         sent_ns = self._clock() if arrival_ns is not None else 0
@@ -317,7 +447,7 @@ class CreditLoop:
             self._regranted += amount
             if arrival_ns is not None:
                 # to the start of the send call: a GIL wait after the syscall delays no grant
-                self.latency.add(sent_ns - arrival_ns)
+                self._latency.add(sent_ns - arrival_ns)
 
     def _send_request(self, amount: int, raise_errors: bool = False) -> bool:
         unit = self.config.unit
@@ -336,12 +466,12 @@ class CreditLoop:
         try:
             self._send(msg)
         except OSError as exc:
-            self.counters.send_errors += 1
+            self._counters.send_errors += 1
             log.debug("credit request %r not sent: %s", msg, exc)
             if raise_errors:
                 raise
             return False
-        c = self.counters
+        c = self._counters
         c.requests_sent += 1
         c.credit_sent += amount
         if self._first:

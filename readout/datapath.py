@@ -124,6 +124,7 @@ class DataPath:
         self.batch = batch
         self.chunk_events = chunk_events
         self.shed_fill = shed_fill
+        self._shedding = False
         self.store_waveforms = store_waveforms
         self.lut = processor.layout.lut
         self.decoder = StreamDecoder()
@@ -258,8 +259,14 @@ class DataPath:
         c.last_signals = int(built.decoded.n_channels[-1])
         now_ns = time.time_ns()
         # the credit loop holds grants at half a ring and resumes at a quarter: shed while the
-        # ring drains from one to the other, or the board never gets the processing time back
-        shed = self.receiver.fill() > self.shed_fill * self.receiver.n_slots
+        # ring drains from one to the other, or the board never gets the processing time back;
+        # once shedding, go on until the ring is almost empty (no flip-flop under overload)
+        fill = self.receiver.fill()
+        if fill > self.shed_fill * self.receiver.n_slots:
+            self._shedding = True
+        elif fill <= self.batch:
+            self._shedding = False
+        shed = self._shedding
         if shed and self.pedestals is None:  # recorded as a whole: no per-chunk work
             rows = event_rows(built, None, now_ns)
             ch, bins, adc, aux = stored_channels(built, self.lut, "all", None, None)

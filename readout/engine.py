@@ -24,6 +24,7 @@ from readout.control import RUN_TYPES
 from readout.datapath import DataPath
 from readout.eventrows import EVENT_DTYPE
 from readout.h5writer import RunWriter, WriterError
+from readout.memtune import pin_malloc_thresholds
 from readout.metrics import DaqMetrics
 from readout.monitorfeed import MonitorFeed
 from readout.pedestals import FLAG_MASKED, PEDESTAL_OUT, table_from_rows, table_rows
@@ -94,6 +95,7 @@ class Acquisition:
         mapping: StripMapping | None = None,
         pcap: str | Path | None = None,
     ) -> None:
+        pin_malloc_thresholds()  # a flat resident size over weeks (readout.memtune)
         self.settings = s = settings
         self.mapping = mapping or (
             StripMapping.load(s.daq.mapping) if s.daq.mapping else StripMapping.default()

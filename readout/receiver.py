@@ -6,10 +6,14 @@ Design
   so the kernel filters other senders; the same socket sends commands and ``daq`` credit requests
   and receives replies and data (PROTOCOL.md §3.1). A large ``SO_RCVBUF`` is requested and **read
   back**; a short grant (``net.core.rmem_max`` too low) is logged as a warning (FIELD-NOTES).
-* **Capture is separate from processing.** The capture thread does nothing but ``recv_into`` a
-  memoryview of the next free ring slot, stamp the arrival time, classify the datagram by its
-  second word and publish it. No allocation per data frame; a slow consumer never makes the socket
-  overflow.
+* **Capture is separate from processing.** The capture thread does nothing but read datagrams
+  into the next free ring slots, stamp the arrival time, classify them by their second word and
+  publish them. No allocation per data frame; a slow consumer never makes the socket overflow.
+* **Batches** (Linux): one ``recvmmsg`` reads up to ``batch_size`` datagrams into consecutive
+  slots, inside a numba ``nogil`` kernel that also stamps and checks them
+  (:mod:`readout.mmsg`); a batch of clean data frames is published at once, anything else goes
+  datagram by datagram (:meth:`Receiver._sort_batch`: frames moved down past a reply or a
+  malformed datagram). Elsewhere, and for an unconnected socket, one ``recv_into`` per datagram.
 * **Ring** = a 2-D ``uint8`` array ``(n_slots + 1, slot_size)``, a ``lengths`` array and an
   ``arrival_ns`` array (``time.monotonic_ns``). The extra last row is a scratch slot: when the ring
   is full the datagram is still read (into scratch), **counted and dropped**; the socket thread
@@ -20,8 +24,11 @@ Design
   replies are copied to a bounded reply queue; anything else is counted by kind and skipped
   (:class:`~readout.link_stats.ReceiverCounters`).
 * **Credit** (:mod:`readout.credit`) is driven from the capture thread, which knows first when a
-  frame arrived; the consumer's :meth:`Receiver.release` only matters when the ring is filling
-  (back-pressure: the credit loop then holds its grants so the board keeps the data).
+  frame arrived: for a clean batch in sequence the kernel grants itself, without the GIL
+  (:mod:`readout.creditkernel`), else ``on_frames`` once per batch; the consumer's
+  :meth:`Receiver.release` only matters when the ring is filling (back-pressure: the credit loop
+  then holds its grants so the board keeps the data). While a capture thread runs the interpreter
+  switch interval is 0.5 ms, the longest a returning receive waits for another thread's GIL.
 * **Hand-off**: :meth:`Receiver.get_batch` returns numpy *views* of up to ``max_n`` contiguous slots
   ``(buf, lengths, arrival_ns)``; they stay valid until :meth:`Receiver.release`. A waiting
   consumer is woken once ``wake_at`` frames are ready (not per datagram: a wake-up costs more than
@@ -40,22 +47,27 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 import numpy as np
 
 from readout import mmsg
 from readout.link_stats import ReceiverCounters, kernel_drops
+from readout.udpsock import (  # noqa: F401 - re-exported: the receiver's public API
+    DEFAULT_RCVBUF,
+    SO_RCVBUFFORCE,
+    RcvbufReport,
+    open_board_socket,
+    read_rmem_max,
+    set_rcvbuf,
+)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RCVBUF = 64 << 20
 DEFAULT_SLOTS = 4096
 DEFAULT_BATCH = 64
 CAPTURE_SWITCH_INTERVAL_S = 0.0005  # interpreter switch interval while a capture thread runs
 DEFAULT_SLOT_SIZE = 9216  # 8192-byte datagrams of feminos-daq, and jumbo frames (MTU 9000)
-SO_RCVBUFFORCE = 33  # Linux; needs CAP_NET_ADMIN
 _SOF_MASK = 0xFE00
 _SOF_D = 0x0800
 _SOF_M = 0x0600
@@ -70,82 +82,6 @@ class FrameSink(Protocol):
     def on_frame(self, lead: int, nbytes: int, arrival_ns: int) -> None: ...
     def on_release(self) -> None: ...
     def on_idle(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class RcvbufReport:
-    """Receive-buffer size asked for and what the kernel really gave (read back)."""
-
-    requested: int
-    granted: int
-    rmem_max: int | None
-    forced: bool = False
-
-    @property
-    def short(self) -> bool:
-        return self.granted < self.requested
-
-    def warning(self) -> str | None:
-        """Operator-facing text when the grant is short, else None."""
-        if not self.short:
-            return None
-        limit = f"{self.rmem_max} bytes" if self.rmem_max is not None else "unknown"
-        return (
-            f"SO_RCVBUF: requested {self.requested} bytes, the kernel granted {self.granted} "
-            f"(net.core.rmem_max = {limit}); bursts may be dropped by the kernel. "
-            f"Raise it with: sysctl -w net.core.rmem_max={self.requested}"
-        )
-
-
-def read_rmem_max() -> int | None:
-    try:
-        with open("/proc/sys/net/core/rmem_max", encoding="ascii") as fh:
-            return int(fh.read().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def set_rcvbuf(sock: socket.socket, requested: int, force: bool = False) -> RcvbufReport:
-    """Request ``requested`` bytes of receive buffer, read the size back and warn when short.
-    ``force`` retries with SO_RCVBUFFORCE (root / CAP_NET_ADMIN) past ``rmem_max``."""
-    if requested <= 0:
-        raise ValueError(f"receive buffer size must be positive, got {requested}")
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, requested)
-    granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-    forced = False
-    if granted < requested and force and sys.platform.startswith("linux"):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, requested)
-            granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-            forced = True
-        except OSError as exc:
-            log.info("SO_RCVBUFFORCE not permitted (%s)", exc)
-    report = RcvbufReport(requested, granted, read_rmem_max(), forced)
-    if (msg := report.warning()) is not None:
-        log.warning(msg)
-    return report
-
-
-def open_board_socket(
-    board: tuple[str, int],
-    *,
-    local: tuple[str, int] = ("", 0),
-    rcvbuf: int = DEFAULT_RCVBUF,
-    force_rcvbuf: bool = False,
-    connect: bool = True,
-) -> tuple[socket.socket, RcvbufReport]:
-    """UDP socket for one board: bound to ``local`` (ephemeral port by default), receive buffer
-    set and read back, connected to ``board`` unless ``connect`` is False."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        report = set_rcvbuf(sock, rcvbuf, force_rcvbuf)
-        sock.bind(local)
-        if connect:
-            sock.connect(board)
-    except OSError:
-        sock.close()
-        raise
-    return sock, report
 
 
 class Batch(NamedTuple):
@@ -339,8 +275,17 @@ class Receiver:
 
     def _capture_batches(self, mm: mmsg.MultiReceiver) -> None:  # hot path: recvmmsg + numba
         recv_scan, raise_for_errno = mmsg.recv_scan, mmsg.raise_for_errno
-        fd, hdr_addr, hdr32, flags, words2d = mm.fd, mm.hdr_addr, mm.hdr32, mm.flags, mm.words
+        hdr32, words2d = mm.hdr32, mm.words
         ts = np.zeros(2, dtype=np.int64)
+        fast = getattr(self._sink, "fast_state", lambda: None)()
+        if fast is None:  # no grants from the kernel: its state says so (S_ENABLED = 0)
+            from readout.creditkernel import new_state
+
+            st, lat, msg = new_state()
+            mutex = 0
+        else:
+            st, lat, mutex, msg, _ = fast
+        ctl = mm.control(self.check_frames, scratch=self.n_slots, mutex=mutex)
         mlen = mm.lengths_view
         n_slots = self.n_slots
         slot_size = self.slot_size
@@ -352,7 +297,6 @@ class Receiver:
         lengths = memoryview(lengths_np)
         scratch = n_slots
         c = self.counters
-        check = self.check_frames
         sink = self._sink
         on_frames = _frames_callback(sink)
         on_idle = sink.on_idle if sink is not None else None
@@ -370,10 +314,10 @@ class Receiver:
                 vlen = min(free, n_slots - start, max_batch)
             else:  # ring full: read one into scratch, it is dropped unless room appears
                 start, vlen = scratch, 1
-            k, err, nbytes, t = recv_scan(
-                fd, hdr_addr, hdr32, start, vlen, flags, words2d, slot_size, check, lengths_np,
-                arrivals_np, ts,
-            )  # fmt: skip
+            ctl[2], ctl[3], ctl[7] = start, vlen, head - self._tail  # C_START, C_VLEN, C_FILL
+            k, err, nbytes, t, credited = recv_scan(
+                ctl, hdr32, words2d, lengths_np, arrivals_np, ts, st, lat, msg
+            )
             if k < 0:
                 try:
                     raise_for_errno(err)
@@ -402,7 +346,7 @@ class Receiver:
                 placed, nbytes, leads, sizes = sort(start, k, t, head, mlen, slots, words)
             if placed:
                 self._head = head + placed  # before the grant: the hold decision sees the fill
-            if on_frames is not None and len(leads):  # then the grant: the board waits for it
+            if on_frames is not None and len(leads) and not credited:  # else granted already
                 on_frames(leads, sizes, t)
             if placed:
                 c.data_frames += placed

@@ -174,3 +174,46 @@ def test_receiver_batch_path_keeps_order_and_moves_frames_past_a_reply():
         finally:
             rx.stop()
             sock.close()
+
+
+@given(st.integers(0, 0xFFFFFE), st.sampled_from("FB"), st.integers(0, 255))
+def test_kernel_request_text_is_the_protocol_encoders(amount, unit, seq):
+    from protocol.commands import format_daq_request
+    from readout.creditkernel import format_request
+
+    out = np.zeros(32, np.uint8)
+    n = format_request(out, amount, unit == "B", seq)
+    assert bytes(out[:n]).decode() == format_daq_request(amount, unit, seq)
+
+
+def test_kernel_grants_in_sequence_without_the_python_path():
+    total = 3000
+    with FakeBoard(total_frames=total) as board:
+        sock, _ = open_board_socket(board.address, local=("127.0.0.1", 0), rcvbuf=1 << 20)
+        credit = CreditLoop(sock.send, CreditConfig(window=16, threshold=4))
+        rx = Receiver(sock, idle_s=0.02, n_slots=256, sink=credit)
+        try:
+            rx.start()
+            credit.start()
+            got = 0
+            end = time.monotonic() + 20
+            while got < total and time.monotonic() < end:
+                b = rx.get_batch(64, timeout=0.05)
+                got += len(b.lengths)
+                rx.release(len(b.lengths))
+            from readout import creditkernel as ck
+
+            kernel_requests = int(credit._st[ck.S_REQUESTS])
+        finally:
+            rx.stop()
+            sock.close()
+    assert got == total and credit.counters.lost_replies == 0
+    reqs = board.requests
+    assert reqs[0] == (16, "F", None)
+    assert [r[2] for r in reqs[1:]] == [i & 0xFF for i in range(len(reqs) - 1)]
+    assert board.max_allowance <= 16
+    assert kernel_requests > len(reqs) // 2  # the fast path did most of the granting
+    c = credit.counters
+    assert c.requests_sent == len(reqs) and c.credit_sent == sum(r[0] for r in reqs)
+    # one sample per grant made on arrival (an idle-tick grant has none)
+    assert len(reqs) - 3 <= credit.latency.n <= len(reqs) - 1

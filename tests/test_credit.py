@@ -102,8 +102,13 @@ def test_sequence_gap_counts_lost_frames_and_returns_their_credit():
     assert loop.counters.resyncs == 2
     assert wire.sent[3] == b"daq 0x000003 F 0x02"  # 1 received + 2 lost
     before = loop.counters.credit_sent
-    loop.on_frame(0, 100, 0)  # 2..255 lost, or one old frame arriving late: 254 counted
-    assert loop.counters.lost_replies == 2 + 254
+    loop.on_frame(0, 100, 0)  # 2 behind the expected 2: a late or duplicated frame, not 254 lost
+    assert (loop.counters.lost_replies, loop.counters.stale_replies) == (2, 1)
+    assert loop.counters.credit_sent == before  # nothing comes back for it
+    loop.on_frame(2, 100, 0)  # the sequence goes on where it was
+    before = loop.counters.credit_sent
+    loop.on_frame(0x82, 100, 0)  # 3..0x81 lost: a forward gap of 127 (the most counted as lost)
+    assert loop.counters.lost_replies == 2 + 127
     assert loop.counters.credit_sent - before <= 8  # never more than the window comes back
 
 
