@@ -183,11 +183,11 @@ class EventBuilder:
         c.out_of_order += int(checks.back.sum())
         c.time_backwards += int(checks.tback.sum())
         c.restarts += int(checks.restart.sum())
-        c.damaged += int(damaged.sum())
         c.incomplete += int(((flags & BuildFlag.INCOMPLETE) != 0).sum())
         keep = np.ones(n, dtype=bool)
         if not self.config.keep_duplicates:
             keep &= ~checks.dup
+        c.damaged += int((damaged & keep).sum())  # a dropped duplicate counts as a duplicate only
         if self.config.drop_damaged:
             keep &= ~damaged
         c.dropped += int((~keep).sum())

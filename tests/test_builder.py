@@ -68,3 +68,14 @@ def test_select_events_reindexes_channels_and_samples():
     events = sub.events()
     assert [e.event_count for e in events] == [1, 3]
     assert all(int(c.adc[0]) == e.event_count for e in events for c in e.channels)
+
+
+def test_a_damaged_duplicate_is_counted_as_a_duplicate_only():
+    """Every damaged event the builder counts is one it hands on (flagged) or drops as damaged."""
+    batch = _decode([_event(1, 10), _event(2, 20), _event(2, 20), _event(3, 30)])
+    batch.flags[1:3] = 1  # the first copy and its duplicate both arrived truncated
+    b = EventBuilder()
+    out = b.build(batch)
+    assert list(out.decoded.event_count) == [1, 2, 3]
+    handed_on = int(((out.build_flags & BuildFlag.DAMAGED) != 0).sum())
+    assert (b.counters.damaged, b.counters.duplicates, handed_on) == (1, 1, 1)
