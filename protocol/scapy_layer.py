@@ -18,15 +18,8 @@ from typing import Any
 from scapy.fields import (
     ByteField,
     ConditionalField,
-    Field,
     FlagsField,
-    IntField,
-    LEShortField,
     LESignedShortField,
-    LongField,
-    PacketListField,
-    ShortField,
-    SignedShortField,
     StrField,
     XLEShortField,
 )
@@ -34,7 +27,19 @@ from scapy.layers.inet import UDP
 from scapy.packet import Packet, bind_bottom_up, bind_top_down, split_bottom_up, split_top_down
 
 from protocol import words as w
-from protocol.words import KIND_LUT, Kind
+from protocol.scapy_fields import (
+    FrameSizeField,
+    MsgLenField,
+    PaddedTextField,
+    ShownField,
+    ShownPacketList,
+)
+from protocol.scapy_summary import (
+    FeminosChannelHeader,
+    FeminosEventEnd,
+    FeminosEventHeader,
+    summarise_data_body,
+)
 
 DEFAULT_PORT = 1122
 _KINDS = {w.START_OF_DFRAME: "D", w.START_OF_MFRAME: "M", w.START_OF_CFRAME: "C"}
@@ -46,104 +51,6 @@ def frame_kind(sof: int | None) -> str:
     if sof is None:
         return "?"
     return _KINDS.get(sof & 0xFE00, "?")
-
-
-class ShownField(Field):
-    """A value that show() prints but that is neither dissected nor built (a summary)."""
-
-    def __init__(self, name: str, default: Any = None) -> None:
-        super().__init__(name, default)
-
-    def addfield(self, pkt: Packet, s: bytes, val: Any) -> bytes:
-        return s
-
-    def getfield(self, pkt: Packet, s: bytes) -> tuple[bytes, Any]:
-        return s, None
-
-
-class ShownPacketList(PacketListField):
-    """A list of summary sub-packets, shown but never built."""
-
-    def addfield(self, pkt: Packet, s: bytes, val: Any) -> bytes:
-        return s
-
-    def getfield(self, pkt: Packet, s: bytes) -> tuple[bytes, Any]:
-        return s, []
-
-
-class _FrameSizeField(LEShortField):
-    """Size word of D/M frames: bytes from SOF to EOF inclusive; None = computed from the body."""
-
-    def i2m(self, pkt: Packet | None, x: int | None) -> int:
-        if x is None and pkt is not None:
-            return len(pkt.body or b"") + 6
-        return 0 if x is None else x
-
-
-class _MsgLenField(XLEShortField):
-    """ASCII_MSG_LEN word of C frames; None = computed from the text."""
-
-    def i2m(self, pkt: Packet | None, x: int | None) -> int:
-        if x is None and pkt is not None:
-            return w.ASCII_MSG_LEN | (len(_latin1(pkt.text)) & 0xFF)
-        return 0 if x is None else x
-
-
-class _PaddedTextField(StrField):
-    """C-frame text: L characters + NUL, plus a pad NUL when L+1 is odd (held as str)."""
-
-    def i2m(self, pkt: Packet | None, x: Any) -> bytes:
-        raw = _latin1(x) + b"\x00"
-        return raw + b"\x00" if len(raw) % 2 else raw
-
-    def i2repr(self, pkt: Packet | None, x: Any) -> str:
-        return repr(x)
-
-
-def _latin1(text: Any) -> bytes:
-    if text is None:
-        return b""
-    return text if isinstance(text, bytes) else str(text).encode("latin-1", "replace")
-
-
-class FeminosEventHeader(Packet):
-    """Summary of one START_OF_EVENT found in a data frame (offset = word index in the frame)."""
-
-    name = "Event header"
-    fields_desc = [  # noqa: RUF012 (scapy API)
-        ShortField("offset", 0),
-        ByteField("type", 0),
-        LongField("timestamp", 0),
-        IntField("event_count", 0),
-        ByteField("complete", 1),  # 0 when the frame ends inside the 5 header words
-    ]
-
-    def mysummary(self) -> str:
-        return self.sprintf("SOE type=%type% ts=%timestamp% count=%event_count%")
-
-
-class FeminosChannelHeader(Packet):
-    """Summary of one channel header: where it is, whose it is, how many samples follow."""
-
-    name = "Channel header"
-    fields_desc = [  # noqa: RUF012
-        ShortField("offset", 0),
-        ByteField("card", 0),
-        ByteField("chip", 0),
-        ByteField("channel", 0),
-        ShortField("n_samples", 0),
-        SignedShortField("first_bin", -1),  # first TIME_BIN_IX value, -1 without zero suppression
-    ]
-
-    def mysummary(self) -> str:
-        return self.sprintf("ch %card%/%chip%/%channel% n=%n_samples%")
-
-
-class FeminosEventEnd(Packet):
-    """Summary of one END_OF_EVENT and its 20-bit size."""
-
-    name = "Event end"
-    fields_desc = [ShortField("offset", 0), IntField("size", 0)]  # noqa: RUF012
 
 
 _SUMMARY_FIELDS = ("events", "channels", "ends", "continued_samples", "other_words")
@@ -174,10 +81,10 @@ class FeminosDatagram(Packet):
         ShownField("kind"),
         ShownField("version"),
         ShownField("source_id"),
-        ConditionalField(_FrameSizeField("size", None), _is_dm),
+        ConditionalField(FrameSizeField("size", None), _is_dm),
         ConditionalField(LESignedShortField("error", 0), _is_c),
-        ConditionalField(_MsgLenField("msg_word", None), _is_c),
-        ConditionalField(_PaddedTextField("text", ""), _is_c),
+        ConditionalField(MsgLenField("msg_word", None), _is_c),
+        ConditionalField(PaddedTextField("text", ""), _is_c),
         ConditionalField(StrField("body", b""), lambda p: p.kind != "C"),
         ConditionalField(XLEShortField("eof", w.END_OF_FRAME), lambda p: p.kind != "?"),
         ConditionalField(ShownField("content"), lambda p: p.kind == "M"),
@@ -378,66 +285,6 @@ class FeminosCommand(Packet):
 
     def mysummary(self) -> str:
         return f"Feminos command {self.text.strip()!r}"
-
-
-def summarise_data_body(
-    body: bytes,
-) -> tuple[list[FeminosEventHeader], list[FeminosChannelHeader], list[FeminosEventEnd], int, int]:
-    """Event headers, channel headers, event ends, the samples that continue a channel of the
-    previous frame (before any other item) and the count of other words of a D-frame body.
-
-    Offsets are word indices in the frame (SOF = 0, size = 1, body from 2). Never raises.
-    """
-    count = len(body) // 2
-    words = list(struct.unpack_from(f"<{count}H", body)) if count else []
-    kinds = KIND_LUT[words].tolist() if words else []
-    events: list[FeminosEventHeader] = []
-    channels: list[FeminosChannelHeader] = []
-    ends: list[FeminosEventEnd] = []
-    other = 0
-    adc, tbin = int(Kind.ADC_SAMPLE), int(Kind.TIME_BIN_IX)
-    i = continued = 0
-    while i < count and kinds[i] in (adc, tbin):
-        continued += kinds[i] == adc
-        i += 1
-    while i < count:
-        kind = kinds[i]
-        if kind == Kind.START_OF_EVENT:
-            head = words[i + 1 : i + 6]
-            ts, cnt = w.soe_fields(*(head + [0] * (5 - len(head))))
-            events.append(
-                FeminosEventHeader(
-                    offset=i + 2,
-                    type=w.event_type_value(words[i]),
-                    timestamp=ts,
-                    event_count=cnt,
-                    complete=int(len(head) == 5),
-                )
-            )
-            i += 6
-        elif kind == Kind.END_OF_EVENT:
-            low = words[i + 1] if i + 1 < count else 0
-            ends.append(FeminosEventEnd(offset=i + 2, size=w.eoe_size(words[i], low)))
-            i += 2
-        elif kind == Kind.CHAN_HIT_IX:
-            card, chip, chan = w.chan_header_fields(words[i])
-            j, n, first = i + 1, 0, -1
-            while j < count and kinds[j] in (adc, tbin):
-                if kinds[j] == adc:
-                    n += 1
-                elif first < 0:
-                    first = w.time_bin_value(words[j])
-                j += 1
-            channels.append(
-                FeminosChannelHeader(
-                    offset=i + 2, card=card, chip=chip, channel=chan, n_samples=n, first_bin=first
-                )
-            )
-            i = j
-        else:
-            other += 1
-            i += 1
-    return events, channels, ends, continued, other
 
 
 _bound_port: int | None = None

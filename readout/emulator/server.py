@@ -11,13 +11,13 @@ One thread runs :meth:`Card.serve`: it answers every command datagram (from anyo
 to the sender of that command, data to the sender of the last ``daq``), produces the events the
 triggers call for (:mod:`triggers`), and sends ready DFRAMEs while the credit allows, paced to the
 Gigabit line rate (125 MB/s on the wire incl. 66 bytes of Ethernet/IP/UDP overhead per datagram)
-unless burst mode is on.
+unless burst mode is on. What the board asks of the card (clock, counters, ``emu`` commands ...)
+is :class:`~readout.emulator.card_runtime.CardRuntime`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import select
 import socket
@@ -29,18 +29,18 @@ from typing import Any
 
 import numpy as np
 
-from protocol import words as w
 from protocol.encode import max_frame_bytes_for_mtu
 from protocol.mapping import StripMapping
 from readout.emulator.bank import EventBank
 from readout.emulator.board import Board
+from readout.emulator.card_runtime import CardRuntime
 from readout.emulator.cardproc import CardProcessor
 from readout.emulator.dataflow import POLICY_RESEND, DataFlow
-from readout.emulator.faults import FaultConfig, FaultInjector, parse_fault_args
+from readout.emulator.faults import FaultConfig, FaultInjector
 from readout.emulator.framering import FrameRing
-from readout.emulator.physics import PhysicsModel
+from readout.emulator.physics import PhysicsModel, compose_raw
 from readout.emulator.scenario import Scenario
-from readout.emulator.triggers import HBUSY_BIN_US, EventProducer, dead_time_filter
+from readout.emulator.triggers import EventProducer, dead_time_filter
 from readout.emulator.truth import TruthWriter
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class _Retry(Exception):
     """GSO failed before anything was sent: send the batch again the plain way."""
 
 
-class Card:
+class Card(CardRuntime):
     """One emulated BEC: board state, data path, physics and the socket loop."""
 
     def __init__(
@@ -117,132 +117,18 @@ class Card:
         one = np.zeros(1, dtype=np.int64)
         ring.add_bank(one, one, one, one, body, np.array([0, body.size], dtype=np.int64))
         dead_time_filter(np.zeros(1), np.zeros(1), 0.0, np.zeros(1, dtype=np.bool_))
-
-    # ---- Runtime interface used by the board ------------------------------------------------
-
-    def model_time(self) -> float:
-        return time.monotonic() - self.t_start
-
-    def configuration_changed(self) -> None:
-        self.processor.refresh()
-        self.ring.eof_on_eoe = bool(self.board.flags["eof_on_eoe"])
-        self.disc_levels = self.board.disc_levels(self.disc_base, self.disc_step)
-        phys = (self.board.sca["wckdiv"], int(self.board.aget["time"][0]))
-        if phys != self._phys_cfg:
-            self.physics.configure(*phys)
-            self._phys_cfg = phys
-
-    def ensure_bank_encoded(self) -> None:
-        if self.bank is not None:
-            self.bank.encode(
-                self.processor,
-                self.physics.pedestal,
-                self.disc_levels,
-                self.producer.up,
-                self.board.version,
-            )
-
-    def clear_timestamp(self) -> None:
-        self.clock_zero, self.clock_offset = self.model_time(), 0
-
-    def set_timestamp(self, ticks: int) -> None:
-        self.clock_zero, self.clock_offset = self.model_time(), ticks
-
-    def clear_event_counter(self) -> None:
-        self.producer.evcnt = 0
-
-    def sca_start(self, run: bool) -> None:
-        self.producer.arm(self.model_time(), run)
-
-    def rbf(self, action: str) -> str:
-        if action == "reset":
-            self.ring.reset()
-        elif action == "getpnd":
-            return f"rbf pending: {self.ring.n_ready} frames {2 * self.ring.pending_words()} bytes"
-        elif action == "config":
-            return f"rbf timed {self.board.rbf['timed']} timeval {self.board.rbf['timeval']}"
-        return f"rbf {action} done"
-
-    def hbusy(self, clear: bool) -> bytes | None:
-        if clear:
-            self.producer.hbusy[:] = 0
-            return None
-        return encode_latency_histo(w.DEADTIME_HSTAT_BINS, self.producer.hbusy, self.board.card_id)
-
-    def hhit(self, chips: list[int], clear: bool) -> bytes | None:
-        if clear:
-            self.producer.hhit[chips] = 0
-            return None
-        return encode_hit_histo(chips[0], self.producer.hhit[chips[0]], self.board.card_id)
-
-    def emu(self, words: list[str]) -> tuple[int, str]:
-        """Emulator-only commands (see board.py)."""
-        now = time.monotonic()
-        cmd = words[0] if words else "stat"
-        try:
-            if cmd == "stat":
-                return 0, self.summary()[:240]
-            if cmd == "fault":
-                self.faults.config.update(parse_fault_args(words[1:]))
-                return 0, "faults: " + " ".join(words[1:])
-            if cmd == "silence":
-                self.faults.start_silence(now, float(words[1]))
-                return 0, f"silent for {words[1]} s"
-            if cmd == "reboot":
-                self.faults.counts["reboot"] += 1
-                self.reboot()
-                return 0, "rebooting"
-            if cmd == "burst":
-                self.faults.config.burst = words[1] not in ("0", "off")
-                self.faults.counts["burst"] += self.faults.config.burst
-                return 0, f"burst {int(self.faults.config.burst)}"
-        except (IndexError, ValueError) as exc:
-            return -10, f"emu {' '.join(words)}: {exc}"
-        return -1, f"unknown emu command {cmd!r} (stat|fault|silence|reboot|burst)"
-
-    def state_text(self) -> str:
-        b, c = self.board, self.producer.counters
-        return (
-            f"state: sca_enable {b.sca['enable']} serve_target {b.flags['serve_target']} "
-            f"trig_enable {b.flags['trig_enable']} evcnt {self.producer.evcnt} events {c.events} "
-            f"{self.dataflow.credits_text()} pending {self.ring.n_ready}"
+        ped = self.physics.pedestal
+        n_t = self.physics.n_samples
+        compose_raw(  # the waveform composer, with the argument types PhysicsModel passes
+            ped,
+            np.ones_like(ped),
+            np.zeros(n_t, np.float32),
+            np.zeros(ped.shape, np.int64),
+            np.zeros((ped.shape[0], n_t), np.float32),
+            np.full(ped.shape, -1, np.int32),
+            np.zeros((1, n_t), np.float32),
+            np.empty((*ped.shape, n_t), np.uint16),
         )
-
-    def reboot(self) -> None:
-        """Emulated reboot: sequence numbers, credits, counter, clock restart; data is lost."""
-        log.warning("emulated reboot of card %d", self.board.card_id)
-        self.ring.reset()
-        self.dataflow.reset()
-        self.producer.evcnt = 0
-        self.clear_timestamp()
-
-    # ---- counters -------------------------------------------------------------------------
-
-    def counters(self) -> dict[str, Any]:
-        out: dict[str, Any] = dict(self.traffic)
-        out.update(dataclasses.asdict(self.dataflow.stats))
-        tc = dataclasses.asdict(self.producer.counters)
-        tc.pop("extra")
-        out.update(tc)
-        out.update({f"fault_{k}": v for k, v in self.faults.counts.items()})
-        return out
-
-    def summary(self) -> str:
-        c = self.counters()
-        keys = (
-            "events",
-            "replayed",
-            "lost_dead_time",
-            "lost_memory_full",
-            "datagrams",
-            "bytes",
-            "rx_cmd",
-            "rx_daq",
-            "daq_missing",
-            "rx_daq_timeout",
-        )
-        faults = " ".join(f"{k[6:]}={v}" for k, v in c.items() if k.startswith("fault_") and v)
-        return " ".join(f"{k}={c[k]}" for k in keys) + (f" faults: {faults}" if faults else "")
 
     # ---- the loop ---------------------------------------------------------------------------
 
@@ -426,51 +312,6 @@ class Card:
         if policy == POLICY_RESEND and self._last_dg is not None and self.data_addr:
             self._sendto(self._last_dg)
             self.traffic["datagrams"] += 1
-
-
-def _stats9(values: np.ndarray, bin_width: float) -> list[int]:
-    nz = np.flatnonzero(values)
-    n = int(values.sum())
-    centers = np.arange(values.size) * bin_width
-    mean = float((values * centers).sum() / n) if n else 0.0
-    sd = float(np.sqrt((values * (centers - mean) ** 2).sum() / n)) if n else 0.0
-    lo, hi = (int(nz[0]), int(nz[-1])) if nz.size else (0, 0)
-    return [
-        0,
-        values.size - 1,
-        int(bin_width),
-        values.size,
-        lo,
-        hi,
-        int(mean * 100),
-        int(sd * 100),
-        n,
-    ]
-
-
-def encode_latency_histo(prefix: int, hist: np.ndarray, card_id: int) -> bytes:
-    """``hbusy get`` MFRAME: prefix, null word, 9 x u32 stats, non-empty bins as
-    (LAT_HISTO_BIN | bin, u32 count) (PROTOCOL.md §1.2); bins of HBUSY_BIN_US [I]."""
-    from protocol.commands import encode_mframe
-
-    payload = [prefix, 0]
-    for v in _stats9(hist, HBUSY_BIN_US):
-        payload += w.u32_words(v)
-    for b in np.flatnonzero(hist)[:300]:
-        payload += [w.lat_histo_bin(int(b)), *w.u32_words(int(hist[b]))]
-    return encode_mframe(payload, card_id)
-
-
-def encode_hit_histo(chip: int, hist: np.ndarray, card_id: int) -> bytes:
-    """``hhit get`` MFRAME: CH_HIT_CNT_HISTO | chip, null word, 9 x u32 stats, u32 per bin."""
-    from protocol.commands import encode_mframe
-
-    payload = [w.CH_HIT_CNT_HISTO | chip, 0]
-    for v in _stats9(hist, 1.0):
-        payload += w.u32_words(v)
-    for v in hist:
-        payload += w.u32_words(int(v))
-    return encode_mframe(payload, card_id)
 
 
 class Emulator:
