@@ -17,7 +17,7 @@ from typing import Any
 from benchmarks.common import RESULTS_PATH, machine_info
 
 _MODULE_RE = re.compile(r"^b\d+_\w+$")
-EXTRA_MODULES = ("memory",)  # run after the numbered ones
+EXTRA_MODULES = ("memory", "memory_gui")  # run after the numbered ones
 
 
 def discover() -> list[Any]:

@@ -44,7 +44,8 @@ def make_sources(
         control = ControlWorker(controls[i]) if i < len(controls) else None
         out.append((worker, control))
     for path in replays:
-        out.append((ReplayWorker(path, speed=args.speed, n_strips=mapping.n_strips), None))
+        loop = bool(getattr(args, "loop", False))
+        out.append((ReplayWorker(path, args.speed, mapping.n_strips, loop=loop), None))
     return out
 
 

@@ -5,7 +5,9 @@ Runs in the worker thread (file reads never happen on the GUI thread). The event
 GUI takes them), ``meta/pedestals`` a ``pedestal`` message, the stored channel waveforms of a
 sampled event (at most ``event_rate_hz`` per wall second) an ``event`` message, and once per
 second of run time a ``status`` message is synthesised (the file's own status snapshots supply
-losses and throughput when present).
+losses and throughput when present). With ``loop`` the file is replayed again and again as one
+endless run: each pass continues the clock (times shifted by the recorded span plus LOOP_GAP_S)
+and the message numbering, so the monitor sees a run that never ends (soak tests).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ except ImportError:  # pragma: no cover - the feed module is part of the DAQ
 NOT_PROCESSED = 0x8000  # build_flags: features not computed
 BLOCK_ROWS = 4096
 TICK_S = 0.05
+LOOP_GAP_S = 1.0  # run time between the last event of one pass and the first of the next
 _STATUS_KEYS = ("losses", "mb_per_s", "bytes", "queue_fill", "dead_time", "board", "file_mb")
 _ALIASES = {"class": "cls", "energy_adc": "energy", "energy_x": "ex", "energy_y": "ey",
             "n_clusters_x": "ncl_x", "n_clusters_y": "ncl_y"}  # fmt: skip
@@ -146,10 +149,13 @@ class ReplayWorker(SourceWorker):
         event_rate_hz: float = 5.0,
         batch_s: float = 0.05,
         max_backlog: int = 4,
+        loop: bool = False,
     ) -> None:
         super().__init__(f"replay:{path}", batch_s, max_backlog)
         self.path = Path(path)
         self.speed = speed
+        self.loop = loop
+        self.passes = 0  # completed passes over the file
         self.n_strips = n_strips
         self.event_period = 1.0 / event_rate_hz if event_rate_hz > 0 else float("inf")
         self.info.state = "replay"
@@ -188,6 +194,9 @@ class ReplayWorker(SourceWorker):
         n_total = rf.n_events
         first = rf.events(0, 1)
         t0 = float(row_times(first)[0]) if len(first) else time.time()
+        t_last = float(row_times(rf.events(n_total - 1, n_total))[0]) if n_total else t0
+        span = max(t_last - t0, 0.0) + LOOP_GAP_S  # clock shift of one pass (loop)
+        offset = 0.0  # added to recorded times in this pass
         now = time.monotonic()
         if peds is not None and len(peds):
             arrays = {n: np.ascontiguousarray(peds[n]) for n in peds.dtype.names or ()}
@@ -205,7 +214,7 @@ class ReplayWorker(SourceWorker):
                 time.sleep(0.01)
                 continue
             if self.speed > 0:
-                target = t0 + self.speed * (now - wall0)
+                target = t0 + self.speed * (now - wall0) - offset  # in recorded time
             else:
                 target = float("inf")
             if cursor >= block_start + len(block) and cursor < n_total:
@@ -214,45 +223,55 @@ class ReplayWorker(SourceWorker):
             times = row_times(rows)
             take = int(np.searchsorted(times, target, side="right"))
             rows, times = rows[:take], times[:take]
-            t_now = min(target, float(times[-1]) if len(times) else target)
+            t_now = offset + min(target, float(times[-1]) if len(times) else target)
             if len(rows):
                 done = rows
                 if "build_flags" in (rows.dtype.names or ()):
                     done = rows[(rows["build_flags"] & NOT_PROCESSED) == 0]
                 arrays = summary_arrays(done)
+                arrays["time_s"] += offset
                 if "class" in arrays:
                     counts += np.bincount(np.clip(arrays["class"].astype(np.int64), 0, 3),
                                           minlength=4)[:4]  # fmt: skip
                 header = {"run_number": run_number, "n": len(done)}
-                self._accept(factory.make("summary", header, arrays, float(times[-1])), now)
+                t_msg = float(times[-1]) + offset
+                self._accept(factory.make("summary", header, arrays, t_msg), now)
                 if now >= next_event_wall:
                     row = newest_stored_row(rf.file, cursor, cursor + take)
                     if row is not None:
                         rec = block[row - block_start]
-                        msg = self._event_message(rf, factory, row, rec, peds)
+                        msg = self._event_message(rf, factory, row, rec, peds, offset)
                         if msg is not None:
                             self._accept(msg, now)
                             next_event_wall = now + self.event_period
                 cursor += take
-            finished = cursor >= n_total
+            wrap = self.loop and n_total > 0 and cursor >= n_total
+            finished = cursor >= n_total and not wrap
             if finished:
                 t_now = max(t_now, next_status)
             while next_status <= t_now:
                 dt = max(next_status - last_status_t, 1e-9)
-                rate = (cursor - last_status_events) / dt if next_status > t0 else 0.0
-                last_status_events, last_status_t = cursor, next_status
+                total = self.passes * n_total + cursor
+                rate = (total - last_status_events) / dt if next_status > t0 else 0.0
+                last_status_events, last_status_t = total, next_status
                 status = dict(base, state="idle" if finished else "running")
-                status.update(_file_status_at(file_status, next_status))
+                status.update(_file_status_at(file_status, next_status - offset))
                 status.update(
-                    elapsed_s=next_status - t0, events=cursor, events_per_s=rate,
+                    elapsed_s=next_status - t0, events=total, events_per_s=rate,
                     trigger_rate=rate, class_counts=dict(zip(("noise", "xray", "muon", "other"),
                     counts.tolist())), replay_progress=cursor / max(n_total, 1),
-                    message="replay finished" if finished else f"replay x{self.speed:g}",
+                    message="replay finished" if finished else f"replay x{self.speed:g}"
+                    + (f" (pass {self.passes + 1})" if self.loop else ""),
                 )  # fmt: skip
                 self._accept(factory.make("status", status, None, next_status), now)
                 next_status += 1.0
             self._maybe_emit(now, force=finished)
             self._emit_link(now)
+            if wrap:  # the next pass continues the clock and the event count
+                self.passes += 1
+                offset += span
+                cursor, block_start, block = 0, 0, block[:0]
+                continue
             if finished:
                 self.info.state = "finished"
                 return
@@ -260,13 +279,20 @@ class ReplayWorker(SourceWorker):
                 time.sleep(TICK_S if take == 0 else 0.005)
 
     def _event_message(
-        self, rf: RunFile, factory: _Factory, row: int, rec: np.void, peds: np.ndarray | None
+        self,
+        rf: RunFile,
+        factory: _Factory,
+        row: int,
+        rec: np.void,
+        peds: np.ndarray | None,
+        offset: float = 0.0,
     ) -> Message | None:
         got = event_waveforms(rf.file, row, peds, self.n_strips)
         if got is None:
             return None
         wf, hits = got
         one = summary_arrays(np.asarray(rec).reshape(1))
+        one["time_s"] += offset
         header = {k: v[0].item() for k, v in one.items()}
         names = rec.dtype.names or ()
         header["event_count"] = int(rec["event_count"]) if "event_count" in names else 0

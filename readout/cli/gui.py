@@ -20,6 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="replay a recorded run through the monitor")  # fmt: skip
     p.add_argument("--speed", type=float, default=1.0,
                    help="replay speed (x recorded time; 0 = as fast as possible)")  # fmt: skip
+    p.add_argument("--loop", action="store_true",
+                   help="replay the file again and again as one endless run")  # fmt: skip
     p.add_argument("--screenshot", metavar="OUT.png",
                    help="save the whole window after --after seconds and exit")  # fmt: skip
     p.add_argument("--after", type=float, default=None, metavar="SECONDS",
