@@ -58,9 +58,17 @@ def drift_time_for_gain(scenario: Scenario, rel_gain: float) -> float:
 
 
 class EmulatedDaq:
-    """One emulated card + the DAQ's decoding and processing; reproducible from ``seed``."""
+    """One emulated card + the DAQ's decoding and processing; reproducible from ``seed``.
+    ``script``: the shipped run script sent last (``run``, or ``calibration``: every channel
+    read whole, no zero suppression)."""
 
-    def __init__(self, scenario: Scenario | str, seed: int = 1, energy_min_adc: float = 0.0):
+    def __init__(
+        self,
+        scenario: Scenario | str,
+        seed: int = 1,
+        energy_min_adc: float = 0.0,
+        script: str = "run",
+    ):
         self.scenario = Scenario.load(scenario) if isinstance(scenario, str) else scenario
         self.card = Card(self.scenario, seed=seed, bank_events=0)
         self.physics = self.card.physics
@@ -77,7 +85,7 @@ class EmulatedDaq:
         self.run_script("pedestal")  # card pedestal equalisation and ZS thresholds
         self.run_script("pedestal_data", ["subtract_ped 1"])
         self.processor.set_pedestals(self._pedestal_table())
-        self.run_script("run")
+        self.run_script(script)
 
     # ---- board ---------------------------------------------------------------------------
 
@@ -232,14 +240,16 @@ def gain_sweep(
     seed: int = 1,
     threshold_adc: float = 200.0,
     daq: EmulatedDaq | None = None,
+    script: str = "calibration",
 ) -> list[dict]:
     """One calibration run per relative gain of the ``gain-drift`` scenario (the first is the
-    reference), each cut to exactly ``n_xrays`` selected X-rays and fitted as one trend slice.
-    Returns per point the fitted and true values (truth: mean gain of the slice's X-rays)."""
+    reference), each cut to exactly ``n_xrays`` selected X-rays and fitted as one trend slice;
+    the card runs ``script`` (unless ``daq`` is given). Returns per point the fitted and true
+    values (truth: mean gain of the slice's X-rays)."""
     from readout.calibration import GainTrend, TrendConfig, select_xrays
     from readout.calibration.runs import EventFilter, calibration_events
 
-    daq = daq or EmulatedDaq("gain-drift", seed, energy_min_adc=threshold_adc)
+    daq = daq or EmulatedDaq("gain-drift", seed, energy_min_adc=threshold_adc, script=script)
     sc = daq.scenario
     cfg = TrendConfig(slice_xrays=n_xrays, threshold_adc=threshold_adc)
     trend = GainTrend(cfg)

@@ -1,15 +1,26 @@
 """55Fe calibration accuracy against the BEC emulator's truth (docs/CALIBRATION.md, "Against the
 emulator"). Events go through the real chain in process (tests/emulated_fe55.py): emulator
 physics -> card discriminators, pedestal equalisation and zero suppression -> protocol encoder ->
-stream decoder -> event builder -> online processing -> calibration. The full sweep with more
-points and repetitions is tools/calibration_accuracy.py.
+stream decoder -> event builder -> online processing -> calibration. The card runs the shipped
+calibration run script (readout/scripts/calibration.txt: every channel read whole, no zero
+suppression). The full sweep with more points and repetitions is tools/calibration_accuracy.py.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from emulated_fe55 import gain_map_check, gain_sweep, muon_rejection
+from emulated_fe55 import (
+    EmulatedDaq,
+    _by_count,
+    drift_time_for_gain,
+    gain_map_check,
+    gain_sweep,
+    muon_rejection,
+)
+
+from readout.calibration import select_xrays
+from readout.calibration.runs import calibration_events
 
 pytestmark = pytest.mark.slow
 
@@ -22,12 +33,6 @@ def sweep() -> list[dict]:
     return gain_sweep(GAINS, n_xrays=1000, seed=11, threshold_adc=200.0)
 
 
-def _good(sweep: list[dict]) -> list[dict]:
-    """The points where the targets hold with the shipped run script (60 % gain and up; the
-    full sweep in docs/CALIBRATION.md shows where and why they stop holding)."""
-    return [p for p in sweep if p["gain_true"] > 0.55]
-
-
 def _rms(values) -> float:
     return float(np.sqrt(np.mean(np.square(values))))
 
@@ -38,41 +43,37 @@ def test_every_slice_is_fitted_at_its_gain(sweep) -> None:
 
 
 def test_gain_follows_the_truth_within_1_percent_rms(sweep) -> None:
-    dev = [p["gain_fit"] / p["gain_true"] - 1.0 for p in _good(sweep)[1:]]  # [0]: reference
-    assert len(dev) == 2 and _rms(dev) < 0.01, dev
+    dev = [p["gain_fit"] / p["gain_true"] - 1.0 for p in sweep[1:]]  # [0]: the reference
+    assert len(dev) == 3 and _rms(dev) < 0.01, dev
 
 
 def test_resolution_matches_the_configured_one_within_5_percent(sweep) -> None:
-    rel = [p["fwhm_fit"] / p["fwhm_true"] - 1.0 for p in _good(sweep)]
+    rel = [p["fwhm_fit"] / p["fwhm_true"] - 1.0 for p in sweep]
     assert _rms(rel) < 0.05, rel
 
 
 def test_threshold_in_kev_within_0_1_kev(sweep) -> None:
-    for p in _good(sweep):
+    for p in sweep:
         assert abs(p["thr_adc_kev"] - p["thr_true_kev"]) < 0.1, p
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="at 20 % gain the energy sum misses ~3 % of the charge (strips under the AGET "
-    "discriminator): gain ~2 % low, FWHM/E ~6 % high with the gamma line model; "
-    "docs/CALIBRATION.md",
-)
 def test_targets_at_20_percent_gain(sweep) -> None:
+    """The point that failed with the physics run script (energy sum ~3 % short) and with an
+    unconstrained escape (K-alpha not significant): gain and FWHM/E on target, and the gain
+    within 2.5 times its quoted error."""
     p = sweep[-1]
-    assert abs(p["gain_fit"] / p["gain_true"] - 1.0) < 0.01
-    assert abs(p["fwhm_fit"] / p["fwhm_true"] - 1.0) < 0.05
+    dev = p["gain_fit"] / p["gain_true"] - 1.0
+    assert abs(dev) < 0.01 and abs(dev) < 2.5 * p["gain_err"] / p["gain_true"], p
+    assert abs(p["fwhm_fit"] / p["fwhm_true"] - 1.0) < 0.05, p
 
 
-def test_low_gain_bias_is_an_energy_scale_bias(sweep) -> None:
-    """What breaks the 20 % point is the energy scale (fit gain / emulator ADC per keV): with
-    the gamma line model only the energy-sum loss is left, a low gain of 1-4 % (more than the
-    target), and the scale explains it."""
-    p, ref = sweep[-1], sweep[0]
-    bias = p["gain_fit"] / p["gain_true"] - 1.0
-    assert -0.04 < bias < -0.01, bias
-    assert bias < -p["gain_err"] / p["gain_true"]
-    assert bias == pytest.approx(p["scale"] / ref["scale"] - 1.0, abs=0.003)
+def test_energy_scale_stays_flat_down_to_20_percent_gain(sweep) -> None:
+    """Fitted ADC per keV over the emulator's: what broke the low-gain points before was this
+    scale falling with the gain (0.97 at 20 %, a constant charge loss per event); with every
+    channel read whole it stays within 1 % of the reference's."""
+    ref = sweep[0]["scale"]
+    scales = [p["scale"] / ref for p in sweep]
+    assert np.all(np.abs(np.array(scales) - 1.0) < 0.01), scales
 
 
 def test_xray_selection_keeps_the_5_9_kev_photons(sweep) -> None:
@@ -90,3 +91,24 @@ def test_gain_map_finds_the_region_with_10_percent_less_gain() -> None:
     assert seen.sum() >= 6 and seen[1, 4], "the low-gain cell (ix 4, iy 1) and its neighbours"
     assert fitted[1, 4] == pytest.approx(0.9, abs=0.02)
     assert np.all(np.abs(fitted[seen] - truth[seen]) < 0.02), fitted
+
+
+def _kalpha_charge_loss(script: str, n: int = 300) -> float:
+    """Mean true X+Y charge (ADC) minus measured energy sum of selected K-alpha X-rays at 20 %."""
+    daq = EmulatedDaq("gain-drift", seed=21, script=script)
+    t = drift_time_for_gain(daq.scenario, LOW)
+    rows, truths = daq.rows(["xray"] * n, np.full(n, t), t)
+    events = calibration_events(rows, np.zeros(len(rows)))
+    keep = np.isfinite(events["energy_adc"]) & select_xrays(events)
+    truth = _by_count(truths)
+    tr = [truth[int(c)] for c in rows["event_count"]]
+    ka = keep & np.array([t["line"] == "Ka" for t in tr])
+    charge = np.array([t["charge_fc"] for t in tr]) * daq.scenario.detector.adc_per_fc
+    return float(np.mean(charge[ka] - events["energy_adc"][ka]))
+
+
+def test_calibration_script_keeps_the_charge_the_physics_script_loses() -> None:
+    """At 20 % gain run.txt (hit channels, card zero suppression) loses ~25 ADC of a ~600 ADC
+    K-alpha sum; calibration.txt (every channel read whole) keeps it to a few ADC."""
+    physics, calib = _kalpha_charge_loss("run"), _kalpha_charge_loss("calibration")
+    assert 15.0 < physics < 35.0 and abs(calib) < 6.0, (physics, calib)

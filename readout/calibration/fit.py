@@ -60,6 +60,9 @@ class FitConfig:
     edge_max_width: float = 0.05  # largest efficiency-edge sigma, as a fraction of the threshold
     max_chi2_ndf: float = 5.0
     max_nfev: int = 200
+    # constrain n_escape / n_peak by the line set's prior (argon: 0.13 +- 0.04); without it the
+    # escape and the background are degenerate once the threshold nears the escape peak
+    escape_prior: bool = True
 
     def __post_init__(self) -> None:
         check_line_shape(self.line_shape)
@@ -269,6 +272,7 @@ def _fit_lines(
     ub = np.array([upper[PARAM_NAMES[i]] for i in free])
     p = np.array(p0, dtype=float)
     x0 = np.clip(p[free], lb + 1e-6 * (ub - lb), ub - 1e-6 * (ub - lb))
+    prior = lines.escape_ratio if config.escape_prior else None
     cache: dict[str, np.ndarray] = {}
 
     def evaluate(x: np.ndarray) -> None:
@@ -276,7 +280,11 @@ def _fit_lines(
             p[free] = x
             m, jac = model_and_jacobian(edges, p, lines, shape=config.line_shape)
             r, slope = deviance_residuals(data, m)
-            cache.update(x=x.copy(), r=r, j=slope[:, None] * jac[:, free])
+            j = slope[:, None] * jac[:, free]
+            if prior is not None:
+                r_p, j_p = _escape_prior(p, prior)
+                r, j = np.append(r, r_p), np.vstack((j, j_p[free]))
+            cache.update(x=x.copy(), r=r, j=j)
 
     def residuals(x: np.ndarray) -> np.ndarray:
         evaluate(x)
@@ -302,7 +310,7 @@ def _fit_lines(
         return FitResult(False, f"fit raised {type(exc).__name__}: {exc}", **common)
     p[free] = sol.x
     cov = _covariance(sol.jac, sol.x, lb, ub, free)
-    ndf = int(data.size - len(free))
+    ndf = int(data.size - len(free)) + (prior is not None)  # the prior is one more measurement
     result = FitResult(
         ok=False,
         params={name: float(v) for name, v in zip(PARAM_NAMES, p)},
@@ -320,6 +328,16 @@ def _fit_lines(
     result.reason = _quality_problem(result, sol.status, sol.message, lower, upper, config)
     result.ok = result.reason == ""
     return result
+
+
+def _escape_prior(p: np.ndarray, prior: tuple[float, float]) -> tuple[float, np.ndarray]:
+    """Gaussian constraint on n_escape / n_peak: its residual and gradient (all parameters)."""
+    mean, sigma = prior
+    n_peak, n_esc = max(p[IX["n_peak"]], 1.0), p[IX["n_escape"]]
+    grad = np.zeros(len(PARAM_NAMES))
+    grad[IX["n_escape"]] = 1.0 / (n_peak * sigma)
+    grad[IX["n_peak"]] = -n_esc / (n_peak**2 * sigma)
+    return (n_esc / n_peak - mean) / sigma, grad
 
 
 def _covariance(

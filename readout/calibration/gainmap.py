@@ -175,7 +175,9 @@ class GainMap:
         base = {"ix": r % cfg.nx, "iy": r // cfg.nx, "counts": spectrum.total}
         fit = None
         if cfg.linear:
-            fit = fit_spectrum(spectrum, dataclasses.replace(cfg.fit, free_offset=True))
+            # the linear calibration needs an escape peak seen in the data, not set by a prior
+            linear = dataclasses.replace(cfg.fit, free_offset=True, escape_prior=False)
+            fit = fit_spectrum(spectrum, linear)
             n_esc, err = fit.params.get("n_escape", 0.0), fit.errors.get("n_escape", 0.0)
             if not (fit.ok and err > 0 and n_esc / err >= cfg.min_escape_significance):
                 fit = None

@@ -195,7 +195,7 @@ def spectrum_plot(spectrum: Spectrum, fit: FitResult | None = None, title: str =
     i0, i1 = np.searchsorted(edges, [lo, hi])
     e = edges[max(i0 - 1, 0) : i1 + 1]
     centers = 0.5 * (e[1:] + e[:-1])
-    parts = component_counts(e, fit.param_array, fit.lines)
+    parts = component_counts(e, fit.param_array, fit.lines, fit.line_shape)
     plot.series.append(Series("model", centers, sum(parts.values()), "line"))
     for name, counts in parts.items():
         plot.series.append(Series(name, centers, counts, "line"))
