@@ -188,7 +188,7 @@ def _tilted_nll(data: np.ndarray, base: np.ndarray, u: np.ndarray) -> np.ndarray
         k = np.clip(k - (h_aa * g_k - h_ak * g_a) / det, -_MAX_TILT, _MAX_TILT)
     mu = np.exp(a[..., None] + k[..., None] * u) * base
     has = data > 0
-    return mu.sum(axis=-1) - (np.log(mu[..., has]) * data[has]).sum(axis=-1)
+    return mu.sum(axis=-1) - (np.log(np.maximum(mu[..., has], _TINY)) * data[has]).sum(axis=-1)
 
 
 def fit_edge(
