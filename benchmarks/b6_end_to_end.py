@@ -15,7 +15,9 @@ Cases:
 Rows: events in the file / events the board sent (target 1.000 exactly), events/s, the highest
 ring fill, the DAQ process's CPU, and the full-readout rate with the monitor / without (the
 subscriber process competes for the same two cores) and the DAQ's CPU per event without / with
-the monitor (its own cost).
+the monitor (its own cost); the CPU per event of the data path and capture threads, the rate the
+data path thread would sustain on a core of its own (1 / its CPU per event) and the emulator's CPU
+(the machine's two cores are shared: the absolute rates follow its load, these do less).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import make_row
-from benchmarks.daqrun import EmulatorProcess, process_cpu_s
+from benchmarks.daqrun import EmulatorProcess, process_cpu_s, thread_cpu_s
 
 ID = "B6"
 LINE_EVENTS_S_FULL = 125e6 / 280e3  # ~446 full events/s fit in the GbE line rate (wire bytes)
@@ -152,6 +154,9 @@ def run_case(
             acq.configure(str(work / f"{label}.txt"))
             time.sleep(0.5 if monitor else 0.0)  # the subscriber connects
             cpu0 = process_cpu_s()
+            threads = _daq_threads(acq)
+            t_cpu0 = {k: thread_cpu_s(tid) for k, tid in threads.items()}
+            emu_cpu0 = process_cpu_s(emu.pid)
             acq.start_run("background", label, path, events=n_events, seconds=limit_s)
             t0 = time.monotonic()
             t_last = t0
@@ -163,6 +168,8 @@ def run_case(
                 if n != seen:
                     seen, t_last = n, time.monotonic()
             cpu = process_cpu_s() - cpu0
+            t_cpu = {k: thread_cpu_s(tid) - t_cpu0[k] for k, tid in threads.items()}
+            emu_cpu = process_cpu_s(emu.pid) - emu_cpu0
             counters = acq.counters()
             losses = acq.losses()
             max_fill = acq.link.receiver.max_fill / acq.link.receiver.n_slots
@@ -196,6 +203,8 @@ def run_case(
         "mb_s": counters["datapath"]["bytes"] / seconds / 1e6,
         "max_fill": max_fill,
         "cpu_cores": cpu / seconds,
+        "thread_cpu_s": t_cpu,  # data path / capture thread CPU seconds over the run
+        "emulator_cores": emu_cpu / seconds,
         "shed": counters["datapath"]["events_shed"],
         "losses": losses,
         "board": board,
@@ -205,6 +214,19 @@ def run_case(
     }
 
 
+def _daq_threads(acq: Any) -> dict[str, int]:
+    """Native ids of the DAQ's two busy threads: the data path and the capture thread."""
+    out = {}
+    for key, thread in (("datapath", acq.datapath._thread), ("capture", acq.link.receiver._thread)):
+        if thread is not None and thread.native_id is not None:
+            out[key] = thread.native_id
+    return out
+
+
+def _per_event_ms(r: dict[str, Any], thread: str) -> float:
+    return r["thread_cpu_s"].get(thread, 0.0) / max(r["written"], 1) * 1e3
+
+
 def _report(label: str, r: dict[str, Any]) -> None:
     b = r["board"]
     print(
@@ -212,7 +234,9 @@ def _report(label: str, r: dict[str, Any]) -> None:
         f"({r['events_s']:.0f} ev/s, {r['mb_s']:.1f} MB/s), contiguous {r['contiguous']}, "
         f"damaged {r['damaged']} (flag bits {r['flags']}), shed {r['shed']}, "
         f"max ring fill {r['max_fill']:.3f}, "
-        f"DAQ CPU {r['cpu_cores']:.2f} cores, credit holds {r['holds']}; board: lost to "
+        f"DAQ CPU {r['cpu_cores']:.2f} cores (per event: data path thread "
+        f"{_per_event_ms(r, 'datapath'):.3f} ms, capture thread {_per_event_ms(r, 'capture'):.3f} "
+        f"ms), emulator {r['emulator_cores']:.2f} cores, credit holds {r['holds']}; board: lost to "
         f"memory full {b.get('lost_memory_full')}, dead time {b.get('lost_dead_time')}, "
         f"daq_missing {b.get('daq_missing')}; stream {r['stream']}; stop: {r['reason']}"
     )
@@ -257,6 +281,14 @@ def run(quick: bool) -> list[dict[str, Any]]:
                          reference=LINE_EVENTS_S_FULL, ref_unit="events/s GbE line"))  # fmt: skip
     rows.append(make_row(ID, f"{line}: max ring fill", with_mon["max_fill"], "of ring"))
     rows.append(make_row(ID, f"{line}: DAQ CPU", with_mon["cpu_cores"], "cores"))
+    dp_ms = _per_event_ms(with_mon, "datapath")
+    rows.append(make_row(ID, f"{line}: data path thread CPU per event (monitor on)", dp_ms,
+                         "ms/event"))  # fmt: skip
+    rows.append(make_row(ID, f"{line}: data path capacity on a core of its own (1 / CPU per event)",
+                         1e3 / max(dp_ms, 1e-9), "events/s", reference=LINE_EVENTS_S_FULL,
+                         ref_unit="events/s GbE line", target=1.0))  # fmt: skip
+    rows.append(make_row(ID, f"{line}: emulator CPU (same machine)", with_mon["emulator_cores"],
+                         "cores"))  # fmt: skip
     rows.append(_exact_row(f"{line}, monitor off", without))
     rows.append(make_row(ID, f"{line}: events/s monitor on / off", with_mon["events_s"],
                          "events/s", reference=without["events_s"],
@@ -272,6 +304,13 @@ def run(quick: bool) -> list[dict[str, Any]]:
                          target=TARGET_ZS_EVENTS_S, target_on="value"))  # fmt: skip
     rows.append(make_row(ID, "ZS burst: max ring fill", zsr["max_fill"], "of ring"))
     rows.append(make_row(ID, "ZS burst: DAQ CPU", zsr["cpu_cores"], "cores"))
+    zs_us = _per_event_ms(zsr, "datapath") * 1e3
+    rows.append(make_row(ID, "ZS burst: data path thread CPU per event", zs_us, "us/event"))
+    rows.append(make_row(ID, "ZS burst: data path capacity on a core of its own",
+                         1e6 / max(zs_us, 1e-9), "events/s", target=TARGET_ZS_EVENTS_S,
+                         target_on="value"))  # fmt: skip
+    rows.append(make_row(ID, "ZS burst: emulator CPU (same machine)", zsr["emulator_cores"],
+                         "cores"))  # fmt: skip
     return rows
 
 

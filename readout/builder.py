@@ -41,6 +41,15 @@ class BuilderConfig:
     drop_damaged: bool = False  # drop decoder-flagged events instead of flagging them
 
 
+_GAP, _DUP, _BACK, _TBACK = (int(f) for f in (
+    BuildFlag.COUNTER_GAP, BuildFlag.DUPLICATE, BuildFlag.OUT_OF_ORDER, BuildFlag.TIME_BACKWARDS
+))  # fmt: skip
+_INCOMPLETE, _DAMAGED, _RESTART = (
+    int(BuildFlag.INCOMPLETE),
+    int(BuildFlag.DAMAGED),
+    int(BuildFlag.BOARD_RESTART),
+)
+
 RECENT_COUNTS = 4096  # event counters remembered to tell a late event from a duplicate
 
 
@@ -166,31 +175,42 @@ class EventBuilder:
             if n:
                 self.last_count, self.last_time = int(count[-1]), int(ts[-1])
         self._remember(count)
+        # plain ints and count_nonzero: IntFlag arithmetic on arrays costs ~10 us a call
         flags = np.zeros(n, dtype=np.int64)
-        flags[checks.gap] |= BuildFlag.COUNTER_GAP
-        flags[checks.dup] |= BuildFlag.DUPLICATE
-        flags[checks.back] |= BuildFlag.OUT_OF_ORDER
-        flags[checks.tback] |= BuildFlag.TIME_BACKWARDS
-        flags[checks.restart] |= BuildFlag.BOARD_RESTART
-        damaged = batch.flags != 0
-        flags[damaged] |= BuildFlag.DAMAGED
-        if self.config.check_chips and n:
-            flags[~self._chips_complete(batch)] |= BuildFlag.INCOMPLETE
         c = self.counters
+        for mask, bit in (
+            (checks.gap, _GAP),
+            (checks.dup, _DUP),
+            (checks.back, _BACK),
+            (checks.tback, _TBACK),
+            (checks.restart, _RESTART),
+        ):
+            if mask.any():
+                flags[mask] |= bit
+        damaged = batch.flags != 0
+        any_damaged = bool(damaged.any())
+        if any_damaged:
+            flags[damaged] |= _DAMAGED
+        if self.config.check_chips and n:
+            incomplete = ~self._chips_complete(batch)
+            flags[incomplete] |= _INCOMPLETE
+            c.incomplete += int(np.count_nonzero(incomplete))
         c.missing += checks.n_missing
         c.late += checks.late
-        c.duplicates += int(checks.dup.sum())
-        c.out_of_order += int(checks.back.sum())
-        c.time_backwards += int(checks.tback.sum())
-        c.restarts += int(checks.restart.sum())
-        c.incomplete += int(((flags & BuildFlag.INCOMPLETE) != 0).sum())
-        keep = np.ones(n, dtype=bool)
-        if not self.config.keep_duplicates:
-            keep &= ~checks.dup
-        c.damaged += int((damaged & keep).sum())  # a dropped duplicate counts as a duplicate only
-        if self.config.drop_damaged:
-            keep &= ~damaged
-        c.dropped += int((~keep).sum())
+        c.duplicates += int(np.count_nonzero(checks.dup))
+        c.out_of_order += int(np.count_nonzero(checks.back))
+        c.time_backwards += int(np.count_nonzero(checks.tback))
+        c.restarts += int(np.count_nonzero(checks.restart))
+        keep = ~checks.dup if not self.config.keep_duplicates else np.ones(n, dtype=bool)
+        if any_damaged:
+            # a dropped duplicate counts as a duplicate only
+            c.damaged += int(np.count_nonzero(damaged & keep))
+            if self.config.drop_damaged:
+                keep &= ~damaged
+        dropped = n - int(np.count_nonzero(keep))
+        c.dropped += dropped
+        if not dropped:
+            return self._emit(batch, flags)
         return self._emit(select_events(batch, keep), flags[keep])
 
     def _checks_in_order(self, count: np.ndarray, ts: np.ndarray) -> _Checks:

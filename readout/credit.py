@@ -34,7 +34,8 @@ Design
 * **Fast path.** The per-frame state lives in an int64 array shared with the receiver's capture
   kernel, which accounts a clean in-sequence batch and sends its request itself, GIL-free
   (:mod:`readout.creditkernel`); the Python path below handles everything else. Both send under
-  one pthread mutex (:class:`readout.creditkernel.SharedLock`).
+  one pthread mutex (:class:`readout.creditkernel.SharedLock`); the shared state and the
+  reporting are :mod:`readout.credit_state`'s, the settings :mod:`readout.credit_config`'s.
 
 Threads: the per-frame accounting is lock-free (single-writer counters, see :class:`CreditLoop`);
 requests are sent under one lock, from the capture thread (data arrival), the consumer thread
@@ -44,17 +45,16 @@ requests are sent under one lock, from the capture thread (data arrival), the co
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
 
 import numpy as np
 
 from protocol.commands import DAQ_PAUSE, MAX_DAQ_AMOUNT, format_daq_request
 from readout import creditkernel as ck
-from readout import mmsg
+from readout.credit_config import CreditConfig
+from readout.credit_state import CreditState, socket_fd
 from readout.link_stats import CreditCounters, LatencyHistogram
 
 log = logging.getLogger(__name__)
@@ -63,73 +63,7 @@ PAUSE_REQUEST = format_daq_request(DAQ_PAUSE, "F")
 _CACHE_LIMIT = 4096
 
 
-@dataclass(frozen=True)
-class CreditConfig:
-    """Window and threshold in ``unit`` ('F' frames or 'B' bytes); ring water marks as fractions."""
-
-    unit: str = "F"
-    window: int = 8
-    threshold: int = 1
-    high_water: float = 0.5
-    low_water: float = 0.25
-
-    def __post_init__(self) -> None:
-        if self.unit not in ("F", "B"):
-            raise ValueError(f"credit unit must be 'F' or 'B', not {self.unit!r}")
-        if not 1 <= self.window <= MAX_DAQ_AMOUNT:
-            raise ValueError(f"credit window must be 1..{MAX_DAQ_AMOUNT}, not {self.window}")
-        if not 0 <= self.threshold <= self.window:
-            raise ValueError(
-                f"credit threshold must be 0..window ({self.window}), not {self.threshold}"
-            )
-        if not 0.0 < self.low_water <= self.high_water < 1.0:
-            raise ValueError("need 0 < low_water <= high_water < 1")
-
-    @classmethod
-    def from_restore(cls, args: Sequence[str], base: CreditConfig | None = None) -> CreditConfig:
-        """From the words after ``credits restore``: ``<window> <threshold> F|B``."""
-        if len(args) != 3:
-            raise ValueError(f"usage: credits restore <window> <threshold> F|B, got {args!r}")
-        try:
-            window, threshold = int(args[0], 0), int(args[1], 0)
-        except ValueError as exc:
-            raise ValueError(f"credits restore: bad number in {args!r}") from exc
-        return replace(base or cls(), unit=args[2].upper(), window=window, threshold=threshold)
-
-
-def _socket_fd(send: Callable[[bytes], object]) -> int:
-    """The descriptor behind ``sock.send`` (the kernel sends on it), or -1."""
-    owner = getattr(send, "__self__", None)
-    if isinstance(owner, socket.socket) and mmsg.available():
-        return owner.fileno()
-    return -1
-
-
-def _slot(ix: int, kind: type = int, refresh: bool = False, name: str = "") -> property:
-    """An attribute kept in the kernel-shared state array (or, for the ``refresh`` ones, in the
-    instance, recomputing the kernel's enable flag when set)."""
-    if refresh:
-        key = f"_v_{name}"
-
-        def get_r(self):
-            return self.__dict__.get(key)
-
-        def set_r(self, value) -> None:
-            self.__dict__[key] = value
-            self._refresh_fast()
-
-        return property(get_r, set_r)
-
-    def get(self):
-        return kind(self._st[ix])
-
-    def set_(self, value) -> None:
-        self._st[ix] = int(value)
-
-    return property(get, set_)
-
-
-class CreditLoop:
+class CreditLoop(CreditState):
     """Credit state of one board; ``send(datagram)`` puts a request on the board socket.
 
     Hot path without lock: ``_returned`` (credit earned by data frames), ``_bytes_in`` and
@@ -148,7 +82,7 @@ class CreditLoop:
         self._send = send
         self._st, self._lat, self._msg = ck.new_state()
         self._ts = np.zeros(2, dtype=np.int64)
-        self._fd = _socket_fd(send)
+        self._fd = socket_fd(send)
         self._tap: Callable[[str, bytes, int], None] | None = None
         self._running = False
         self._first = True
@@ -182,83 +116,6 @@ class CreditLoop:
         self._unit_credit = 1 if cfg.unit == "F" else 0  # 0: credit = datagram bytes
         self._threshold = max(1, cfg.threshold)  # 0 = grant whatever is pending
         self._st[ck.S_UNIT_BYTES] = 1 - self._unit_credit
-
-    # ---- state shared with the capture kernel (readout.creditkernel) ---------------------------
-    _returned = _slot(ck.S_RETURNED)
-    _regranted = _slot(ck.S_REGRANTED)
-    _bytes_in = _slot(ck.S_BYTES_IN)
-    _expect = _slot(ck.S_EXPECT)
-    _seq = _slot(ck.S_SEQ)
-    _held = _slot(ck.S_HELD, bool)
-    _threshold = _slot(ck.S_THRESHOLD)
-    _hold_at = _slot(ck.S_HOLD_AT)
-    _running = _slot(ck.S_ENABLED, refresh=True, name="running")
-    _first = _slot(ck.S_ENABLED, refresh=True, name="first")
-    _budget_end = _slot(ck.S_ENABLED, refresh=True, name="budget_end")
-
-    @property
-    def tap(self) -> Callable[[str, bytes, int], None] | None:
-        """Optional capture tap: tap("tx", request, monotonic ns) before each request is sent."""
-        return self._tap
-
-    @tap.setter
-    def tap(self, tap: Callable[[str, bytes, int], None] | None) -> None:
-        self._tap = tap
-        self._refresh_fast()
-
-    def _refresh_fast(self) -> None:
-        """Let the kernel grant only in the plain case it knows (module readout.creditkernel)."""
-        d = self.__dict__
-        self._st[ck.S_ENABLED] = int(
-            self._fd >= 0
-            and d.get("_v_running", False)
-            and not d.get("_v_first", True)
-            and d.get("_v_budget_end") is None
-            and d.get("_tap") is None
-        )
-
-    def fast_state(self) -> tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray] | None:
-        """(state, latency bins, mutex address, request buffer, time buffer) for the receiver's
-        kernel, or None when requests cannot be sent from there."""
-        if self._shared is None:
-            return None
-        self._st[ck.S_FD] = self._fd
-        return self._st, self._lat, self._shared.address, self._msg, self._ts
-
-    @property
-    def counters(self) -> CreditCounters:
-        """Counters of the Python path and of the kernel's fast path together (a copy)."""
-        st = self._st
-        c = self._counters
-        return replace(
-            c,
-            requests_sent=c.requests_sent + int(st[ck.S_REQUESTS]),
-            credit_sent=c.credit_sent + int(st[ck.S_CREDIT_SENT]),
-            holds=c.holds + int(st[ck.S_HOLDS]),
-            send_errors=c.send_errors + int(st[ck.S_SEND_ERRORS]),
-        )
-
-    @property
-    def latency(self) -> LatencyHistogram:
-        """Re-grant latency of both paths (a copy)."""
-        st, own = self._st, self._latency
-        merged = LatencyHistogram(own.bin_ns, own.n_bins)
-        merged.counts = list(own.counts)
-        if own.bin_ns == ck.LAT_BIN_NS and own.n_bins == ck.LAT_BINS:
-            for ix in np.flatnonzero(self._lat).tolist():
-                merged.counts[ix] += int(self._lat[ix])
-        merged.overflow = own.overflow + int(st[ck.S_LAT_OVER])
-        merged.n = own.n + int(st[ck.S_LAT_N])
-        merged.sum_ns = own.sum_ns + int(st[ck.S_LAT_SUM])
-        merged.max_ns = max(own.max_ns, int(st[ck.S_LAT_MAX]))
-        return merged
-
-    def reset_latency(self) -> None:
-        """Forget the latency samples so far (both paths)."""
-        with self._lock:
-            self._latency.reset()
-            self._lat[:] = 0
-            self._st[[ck.S_LAT_N, ck.S_LAT_SUM, ck.S_LAT_MAX, ck.S_LAT_OVER]] = 0
 
     # ---- wiring ------------------------------------------------------------------------------
     def attach_ring(self, fill: Callable[[], int], capacity: int) -> None:
@@ -482,30 +339,3 @@ class CreditLoop:
         else:
             self._seq = (self._seq + 1) & 0xFF
         return True
-
-    # ---- reporting ---------------------------------------------------------------------------
-    def snapshot(self) -> dict[str, object]:
-        with self._lock:
-            end = self._budget_end
-            return {
-                "running": self._running,
-                "held": self._held,
-                "unit": self.config.unit,
-                "window": self.config.window,
-                "threshold": self.config.threshold,
-                "pending": self.pending,
-                "outstanding": self.outstanding,
-                "next_seq": None if self._first else self._seq,
-                "budget_left": None if end is None else end - self._bytes_in,
-                **self.counters.as_dict(),
-                "regrant_latency": self.latency.summary(),
-            }
-
-    def describe(self) -> str:
-        """One line for ``credits show``."""
-        s = self.snapshot()
-        return (
-            f"credits: window {s['window']} {s['unit']}, threshold {s['threshold']}, "
-            f"pending {s['pending']}, outstanding {s['outstanding']}, "
-            f"{'running' if s['running'] else 'stopped'}{' (held)' if s['held'] else ''}"
-        )

@@ -5,7 +5,9 @@ run file as received, decodes them (the decoder copies what it needs, so the rin
 released at once), builds events, processes them in sub-batches of at most ``chunk_events`` dense
 events, and writes event rows and the selected channel waveforms. When the ring fills past
 ``shed_fill`` the processing (not the recording) is shed: those events get the NOT_PROCESSED
-flag, their raw data is still written. Every loss is counted where it happens.
+flag, their raw data is still written; when the run file keeps the raw datagrams (and the store
+mode is not ``all``) their samples are not stored a second time, decoded (flag SAMPLES_IN_RAW:
+readers decode them from the raw record). Every loss is counted where it happens.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import numpy as np
 
 from protocol.decode import StreamDecoder
 from readout.builder import BuiltBatch, EventBuilder, select_events
-from readout.eventrows import event_rows, stored_channels
+from readout.eventrows import SAMPLES_IN_RAW, aux_rows, event_rows, stored_channels
+from readout.h5layout import CHANNEL_DTYPE
 from readout.h5writer import RunWriter, WriterError
 from readout.monitorfeed import MonitorFeed
 from readout.processing.pedestal import PedestalAccumulator
@@ -56,6 +59,8 @@ class SequenceCounters:
 
 
 _UNKNOWN, _RECEIVED, _MISSING = 0, 1, 2
+_NO_CHANNELS = np.zeros(0, CHANNEL_DTYPE)
+_NO_SAMPLES = np.zeros(0, np.uint16)
 
 
 class SequenceTracker:
@@ -258,25 +263,17 @@ class DataPath:
         c.events += n
         c.last_signals = int(built.decoded.n_channels[-1])
         now_ns = time.time_ns()
-        # the credit loop holds grants at half a ring and resumes at a quarter: shed while the
-        # ring drains from one to the other, or the board never gets the processing time back;
-        # once shedding, go on until the ring is almost empty (no flip-flop under overload)
-        fill = self.receiver.fill()
-        if fill > self.shed_fill * self.receiver.n_slots:
-            self._shedding = True
-        elif fill <= self.batch:
-            self._shedding = False
-        shed = self._shedding
-        if shed and self.pedestals is None:  # recorded as a whole: no per-chunk work
-            rows = event_rows(built, None, now_ns)
-            ch, bins, adc, aux = stored_channels(built, self.lut, "all", None, None)
-            c.events_shed += n
-            self._write(rows, ch, bins, adc, aux)
-            self.feed.on_batch(rows, None, None, now_ns)
+        if self._shed_now() and self.pedestals is None:  # recorded as a whole: no per-chunk work
+            self._record_shed(built, now_ns)
             return
         flat = FlatBatch.from_decoded(built.decoded)
         for a in range(0, n, self.chunk_events):
             z = min(n, a + self.chunk_events)
+            if a and self.pedestals is None and self._shed_now():
+                # the ring filled while the chunks before were processed: the rest is shed
+                rest = select_events(built.decoded, _mask(n, a, n))
+                self._record_shed(_sub_built(built, rest, a, n), now_ns)
+                return
             part = select_events(built.decoded, _mask(n, a, z)) if (a, z) != (0, n) else None
             sub = built if part is None else _sub_built(built, part, a, z)
             chunk = _slice_flat(flat, a, z)
@@ -300,6 +297,38 @@ class DataPath:
             )
             self._write(rows, ch, bins, adc, aux)
             self.feed.on_batch(rows, proc.hit, proc.waveforms, now_ns)
+
+    def _shed_now(self) -> bool:
+        """Whether to shed the processing now, from the ring fill. The credit loop holds grants
+        at half a ring and resumes at a quarter: shed while the ring drains from one to the
+        other, or the board never gets the processing time back; once shedding, go on until
+        the ring is almost empty (no flip-flop under overload). Asked again before every chunk
+        of a processed batch (a batch of 256 ZS events takes ~50 ms to process)."""
+        fill = self.receiver.fill()
+        if fill > self.shed_fill * self.receiver.n_slots:
+            self._shedding = True
+        elif fill <= self.batch:
+            self._shedding = False
+        return self._shedding
+
+    def _record_shed(self, built: BuiltBatch, now_ns: int) -> None:
+        """Record events without processing them (NOT_PROCESSED)."""
+        rows = event_rows(built, None, now_ns)
+        if self._samples_in_raw():
+            # the raw record holds every sample: no second, decoded copy (readers decode it)
+            rows["build_flags"] |= SAMPLES_IN_RAW
+            ch, bins, adc, aux = _NO_CHANNELS, _NO_SAMPLES, _NO_SAMPLES, aux_rows(built)
+        else:
+            ch, bins, adc, aux = stored_channels(built, self.lut, "all", None, None)
+        self.counters.events_shed += len(built)
+        self._write(rows, ch, bins, adc, aux)
+        self.feed.on_batch(rows, None, None, now_ns)
+
+    def _samples_in_raw(self) -> bool:
+        """Whether shed events leave their samples to the raw record: the writer keeps every
+        datagram and the store mode is not ``all`` (which asks for the decoded copy too)."""
+        w = self.writer
+        return w is not None and w.config.raw and self.store_waveforms != "all"
 
     def _write(self, rows, ch, bins, adc, aux) -> None:
         if self.writer is None or self.failure is not None:

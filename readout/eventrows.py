@@ -10,6 +10,7 @@ from readout.builder import BuiltBatch, _ranges
 from readout.processing.features import FEATURES_DTYPE
 
 NOT_PROCESSED = 0x8000  # build_flags bit: features not computed (processing shed under load)
+SAMPLES_IN_RAW = L.SAMPLES_IN_RAW  # build_flags bit: samples only in the raw record
 
 _HEADER = [
     ("event_id", "<u8"),
@@ -21,6 +22,8 @@ _HEADER = [
     ("build_flags", "<u2"),
     ("n_channels", "<u2"),
     ("time_ns", "<u8"),
+    ("raw_first", "<u8"),  # row in raw/index of the datagram holding the start of the event
+    ("raw_count", "<u4"),  # datagrams from raw_first to the one holding its end
 ]
 EVENT_DTYPE = np.dtype(
     _HEADER + [(n, FEATURES_DTYPE[n]) for n in FEATURES_DTYPE.names if n != "event"]
@@ -40,6 +43,9 @@ def event_rows(built: BuiltBatch, features: np.ndarray | None, time_ns: int) -> 
     rows["build_flags"] = built.build_flags
     rows["n_channels"] = b.n_channels
     rows["time_ns"] = time_ns
+    ev = b.events_table
+    rows["raw_first"] = ev[:, dk.EV_FIRST_DGRAM]
+    rows["raw_count"] = ev[:, dk.EV_LAST_DGRAM] - ev[:, dk.EV_FIRST_DGRAM] + 1
     if features is not None:
         for name in FEATURES_DTYPE.names:
             if name != "event":
@@ -92,13 +98,18 @@ def stored_channels(
     ch["strip"] = strip[idx]
     ch["sample_start"] = np.cumsum(n_s) - n_s
     ch["n_samples"] = n_s
+    return ch, b.time_bin[s_idx], b.adc[s_idx], aux_rows(built)
+
+
+def aux_rows(built: BuiltBatch) -> np.ndarray:
+    """The aux rows (hit counts, last cells read) of a built batch."""
+    b = built.decoded
     aux_t = b.aux_table
     aux = np.zeros(aux_t.shape[0], L.AUX_DTYPE)
     if len(aux):
-        aux_owner = np.repeat(np.arange(len(built)), b.events_table[:, dk.EV_N_AUX])
-        aux["event_row"] = aux_owner
+        aux["event_row"] = np.repeat(np.arange(len(built)), b.events_table[:, dk.EV_N_AUX])
         aux["kind"] = aux_t[:, dk.AUX_KIND]
         aux["card"] = np.maximum(aux_t[:, dk.AUX_CARD], 0)
         aux["chip"] = aux_t[:, dk.AUX_CHIP]
         aux["value"] = aux_t[:, dk.AUX_VALUE]
-    return ch, b.time_bin[s_idx], b.adc[s_idx], aux
+    return aux

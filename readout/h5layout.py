@@ -9,7 +9,9 @@ from __future__ import annotations
 import hdf5plugin
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: events flagged SAMPLES_IN_RAW keep their samples in the raw record only
+
+SAMPLES_IN_RAW = 0x4000  # events build_flags bit: no channel rows stored; decode the raw record
 
 RAW_WORDS = "raw/words"  # uint16: every datagram as received, lead word included, back to back
 RAW_INDEX = "raw/index"  # one row per datagram

@@ -9,6 +9,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from protocol import decode_kernel as dk
+from protocol.decode import StreamDecoder, pack_datagrams
 from protocol.event import Channel, Event, EventFlag
 from readout import h5layout as L
 
@@ -63,6 +65,7 @@ class RunFile:
         return self.file[L.EVENTS][start:stop]
 
     def channels(self) -> np.ndarray:
+        """The stored channel rows (events flagged SAMPLES_IN_RAW have none: see iter_events)."""
         return self.file[L.CHANNELS][:]
 
     @property
@@ -111,14 +114,24 @@ class RunFile:
     # ---- events as the card sent them -------------------------------------------------------
 
     def iter_events(self, start: int = 0, stop: int | None = None) -> Iterator[Event]:
-        """Stored events with the raw ADC of their stored channels, as ``protocol`` Events."""
+        """Stored events with the raw ADC of their stored channels, as ``protocol`` Events.
+
+        Events flagged SAMPLES_IN_RAW (shed under load; the file keeps no decoded copy) get
+        every channel, decoded from the raw datagrams they came in."""
         ev = self.events(start, stop)
         if not len(ev):
             return
         ch = self.file[L.CHANNELS][:]
-        first_row = start
+        if len(ch) > 1 and np.any(ch["event_row"][1:] < ch["event_row"][:-1]):
+            ch = ch[np.argsort(ch["event_row"], kind="stable")]
+        aux = self.file[L.AUX][:]
+        for a in range(0, len(ev), _SLAB):
+            yield from self._slab(ev[a : a + _SLAB], start + a, ch, aux)
+
+    def _slab(self, ev: np.ndarray, first_row: int, ch: np.ndarray, aux: np.ndarray):
         last_row = first_row + len(ev)
-        sel = ch[(ch["event_row"] >= first_row) & (ch["event_row"] < last_row)]
+        lo, hi = np.searchsorted(ch["event_row"], [first_row, last_row])
+        sel = ch[lo:hi]
         if len(sel):
             s0 = int(sel["sample_start"].min())
             s1 = int((sel["sample_start"] + sel["n_samples"]).max())
@@ -126,26 +139,27 @@ class RunFile:
             adc = self.file[L.SAMPLE_ADC][s0:s1]
         else:
             s0, bins, adc = 0, np.zeros(0, np.uint16), np.zeros(0, np.uint16)
-        order = np.argsort(sel["event_row"], kind="stable")
-        sel = sel[order]
         bounds = np.searchsorted(sel["event_row"], np.arange(first_row, last_row + 1))
-        aux = self.file[L.AUX][:]
         aux = aux[(aux["event_row"] >= first_row) & (aux["event_row"] < last_row)]
+        from_raw = self._decoded_from_raw(ev)
         names = ev.dtype.names or ()
         for i, row in enumerate(ev):
-            channels = []
-            for c in sel[bounds[i] : bounds[i + 1]]:
-                a = int(c["sample_start"]) - s0
-                n = int(c["n_samples"])
-                channels.append(
-                    Channel(
-                        int(c["card"]),
-                        int(c["chip"]),
-                        int(c["channel"]),
-                        bins[a : a + n].copy(),
-                        adc[a : a + n].copy(),
+            if i in from_raw:
+                channels = from_raw[i]
+            else:
+                channels = []
+                for c in sel[bounds[i] : bounds[i + 1]]:
+                    a = int(c["sample_start"]) - s0
+                    n = int(c["n_samples"])
+                    channels.append(
+                        Channel(
+                            int(c["card"]),
+                            int(c["chip"]),
+                            int(c["channel"]),
+                            bins[a : a + n].copy(),
+                            adc[a : a + n].copy(),
+                        )
                     )
-                )
             mine = aux[aux["event_row"] == first_row + i] if len(aux) else aux
             hits = [
                 (int(a["card"]), int(a["chip"]), int(a["value"]))
@@ -165,3 +179,45 @@ class RunFile:
                 source_id=int(row["source_id"]) if "source_id" in names else 0,
                 flags=EventFlag(int(row["flags"]) & 0x7F) if "flags" in names else EventFlag.NONE,
             )
+
+    def _decoded_from_raw(self, ev: np.ndarray) -> dict[int, list[Channel]]:
+        """Channels of the rows flagged SAMPLES_IN_RAW (by position in ``ev``), decoded from
+        the raw datagrams: each event is the one with its counter that starts in datagram
+        ``raw_first``."""
+        names = ev.dtype.names or ()
+        if not {"build_flags", "raw_first", "raw_count"} <= set(names):
+            return {}
+        todo = np.flatnonzero(ev["build_flags"] & L.SAMPLES_IN_RAW)
+        if not len(todo):
+            return {}
+        first = ev["raw_first"][todo].astype(np.int64)
+        end = first + np.maximum(ev["raw_count"][todo].astype(np.int64), 1)
+        out: dict[int, list[Channel]] = {}
+        g = 0
+        while g < len(todo):  # groups of events whose datagrams lie close together
+            h = g + 1
+            while h < len(todo) and end[h] - first[g] <= _RAW_SPAN and first[h] >= first[g]:
+                h += 1
+            d0, d1 = int(first[g]), int(end[g:h].max())
+            starts: dict[tuple[int, int], list[Channel]] = {}
+            for dgram, e in _decode_raw(list(self.datagrams(d0, d1))):
+                starts.setdefault((d0 + dgram, e.event_count), e.channels)
+            for k in range(g, h):
+                key = (int(first[k]), int(ev["event_count"][todo[k]]))
+                if key in starts:
+                    out[int(todo[k])] = starts[key]
+            g = h
+        return out
+
+
+_SLAB = 256  # event rows read at a time
+_RAW_SPAN = 4096  # datagrams decoded at a time
+
+
+def _decode_raw(datagrams: list[bytes]) -> Iterator[tuple[int, Event]]:
+    """(index of the first datagram, event) for every event that starts in ``datagrams``."""
+    if not datagrams:
+        return
+    decoder = StreamDecoder(check_seq=False)
+    for batch in (decoder.decode(*pack_datagrams(datagrams)), decoder.flush()):
+        yield from zip(batch.events_table[:, dk.EV_FIRST_DGRAM].tolist(), batch.events())
