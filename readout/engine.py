@@ -39,7 +39,9 @@ log = logging.getLogger(__name__)
 
 SCRIPTS_DIR = Path(__file__).parent / "scripts"
 WARM_UP_LIMIT_S = 180
-RUN_TYPE_SCRIPT = {"pedestal": "pedestal_data", "calibration": "run", "background": "run"}
+RUN_TYPE_SCRIPT = {"pedestal": "pedestal_data", "calibration": "calibration", "background": "run"}
+STOP_TRIGGERS = "sca enable 0"
+RESTART_TRIGGERS = ("clr tstamp", "clr evcnt", "sca enable 1")  # a run after a stopped one
 
 
 STREAM_HWM = 100  # messages queued per subscriber before ZeroMQ drops (a dead GUI costs little)
@@ -123,6 +125,7 @@ class Acquisition(Supervision):
         self.script: Script | None = None
         self.script_name = ""
         self.script_text = ""
+        self._triggers_stopped = False  # the last stop disabled the card's triggers
         self.writer: RunWriter | None = None
         self.run = RunInfo()
         self.pedestal_rows = None
@@ -168,6 +171,7 @@ class Acquisition(Supervision):
             raise EngineError(self.message) from exc
         self.script, self.script_name = parsed, name
         self.script_text = path.read_text()
+        self._triggers_stopped = False
         self.state = "configured"
         self.message = f"configured with {path.name}"
         log.info(self.message)
@@ -228,6 +232,11 @@ class Acquisition(Supervision):
             self.configure(wanted)
         if not self.datapath.warm.wait(WARM_UP_LIMIT_S):  # first start on a fresh machine
             log.warning("data path still compiling after %d s; starting anyway", WARM_UP_LIMIT_S)
+        try:
+            self._restart_triggers()
+        except BoardError as exc:
+            self._error(f"run start failed: {exc}")
+            raise EngineError(self.message) from exc
         number = self.runlog.next_run_number()
         path = Path(output) if output else self.runlog.run_path(number, run_type)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -273,11 +282,18 @@ class Acquisition(Supervision):
         return self.run
 
     def stop_run(self, reason: str = "stop requested") -> dict:
-        """Pause the board, drain, close the file; returns the final counters."""
+        """Stop the triggers, drain the card, pause it, close the file; returns the counters."""
         if self.state != "running":
             raise EngineError(f"no run to stop (state {self.state})")
         self.state = "stopping"
         self._publish_status(force=True)
+        try:  # no new triggers; what the card already holds drains into this run, not the next
+            self.link.command(STOP_TRIGGERS, timeout=min(self.settings.daq.board_timeout_s, 1.0))
+        except BoardError as exc:
+            log.warning("stop of the triggers not acknowledged: %s", exc)
+        else:
+            self._triggers_stopped = True
+            self._wait_quiet(0.2, 2.0)
         try:
             self.link.stop_data(timeout=self.settings.daq.board_timeout_s)
         except BoardError as exc:
@@ -319,6 +335,15 @@ class Acquisition(Supervision):
         self._publish_status(force=True)
         return counters
 
+    def _restart_triggers(self) -> None:
+        """After a stop that disabled the triggers, start the next run as the script did: clock
+        and event counter cleared, triggers on (if the script left them on)."""
+        if not self._triggers_stopped or not _script_enables_triggers(self.script_text):
+            return
+        for line in RESTART_TRIGGERS:
+            self.link.command(line, timeout=self.settings.daq.board_timeout_s)
+        self._triggers_stopped = False
+
     def _wait_quiet(self, quiet_s: float, limit_s: float) -> None:
         """Let in-flight frames arrive: until no datagram for ``quiet_s`` (at most ``limit_s``)."""
         end = time.monotonic() + limit_s
@@ -342,3 +367,13 @@ class Acquisition(Supervision):
         self.metrics.stop()
         if self.publisher is not None:
             self.publisher.close()
+
+
+def _script_enables_triggers(text: str) -> bool:
+    """Whether a command script leaves the card's triggers on (its last ``sca enable``)."""
+    last = None
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split("//", 1)[0].split()
+        if words[:2] == ["sca", "enable"] and len(words) == 3:
+            last = words[2]
+    return last is not None and last not in ("0", "0x0")

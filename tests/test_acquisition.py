@@ -207,3 +207,31 @@ def test_inspect_and_dump_read_the_run_file(physics_run, capsys):
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [e["event_id"] for e in lines] == [0, 1, 2]
     assert all("channels" in e for e in lines)
+
+
+def test_stop_drains_the_card_so_the_next_run_starts_clean(tmp_path):
+    """Full readout (the calibration script) at a rate the link cannot carry: the card's memory
+    is full when the run stops. Stopping drains it into the run, so the next run of the same
+    Acquisition gets no leftovers (no orphan data, no board restart, counters from 0)."""
+    emu = Emulator(_scenario(600.0, 0.0), port=0, seed=5).start()
+    settings = Settings().with_daq(bec=f"127.0.0.1:{emu.address[1]}", data_dir=str(tmp_path))
+    acq = Acquisition(settings)
+    try:
+        files = []
+        for k in range(2):
+            path = tmp_path / f"run{k}.h5"
+            acq.start_run("calibration", f"drain {k}", path, seconds=1.5)
+            _run(acq, 30.0)
+            assert acq.state == "configured", acq.message
+            assert emu.card.ring.pending_words() == 0, "the card still holds data after the stop"
+            files.append(path)
+            counters = acq.counters()
+            assert not {k: v for k, v in counters["decoder"].items() if v}, counters["decoder"]
+            assert counters["builder"]["restarts"] == 0
+    finally:
+        acq.close()
+        emu.stop()
+    for path in files:
+        with RunFile(path) as f:
+            counts = [e.event_count for e in f.iter_events()]
+        assert len(counts) > 20 and counts == list(range(len(counts)))
