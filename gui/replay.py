@@ -2,24 +2,31 @@
 
 Runs in the worker thread (file reads never happen on the GUI thread). The events table becomes
 ``summary`` messages paced at ``speed`` x the recorded host time (``speed <= 0``: as fast as the
-GUI takes them), ``meta/pedestals`` a ``pedestal`` message, the stored channel waveforms of a
-sampled event (at most ``event_rate_hz`` per wall second) an ``event`` message, and once per
-second of run time a ``status`` message is synthesised (the file's own status snapshots supply
-losses and throughput when present). With ``loop`` the file is replayed again and again as one
-endless run: each pass continues the clock (times shifted by the recorded span plus LOOP_GAP_S)
-and the message numbering, so the monitor sees a run that never ends (soak tests).
+GUI takes them), ``meta/pedestals`` a ``pedestal`` message, the waveforms of a sampled event
+(at most ``event_rate_hz`` per wall second) an ``event`` message, and once per second of run
+time a ``status`` message is synthesised (the file's own status snapshots supply losses and
+throughput when present). A sampled event's waveforms are its stored channel rows or, for an
+event the DAQ shed (build flag SAMPLES_IN_RAW: no channel rows), its channels decoded from the
+raw datagram record by the reader, placed on strips by the file's own mapping. With ``loop`` the
+file is replayed again and again as one endless run: each pass continues the clock (times shifted
+by the recorded span plus LOOP_GAP_S) and the message numbering, so the monitor sees a run that
+never ends (soak tests).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
 
 import h5py
 import numpy as np
+import tomllib
 
 from gui.worker import SourceWorker
+from protocol.event import Event
+from protocol.mapping import MappingError, StripMapping
 from readout import h5layout as L
 from readout.h5reader import RunFile, RunFileError
 from readout.stream import Message
@@ -99,27 +106,77 @@ def newest_stored_row(f: h5py.File, start: int, stop: int) -> int | None:
     return int(ch[b - 1]["event_row"])
 
 
+def newest_raw_row(rows: np.ndarray, start: int) -> int | None:
+    """The last of ``rows`` (event rows from ``start`` on) flagged SAMPLES_IN_RAW, or None."""
+    if "build_flags" not in (rows.dtype.names or ()):
+        return None
+    flagged = np.flatnonzero(rows["build_flags"] & L.SAMPLES_IN_RAW)
+    return start + int(flagged[-1]) if len(flagged) else None
+
+
+def file_strip_lut(meta: dict[str, str]) -> np.ndarray:
+    """[card, chip, DAQ index] -> global strip of the run: the file's own mapping and rst_len
+    (``meta/mapping``, ``meta/config``), else the default mapping with rst_len 0."""
+    mapping = StripMapping.default()
+    if meta.get("mapping", "").strip():
+        with contextlib.suppress(MappingError):  # unreadable: the default mapping
+            mapping = StripMapping.from_text(meta["mapping"], "meta/mapping")
+    try:
+        rst_len = int(tomllib.loads(meta.get("config", "")).get("daq", {}).get("rst_len", 0))
+    except (tomllib.TOMLDecodeError, AttributeError, TypeError, ValueError):
+        rst_len = 0
+    return mapping.lut(rst_len if rst_len in (0, 1) else 0)
+
+
 def event_waveforms(
     f: h5py.File, event_row: int, pedestals: np.ndarray | None, n_strips: int
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """(waveforms float32 (n_strips, T), hits) of one stored event, pedestal-subtracted.
+    """(waveforms float32 (n_strips, T), hits) of one stored event, pedestal-subtracted (see
+    strip_waveforms)."""
+    ch = f[L.CHANNELS]
+    lo = _first_channel_row(ch, event_row)
+    block = ch[lo : lo + 2048]
+    rows = block[block["event_row"] == event_row]
+    if not len(rows):
+        return None
+    s0 = int(rows["sample_start"].min())
+    s1 = int((rows["sample_start"] + rows["n_samples"]).max())
+    bins = f[L.SAMPLE_BIN][s0:s1]
+    adc = f[L.SAMPLE_ADC][s0:s1]
+    starts = rows["sample_start"].astype(np.int64) - s0
+    ends = starts + rows["n_samples"].astype(np.int64)
+    traces = [
+        (int(r["strip"]), bins[a:b], adc[a:b]) for r, a, b in zip(rows, starts, ends, strict=True)
+    ]
+    return strip_waveforms(traces, pedestals, n_strips)
+
+
+def raw_event_waveforms(
+    event: Event, lut: np.ndarray, pedestals: np.ndarray | None, n_strips: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(waveforms, hits) of an Event (channels as the card sent them), strips from ``lut``."""
+    traces = []
+    for c in event.channels:
+        ok = c.card < lut.shape[0] and c.chip < lut.shape[1] and c.channel < lut.shape[2]
+        traces.append((int(lut[c.card, c.chip, c.channel]) if ok else -1, c.bins, c.adc))
+    return strip_waveforms(traces, pedestals, n_strips)
+
+
+def strip_waveforms(
+    traces: list[tuple[int, np.ndarray, np.ndarray]], pedestals: np.ndarray | None, n_strips: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(waveforms float32 (n_strips, T), hits) from (strip, time bins, raw ADC) traces,
+    pedestal-subtracted; traces off the strips (FPN, unmapped: strip < 0) are left out.
 
     Without a pedestal table the baseline is the median of a channel's first 8 stored samples
     (zero suppression keeps samples before the pulse). A strip is hit when its peak exceeds
     5 sigma of its pedestal (25 ADC without a table).
     """
-    ch = f[L.CHANNELS]
-    lo = _first_channel_row(ch, event_row)
-    block = ch[lo : lo + 2048]
-    rows = block[(block["event_row"] == event_row) & (block["strip"] >= 0)]
-    rows = rows[rows["strip"] < n_strips]
-    if not len(rows):
+    traces = [t for t in traces if 0 <= t[0] < n_strips]
+    if not traces:
         return None
-    s0 = int(rows["sample_start"].min())
-    s1 = int((rows["sample_start"] + rows["n_samples"]).max())
-    bins = f[L.SAMPLE_BIN][s0:s1].astype(np.int64)
-    adc = f[L.SAMPLE_ADC][s0:s1].astype(np.float32)
-    n_t = max(512, int(bins.max()) + 1) if len(bins) else 512
+    top = max((int(np.max(b)) for _, b, _ in traces if len(b)), default=-1)
+    n_t = max(512, top + 1)
     wf = np.zeros((n_strips, n_t), np.float32)
     mean = np.full(n_strips, np.nan, np.float32)
     sigma = np.full(n_strips, 5.0, np.float32)
@@ -128,12 +185,12 @@ def event_waveforms(
         ok = (s >= 0) & (s < n_strips)
         mean[s[ok]] = pedestals["mean"][ok]
         sigma[s[ok]] = np.maximum(pedestals["sigma"][ok], 1e-3)
-    for r in rows:
-        a = int(r["sample_start"]) - s0
-        b = a + int(r["n_samples"])
-        strip = int(r["strip"])
-        base = mean[strip] if np.isfinite(mean[strip]) else float(np.median(adc[a : min(b, a + 8)]))
-        wf[strip, bins[a:b]] = adc[a:b] - base
+    for strip, bins, adc in traces:
+        if not len(adc):
+            continue
+        adc = np.asarray(adc, np.float32)
+        base = mean[strip] if np.isfinite(mean[strip]) else float(np.median(adc[:8]))
+        wf[strip, np.asarray(bins, np.int64)] = adc - base
     hits = wf.max(axis=1) > 5.0 * sigma
     return wf, hits
 
@@ -159,6 +216,7 @@ class ReplayWorker(SourceWorker):
         self.n_strips = n_strips
         self.event_period = 1.0 / event_rate_hz if event_rate_hz > 0 else float("inf")
         self.info.state = "replay"
+        self._lut = StripMapping.default().lut()  # the file's own, once it is open
 
     def run(self) -> None:
         try:
@@ -179,6 +237,7 @@ class ReplayWorker(SourceWorker):
     def _replay(self, rf: RunFile) -> None:
         meta = rf.metadata()
         peds = rf.pedestals()
+        self._lut = file_strip_lut(meta)
         factory = _Factory(meta.get("detector") or self.path.stem)
         run_number = int(meta["run_number"]) if meta.get("run_number", "").isdigit() else 0
         base = {
@@ -237,7 +296,9 @@ class ReplayWorker(SourceWorker):
                 t_msg = float(times[-1]) + offset
                 self._accept(factory.make("summary", header, arrays, t_msg), now)
                 if now >= next_event_wall:
-                    row = newest_stored_row(rf.file, cursor, cursor + take)
+                    stored = newest_stored_row(rf.file, cursor, cursor + take)
+                    raw = newest_raw_row(rows, cursor)
+                    row = max((r for r in (stored, raw) if r is not None), default=None)
                     if row is not None:
                         rec = block[row - block_start]
                         msg = self._event_message(rf, factory, row, rec, peds, offset)
@@ -287,14 +348,17 @@ class ReplayWorker(SourceWorker):
         peds: np.ndarray | None,
         offset: float = 0.0,
     ) -> Message | None:
-        got = event_waveforms(rf.file, row, peds, self.n_strips)
+        names = rec.dtype.names or ()
+        if "build_flags" in names and int(rec["build_flags"]) & L.SAMPLES_IN_RAW:
+            got = raw_event_waveforms(rf.event(row), self._lut, peds, self.n_strips)
+        else:
+            got = event_waveforms(rf.file, row, peds, self.n_strips)
         if got is None:
             return None
         wf, hits = got
         one = summary_arrays(np.asarray(rec).reshape(1))
         one["time_s"] += offset
         header = {k: v[0].item() for k, v in one.items()}
-        names = rec.dtype.names or ()
         header["event_count"] = int(rec["event_count"]) if "event_count" in names else 0
         t = float(one["time_s"][0])
         return factory.make("event", header, {"waveforms": wf, "hits": hits}, t)

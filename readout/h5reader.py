@@ -128,6 +128,15 @@ class RunFile:
         for a in range(0, len(ev), _SLAB):
             yield from self._slab(ev[a : a + _SLAB], start + a, ch, aux)
 
+    def event(self, row: int) -> Event:
+        """The Event of one event row, as ``iter_events(row, row + 1)`` yields it, without reading
+        the whole channel table (its rows and the aux rows are appended in event order)."""
+        if not 0 <= row < self.n_events:
+            raise IndexError(f"event row {row} not in 0..{self.n_events - 1}")
+        ch = _rows_of(self.file[L.CHANNELS], row)
+        aux = _rows_of(self.file[L.AUX], row)
+        return next(self._slab(self.events(row, row + 1), row, ch, aux))
+
     def _slab(self, ev: np.ndarray, first_row: int, ch: np.ndarray, aux: np.ndarray):
         last_row = first_row + len(ev)
         lo, hi = np.searchsorted(ch["event_row"], [first_row, last_row])
@@ -212,6 +221,26 @@ class RunFile:
 
 _SLAB = 256  # event rows read at a time
 _RAW_SPAN = 4096  # datagrams decoded at a time
+
+
+def _rows_of(table: h5py.Dataset, row: int, block: int = 4096) -> np.ndarray:
+    """The rows of ``table`` (sorted by ``event_row``) that belong to event row ``row``."""
+    lo, hi = 0, int(table.shape[0])
+    while lo < hi:  # first row with event_row >= row, reading one row per step
+        mid = (lo + hi) // 2
+        if int(table[mid]["event_row"]) < row:
+            lo = mid + 1
+        else:
+            hi = mid
+    parts = []
+    while lo < table.shape[0]:
+        rows = table[lo : lo + block]
+        mine = rows[rows["event_row"] == row]
+        parts.append(mine)
+        if len(mine) < len(rows):
+            break
+        lo += block
+    return np.concatenate(parts) if parts else np.zeros(0, table.dtype)
 
 
 def _decode_raw(datagrams: list[bytes]) -> Iterator[tuple[int, Event]]:
