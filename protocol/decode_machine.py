@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numba.cpython.unsafe.numbers import trailing_zeros
 
-from protocol.decode_scan import _adc_run_end, _copy_adc_run, _frame_body_end
+from protocol.decode_scan import _ADC_X4, _ALL_BITS, _NIBBLES, _frame_body_end
 from protocol.decode_tables import (
     _E_BIN_OOR,
     _E_CHAN_OOR,
@@ -70,6 +71,7 @@ from protocol.decode_tables import (
     _end_event,
     _event_header,
     _open_event,
+    _outside_error,
     _write_aux,
 )
 
@@ -106,6 +108,7 @@ def decode_batch(
     cap_ch = ch.shape[0]
     cap_s = min(tbin.shape[0], adc.shape[0])
     cap_aux = aux.shape[0]
+    n_quads = quads.shape[0]
     in_ev = state[ST_IN_EVENT] != 0
     er = state[ST_EV_ROW]
     pk = state[ST_PEND_KIND]
@@ -216,9 +219,42 @@ def decode_batch(
                     room = min(cap_s - ns, N_TIME_BINS - nb)
                     if room > 0:
                         lim = min(b1, i + room)
-                        j = _adc_run_end(row, quads, d * stride, i + 1, lim)
-                        _copy_adc_run(row[i:j], adc[ns:], tbin[ns:], nb)
+                        # _adc_run_end written out: an inlined call refcounts its arrays
+                        j = i + 1
+                        base = d * stride
+                        q = (base + j) >> 2
+                        if j < lim and q < n_quads:
+                            y = ((quads[np.uint64(q)] & _NIBBLES) ^ _ADC_X4) & (
+                                _ALL_BITS << np.uint64(16 * ((base + j) & 3))
+                            )
+                            if y == 0:
+                                q += 1
+                                while 4 * q + 16 <= base + lim and q + 4 <= n_quads:
+                                    u = np.uint64(q)
+                                    z = (
+                                        ((quads[u] & _NIBBLES) ^ _ADC_X4)
+                                        | ((quads[u + 1] & _NIBBLES) ^ _ADC_X4)
+                                        | ((quads[u + 2] & _NIBBLES) ^ _ADC_X4)
+                                        | ((quads[u + 3] & _NIBBLES) ^ _ADC_X4)
+                                    )
+                                    if z != 0:
+                                        break
+                                    q += 4
+                                while 4 * q < base + lim and q < n_quads:
+                                    y = (quads[np.uint64(q)] & _NIBBLES) ^ _ADC_X4
+                                    if y != 0:
+                                        break
+                                    q += 1
+                            if y != 0:
+                                j = min(4 * q + (trailing_zeros(y) >> 4) - base, lim)
+                            else:
+                                j = min(4 * q - base, lim)
+                        while j < lim and (row[j] >> 12) == 3:
+                            j += 1
                         run = j - i
+                        for k in range(np.uint64(run)):  # no views: they would be refcounted
+                            adc[np.uint64(ns) + k] = row[np.uint64(i) + k] & 0xFFF
+                            tbin[np.uint64(ns) + k] = np.uint64(nb) + k
                         ch[cur, CH_N_SAMPLES] += run
                         ns += run
                         nb += run
@@ -248,23 +284,12 @@ def decode_batch(
             kind = lut[w]
             i += 1
             if not in_ev:
-                if kind == _K_SOE:
-                    pass  # opened below
-                elif kind == _K_NULL:
-                    continue
-                elif kind == _K_EOE:
-                    errors[_E_ORPHAN] += 1
-                    pk = PEND_EOE
-                    pl = 1
-                    continue
-                elif kind in (_K_TIME_BIN_IX, _K_HIT_CNT, _K_LAST_CELL):
-                    errors[_E_ORPHAN] += 1
-                    continue
-                elif kind == _K_UNKNOWN:
-                    errors[_E_UNKNOWN] += 1
-                    continue
-                else:
-                    errors[_E_UNEXPECTED] += 1
+                if kind != _K_SOE:  # an SOE is opened below
+                    if kind != _K_NULL:
+                        errors[_outside_error(kind)] += 1
+                    if kind == _K_EOE:
+                        pk = PEND_EOE
+                        pl = 1
                     continue
             else:
                 nw += 1

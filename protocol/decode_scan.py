@@ -33,6 +33,8 @@ def _adc_run_end(row, quads, base, j, lim):
     a word is an ADC sample iff its top nibble is 3, so 4 words are tested at once; words
     before j in the first group are masked off, and the first other word is found by counting
     trailing zero bits. Without ``quads`` (unaligned buffer) the words are tested in 8s.
+    :func:`protocol.decode_machine.decode_batch` holds this scan written out (inlining a
+    function that takes arrays costs a refcount round trip per call): keep the two alike.
     """
     n_quads = quads.shape[0]
     g = base + j
@@ -71,14 +73,6 @@ def _adc_run_end(row, quads, base, j, lim):
     while j < lim and (row[j] >> 12) == 3:
         j += 1
     return j
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _copy_adc_run(words, adc, tbin, first_bin):
-    """12-bit values of ADC words, at consecutive time bins from first_bin."""
-    for k in range(words.shape[0]):
-        adc[k] = words[k] & 0xFFF
-        tbin[k] = first_bin + k
 
 
 @njit(cache=True, nogil=True)

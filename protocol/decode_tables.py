@@ -149,6 +149,14 @@ def _end_event(ev, row, eoe_hi, size_word, n_words, eoe_offset, n_ch, n_aux, dat
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _outside_error(kind):
+    """Error counted for a word of ``kind`` (not NULL, SOE, ADC or channel) outside an event."""
+    if kind in (_K_EOE, _K_TIME_BIN_IX, _K_HIT_CNT, _K_LAST_CELL):
+        return _E_ORPHAN
+    return _E_UNKNOWN if kind == _K_UNKNOWN else _E_UNEXPECTED
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _open_event(ev, row, soe, source, n_ch, n_aux, datagram):
     """Start event row ``row`` at a START_OF_EVENT word; header fields still zero."""
     for c in range(N_EV_COLS):
