@@ -174,7 +174,7 @@ def test_live_file_readable_and_metrics_served(tmp_path, tcp_port):
     acq = Acquisition(settings, metrics_port=tcp_port)
     try:
         acq.configure("run")
-        acq.start_run("calibration", "", tmp_path / "live.h5", seconds=30)
+        acq.start_run("background", "", tmp_path / "live.h5", seconds=30)
         seen = 0
         end = time.monotonic() + 20
         while time.monotonic() < end and seen == 0:
@@ -212,11 +212,13 @@ def test_inspect_and_dump_read_the_run_file(physics_run, capsys):
 def test_stop_drains_the_card_so_the_next_run_starts_clean(tmp_path):
     """Full readout (the calibration script) at a rate the link cannot carry: the card's memory
     is full when the run stops. Stopping drains it into the run, so the next run of the same
-    Acquisition gets no leftovers (no orphan data, no board restart, counters from 0)."""
+    Acquisition gets no leftovers (no orphan data, no board restart) and the event counters of
+    the two runs follow each other without a gap."""
     emu = Emulator(_scenario(600.0, 0.0), port=0, seed=5).start()
     settings = Settings().with_daq(bec=f"127.0.0.1:{emu.address[1]}", data_dir=str(tmp_path))
     acq = Acquisition(settings)
     try:
+        acq.configure("calibration")  # full readout: the card's memory fills
         files = []
         for k in range(2):
             path = tmp_path / f"run{k}.h5"
@@ -231,7 +233,9 @@ def test_stop_drains_the_card_so_the_next_run_starts_clean(tmp_path):
     finally:
         acq.close()
         emu.stop()
+    first = 0
     for path in files:
         with RunFile(path) as f:
             counts = [e.event_count for e in f.iter_events()]
-        assert len(counts) > 20 and counts == list(range(len(counts)))
+        assert len(counts) > 20 and counts == list(range(first, first + len(counts)))
+        first += len(counts)

@@ -41,7 +41,7 @@ def test_disk_full_stops_the_run_cleanly_with_a_clear_message(tmp_path, monkeypa
     path = tmp_path / "full.h5"
     try:
         acq.configure("run")
-        acq.start_run("calibration", "disk full", path, seconds=60)
+        acq.start_run("background", "disk full", path, seconds=60)
         end = time.monotonic() + 30
         while acq.writer.events_written < 20 and time.monotonic() < end:
             acq.poll()
@@ -62,7 +62,7 @@ def test_disk_full_stops_the_run_cleanly_with_a_clear_message(tmp_path, monkeypa
         assert acq.run.stop_reason.startswith("writer failed")
         assert acq.losses()["writer"]["errors"] >= 1
         monkeypatch.undo()  # space is back: the next run starts normally
-        acq.start_run("calibration", "after", tmp_path / "after.h5", events=20, seconds=30)
+        acq.start_run("background", "after", tmp_path / "after.h5", events=20, seconds=30)
         end = time.monotonic() + 30
         while acq.state == "running" and time.monotonic() < end:
             acq.poll()

@@ -97,7 +97,7 @@ def _take_run(rig: Rig, seconds: float = RUN_S, **faults: float) -> Outcome:
     rig.log.clear()
     rig.runs += 1
     path = rig.tmp / f"run{rig.runs}.h5"
-    acq.start_run("calibration", "link faults", path, seconds=seconds)
+    acq.start_run("background", "link faults", path, seconds=seconds)
     end = time.monotonic() + seconds + 20
     while acq.state == "running" and time.monotonic() < end:
         time.sleep(0.05)
@@ -256,7 +256,7 @@ def running(rig):
     """A run in progress with data flowing; stopped afterwards whatever happened."""
     sub = Subscriber(rig.acq.publisher.address, topics=("status",))
     rig.runs += 1
-    rig.acq.start_run("calibration", "board faults", rig.tmp / f"run{rig.runs}.h5", seconds=60)
+    rig.acq.start_run("background", "board faults", rig.tmp / f"run{rig.runs}.h5", seconds=60)
     try:
         assert _more_events(rig.acq, 100)
         yield sub
