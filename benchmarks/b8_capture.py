@@ -17,35 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.b6_end_to_end import FULL_SCRIPT
 from benchmarks.common import make_row
 
 ID = "B8"
-FULL_READOUT_SCRIPT = """\
-eof_on_eoe 1
-event_builder 1
-DAQ 0
-credits restore 256 32 F
-daq 0xFFFFFF F
-sca enable 0
-serve_target 0
-sca wckdiv 4
-sca cnt 0x200
-rst_len 0
-keep_rst 0
-emit_hit_cnt 0
-aget * mode 0x1
-subtract_ped 0
-zero_suppress 0
-mult_trig_ena 0
-event_limit 0x0
-trig_rate 3 1
-trig_enable 0x1
-serve_target 1
-clr tstamp
-clr evcnt
-sca enable 1
-DAQ -1
-"""
+FULL_READOUT_SCRIPT = FULL_SCRIPT.format(window=256, threshold=32, limit="0x0")
 
 
 def _emulator(ready: mp.Queue, stop: mp.Event) -> None:
