@@ -4,13 +4,12 @@ through the GUI's run-control panel; the stream fills the views; the run file re
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
+from conftest import free_tcp_port, free_udp_port
 
 from gui.alarms import load_rules
 from gui.config import MonitorConfig
@@ -20,6 +19,7 @@ from gui.views import HitmapView, RunControlView
 from gui.window import MainWindow
 from gui.worker import StreamWorker
 from protocol.mapping import StripMapping
+from readout.cli.demo import board_answers
 from readout.h5reader import RunFile
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
@@ -27,33 +27,12 @@ MAPPING = StripMapping.default()
 PY = [sys.executable, "-m", "readout"]
 
 
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def board_answers(port: int, child: subprocess.Popen, limit_s: float) -> bool:
-    """Send ``version`` to the emulator until it replies (it may compile at first)."""
-    end = time.monotonic() + limit_s
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(0.5)
-        while time.monotonic() < end and child.poll() is None:
-            try:
-                s.sendto(b"version", ("127.0.0.1", port))
-                s.recvfrom(2048)
-                return True
-            except OSError:
-                time.sleep(0.2)
-    return False
-
-
 @pytest.fixture
 def daq(tmp_path):
     """(control address, stream address, data dir) of a running emulator + DAQ server."""
-    bec = free_port(socket.SOCK_DGRAM)
-    control = f"tcp://127.0.0.1:{free_port(socket.SOCK_STREAM)}"
-    stream = f"tcp://127.0.0.1:{free_port(socket.SOCK_STREAM)}"
+    bec = free_udp_port()
+    control = f"tcp://127.0.0.1:{free_tcp_port()}"
+    stream = f"tcp://127.0.0.1:{free_tcp_port()}"
     data = tmp_path / "data"
     log = (tmp_path / "children.log").open("w")
     children = [subprocess.Popen([*PY, "emulate", "--port", str(bec), "--scenario", "calibration"],

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     )
     client = ControlClient(control, timeout_ms=60000)
     try:
-        if not _board_answers(bec_port, children[0], 120.0):
+        if not board_answers(bec_port, children[0], 120.0):
             print("demo: the emulator did not come up", file=sys.stderr)
             return 1
         children.append(subprocess.Popen(serve))
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
                 child.kill()
 
 
-def _board_answers(port: int, child: subprocess.Popen, limit_s: float) -> bool:
+def board_answers(port: int, child: subprocess.Popen, limit_s: float) -> bool:
     """Probe the emulator with ``version`` until it replies (it may be compiling at first)."""
     end = time.monotonic() + limit_s
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
