@@ -114,7 +114,7 @@ def _receiver(addr: tuple[str, int], setup: list[str], seconds: float, out: mp.Q
 
 
 def _measure(setup: list[str], seconds: float, mtu: int, burst: bool) -> dict:
-    from readout.emulator.server import Emulator
+    from agetdaq.readout.simulation.emulator.server import Emulator
 
     board = {"readout_ns_per_cell": 0.0} if burst else {}
     with Emulator(port=0, seed=1, mtu=mtu, bank=64, board=board) as emu:

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from agetdaq.protocol.decode import StreamDecoder
+from agetdaq.protocol.encode import DataFramer, event_words_bound, write_event_kernel
+from agetdaq.protocol.words import lead_word
 from benchmarks.common import make_row
-from protocol.decode import StreamDecoder
-from protocol.encode import DataFramer, event_words_bound, write_event_kernel
-from protocol.words import lead_word
 
 ID = "B1"
 DATAGRAM_BYTES = 8192

@@ -1,9 +1,10 @@
 """B2: online processing throughput (pedestal + common mode + k-sigma hits + features + trigger).
 
 Synthetic events of 240 strips x 512 samples (70 % 5.9 keV X-rays, 15 % muons, 15 % noise) go
-through :class:`readout.processing.Processor` with a pedestal table and FPN common mode. References,
-same run: a numpy copy of each event (240 x 512 float32) out of the same batch, and the numpy
-reference chain (:func:`readout.processing.reference.process_ref`) on a subset.
+through :class:`agetdaq.readout.datapath.processing.Processor` with a pedestal table and FPN common
+mode. References, same run: a numpy copy of each event (240 x 512 float32) out of the same batch,
+and the numpy reference chain (:func:`agetdaq.readout.datapath.processing.reference.process_ref`) on
+a subset.
 """
 
 from __future__ import annotations
@@ -12,10 +13,15 @@ from typing import Any
 
 import numpy as np
 
+from agetdaq.readout.datapath.processing import (
+    PedestalAccumulator,
+    Processor,
+    ProcessorConfig,
+    StripLayout,
+)
+from agetdaq.readout.datapath.processing.reference import process_ref
+from agetdaq.readout.datapath.processing.synthetic import SyntheticDetector
 from benchmarks.common import best_time, make_row
-from readout.processing import PedestalAccumulator, Processor, ProcessorConfig, StripLayout
-from readout.processing.reference import process_ref
-from readout.processing.synthetic import SyntheticDetector
 
 ID = "B2"
 TARGET_COPY_RATIO = 0.5

@@ -1,4 +1,5 @@
-"""B3: the receiver at Gigabit line rate: a paced sender process -> readout.receiver.Receiver.
+"""B3: the receiver at Gigabit line rate: a paced sender process ->
+agetdaq.readout.link.receiver.Receiver.
 
 Two loads, each from a sender process paced at the GbE line rate (125 MB/s on the wire incl. 66
 bytes of Ethernet/IP/UDP overhead per datagram): 8192-byte data datagrams (feminos-daq's size,
@@ -16,6 +17,7 @@ import threading
 import time
 from typing import Any
 
+from agetdaq.readout.link.receiver import Receiver, open_board_socket
 from benchmarks.common import make_row
 from benchmarks.daqrun import (
     LINE_RATE_BYTES_S,
@@ -23,7 +25,6 @@ from benchmarks.daqrun import (
     start_paced_sender,
     thread_cpu_s,
 )
-from readout.receiver import Receiver, open_board_socket
 
 ID = "B3"
 TARGET_RATIO = 0.999
@@ -95,7 +96,9 @@ def measure(size: int, per_call: int, count: int) -> dict[str, Any]:
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
-    logging.getLogger("readout.receiver").setLevel(logging.ERROR)  # SO_RCVBUF grant is printed
+    logging.getLogger("agetdaq.readout.link.receiver").setLevel(
+        logging.ERROR
+    )  # SO_RCVBUF grant is printed
     counts = {8192: 40_000, 1472: 100_000} if quick else {8192: 120_000, 1472: 300_000}
     rows: list[dict[str, Any]] = []
     for size, per_call in LOADS:

@@ -2,12 +2,12 @@
 
 The emulator runs in its own process (full readout: 4 chips x 68 channels x 512 samples, generator
 trigger above what the line carries, paced at the GbE line rate, MTU 1500); here a
-:class:`readout.board_link.BoardLink` (receiver + credit loop, ``credits restore 16384 0 B``) and a
-consumer thread that releases the ring. With a window of W bytes and a turnaround of RTT no loop
-can carry more than W / RTT; the RTT is measured in the same run, while the data flows, as the
-shortest round trip of a command (``version``) sent to the card from a process of its own: the
-floor of the board's and the network's share of the turnaround (the median is reported too).
-The bound is capped at the GbE line rate.
+:class:`agetdaq.readout.link.board_link.BoardLink` (receiver + credit loop, ``credits restore 16384
+0 B``) and a consumer thread that releases the ring. With a window of W bytes and a turnaround of
+RTT no loop can carry more than W / RTT; the RTT is measured in the same run, while the data flows,
+as the shortest round trip of a command (``version``) sent to the card from a process of its own:
+the floor of the board's and the network's share of the turnaround (the median is reported too). The
+bound is capped at the GbE line rate.
 
 Rows: MB/s / min(W / RTT, line rate) (target >= 0.9); re-grant latency p50 / p99 (a data frame's
 arrival stamp after ``recvmmsg`` -> its grant handed to ``send``; target p99 <= 50 us).
@@ -64,8 +64,8 @@ class _Releaser(threading.Thread):
 
 
 def measure(seconds: float) -> dict[str, Any]:
-    from protocol.script import parse_script
-    from readout.board_link import BoardLink
+    from agetdaq.protocol.script import parse_script
+    from agetdaq.readout.link.board_link import BoardLink
 
     with EmulatorProcess(seed=2, bank=64) as emu:
         link = BoardLink(*emu.address, local=("127.0.0.1", 0), timeout=10.0)

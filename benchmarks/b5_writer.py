@@ -2,10 +2,11 @@
 
 Full events (4 chips x 68 channels x 512 samples, ADC ~ N(250, 4)) are framed as the card does at
 MTU 1500 (1494-byte datagrams in 9216-byte ring rows) and decoded and built once; then 10 000 of
-them (64 distinct ones, cycled) go through :class:`readout.h5writer.RunWriter` with the default
-:class:`~readout.h5writer.WriterConfig` (blosc-lz4 + bitshuffle, 1 MiB chunks, SWMR, raw
-datagrams kept) as the data path hands them over: raw datagrams in batches of 256, then the event
-rows and every channel's waveform (store mode ``all``, what a shed event stores: the heaviest).
+them (64 distinct ones, cycled) go through :class:`agetdaq.readout.store.writer.RunWriter` with the
+default :class:`~agetdaq.readout.store.writer.WriterConfig` (blosc-lz4 + bitshuffle, 1 MiB chunks,
+SWMR, raw datagrams kept) as the data path hands them over: raw datagrams in batches of 256, then
+the event rows and every channel's waveform (store mode ``all``, what a shed event stores: the
+heaviest).
 
 Rows: writer MB/s of input (raw datagram bytes + event, channel and sample arrays) against plain
 writes (``os.writev``, one per hand-over) of the same bytes in the same run, both until the data
@@ -23,21 +24,21 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import make_row
-from protocol.decode import StreamDecoder
-from protocol.encode import (
+from agetdaq.protocol.decode import StreamDecoder
+from agetdaq.protocol.encode import (
     DataFramer,
     event_words_bound,
     max_frame_bytes_for_mtu,
     write_event_kernel,
 )
-from protocol.mapping import StripMapping
-from protocol.words import lead_word
-from readout.builder import EventBuilder, select_events
-from readout.eventrows import EVENT_DTYPE, event_rows, stored_channels
-from readout.h5writer import RunWriter, WriterConfig
-from readout.processing.waveforms import StripLayout
-from readout.receiver import DEFAULT_SLOT_SIZE
+from agetdaq.protocol.mapping import StripMapping
+from agetdaq.protocol.words import lead_word
+from agetdaq.readout.datapath.build import EventBuilder, select_events
+from agetdaq.readout.datapath.processing.waveforms import StripLayout
+from agetdaq.readout.datapath.rows import EVENT_DTYPE, event_rows, stored_channels
+from agetdaq.readout.link.receiver import DEFAULT_SLOT_SIZE
+from agetdaq.readout.store.writer import RunWriter, WriterConfig
+from benchmarks.common import make_row
 
 ID = "B5"
 N_DISTINCT = 64
@@ -87,7 +88,7 @@ def event_arrays(buf: np.ndarray, lengths: np.ndarray, n_events: int) -> list[tu
         raise RuntimeError(f"built {len(built)} of {n_events} events")
     lut = StripLayout.from_mapping(StripMapping.default(), 0).lut
     out = []
-    from readout.builder import BuiltBatch
+    from agetdaq.readout.datapath.build import BuiltBatch
 
     for i in range(len(built)):
         keep = np.zeros(len(built), bool)

@@ -1,10 +1,11 @@
 """B6: end to end: emulator -> UDP -> decode -> build -> process -> HDF5 -> ZMQ, on 2 cores.
 
-The BEC emulator runs in its own process, the acquisition engine (readout.engine.Acquisition:
-receiver, credit loop, data path, run writer, monitoring stream) in this one, and a ZeroMQ
-subscriber (the GUI's part) in a third that takes every message. The board is told to produce a
-fixed number of events (``event_limit``), so that every event it sent can be looked for in the
-run file: the run ends when the DAQ has built them all (or at a time limit).
+The BEC emulator runs in its own process, the acquisition engine
+(agetdaq.readout.acquisition.engine.Acquisition: receiver, credit loop, data path, run writer,
+monitoring stream) in this one, and a ZeroMQ subscriber (the GUI's part) in a third that takes every
+message. The board is told to produce a fixed number of events (``event_limit``), so that every
+event it sent can be looked for in the run file: the run ends when the DAQ has built them all (or at
+a time limit).
 
 Cases:
 * full readout (4 x 68 x 512 samples, ~280 kB per event) with the trigger at 1 kHz, 2.4x what the
@@ -112,7 +113,7 @@ DAQ -1
 
 
 def _subscriber(address: str, stop: Any, out: Any) -> None:
-    from readout.stream import Subscriber
+    from agetdaq.readout.transport.stream import Subscriber
 
     sub = Subscriber(address)
     counts: dict[str, int] = {}
@@ -133,9 +134,9 @@ def run_case(
     burst: bool = False,
 ) -> dict[str, Any]:
     """One run against a fresh emulator; returns the figures of the case."""
-    from readout.engine import Acquisition
-    from readout.h5reader import RunFile
-    from readout.settings import Settings
+    from agetdaq.readout.acquisition.engine import Acquisition
+    from agetdaq.readout.acquisition.settings import Settings
+    from agetdaq.readout.store.reader import RunFile
 
     path = work / f"{label}.h5"
     (work / f"{label}.txt").write_text(script)

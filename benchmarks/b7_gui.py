@@ -33,12 +33,12 @@ def _app():
 
 def _filled_window():
     """A window whose model holds a full, realistic data set."""
-    from gui.alarms import load_rules
-    from gui.gain_monitor import FitOutcome
-    from gui.synthetic import event_arrays, pedestal_arrays, status_payload, summary_arrays
-    from gui.window import MainWindow
-    from gui.worker import SourceWorker
-    from readout.stream import Message
+    from agetdaq.gui.alarms import load_rules
+    from agetdaq.gui.gain_monitor import FitOutcome
+    from agetdaq.gui.synthetic import event_arrays, pedestal_arrays, status_payload, summary_arrays
+    from agetdaq.gui.window import MainWindow
+    from agetdaq.gui.worker import SourceWorker
+    from agetdaq.readout.transport.stream import Message
 
     w = MainWindow([(SourceWorker("bench://0"), None)], rules=load_rules())
     w.show()
@@ -113,12 +113,12 @@ def _latency_ms(n_events: int) -> list[float]:
     import zmq
     from PyQt6.QtWidgets import QApplication
 
-    from gui.alarms import load_rules
-    from gui.synthetic import FakeDaq
-    from gui.views import EventView
-    from gui.window import MainWindow
-    from gui.worker import StreamWorker
-    from readout.stream import Publisher
+    from agetdaq.gui.alarms import load_rules
+    from agetdaq.gui.synthetic import FakeDaq
+    from agetdaq.gui.views import EventView
+    from agetdaq.gui.window import MainWindow
+    from agetdaq.gui.worker import StreamWorker
+    from agetdaq.readout.transport.stream import Publisher
 
     ctx = zmq.Context()
     pub = Publisher("tcp://127.0.0.1:*", source="bench", context=ctx)

@@ -25,7 +25,7 @@ FULL_READOUT_SCRIPT = FULL_SCRIPT.format(window=256, threshold=32, limit="0x0")
 
 
 def _emulator(ready: mp.Queue, stop: mp.Event) -> None:
-    from readout.emulator.server import Emulator
+    from agetdaq.readout.simulation.emulator.server import Emulator
 
     with Emulator(port=0, seed=1, bank=64) as emu:
         ready.put(emu.address)
@@ -33,8 +33,8 @@ def _emulator(ready: mp.Queue, stop: mp.Event) -> None:
 
 
 def _run(bec: str, work: Path, seconds: float, pcap: Path | None) -> dict:
-    from readout.engine import Acquisition
-    from readout.settings import Settings
+    from agetdaq.readout.acquisition.engine import Acquisition
+    from agetdaq.readout.acquisition.settings import Settings
 
     script = work / "full.txt"
     script.write_text(FULL_READOUT_SCRIPT)
@@ -65,7 +65,7 @@ def _tap_costs(n: int, work: Path) -> tuple[float, float]:
     for 1494-byte datagrams. The calls come in bursts of 500 with the writer draining between
     them (steady state: memory is recycled); then the writer's own cost on a backlog of ``n``.
     CPU time of the thread measured, not wall time: the figures do not depend on the load."""
-    from readout.capture import RX, PcapTap
+    from agetdaq.readout.link.pcap_tap import RX, PcapTap
 
     payload = memoryview(bytes(1494))
     tap = PcapTap(work / "micro.pcap", ("127.0.0.1", 1122), max_queue=n, drain_s=0.002)

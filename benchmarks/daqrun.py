@@ -125,7 +125,7 @@ def start_paced_sender(
 
 
 def _emulator_main(kwargs: dict, ready: Any, stop: Any, out: Any) -> None:
-    from readout.emulator.server import Emulator
+    from agetdaq.readout.simulation.emulator.server import Emulator
 
     with Emulator(port=0, **kwargs) as emu:
         ready.put(emu.address)
@@ -134,8 +134,9 @@ def _emulator_main(kwargs: dict, ready: Any, stop: Any, out: Any) -> None:
 
 
 class EmulatorProcess:
-    """The BEC emulator (readout.emulator.server.Emulator) in a process of its own, so that it has
-    a core and the DAQ under test the other. ``counters`` is filled when it stops."""
+    """The BEC emulator (agetdaq.readout.simulation.emulator.server.Emulator) in a process of its
+    own, so that it has a core and the DAQ under test the other. ``counters`` is filled when it
+    stops."""
 
     def __init__(self, **kwargs: Any) -> None:
         ctx = mp.get_context("spawn")

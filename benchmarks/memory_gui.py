@@ -42,7 +42,7 @@ def record_run(work: Path, seconds: float) -> Path:
     path = work / "calib.h5"
     with EmulatorProcess(scenario="calibration", seed=5, bank=64) as emu:
         cmd = [
-            sys.executable, "-m", "readout", "run", "--bec", emu.bec, "--data-dir", str(work),
+            sys.executable, "-m", "agetdaq", "run", "--bec", emu.bec, "--data-dir", str(work),
             "--script", "calibration", "--run-type", "calibration", "--seconds", str(seconds),
             "--output", str(path), "--comment", "MEM-GUI replay source",
         ]  # fmt: skip
@@ -63,7 +63,7 @@ def gui_command(run_file: Path, work: Path, quit_after_s: float, trace: bool = F
 
 def measure(first_s: float, last_s: float, work: Path, record_s: float) -> dict[str, Any]:
     run_file = record_run(work, record_s)
-    log_path = work / "gui.log"
+    log_path = work / "agetdaq.gui.log"
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     trace = bool(os.environ.get("MEM_GUI_TRACE"))
     with log_path.open("w", encoding="utf-8") as log:
@@ -132,7 +132,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
 
 
 def _child(argv: list[str]) -> int:
-    """``agetdaq gui`` (readout.cli) with a timer that shows every tab in turn and reports."""
+    """``agetdaq gui`` with a timer that shows every tab in turn and reports."""
     ap = argparse.ArgumentParser(prog="python -m benchmarks.memory_gui --child")
     ap.add_argument("--child", action="store_true")
     ap.add_argument("--trace", action="store_true", help="report tracemalloc's top growths")
@@ -145,10 +145,10 @@ def _child(argv: list[str]) -> int:
         tracemalloc.start(8)
     from PyQt6.QtCore import QTimer
 
-    import gui.app
-    from readout.cli import main as cli_main
+    import agetdaq.gui.app
+    from agetdaq.readout.cli import main as cli_main
 
-    build = gui.app.build
+    build = agetdaq.gui.app.build
     keep: list[Any] = []
     t0 = time.monotonic()
 
@@ -175,7 +175,7 @@ def _child(argv: list[str]) -> int:
         keep.extend((cycle, reporter))
         return window
 
-    gui.app.build = build_with_cycler
+    agetdaq.gui.app.build = build_with_cycler
     return cli_main(cli)
 
 

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from gui.history import TimeSeries
-from protocol.mapping import StripMapping
+from agetdaq.gui.history import TimeSeries
+from agetdaq.protocol.mapping import StripMapping
 
 CLASS_KEYS = ("noise", "xray", "muon", "other")  # class codes 0..3 of the summary
 RATE_NAMES = (

@@ -202,7 +202,7 @@ def rules_from_text(text: str, source: str = "<text>") -> list[Rule]:
 def load_rules(path: str | Path | None = None) -> list[Rule]:
     """Rules of ``path``, or the shipped defaults (gui/data/alarms.toml)."""
     if path is None:
-        ref = resources.files("gui").joinpath("data", "alarms.toml")
+        ref = resources.files("agetdaq.gui").joinpath("data", "alarms.toml")
         return rules_from_text(ref.read_text(encoding="utf-8"), "gui/data/alarms.toml")
     try:
         text = Path(path).read_text(encoding="utf-8")

@@ -10,13 +10,13 @@ from dataclasses import replace
 from PyQt6.QtCore import QEventLoop, QTimer
 from PyQt6.QtWidgets import QApplication
 
-from gui.alarms import RuleError, load_rules
-from gui.config import MonitorConfig
-from gui.control_worker import ControlWorker
-from gui.replay import ReplayWorker
-from gui.window import MainWindow
-from gui.worker import SourceWorker, StreamWorker
-from protocol.mapping import MappingError, StripMapping
+from agetdaq.gui.alarms import RuleError, load_rules
+from agetdaq.gui.config import MonitorConfig
+from agetdaq.gui.control_worker import ControlWorker
+from agetdaq.gui.replay import ReplayWorker
+from agetdaq.gui.window import MainWindow
+from agetdaq.gui.worker import SourceWorker, StreamWorker
+from agetdaq.protocol.mapping import MappingError, StripMapping
 
 DEFAULT_STREAM = "tcp://127.0.0.1:5556"
 DEFAULT_CONTROL = "tcp://127.0.0.1:5555"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gui.model import LinkInfo
-from readout.stream import Message
+from agetdaq.gui.model import LinkInfo
+from agetdaq.readout.transport.stream import Message
 
 _KEEP_LAST = ("event", "hist", "pedestal")
 _MAX_KEPT = 4096  # status / calib / other messages waiting for the GUI

@@ -1,9 +1,10 @@
 """Run-control requests in a worker thread: the GUI thread never waits for the DAQ.
 
-Requests are validated against ``readout.control.SCHEMA`` before they are queued (a bad request is
-answered at once with ``ok: false``); the worker sends them one by one with a
-``readout.control.ControlClient`` (which rebuilds its socket after a timeout) and, when idle,
-asks for ``status`` every ``poll_s`` so the panel knows the state and whether the DAQ answers.
+Requests are validated against ``agetdaq.readout.transport.control.SCHEMA`` before they are queued
+(a bad request is answered at once with ``ok: false``); the worker sends them one by one with a
+``agetdaq.readout.transport.control.ControlClient`` (which rebuilds its socket after a timeout) and,
+when idle, asks for ``status`` every ``poll_s`` so the panel knows the state and whether the DAQ
+answers.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 import zmq
 from PyQt6.QtCore import QThread, pyqtSignal
 
-from readout.control import ControlClient, RequestError, validate
+from agetdaq.readout.transport.control import ControlClient, RequestError, validate
 
 
 class ControlWorker(QThread):

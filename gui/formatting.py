@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from gui.accumulators import total_losses
-from gui.model import LinkInfo, StreamModel
+from agetdaq.gui.accumulators import total_losses
+from agetdaq.gui.model import LinkInfo, StreamModel
 
 
 def duration(seconds: object) -> str:

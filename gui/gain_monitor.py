@@ -1,4 +1,4 @@
-"""Online 55Fe gain monitor on top of the calibration engine (readout.calibration).
+"""Online 55Fe gain monitor on top of the calibration engine (agetdaq.readout.analysis.calibration).
 
 Two halves. ``GainMonitor`` lives on the GUI thread: it keeps what the views draw (the cumulative
 spectrum, trend points, gain map, last live fit) and collects X-ray-like events. ``CalibEngine``
@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from gui.config import MonitorConfig
-from gui.history import TimeSeries
-from readout.calibration.spectrum import Spectrum
+from agetdaq.gui.config import MonitorConfig
+from agetdaq.gui.history import TimeSeries
+from agetdaq.readout.analysis.calibration.spectrum import Spectrum
 
 TREND_NAMES = ("peak_adc", "gain_rel", "resolution_pct", "threshold_kev", "counts", "ok")
 MAP_INTERVAL_S = 60.0  # the gain map (n x n fits) is refitted at most this often
@@ -47,7 +47,8 @@ class FitOutcome:
 
 
 def outcome_from_fit(fit, spectrum: Spectrum) -> FitOutcome:
-    """FitOutcome of a ``readout.calibration.fit.FitResult``; the curve on the spectrum's bins."""
+    """FitOutcome of a ``agetdaq.readout.analysis.calibration.fit.FitResult``; the curve on the
+    spectrum's bins."""
     out = FitOutcome(fit.ok, fit.reason, spectrum.total)
     if fit.params:
         out.peak_adc, out.peak_err = fit.peak_adc, fit.peak_adc_err
@@ -67,7 +68,9 @@ def outcome_from_fit(fit, spectrum: Spectrum) -> FitOutcome:
 
 @dataclass
 class CalibUpdate:
-    points: list = field(default_factory=list)  # readout.calibration.trend.TrendPoint
+    points: list = field(
+        default_factory=list
+    )  # agetdaq.readout.analysis.calibration.trend.TrendPoint
     live: FitOutcome | None = None
     gain_map: np.ndarray | None = None  # [ix, iy] relative gains
     reference_gain: float | None = None  # ADC per keV
@@ -79,7 +82,13 @@ class CalibEngine:
     """The calibration engine of one stream; used by one thread at a time."""
 
     def __init__(self, config: MonitorConfig, area_mm: tuple[float, float, float, float]):
-        from readout.calibration import FitConfig, GainMap, GainMapConfig, GainTrend, TrendConfig
+        from agetdaq.readout.analysis.calibration import (
+            FitConfig,
+            GainMap,
+            GainMapConfig,
+            GainTrend,
+            TrendConfig,
+        )
 
         fit = FitConfig(gas=config.gas)
         self._trend_cls, self._map_cls = GainTrend, GainMap
@@ -100,7 +109,7 @@ class CalibEngine:
     def run(self, commands: list[tuple[str, object]], events: dict | None,
             live: Spectrum | None) -> CalibUpdate:  # fmt: skip
         """Apply operator commands, feed events, fit what is due."""
-        from readout.calibration import fit_spectrum
+        from agetdaq.readout.analysis.calibration import fit_spectrum
 
         up = CalibUpdate()
         for cmd, arg in commands:

@@ -1,8 +1,8 @@
 """Everything the monitor knows about one detector line, fed by stream messages (no Qt).
 
-``StreamModel.apply(msg)`` takes one decoded ``readout.stream.Message`` (or a worker-merged one)
-and updates bounded accumulators; ``version`` counts changes per part so a view redraws only
-when its data changed; ``metrics()`` gives the numbers the alarm rules watch.
+``StreamModel.apply(msg)`` takes one decoded ``agetdaq.readout.transport.stream.Message`` (or a
+worker-merged one) and updates bounded accumulators; ``version`` counts changes per part so a view
+redraws only when its data changed; ``metrics()`` gives the numbers the alarm rules watch.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gui.accumulators import (
+from agetdaq.gui.accumulators import (
     CLASS_KEYS,
     Hitmap,
     PedestalInfo,
@@ -22,12 +22,12 @@ from gui.accumulators import (
     StripOccupancy,
     strip_edges,
 )
-from gui.alarms import AlarmEngine, Rule
-from gui.config import MonitorConfig
-from gui.gain_monitor import GainMonitor
-from gui.history import TimeSeries
-from protocol.mapping import StripMapping
-from readout.stream import Message
+from agetdaq.gui.alarms import AlarmEngine, Rule
+from agetdaq.gui.config import MonitorConfig
+from agetdaq.gui.gain_monitor import GainMonitor
+from agetdaq.gui.history import TimeSeries
+from agetdaq.protocol.mapping import StripMapping
+from agetdaq.readout.transport.stream import Message
 
 XRAY = 1
 CALIB_NAMES = ("peak_adc", "gain_rel", "resolution_pct", "threshold_kev", "counts", "ok")

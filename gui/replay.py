@@ -24,15 +24,15 @@ import h5py
 import numpy as np
 import tomllib
 
-from gui.worker import SourceWorker
-from protocol.event import Event
-from protocol.mapping import MappingError, StripMapping
-from readout import h5layout as L
-from readout.h5reader import RunFile, RunFileError
-from readout.stream import Message
+from agetdaq.gui.worker import SourceWorker
+from agetdaq.protocol.event import Event
+from agetdaq.protocol.mapping import MappingError, StripMapping
+from agetdaq.readout.store import layout as L
+from agetdaq.readout.store.reader import RunFile, RunFileError
+from agetdaq.readout.transport.stream import Message
 
 try:  # the DAQ's own name table (stream name -> event table field)
-    from readout.monitorfeed import SUMMARY_FIELDS
+    from agetdaq.readout.analysis.monitor import SUMMARY_FIELDS
 except ImportError:  # pragma: no cover - the feed module is part of the DAQ
     SUMMARY_FIELDS = {}
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from PyQt6.QtWidgets import QWidget
 
-from gui import formatting as fmt
-from gui.model import StreamModel
+from agetdaq.gui import formatting as fmt
+from agetdaq.gui.model import StreamModel
 
 
 def summary_text(model: StreamModel, view_lines: Sequence[str], when: float | None = None) -> str:

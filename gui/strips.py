@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from protocol.mapping import StripMapping
+from agetdaq.protocol.mapping import StripMapping
 
 _ITEM = re.compile(r"^([XY]?)(\d+)(?:-([XY]?)(\d+))?$", re.IGNORECASE)
 

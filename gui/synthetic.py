@@ -1,8 +1,8 @@
 """Synthetic stream messages per docs/STREAM.md, for the GUI's tests, benchmark and demos.
 
-``FakeDaq`` publishes on a real ``readout.stream.Publisher``: status, summaries of 55Fe-like
-X-ray events (5.9 keV peak + Ar escape + background), sampled events with waveforms, a pedestal
-table and calib trend points. Energies are in ADC (X + Y sum).
+``FakeDaq`` publishes on a real ``agetdaq.readout.transport.stream.Publisher``: status, summaries of
+55Fe-like X-ray events (5.9 keV peak + Ar escape + background), sampled events with waveforms, a
+pedestal table and calib trend points. Energies are in ADC (X + Y sum).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 
-from protocol.mapping import StripMapping
-from readout.stream import Publisher
+from agetdaq.protocol.mapping import StripMapping
+from agetdaq.readout.transport.stream import Publisher
 
 N_SAMPLES = 512
 

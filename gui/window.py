@@ -25,16 +25,16 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from gui.alarms import Rule
-from gui.config import MonitorConfig
-from gui.control_worker import ControlWorker
-from gui.fitting import FitRunner
-from gui.gain_monitor import CalibUpdate
-from gui.model import LinkInfo, StreamModel
-from gui.snapshot import save_snapshot, summary_text
-from gui.views import VIEWS, BannerView, View
-from gui.worker import SourceWorker
-from protocol.mapping import StripMapping
+from agetdaq.gui.alarms import Rule
+from agetdaq.gui.config import MonitorConfig
+from agetdaq.gui.control_worker import ControlWorker
+from agetdaq.gui.fitting import FitRunner
+from agetdaq.gui.gain_monitor import CalibUpdate
+from agetdaq.gui.model import LinkInfo, StreamModel
+from agetdaq.gui.snapshot import save_snapshot, summary_text
+from agetdaq.gui.views import VIEWS, BannerView, View
+from agetdaq.gui.worker import SourceWorker
+from agetdaq.protocol.mapping import StripMapping
 
 TICK_MS = 250
 BEEP_REPEAT_S = 30.0

@@ -1,10 +1,11 @@
 """Worker threads that feed the GUI: the live ZeroMQ stream (and the base shared with replay).
 
 A worker owns its source, never blocks the DAQ (a SUB socket only reads; PUB drops for a slow
-reader) and never blocks the GUI: it emits ``batch`` (a list of ``readout.stream.Message`` with
-numpy arrays) at most every ``batch_s`` and only while the GUI has fewer than ``max_backlog``
-batches unprocessed; meanwhile messages are coalesced (gui/batching.py). ``link`` reports the
-connection health (``gui.model.LinkInfo``) a few times per second.
+reader) and never blocks the GUI: it emits ``batch`` (a list of
+``agetdaq.readout.transport.stream.Message`` with numpy arrays) at most every ``batch_s`` and only
+while the GUI has fewer than ``max_backlog`` batches unprocessed; meanwhile messages are coalesced
+(gui/batching.py). ``link`` reports the connection health (``agetdaq.gui.model.LinkInfo``) a few
+times per second.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import zmq
 from PyQt6.QtCore import QThread, pyqtSignal
 from zmq.utils.monitor import recv_monitor_message
 
-from gui.batching import Coalescer, SeqTracker
-from gui.model import LinkInfo
-from readout.stream import Message, Subscriber
+from agetdaq.gui.batching import Coalescer, SeqTracker
+from agetdaq.gui.model import LinkInfo
+from agetdaq.readout.transport.stream import Message, Subscriber
 
 LINK_PERIOD_S = 0.25
 

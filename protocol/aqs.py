@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from protocol import words as w
-from protocol.event import Event
+from agetdaq.protocol import words as w
+from agetdaq.protocol.event import Event
 
 HEADER_BYTES = 6
 _CHUNK_RE = re.compile(r"^(?P<stem>.*)-(?P<n>\d{3})$")
@@ -154,13 +154,13 @@ class AqsWriter:
         self._in_event = False
 
     def write_events(self, events: Iterable[Event], built: bool = False, **encode_kw: Any) -> None:
-        """Encode events into frames (``protocol.encode.encode_events``) and write them.
+        """Encode events into frames (``agetdaq.protocol.encode.encode_events``) and write them.
 
         ``built`` wraps each event in the built-event markers; its frames then end with the
         event (``eof_on_eoe``), as the feminos-daq builder needs. Otherwise ``encode_kw`` may
         also pack events across frames with ``eof_on_eoe=False``.
         """
-        from protocol.encode import encode_events
+        from agetdaq.protocol.encode import encode_events
 
         if not built:
             for d in encode_events(events, **{"eof_on_eoe": True, **encode_kw}):
@@ -230,8 +230,8 @@ class AqsReader:
                     yield from split_frames(mm, HEADER_BYTES, self.counts)
 
     def events(self) -> Iterator[Event]:
-        """Decoded events (``protocol.decode.StreamDecoder`` with has_lead=False)."""
-        from protocol.decode import StreamDecoder, pack_datagrams
+        """Decoded events (``agetdaq.protocol.decode.StreamDecoder`` with has_lead=False)."""
+        from agetdaq.protocol.decode import StreamDecoder, pack_datagrams
 
         decoder = StreamDecoder(check_seq=False, has_lead=False)
         batch: list[bytes] = []

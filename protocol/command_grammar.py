@@ -1,8 +1,9 @@
 """The grammar of the card commands (firmware V2.7, PROTOCOL.md §3.3-3.4) as data.
 
-:data:`COMMANDS` lists every command in the card's dispatch order (prefix match, first wins);
-each :class:`Spec` holds the :class:`Form` of its arguments per sub-command. ``aget`` actions are
-in :data:`AGET_FORMS`. The validator that reads these tables is :mod:`protocol.command_validator`.
+:data:`COMMANDS` lists every command in the card's dispatch order (prefix match, first wins); each
+:class:`Spec` holds the :class:`Form` of its arguments per sub-command. ``aget`` actions are in
+:data:`AGET_FORMS`. The validator that reads these tables is
+:mod:`agetdaq.protocol.command_validator`.
 """
 
 from __future__ import annotations

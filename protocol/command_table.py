@@ -16,13 +16,13 @@ the card silently masks out-of-range values and ignores extra words; here they a
 command word must be written in full (the card would take ``pedestal`` as ``ped``).
 
 The command table itself (:class:`Spec`, :class:`Form`, :data:`COMMANDS`) is
-:mod:`protocol.command_grammar`; :func:`validate` and the parse results are
-:mod:`protocol.command_validator`. Both are used through this module.
+:mod:`agetdaq.protocol.command_grammar`; :func:`validate` and the parse results are
+:mod:`agetdaq.protocol.command_validator`. Both are used through this module.
 """
 
 from __future__ import annotations
 
-from protocol.command_grammar import COMMANDS, Spec
-from protocol.command_validator import CommandError, ParsedCommand, Sel, find_spec, validate
+from agetdaq.protocol.command_grammar import COMMANDS, Spec
+from agetdaq.protocol.command_validator import CommandError, ParsedCommand, Sel, find_spec, validate
 
 __all__ = ["COMMANDS", "CommandError", "ParsedCommand", "Sel", "Spec", "find_spec", "validate"]

@@ -1,6 +1,6 @@
-"""Validation of one card command line against :mod:`protocol.command_grammar`.
+"""Validation of one card command line against :mod:`agetdaq.protocol.command_grammar`.
 
-Rules and error classes are described in :mod:`protocol.command_table`.
+Rules and error classes are described in :mod:`agetdaq.protocol.command_table`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from protocol.command_grammar import (
+from agetdaq.protocol.command_grammar import (
     AGET_FORMS,
     AGET_REGISTER_WORDS,
     COMMANDS,
@@ -23,7 +23,7 @@ from protocol.command_grammar import (
     sel,
     word,
 )
-from protocol.commands import ERR_ILLEGAL_PARAMETER, ERR_SYNTAX, ERR_UNKNOWN
+from agetdaq.protocol.commands import ERR_ILLEGAL_PARAMETER, ERR_SYNTAX, ERR_UNKNOWN
 
 
 class CommandError(ValueError):

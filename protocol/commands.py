@@ -1,8 +1,9 @@
 """Command lines and reply datagrams of the control protocol (PROTOCOL.md §3).
 
 A command is one ASCII line per UDP datagram. Every command except a data request gets one reply
-datagram: a CFRAME (text) or an MFRAME (binary monitoring payload, see :mod:`protocol.monitoring`).
-Reply datagram = 2-byte lead word (0) + frame; all words little-endian.
+datagram: a CFRAME (text) or an MFRAME (binary monitoring payload, see
+:mod:`agetdaq.protocol.monitoring`). Reply datagram = 2-byte lead word (0) + frame; all words
+little-endian.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from protocol import words as w
+from agetdaq.protocol import words as w
 
 ERR_OK = 0
 ERR_UNKNOWN = -1  # unknown command / generic failure

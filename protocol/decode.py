@@ -1,8 +1,8 @@
 """High-level data-stream decoding: datagram batches -> :class:`DecodedBatch` (flat tables).
 
-Semantics are those of :mod:`protocol.decode_kernel`. An event is returned in the batch where it
-ends; the part of an open event decoded so far is carried to the next batch (a channel cut at
-the boundary continues in the same row). Datagram indices count from the start of the stream.
+Semantics are those of :mod:`agetdaq.protocol.decode_kernel`. An event is returned in the batch
+where it ends; the part of an open event decoded so far is carried to the next batch (a channel cut
+at the boundary continues in the same row). Datagram indices count from the start of the stream.
 """
 
 from __future__ import annotations
@@ -13,15 +13,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from protocol import decode_kernel as dk
-from protocol.encode import EOE_SIZE_OFFSET_BYTES
-from protocol.event import N_DECODE_ERRORS, Channel, DecodeError, Event, EventFlag, signal_id
-from protocol.words import KIND_LUT
+from agetdaq.protocol import decode_kernel as dk
+from agetdaq.protocol.encode import EOE_SIZE_OFFSET_BYTES
+from agetdaq.protocol.event import (
+    N_DECODE_ERRORS,
+    Channel,
+    DecodeError,
+    Event,
+    EventFlag,
+    signal_id,
+)
+from agetdaq.protocol.words import KIND_LUT
 
 
 @dataclass
 class DecodedBatch:
-    """Events closed in one decode call, as flat tables (columns: ``protocol.decode_kernel``).
+    """Events closed in one decode call, as flat tables (columns:
+    ``agetdaq.protocol.decode_kernel``).
 
     The arrays are views into the decoder's output buffers, which it reuses only once nothing
     refers to them any more; with ``StreamDecoder(reuse_buffers=True)`` it reuses them anyway,

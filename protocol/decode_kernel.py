@@ -1,6 +1,6 @@
 """numba kernel decoding a batch of data datagrams into flat event / channel / sample tables.
 
-Semantics (the plain-Python twin is :mod:`protocol.decode_ref`; tests compare them):
+Semantics (the plain-Python twin is :mod:`agetdaq.protocol.decode_ref`; tests compare them):
 
 - A datagram is ``[lead] SOF_D size body EOF``; ``lengths`` are in bytes. Non-D frames are
   skipped (NOT_DATA_FRAME). ``size != length - lead`` counts FRAME_SIZE_MISMATCH and the words
@@ -27,16 +27,16 @@ Semantics (the plain-Python twin is :mod:`protocol.decode_ref`; tests compare th
 - Outputs are appended after ``counts`` rows already present (the caller may pre-load the open
   event of a previous batch there); a full output counts OUTPUT_OVERFLOW and drops the item.
 
-The kernel is :func:`decode_batch` (:mod:`protocol.decode_machine`); this module is where callers
-find it together with the table layout (:mod:`protocol.decode_tables`) and the ADC-run scan
-(:mod:`protocol.decode_scan`).
+The kernel is :func:`decode_batch` (:mod:`agetdaq.protocol.decode_machine`); this module is where
+callers find it together with the table layout (:mod:`agetdaq.protocol.decode_tables`) and the
+ADC-run scan (:mod:`agetdaq.protocol.decode_scan`).
 """
 
 from __future__ import annotations
 
-from protocol.decode_machine import decode_batch
-from protocol.decode_scan import _adc_run_end, quad_view
-from protocol.decode_tables import (
+from agetdaq.protocol.decode_machine import decode_batch
+from agetdaq.protocol.decode_scan import _adc_run_end, quad_view
+from agetdaq.protocol.decode_tables import (
     AUX_CARD,
     AUX_CHIP,
     AUX_HIT_COUNT,

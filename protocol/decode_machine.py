@@ -1,8 +1,8 @@
 """The decoder kernel: one pass of the state machine over a batch of data datagrams.
 
-Semantics and the tables it fills are described in :mod:`protocol.decode_kernel`; the table layout
-and row writers are in :mod:`protocol.decode_tables`, the frame and ADC-run scans in
-:mod:`protocol.decode_scan`.
+Semantics and the tables it fills are described in :mod:`agetdaq.protocol.decode_kernel`; the table
+layout and row writers are in :mod:`agetdaq.protocol.decode_tables`, the frame and ADC-run scans in
+:mod:`agetdaq.protocol.decode_scan`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import numpy as np
 from numba import njit
 from numba.cpython.unsafe.numbers import trailing_zeros
 
-from protocol.decode_scan import _ADC_X4, _ALL_BITS, _NIBBLES, _frame_body_end
-from protocol.decode_tables import (
+from agetdaq.protocol.decode_scan import _ADC_X4, _ALL_BITS, _NIBBLES, _frame_body_end
+from agetdaq.protocol.decode_tables import (
     _E_BIN_OOR,
     _E_CHAN_OOR,
     _E_DUP,
@@ -96,7 +96,8 @@ def decode_batch(
 ) -> None:
     """Decode datagrams ``buf[d, :lengths[d] // 2]`` (uint16 rows), appending to the tables.
 
-    ``quads`` is :func:`~protocol.decode_scan.quad_view` of ``buf`` (or an empty uint64 array).
+    ``quads`` is :func:`~agetdaq.protocol.decode_scan.quad_view` of ``buf`` (or an empty uint64
+    array).
 
     ``counts`` (rows already used: events, channels, samples, aux) and ``state`` are updated in
     place; ``errors`` is incremented by DecodeError index. An event still open at the end stays

@@ -1,5 +1,5 @@
-"""Plain-Python reference decoder: the same semantics as :mod:`protocol.decode_kernel`, written
-for clarity rather than speed (tests compare the two on every input they generate).
+"""Plain-Python reference decoder: the same semantics as :mod:`agetdaq.protocol.decode_kernel`,
+written for clarity rather than speed (tests compare the two on every input they generate).
 
 Feed datagrams one at a time with :meth:`ReferenceDecoder.feed`, then :meth:`flush`.
 """
@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from protocol.encode import EOE_SIZE_OFFSET_BYTES
-from protocol.event import N_DECODE_ERRORS, Channel, DecodeError, Event, EventFlag
-from protocol.words import (
+from agetdaq.protocol.encode import EOE_SIZE_OFFSET_BYTES
+from agetdaq.protocol.event import N_DECODE_ERRORS, Channel, DecodeError, Event, EventFlag
+from agetdaq.protocol.words import (
     END_OF_FRAME,
     N_SOE_WORDS,
     Kind,

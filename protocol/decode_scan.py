@@ -1,6 +1,6 @@
 """Scanning helpers of the decoder kernel: where a frame body ends, where a run of ADC words ends.
 
-Semantics of the frame checks are those of :mod:`protocol.decode_kernel` (its docstring).
+Semantics of the frame checks are those of :mod:`agetdaq.protocol.decode_kernel` (its docstring).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit
 from numba.cpython.unsafe.numbers import trailing_zeros
 
-from protocol.decode_tables import _E_FSIZE, _E_FTRUNC, _E_TRAILING
+from agetdaq.protocol.decode_tables import _E_FSIZE, _E_FTRUNC, _E_TRAILING
 
 _NIBBLES = np.uint64(0xF000_F000_F000_F000)
 _ADC_X4 = np.uint64(0x3000_3000_3000_3000)
@@ -33,7 +33,7 @@ def _adc_run_end(row, quads, base, j, lim):
     a word is an ADC sample iff its top nibble is 3, so 4 words are tested at once; words
     before j in the first group are masked off, and the first other word is found by counting
     trailing zero bits. Without ``quads`` (unaligned buffer) the words are tested in 8s.
-    :func:`protocol.decode_machine.decode_batch` holds this scan written out (inlining a
+    :func:`agetdaq.protocol.decode_machine.decode_batch` holds this scan written out (inlining a
     function that takes arrays costs a refcount round trip per call): keep the two alike.
     """
     n_quads = quads.shape[0]

@@ -1,7 +1,8 @@
 """Layout of the decoder's state and output tables, and the numba helpers that write their rows.
 
-The columns and state slots are the contract between :func:`protocol.decode_machine.decode_batch`
-and its callers, who read them through :mod:`protocol.decode_kernel`.
+The columns and state slots are the contract between
+:func:`agetdaq.protocol.decode_machine.decode_batch` and its callers, who read them through
+:mod:`agetdaq.protocol.decode_kernel`.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from protocol.event import DecodeError, EventFlag
-from protocol.words import Kind
+from agetdaq.protocol.event import DecodeError, EventFlag
+from agetdaq.protocol.words import Kind
 
 # ---- state (int64 array carried across calls) ----------------------------------------------
 ST_IN_EVENT = 0

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from protocol.event import TICK_NS, Channel, Event, EventFlag
+from agetdaq.protocol.event import TICK_NS, Channel, Event, EventFlag
 
 StripNamer = Callable[[int, int, int], "str | None"]
 SAMPLES_PER_LINE = 16
@@ -33,9 +33,9 @@ def flag_names(flags: int) -> list[str]:
 
 def strip_namer(rst_len: int = 0) -> StripNamer:
     """(card, chip, DAQ channel) -> strip name with the default mapping, or always None without
-    one (``protocol.mapping`` missing or failing to load)."""
+    one (``agetdaq.protocol.mapping`` missing or failing to load)."""
     try:
-        from protocol.mapping import StripMapping
+        from agetdaq.protocol.mapping import StripMapping
 
         mapping = StripMapping.default()
     except Exception:  # no mapping: dump still works, strips are null

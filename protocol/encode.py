@@ -22,8 +22,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from numba import njit
 
-from protocol.event import Event
-from protocol.words import (
+from agetdaq.protocol.event import Event
+from agetdaq.protocol.words import (
     ADC_SAMPLE,
     CHAN_HIT_CNT,
     CHAN_HIT_IX,

@@ -3,8 +3,8 @@
 File format: comment lines start with ``#``; then the header
 ``card,chip,aget_channel,axis,strip,position_mm`` and one row per connected channel.
 ``aget_channel`` is the *physical* AGET channel 1..64, so a mapping holds for either ``rst_len``
-(DAQ indices come from :mod:`protocol.channels`). Every strip number of an axis must appear once,
-from 0 without gaps; a channel may carry one strip only.
+(DAQ indices come from :mod:`agetdaq.protocol.channels`). Every strip number of an axis must appear
+once, from 0 without gaps; a channel may carry one strip only.
 
 Strips are held in a *global order*: X0..X(n_x-1), then Y0..Y(n_y-1) (global index = strip for X,
 n_x + strip for Y). All per-strip attributes are numpy arrays in that order.
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from protocol.channels import DAQ_INDEX_LUT, N_LUT_INDICES
-from protocol.event import signal_id
+from agetdaq.protocol.channels import DAQ_INDEX_LUT, N_LUT_INDICES
+from agetdaq.protocol.event import signal_id
 
 COLUMNS = ("card", "chip", "aget_channel", "axis", "strip", "position_mm")
 AXES = ("X", "Y")
@@ -61,7 +61,7 @@ class StripMapping:
     @classmethod
     def default(cls) -> StripMapping:
         """The shipped BabyIAXO mapping (protocol/data/babyiaxo.csv)."""
-        ref = resources.files("protocol").joinpath("data", DEFAULT_FILE)
+        ref = resources.files("agetdaq.protocol").joinpath("data", DEFAULT_FILE)
         return cls.from_text(ref.read_text(encoding="utf-8"), f"protocol/data/{DEFAULT_FILE}")
 
     @classmethod

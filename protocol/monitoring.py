@@ -1,9 +1,9 @@
 """MFRAME monitoring replies: ``cmd stat``, ``list ped|thr``, ``hped getsummary|getmath|getbins``.
 
 Encoders build the whole datagram (lead word 0 + MFRAME, as the card sends it); parsers take a
-datagram or an already decoded :class:`~protocol.commands.Reply` and raise
-:class:`~protocol.commands.ProtocolError` on anything that does not fit (PROTOCOL.md §2, §3.6).
-u32 values are two words, low word first.
+datagram or an already decoded :class:`~agetdaq.protocol.commands.Reply` and raise
+:class:`~agetdaq.protocol.commands.ProtocolError` on anything that does not fit (PROTOCOL.md §2,
+§3.6). u32 values are two words, low word first.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import astuple, dataclass, fields
 
 import numpy as np
 
-from protocol import words as w
-from protocol.commands import ProtocolError, Reply, encode_mframe, parse_reply
+from agetdaq.protocol import words as w
+from agetdaq.protocol.commands import ProtocolError, Reply, encode_mframe, parse_reply
 
 HISTO_ALLOWED_SIZE = 1400  # the card stops adding histogram items once the frame reaches this
 PED_HISTO_BINS = 512

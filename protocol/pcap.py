@@ -3,7 +3,7 @@
 The file formats are read and written with scapy's raw readers/writers (no per-packet dissection);
 the link, IPv4 and UDP headers are unpacked here with ``struct``, which is what makes it fast.
 Written files are Ethernet/IPv4/UDP with microsecond timestamps, readable by Wireshark and by
-:mod:`protocol.scapy_layer`. IP fragments are not reassembled: they are counted and skipped.
+:mod:`agetdaq.protocol.scapy_layer`. IP fragments are not reassembled: they are counted and skipped.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import NamedTuple
 from scapy.error import Scapy_Exception
 from scapy.utils import RawPcapNgReader, RawPcapReader, RawPcapWriter
 
-from protocol import words as w
+from agetdaq.protocol import words as w
 
 DEFAULT_PORT = 1122
 LINKTYPE_NULL = 0

@@ -1,4 +1,4 @@
-"""scapy field types of the Feminos layers (:mod:`protocol.scapy_layer`): shown-only summary
+"""scapy field types of the Feminos layers (:mod:`agetdaq.protocol.scapy_layer`): shown-only summary
 fields and the D/M size, C-frame message-length and padded-text fields that compute themselves.
 """
 
@@ -9,7 +9,7 @@ from typing import Any
 from scapy.fields import Field, LEShortField, PacketListField, StrField, XLEShortField
 from scapy.packet import Packet
 
-from protocol import words as w
+from agetdaq.protocol import words as w
 
 
 class ShownField(Field):

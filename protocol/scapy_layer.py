@@ -26,15 +26,15 @@ from scapy.fields import (
 from scapy.layers.inet import UDP
 from scapy.packet import Packet, bind_bottom_up, bind_top_down, split_bottom_up, split_top_down
 
-from protocol import words as w
-from protocol.scapy_fields import (
+from agetdaq.protocol import words as w
+from agetdaq.protocol.scapy_fields import (
     FrameSizeField,
     MsgLenField,
     PaddedTextField,
     ShownField,
     ShownPacketList,
 )
-from protocol.scapy_summary import (
+from agetdaq.protocol.scapy_summary import (
     FeminosChannelHeader,
     FeminosEventEnd,
     FeminosEventHeader,

@@ -9,8 +9,8 @@ import struct
 from scapy.fields import ByteField, IntField, LongField, ShortField, SignedShortField
 from scapy.packet import Packet
 
-from protocol import words as w
-from protocol.words import KIND_LUT, Kind
+from agetdaq.protocol import words as w
+from agetdaq.protocol.words import KIND_LUT, Kind
 
 
 class FeminosEventHeader(Packet):

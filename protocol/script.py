@@ -11,7 +11,7 @@ Line rules (as feminos-daq reads a command file):
 * client commands: ``sleep s``, ``DAQ [N]``, ``fem N|0xMASK|*``, ``credits show|restore c t F|B``,
   ``event_builder n``, ``verbose``, ``vflags``, ``fopen [asc|bin]``, ``fclose``, ``path dir``,
   ``file_chunk MB``, ``LIST ped|thr <asic>``, ``drop credit``, ``delay credit [ms]``;
-* everything else is a board command, checked with :func:`protocol.command_table.validate`.
+* everything else is a board command, checked with :func:`agetdaq.protocol.command_table.validate`.
 
 The result is a flat list of :class:`Step` (loops expanded, at most ``max_steps``); any error raises
 :class:`ScriptError` naming the file, the line and the offending text, before anything is sent.
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from protocol.command_table import CommandError, ParsedCommand, validate
+from agetdaq.protocol.command_table import CommandError, ParsedCommand, validate
 
 STEP_KINDS = ("board", "sleep", "daq", "fem", "credits", "client")
 DEFAULT_MAX_STEPS = 200_000

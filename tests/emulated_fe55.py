@@ -1,12 +1,13 @@
 """Calibration data from the BEC emulator's physics, in process and without sockets (test helper).
 
 The chain is the real one, step by step: PhysicsModel.generate -> the card's discriminators,
-pedestal equalisation and zero suppression (readout.emulator.cardproc, configured by the shipped
-board scripts startup.txt, pedestal.txt and run.txt sent to the emulated board's command
-interpreter) -> SOE/EOE words and DFRAMEs (protocol.encode) -> protocol.decode.StreamDecoder ->
-EventBuilder -> readout.processing Processor -> event-table rows (readout.eventrows), with the
-pedestal table of a DAQ pedestal run made through the same chain. Each event keeps its truth.
-Also used by tools/calibration_accuracy.py.
+pedestal equalisation and zero suppression (agetdaq.readout.simulation.emulator.cardproc, configured
+by the shipped board scripts startup.txt, pedestal.txt and run.txt sent to the emulated board's
+command interpreter) -> SOE/EOE words and DFRAMEs (agetdaq.protocol.encode) ->
+agetdaq.protocol.decode.StreamDecoder -> EventBuilder -> agetdaq.readout.datapath.processing
+Processor -> event-table rows (agetdaq.readout.datapath.rows), with the pedestal table of a DAQ
+pedestal run made through the same chain. Each event keeps its truth. Also used by
+tools/calibration_accuracy.py.
 """
 
 from __future__ import annotations
@@ -17,22 +18,22 @@ from pathlib import Path
 
 import numpy as np
 
-from protocol.commands import parse_reply
-from protocol.decode import StreamDecoder, pack_datagrams
-from protocol.encode import DataFramer, datagram, max_frame_bytes_for_mtu
-from protocol.script import parse_script
-from protocol.words import eoe_words, soe_words
-from readout import h5layout as L
-from readout.builder import BuiltBatch, EventBuilder
-from readout.emulator.scenario import Scenario
-from readout.emulator.server import Card
-from readout.engine import SCRIPTS_DIR
-from readout.eventrows import EVENT_DTYPE, event_rows
-from readout.h5writer import RunWriter, WriterConfig
-from readout.processing.pedestal import PedestalAccumulator
-from readout.processing.pipeline import Processor, ProcessorConfig
-from readout.processing.trigger import TriggerConfig
-from readout.processing.waveforms import FlatBatch, StripLayout, scatter
+from agetdaq.protocol.commands import parse_reply
+from agetdaq.protocol.decode import StreamDecoder, pack_datagrams
+from agetdaq.protocol.encode import DataFramer, datagram, max_frame_bytes_for_mtu
+from agetdaq.protocol.script import parse_script
+from agetdaq.protocol.words import eoe_words, soe_words
+from agetdaq.readout.acquisition.engine import SCRIPTS_DIR
+from agetdaq.readout.datapath.build import BuiltBatch, EventBuilder
+from agetdaq.readout.datapath.processing.pedestal import PedestalAccumulator
+from agetdaq.readout.datapath.processing.pipeline import Processor, ProcessorConfig
+from agetdaq.readout.datapath.processing.trigger import TriggerConfig
+from agetdaq.readout.datapath.processing.waveforms import FlatBatch, StripLayout, scatter
+from agetdaq.readout.datapath.rows import EVENT_DTYPE, event_rows
+from agetdaq.readout.simulation.emulator.scenario import Scenario
+from agetdaq.readout.simulation.emulator.server import Card
+from agetdaq.readout.store import layout as L
+from agetdaq.readout.store.writer import RunWriter, WriterConfig
 
 TICKS_PER_S = 50_000_000
 E_FC = 1.602176634e-4  # electron charge, fC
@@ -246,8 +247,8 @@ def gain_sweep(
     reference), each cut to exactly ``n_xrays`` selected X-rays and fitted as one trend slice;
     the card runs ``script`` (unless ``daq`` is given). Returns per point the fitted and true
     values (truth: mean gain of the slice's X-rays)."""
-    from readout.calibration import GainTrend, TrendConfig, select_xrays
-    from readout.calibration.runs import EventFilter, calibration_events
+    from agetdaq.readout.analysis.calibration import GainTrend, TrendConfig, select_xrays
+    from agetdaq.readout.analysis.calibration.runs import EventFilter, calibration_events
 
     daq = daq or EmulatedDaq("gain-drift", seed, energy_min_adc=threshold_adc, script=script)
     sc = daq.scenario
@@ -300,8 +301,8 @@ def muon_rejection(
     gains: tuple[float, ...], n_muons: int, seed: int = 2, daq: EmulatedDaq | None = None
 ) -> float:
     """Fraction of muons the calibration selection (EventFilter + XraySelection) rejects."""
-    from readout.calibration import select_xrays
-    from readout.calibration.runs import calibration_events
+    from agetdaq.readout.analysis.calibration import select_xrays
+    from agetdaq.readout.analysis.calibration.runs import calibration_events
 
     daq = daq or EmulatedDaq("gain-drift", seed)
     kept = total = 0
@@ -319,8 +320,8 @@ def gain_map_check(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fitted and true relative gain maps (6 x 6) of the ``gain-map`` scenario; ``spot_mm`` =
     (x, y, radius) illuminates a disc only (faster: fewer events for the same statistics)."""
-    from readout.calibration import GainMap
-    from readout.calibration.runs import calibration_events
+    from agetdaq.readout.analysis.calibration import GainMap
+    from agetdaq.readout.analysis.calibration.runs import calibration_events
 
     sc = Scenario.load("gain-map")
     if spot_mm is not None:

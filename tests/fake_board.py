@@ -1,9 +1,10 @@
 """A tiny stand-in for a BEC on 127.0.0.1, for the receiver / credit / board-link unit tests.
 
-It answers commands with CFRAMEs (protocol.commands.encode_cframe), keeps a send allowance that
-``daq`` requests add to (``daq 0xFFFFFF`` clears it, a request without sequence number flags the
-next data frame as first), and sends DFRAMEs built from protocol.words while it has allowance.
-It records every datagram it received. Not the emulator: no physics, no command semantics.
+It answers commands with CFRAMEs (agetdaq.protocol.commands.encode_cframe), keeps a send allowance
+that ``daq`` requests add to (``daq 0xFFFFFF`` clears it, a request without sequence number flags
+the next data frame as first), and sends DFRAMEs built from agetdaq.protocol.words while it has
+allowance. It records every datagram it received. Not the emulator: no physics, no command
+semantics.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import struct
 import threading
 import time
 
-from protocol import words as w
-from protocol.commands import encode_cframe, reply_text
+from agetdaq.protocol import words as w
+from agetdaq.protocol.commands import encode_cframe, reply_text
 
 
 def dframe(seq: int, first: bool = False, n_body: int = 4, fill: int = 0, card: int = 0) -> bytes:

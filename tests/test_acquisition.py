@@ -8,13 +8,13 @@ import urllib.request
 import numpy as np
 import pytest
 
-from readout.emulator.scenario import Scenario
-from readout.emulator.server import Emulator
-from readout.emulator.truth import read_truth
-from readout.engine import Acquisition
-from readout.h5reader import RunFile
-from readout.settings import Settings
-from readout.stream import Subscriber
+from agetdaq.readout.acquisition.engine import Acquisition
+from agetdaq.readout.acquisition.settings import Settings
+from agetdaq.readout.simulation.emulator.scenario import Scenario
+from agetdaq.readout.simulation.emulator.server import Emulator
+from agetdaq.readout.simulation.emulator.truth import read_truth
+from agetdaq.readout.store.reader import RunFile
+from agetdaq.readout.transport.stream import Subscriber
 
 pytestmark = pytest.mark.network
 
@@ -155,7 +155,7 @@ def test_pedestal_run_matches_emulator_truth(tmp_path):
         emu.stop()
     assert rows is not None
     strips = rows[rows["strip"] >= 0]
-    from protocol.mapping import StripMapping
+    from agetdaq.protocol.mapping import StripMapping
 
     m = StripMapping.default()
     true_mean = physics.pedestal[m.chip, m.aget_channel - 1][strips["strip"]]
@@ -195,7 +195,7 @@ def test_live_file_readable_and_metrics_served(tmp_path, tcp_port):
 def test_inspect_and_dump_read_the_run_file(physics_run, capsys):
     import json
 
-    from readout.cli import main
+    from agetdaq.readout.cli import main
 
     path, _, _, _ = physics_run
     assert main(["inspect", str(path), "--json"]) == 0

@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from protocol.aqs import (
+from agetdaq.protocol.aqs import (
     AqsFormatError,
     AqsReader,
     AqsWriter,
@@ -16,8 +16,8 @@ from protocol.aqs import (
     parse_header,
     read_aqs,
 )
-from protocol.encode import encode_events
-from protocol.event import Channel, Event, EventFlag
+from agetdaq.protocol.encode import encode_events
+from agetdaq.protocol.event import Channel, Event, EventFlag
 
 START = 1_700_000_000  # 0x6553F100
 

@@ -15,10 +15,10 @@ from fake_board import FakeBoard, dframe
 from hypothesis import given
 from hypothesis import strategies as st
 
-from readout import mmsg
-from readout.credit import CreditConfig, CreditLoop
-from readout.h5writer import RunWriter, WriterConfig, pack_datagrams, pack_datagrams_ref
-from readout.receiver import Receiver, open_board_socket
+from agetdaq.readout.link import mmsg
+from agetdaq.readout.link.credit import CreditConfig, CreditLoop
+from agetdaq.readout.link.receiver import Receiver, open_board_socket
+from agetdaq.readout.store.writer import RunWriter, WriterConfig, pack_datagrams, pack_datagrams_ref
 
 pytestmark = pytest.mark.skipif(not mmsg.available(), reason="recvmmsg needs Linux, 64-bit")
 
@@ -129,7 +129,7 @@ def test_writer_appends_whole_chunks_and_flushes_the_rest(tmp_path):
 
 
 def _no_channels():
-    from readout import h5layout as L
+    from agetdaq.readout.store import layout as L
 
     return (np.zeros(0, L.CHANNEL_DTYPE), np.zeros(0, np.uint16), np.zeros(0, np.uint16))
 
@@ -179,8 +179,8 @@ def test_receiver_batch_path_keeps_order_and_moves_frames_past_a_reply():
 
 @given(st.integers(0, 0xFFFFFE), st.sampled_from("FB"), st.integers(0, 255))
 def test_kernel_request_text_is_the_protocol_encoders(amount, unit, seq):
-    from protocol.commands import format_daq_request
-    from readout.creditkernel import format_request
+    from agetdaq.protocol.commands import format_daq_request
+    from agetdaq.readout.link.credit_kernel import format_request
 
     out = np.zeros(32, np.uint8)
     n = format_request(out, amount, unit == "B", seq)
@@ -202,7 +202,7 @@ def test_kernel_grants_in_sequence_without_the_python_path():
                 b = rx.get_batch(64, timeout=0.05)
                 got += len(b.lengths)
                 rx.release(len(b.lengths))
-            from readout import creditkernel as ck
+            from agetdaq.readout.link import credit_kernel as ck
 
             kernel_requests = int(credit._st[ck.S_REQUESTS])
         finally:

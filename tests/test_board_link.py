@@ -9,10 +9,10 @@ import time
 import pytest
 from fake_board import FakeBoard
 
-from protocol.command_table import validate
-from protocol.commands import ERR_ILLEGAL_PARAMETER, encode_cframe
-from protocol.script import ScriptError, Step, parse_script
-from readout.board_link import BoardError, BoardLink, BoardTimeout, expects_reply
+from agetdaq.protocol.command_table import validate
+from agetdaq.protocol.commands import ERR_ILLEGAL_PARAMETER, encode_cframe
+from agetdaq.protocol.script import ScriptError, Step, parse_script
+from agetdaq.readout.link.board_link import BoardError, BoardLink, BoardTimeout, expects_reply
 
 
 def link_to(board: FakeBoard, **kw) -> BoardLink:
@@ -227,7 +227,7 @@ def collect_frames(link: BoardLink, quiet_s: float = 0.4, limit_s: float = 20.0)
 
 @pytest.fixture
 def emulator():
-    from readout.emulator.server import Emulator
+    from agetdaq.readout.simulation.emulator.server import Emulator
 
     with Emulator(scenario="default", port=0, seed=4, bank=0) as emu:
         yield emu
@@ -239,8 +239,8 @@ def emu_link(emu, **kw) -> BoardLink:
 
 
 def test_emulator_data_flows_on_credit_and_pause_stops_it(emulator):
-    from protocol.decode import decode_datagrams
-    from readout.credit import CreditConfig
+    from agetdaq.protocol.decode import decode_datagrams
+    from agetdaq.readout.link.credit import CreditConfig
 
     with emu_link(emulator, credit=CreditConfig(window=8, threshold=2)) as link:
         for line in EMU_RUN:
@@ -271,7 +271,7 @@ def test_emulator_data_flows_on_credit_and_pause_stops_it(emulator):
 
 
 def test_emulator_drops_are_seen_as_lost_replies_and_do_not_stall(emulator):
-    from readout.credit import CreditConfig
+    from agetdaq.readout.link.credit import CreditConfig
 
     with emu_link(emulator, credit=CreditConfig(window=8, threshold=1)) as link:
         for line in EMU_RUN:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from protocol.decode import StreamDecoder, pack_datagrams
-from protocol.encode import encode_events
-from protocol.event import Channel, Event
-from readout.builder import BuilderConfig, BuildFlag, EventBuilder, select_events
+from agetdaq.protocol.decode import StreamDecoder, pack_datagrams
+from agetdaq.protocol.encode import encode_events
+from agetdaq.protocol.event import Channel, Event
+from agetdaq.readout.datapath.build import BuilderConfig, BuildFlag, EventBuilder, select_events
 
 
 def _event(count: int, ts: int, chips=(0, 1, 2, 3)) -> Event:

@@ -1,5 +1,5 @@
 """``agetdaq calibrate`` on real run files, the run-file reader behind it, and the online
-``calib`` stream feed (readout/calibfeed.py) over a real ZeroMQ socket on 127.0.0.1.
+``calib`` stream feed (readout/analysis/calibfeed.py) over a real ZeroMQ socket on 127.0.0.1.
 
 Run files hold events made by the emulator's physics through the real readout chain
 (tests/emulated_fe55.py): daily calibration runs of the gain-drift scenario at 100 %, 70 % and
@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from emulated_fe55 import EmulatedDaq, drift_time_for_gain, write_run
 
-from readout.calibfeed import CalibFeed
-from readout.calibration import TrendConfig
-from readout.calibration import plots as calib_plots
-from readout.calibration.runs import (
+from agetdaq.readout.analysis.calibfeed import CalibFeed
+from agetdaq.readout.analysis.calibration import TrendConfig
+from agetdaq.readout.analysis.calibration import plots as calib_plots
+from agetdaq.readout.analysis.calibration.runs import (
     EventFilter,
     RunClock,
     RunInputError,
@@ -28,8 +28,8 @@ from readout.calibration.runs import (
     calibration_events,
     open_runs,
 )
-from readout.cli import main
-from readout.stream import Publisher, Subscriber
+from agetdaq.readout.cli import main
+from agetdaq.readout.transport.stream import Publisher, Subscriber
 
 DAY = 86400.0
 THRESHOLD = 200.0

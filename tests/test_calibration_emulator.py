@@ -19,8 +19,8 @@ from emulated_fe55 import (
     muon_rejection,
 )
 
-from readout.calibration import select_xrays
-from readout.calibration.runs import calibration_events
+from agetdaq.readout.analysis.calibration import select_xrays
+from agetdaq.readout.analysis.calibration.runs import calibration_events
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from readout.calibration.fit import FitConfig, fit_spectrum
-from readout.calibration.model import (
+from agetdaq.readout.analysis.calibration.fit import FitConfig, fit_spectrum
+from agetdaq.readout.analysis.calibration.model import (
     ARGON,
     K_ALPHA,
     PARAM_NAMES,
@@ -25,8 +25,8 @@ from readout.calibration.model import (
     lines_for_gas,
     model_and_jacobian,
 )
-from readout.calibration.report import fit_to_dict, json_safe, spectrum_plot
-from readout.calibration.spectrum import Spectrum
+from agetdaq.readout.analysis.calibration.report import fit_to_dict, json_safe, spectrum_plot
+from agetdaq.readout.analysis.calibration.spectrum import Spectrum
 
 FWHM = 2.0 * math.sqrt(2.0 * math.log(2.0))
 GAIN0 = 250.0  # ADC per keV at 100 %

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from test_calibration_fit import GAIN0, THR_ADC, fe55_adc, scenario
 
-from readout.calibration.fit import FitConfig, _escape_prior, fit_spectrum
-from readout.calibration.model import (
+from agetdaq.readout.analysis.calibration.fit import FitConfig, _escape_prior, fit_spectrum
+from agetdaq.readout.analysis.calibration.model import (
     ARGON,
     IX,
     K_ALPHA,
     SourceLines,
 )
-from readout.calibration.spectrum import Spectrum
+from agetdaq.readout.analysis.calibration.spectrum import Spectrum
 
 # --- accuracy on the gain-drift scenario ----------------------------------------------------
 

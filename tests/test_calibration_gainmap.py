@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from test_calibration_fit import fe55_adc
 
-from readout.calibration.gainmap import GainMap, GainMapConfig, region_index
-from readout.calibration.report import (
+from agetdaq.readout.analysis.calibration.gainmap import GainMap, GainMapConfig, region_index
+from agetdaq.readout.analysis.calibration.report import (
     gainmap_csv_rows,
     gainmap_plot,
     gainmap_to_dict,

@@ -10,10 +10,20 @@ import numpy as np
 import pytest
 from test_calibration_fit import GAIN0, THR_ADC, fe55_adc, scenario
 
-from readout.calibration.report import trend_csv_rows, trend_plot, trend_to_dicts, write_csv
-from readout.calibration.selection import XraySelection, column, cut_flow, select_xrays
-from readout.calibration.spectrum import Spectrum
-from readout.calibration.trend import GainTrend, TrendConfig
+from agetdaq.readout.analysis.calibration.report import (
+    trend_csv_rows,
+    trend_plot,
+    trend_to_dicts,
+    write_csv,
+)
+from agetdaq.readout.analysis.calibration.selection import (
+    XraySelection,
+    column,
+    cut_flow,
+    select_xrays,
+)
+from agetdaq.readout.analysis.calibration.spectrum import Spectrum
+from agetdaq.readout.analysis.calibration.trend import GainTrend, TrendConfig
 
 
 def xray_events(adc: np.ndarray, t0: float = 0.0, rate_hz: float = 10.0) -> dict:
@@ -162,7 +172,7 @@ def test_selection_cuts_and_aliases():
             ("x_mm", "f4"),
             ("y_mm", "f4"),
         ],
-    )  # readout.processing.features names
+    )  # agetdaq.readout.datapath.processing.features names
     ev["energy"] = 1000
     ev["ncl_x"] = ev["ncl_y"] = 1
     ev["size_x"] = ev["size_y"] = 4

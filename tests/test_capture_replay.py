@@ -9,18 +9,24 @@ import time
 import numpy as np
 import pytest
 
-from protocol.commands import encode_cframe, parse_reply
-from protocol.encode import encode_events
-from protocol.event import Channel, Event
-from protocol.pcap import ethernet_frame, read_pcap, write_pcap
-from readout.capture import RX, TX, PcapTap, _Headers
-from readout.cli import main
-from readout.emulator.scenario import Scenario
-from readout.emulator.server import Emulator
-from readout.engine import Acquisition
-from readout.h5reader import RunFile
-from readout.replay import CaptureReplay, ReplayError, load_capture, normalise, parse_daq
-from readout.settings import Settings
+from agetdaq.protocol.commands import encode_cframe, parse_reply
+from agetdaq.protocol.encode import encode_events
+from agetdaq.protocol.event import Channel, Event
+from agetdaq.protocol.pcap import ethernet_frame, read_pcap, write_pcap
+from agetdaq.readout.acquisition.engine import Acquisition
+from agetdaq.readout.acquisition.settings import Settings
+from agetdaq.readout.cli import main
+from agetdaq.readout.link.pcap_tap import RX, TX, PcapTap, _Headers
+from agetdaq.readout.simulation.capture_replay import (
+    CaptureReplay,
+    ReplayError,
+    load_capture,
+    normalise,
+    parse_daq,
+)
+from agetdaq.readout.simulation.emulator.scenario import Scenario
+from agetdaq.readout.simulation.emulator.server import Emulator
+from agetdaq.readout.store.reader import RunFile
 
 BOARD = ("10.1.2.3", 1122)
 PC = ("10.1.2.100", 40000)
@@ -343,7 +349,7 @@ def test_agetdaq_run_writes_the_capture(tmp_path, emu, capsys):
 
 
 def test_serve_and_run_take_a_pcap_option():
-    from readout.cli import build_parser
+    from agetdaq.readout.cli import build_parser
 
     parser = build_parser()
     for command in ("run", "serve"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from protocol import channels as ch
+from agetdaq.protocol import channels as ch
 
 # (physical channel, DAQ index with rst_len 0): every segment boundary of the §4 table
 BOUNDARIES = [(1, 2), (11, 12), (12, 14), (21, 23), (22, 25), (43, 46), (44, 48), (53, 57),

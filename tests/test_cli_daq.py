@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from conftest import free_tcp_port
 
-from readout.control import ControlClient
-from readout.emulator.server import Emulator
-from readout.h5reader import RunFile
-from readout.stream import Subscriber
+from agetdaq.readout.simulation.emulator.server import Emulator
+from agetdaq.readout.store.reader import RunFile
+from agetdaq.readout.transport.control import ControlClient
+from agetdaq.readout.transport.stream import Subscriber
 
 pytestmark = pytest.mark.network
-AGETDAQ = [sys.executable, "-m", "readout"]
+AGETDAQ = [sys.executable, "-m", "agetdaq"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
@@ -197,7 +197,7 @@ def test_pedestal_command_measures_and_uploads(tmp_path):
         assert summary["uploaded_commands"] == 2 * 240
         physics_ped = emu.card.physics.pedestal
     # the board now equalises each strip's baseline at 250: ped = 250 - round(mean)
-    from protocol.mapping import StripMapping
+    from agetdaq.protocol.mapping import StripMapping
 
     m = StripMapping.default()
     idx = m.daq_channel()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from protocol.command_table import COMMANDS, CommandError, Sel, find_spec, validate
-from protocol.commands import (
+from agetdaq.protocol.command_table import COMMANDS, CommandError, Sel, find_spec, validate
+from agetdaq.protocol.commands import (
     DAQ_PAUSE,
     ERR_ILLEGAL_PARAMETER,
     ERR_SYNTAX,

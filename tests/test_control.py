@@ -8,7 +8,7 @@ import threading
 import pytest
 import zmq
 
-from readout.control import ControlClient, ControlServer, RequestError, validate
+from agetdaq.readout.transport.control import ControlClient, ControlServer, RequestError, validate
 
 
 @pytest.mark.parametrize(

@@ -8,12 +8,13 @@ import struct
 import numpy as np
 import pytest
 
-from protocol.aqs import AqsReader, AqsWriter, read_aqs
-from protocol.encode import encode_events
-from protocol.event import Channel, Event
-from protocol.pcap import write_pcap
-from readout.cli import main
-from readout.convert import (
+from agetdaq.protocol.aqs import AqsReader, AqsWriter, read_aqs
+from agetdaq.protocol.encode import encode_events
+from agetdaq.protocol.event import Channel, Event
+from agetdaq.protocol.pcap import write_pcap
+from agetdaq.readout.cli import main
+from agetdaq.readout.datapath.rows import NOT_PROCESSED
+from agetdaq.readout.store.convert import (
     ConvertError,
     aqs_to_h5,
     compare_events,
@@ -22,9 +23,8 @@ from readout.convert import (
     h5_to_aqs,
     record_events,
 )
-from readout.eventrows import NOT_PROCESSED
-from readout.h5reader import RunFile
-from readout.h5writer import WriterConfig
+from agetdaq.readout.store.reader import RunFile
+from agetdaq.readout.store.writer import WriterConfig
 
 START = 1_700_000_000
 

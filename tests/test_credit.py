@@ -9,8 +9,8 @@ import time
 import pytest
 from fake_board import FakeBoard, dframe
 
-from readout.credit import PAUSE_REQUEST, CreditConfig, CreditLoop
-from readout.receiver import Receiver, open_board_socket
+from agetdaq.readout.link.credit import PAUSE_REQUEST, CreditConfig, CreditLoop
+from agetdaq.readout.link.receiver import Receiver, open_board_socket
 
 
 class Wire:

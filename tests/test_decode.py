@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import strategies as st
 
-from protocol.decode import StreamDecoder, decode_datagrams, pack_datagrams
-from protocol.decode_ref import ReferenceDecoder
-from protocol.event import Channel, DecodeError, Event, EventFlag
+from agetdaq.protocol.decode import StreamDecoder, decode_datagrams, pack_datagrams
+from agetdaq.protocol.decode_ref import ReferenceDecoder
+from agetdaq.protocol.event import Channel, DecodeError, Event, EventFlag
 
 E = DecodeError
 F = EventFlag

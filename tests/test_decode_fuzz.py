@@ -8,11 +8,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_decode import assert_numba_matches_reference, dg, events_st
 
-from protocol import decode_kernel as dk
-from protocol.decode import StreamDecoder, pack_datagrams
-from protocol.decode_ref import ReferenceDecoder
-from protocol.encode import encode_events
-from protocol.event import EventFlag
+from agetdaq.protocol import decode_kernel as dk
+from agetdaq.protocol.decode import StreamDecoder, pack_datagrams
+from agetdaq.protocol.decode_ref import ReferenceDecoder
+from agetdaq.protocol.encode import encode_events
+from agetdaq.protocol.event import EventFlag
 
 F = EventFlag
 

@@ -17,9 +17,9 @@ from test_decode import (
     same_list,
 )
 
-from protocol.decode import StreamDecoder, decode_datagrams, pack_datagrams
-from protocol.encode import DataFramer, datagram, encode_events, event_words
-from protocol.event import Channel, Event
+from agetdaq.protocol.decode import StreamDecoder, decode_datagrams, pack_datagrams
+from agetdaq.protocol.encode import DataFramer, datagram, encode_events, event_words
+from agetdaq.protocol.event import Channel, Event
 
 # ---- round trips ----------------------------------------------------------------------------
 
@@ -174,7 +174,7 @@ def test_word_and_quad_scans_agree(evs, max_bytes, shift) -> None:
 
 
 def test_adc_run_end_matches_a_plain_scan() -> None:
-    from protocol.decode_kernel import _adc_run_end, quad_view
+    from agetdaq.protocol.decode_kernel import _adc_run_end, quad_view
 
     rng = np.random.default_rng(3)
     for trial in range(6):

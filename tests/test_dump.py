@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from protocol.aqs import AqsWriter
-from protocol.commands import encode_cframe
-from protocol.encode import encode_events
-from protocol.event import Channel, Event
-from protocol.mapping import StripMapping
-from protocol.pcap import PcapRecord, write_pcap
-from readout.cli import main
+from agetdaq.protocol.aqs import AqsWriter
+from agetdaq.protocol.commands import encode_cframe
+from agetdaq.protocol.encode import encode_events
+from agetdaq.protocol.event import Channel, Event
+from agetdaq.protocol.mapping import StripMapping
+from agetdaq.protocol.pcap import PcapRecord, write_pcap
+from agetdaq.readout.cli import main
 
 BOARD = ("192.168.10.1", 1122)
 PC = ("192.168.10.100", 40000)
@@ -146,7 +146,7 @@ def test_lost_and_garbage_datagrams_are_reported(capsys, tmp_path, pcap_file):
 def test_subprocess_entry_point(pcap_file):
     path, events, _ = pcap_file
     exe = Path(sys.executable).with_name("agetdaq")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "readout"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "agetdaq"]
     proc = subprocess.run(
         [*cmd, "dump", str(path), "--json", "--events", "2:"],
         capture_output=True,
@@ -160,8 +160,8 @@ def test_subprocess_entry_point(pcap_file):
 
 
 def test_h5_run_file(capsys, tmp_path):
-    from readout import h5layout as L
-    from readout.h5writer import RunWriter
+    from agetdaq.readout.store import layout as L
+    from agetdaq.readout.store.writer import RunWriter
 
     dtype = np.dtype([("event_count", "<u4"), ("timestamp", "<u8"), ("type", "u1")])
     ev = np.zeros(3, dtype)

@@ -8,11 +8,11 @@ import time
 import numpy as np
 import pytest
 
-from protocol import monitoring as mon
-from protocol.commands import ERR_ILLEGAL_PARAMETER, ERR_SYNTAX, ERR_UNKNOWN, parse_reply
-from protocol.script import parse_script_text
-from readout.emulator.hped import PedestalHistos
-from readout.emulator.server import Emulator
+from agetdaq.protocol import monitoring as mon
+from agetdaq.protocol.commands import ERR_ILLEGAL_PARAMETER, ERR_SYNTAX, ERR_UNKNOWN, parse_reply
+from agetdaq.protocol.script import parse_script_text
+from agetdaq.readout.simulation.emulator.hped import PedestalHistos
+from agetdaq.readout.simulation.emulator.server import Emulator
 
 # Written in the style of the feminos-daq configs: startup, pedestal and data-taking scripts.
 STARTUP = """

@@ -8,12 +8,12 @@ import time
 import numpy as np
 import pytest
 
-from protocol.commands import parse_reply
-from protocol.decode import decode_datagrams
-from protocol.encode import DataFramer, datagram
-from readout.emulator.dataflow import DataFlow
-from readout.emulator.framering import FrameRing
-from readout.emulator.server import Emulator
+from agetdaq.protocol.commands import parse_reply
+from agetdaq.protocol.decode import decode_datagrams
+from agetdaq.protocol.encode import DataFramer, datagram
+from agetdaq.readout.simulation.emulator.dataflow import DataFlow
+from agetdaq.readout.simulation.emulator.framering import FrameRing
+from agetdaq.readout.simulation.emulator.server import Emulator
 
 # ---- DataFlow unit tests ---------------------------------------------------------------------
 
@@ -101,7 +101,8 @@ def test_byte_mode_has_no_credit_timeout() -> None:
     assert df.next_deadline() is None and df.poll_timeout(10.0) is None
 
 
-# ---- framing against protocol.encode ---------------------------------------------------------
+# ---- framing against agetdaq.protocol.encode
+# ---------------------------------------------------------
 
 
 @pytest.mark.parametrize("eof_on_eoe", [True, False])

@@ -7,10 +7,15 @@ import time
 
 import pytest
 
-from protocol.commands import parse_reply
-from protocol.decode import decode_datagrams
-from readout.emulator.faults import FaultConfig, FaultError, FaultInjector, parse_fault_args
-from readout.emulator.server import Emulator
+from agetdaq.protocol.commands import parse_reply
+from agetdaq.protocol.decode import decode_datagrams
+from agetdaq.readout.simulation.emulator.faults import (
+    FaultConfig,
+    FaultError,
+    FaultInjector,
+    parse_fault_args,
+)
+from agetdaq.readout.simulation.emulator.server import Emulator
 
 
 def _dg(seq: int) -> bytes:

@@ -11,16 +11,20 @@ import time
 import numpy as np
 import pytest
 
-from protocol import monitoring as mon
-from protocol.channels import daq_index, physical_channel
-from protocol.commands import parse_reply
-from protocol.decode import decode_datagrams
-from protocol.encode import event_words
-from protocol.mapping import StripMapping
-from readout.emulator.cardproc import CardProcessor, CardSettings, reference_event
-from readout.emulator.scenario import Scenario
-from readout.emulator.server import Emulator
-from readout.emulator.truth import read_truth
+from agetdaq.protocol import monitoring as mon
+from agetdaq.protocol.channels import daq_index, physical_channel
+from agetdaq.protocol.commands import parse_reply
+from agetdaq.protocol.decode import decode_datagrams
+from agetdaq.protocol.encode import event_words
+from agetdaq.protocol.mapping import StripMapping
+from agetdaq.readout.simulation.emulator.cardproc import (
+    CardProcessor,
+    CardSettings,
+    reference_event,
+)
+from agetdaq.readout.simulation.emulator.scenario import Scenario
+from agetdaq.readout.simulation.emulator.server import Emulator
+from agetdaq.readout.simulation.emulator.truth import read_truth
 
 # ---- card processing: numba kernel == plain-Python reference -----------------------------------
 

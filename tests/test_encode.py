@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.encode import (
+from agetdaq.protocol.encode import (
     DataFramer,
     datagram,
     encode_events,
@@ -16,7 +16,7 @@ from protocol.encode import (
     max_frame_bytes_for_mtu,
     write_event_kernel,
 )
-from protocol.event import Channel, Event
+from agetdaq.protocol.event import Channel, Event
 
 
 def u16(*values: int) -> np.ndarray:

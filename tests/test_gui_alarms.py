@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from gui.alarms import AlarmEngine, Rule, RuleError, load_rules, rules_from_text
+from agetdaq.gui.alarms import AlarmEngine, Rule, RuleError, load_rules, rules_from_text
 
 RULES = """
 [[rule]]

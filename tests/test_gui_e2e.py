@@ -11,20 +11,20 @@ import numpy as np
 import pytest
 from conftest import free_tcp_port, free_udp_port
 
-from gui.alarms import load_rules
-from gui.config import MonitorConfig
-from gui.control_worker import ControlWorker
-from gui.replay import ReplayWorker
-from gui.views import HitmapView, RunControlView
-from gui.window import MainWindow
-from gui.worker import StreamWorker
-from protocol.mapping import StripMapping
-from readout.cli.demo import board_answers
-from readout.h5reader import RunFile
+from agetdaq.gui.alarms import load_rules
+from agetdaq.gui.config import MonitorConfig
+from agetdaq.gui.control_worker import ControlWorker
+from agetdaq.gui.replay import ReplayWorker
+from agetdaq.gui.views import HitmapView, RunControlView
+from agetdaq.gui.window import MainWindow
+from agetdaq.gui.worker import StreamWorker
+from agetdaq.protocol.mapping import StripMapping
+from agetdaq.readout.cli.demo import board_answers
+from agetdaq.readout.store.reader import RunFile
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 MAPPING = StripMapping.default()
-PY = [sys.executable, "-m", "readout"]
+PY = [sys.executable, "-m", "agetdaq"]
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@
 
 Events come from the emulator's physics and card through the DAQ's real decoding and processing
 (tests/emulated_fe55.py, no sockets), are put on the wire exactly as the DAQ's MonitorFeed does
-(readout.stream encode/decode), and feed the GUI's StreamModel: its gain trend must follow the
-truth within 2 % per point and the gain-drift alarm must fire.
+(agetdaq.readout.transport.stream encode/decode), and feed the GUI's StreamModel: its gain trend
+must follow the truth within 2 % per point and the gain-drift alarm must fire.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from emulated_fe55 import EmulatedDaq, drift_time_for_gain
 
-from gui.alarms import load_rules
-from gui.config import MonitorConfig
-from gui.model import StreamModel
-from protocol.mapping import StripMapping
-from readout.monitorfeed import SUMMARY_FIELDS
-from readout.stream import decode_message, encode_message
+from agetdaq.gui.alarms import load_rules
+from agetdaq.gui.config import MonitorConfig
+from agetdaq.gui.model import StreamModel
+from agetdaq.protocol.mapping import StripMapping
+from agetdaq.readout.analysis.monitor import SUMMARY_FIELDS
+from agetdaq.readout.transport.stream import decode_message, encode_message
 
 GAINS = (1.0, 0.93, 0.86, 0.8)
 N_XRAYS = 700

@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gui.accumulators import Hitmap, RateTracker, class_key, strip_edges, total_losses
-from gui.batching import Coalescer, SeqTracker
-from gui.config import MonitorConfig
-from gui.history import TimeSeries
-from gui.model import LinkInfo, StreamModel
-from gui.runstate import allowed_actions
-from gui.strips import StripSpecError, format_strips, parse_strips
-from gui.synthetic import event_arrays, pedestal_arrays, status_payload, summary_arrays
-from protocol.mapping import StripMapping
-from readout.stream import Message, decode_message, encode_message
+from agetdaq.gui.accumulators import Hitmap, RateTracker, class_key, strip_edges, total_losses
+from agetdaq.gui.batching import Coalescer, SeqTracker
+from agetdaq.gui.config import MonitorConfig
+from agetdaq.gui.history import TimeSeries
+from agetdaq.gui.model import LinkInfo, StreamModel
+from agetdaq.gui.runstate import allowed_actions
+from agetdaq.gui.strips import StripSpecError, format_strips, parse_strips
+from agetdaq.gui.synthetic import event_arrays, pedestal_arrays, status_payload, summary_arrays
+from agetdaq.protocol.mapping import StripMapping
+from agetdaq.readout.transport.stream import Message, decode_message, encode_message
 
 MAPPING = StripMapping.default()
 

@@ -1,5 +1,5 @@
-"""Replay of a run file (written with readout.h5writer.RunWriter) through the monitor, and
-``agetdaq gui --replay ... --screenshot`` writing a PNG of the whole window."""
+"""Replay of a run file (written with agetdaq.readout.store.writer.RunWriter) through the monitor,
+and ``agetdaq gui --replay ... --screenshot`` writing a PNG of the whole window."""
 
 from __future__ import annotations
 
@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 from PyQt6.QtGui import QImage
 
-from gui.alarms import load_rules
-from gui.config import MonitorConfig
-from gui.replay import ReplayWorker, summary_arrays
-from gui.synthetic import pedestal_arrays
-from gui.window import MainWindow
-from protocol.mapping import StripMapping
-from readout import h5layout as L
-from readout.cli import main as cli_main
-from readout.eventrows import EVENT_DTYPE
-from readout.h5writer import RunWriter
+from agetdaq.gui.alarms import load_rules
+from agetdaq.gui.config import MonitorConfig
+from agetdaq.gui.replay import ReplayWorker, summary_arrays
+from agetdaq.gui.synthetic import pedestal_arrays
+from agetdaq.gui.window import MainWindow
+from agetdaq.protocol.mapping import StripMapping
+from agetdaq.readout.cli import main as cli_main
+from agetdaq.readout.datapath.rows import EVENT_DTYPE
+from agetdaq.readout.store import layout as L
+from agetdaq.readout.store.writer import RunWriter
 
 MAPPING = StripMapping.default()
 N_EVENTS = 600
@@ -148,7 +148,7 @@ def test_agetdaq_gui_subprocess_writes_a_screenshot(tmp_path):
     write_run(path, n=100, seconds=1.0)
     out = tmp_path / "shot.png"
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    cmd = [sys.executable, "-m", "readout", "gui", "--replay", str(path), "--speed", "0",
+    cmd = [sys.executable, "-m", "agetdaq", "gui", "--replay", str(path), "--speed", "0",
            "--screenshot", str(out), "--after", "1"]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 from test_gui_replay import MAPPING, N_EVENTS, write_run
 
-from gui.alarms import load_rules
-from gui.app import make_sources
-from gui.config import MonitorConfig
-from gui.replay import LOOP_GAP_S, ReplayWorker
-from gui.window import MainWindow
-from readout.cli import build_parser
+from agetdaq.gui.alarms import load_rules
+from agetdaq.gui.app import make_sources
+from agetdaq.gui.config import MonitorConfig
+from agetdaq.gui.replay import LOOP_GAP_S, ReplayWorker
+from agetdaq.gui.window import MainWindow
+from agetdaq.readout.cli import build_parser
 
 SECONDS = 6.0  # run time of write_run's file
 

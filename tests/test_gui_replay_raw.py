@@ -9,20 +9,20 @@ import pytest
 from PyQt6.QtCore import QCoreApplication
 from test_h5_samples_in_raw import _Ring
 
-from gui.replay import ReplayWorker
-from gui.synthetic import pedestal_arrays
-from protocol.decode import decode_datagrams
-from protocol.encode import encode_events
-from protocol.event import Channel, Event
-from protocol.mapping import StripMapping
-from readout import h5layout as L
-from readout.datapath import DataPath
-from readout.eventrows import EVENT_DTYPE, NOT_PROCESSED, SAMPLES_IN_RAW
-from readout.h5reader import RunFile
-from readout.h5writer import RunWriter, WriterConfig
-from readout.monitorfeed import MonitorFeed
-from readout.processing.pipeline import Processor
-from readout.processing.waveforms import StripLayout
+from agetdaq.gui.replay import ReplayWorker
+from agetdaq.gui.synthetic import pedestal_arrays
+from agetdaq.protocol.decode import decode_datagrams
+from agetdaq.protocol.encode import encode_events
+from agetdaq.protocol.event import Channel, Event
+from agetdaq.protocol.mapping import StripMapping
+from agetdaq.readout.analysis.monitor import MonitorFeed
+from agetdaq.readout.datapath.path import DataPath
+from agetdaq.readout.datapath.processing.pipeline import Processor
+from agetdaq.readout.datapath.processing.waveforms import StripLayout
+from agetdaq.readout.datapath.rows import EVENT_DTYPE, NOT_PROCESSED, SAMPLES_IN_RAW
+from agetdaq.readout.store import layout as L
+from agetdaq.readout.store.reader import RunFile
+from agetdaq.readout.store.writer import RunWriter, WriterConfig
 
 MAPPING = StripMapping.default()
 STRIPS = (10, 11, 130, 200)

@@ -1,6 +1,6 @@
-"""A real readout.stream.Publisher on 127.0.0.1 feeding the GUI's StreamWorker: data reaches the
-views, gaps are shown, a closed publisher shows as disconnected/stale within 2 s, and a publisher
-back on the same address brings data again without restarting the GUI."""
+"""A real agetdaq.readout.transport.stream.Publisher on 127.0.0.1 feeding the GUI's StreamWorker:
+data reaches the views, gaps are shown, a closed publisher shows as disconnected/stale within 2 s,
+and a publisher back on the same address brings data again without restarting the GUI."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import zmq
 
-from gui.alarms import load_rules
-from gui.config import MonitorConfig
-from gui.synthetic import FakeDaq
-from gui.views import EventView, HitmapView
-from gui.window import MainWindow
-from gui.worker import StreamWorker
-from protocol.mapping import StripMapping
-from readout.stream import Publisher
+from agetdaq.gui.alarms import load_rules
+from agetdaq.gui.config import MonitorConfig
+from agetdaq.gui.synthetic import FakeDaq
+from agetdaq.gui.views import EventView, HitmapView
+from agetdaq.gui.window import MainWindow
+from agetdaq.gui.worker import StreamWorker
+from agetdaq.protocol.mapping import StripMapping
+from agetdaq.readout.transport.stream import Publisher
 
 pytestmark = pytest.mark.network
 MAPPING = StripMapping.default()

@@ -10,12 +10,12 @@ import pytest
 from PyQt6.QtGui import QImage
 from PyQt6.QtWidgets import QApplication
 
-from gui.alarms import load_rules, rules_from_text
-from gui.config import MonitorConfig
-from gui.control_worker import ControlWorker
-from gui.model import LinkInfo, StreamModel
-from gui.synthetic import event_arrays, pedestal_arrays, status_payload, summary_arrays
-from gui.views import (
+from agetdaq.gui.alarms import load_rules, rules_from_text
+from agetdaq.gui.config import MonitorConfig
+from agetdaq.gui.control_worker import ControlWorker
+from agetdaq.gui.model import LinkInfo, StreamModel
+from agetdaq.gui.synthetic import event_arrays, pedestal_arrays, status_payload, summary_arrays
+from agetdaq.gui.views import (
     AlarmsView,
     ChannelsView,
     EventView,
@@ -24,11 +24,11 @@ from gui.views import (
     RatesView,
     RunControlView,
 )
-from gui.window import MainWindow
-from gui.worker import SourceWorker
-from protocol.mapping import StripMapping
-from readout.control import ControlServer
-from readout.stream import Message, decode_message, encode_message
+from agetdaq.gui.window import MainWindow
+from agetdaq.gui.worker import SourceWorker
+from agetdaq.protocol.mapping import StripMapping
+from agetdaq.readout.transport.control import ControlServer
+from agetdaq.readout.transport.stream import Message, decode_message, encode_message
 
 MAPPING = StripMapping.default()
 

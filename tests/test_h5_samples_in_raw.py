@@ -6,18 +6,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from protocol.decode import decode_datagrams, pack_datagrams
-from protocol.encode import encode_events
-from protocol.event import Channel, Event
-from protocol.mapping import StripMapping
-from readout.datapath import DataPath
-from readout.eventrows import EVENT_DTYPE, NOT_PROCESSED, SAMPLES_IN_RAW
-from readout.h5reader import RunFile
-from readout.h5writer import RunWriter, WriterConfig
-from readout.monitorfeed import MonitorFeed
-from readout.processing.pipeline import Processor
-from readout.processing.waveforms import StripLayout
-from readout.receiver import Batch
+from agetdaq.protocol.decode import decode_datagrams, pack_datagrams
+from agetdaq.protocol.encode import encode_events
+from agetdaq.protocol.event import Channel, Event
+from agetdaq.protocol.mapping import StripMapping
+from agetdaq.readout.analysis.monitor import MonitorFeed
+from agetdaq.readout.datapath.path import DataPath
+from agetdaq.readout.datapath.processing.pipeline import Processor
+from agetdaq.readout.datapath.processing.waveforms import StripLayout
+from agetdaq.readout.datapath.rows import EVENT_DTYPE, NOT_PROCESSED, SAMPLES_IN_RAW
+from agetdaq.readout.link.receiver import Batch
+from agetdaq.readout.store.reader import RunFile
+from agetdaq.readout.store.writer import RunWriter, WriterConfig
 
 
 class _Ring:

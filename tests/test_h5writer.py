@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from readout import h5layout as L
-from readout.h5reader import RunFile, RunFileError
-from readout.h5writer import RunWriter, WriterConfig, WriterError
+from agetdaq.readout.store import layout as L
+from agetdaq.readout.store.reader import RunFile, RunFileError
+from agetdaq.readout.store.writer import RunWriter, WriterConfig, WriterError
 
 EVENT_DTYPE = np.dtype(
     [

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from protocol.channels import daq_index, fpn_indices
-from protocol.mapping import MappingError, StripMapping
+from agetdaq.protocol.channels import daq_index, fpn_indices
+from agetdaq.protocol.mapping import MappingError, StripMapping
 
 HEADER = "card,chip,aget_channel,axis,strip,position_mm"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from protocol.commands import ProtocolError, encode_cframe, parse_reply
-from protocol.monitoring import (
+from agetdaq.protocol.commands import ProtocolError, encode_cframe, parse_reply
+from agetdaq.protocol.monitoring import (
     CMD_STAT_FIELDS,
     SUMMARY_MAX_CHANNELS,
     ChannelSummary,

@@ -8,14 +8,14 @@ import time
 import numpy as np
 import pytest
 
-from protocol.mapping import StripMapping
-from readout.emulator.scenario import Scenario
-from readout.emulator.server import Emulator
-from readout.engine import Acquisition
-from readout.h5reader import RunFile
-from readout.runlog import RunLog
-from readout.settings import Settings
-from readout.stream import Subscriber
+from agetdaq.protocol.mapping import StripMapping
+from agetdaq.readout.acquisition.engine import Acquisition
+from agetdaq.readout.acquisition.runlog import RunLog
+from agetdaq.readout.acquisition.settings import Settings
+from agetdaq.readout.simulation.emulator.scenario import Scenario
+from agetdaq.readout.simulation.emulator.server import Emulator
+from agetdaq.readout.store.reader import RunFile
+from agetdaq.readout.transport.stream import Subscriber
 
 pytestmark = pytest.mark.network
 CARDS = {"line-a": 3, "line-b": 5}

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from protocol.mapping import StripMapping
-from readout.emulator import pulse
-from readout.emulator.physics import PhysicsModel, compose_raw, compose_raw_py
-from readout.emulator.scenario import Scenario
-from readout.emulator.sources import muon_direction
+from agetdaq.protocol.mapping import StripMapping
+from agetdaq.readout.simulation.emulator import pulse
+from agetdaq.readout.simulation.emulator.physics import PhysicsModel, compose_raw, compose_raw_py
+from agetdaq.readout.simulation.emulator.scenario import Scenario
+from agetdaq.readout.simulation.emulator.sources import muon_direction
 
 N_XRAY = 2500
 

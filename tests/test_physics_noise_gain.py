@@ -16,8 +16,8 @@ from test_physics import (
     peak_bin,
 )
 
-from readout.emulator.params import NoiseParams
-from readout.emulator.physics import PhysicsModel
+from agetdaq.readout.simulation.emulator.params import NoiseParams
+from agetdaq.readout.simulation.emulator.physics import PhysicsModel
 
 # -- noise -------------------------------------------------------------------------------------
 

@@ -8,17 +8,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.event import Channel, Event
-from readout.processing import reference as ref
-from readout.processing.commonmode import (
+from agetdaq.protocol.event import Channel, Event
+from agetdaq.readout.datapath.processing import reference as ref
+from agetdaq.readout.datapath.processing.commonmode import (
     fpn_common_mode,
     median_inplace,
     quiet_common_mode,
     quiet_strips,
     subtract_common_mode,
 )
-from readout.processing.hits import find_hits, row_pulse
-from readout.processing.pedestal import (
+from agetdaq.readout.datapath.processing.hits import find_hits, row_pulse
+from agetdaq.readout.datapath.processing.pedestal import (
     accumulate_cell_stats,
     accumulate_row_stats,
     subtract_event_baseline,
@@ -26,7 +26,12 @@ from readout.processing.pedestal import (
     subtract_running_baseline,
     window_mean,
 )
-from readout.processing.waveforms import FlatBatch, StripLayout, flatten_events, scatter
+from agetdaq.readout.datapath.processing.waveforms import (
+    FlatBatch,
+    StripLayout,
+    flatten_events,
+    scatter,
+)
 
 RNG = np.random.default_rng(12345)
 N_S, N_T = 240, 512
@@ -270,7 +275,7 @@ def test_find_hits_matches_reference() -> None:
 
 
 def test_pedestal_accumulator_uses_complete_rows_only(layout: StripLayout) -> None:
-    from readout.processing.pedestal import PedestalAccumulator
+    from agetdaq.readout.datapath.processing.pedestal import PedestalAccumulator
 
     events = []
     for e in range(4):

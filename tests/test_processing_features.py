@@ -11,16 +11,16 @@ from test_processing import (
     layout_fixture,  # noqa: F401 (the "layout" fixture)
 )
 
-from readout.processing import reference as ref
-from readout.processing.features import axis_order, compute_features
-from readout.processing.trigger import (
+from agetdaq.readout.datapath.processing import reference as ref
+from agetdaq.readout.datapath.processing.features import axis_order, compute_features
+from agetdaq.readout.datapath.processing.trigger import (
     XRAY,
     SelectionConfig,
     TriggerConfig,
     classify,
     trigger,
 )
-from readout.processing.waveforms import StripLayout
+from agetdaq.readout.datapath.processing.waveforms import StripLayout
 
 # -- features, classification, trigger ------------------------------------------------------------
 
@@ -69,7 +69,7 @@ def test_features_match_reference(layout: StripLayout) -> None:
 
 def _random_features(n: int, seed: int = 0) -> np.ndarray:
     """Feature rows spread over all classes; the first half drawn near the X-ray selection."""
-    from readout.processing.features import FEATURES_DTYPE
+    from agetdaq.readout.datapath.processing.features import FEATURES_DTYPE
 
     rng = np.random.default_rng(seed)
     f = np.zeros(n, FEATURES_DTYPE)
@@ -131,7 +131,7 @@ def test_trigger_options_behave() -> None:
 
 
 def test_configs_from_toml(tmp_path) -> None:
-    from readout.processing.pipeline import ProcessorConfig
+    from agetdaq.readout.datapath.processing.pipeline import ProcessorConfig
 
     text = """
 [processing]
@@ -175,7 +175,7 @@ energy_max = 5000.0
     ],
 )
 def test_config_errors_are_clear(text: str, message: str) -> None:
-    from readout.processing.pipeline import ProcessorConfig
+    from agetdaq.readout.datapath.processing.pipeline import ProcessorConfig
 
     with pytest.raises(ValueError, match=message):
         ProcessorConfig.from_toml(text)

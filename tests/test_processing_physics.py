@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from protocol.event import Channel, Event
-from readout.processing import (
+from agetdaq.protocol.event import Channel, Event
+from agetdaq.readout.datapath.processing import (
     MUON,
     NOISE,
     XRAY,
@@ -18,9 +18,9 @@ from readout.processing import (
     StripLayout,
     TriggerConfig,
 )
-from readout.processing.reference import process_ref
-from readout.processing.synthetic import SyntheticDetector
-from readout.processing.waveforms import flatten_events
+from agetdaq.readout.datapath.processing.reference import process_ref
+from agetdaq.readout.datapath.processing.synthetic import SyntheticDetector
+from agetdaq.readout.datapath.processing.waveforms import flatten_events
 
 
 @pytest.fixture(scope="module")
@@ -280,9 +280,9 @@ def test_zero_suppressed_events_through_scatter(det, table, xrays) -> None:
 
 @pytest.mark.parametrize("zs", [False, True])
 def test_decoded_stream_through_processor(det, table, xrays, zs) -> None:
-    from protocol.decode import StreamDecoder, pack_datagrams
-    from protocol.encode import encode_events
-    from readout.processing.waveforms import FlatBatch
+    from agetdaq.protocol.decode import StreamDecoder, pack_datagrams
+    from agetdaq.protocol.encode import encode_events
+    from agetdaq.readout.datapath.processing.waveforms import FlatBatch
 
     strips, fpn, truth = xrays[0][:8], xrays[1][:8], xrays[2]
     thr = table.mean + 5 * table.sigma if zs else np.full(240, -np.inf, np.float32)

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from fake_board import FakeBoard, dframe
 
-from protocol.commands import encode_cframe, parse_reply
-from readout.link_stats import LatencyHistogram, ReceiverCounters, kernel_drops
-from readout.receiver import (
+from agetdaq.protocol.commands import encode_cframe, parse_reply
+from agetdaq.readout.link.counters import LatencyHistogram, ReceiverCounters, kernel_drops
+from agetdaq.readout.link.receiver import (
     RcvbufReport,
     Receiver,
     open_board_socket,

@@ -12,10 +12,10 @@ from pathlib import Path
 import h5py
 import pytest
 
-from readout.emulator.server import Emulator
-from readout.engine import Acquisition
-from readout.h5reader import RunFile
-from readout.settings import Settings
+from agetdaq.readout.acquisition.engine import Acquisition
+from agetdaq.readout.acquisition.settings import Settings
+from agetdaq.readout.simulation.emulator.server import Emulator
+from agetdaq.readout.store.reader import RunFile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import soak  # tools/soak.py: the same trials, longer

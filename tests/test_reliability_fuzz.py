@@ -19,14 +19,14 @@ from fake_board import FakeBoard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol import words as w
-from protocol.decode_ref import ReferenceDecoder
-from protocol.encode import encode_events
-from protocol.event import Channel, Event
-from readout.engine import Acquisition
-from readout.h5reader import RunFile
-from readout.receiver import DEFAULT_SLOT_SIZE
-from readout.settings import Settings
+from agetdaq.protocol import words as w
+from agetdaq.protocol.decode_ref import ReferenceDecoder
+from agetdaq.protocol.encode import encode_events
+from agetdaq.protocol.event import Channel, Event
+from agetdaq.readout.acquisition.engine import Acquisition
+from agetdaq.readout.acquisition.settings import Settings
+from agetdaq.readout.link.receiver import DEFAULT_SLOT_SIZE
+from agetdaq.readout.store.reader import RunFile
 
 pytestmark = pytest.mark.network
 
@@ -34,7 +34,7 @@ KINDS = ("runt", "oversize", "odd_length", "bad_sof", "size_mismatch", "no_eof")
 
 
 def receiver_kind(d: bytes, slot_size: int = DEFAULT_SLOT_SIZE) -> str:
-    """Where the receiver's rules put one datagram (readout/receiver.py, written out plainly)."""
+    """Where the receiver's rules put one datagram (link/receiver.py, written out plainly)."""
     n = len(d)
     if n < 4:
         return "runt"

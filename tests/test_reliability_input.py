@@ -13,7 +13,7 @@ import pytest
 import zmq
 from conftest import free_tcp_port
 
-from readout.cli import main
+from agetdaq.readout.cli import main
 
 pytestmark = pytest.mark.network
 

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from protocol.decode import decode_datagrams
-from protocol.event import Event
-from readout.emulator.faults import PROB_KEYS
-from readout.emulator.server import Emulator
-from readout.engine import Acquisition
-from readout.h5reader import RunFile
-from readout.settings import Settings
-from readout.stream import Subscriber
+from agetdaq.protocol.decode import decode_datagrams
+from agetdaq.protocol.event import Event
+from agetdaq.readout.acquisition.engine import Acquisition
+from agetdaq.readout.acquisition.settings import Settings
+from agetdaq.readout.simulation.emulator.faults import PROB_KEYS
+from agetdaq.readout.simulation.emulator.server import Emulator
+from agetdaq.readout.store.reader import RunFile
+from agetdaq.readout.transport.stream import Subscriber
 
 pytestmark = pytest.mark.network
 RUN_S = 1.5
@@ -268,7 +268,7 @@ def running(rig):
 
 def test_board_reboot_mid_run_is_reported_and_the_run_goes_on(rig, running, caplog):
     acq = rig.acq
-    caplog.set_level(logging.WARNING, logger="readout.engine")
+    caplog.set_level(logging.WARNING, logger="agetdaq.readout.acquisition.engine")
     t_reboot = time.monotonic()
     _emu_command(rig.emu, "emu reboot")
     t_seen = _drive(acq, running, lambda st: "restarted" in st["message"], 10)
@@ -287,7 +287,7 @@ def test_board_reboot_mid_run_is_reported_and_the_run_goes_on(rig, running, capl
 
 def test_board_silent_for_5_s_is_reported_and_the_run_resumes(rig, running, caplog):
     acq = rig.acq
-    caplog.set_level(logging.WARNING, logger="readout.engine")
+    caplog.set_level(logging.WARNING, logger="agetdaq.readout.acquisition.engine")
     t_silent = time.monotonic()
     _emu_command(rig.emu, "emu silence 5")
     dead = _drive(acq, running, lambda st: not st["board_alive"], 10)

@@ -16,19 +16,19 @@ import pytest
 import zmq
 from fake_board import FakeBoard
 
-from readout.cli import build_parser
-from readout.control import ControlClient, ControlServer
-from readout.control_handler import handle
-from readout.engine import Acquisition
-from readout.security import (
+from agetdaq.readout.acquisition.control_handler import handle
+from agetdaq.readout.acquisition.engine import Acquisition
+from agetdaq.readout.acquisition.settings import Settings
+from agetdaq.readout.cli import build_parser
+from agetdaq.readout.transport.control import ControlClient, ControlServer
+from agetdaq.readout.transport.security import (
     client_socket_setup,
     control_socket_setup,
     create_keys,
     is_loopback,
     stop_authenticators,
 )
-from readout.settings import Settings
-from readout.stream import Subscriber
+from agetdaq.readout.transport.stream import Subscriber
 
 pytestmark = pytest.mark.network
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,12 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from protocol.aqs import AqsWriter
-from protocol.event import Channel, Event, signal_id
-from readout.cli import main
-from readout.convert import ConvertError, aqs_to_h5
-from readout.h5reader import RunFile
-from readout.rootexport import event_block, export_root, fill_value
+from agetdaq.protocol.aqs import AqsWriter
+from agetdaq.protocol.event import Channel, Event, signal_id
+from agetdaq.readout.cli import main
+from agetdaq.readout.store.convert import ConvertError, aqs_to_h5
+from agetdaq.readout.store.reader import RunFile
+from agetdaq.readout.store.rootexport import event_block, export_root, fill_value
 
 uproot = pytest.importorskip("uproot")
 

@@ -6,8 +6,8 @@ import urllib.request
 
 import pytest
 
-from readout.metrics import DaqMetrics
-from readout.runlog import RunLog, confine
+from agetdaq.readout.acquisition.metrics import DaqMetrics
+from agetdaq.readout.acquisition.runlog import RunLog, confine
 
 
 def test_run_numbers_increase_and_survive_a_cut_line(tmp_path):

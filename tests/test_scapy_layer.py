@@ -12,10 +12,10 @@ from scapy.layers.inet import UDP
 from scapy.layers.l2 import Ether
 from scapy.utils import rdpcap
 
-from protocol.encode import encode_events
-from protocol.event import Channel, Event
-from protocol.pcap import PcapRecord, ethernet_frame, write_pcap
-from protocol.scapy_layer import (
+from agetdaq.protocol.encode import encode_events
+from agetdaq.protocol.event import Channel, Event
+from agetdaq.protocol.pcap import PcapRecord, ethernet_frame, write_pcap
+from agetdaq.protocol.scapy_layer import (
     DEFAULT_PORT,
     FeminosCommand,
     FeminosDatagram,
@@ -103,7 +103,7 @@ def test_show_is_readable_and_raw_bytes_survive(capture):
 
 
 def test_write_then_read_pcap_keeps_direction_and_time(capture):
-    from protocol.pcap import read_pcap
+    from agetdaq.protocol.pcap import read_pcap
 
     records = list(read_pcap(capture))
     assert [r.timestamp for r in records] == [1.0, 1.5, 2.0, 2.5]
@@ -214,7 +214,7 @@ def test_read_pcap_other_links_and_skipped_packets(tmp_path):
     from scapy.layers.l2 import ARP, CookedLinux
     from scapy.utils import wrpcap, wrpcapng
 
-    from protocol.pcap import datagrams_from_pcap, new_stats, read_pcap
+    from agetdaq.protocol.pcap import datagrams_from_pcap, new_stats, read_pcap
 
     udp = IP(src=BOARD[0], dst=PC[0]) / UDP(sport=1122, dport=PC[1]) / DATA
     packets = [
@@ -247,7 +247,7 @@ def test_read_pcap_other_links_and_skipped_packets(tmp_path):
 
 
 def test_read_pcap_cut_file_and_not_a_capture(tmp_path):
-    from protocol.pcap import PcapFormatError, new_stats, read_pcap
+    from agetdaq.protocol.pcap import PcapFormatError, new_stats, read_pcap
 
     path = tmp_path / "cut.pcap"
     write_pcap(path, [PcapRecord(5.0, BOARD, PC, DATA), PcapRecord(6.0, BOARD, PC, DATA)])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from readout.emulator.params import (
+from agetdaq.readout.simulation.emulator.params import (
     DetectorParams,
     Fe55Params,
     GainMapParams,
@@ -19,7 +19,12 @@ from readout.emulator.params import (
     NoiseParams,
     ResolutionParams,
 )
-from readout.emulator.scenario import SCENARIO_DIR, Scenario, ScenarioError, available
+from agetdaq.readout.simulation.emulator.scenario import (
+    SCENARIO_DIR,
+    Scenario,
+    ScenarioError,
+    available,
+)
 
 SHIPPED = (
     "default",

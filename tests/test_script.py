@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from protocol.command_table import validate
-from protocol.script import (
+from agetdaq.protocol.command_table import validate
+from agetdaq.protocol.script import (
     RUN_PROLOGUE,
     ScriptError,
     parse_script,

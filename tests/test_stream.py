@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 import zmq
 
-from readout.stream import Publisher, StreamError, Subscriber, decode_message, encode_message
+from agetdaq.readout.transport.stream import (
+    Publisher,
+    StreamError,
+    Subscriber,
+    decode_message,
+    encode_message,
+)
 
 
 def test_encode_decode_round_trip():

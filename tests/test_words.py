@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from protocol import words as W
-from protocol.words import KIND_LUT, Kind, classify, classify_nb
+from agetdaq.protocol import words as W
+from agetdaq.protocol.words import KIND_LUT, Kind, classify, classify_nb
 
 # (first word, last word, kind) of every contiguous range of the 16-bit space, from the table.
 RANGES = [

@@ -33,10 +33,10 @@ from test_reliability_fuzz import (  # noqa: E402
     receiver_kind,
 )
 
-from protocol.decode_ref import ReferenceDecoder  # noqa: E402
-from readout.engine import Acquisition  # noqa: E402
-from readout.receiver import DEFAULT_SLOT_SIZE  # noqa: E402
-from readout.settings import Settings  # noqa: E402
+from agetdaq.protocol.decode_ref import ReferenceDecoder  # noqa: E402
+from agetdaq.readout.acquisition.engine import Acquisition  # noqa: E402
+from agetdaq.readout.acquisition.settings import Settings  # noqa: E402
+from agetdaq.readout.link.receiver import DEFAULT_SLOT_SIZE  # noqa: E402
 
 SPECIAL = np.array([0x000F, 0x00F1, 0x00E0, 0x0800, 0x0400, 0x0600, 0xC000, 0x3000, 0x0E00])
 TEMPLATE_WORDS = np.frombuffer(TEMPLATE, dtype="<u2")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-AGETDAQ = [sys.executable, "-m", "readout"]
+AGETDAQ = [sys.executable, "-m", "agetdaq"]
 
 
 def rss_mb(pid: int | None = None) -> float:
@@ -41,9 +41,9 @@ def memory_soak(
     ``dead_subscriber`` is False); RSS and ring fill samples after ``warmup_s``, run counters."""
     import zmq
 
-    from readout.emulator.server import Emulator
-    from readout.engine import Acquisition
-    from readout.settings import Settings
+    from agetdaq.readout.acquisition.engine import Acquisition
+    from agetdaq.readout.acquisition.settings import Settings
+    from agetdaq.readout.simulation.emulator.server import Emulator
 
     emu = Emulator("calibration", port=0, seed=5, faults={"burst": True}).start()
     settings = Settings().with_daq(
@@ -108,7 +108,7 @@ def memory_soak(
 
 
 def _events_in(path: Path) -> int:
-    from readout.h5reader import RunFile
+    from agetdaq.readout.store.reader import RunFile
 
     try:
         with RunFile(path) as f:
@@ -126,7 +126,7 @@ def kill_trial(
     limit_s: float = 120.0,
 ) -> dict:
     """Start ``agetdaq run``, wait for data in its file, wait ``delay_s``, SIGKILL it, reopen."""
-    from readout.h5reader import RunFile
+    from agetdaq.readout.store.reader import RunFile
 
     out = workdir / f"{name}.h5"
     cmd = [*AGETDAQ, "run", "--bec", bec, "--data-dir", str(workdir), "--output", str(out)]
@@ -165,7 +165,7 @@ def kill_trial(
 
 def kill_trials(n: int, workdir: Path, seed: int = 1) -> list[dict]:
     """``n`` kill trials against one emulator, each killed at a random moment (0..2 s)."""
-    from readout.emulator.server import Emulator
+    from agetdaq.readout.simulation.emulator.server import Emulator
 
     rng = np.random.default_rng(seed)
     with Emulator("calibration", port=0, seed=9) as emu:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from gui.views.alarms import AlarmsView
-from gui.views.banner import BannerView
-from gui.views.base import Host, View
-from gui.views.channels import ChannelsView
-from gui.views.event import EventView
-from gui.views.gain import GainView
-from gui.views.hitmap import HitmapView
-from gui.views.rates import RatesView
-from gui.views.runcontrol import RunControlView
+from agetdaq.gui.views.alarms import AlarmsView
+from agetdaq.gui.views.banner import BannerView
+from agetdaq.gui.views.base import Host, View
+from agetdaq.gui.views.channels import ChannelsView
+from agetdaq.gui.views.event import EventView
+from agetdaq.gui.views.gain import GainView
+from agetdaq.gui.views.hitmap import HitmapView
+from agetdaq.gui.views.rates import RatesView
+from agetdaq.gui.views.runcontrol import RunControlView
 
 VIEWS: tuple[type[View], ...] = (
     RunControlView,

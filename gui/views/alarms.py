@@ -18,7 +18,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from gui.views.base import View
+from agetdaq.gui.views.base import View
 
 COLUMNS = ("rule", "severity", "since", "value", "message", "acknowledged")
 ROW_COLOURS = {"alarm": "#ffb0b0", "warning": "#ffe6a0"}

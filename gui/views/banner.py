@@ -6,9 +6,9 @@ from __future__ import annotations
 from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import QFrame, QGridLayout, QLabel, QWidget
 
-from gui import formatting as fmt
-from gui.alarms import severity_rank
-from gui.views.base import View
+from agetdaq.gui import formatting as fmt
+from agetdaq.gui.alarms import severity_rank
+from agetdaq.gui.views.base import View
 
 COLOURS = {  # (background, text)
     "ok": ("#2e7d32", "white"),

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Protocol
 from PyQt6.QtWidgets import QWidget
 
 if TYPE_CHECKING:
-    from gui.config import MonitorConfig
-    from gui.model import StreamModel
-    from protocol.mapping import StripMapping
-    from readout.stream import Message
+    from agetdaq.gui.config import MonitorConfig
+    from agetdaq.gui.model import StreamModel
+    from agetdaq.protocol.mapping import StripMapping
+    from agetdaq.readout.transport.stream import Message
 
 
 class Host(Protocol):

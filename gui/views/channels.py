@@ -19,9 +19,9 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from gui.accumulators import PedestalInfo
-from gui.strips import StripSpecError, format_strips, parse_strips
-from gui.views.base import View
+from agetdaq.gui.accumulators import PedestalInfo
+from agetdaq.gui.strips import StripSpecError, format_strips, parse_strips
+from agetdaq.gui.views.base import View
 
 QUANTITIES = (("mean", "pedestal mean (ADC)"), ("sigma", "noise sigma (ADC)"),
               ("threshold", "threshold (ADC)"))  # fmt: skip

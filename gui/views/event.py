@@ -9,9 +9,9 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
-from gui.model import EventRecord
-from gui.strips import StripSpecError, parse_strips
-from gui.views.base import View
+from agetdaq.gui.model import EventRecord
+from agetdaq.gui.strips import StripSpecError, parse_strips
+from agetdaq.gui.views.base import View
 
 N_CURVES = 8
 CLASS_NAMES = {0: "noise", 1: "X-ray-like", 2: "muon-like", 3: "other"}

@@ -20,7 +20,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from gui.views.base import View
+from agetdaq.gui.views.base import View
 
 DASH = Qt.PenStyle.DashLine
 MAX_SYMBOLS = 100
@@ -158,7 +158,8 @@ class GainView(View):
         self._changed()
 
     def send_reference(self) -> None:
-        """Tell the DAQ the reference gain (ADC per keV, as readout.calibration uses it)."""
+        """Tell the DAQ the reference gain (ADC per keV, as agetdaq.readout.analysis.calibration
+        uses it)."""
         ref = self.host.model.gain.reference_gain
         if ref:
             self.host.control("reference", gain_adc=float(ref))

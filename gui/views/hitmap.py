@@ -8,8 +8,8 @@ import pyqtgraph as pg
 from PyQt6.QtCore import QRectF
 from PyQt6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from gui.accumulators import PedestalInfo
-from gui.views.base import View
+from agetdaq.gui.accumulators import PedestalInfo
+from agetdaq.gui.views.base import View
 
 DEAD_PEN = pg.mkPen("#ff3030", width=1)
 NOISY_PEN = pg.mkPen("#ffa000", width=1)

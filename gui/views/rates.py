@@ -6,7 +6,7 @@ from __future__ import annotations
 import pyqtgraph as pg
 from PyQt6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from gui.views.base import View
+from agetdaq.gui.views.base import View
 
 WINDOWS = (("10 min", 600), ("30 min", 1800), ("1 h", 3600), ("3 h", 10800), ("6 h", 21600),
            ("12 h", 43200), ("24 h", 86400))  # fmt: skip

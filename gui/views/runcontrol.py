@@ -1,6 +1,6 @@
 """Run control: configure / start (pedestal, calibration, background) / stop, the DAQ's state
 machine, and the replies. Requests go through the window's ControlWorker (never blocking);
-buttons are enabled only where the state allows (gui.runstate.allowed_actions)."""
+buttons are enabled only where the state allows (agetdaq.gui.runstate.allowed_actions)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from gui.runstate import STATE_COLOURS, STATES, allowed_actions
-from gui.views.base import View
-from readout.control import RUN_TYPES
+from agetdaq.gui.runstate import STATE_COLOURS, STATES, allowed_actions
+from agetdaq.gui.views.base import View
+from agetdaq.readout.transport.control import RUN_TYPES
 
 
 class RunControlView(View):

@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-from readout import __version__
+from agetdaq import __version__
 
 # sub-command module names, in the order `agetdaq --help` lists them
 COMMANDS = (
@@ -39,9 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
-            module = importlib.import_module(f"readout.cli.{name}")
+            module = importlib.import_module(f"agetdaq.readout.cli.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"readout.cli.{name}":
+            if exc.name == f"agetdaq.readout.cli.{name}":
                 continue  # not built yet
             raise
         module.register(sub)

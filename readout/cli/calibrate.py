@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from readout.cli.common import fail
+from agetdaq.readout.cli.common import fail
 
 SLICE_PER_RUN = 1 << 62  # slice_xrays that no run reaches: slices close at the end of each run
 
@@ -74,8 +74,8 @@ class DriftCorrectedMap:
     """Fills a gain map with each X-ray scaled by the fitted gain of its slice."""
 
     def __init__(self, config) -> None:
-        from readout.calibration.gainmap import GainMap
-        from readout.calibration.runs import SliceBuffer
+        from agetdaq.readout.analysis.calibration.gainmap import GainMap
+        from agetdaq.readout.analysis.calibration.runs import SliceBuffer
 
         self.map = GainMap(dataclasses.replace(config, select=False))
         self.buffer = SliceBuffer()
@@ -114,8 +114,8 @@ def _progress(total: int):
 
 def analyse(sources, trend_cfg, map_cfg, event_filter, reference_gain=None) -> Outcome:
     """Trend, drift-corrected gain map and last-run spectrum over the runs (in time order)."""
-    from readout.calibration import GainTrend, fit_spectrum, select_xrays
-    from readout.calibration.runs import RunReader, selected_spectrum
+    from agetdaq.readout.analysis.calibration import GainTrend, fit_spectrum, select_xrays
+    from agetdaq.readout.analysis.calibration.runs import RunReader, selected_spectrum
 
     trend = GainTrend(trend_cfg)
     if reference_gain is not None:
@@ -162,7 +162,7 @@ def _utc(t: float) -> str:
 
 
 def write_tables(out: Outcome, outdir: Path, summary: dict) -> list[Path]:
-    from readout.calibration import report
+    from agetdaq.readout.analysis.calibration import report
 
     rows = report.trend_csv_rows(out.points)
     rows[0] = ["run", *rows[0], "t_mid_utc"]
@@ -196,7 +196,7 @@ def _time_axis(plot) -> None:
 
 
 def write_plots(out: Outcome, outdir: Path) -> list[Path]:
-    from readout.calibration import plots, report
+    from agetdaq.readout.analysis.calibration import plots, report
 
     figures = []
     if out.run_spectrum is not None:
@@ -222,9 +222,9 @@ def write_plots(out: Outcome, outdir: Path) -> list[Path]:
 
 
 def _configs(args: argparse.Namespace, sources):
-    from readout.calibration import GainMapConfig, TrendConfig
-    from readout.calibration.runs import EventFilter, threshold_of
-    from readout.processing.trigger import load_table
+    from agetdaq.readout.analysis.calibration import GainMapConfig, TrendConfig
+    from agetdaq.readout.analysis.calibration.runs import EventFilter, threshold_of
+    from agetdaq.readout.datapath.processing.trigger import load_table
 
     cfg = Path(args.config) if args.config else None
     trend = TrendConfig.from_toml(cfg) if cfg else TrendConfig()
@@ -252,8 +252,12 @@ def _configs(args: argparse.Namespace, sources):
 
 
 def run(args: argparse.Namespace) -> int:
-    from readout.calibration import plots, report
-    from readout.calibration.runs import RunInputError, open_runs, reference_from_run
+    from agetdaq.readout.analysis.calibration import plots, report
+    from agetdaq.readout.analysis.calibration.runs import (
+        RunInputError,
+        open_runs,
+        reference_from_run,
+    )
 
     outdir = Path(args.output)
     try:

@@ -9,7 +9,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-from readout.settings import Settings, SettingsError
+from agetdaq.readout.acquisition.settings import Settings, SettingsError
 
 
 def add_daq_arguments(p: argparse.ArgumentParser) -> None:
@@ -68,11 +68,11 @@ def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
     """Turn the expected errors of the acquisition into a clear message and exit code 2."""
     import zmq
 
-    from protocol.mapping import MappingError
-    from protocol.script import ScriptError
-    from readout.board_link import BoardError
-    from readout.engine import EngineError
-    from readout.security import SecurityError
+    from agetdaq.protocol.mapping import MappingError
+    from agetdaq.protocol.script import ScriptError
+    from agetdaq.readout.acquisition.engine import EngineError
+    from agetdaq.readout.link.board_link import BoardError
+    from agetdaq.readout.transport.security import SecurityError
 
     def wrapper(args: argparse.Namespace) -> int:
         try:

@@ -60,7 +60,7 @@ def _board(text: str | None) -> tuple[str, int] | None:
 
 
 def convert_command(args: argparse.Namespace) -> int:
-    from readout.convert import ConvertError, compare_events, convert, record_events
+    from agetdaq.readout.store.convert import ConvertError, compare_events, convert, record_events
 
     if args.output.exists() and not args.force:
         print(f"agetdaq: {args.output} exists (use --force to overwrite)", file=sys.stderr)
@@ -80,8 +80,8 @@ def convert_command(args: argparse.Namespace) -> int:
     try:
         options["board"] = _board(args.board)
         if args.mapping:
-            from protocol.mapping import StripMapping
-            from readout.processing.waveforms import StripLayout
+            from agetdaq.protocol.mapping import StripMapping
+            from agetdaq.readout.datapath.processing.waveforms import StripLayout
 
             options["lut"] = StripLayout.from_mapping(StripMapping.load(args.mapping)).lut
         report = convert(args.input, args.output, **options)

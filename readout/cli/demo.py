@@ -54,7 +54,7 @@ def _gui_available() -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from readout.control import ControlClient
+    from agetdaq.readout.transport.control import ControlClient
 
     headless = args.headless or not has_display() or not _gui_available()
     seconds = args.seconds if args.seconds is not None else (20.0 if headless else None)
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     bec_port = _free_port(socket.SOCK_DGRAM)
     control = f"tcp://127.0.0.1:{_free_port()}"
     stream = f"tcp://127.0.0.1:{_free_port()}"
-    py = [sys.executable, "-m", "readout"]
+    py = [sys.executable, "-m", "agetdaq"]
     emulate = [*py, "emulate", "--port", str(bec_port), "--scenario", args.scenario]
     serve = [*py, "serve", "--bec", f"127.0.0.1:{bec_port}", "--control", control]
     serve += ["--publish", stream, "--data-dir", str(data_dir)]
@@ -127,8 +127,8 @@ def _wait_ready(client, children, limit_s: float) -> bool:
 
 
 def _headless(stream: str, seconds: float | None) -> int:
-    from readout.cli.common import progress_line, stop_on_signals
-    from readout.stream import Subscriber
+    from agetdaq.readout.cli.common import progress_line, stop_on_signals
+    from agetdaq.readout.transport.stream import Subscriber
 
     stop = stop_on_signals()
     sub = Subscriber(stream, topics=("status",))
@@ -144,7 +144,7 @@ def _headless(stream: str, seconds: float | None) -> int:
 
 
 def _gui(stream: str, control: str, seconds: float | None) -> int:
-    from readout.cli import main as agetdaq
+    from agetdaq.readout.cli import main as agetdaq
 
     argv = ["gui", "--connect", stream, "--control", control]
     if seconds:

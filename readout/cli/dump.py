@@ -24,8 +24,8 @@ from itertools import islice
 from pathlib import Path
 from typing import TextIO
 
-from protocol.dumpfmt import event_to_dict, event_to_text, strip_namer
-from protocol.event import Event
+from agetdaq.protocol.dumpfmt import event_to_dict, event_to_text, strip_namer
+from agetdaq.protocol.event import Event
 
 DECODE_BATCH = 1024  # datagrams per decoder call
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -63,8 +63,8 @@ def parse_range(text: str) -> tuple[int | None, int | None]:
 
 def sniff_format(path: Path) -> str:
     """'aqs', 'pcap' or 'h5', from the first bytes, else from the file name."""
-    from protocol.aqs import parse_header
-    from protocol.pcap import is_capture
+    from agetdaq.protocol.aqs import parse_header
+    from agetdaq.protocol.pcap import is_capture
 
     with open(path, "rb") as f:
         head = f.read(8)
@@ -85,7 +85,7 @@ def sniff_format(path: Path) -> str:
 
 
 def open_aqs(path: Path) -> Source:
-    from protocol.aqs import AqsFormatError, AqsReader
+    from agetdaq.protocol.aqs import AqsFormatError, AqsReader
 
     try:
         reader = AqsReader(path)
@@ -96,8 +96,8 @@ def open_aqs(path: Path) -> Source:
 
 def _pcap_events(path: Path, port: int, errors: dict[str, int], stats: dict) -> Iterator[Event]:
     """Decode each board's datagrams with its own decoder, in capture order."""
-    from protocol.decode import StreamDecoder, pack_datagrams
-    from protocol.pcap import is_reply, read_pcap
+    from agetdaq.protocol.decode import StreamDecoder, pack_datagrams
+    from agetdaq.protocol.pcap import is_reply, read_pcap
 
     decoders: dict[tuple, StreamDecoder] = {}
     pending: dict[tuple, list[bytes]] = {}
@@ -131,7 +131,7 @@ def _pcap_events(path: Path, port: int, errors: dict[str, int], stats: dict) -> 
 
 
 def open_pcap(path: Path, port: int) -> Source:
-    from protocol.pcap import new_stats
+    from agetdaq.protocol.pcap import new_stats
 
     errors: dict[str, int] = {}
     stats: dict[str, int] = new_stats()
@@ -139,9 +139,10 @@ def open_pcap(path: Path, port: int) -> Source:
 
 
 def open_h5(path: Path, start: int | None, stop: int | None) -> Source:
-    """Hook for agetdaq run files: ``readout.h5reader.RunFile.iter_events`` when available."""
+    """Hook for agetdaq run files: ``agetdaq.readout.store.reader.RunFile.iter_events`` when
+    available."""
     try:
-        from readout.h5reader import RunFile, RunFileError
+        from agetdaq.readout.store.reader import RunFile, RunFileError
     except ImportError:
         raise DumpError(f"{path}: reading HDF5 run files is not supported yet") from None
     try:

@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 
-from readout.emulator.faults import FaultError, parse_fault_args
+from agetdaq.readout.simulation.emulator.faults import FaultError, parse_fault_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,8 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from readout.emulator.scenario import ScenarioError
-    from readout.emulator.server import Emulator
+    from agetdaq.readout.simulation.emulator.scenario import ScenarioError
+    from agetdaq.readout.simulation.emulator.server import Emulator
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        from gui.app import run
+        from agetdaq.gui.app import run
     except ImportError as exc:
         print(f"agetdaq gui needs the gui extra (pip install agetdaq[gui]): {exc}")
         return 2

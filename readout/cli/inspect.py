@@ -16,8 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def summarise(path: str) -> dict:
-    from readout.h5reader import RunFile
-    from readout.monitorfeed import CLASS_NAMES
+    from agetdaq.readout.analysis.monitor import CLASS_NAMES
+    from agetdaq.readout.store.reader import RunFile
 
     with RunFile(path) as f:
         meta, final, ev = f.metadata(), f.final(), f.events()
@@ -66,7 +66,7 @@ def summarise(path: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from readout.h5reader import RunFileError
+    from agetdaq.readout.store.reader import RunFileError
 
     try:
         info = summarise(args.file)

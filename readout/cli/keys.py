@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from readout.security import create_keys
+    from agetdaq.readout.transport.security import create_keys
 
     made = create_keys(args.directory, tuple(args.client or ["gui"]))
     for path in made:

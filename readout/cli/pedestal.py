@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from readout.cli.common import (
+from agetdaq.readout.cli.common import (
     add_daq_arguments,
     drive_run,
     guarded,
@@ -34,9 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from readout.board_link import BoardError
-    from readout.engine import Acquisition
-    from readout.pedestals import upload_commands
+    from agetdaq.readout.acquisition.engine import Acquisition
+    from agetdaq.readout.datapath.pedestals import upload_commands
+    from agetdaq.readout.link.board_link import BoardError
 
     setup_logging(args.verbose)
     settings = load_settings(args)

@@ -1,10 +1,10 @@
 """``agetdaq replay FILE.pcap``: play a capture back as a fake board.
 
 Listens on ``--listen HOST:PORT`` (alias ``--to``: the address the DAQ sends to, i.e. its
-``--bec``), answers the DAQ's commands with the captured replies and sends the captured data
-frames as the DAQ grants credit (:mod:`readout.replay`). Runs until interrupted, or with
-``--idle-exit S`` until every frame was sent and no command came for S seconds. Prints a JSON
-summary at the end. Exit status 2 when the capture cannot be replayed.
+``--bec``), answers the DAQ's commands with the captured replies and sends the captured data frames
+as the DAQ grants credit (:mod:`agetdaq.readout.simulation.capture_replay`). Runs until interrupted,
+or with ``--idle-exit S`` until every frame was sent and no command came for S seconds. Prints a
+JSON summary at the end. Exit status 2 when the capture cannot be replayed.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from readout.cli.common import setup_logging, stop_on_signals
+from agetdaq.readout.cli.common import setup_logging, stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def replay_command(args: argparse.Namespace) -> int:
-    from readout.replay import CaptureReplay, ReplayError
+    from agetdaq.readout.simulation.capture_replay import CaptureReplay, ReplayError
 
     setup_logging(args.verbose)
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from readout.cli.common import (
+from agetdaq.readout.cli.common import (
     add_daq_arguments,
     drive_run,
     guarded,
@@ -42,9 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from readout.control_handler import handle
-    from readout.engine import Acquisition
-    from readout.pedestals import load_pedestals
+    from agetdaq.readout.acquisition.control_handler import handle
+    from agetdaq.readout.acquisition.engine import Acquisition
+    from agetdaq.readout.datapath.pedestals import load_pedestals
 
     setup_logging(args.verbose)
     settings = load_settings(args)
@@ -82,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _control_server(args: argparse.Namespace, handler):
     """Run control for this run (loopback, or CURVE with --keys), bound before anything else."""
-    from readout.control import ControlServer
-    from readout.security import control_socket_setup
+    from agetdaq.readout.transport.control import ControlServer
+    from agetdaq.readout.transport.security import control_socket_setup
 
     setup = control_socket_setup(args.control, args.keys_dir)
     return ControlServer(args.control, handler, configure_socket=setup)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from readout.cli.common import (
+from agetdaq.readout.cli.common import (
     add_daq_arguments,
     guarded,
     load_settings,
@@ -41,11 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from readout.control import ControlServer
-    from readout.control_handler import handle
-    from readout.engine import Acquisition
-    from readout.pedestals import load_pedestals
-    from readout.security import control_socket_setup
+    from agetdaq.readout.acquisition.control_handler import handle
+    from agetdaq.readout.acquisition.engine import Acquisition
+    from agetdaq.readout.datapath.pedestals import load_pedestals
+    from agetdaq.readout.transport.control import ControlServer
+    from agetdaq.readout.transport.security import control_socket_setup
 
     setup_logging(args.verbose)
     settings = load_settings(args)

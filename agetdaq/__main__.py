@@ -1,0 +1,5 @@
+import sys
+
+from agetdaq.readout.cli import main
+
+sys.exit(main())

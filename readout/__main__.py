@@ -1,5 +1,0 @@
-import sys
-
-from readout.cli import main
-
-sys.exit(main())

@@ -1,0 +1,53 @@
+"""Maps validated run-control requests (transport/control.py) onto the acquisition engine."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from agetdaq.readout.acquisition.engine import SCRIPTS_DIR, Acquisition, EngineError
+from agetdaq.readout.acquisition.runlog import confine
+from agetdaq.readout.link.board_link import BoardError
+
+log = logging.getLogger(__name__)
+
+
+def handle(acq: Acquisition, request: dict) -> dict:
+    """Carry out one request; never raises for an expected refusal."""
+    cmd = request["cmd"]
+    try:
+        if cmd in ("status", "ping"):
+            pass
+        elif cmd == "configure":
+            acq.configure(confined_script(acq, request.get("script", "run")))
+        elif cmd == "start":
+            acq.start_run(
+                request["run_type"],
+                request.get("comment", ""),
+                events=request.get("events"),
+                seconds=request.get("seconds"),
+            )
+        elif cmd == "stop":
+            acq.stop_run("stop requested by run control")
+        elif cmd == "mask":
+            strips = [s for s in request["strips"] if 0 <= s < acq.mapping.n_strips]
+            if request.get("masked", True):
+                acq.masked.update(strips)
+            else:
+                acq.masked.difference_update(strips)
+            acq.apply_masks()
+        elif cmd == "reference":
+            acq.gain_reference = float(request["gain_adc"])
+            acq.feed.calib.set_reference(acq.gain_reference)
+    except (EngineError, BoardError, ValueError) as exc:
+        log.warning("control %s refused: %s", cmd, exc)
+        return {"ok": False, "error": str(exc), "state": acq.state}
+    return {"ok": True, **acq.status()}
+
+
+def confined_script(acq: Acquisition, name: str) -> str:
+    """A script named in a control message: a shipped one by plain name, else a file inside the
+    data directory (ValueError otherwise: a remote client must not make the DAQ read any file)."""
+    if re.fullmatch(r"[A-Za-z0-9_-]+", name) and (SCRIPTS_DIR / f"{name}.txt").exists():
+        return name
+    return str(confine(acq.data_dir, name))

@@ -1,0 +1,388 @@
+"""The acquisition engine of one BEC: run states, configure / start / stop, status, guards.
+
+States: idle -> configuring -> configured -> running -> stopping -> configured; any failure goes
+to error (a new configure leaves it). ``agetdaq run`` drives it directly, ``agetdaq serve`` from
+the control socket. The data path runs in its own thread; ``poll()`` (called by the owner every
+~0.1 s) checks stop conditions, the disk, the board's silence, and publishes status
+(:mod:`agetdaq.readout.acquisition.supervision`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from agetdaq import __version__
+from agetdaq.protocol.mapping import StripMapping
+from agetdaq.protocol.script import Script, parse_script
+from agetdaq.readout.acquisition.memtune import pin_malloc_thresholds
+from agetdaq.readout.acquisition.metrics import DaqMetrics
+from agetdaq.readout.acquisition.runlog import RunLog
+from agetdaq.readout.acquisition.settings import Settings, parse_address
+from agetdaq.readout.acquisition.supervision import Supervision
+from agetdaq.readout.analysis.monitor import MonitorFeed
+from agetdaq.readout.datapath.path import DataPath
+from agetdaq.readout.datapath.pedestals import (
+    FLAG_MASKED,
+    PEDESTAL_OUT,
+    table_from_rows,
+    table_rows,
+)
+from agetdaq.readout.datapath.processing.pipeline import Processor
+from agetdaq.readout.datapath.processing.waveforms import StripLayout
+from agetdaq.readout.datapath.rows import EVENT_DTYPE
+from agetdaq.readout.link.board_link import BoardError, BoardLink
+from agetdaq.readout.store.writer import RunWriter, WriterError
+from agetdaq.readout.transport.control import RUN_TYPES
+from agetdaq.readout.transport.stream import Publisher
+
+log = logging.getLogger(__name__)
+
+SCRIPTS_DIR = Path(__file__).parents[1] / "scripts"
+WARM_UP_LIMIT_S = 180
+# calibration.txt (every channel whole; the accurate low-gain calibration, docs/CALIBRATION.md) is
+# chosen explicitly: at full readout a 2-core DAQ PC answers run control too slowly for the GUI
+RUN_TYPE_SCRIPT = {"pedestal": "pedestal_data", "calibration": "run", "background": "run"}
+STOP_TRIGGERS = "sca enable 0"
+RESTART_TRIGGERS = ("sca enable 1",)  # a run after a stopped one (clock and counter go on)
+
+
+STREAM_HWM = 100  # messages queued per subscriber before ZeroMQ drops (a dead GUI costs little)
+
+
+class EngineError(RuntimeError):
+    """A request the engine cannot carry out in its state, or a failed step."""
+
+
+def script_path(name: str) -> Path:
+    """A shipped script by name (run, pedestal, pedestal_data, startup) or a file path."""
+    shipped = SCRIPTS_DIR / f"{name}.txt"
+    if shipped.exists():
+        return shipped
+    p = Path(name)
+    if not p.exists():
+        raise EngineError(f"no such command script: {name}")
+    return p
+
+
+@dataclass
+class RunInfo:
+    number: int = 0
+    run_type: str = ""
+    comment: str = ""
+    path: str = ""
+    start_unix: float = 0.0
+    start_mono: float = 0.0
+    max_events: int | None = None
+    max_seconds: float | None = None
+    stop_reason: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+class Acquisition(Supervision):
+    """The acquisition engine of one BEC (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        publish: str | None = None,
+        metrics_port: int | None = None,
+        mapping: StripMapping | None = None,
+        pcap: str | Path | None = None,
+    ) -> None:
+        pin_malloc_thresholds()  # a flat resident size over weeks (acquisition/memtune.py)
+        self.settings = s = settings
+        self.mapping = mapping or (
+            StripMapping.load(s.daq.mapping) if s.daq.mapping else StripMapping.default()
+        )
+        host, port = parse_address(s.daq.bec)
+        self.link = BoardLink(host, port, timeout=s.daq.board_timeout_s, credit=s.credit)
+        layout = StripLayout.from_mapping(self.mapping, s.daq.rst_len)
+        self.processor = Processor(layout, s.processing)
+        self.publisher = (
+            Publisher(publish, source=s.daq.detector, hwm=STREAM_HWM) if publish else None
+        )
+        self.feed = MonitorFeed(
+            self.publisher,
+            s.stream.summary_rate_hz,
+            s.stream.event_rate_hz,
+            1.0,
+            calib_threshold_adc=s.processing.trigger.energy_min or None,
+        )
+        self.datapath = DataPath(
+            self.link.receiver,
+            self.processor,
+            self.feed,
+            batch=s.daq.batch,
+            store_waveforms=s.daq.store_waveforms,
+            shed_fill=s.daq.shed_fill,
+        )
+        self.data_dir = Path(s.daq.data_dir)
+        self.runlog = RunLog(self.data_dir)
+        self.metrics = DaqMetrics(str(self.data_dir))
+        if metrics_port is not None:
+            self.metrics.start(metrics_port)
+        self.state = "idle"
+        self.message = ""
+        self.script: Script | None = None
+        self.script_name = ""
+        self.script_text = ""
+        self._triggers_stopped = False  # the last stop disabled the card's triggers
+        self.writer: RunWriter | None = None
+        self.run = RunInfo()
+        self.pedestal_rows = None
+        self.masked: set[int] = set()
+        self.gain_reference: float | None = None
+        self._unmasked_noisy = self.processor.table.noisy.copy()
+        self.board_alive = True
+        self._last_status = 0.0
+        self._rate_ref = (time.monotonic(), 0, 0)
+        self._rates = (0.0, 0.0)
+        self._last_heartbeat = 0.0
+        self.regrants = 0
+        self._restarts_seen = 0
+        self.capture = (
+            None  # agetdaq.readout.link.pcap_tap.PcapTap: the board traffic, both directions
+        )
+        if pcap is not None:
+            from agetdaq.readout.link.pcap_tap import PcapTap
+
+            try:
+                self.capture = PcapTap(pcap, (host, port), self.link.local_address)
+            except (OSError, ValueError):
+                self.link.close()
+                raise
+            self.link.set_tap(self.capture)
+        self.link.start()
+        self.datapath.start()
+
+    # ---- configuration ----------------------------------------------------------------------
+
+    def configure(self, script: str | Path | None = None) -> None:
+        """Send a command script's board steps (client ``DAQ`` steps are left to start_run)."""
+        if self.state in ("running", "stopping"):
+            raise EngineError(f"cannot configure while {self.state}")
+        name = str(script or "run")
+        path = script_path(name)
+        parsed = parse_script(path)  # a bad script is refused before anything is sent
+        self.state = "configuring"
+        self._publish_status(force=True)
+        try:
+            self.wait_for_board(self.settings.daq.board_timeout_s)
+            self.link.run_script(parsed, on_daq=lambda step: None)
+        except BoardError as exc:
+            self._error(f"configuration with {path.name} failed: {exc}")
+            raise EngineError(self.message) from exc
+        self.script, self.script_name = parsed, name
+        self.script_text = path.read_text()
+        self._triggers_stopped = False
+        self.state = "configured"
+        self.message = f"configured with {path.name}"
+        log.info(self.message)
+
+    def wait_for_board(self, limit_s: float) -> str:
+        """Ask ``version`` until the board answers (a datagram sent before it was up is lost)."""
+        end = time.monotonic() + limit_s
+        while True:
+            left = end - time.monotonic()
+            try:
+                reply = self.link.command("version", timeout=max(0.05, min(1.0, left)))
+                return reply.text.strip() if reply is not None else ""
+            except BoardError:
+                if time.monotonic() >= end:
+                    raise BoardError(
+                        f"board {self.settings.daq.bec} does not answer "
+                        f"(no reply to 'version' within {limit_s:g} s)"
+                    ) from None
+
+    def load_pedestals(self, rows) -> None:
+        """Use a per-channel pedestal table (PEDESTAL_DTYPE rows) for the processing."""
+        self.pedestal_rows = rows
+        table = table_from_rows(rows, self.mapping.n_strips)
+        self._unmasked_noisy = table.noisy.copy()
+        self.processor.set_pedestals(table)
+        self.feed.publish_pedestals(self.run.number, rows, self.settings.processing.k_hit)
+
+    def apply_masks(self) -> None:
+        """Masked strips give no hits (like noisy ones) from the next batch on."""
+        base = self.processor.table
+        mask = np.zeros(self.mapping.n_strips, dtype=bool)
+        mask[sorted(self.masked)] = True
+        self.processor.set_pedestals(replace(base, noisy=self._unmasked_noisy | mask))
+        if self.pedestal_rows is not None:
+            rows = self.pedestal_rows
+            rows["flags"] &= ~np.uint8(FLAG_MASKED)
+            rows["flags"][(rows["strip"] >= 0) & mask[np.maximum(rows["strip"], 0)]] |= FLAG_MASKED
+            self.feed.publish_pedestals(self.run.number, rows, self.settings.processing.k_hit)
+
+    # ---- runs -------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        run_type: str = "background",
+        comment: str = "",
+        output: str | Path | None = None,
+        events: int | None = None,
+        seconds: float | None = None,
+    ) -> RunInfo:
+        if run_type not in RUN_TYPES:
+            raise EngineError(f"unknown run type {run_type!r}; choose one of {RUN_TYPES}")
+        if self.state == "running":
+            raise EngineError("a run is already running")
+        wanted = RUN_TYPE_SCRIPT[run_type]
+        if self.state != "configured" or (
+            self.script_name in RUN_TYPE_SCRIPT.values() and self.script_name != wanted
+        ):
+            self.configure(wanted)
+        if not self.datapath.warm.wait(WARM_UP_LIMIT_S):  # first start on a fresh machine
+            log.warning("data path still compiling after %d s; starting anyway", WARM_UP_LIMIT_S)
+        try:
+            self._restart_triggers()
+        except BoardError as exc:
+            self._error(f"run start failed: {exc}")
+            raise EngineError(self.message) from exc
+        number = self.runlog.next_run_number()
+        path = Path(output) if output else self.runlog.run_path(number, run_type)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.run = RunInfo(
+            number, run_type, comment, str(path), time.time(), time.monotonic(), events, seconds
+        )
+        meta = {
+            "run_number": str(number),
+            "run_type": run_type,
+            "comment": comment,
+            "detector": self.settings.daq.detector,
+            "board": self.settings.daq.bec,
+            "start_time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "software_version": __version__,
+            "script": self.script_text,
+            "config": self.settings.source,
+            "mapping": self.mapping.to_text(),
+        }
+        try:
+            self.writer = RunWriter(
+                path, EVENT_DTYPE, meta, self.settings.writer, pedestals=self.pedestal_rows
+            )
+        except WriterError as exc:
+            self._error(str(exc))
+            raise EngineError(str(exc)) from exc
+        self.datapath.begin_run(self.writer, number, run_type)
+        self.runlog.append(
+            {
+                "event": "start",
+                "run": number,
+                "type": run_type,
+                "comment": comment,
+                "file": str(path),
+            }
+        )
+        self.link.start_data()
+        self.state = "running"
+        self.message = f"run {number} ({run_type}) started"
+        self._restarts_seen = 0
+        self._rate_ref = (time.monotonic(), 0, 0)
+        log.info("%s -> %s", self.message, path)
+        self._publish_status(force=True)
+        return self.run
+
+    def stop_run(self, reason: str = "stop requested") -> dict:
+        """Stop the triggers, drain the card, pause it, close the file; returns the counters."""
+        if self.state != "running":
+            raise EngineError(f"no run to stop (state {self.state})")
+        self.state = "stopping"
+        self._publish_status(force=True)
+        try:  # no new triggers; what the card already holds drains into this run, not the next
+            self.link.command(STOP_TRIGGERS, timeout=min(self.settings.daq.board_timeout_s, 1.0))
+        except BoardError as exc:
+            log.warning("stop of the triggers not acknowledged: %s", exc)
+        else:
+            self._triggers_stopped = True
+            self._wait_quiet(0.2, 2.0)
+        try:
+            self.link.stop_data(timeout=self.settings.daq.board_timeout_s)
+        except BoardError as exc:
+            log.warning("pause not acknowledged: %s", exc)
+        self._wait_quiet(0.2, 2.0)
+        self.datapath.end_run()
+        counters = self.counters()
+        final = {
+            "stop_time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "stop_reason": reason,
+            "counters": counters,
+        }
+        if self.datapath.pedestals is not None and counters["datapath"]["events_processed"]:
+            table = self.datapath.pedestals.result()
+            rows = table_rows(
+                table, self.mapping, self.settings.processing.k_hit, self.settings.daq.rst_len
+            )
+            final[PEDESTAL_OUT.split("/")[-1]] = rows
+            self.load_pedestals(rows)
+        failure = self.datapath.failure
+        try:
+            if self.writer is not None:
+                self.writer.close(final)
+        except WriterError as exc:
+            failure = failure or str(exc)
+        self.writer = None
+        self.run.stop_reason = reason if not failure else f"{reason}; {failure}"
+        self.runlog.append(
+            {
+                "event": "end",
+                "run": self.run.number,
+                "reason": self.run.stop_reason,
+                "events": counters["datapath"]["events"],
+            }
+        )
+        self.state = "error" if failure else "configured"
+        self.message = failure or f"run {self.run.number} stopped: {reason}"
+        log.info(self.message)
+        self._publish_status(force=True)
+        return counters
+
+    def _restart_triggers(self) -> None:
+        """After a stop that disabled the triggers, turn them on again if the script left them
+        on. The card's clock and event counter go on across runs, as they did before the stop."""
+        if not self._triggers_stopped or not _script_enables_triggers(self.script_text):
+            return
+        for line in RESTART_TRIGGERS:
+            self.link.command(line, timeout=self.settings.daq.board_timeout_s)
+        self._triggers_stopped = False
+
+    def _wait_quiet(self, quiet_s: float, limit_s: float) -> None:
+        """Let in-flight frames arrive: until no datagram for ``quiet_s`` (at most ``limit_s``)."""
+        end = time.monotonic() + limit_s
+        last = self.link.receiver.counters.datagrams
+        calm_since = time.monotonic()
+        while time.monotonic() < end:
+            time.sleep(0.02)
+            now_count = self.link.receiver.counters.datagrams
+            if now_count != last:
+                last, calm_since = now_count, time.monotonic()
+            elif time.monotonic() - calm_since >= quiet_s:
+                return
+
+    def close(self) -> None:
+        if self.state == "running":
+            self.stop_run("shutdown")
+        self.datapath.stop()
+        self.link.close()
+        if self.capture is not None:
+            self.capture.close()
+        self.metrics.stop()
+        if self.publisher is not None:
+            self.publisher.close()
+
+
+def _script_enables_triggers(text: str) -> bool:
+    """Whether a command script leaves the card's triggers on (its last ``sca enable``)."""
+    last = None
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split("//", 1)[0].split()
+        if words[:2] == ["sca", "enable"] and len(words) == 3:
+            last = words[2]
+    return last is not None and last not in ("0", "0x0")

@@ -1,0 +1,43 @@
+"""55Fe calibration analysis: spectra, the line model and its fit, X-ray selection, gain,
+resolution and threshold trends, the gain map. No GUI, no file format (docs/CALIBRATION.md).
+"""
+
+from agetdaq.readout.analysis.calibration.fit import FitConfig, FitResult, fit_spectrum
+from agetdaq.readout.analysis.calibration.gainmap import (
+    GainMap,
+    GainMapConfig,
+    GainMapResult,
+    RegionResult,
+)
+from agetdaq.readout.analysis.calibration.model import (
+    ARGON,
+    XENON,
+    Line,
+    SourceLines,
+    lines_for_gas,
+)
+from agetdaq.readout.analysis.calibration.selection import XraySelection, cut_flow, select_xrays
+from agetdaq.readout.analysis.calibration.spectrum import Spectrum
+from agetdaq.readout.analysis.calibration.trend import GainTrend, TrendConfig, TrendPoint
+
+__all__ = [
+    "ARGON",
+    "XENON",
+    "FitConfig",
+    "FitResult",
+    "GainMap",
+    "GainMapConfig",
+    "GainMapResult",
+    "GainTrend",
+    "Line",
+    "RegionResult",
+    "SourceLines",
+    "Spectrum",
+    "TrendConfig",
+    "TrendPoint",
+    "XraySelection",
+    "cut_flow",
+    "fit_spectrum",
+    "lines_for_gas",
+    "select_xrays",
+]

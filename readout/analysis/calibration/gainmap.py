@@ -1,0 +1,215 @@
+"""Gain map: the readout split into nx x ny regions by cluster position, one spectrum and one fit
+per region, relative gains and a per-region ADC -> keV calibration."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agetdaq.readout.analysis.calibration.fit import FitConfig, FitResult, fit_spectrum
+from agetdaq.readout.analysis.calibration.selection import (
+    Events,
+    XraySelection,
+    column,
+    n_events,
+    select_xrays,
+)
+from agetdaq.readout.analysis.calibration.spectrum import Spectrum
+from agetdaq.readout.datapath.processing.trigger import config_from_dict, load_table
+
+_NAN = float("nan")
+
+
+@dataclass(frozen=True)
+class GainMapConfig:
+    """Region grid, binning and fit. ``reference``: "median" (median peak of the good regions),
+    "global" (fit of all regions summed) or a number (reference K-alpha position, ADC).
+    ``linear``: calibrate each region with a free offset, i.e. linearly from the K-alpha and
+    escape peaks; falls back to ADC = gain * E when the escape is not significant."""
+
+    nx: int = 6
+    ny: int = 6
+    x_range_mm: tuple[float, float] = (-30.0, 30.0)
+    y_range_mm: tuple[float, float] = (-30.0, 30.0)
+    n_bins: int = 2048
+    adc_max: float = 8192.0
+    reference: str | float = "median"
+    linear: bool = True
+    min_escape_significance: float = 3.0
+    select: bool = True
+    fit: FitConfig = field(default_factory=FitConfig)
+    selection: XraySelection = field(default_factory=XraySelection)
+
+    def __post_init__(self) -> None:
+        if self.nx < 1 or self.ny < 1:
+            raise ValueError(f"nx and ny must be >= 1, got {self.nx} x {self.ny}")
+        for name in ("x_range_mm", "y_range_mm"):
+            lo, hi = getattr(self, name)
+            if not hi > lo:
+                raise ValueError(f"{name} must be (low, high) with high > low, got {(lo, hi)}")
+        if not isinstance(self.reference, (int, float)) and self.reference not in (
+            "median",
+            "global",
+        ):
+            raise ValueError(f"reference must be 'median', 'global' or a number: {self.reference}")
+
+    @classmethod
+    def from_toml(
+        cls, source: str | Path | dict[str, Any], table: str = "calibration"
+    ) -> GainMapConfig:
+        """``[calibration.gainmap]`` with ``[calibration.fit]`` and ``[calibration.selection]``."""
+        values = dict(load_table(source, f"{table}.gainmap"))
+        values["fit"] = FitConfig.from_toml(source, f"{table}.fit")
+        values["selection"] = XraySelection.from_toml(source, f"{table}.selection")
+        return config_from_dict(cls, values, f"{table}.gainmap")
+
+
+@dataclass
+class RegionResult:
+    """One region: its fit, relative gain and calibration ``E = (adc - offset) / slope``."""
+
+    ix: int
+    iy: int
+    counts: int
+    fit: FitResult = field(repr=False)
+    peak_adc: float = _NAN
+    peak_adc_err: float = _NAN
+    rel_gain: float = _NAN
+    rel_gain_err: float = _NAN
+    slope_adc_per_kev: float = _NAN
+    offset_adc: float = _NAN
+    calibration: str = "none"  # "linear", "proportional" or "none" (fit failed)
+
+    @property
+    def ok(self) -> bool:
+        return self.fit.ok
+
+
+@dataclass
+class GainMapResult:
+    """All regions plus the (ny, nx) maps for display; NaN where a region's fit failed."""
+
+    config: GainMapConfig = field(repr=False)
+    regions: list[RegionResult]
+    reference_peak_adc: float
+    global_fit: FitResult | None = field(repr=False)
+
+    def map_of(self, attribute: str) -> np.ndarray:
+        """(ny, nx) array of one RegionResult attribute, row iy, column ix."""
+        out = np.full((self.config.ny, self.config.nx), _NAN)
+        for r in self.regions:
+            out[r.iy, r.ix] = float(getattr(r, attribute))
+        return out
+
+    @property
+    def rel_gain(self) -> np.ndarray:
+        return self.map_of("rel_gain")
+
+    def to_kev(self, adc: np.ndarray, x_mm: np.ndarray, y_mm: np.ndarray) -> np.ndarray:
+        """Energies (keV) with each event's region calibration; NaN outside the map or where the
+        region has no calibration."""
+        region = region_index(self.config, x_mm, y_mm)
+        slope = np.array([r.slope_adc_per_kev for r in self.regions] + [_NAN])
+        offset = np.array([r.offset_adc for r in self.regions] + [_NAN])
+        region = np.where(region < 0, len(self.regions), region)
+        return (np.asarray(adc, dtype=float) - offset[region]) / slope[region]
+
+
+def region_index(config: GainMapConfig, x_mm: np.ndarray, y_mm: np.ndarray) -> np.ndarray:
+    """Region number iy * nx + ix of each position; -1 outside the map or for NaN."""
+    x = np.asarray(x_mm, dtype=float)
+    y = np.asarray(y_mm, dtype=float)
+    (x0, x1), (y0, y1) = config.x_range_mm, config.y_range_mm
+    with np.errstate(invalid="ignore"):
+        fx = (x - x0) / (x1 - x0) * config.nx
+        fy = (y - y0) / (y1 - y0) * config.ny
+        inside = (fx >= 0) & (fx <= config.nx) & (fy >= 0) & (fy <= config.ny)
+    ix = np.clip(np.floor(np.where(inside, fx, 0)).astype(np.int64), 0, config.nx - 1)
+    iy = np.clip(np.floor(np.where(inside, fy, 0)).astype(np.int64), 0, config.ny - 1)
+    return np.where(inside, iy * config.nx + ix, -1)
+
+
+class GainMap:
+    """Per-region spectra filled incrementally; ``fit()`` makes a GainMapResult."""
+
+    def __init__(self, config: GainMapConfig | None = None) -> None:
+        self.config = config or GainMapConfig()
+        cfg = self.config
+        self.spectra = [Spectrum(cfg.n_bins, cfg.adc_max) for _ in range(cfg.nx * cfg.ny)]
+        self.outside = 0  # selected events without a valid position
+
+    def fill(self, events: Events) -> None:
+        """Add a batch of events (selected first unless ``config.select`` is False)."""
+        cfg = self.config
+        if n_events(events) == 0:
+            return
+        mask = select_xrays(events, cfg.selection) if cfg.select else slice(None)
+        energy = column(events, "energy_adc").astype(float)[mask]
+        region = region_index(cfg, column(events, "x_mm")[mask], column(events, "y_mm")[mask])
+        self.outside += int(np.count_nonzero(region < 0))
+        order = np.argsort(region, kind="stable")
+        bounds = np.searchsorted(region[order], np.arange(len(self.spectra) + 1))
+        for r, spectrum in enumerate(self.spectra):
+            spectrum.fill(energy[order[bounds[r] : bounds[r + 1]]])
+
+    def total_spectrum(self) -> Spectrum:
+        total = Spectrum(self.config.n_bins, self.config.adc_max)
+        for s in self.spectra:
+            total.merge(s)
+        return total
+
+    def fit(self) -> GainMapResult:
+        """Fit every region and the sum; regions are compared with ``config.reference``."""
+        cfg = self.config
+        need_global = cfg.reference == "global"
+        global_fit = fit_spectrum(self.total_spectrum(), cfg.fit) if need_global else None
+        regions = [self._fit_region(r) for r in range(len(self.spectra))]
+        ref = _reference_peak(cfg, regions, global_fit)
+        for reg in regions:
+            if reg.ok and ref > 0:
+                reg.rel_gain = reg.peak_adc / ref
+                reg.rel_gain_err = reg.peak_adc_err / ref
+        return GainMapResult(cfg, regions, ref, global_fit)
+
+    def _fit_region(self, r: int) -> RegionResult:
+        cfg = self.config
+        spectrum = self.spectra[r]
+        base = {"ix": r % cfg.nx, "iy": r // cfg.nx, "counts": spectrum.total}
+        fit = None
+        if cfg.linear:
+            # the linear calibration needs an escape peak seen in the data, not set by a prior
+            linear = dataclasses.replace(cfg.fit, free_offset=True, escape_prior=False)
+            fit = fit_spectrum(spectrum, linear)
+            n_esc, err = fit.params.get("n_escape", 0.0), fit.errors.get("n_escape", 0.0)
+            if not (fit.ok and err > 0 and n_esc / err >= cfg.min_escape_significance):
+                fit = None
+        kind = "linear"
+        if fit is None:
+            fit = fit_spectrum(spectrum, dataclasses.replace(cfg.fit, free_offset=False))
+            kind = "proportional"
+        if not fit.ok:
+            return RegionResult(fit=fit, **base)
+        return RegionResult(
+            fit=fit,
+            peak_adc=fit.peak_adc,
+            peak_adc_err=fit.peak_adc_err,
+            slope_adc_per_kev=fit.gain,
+            offset_adc=fit.offset_adc,
+            calibration=kind,
+            **base,
+        )
+
+
+def _reference_peak(
+    cfg: GainMapConfig, regions: list[RegionResult], global_fit: FitResult | None
+) -> float:
+    if isinstance(cfg.reference, (int, float)):
+        return float(cfg.reference)
+    if cfg.reference == "global":
+        return global_fit.peak_adc if global_fit is not None and global_fit.ok else _NAN
+    peaks = [r.peak_adc for r in regions if r.ok]
+    return float(np.median(peaks)) if peaks else _NAN

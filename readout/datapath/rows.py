@@ -1,0 +1,115 @@
+"""Rows of the run file's event table and the selection of stored channel waveforms."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agetdaq.protocol import decode_kernel as dk
+from agetdaq.readout.datapath.build import BuiltBatch, _ranges
+from agetdaq.readout.datapath.processing.features import FEATURES_DTYPE
+from agetdaq.readout.store import layout as L
+
+NOT_PROCESSED = 0x8000  # build_flags bit: features not computed (processing shed under load)
+SAMPLES_IN_RAW = L.SAMPLES_IN_RAW  # build_flags bit: samples only in the raw record
+
+_HEADER = [
+    ("event_id", "<u8"),
+    ("event_count", "<u4"),
+    ("timestamp", "<u8"),
+    ("type", "u1"),
+    ("source_id", "u1"),
+    ("flags", "<u2"),
+    ("build_flags", "<u2"),
+    ("n_channels", "<u2"),
+    ("time_ns", "<u8"),
+    ("raw_first", "<u8"),  # row in raw/index of the datagram holding the start of the event
+    ("raw_count", "<u4"),  # datagrams from raw_first to the one holding its end
+]
+EVENT_DTYPE = np.dtype(
+    _HEADER + [(n, FEATURES_DTYPE[n]) for n in FEATURES_DTYPE.names if n != "event"]
+)
+
+
+def event_rows(built: BuiltBatch, features: np.ndarray | None, time_ns: int) -> np.ndarray:
+    """The event-table rows of a built batch (features zero where not processed)."""
+    b = built.decoded
+    rows = np.zeros(len(built), EVENT_DTYPE)
+    rows["event_id"] = built.event_id
+    rows["event_count"] = b.event_count
+    rows["timestamp"] = b.timestamp
+    rows["type"] = b.event_type
+    rows["source_id"] = b.source_id
+    rows["flags"] = b.flags
+    rows["build_flags"] = built.build_flags
+    rows["n_channels"] = b.n_channels
+    rows["time_ns"] = time_ns
+    ev = b.events_table
+    rows["raw_first"] = ev[:, dk.EV_FIRST_DGRAM]
+    rows["raw_count"] = ev[:, dk.EV_LAST_DGRAM] - ev[:, dk.EV_FIRST_DGRAM] + 1
+    if features is not None:
+        for name in FEATURES_DTYPE.names:
+            if name != "event":
+                rows[name] = features[name]
+    else:
+        rows["build_flags"] |= NOT_PROCESSED
+    return rows
+
+
+def stored_channels(
+    built: BuiltBatch,
+    lut: np.ndarray,
+    mode: str,
+    trig: np.ndarray | None,
+    hit: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Channel rows, sample bins and ADC to store, and the aux rows, for one built batch.
+
+    ``mode``: ``all`` every channel; ``events`` every channel of triggered events; ``hits`` the
+    channels of hit strips of triggered events; ``none`` nothing. Without processing results
+    (``trig`` None) ``events`` and ``hits`` keep everything, so nothing is lost unseen.
+    """
+    b = built.decoded
+    n_ch = b.channels_table.shape[0]
+    owner = np.repeat(np.arange(len(built)), b.n_channels)
+    strip = lut[b.card, b.chip, np.minimum(b.channel, lut.shape[2] - 1)].astype(np.int16)
+    if mode == "none":
+        keep = np.zeros(n_ch, dtype=bool)
+    elif mode == "all" or trig is None:
+        keep = np.ones(n_ch, dtype=bool)
+    elif mode == "events":
+        keep = trig[owner]
+    else:
+        is_strip = strip >= 0
+        keep = trig[owner] & is_strip
+        keep[is_strip] &= hit[owner[is_strip], strip[is_strip]]
+    idx = np.flatnonzero(keep)
+    n_s = b.n_samples[idx].astype(np.int64)
+    starts = b.sample_start[idx].astype(np.int64)
+    first = int(starts[0]) if len(idx) else 0
+    if len(idx) and np.array_equal(starts[1:], starts[:-1] + n_s[:-1]):
+        s_idx = slice(first, first + int(n_s.sum()))  # back to back (mode "all"): no gather
+    else:
+        s_idx = _ranges(starts, n_s)
+    ch = np.zeros(len(idx), L.CHANNEL_DTYPE)
+    ch["event_row"] = owner[idx]
+    ch["card"] = b.card[idx]
+    ch["chip"] = b.chip[idx]
+    ch["channel"] = b.channel[idx]
+    ch["strip"] = strip[idx]
+    ch["sample_start"] = np.cumsum(n_s) - n_s
+    ch["n_samples"] = n_s
+    return ch, b.time_bin[s_idx], b.adc[s_idx], aux_rows(built)
+
+
+def aux_rows(built: BuiltBatch) -> np.ndarray:
+    """The aux rows (hit counts, last cells read) of a built batch."""
+    b = built.decoded
+    aux_t = b.aux_table
+    aux = np.zeros(aux_t.shape[0], L.AUX_DTYPE)
+    if len(aux):
+        aux["event_row"] = np.repeat(np.arange(len(built)), b.events_table[:, dk.EV_N_AUX])
+        aux["kind"] = aux_t[:, dk.AUX_KIND]
+        aux["card"] = np.maximum(aux_t[:, dk.AUX_CARD], 0)
+        aux["chip"] = aux_t[:, dk.AUX_CHIP]
+        aux["value"] = aux_t[:, dk.AUX_VALUE]
+    return aux

@@ -1,0 +1,387 @@
+"""The DAQ's link to one BEC: command / reply channel, data receiver and credit loop on one socket.
+
+* :meth:`BoardLink.command` sends one command line and waits for its single reply (default 4 s, as
+  feminos-daq; no retry). At most one command is pending: callers are serialised by a lock.
+  Replies carry no sequence number (lead word 0), so a reply that arrives after its command timed
+  out would be taken for the next one: queued replies are therefore drained, counted
+  (``stale_replies``) and logged before every new command.
+* Error codes (< 0) raise :class:`BoardError` with the card's text; a reply that is not a valid
+  frame raises it too. Data requests ``daq 0x.. U [0x..]`` get no reply: sent without waiting.
+* :meth:`BoardLink.run_script` executes a :class:`agetdaq.protocol.script.Script`: the whole script
+  is parsed and validated first (text or path in -> :class:`~agetdaq.protocol.script.ScriptError`
+  before any datagram leaves), then board steps go one by one with their replies logged, ``sleep``
+  waits (interruptibly), ``fem`` selects, ``credits`` configures the credit loop and client ``DAQ``
+  steps go to ``on_daq`` (default :meth:`BoardLink.daq_step`: starts / stops the credit loop).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from agetdaq.protocol.command_table import CommandError, ParsedCommand, validate
+from agetdaq.protocol.commands import ProtocolError, Reply, parse_reply
+from agetdaq.protocol.script import Script, Step, parse_script
+from agetdaq.readout.link.credit import PAUSE_REQUEST, CreditConfig, CreditLoop
+from agetdaq.readout.link.receiver import (
+    DEFAULT_RCVBUF,
+    DEFAULT_SLOT_SIZE,
+    DEFAULT_SLOTS,
+    RcvbufReport,
+    Receiver,
+    open_board_socket,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 1122
+DEFAULT_TIMEOUT = 4.0
+
+
+class BoardError(RuntimeError):
+    """The board refused a command (``code`` < 0, ``text`` = its reply) or did not answer well."""
+
+    def __init__(self, message: str, *, code: int | None = None, text: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.text = text
+
+
+class BoardTimeout(BoardError, TimeoutError):
+    """No reply within the timeout."""
+
+
+@dataclass(frozen=True)
+class StepResult:
+    step: Step
+    reply: Reply | None  # None for steps without a reply
+
+
+def expects_reply(command: ParsedCommand) -> bool:
+    """Every command gets one reply except a data request that is not a pause (§3.2, §3.4)."""
+    return not (command.name == "daq" and "amount" in command.args and not command.args["pause"])
+
+
+class BoardLink:
+    """One board: socket, :class:`Receiver` (data ring + replies), :class:`CreditLoop`."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int = DEFAULT_PORT,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        local: tuple[str, int] = ("", 0),
+        rcvbuf: int = DEFAULT_RCVBUF,
+        force_rcvbuf: bool = False,
+        n_slots: int = DEFAULT_SLOTS,
+        slot_size: int = DEFAULT_SLOT_SIZE,
+        credit: CreditConfig | None = None,
+        check_frames: bool = True,
+        fem_index: int = 0,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.host, self.port = host, port
+        self.address = f"{host}:{port}"
+        self.timeout = timeout
+        self.fem_index = fem_index
+        if not 0 < port < 65536:
+            raise ValueError(f"board port must be 1..65535, not {port}")
+        try:
+            self._sock, self.rcvbuf_report = open_board_socket(
+                (host, port), local=local, rcvbuf=rcvbuf, force_rcvbuf=force_rcvbuf
+            )
+        except OSError as exc:
+            raise BoardError(f"cannot open a UDP socket to board {host}:{port}: {exc}") from None
+        self.credit = CreditLoop(self._sock.send, credit)
+        self.receiver = Receiver(
+            self._sock,
+            n_slots=n_slots,
+            slot_size=slot_size,
+            sink=self.credit,
+            check_frames=check_frames,
+            name=self.address,
+        )
+        self._cmd_lock = threading.Lock()
+        self._closed = False
+        self.selected = True
+        self.commands_sent = 0
+        self.stale_replies = 0
+        self.timeouts = 0
+        self.tap: Callable[[str, bytes, int], None] | None = None  # see set_tap
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    @property
+    def rcvbuf(self) -> RcvbufReport:
+        return self.rcvbuf_report
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        return self._sock.getsockname()
+
+    def start(self) -> BoardLink:
+        if not self.receiver.running:
+            self.receiver.start()
+        return self
+
+    def close(self) -> None:
+        """Pause the board if data was flowing (best effort), stop the capture thread and close
+        the socket (idempotent)."""
+        if self._closed:
+            return
+        if self.credit.running:
+            try:
+                self.stop_data(timeout=min(self.timeout, 1.0))
+            except BoardError as exc:
+                log.warning("%s: could not pause the board on close: %s", self.address, exc)
+        self._closed = True
+        self.credit.stop()
+        self.receiver.stop()
+        self._sock.close()
+
+    def __enter__(self) -> BoardLink:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- commands ----------------------------------------------------------------------------
+    def command(
+        self,
+        line: str,
+        timeout: float | None = None,
+        *,
+        check: bool = True,
+        validate_line: bool = True,
+    ) -> Reply | None:
+        """Send one command line and return its reply (None for a data request, which gets none).
+        The line is checked against the command table first unless ``validate_line`` is False
+        (then a reply is always awaited). ``check`` raises :class:`BoardError` on an error code."""
+        if not validate_line:
+            return self._command(" ".join(line.split()), True, timeout, check)
+        try:
+            parsed = validate(line)
+        except CommandError as exc:
+            raise BoardError(
+                f"not sent to {self.address}: {exc.message}", code=exc.code, text=line
+            ) from None
+        return self._command(parsed.text, expects_reply(parsed), timeout, check)
+
+    def _command(
+        self, text: str, wants_reply: bool, timeout: float | None, check: bool
+    ) -> Reply | None:
+        if self._closed:
+            raise BoardError(f"link to {self.address} is closed")
+        if not text:
+            raise BoardError(f"empty command for board {self.address}")
+        wait = self.timeout if timeout is None else timeout
+        with self._cmd_lock:
+            if not self.receiver.running:
+                self.receiver.start()
+            for stale in self.receiver.drain_replies():
+                self.stale_replies += 1
+                log.warning("%s: stale reply discarded before %r: %r", self.address, text, stale)
+            self._send(text.encode("ascii"))
+            self.commands_sent += 1
+            if not wants_reply:
+                return None
+            got = self.receiver.get_reply(wait)
+        if got is None:
+            self.timeouts += 1
+            raise BoardTimeout(f"no reply from board {self.address} to {text!r} within {wait:g} s")
+        try:
+            reply = parse_reply(got.datagram)
+        except ProtocolError as exc:
+            raise BoardError(
+                f"malformed reply from board {self.address} to {text!r}: {exc}"
+            ) from None
+        log.debug("%s %r -> %r", self.address, text, reply.text or reply.kind)
+        if check and reply.error < 0:
+            raise BoardError(
+                f"board {self.address} refused {text!r} (error {reply.error}): "
+                f"{reply.text.strip()}",
+                code=reply.error,
+                text=reply.text,
+            )
+        return reply
+
+    def set_tap(self, tap: Callable[[str, bytes | memoryview, int], None] | None) -> None:
+        """Hand every datagram sent and received to ``tap(direction, payload, monotonic_ns)``
+        (direction "tx" or "rx"; see :mod:`agetdaq.readout.link.pcap_tap`). Call before
+        :meth:`start`."""
+        self.tap = tap
+        self.credit.tap = tap
+        self.receiver.tap = tap
+
+    def _send(self, datagram: bytes) -> None:
+        if self.tap is not None:
+            self.tap("tx", datagram, time.monotonic_ns())
+        try:
+            self._sock.send(datagram)
+        except ConnectionRefusedError:
+            # An ICMP error left by an earlier datagram surfaces on this send: try once more.
+            try:
+                self._sock.send(datagram)
+            except OSError as exc:
+                raise BoardError(f"cannot send to board {self.address}: {exc}") from None
+        except OSError as exc:
+            raise BoardError(f"cannot send to board {self.address}: {exc}") from None
+
+    # ---- data --------------------------------------------------------------------------------
+    def start_data(self, budget_bytes: int | None = None) -> None:
+        """Open the credit window (``DAQ -1`` = no budget, ``DAQ N`` = N bytes)."""
+        self.start()
+        self.credit.start(budget_bytes)
+
+    def stop_data(self, timeout: float | None = None) -> Reply | None:
+        """Stop granting and pause the board (``daq 0xFFFFFF F``, which is answered)."""
+        self.credit.stop()
+        return self.command(PAUSE_REQUEST, timeout)
+
+    def daq_step(self, step: Step) -> None:
+        """Default handler of client ``DAQ`` steps: -1 / N start, 0 stops, bare logs progress."""
+        n = step.args.get("bytes")
+        if n is None:
+            rx = self.receiver.counters
+            log.info(
+                "%s DAQ: %d frames, %d bytes, lost %d, malformed %d",
+                self.address,
+                rx.data_frames,
+                rx.data_bytes,
+                self.credit.counters.lost_replies + rx.lost,
+                rx.malformed,
+            )
+        elif n == 0:
+            self.stop_data()
+        else:
+            self.start_data(None if n < 0 else n)
+
+    # ---- scripts -----------------------------------------------------------------------------
+    def run_script(
+        self,
+        script: Script | str | Path,
+        *,
+        on_daq: Callable[[Step], object] | None = None,
+        on_client: Callable[[Step], object] | None = None,
+        on_reply: Callable[[Step, Reply | None], object] | None = None,
+        stop: threading.Event | None = None,
+    ) -> list[StepResult]:
+        """Run a script (parsed here first if given as text or path). Returns each board step with
+        its reply. ``stop`` interrupts it between steps and during ``sleep``."""
+        if not isinstance(script, Script):
+            script = parse_script(script)  # raises ScriptError before anything is sent
+        plan = self._plan(script)
+        daq = on_daq or self.daq_step
+        results: list[StepResult] = []
+        for step, command in plan:
+            if stop is not None and stop.is_set():
+                log.info("%s: script stopped before %s:%d", self.address, step.file, step.line)
+                break
+            if step.kind == "board":
+                if not self.selected:
+                    log.info("%s: %r skipped (fem not selected)", self.address, step.text)
+                    continue
+                assert command is not None
+                reply = self._command(command.text, expects_reply(command), None, True)
+                log.info(
+                    "%s %s:%d %r -> %s",
+                    self.address,
+                    step.file,
+                    step.line,
+                    step.text,
+                    _reply_summary(reply),
+                )
+                results.append(StepResult(step, reply))
+                if on_reply is not None:
+                    on_reply(step, reply)
+            elif step.kind == "sleep":
+                self._sleep(step.args["seconds"], stop)
+            elif step.kind == "fem":
+                self._select(step)
+            elif step.kind == "credits":
+                self._credits(step)
+            elif step.kind == "daq":
+                daq(step)
+            elif on_client is not None:
+                on_client(step)
+            else:
+                log.info("%s: client step %r has no handler here; skipped", self.address, step.text)
+        return results
+
+    @staticmethod
+    def _plan(script: Script) -> list[tuple[Step, ParsedCommand | None]]:
+        """Every step with its validated board command (a Script built by hand may lack it)."""
+        plan: list[tuple[Step, ParsedCommand | None]] = []
+        for step in script:
+            command = step.command
+            if step.kind == "board" and command is None:
+                try:
+                    command = validate(step.text)
+                except CommandError as exc:
+                    raise BoardError(
+                        f"{step.file}:{step.line}: {exc.message}", code=exc.code, text=step.text
+                    ) from None
+            plan.append((step, command))
+        return plan
+
+    def _select(self, step: Step) -> None:
+        a = step.args
+        if a.get("query"):
+            log.info(
+                "%s: fem %d %s",
+                self.address,
+                self.fem_index,
+                "selected" if self.selected else "not selected",
+            )
+        elif a.get("all"):
+            self.selected = True
+        elif "mask" in a:
+            self.selected = bool(a["mask"] >> self.fem_index & 1)
+        else:
+            self.selected = a["fem"] == self.fem_index
+
+    def _credits(self, step: Step) -> None:
+        a = step.args
+        if a["action"] == "show":
+            log.info("%s: %s", self.address, self.credit.describe())
+            return
+        config = CreditConfig(
+            unit=a["unit"],
+            window=a["credit"],
+            threshold=a["threshold"],
+            high_water=self.credit.config.high_water,
+            low_water=self.credit.config.low_water,
+        )
+        self.credit.configure(config)
+
+    @staticmethod
+    def _sleep(seconds: float, stop: threading.Event | None) -> None:
+        if stop is None:
+            time.sleep(seconds)
+        else:
+            stop.wait(seconds)
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "board": self.address,
+            "commands_sent": self.commands_sent,
+            "stale_replies": self.stale_replies,
+            "timeouts": self.timeouts,
+            "receiver": self.receiver.stats(),
+            "credit": self.credit.snapshot(),
+            "rcvbuf_requested": self.rcvbuf_report.requested,
+            "rcvbuf_granted": self.rcvbuf_report.granted,
+        }
+
+
+def _reply_summary(reply: Reply | None) -> str:
+    if reply is None:
+        return "(no reply expected)"
+    if reply.kind == "C":
+        return repr(reply.text.strip())
+    return f"MFRAME of {len(reply.payload)} words"
