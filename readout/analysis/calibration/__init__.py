@@ -9,6 +9,8 @@ from agetdaq.readout.analysis.calibration.gainmap import (
     GainMapResult,
     RegionResult,
 )
+from agetdaq.readout.analysis.calibration.judge import SliceJudge, SliceXrays
+from agetdaq.readout.analysis.calibration.linecheck import LineCheckConfig
 from agetdaq.readout.analysis.calibration.model import (
     ARGON,
     XENON,
@@ -18,7 +20,8 @@ from agetdaq.readout.analysis.calibration.model import (
 )
 from agetdaq.readout.analysis.calibration.selection import XraySelection, cut_flow, select_xrays
 from agetdaq.readout.analysis.calibration.spectrum import Spectrum
-from agetdaq.readout.analysis.calibration.trend import GainTrend, TrendConfig, TrendPoint
+from agetdaq.readout.analysis.calibration.trend import GainTrend, TrendConfig
+from agetdaq.readout.analysis.calibration.trendpoint import TrendPoint, expand
 
 __all__ = [
     "ARGON",
@@ -30,13 +33,17 @@ __all__ = [
     "GainMapResult",
     "GainTrend",
     "Line",
+    "LineCheckConfig",
     "RegionResult",
+    "SliceJudge",
+    "SliceXrays",
     "SourceLines",
     "Spectrum",
     "TrendConfig",
     "TrendPoint",
     "XraySelection",
     "cut_flow",
+    "expand",
     "fit_spectrum",
     "lines_for_gas",
     "select_xrays",

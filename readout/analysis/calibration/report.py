@@ -70,7 +70,7 @@ def fit_to_dict(fit: FitResult) -> dict[str, Any]:
     return json_safe(d)
 
 
-TREND_COLUMNS = tuple(k for k in TrendPoint.__dataclass_fields__ if k != "fit")
+TREND_COLUMNS = tuple(k for k in TrendPoint.__dataclass_fields__ if k not in ("fit", "parts"))
 
 
 def trend_to_dicts(points: Iterable[TrendPoint]) -> list[dict[str, Any]]:

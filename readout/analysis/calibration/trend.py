@@ -2,19 +2,22 @@
 
 Events are fed in batches (any size); a time slice closes after ``slice_xrays`` selected X-rays
 or ``slice_minutes`` of event time (``time_s``), whichever comes first. Each closed slice is
-fitted and becomes a TrendPoint.
+judged (judge.py: fitted, tested for a gain change inside it and for a spectrum that is not one
+line, split or refused) and becomes a TrendPoint (trendpoint.py).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agetdaq.readout.analysis.calibration.fit import FitConfig, FitResult, fit_spectrum
+from agetdaq.readout.analysis.calibration.judge import SliceJudge, SliceXrays
+from agetdaq.readout.analysis.calibration.linecheck import LineCheckConfig
 from agetdaq.readout.analysis.calibration.selection import (
     Events,
     XraySelection,
@@ -24,6 +27,7 @@ from agetdaq.readout.analysis.calibration.selection import (
     select_xrays,
 )
 from agetdaq.readout.analysis.calibration.spectrum import Spectrum
+from agetdaq.readout.analysis.calibration.trendpoint import TrendPoint, expand, point_from_fit
 from agetdaq.readout.datapath.processing.trigger import config_from_dict, load_table
 
 _NAN = float("nan")
@@ -32,18 +36,20 @@ _NAN = float("nan")
 @dataclass(frozen=True)
 class TrendConfig:
     """How events are sliced and fitted. ``threshold_adc`` is the DAQ threshold on the event
-    energy sum, if known; ``reference_gain`` (ADC/keV) is the reference for the relative gain,
-    or None for the first good slice."""
+    energy sum, if known; ``reference_gain`` (ADC/keV, error ``reference_gain_err``) is the
+    reference for the relative gain, or None for the first good slice."""
 
     slice_xrays: int = 1000
     slice_minutes: float = math.inf  # inf: slices close on the X-ray count only
     threshold_adc: float | None = None
     reference_gain: float | None = None
+    reference_gain_err: float = 0.0
     select: bool = True  # False: the events fed are already X-ray-like
     n_bins: int = 2048
     adc_max: float = 8192.0
     fit: FitConfig = field(default_factory=FitConfig)
     selection: XraySelection = field(default_factory=XraySelection)
+    check: LineCheckConfig = field(default_factory=LineCheckConfig)
 
     def __post_init__(self) -> None:
         if self.slice_xrays < 1:
@@ -55,119 +61,89 @@ class TrendConfig:
     def from_toml(
         cls, source: str | Path | dict[str, Any], table: str = "calibration"
     ) -> TrendConfig:
-        """``[calibration.trend]`` with ``[calibration.fit]`` and ``[calibration.selection]``."""
+        """``[calibration.trend]`` with ``[calibration.fit]``, ``[calibration.selection]`` and
+        ``[calibration.linecheck]``."""
         values = dict(load_table(source, f"{table}.trend"))
         values["fit"] = FitConfig.from_toml(source, f"{table}.fit")
         values["selection"] = XraySelection.from_toml(source, f"{table}.selection")
+        check = load_table(source, f"{table}.linecheck")
+        values["check"] = config_from_dict(LineCheckConfig, check, f"{table}.linecheck")
         return config_from_dict(cls, values, f"{table}.trend")
 
 
-@dataclass
-class TrendPoint:
-    """One time slice. Fitted values are NaN when ``ok`` is False; ``reason`` says why."""
+class _OpenSlice:
+    """The selected X-rays of the open slice, in the order they were fed."""
 
-    index: int
-    t_start_s: float
-    t_stop_s: float
-    n_events: int  # events fed during the slice
-    n_xrays: int  # selected events
-    ok: bool
-    reason: str
-    peak_adc: float
-    peak_adc_err: float
-    gain: float  # ADC per keV
-    gain_err: float
-    gain_rel: float  # gain / reference gain
-    gain_rel_err: float
-    resolution: float  # FWHM / E at 5.9 keV
-    resolution_err: float
-    threshold_kev_adc: float  # E_ref * threshold_adc / peak_adc
-    threshold_kev_spectrum: float  # turn-on of the spectrum (fitted efficiency edge)
-    threshold_kev_spectrum_err: float
-    chi2_ndf: float
-    fit: FitResult | None = field(default=None, repr=False)
+    def __init__(self) -> None:
+        self.clear()
 
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("fit")
-        return d
+    def clear(self) -> None:
+        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
+    def add(self, energy: np.ndarray, ordinal: np.ndarray, time: np.ndarray) -> None:
+        if energy.size:
+            self._parts.append((energy, ordinal, time))
 
-def point_from_fit(
-    fit: FitResult,
-    index: int,
-    t_range: tuple[float, float],
-    counts: tuple[int, int],
-    reference_gain: float | None,
-    threshold_adc: float | None,
-) -> TrendPoint:
-    """The trend quantities of one fitted slice."""
-    ok = fit.ok
-    ref = reference_gain if reference_gain else _NAN
-    gain = fit.gain if ok else _NAN
-    gain_err = fit.gain_err if ok else _NAN
-    thr_adc = _NAN
-    if ok and threshold_adc is not None:
-        thr_adc = fit.lines.ref_energy_kev * threshold_adc / fit.peak_adc
-    spectral = ok and fit.threshold_found
-    return TrendPoint(
-        index=index,
-        t_start_s=t_range[0],
-        t_stop_s=t_range[1],
-        n_events=counts[0],
-        n_xrays=counts[1],
-        ok=ok,
-        reason=fit.reason,
-        peak_adc=fit.peak_adc if ok else _NAN,
-        peak_adc_err=fit.peak_adc_err if ok else _NAN,
-        gain=gain,
-        gain_err=gain_err,
-        gain_rel=gain / ref,
-        gain_rel_err=gain_err / ref,
-        resolution=fit.resolution if ok else _NAN,
-        resolution_err=fit.resolution_err if ok else _NAN,
-        threshold_kev_adc=thr_adc,
-        threshold_kev_spectrum=fit.threshold_kev if spectral else _NAN,
-        threshold_kev_spectrum_err=fit.threshold_kev_err if spectral else _NAN,
-        chi2_ndf=fit.chi2_ndf if ok else _NAN,
-        fit=fit,
-    )
+    def xrays(self, n_events: int, t_range: tuple[float, float]) -> SliceXrays:
+        cols = [np.concatenate([p[i] for p in self._parts]) if self._parts else np.zeros(0)
+                for i in range(3)]  # fmt: skip
+        return SliceXrays(cols[0], cols[1].astype(np.int64), cols[2], n_events, t_range)
 
 
 class GainTrend:
-    """Incremental trend: ``feed`` batches, read ``points``; the open slice is ``spectrum``."""
+    """Incremental trend: ``feed`` batches, read ``points`` (one per slice; ``expand(points)``
+    puts the parts of split slices in their place); the open slice is ``spectrum``."""
 
     def __init__(self, config: TrendConfig | None = None) -> None:
         self.config = config or TrendConfig()
         self.points: list[TrendPoint] = []
-        self.reference_gain: float | None = self.config.reference_gain
+        self._reference_gain: float | None = self.config.reference_gain
+        self.reference_gain_err = self.config.reference_gain_err if self._reference_gain else 0.0
         self.spectrum = Spectrum(self.config.n_bins, self.config.adc_max)
+        self._open = _OpenSlice()
         self._reset_slice()
 
     def _reset_slice(self) -> None:
         self.spectrum.clear()
+        self._open.clear()
         self._n_events = 0
         self._n_xrays = 0
         self._t_start = _NAN
         self._t_stop = _NAN
 
     @property
+    def reference_gain(self) -> float | None:
+        """Reference gain (ADC/keV) of ``gain_rel``; None until a good slice or a caller sets
+        it. Assigning it sets its error to 0 (use ``set_reference`` to give one)."""
+        return self._reference_gain
+
+    @reference_gain.setter
+    def reference_gain(self, gain: float | None) -> None:
+        self._reference_gain = None if gain is None else float(gain)
+        self.reference_gain_err = 0.0
+
+    @property
     def open_counts(self) -> tuple[int, int]:
         """(events, X-rays) in the open slice."""
         return self._n_events, self._n_xrays
 
-    def set_reference(self, gain: float) -> None:
-        """Use ``gain`` (ADC/keV) as the reference from now on (past points keep theirs)."""
+    def set_reference(self, gain: float, gain_err: float = 0.0) -> None:
+        """Use ``gain`` (ADC/keV) +- ``gain_err`` as the reference from now on (past points keep
+        theirs); the error enters every later ``gain_rel_err``."""
         if not gain > 0:
             raise ValueError(f"reference gain must be > 0, got {gain}")
-        self.reference_gain = float(gain)
+        if not gain_err >= 0:
+            raise ValueError(f"reference gain error must be >= 0, got {gain_err}")
+        self._reference_gain = float(gain)
+        self.reference_gain_err = float(gain_err)
 
     def set_reference_from_spectrum(self, spectrum: Spectrum) -> FitResult:
-        """Fit a reference run's spectrum and use its gain; a failed fit raises ValueError."""
+        """Fit a reference run's spectrum and use its gain and error; a failed fit raises
+        ValueError."""
         fit = fit_spectrum(spectrum, self.config.fit)
         if not fit.ok:
             raise ValueError(f"reference spectrum fit failed: {fit.reason}")
-        self.set_reference(fit.gain)
+        self.set_reference(fit.gain, fit.gain_err)
         return fit
 
     def feed(self, events: Events) -> list[TrendPoint]:
@@ -197,10 +173,12 @@ class GainTrend:
                 j_time = i + int(late[0]) if late.size else n
             j = min(j_count, j_time)
             if j > i:
-                chunk = mask[i:j]
-                self.spectrum.fill(energy[i:j][chunk])
+                idx = i + np.flatnonzero(mask[i:j])
+                self.spectrum.fill(energy[idx])
+                good = idx[np.isfinite(energy[idx])]
+                self._open.add(energy[good], self._n_events + good - i, times[good])
                 self._n_events += j - i
-                self._n_xrays += int(chunk.sum())
+                self._n_xrays += idx.size
                 self._t_stop = times[j - 1]
             if j < n or (j == j_count and k < cum.size):
                 closed.append(self.close())
@@ -211,24 +189,47 @@ class GainTrend:
         """Fit the open slice without closing it (for a live display)."""
         return fit_spectrum(self.spectrum, self.config.fit)
 
+    def judge(self) -> SliceJudge:
+        """The slice judge of the current configuration."""
+        cfg = self.config
+        return SliceJudge(cfg.fit, cfg.check, cfg.n_bins, cfg.adc_max, cfg.threshold_adc)
+
     def close(self) -> TrendPoint:
-        """Close the open slice (e.g. at the end of a run), fit it and return its point."""
-        fit = fit_spectrum(self.spectrum, self.config.fit)
-        if fit.ok and self.reference_gain is None:
-            self.reference_gain = fit.gain
-        point = point_from_fit(
-            fit,
-            len(self.points),
-            (self._t_start, self._t_stop),
-            (self._n_events, self._n_xrays),
-            self.reference_gain,
-            self.config.threshold_adc,
-        )
+        """Close the open slice (e.g. at the end of a run), judge it and return its point (a
+        split slice's good pieces are in ``point.parts``)."""
+        xrays = self._open.xrays(self._n_events, (self._t_start, self._t_stop))
+        point = self.judge().judge(xrays, len(self.points))
+        point.n_xrays = self._n_xrays  # selected, with any non-finite energy
+        self._apply_reference(point)
         self.points.append(point)
         self._reset_slice()
         return point
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The points as columns (for plots): every numeric TrendPoint field."""
-        names = [k for k in TrendPoint.__dataclass_fields__ if k not in ("fit", "reason")]
-        return {k: np.array([getattr(p, k) for p in self.points]) for k in names}
+    def _apply_reference(self, point: TrendPoint) -> None:
+        if self._reference_gain is None:
+            first = next((p for p in [point, *point.parts] if p.good), None)
+            if first is None:
+                point.set_reference(None)
+                return
+            self.set_reference(first.gain, first.gain_err)
+            point.set_reference(first.gain, first.gain_err)
+            first.set_reference(first.gain, first.gain_err, own=True)
+            return
+        point.set_reference(self._reference_gain, self.reference_gain_err)
+
+    def arrays(self, expanded: bool = False) -> dict[str, np.ndarray]:
+        """The points as columns (for plots): every numeric TrendPoint field; ``expanded``:
+        split slices replaced by their parts."""
+        points = expand(self.points) if expanded else self.points
+        skip = ("fit", "parts", "reason", "status", "flag", "part")
+        names = [k for k in TrendPoint.__dataclass_fields__ if k not in skip]
+        return {k: np.array([getattr(p, k) for p in points]) for k in names}
+
+
+__all__ = [
+    "GainTrend",
+    "TrendConfig",
+    "TrendPoint",
+    "expand",
+    "point_from_fit",
+]

@@ -1,0 +1,184 @@
+"""Is a closed slice one line with one gain? Fit it, test it, split it or refuse it.
+
+A slice (its selected X-rays in time order) is fitted; then
+
+1. the rank test of stationarity.py asks whether the gain changed inside the slice. If it did
+   (p < ``change_p``) the slice is cut where the change most likely happened and both sides are
+   fitted. A change within ``change_tolerance`` leaves a good point, flagged with the change
+   (and its RMS over the slice removed from the intrinsic resolution). A larger one splits the
+   slice: both sides are judged again (at most ``max_split_depth`` times over) and become the
+   slice's ``parts``; a side with fewer than ``min_part_xrays`` X-rays is a failed part.
+2. Otherwise the fitted spectrum is checked for the symptoms of linecheck.py (escape ratio,
+   chi2, double peak). A slice that shows one is split into halves by time and the halves are
+   judged; when it cannot be split any more it is refused with the symptom as its reason.
+
+A slice that is not one line is therefore never a good point: it is ``split`` (its good parts
+are points of their own) or ``failed``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from agetdaq.readout.analysis.calibration.fit import FitConfig, FitResult, fit_spectrum
+from agetdaq.readout.analysis.calibration.linecheck import LineCheckConfig, symptoms
+from agetdaq.readout.analysis.calibration.spectrum import Spectrum
+from agetdaq.readout.analysis.calibration.stationarity import change_point
+from agetdaq.readout.analysis.calibration.trendpoint import TrendPoint, point_from_fit
+
+_NAN = float("nan")
+_FITTED = ("peak_adc", "peak_adc_err", "gain", "gain_err", "gain_rel", "gain_rel_err",
+           "gain_rel_err_stat", "resolution", "resolution_err", "resolution_intrinsic",
+           "resolution_intrinsic_err", "threshold_kev_adc", "threshold_kev_spectrum",
+           "threshold_kev_spectrum_err")  # fmt: skip
+
+
+@dataclass
+class SliceXrays:
+    """The selected X-rays of one slice in time order: energy (ADC), the number of the event
+    each was inside the slice (0-based, counting every event fed) and its time (s, NaN when
+    unknown); ``n_events`` events were fed in ``t_range``."""
+
+    energy: np.ndarray
+    ordinal: np.ndarray
+    time: np.ndarray
+    n_events: int
+    t_range: tuple[float, float]
+
+    @property
+    def size(self) -> int:
+        return int(self.energy.size)
+
+    def take(self, a: int, b: int) -> SliceXrays:
+        """X-rays ``a`` to ``b - 1`` with the events from the first to just before the X-ray
+        that follows them (the slice's first events go with the first part)."""
+        n = self.size
+        ev_lo = 0 if a == 0 else int(self.ordinal[a])
+        ev_hi = self.n_events if b >= n else int(self.ordinal[b])
+        t_lo = self.t_range[0] if a == 0 else float(self.time[a])
+        t_hi = self.t_range[1] if b >= n else float(self.time[b - 1])
+        return SliceXrays(
+            self.energy[a:b], self.ordinal[a:b] - ev_lo, self.time[a:b], ev_hi - ev_lo, (t_lo, t_hi)
+        )
+
+
+def _relative_change(before: TrendPoint, after: TrendPoint) -> tuple[float, float]:
+    if not (before.good and after.good):
+        return _NAN, _NAN
+    ratio = after.gain / before.gain
+    err = ratio * math.hypot(before.gain_err / before.gain, after.gain_err / after.gain)
+    return ratio - 1.0, err
+
+
+def _leaves(points: list[TrendPoint]) -> list[TrendPoint]:
+    out: list[TrendPoint] = []
+    for p in points:
+        out.extend(p.parts if p.status == "split" else [p])
+    return out
+
+
+def _not_good(point: TrendPoint, status: str, reason: str) -> TrendPoint:
+    point.status, point.ok, point.reason = status, False, reason
+    for name in _FITTED:
+        setattr(point, name, _NAN)
+    return point
+
+
+class SliceJudge:
+    """Fits and judges slices (see the module docstring)."""
+
+    def __init__(
+        self,
+        fit: FitConfig | None = None,
+        check: LineCheckConfig | None = None,
+        n_bins: int = 2048,
+        adc_max: float = 8192.0,
+        threshold_adc: float | None = None,
+    ) -> None:
+        self.fit_config = fit or FitConfig()
+        self.check = check or LineCheckConfig()
+        self.n_bins, self.adc_max = n_bins, adc_max
+        self.threshold_adc = threshold_adc
+
+    def judge(self, xrays: SliceXrays, index: int) -> TrendPoint:
+        """The point of one closed slice (reference not applied: gain_rel is NaN)."""
+        point = self._judge(xrays, index, 0)
+        n = len(point.parts)
+        for k, part in enumerate(point.parts, start=1):
+            part.index, part.part = index, f"{k}/{n}"
+            if part.good:
+                part.status = "flagged"
+                part.flag = f"part {k}/{n} of slice {index}: {point.reason}"
+        return point
+
+    def fit_xrays(self, xrays: SliceXrays, index: int) -> TrendPoint:
+        """The plain fit of some X-rays as a point (no test)."""
+        spectrum = Spectrum(self.n_bins, self.adc_max)
+        spectrum.fill(xrays.energy)
+        fit = fit_spectrum(spectrum, self.fit_config)
+        counts = (xrays.n_events, xrays.size)
+        return point_from_fit(fit, index, xrays.t_range, counts, None, self.threshold_adc)
+
+    def _judge(self, xr: SliceXrays, index: int, depth: int) -> TrendPoint:
+        cfg = self.check
+        if depth > 0 and xr.size < cfg.min_part_xrays:
+            reason = f"too few X-rays in this part ({xr.size} < {cfg.min_part_xrays})"
+            fit = FitResult(False, reason, n_counts=xr.size, lines=self.fit_config.lines)
+            counts = (xr.n_events, xr.size)
+            return point_from_fit(fit, index, xr.t_range, counts, None, self.threshold_adc)
+        point = self.fit_xrays(xr, index)
+        cp = change_point(xr.energy)  # needs no fit: a slice whose fit failed is tested too
+        point.change_p = cp.p_value
+        found = symptoms(point.fit, cfg) if point.ok else []
+        can_split = depth < cfg.max_split_depth and xr.size >= 2 * cfg.min_part_xrays
+        if cp.p_value < cfg.change_p:
+            k = cp.index
+            sides = [xr.take(0, k), xr.take(k, xr.size)]
+            if can_split:
+                before, after = (self._judge(s, index, depth + 1) for s in sides)
+            else:
+                before, after = (self.fit_xrays(s, index) for s in sides)
+            change, err = _relative_change(before, after)
+            point.change_rel, point.change_rel_err = change, err
+            where = f"after {k} of {xr.size} X-rays"
+            what = (
+                f"gain changes by {100 * change:+.1f} +- {100 * err:.1f} % inside the slice"
+                if math.isfinite(change)
+                else "gain not constant inside the slice"
+            )
+            what += f" ({where}, p = {cp.p_value:.1e})"
+            small = math.isfinite(change) and abs(change) <= cfg.change_tolerance
+            if small and not point.ok:  # the fit failed for another reason
+                return point
+            if small and not found:
+                f = k / xr.size
+                point.status = "flagged"
+                point.flag = f"{what}, within the {100 * cfg.change_tolerance:.0f} % tolerance"
+                point.set_spread(drift_rms=math.sqrt(max(change**2 - err**2, 0.0) * f * (1 - f)))
+                return point
+            if can_split:
+                return self._split(point, [before, after], f"{what}: split")
+            if not point.ok:
+                what = f"{point.reason}; {what}"
+            return _not_good(point, "failed", f"{what}; too few X-rays to split it further")
+        if not point.ok:
+            return point
+        if found:
+            what = "not one line: " + "; ".join(found)
+            if can_split:
+                half = xr.size // 2
+                halves = [self._judge(xr.take(0, half), index, depth + 1),
+                          self._judge(xr.take(half, xr.size), index, depth + 1)]  # fmt: skip
+                reason = f"{what}; the gain does not change in time (p = {cp.p_value:.2f})"
+                return self._split(point, halves, f"{reason}: split into halves by time")
+            return _not_good(point, "failed", what)
+        return point
+
+    @staticmethod
+    def _split(point: TrendPoint, children: list[TrendPoint], reason: str) -> TrendPoint:
+        _not_good(point, "split", reason)
+        point.parts = _leaves(children)
+        return point
