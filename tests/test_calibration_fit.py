@@ -239,19 +239,29 @@ def test_good_fit_report_and_plot_data():
     d = fit_to_dict(fit)
     json.dumps(d, allow_nan=False)
     assert d["ok"] and d["gain_adc_per_kev"] == pytest.approx(fit.gain)
-    plot = spectrum_plot(spectrum, fit)
+    plot = spectrum_plot(spectrum, fit, threshold_adc=THR_ADC)
     names = [s.name for s in plot.series]
-    assert names == ["data", "model", "peak", "escape", "background"]
-    model = plot.series[1]
-    in_window = (spectrum.centers > fit.window_adc[0]) & (spectrum.centers < fit.window_adc[1])
-    assert model.y.sum() == pytest.approx(spectrum.counts[in_window].sum(), rel=0.05)
+    assert names == ["data", "fit", "model outside the fit window", "Mn Kα + Kβ", "Ar escape",
+                     "background"]  # fmt: skip
+    data, model = plot.series[0], plot.series[1]
+    assert plot.x_label == "energy (keV)" and plot.secondary_x[:2] == (fit.gain, fit.offset_adc)
+    assert np.array_equal(data.yerr, np.sqrt(data.y))  # Poisson error bars on the data
+    gain = fit.gain
+    in_window = (data.x * gain > fit.window_adc[0]) & (data.x * gain < fit.window_adc[1])
+    assert np.nansum(model.y) == pytest.approx(data.y[in_window].sum(), rel=0.05)
+    assert np.all(np.isnan(plot.series[2].y[in_window]))  # dotted outside the window only
+    assert {a.text.split()[1] for a in plot.labels} == {"Kα", "Kβ", "escape"}
+    assert [m.label.split()[0] for m in plot.marks][:1] == ["DAQ"]
+    assert plot.marks[0].x == pytest.approx(THR_ADC / gain)
     json.dumps(plot.to_dict(), allow_nan=False)
     wide = Spectrum.from_values(fe55_adc(rng, 2000, 60.0, 0.5, 60.0))
     gauss = fit_spectrum(wide, FitConfig(line_shape="gauss"))
-    model = spectrum_plot(wide, gauss).series[1]  # drawn with the fit's own line shape
-    i0, i1 = np.searchsorted(wide.edges, gauss.window_adc)
-    edges = wide.edges[max(i0 - 1, 0) : i1 + 1]
-    assert gauss.ok and np.allclose(model.y, gauss.model_counts(edges), rtol=1e-9, atol=1e-9)
+    plot = spectrum_plot(wide, gauss)  # drawn with the fit's own line shape, everywhere
+    total = np.where(np.isnan(plot.series[1].y), plot.series[2].y, plot.series[1].y)
+    centers = plot.series[0].x * gauss.gain
+    half = 0.5 * (centers[1] - centers[0])
+    edges = np.append(centers - half, centers[-1] + half)
+    assert gauss.ok and np.allclose(total, gauss.model_counts(edges), rtol=1e-6, atol=1e-9)
     assert json_safe({"a": np.float32(np.nan), "b": np.arange(2)}) == {"a": None, "b": [0, 1]}
 
 

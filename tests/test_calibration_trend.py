@@ -216,8 +216,12 @@ def test_trend_reports():
     assert rows[0][0] == "index" and "gain_rel" in rows[0] and len(rows) == 4
     assert rows[3][rows[0].index("gain")] == ""
     plot = trend_plot(trend.points, "resolution")
-    assert plot.series[0].y.size == 3 and plot.series[0].yerr is not None
-    assert plot.x_label == "time (h)"
+    by_name = {s.name: s for s in plot.series}
+    assert by_name["resolution"].y.size == 1 and by_name["resolution"].yerr is not None
+    assert by_name["reference slice"].y.size == 1  # the first slice, a star
+    assert by_name["failed slice"].x.size == 1 and by_name["failed slice"].style == "rug"
+    assert "too few counts" in "\n".join(plot.footer)  # the failed slice's reason is shown
+    assert plot.x_label == "time (s)"  # event times below 1e8 s are not unix dates
 
 
 def test_write_csv(tmp_path):

@@ -1,5 +1,6 @@
 """Gain map: the readout split into nx x ny regions by cluster position, one spectrum and one fit
-per region, relative gains and a per-region ADC -> keV calibration."""
+per region, relative gains and a per-region ADC -> keV calibration. X-rays next to a known bad
+strip (badstrips.py) lose charge on it and are left out, counted per region."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from agetdaq.readout.analysis.calibration.badstrips import BadStrips
 from agetdaq.readout.analysis.calibration.fit import FitConfig, FitResult, fit_spectrum
 from agetdaq.readout.analysis.calibration.selection import (
     Events,
@@ -40,6 +42,7 @@ class GainMapConfig:
     reference: str | float = "median"
     linear: bool = True
     min_escape_significance: float = 3.0
+    bad_strip_margin_mm: float = 1.0
     select: bool = True
     fit: FitConfig = field(default_factory=FitConfig)
     selection: XraySelection = field(default_factory=XraySelection)
@@ -83,10 +86,30 @@ class RegionResult:
     slope_adc_per_kev: float = _NAN
     offset_adc: float = _NAN
     calibration: str = "none"  # "linear", "proportional" or "none" (fit failed)
+    excluded: int = 0  # X-rays left out: next to a bad strip
+    bad_strips: tuple[str, ...] = ()  # bad strips running through the region
 
     @property
     def ok(self) -> bool:
         return self.fit.ok
+
+    @property
+    def reason(self) -> str:
+        """Why the region has no gain (empty when it has one), with the X-rays left out."""
+        if self.ok:
+            return ""
+        reason = self.fit.reason
+        if self.excluded:
+            strips = ", ".join(self.bad_strips)
+            reason += f"; {self.excluded} X-rays next to bad strips {strips} left out"
+        return reason
+
+    @property
+    def note(self) -> str:
+        """What a reader of the map should know about a good region."""
+        if not self.excluded:
+            return ""
+        return f"{self.excluded} X-rays next to bad strips {', '.join(self.bad_strips)} left out"
 
 
 @dataclass
@@ -97,6 +120,8 @@ class GainMapResult:
     regions: list[RegionResult]
     reference_peak_adc: float
     global_fit: FitResult | None = field(repr=False)
+    bad_strips: BadStrips = field(default_factory=BadStrips)
+    outside: int = 0  # selected X-rays without a position in the map
 
     def map_of(self, attribute: str) -> np.ndarray:
         """(ny, nx) array of one RegionResult attribute, row iy, column ix."""
@@ -136,11 +161,15 @@ def region_index(config: GainMapConfig, x_mm: np.ndarray, y_mm: np.ndarray) -> n
 class GainMap:
     """Per-region spectra filled incrementally; ``fit()`` makes a GainMapResult."""
 
-    def __init__(self, config: GainMapConfig | None = None) -> None:
+    def __init__(
+        self, config: GainMapConfig | None = None, bad_strips: BadStrips | None = None
+    ) -> None:
         self.config = config or GainMapConfig()
+        self.bad_strips = bad_strips or BadStrips()
         cfg = self.config
         self.spectra = [Spectrum(cfg.n_bins, cfg.adc_max) for _ in range(cfg.nx * cfg.ny)]
         self.outside = 0  # selected events without a valid position
+        self.excluded = np.zeros(cfg.nx * cfg.ny, np.int64)  # next to a bad strip, per region
 
     def fill(self, events: Events) -> None:
         """Add a batch of events (selected first unless ``config.select`` is False)."""
@@ -149,8 +178,13 @@ class GainMap:
             return
         mask = select_xrays(events, cfg.selection) if cfg.select else slice(None)
         energy = column(events, "energy_adc").astype(float)[mask]
-        region = region_index(cfg, column(events, "x_mm")[mask], column(events, "y_mm")[mask])
+        x, y = column(events, "x_mm")[mask], column(events, "y_mm")[mask]
+        region = region_index(cfg, x, y)
         self.outside += int(np.count_nonzero(region < 0))
+        if self.bad_strips:
+            near = self.bad_strips.near(x, y, cfg.bad_strip_margin_mm) & (region >= 0)
+            self.excluded += np.bincount(region[near], minlength=self.excluded.size)
+            region = np.where(near, -1, region)
         order = np.argsort(region, kind="stable")
         bounds = np.searchsorted(region[order], np.arange(len(self.spectra) + 1))
         for r, spectrum in enumerate(self.spectra):
@@ -173,12 +207,26 @@ class GainMap:
             if reg.ok and ref > 0:
                 reg.rel_gain = reg.peak_adc / ref
                 reg.rel_gain_err = reg.peak_adc_err / ref
-        return GainMapResult(cfg, regions, ref, global_fit)
+        return GainMapResult(cfg, regions, ref, global_fit, self.bad_strips, self.outside)
+
+    def cell_bounds(self, r: int) -> tuple[tuple[float, float], tuple[float, float]]:
+        """(x range, y range) in mm of region ``r``."""
+        cfg = self.config
+        (x0, x1), (y0, y1) = cfg.x_range_mm, cfg.y_range_mm
+        ix, iy = r % cfg.nx, r // cfg.nx
+        wx, wy = (x1 - x0) / cfg.nx, (y1 - y0) / cfg.ny
+        return (x0 + ix * wx, x0 + (ix + 1) * wx), (y0 + iy * wy, y0 + (iy + 1) * wy)
 
     def _fit_region(self, r: int) -> RegionResult:
         cfg = self.config
         spectrum = self.spectra[r]
-        base = {"ix": r % cfg.nx, "iy": r // cfg.nx, "counts": spectrum.total}
+        base = {
+            "ix": r % cfg.nx,
+            "iy": r // cfg.nx,
+            "counts": spectrum.total,
+            "excluded": int(self.excluded[r]),
+            "bad_strips": tuple(self.bad_strips.crossing(*self.cell_bounds(r))),
+        }
         fit = None
         if cfg.linear:
             # the linear calibration needs an escape peak seen in the data, not set by a prior

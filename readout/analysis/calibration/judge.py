@@ -30,10 +30,22 @@ from agetdaq.readout.analysis.calibration.stationarity import change_point
 from agetdaq.readout.analysis.calibration.trendpoint import TrendPoint, point_from_fit
 
 _NAN = float("nan")
-_FITTED = ("peak_adc", "peak_adc_err", "gain", "gain_err", "gain_rel", "gain_rel_err",
-           "gain_rel_err_stat", "resolution", "resolution_err", "resolution_intrinsic",
-           "resolution_intrinsic_err", "threshold_kev_adc", "threshold_kev_spectrum",
-           "threshold_kev_spectrum_err")  # fmt: skip
+_FITTED = (
+    "peak_adc",
+    "peak_adc_err",
+    "gain",
+    "gain_err",
+    "gain_rel",
+    "gain_rel_err",
+    "gain_rel_err_stat",
+    "resolution",
+    "resolution_err",
+    "resolution_intrinsic",
+    "resolution_intrinsic_err",
+    "threshold_kev_adc",
+    "threshold_kev_spectrum",
+    "threshold_kev_spectrum_err",
+)
 
 
 @dataclass
@@ -170,8 +182,10 @@ class SliceJudge:
             what = "not one line: " + "; ".join(found)
             if can_split:
                 half = xr.size // 2
-                halves = [self._judge(xr.take(0, half), index, depth + 1),
-                          self._judge(xr.take(half, xr.size), index, depth + 1)]  # fmt: skip
+                halves = [
+                    self._judge(xr.take(0, half), index, depth + 1),
+                    self._judge(xr.take(half, xr.size), index, depth + 1),
+                ]
                 reason = f"{what}; the gain does not change in time (p = {cp.p_value:.2f})"
                 return self._split(point, halves, f"{reason}: split into halves by time")
             return _not_good(point, "failed", what)

@@ -1,4 +1,4 @@
-"""PNG rendering of the calibration plot data (report.PlotData) with matplotlib.
+"""PNG rendering of the calibration plot data (plotdata.PlotData) with matplotlib.
 
 matplotlib is the optional extra ``agetdaq[plots]``; :func:`available` says whether it is
 installed. Figures are drawn with the object API on an Agg canvas (no pyplot, no global backend
@@ -9,16 +9,18 @@ change), so this is safe next to a running Qt GUI. ``render`` is the renderer th
 from __future__ import annotations
 
 import importlib.util
+import textwrap
 from pathlib import Path
 
 import numpy as np
 
-from agetdaq.readout.analysis.calibration.report import PlotData, Series
+from agetdaq.readout.analysis.calibration.plotdata import PlotData, Series
 
 MISSING = "matplotlib is not installed: install agetdaq[plots] for PNG plots"
-FIGSIZE = (8.0, 5.0)
+WIDTH_IN, HEIGHT_IN = 9.0, 5.6
 DPI = 110
-COMPONENT_STYLE = {"model": ("C3", "-", 1.6)}
+LINE_IN = 0.17  # height of one footer line
+WRAP = 125  # characters per footer line
 
 
 def available() -> bool:
@@ -31,91 +33,180 @@ def render(plot: PlotData, path: str | Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=FIGSIZE, dpi=DPI)
+    footer = [w for line in plot.footer for w in textwrap.wrap(line, WRAP) or [""]]
+    extra = LINE_IN * (len(footer) + (1 if footer else 0))
+    height = HEIGHT_IN + (1.0 if plot.kind == "gainmap" else 0.0) + extra
+    fig = Figure(figsize=(WIDTH_IN, height), dpi=DPI)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+    top = 0.86 if plot.secondary_x or plot.kind == "gainmap" else 0.92
+    bottom = (0.55 + extra) / height + 0.02
+    ax = fig.add_axes((0.08, bottom, 0.9 if plot.kind != "gainmap" else 0.8, top - bottom))
     if plot.kind == "gainmap":
         _gainmap(fig, ax, plot)
     else:
-        for s in plot.series:
-            _series(ax, s)
-        if plot.kind == "spectrum":
-            _spectrum_range(ax, plot)
-        if len(plot.series) > 1:
-            ax.legend(fontsize="small", loc="upper right")
-        ax.grid(alpha=0.3)
+        _curves(ax, plot)
     ax.set_xlabel(plot.x_label)
     ax.set_ylabel(plot.y_label)
-    if plot.kind == "gainmap":  # notes would hide cells: they go under the title
-        ax.set_title("\n".join([plot.title, *plot.notes]), fontsize="medium")
-    else:
-        ax.set_title(plot.title)
+    title = plot.title if plot.kind != "gainmap" else "\n".join([plot.title, *plot.notes])
+    ax.set_title(title, fontsize="medium", pad=24 if plot.secondary_x else 6)
     if plot.notes and plot.kind != "gainmap":
         ax.text(
-            0.02,
+            0.99,
             0.98,
             "\n".join(plot.notes),
             transform=ax.transAxes,
             va="top",
-            ha="left",
+            ha="right",
             fontsize="small",
-            bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8},
+            bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.85},
         )
-    fig.tight_layout()
+    for i, line in enumerate(footer):
+        fig.text(0.02, (extra - LINE_IN * (i + 1)) / height, line, fontsize="small", va="bottom")
     fig.savefig(Path(path), format="png")
 
 
-def _series(ax, s: Series) -> None:
-    x, y = np.asarray(s.x, dtype=float), np.asarray(s.y, dtype=float)
+def _x(plot: PlotData, x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=float)
+    if plot.x_time:
+        return (x * 1000.0).astype("int64").astype("datetime64[ms]")
+    return x
+
+
+def _curves(ax, plot: PlotData) -> None:
+    if plot.span is not None:
+        ax.axvspan(*plot.span, color="C0", alpha=0.06, label=plot.span_label or None)
+    for s in plot.series:
+        _series(ax, plot, s)
+    ymax = max(
+        (
+            np.nanmax(s.y)
+            for s in plot.series
+            if s.style == "points" and np.size(s.y) and np.isfinite(s.y).any()
+        ),
+        default=None,
+    )
+    if plot.kind == "spectrum" and ymax:
+        ax.set_ylim(0.0, 1.25 * ymax)
+    if plot.x_range is not None:
+        ax.set_xlim(*plot.x_range)
+    for m in plot.marks:
+        ax.axvline(m.x, color=m.color, linestyle=m.linestyle, linewidth=1.2)
+        ax.text(
+            m.x,
+            0.97,
+            " " + m.label,
+            transform=ax.get_xaxis_transform(),
+            rotation=90,
+            va="top",
+            ha="right",
+            fontsize="x-small",
+            color=m.color,
+        )
+    for a in plot.labels:
+        ax.annotate(
+            a.text,
+            (a.x, a.y),
+            xytext=(0, 14),
+            textcoords="offset points",
+            ha="center",
+            fontsize="x-small",
+            arrowprops={"arrowstyle": "-", "color": "0.4", "lw": 0.8},
+        )
+    if plot.secondary_x is not None:
+        scale, offset, label = plot.secondary_x
+        sec = ax.secondary_xaxis(
+            "top", functions=(lambda e: e * scale + offset, lambda a: (a - offset) / scale)
+        )
+        sec.set_xlabel(label, fontsize="small")
+    if plot.x_time:
+        import matplotlib.dates as mdates
+
+        loc = mdates.AutoDateLocator()
+        ax.xaxis.set_major_locator(loc)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
+    ax.legend(fontsize="x-small", loc="upper left")
+    ax.grid(alpha=0.3)
+
+
+def _series(ax, plot: PlotData, s: Series) -> None:
+    x, y = _x(plot, s.x), np.asarray(s.y, dtype=float)
     if s.style == "step":
-        ax.stairs(y, x, label=s.name, color="0.2", linewidth=1.0)
+        ax.stairs(y, x, label=s.name, color=s.color or "0.2", linewidth=1.0)
     elif s.style == "points":
         yerr = None if s.yerr is None else np.nan_to_num(np.asarray(s.yerr, dtype=float))
-        ax.errorbar(x, y, yerr=yerr, fmt="o", markersize=4, capsize=2, label=s.name)
+        face = "none" if s.hollow else None
+        size = 3 if s.marker == "." else 5
+        ax.errorbar(
+            x,
+            y,
+            yerr=yerr,
+            fmt=s.marker,
+            markersize=size,
+            capsize=0 if size < 4 else 2,
+            elinewidth=0.8,
+            label=s.name,
+            color=s.color,
+            mfc=face,
+        )
+    elif s.style == "rug":
+        ax.plot(
+            x,
+            np.full(len(y), 0.03),
+            s.marker,
+            color=s.color or "C3",
+            markersize=7,
+            transform=ax.get_xaxis_transform(),
+            label=s.name,
+            clip_on=False,
+        )
     else:
-        color, style, width = COMPONENT_STYLE.get(s.name, (None, "--", 1.0))
-        ax.plot(x, y, linestyle=style, linewidth=width, color=color, label=s.name)
-
-
-def _spectrum_range(ax, plot: PlotData) -> None:
-    """Show the populated part of the spectrum (plus the fit window)."""
-    data = plot.series[0]
-    counts = np.asarray(data.y, dtype=float)
-    edges = np.asarray(data.x, dtype=float)
-    nz = np.flatnonzero(counts)
-    if not nz.size:
-        return
-    hi = edges[min(nz[-1] + 1, edges.size - 1)]
-    for s in plot.series[1:]:
-        if len(s.x):
-            hi = max(hi, float(np.max(s.x)))
-    ax.set_xlim(0.0, hi * 1.05)
+        width = 1.6 if s.linestyle == "-" else 1.0
+        ax.plot(x, y, linestyle=s.linestyle, linewidth=width, color=s.color, label=s.name)
 
 
 def _gainmap(fig, ax, plot: PlotData) -> None:
+    from matplotlib.patches import Rectangle
+
     image = np.asarray(plot.image, dtype=float)
     extent = plot.extent or (0.0, image.shape[1], 0.0, image.shape[0])
     finite = image[np.isfinite(image)]
-    if finite.size:
-        spread = max(float(np.max(np.abs(finite - 1.0))), 0.02)
-        vmin, vmax = 1.0 - spread, 1.0 + spread
-    else:
-        vmin, vmax = 0.9, 1.1
-    shown = np.ma.masked_invalid(image)
+    spread = max(float(np.max(np.abs(finite - 1.0))), 0.02) if finite.size else 0.1
     im = ax.imshow(
-        shown, origin="lower", extent=extent, cmap="coolwarm", vmin=vmin, vmax=vmax, aspect="equal"
+        np.ma.masked_invalid(image),
+        origin="lower",
+        extent=extent,
+        cmap="coolwarm",
+        vmin=1.0 - spread,
+        vmax=1.0 + spread,
+        aspect="equal",
     )
-    fig.colorbar(im, ax=ax, label="relative gain")
+    cax = fig.add_axes((0.86, ax.get_position().y0, 0.025, ax.get_position().height))
+    fig.colorbar(im, cax=cax, label="relative gain")
     ny, nx = image.shape
     x0, x1, y0, y1 = extent
+    wx, wy = (x1 - x0) / nx, (y1 - y0) / ny
+    for ix, iy in plot.hatched:
+        ax.add_patch(
+            Rectangle(
+                (x0 + ix * wx, y0 + iy * wy),
+                wx,
+                wy,
+                fill=False,
+                hatch="///",
+                edgecolor="0.5",
+                linewidth=0.0,
+            )
+        )
+    text = plot.cell_text or [["" for _ in range(nx)] for _ in range(ny)]
     for iy in range(ny):
         for ix in range(nx):
-            v = image[iy, ix]
+            failed = not np.isfinite(image[iy, ix])
             ax.text(
-                x0 + (ix + 0.5) * (x1 - x0) / nx,
-                y0 + (iy + 0.5) * (y1 - y0) / ny,
-                "fail" if not np.isfinite(v) else f"{v:.3f}",
+                x0 + (ix + 0.5) * wx,
+                y0 + (iy + 0.5) * wy,
+                text[iy][ix],
                 ha="center",
                 va="center",
-                fontsize="x-small",
+                fontsize="xx-small" if failed else "x-small",
+                color="C3" if failed else "k",
             )
