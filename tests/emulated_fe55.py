@@ -206,18 +206,28 @@ def write_run(
     run_number: int = 1,
     run_type: str = "calibration",
     energy_min_adc: float = 0.0,
+    pedestals: np.ndarray | None = None,
 ) -> Path:
-    """A real run file holding ``rows`` (events table and metadata, no waveforms)."""
+    """A real run file holding ``rows`` (events table and metadata, no waveforms) and, when
+    given, the per-channel pedestal table (``pedestal_rows``)."""
     meta = {
         "run_number": str(run_number),
         "run_type": run_type,
         "comment": "emulated",
         "config": f"[processing.trigger]\nenergy_min = {float(energy_min_adc)}\n",
     }
-    with RunWriter(path, EVENT_DTYPE, meta, WriterConfig(raw=False)) as w:
+    with RunWriter(path, EVENT_DTYPE, meta, WriterConfig(raw=False), pedestals) as w:
         empty = np.zeros(0, L.CHANNEL_DTYPE)
         w.append_events(rows, empty, np.zeros(0, np.uint16), np.zeros(0, np.uint16))
     return Path(path)
+
+
+def pedestal_rows(daq: EmulatedDaq) -> np.ndarray:
+    """The DAQ's pedestal table as a run file stores it (dead and noisy strips flagged)."""
+    from agetdaq.protocol.mapping import StripMapping
+    from agetdaq.readout.datapath.pedestals import table_rows
+
+    return table_rows(daq.processor.table, StripMapping.default())
 
 
 def with_rates(scenario: Scenario, fe55_hz: float, muon_hz: float) -> Scenario:

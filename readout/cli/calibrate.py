@@ -2,24 +2,20 @@
 the gain map, and their plots, from one calibration run or months of them.
 
 Slices: one point per run file by default, or every N selected X-rays (``--every``) or T minutes
-of event time (``--minutes``); a slice never spans two runs. The gain map is made from all the
-input X-rays, each scaled by the fitted gain of its slice (``energy / gain_rel``), so a gain that
-drifts over the input does not smear the map. Outputs in ``--output DIR``: trend.csv/json,
-gainmap.csv/json, summary.json and PNG plots (matplotlib, the ``plots`` extra).
+of event time (``--minutes``); a slice never spans two runs. A slice that is not one line (a gain
+step inside it) is split or refused (readout/analysis/calibration/judge.py). The gain map is
+made from the X-rays of the good points, each scaled by its point's gain (``energy /
+gain_rel``), leaving out X-rays next to the bad strips of the runs' pedestal tables. The analysis
+is readout/analysis/calibration/campaign.py, the files outputs.py. Outputs in ``--output DIR``:
+trend.csv/json, gainmap.csv/json, summary.json and PNG plots (matplotlib, the ``plots`` extra).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from agetdaq.readout.cli.common import fail
 
@@ -55,41 +51,6 @@ def parse_regions(text: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
-@dataclass
-class Outcome:
-    """Everything the analysis found (what the output files are written from)."""
-
-    points: list = field(default_factory=list)  # TrendPoint
-    point_runs: list[str] = field(default_factory=list)
-    gainmap: Any = None  # GainMapResult
-    run_spectrum: Any = None  # Spectrum of the last run
-    run_fit: Any = None  # its FitResult
-    events: int = 0
-    candidates: int = 0  # events the EventFilter let through
-    xrays: int = 0  # selected X-rays
-    map_dropped: int = 0  # X-rays of slices whose fit failed (not in the map)
-
-
-class DriftCorrectedMap:
-    """Fills a gain map with each X-ray scaled by the fitted gain of its slice."""
-
-    def __init__(self, config) -> None:
-        from agetdaq.readout.analysis.calibration.gainmap import GainMap
-        from agetdaq.readout.analysis.calibration.runs import SliceBuffer
-
-        self.map = GainMap(dataclasses.replace(config, select=False))
-        self.buffer = SliceBuffer()
-        self.dropped = 0  # X-rays of slices whose fit failed
-
-    def close(self, point) -> None:
-        xrays = self.buffer.take(point.n_events)
-        if point.ok and np.isfinite(point.gain_rel) and point.gain_rel > 0:
-            xrays["energy_adc"] = xrays["energy_adc"] / point.gain_rel
-            self.map.fill(xrays)
-        else:
-            self.dropped += len(xrays["energy_adc"])
-
-
 def _progress(total: int):
     from rich.console import Console
     from rich.progress import (
@@ -110,115 +71,6 @@ def _progress(total: int):
         disable=not sys.stderr.isatty() or total < 200_000,
         transient=True,
     )
-
-
-def analyse(sources, trend_cfg, map_cfg, event_filter, reference_gain=None) -> Outcome:
-    """Trend, drift-corrected gain map and last-run spectrum over the runs (in time order)."""
-    from agetdaq.readout.analysis.calibration import GainTrend, fit_spectrum, select_xrays
-    from agetdaq.readout.analysis.calibration.runs import RunReader, selected_spectrum
-
-    trend = GainTrend(trend_cfg)
-    if reference_gain is not None:
-        trend.set_reference(reference_gain)
-    gmap = DriftCorrectedMap(map_cfg)
-    out = Outcome()
-
-    def closed(points, run: str) -> None:
-        for p in points:
-            gmap.close(p)
-            out.points.append(p)
-            out.point_runs.append(run)
-
-    total = sum(s.n_events for s in sources)
-    with _progress(total) as progress:
-        task = progress.add_task("calibrating", total=total)
-        for k, src in enumerate(sources):
-            last = k == len(sources) - 1
-            for events in RunReader(src, event_filter).chunks():
-                finite = np.isfinite(events["energy_adc"])
-                mask = finite & (select_xrays(events, trend_cfg.selection) if trend_cfg.select
-                                 else True)  # fmt: skip
-                out.events += len(finite)
-                out.candidates += int(finite.sum())
-                out.xrays += int(mask.sum())
-                gmap.buffer.add(events, mask)
-                closed(trend.feed(events), src.name)
-                if last:
-                    out.run_spectrum = selected_spectrum(events, trend_cfg, out.run_spectrum)
-                progress.advance(task, len(finite))
-            if trend.open_counts[0] > 0:
-                closed([trend.close()], src.name)
-    out.gainmap = gmap.map.fit()
-    out.map_dropped = gmap.dropped
-    if out.run_spectrum is not None:
-        out.run_fit = fit_spectrum(out.run_spectrum, trend_cfg.fit)
-    return out
-
-
-def _utc(t: float) -> str:
-    if not np.isfinite(t):
-        return ""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
-def write_tables(out: Outcome, outdir: Path, summary: dict) -> list[Path]:
-    from agetdaq.readout.analysis.calibration import report
-
-    rows = report.trend_csv_rows(out.points)
-    rows[0] = ["run", *rows[0], "t_mid_utc"]
-    for i, p in enumerate(out.points, start=1):
-        rows[i] = [out.point_runs[i - 1], *rows[i], _utc(0.5 * (p.t_start_s + p.t_stop_s))]
-    trend_json = [
-        {"run": r, **d} for r, d in zip(out.point_runs, report.trend_to_dicts(out.points))
-    ]
-    written = [
-        report.write_csv(rows, outdir / "trend.csv"),
-        report.write_csv(report.gainmap_csv_rows(out.gainmap), outdir / "gainmap.csv"),
-    ]
-    for name, data in (
-        ("trend.json", {"points": trend_json}),
-        ("gainmap.json", report.gainmap_to_dict(out.gainmap)),
-        ("summary.json", report.json_safe(summary)),
-    ):
-        path = outdir / name
-        path.write_text(json.dumps(data, indent=1) + "\n")
-        written.append(path)
-    return written
-
-
-def _time_axis(plot) -> None:
-    """Days instead of hours for long inputs."""
-    s = plot.series
-    if plot.x_label == "time (h)" and s and s[0].x.size and np.nanmax(s[0].x) > 72:
-        for series in s:
-            series.x = series.x / 24.0
-        plot.x_label = "time (days)"
-
-
-def write_plots(out: Outcome, outdir: Path) -> list[Path]:
-    from agetdaq.readout.analysis.calibration import plots, report
-
-    figures = []
-    if out.run_spectrum is not None:
-        title = f"55Fe spectrum, last run ({out.point_runs[-1] if out.point_runs else ''})"
-        figures.append(("spectrum", report.spectrum_plot(out.run_spectrum, out.run_fit, title)))
-    gain = report.trend_plot(out.points, "gain_rel")
-    gain.title, gain.y_label = "gain relative to the reference", "gain / reference"
-    res = report.trend_plot(out.points, "resolution")
-    for s in res.series:
-        s.y, s.yerr = 100 * s.y, None if s.yerr is None else 100 * s.yerr
-    res.title, res.y_label = "energy resolution", "FWHM / E at 5.9 keV (%)"
-    thr = report.trend_plot(out.points, "threshold_kev_spectrum")
-    thr.series[0].name = "spectrum turn-on"
-    thr_adc = report.trend_plot(out.points, "threshold_kev_adc").series[0]
-    thr_adc.name = "DAQ threshold / gain"
-    thr.series.append(thr_adc)
-    thr.title, thr.y_label = "energy threshold", "threshold (keV)"
-    for plot in (gain, res, thr):
-        _time_axis(plot)
-    figures += [("gain_vs_time", gain), ("resolution_vs_time", res), ("threshold_vs_time", thr)]
-    figures.append(("gainmap", report.gainmap_plot(out.gainmap)))
-    return [report.render_png(p, outdir / f"{name}.png", plots.render) for name, p in figures]
 
 
 def _configs(args: argparse.Namespace, sources):
@@ -251,13 +103,17 @@ def _configs(args: argparse.Namespace, sources):
     return dataclasses.replace(trend, threshold_adc=threshold), gmap, event_filter
 
 
+def _bad_strips(sources):
+    """Union of the bad strips of the runs' pedestal tables (None when no run has one)."""
+    from agetdaq.readout.analysis.calibration.badstrips import BadStrips, bad_strips_from_run
+
+    found = [b for b in (bad_strips_from_run(s.path) for s in sources) if b is not None]
+    return BadStrips.union(found) if found else None
+
+
 def run(args: argparse.Namespace) -> int:
-    from agetdaq.readout.analysis.calibration import plots, report
-    from agetdaq.readout.analysis.calibration.runs import (
-        RunInputError,
-        open_runs,
-        reference_from_run,
-    )
+    from agetdaq.readout.analysis.calibration import campaign, outputs, plots, report
+    from agetdaq.readout.analysis.calibration.runs import RunInputError, open_runs
 
     outdir = Path(args.output)
     try:
@@ -265,57 +121,67 @@ def run(args: argparse.Namespace) -> int:
         trend_cfg, map_cfg, event_filter = _configs(args, sources)
         reference = None
         if args.reference:
-            reference = reference_from_run(args.reference, trend_cfg, event_filter)
+            reference = campaign.judged_reference(args.reference, trend_cfg, event_filter)
+        bad = _bad_strips(sources)
         outdir.mkdir(parents=True, exist_ok=True)
     except (RunInputError, ValueError, OSError) as exc:
         return fail(str(exc))
+    total = sum(s.n_events for s in sources)
     try:
-        out = analyse(
-            sources, trend_cfg, map_cfg, event_filter, reference.fit.gain if reference else None
-        )
+        with _progress(total) as progress:
+            task = progress.add_task("calibrating", total=total)
+            out = campaign.analyse(
+                sources, trend_cfg, map_cfg, event_filter,
+                reference[1] if reference else None, bad,
+                lambda n: progress.advance(task, n),
+            )  # fmt: skip
     except (RunInputError, OSError, KeyError) as exc:  # a file damaged past its first rows
         return fail(f"reading the runs failed: {exc}")
-    summary = {
+    extra = {
         "runs": [{"file": str(s.path), "run": s.run_number, "events": s.n_events} for s in sources],
         "reference": None
         if reference is None
-        else {"file": str(reference.source.path), "fit": report.fit_to_dict(reference.fit)},
+        else {
+            "file": str(reference[0].path),
+            "fit": report.fit_to_dict(reference[1].fit),
+            "gain": reference[1].gain,
+            "gain_err": reference[1].gain_err,
+        },
         "threshold_adc": trend_cfg.threshold_adc,
         "slice_xrays": None if trend_cfg.slice_xrays == SLICE_PER_RUN else trend_cfg.slice_xrays,
         "slice_minutes": trend_cfg.slice_minutes,
-        "events": out.events,
-        "xray_candidates": out.candidates,
-        "xrays": out.xrays,
-        "map_dropped_xrays": out.map_dropped,
-        "points": len(out.points),
-        "points_ok": sum(p.ok for p in out.points),
-        "last_run_fit": report.fit_to_dict(out.run_fit) if out.run_fit is not None else None,
+        "bad_strips": None if bad is None else bad.to_dict(),
     }
     try:
-        written = write_tables(out, outdir, summary)
+        written = outputs.write_tables(out, outdir, outputs.summary(out, extra))
         if args.no_plots:
             pass
         elif plots.available():
-            written += write_plots(out, outdir)
+            written += outputs.write_plots(out, outdir, trend_cfg.threshold_adc, plots.render)
         else:
             print(f"agetdaq: {plots.MISSING}; wrote CSV/JSON only", file=sys.stderr)
     except OSError as exc:
         return fail(f"cannot write the results into {outdir}: {exc}")
     _print_points(out)
     print(f"{len(written)} files written to {outdir}")
-    if not any(p.ok for p in out.points):
+    if not any(p.good for _, p in out.rows):
         return fail("no slice could be fitted (see 'reason' in trend.csv)", 1)
     return 0
 
 
-def _print_points(out: Outcome, limit: int = 40) -> None:
-    """The points as a table on stdout (the last ``limit`` of them)."""
+def _print_points(out, limit: int = 40) -> None:
+    """The points as a table on stdout (the last ``limit`` of them; split slices by parts)."""
+    from agetdaq.readout.analysis.calibration.outputs import utc
+
     print(f"{'run':<24} {'time (UTC)':<20} {'X-rays':>7} {'gain_rel':>9} {'FWHM/E':>7} "
           f"{'thr keV':>8} {'turn-on':>8}  status")  # fmt: skip
-    shown = out.points if len(out.points) <= limit else out.points[-limit:]
-    for p, r in zip(shown, out.point_runs[-len(shown) :]):
+    rows = out.rows[-limit:]
+    for r, p in rows:
+        status = p.status if p.status != "failed" else p.reason
+        if p.status == "flagged":
+            status = f"flagged: {p.flag}"
         print(
-            f"{r[:24]:<24} {_utc(p.t_start_s):<20} {p.n_xrays:>7} {p.gain_rel:>9.4f} "
+            f"{r[:24]:<24} {utc(p.t_start_s):<20} {p.n_xrays:>7} {p.gain_rel:>9.4f} "
             f"{100 * p.resolution:>6.1f}% {p.threshold_kev_adc:>8.2f} "
-            f"{p.threshold_kev_spectrum:>8.2f}  {'ok' if p.ok else p.reason}"
+            f"{p.threshold_kev_spectrum:>8.2f}  {status}"
         )

@@ -62,6 +62,18 @@ class BadStrips:
         strips = rows[(rows["strip"] >= 0) & ((rows["flags"] & FLAG_BAD) != 0)]["strip"]
         return cls.from_strips(strips.tolist(), mapping)
 
+    @classmethod
+    def union(cls, lists) -> BadStrips:
+        """The strips bad in any of ``lists`` (e.g. the pedestal tables of several runs)."""
+        xs = sorted({(x, n) for b in lists for n, x in zip(b.x_names, b.x_mm)})
+        ys = sorted({(y, n) for b in lists for n, y in zip(b.y_names, b.y_mm)})
+        return cls(
+            tuple(x for x, _ in xs),
+            tuple(y for y, _ in ys),
+            tuple(n for _, n in xs),
+            tuple(n for _, n in ys),
+        )
+
     def distances(self, x_mm: np.ndarray, y_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Distance (mm) from each position to the nearest bad strip measuring x and y (inf
         without one; NaN positions give NaN)."""

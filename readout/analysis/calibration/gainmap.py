@@ -190,6 +190,17 @@ class GainMap:
         for r, spectrum in enumerate(self.spectra):
             spectrum.fill(energy[order[bounds[r] : bounds[r + 1]]])
 
+    def count_excluded(self, events: Events, mask: np.ndarray) -> None:
+        """Count the events of ``mask`` that lie next to a bad strip as left out of their
+        region (for a caller that filters them out before ``fill``)."""
+        cfg = self.config
+        x, y = column(events, "x_mm")[mask], column(events, "y_mm")[mask]
+        if not self.bad_strips or not x.size:
+            return
+        region = region_index(cfg, x, y)
+        near = self.bad_strips.near(x, y, cfg.bad_strip_margin_mm) & (region >= 0)
+        self.excluded += np.bincount(region[near], minlength=self.excluded.size)
+
     def total_spectrum(self) -> Spectrum:
         total = Spectrum(self.config.n_bins, self.config.adc_max)
         for s in self.spectra:

@@ -4,10 +4,9 @@ crossed by bad strips hatched; the reference and the X-rays left out explained."
 from __future__ import annotations
 
 import math
-from collections import Counter
 
 from agetdaq.readout.analysis.calibration.gainmap import GainMapResult
-from agetdaq.readout.analysis.calibration.plotdata import PlotData, short_reason
+from agetdaq.readout.analysis.calibration.plotdata import PlotData, reason_kind, short_reason
 
 MAX_LISTED = 6  # distinct failure reasons listed
 
@@ -16,7 +15,8 @@ def gainmap_plot(result: GainMapResult, attribute: str = "rel_gain") -> PlotData
     """The map with each cell's value and error, or the reason it has none; cells crossed by
     bad strips hatched."""
     cfg = result.config
-    plot = PlotData("gainmap", f"gain map ({attribute})", "x (mm)", "y (mm)")
+    title = "relative gain map" if attribute == "rel_gain" else f"gain map ({attribute})"
+    plot = PlotData("gainmap", title, "x (mm)", "y (mm)")
     plot.image = result.map_of(attribute)
     plot.extent = (*cfg.x_range_mm, *cfg.y_range_mm)
     text = [["" for _ in range(cfg.nx)] for _ in range(cfg.ny)]
@@ -47,15 +47,21 @@ def gainmap_plot(result: GainMapResult, attribute: str = "rel_gain") -> PlotData
 
 def _map_footer(result: GainMapResult) -> list[str]:
     lines = []
-    failed = [r for r in result.regions if not r.ok]
-    for reason, n in Counter(r.reason for r in failed).most_common(MAX_LISTED):
-        lines.append(f"{n} cell(s) without gain: {reason}")
+    failed: dict[str, list] = {}
+    for r in result.regions:
+        if not r.ok:
+            failed.setdefault(reason_kind(r.fit.reason), []).append(r)
+    for what, regions in sorted(failed.items(), key=lambda kv: -len(kv[1]))[:MAX_LISTED]:
+        cells = " ".join(f"({r.ix},{r.iy})" for r in regions)
+        lines.append(
+            f"{len(regions)} cell(s) without gain ({what}): {cells}; e.g. {regions[0].reason}"
+        )
     bad = result.bad_strips
     if bad:
         excluded = sum(r.excluded for r in result.regions)
         lines.append(
             f"hatched: cells crossed by bad strips ({', '.join(bad.names)}); {excluded} X-rays "
-            f"within {result.config.bad_strip_margin_mm:g} mm of them left out (charge lost "
-            "on the strip would read as gain)"
+            f"within {result.config.bad_strip_margin_mm:g} mm of them left out (the charge they "
+            "lose on the strip would read as a lower gain)"
         )
     return lines

@@ -97,26 +97,37 @@ class PlotData:
         return json_safe(d)
 
 
+# failure reason pattern -> (a few words with the figure, the kind of failure)
+_REASONS = (
+    (r"too few counts \((\d+) <", r"\1 X-rays", "too few X-rays"),
+    (r"too few X-rays in this part \((\d+) <", r"\1 X-rays", "too few X-rays"),
+    (r"^empty spectrum", "no X-ray", "no X-ray"),
+    (r"K-alpha peak not significant \(([\d.]+) sigma\)", r"peak \1 σ", "peak not significant"),
+    (r"^no significant peak", "no peak", "no peak"),
+    (r"^no K-alpha peak standing out", "no peak", "no peak"),
+    (r"^poor fit quality", "bad χ²", "bad chi2"),
+    (r"^not one line", "not one line", "not one line"),
+    (r"^gain changes by ([+-][\d.]+) ", r"step \1 %", "gain step inside"),
+    (r"^gain not constant", "gain moved", "gain step inside"),
+    (r"at its fit limit", "fit limit", "fit at a limit"),
+)
+
+
 def short_reason(reason: str) -> str:
     """A few words for a failure reason (gain map cells, plot markers)."""
-    patterns = (
-        (r"too few counts \((\d+) <", r"\1 X-rays"),
-        (r"too few X-rays in this part \((\d+) <", r"\1 X-rays"),
-        (r"^empty spectrum", "no X-ray"),
-        (r"K-alpha peak not significant \(([\d.]+) sigma\)", r"peak \1 σ"),
-        (r"^no significant peak", "no peak"),
-        (r"^no K-alpha peak standing out", "no peak"),
-        (r"^poor fit quality", "bad χ²"),
-        (r"^not one line", "not one line"),
-        (r"^gain changes by ([+-][\d.]+) ", r"step \1 %"),
-        (r"^gain not constant", "gain moved"),
-        (r"at its fit limit", "fit limit"),
-    )
-    for pattern, short in patterns:
+    for pattern, short, _ in _REASONS:
         m = re.search(pattern, reason)
         if m:
             return m.expand(short) if "\\" in short else short
     return " ".join(reason.split()[:2]) or "failed"
+
+
+def reason_kind(reason: str) -> str:
+    """The kind of a failure reason, without its figures (to group failures)."""
+    for pattern, _, kind in _REASONS:
+        if re.search(pattern, reason):
+            return kind
+    return " ".join(reason.split()[:3]) or "failed"
 
 
 Renderer = Callable[[PlotData, Path], None]

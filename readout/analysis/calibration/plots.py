@@ -33,7 +33,9 @@ def render(plot: PlotData, path: str | Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    footer = [w for line in plot.footer for w in textwrap.wrap(line, WRAP) or [""]]
+    boxed = plot.kind == "trend"  # a spectrum's notes would hide its peaks: under the axes
+    lines = plot.footer if boxed or plot.kind == "gainmap" else [*plot.notes, *plot.footer]
+    footer = [w for line in lines for w in textwrap.wrap(line, WRAP) or [""]]
     extra = LINE_IN * (len(footer) + (1 if footer else 0))
     height = HEIGHT_IN + (1.0 if plot.kind == "gainmap" else 0.0) + extra
     fig = Figure(figsize=(WIDTH_IN, height), dpi=DPI)
@@ -49,7 +51,7 @@ def render(plot: PlotData, path: str | Path) -> None:
     ax.set_ylabel(plot.y_label)
     title = plot.title if plot.kind != "gainmap" else "\n".join([plot.title, *plot.notes])
     ax.set_title(title, fontsize="medium", pad=24 if plot.secondary_x else 6)
-    if plot.notes and plot.kind != "gainmap":
+    if plot.notes and boxed:
         ax.text(
             0.99,
             0.98,
@@ -77,40 +79,57 @@ def _curves(ax, plot: PlotData) -> None:
         ax.axvspan(*plot.span, color="C0", alpha=0.06, label=plot.span_label or None)
     for s in plot.series:
         _series(ax, plot, s)
-    ymax = max(
-        (
-            np.nanmax(s.y)
-            for s in plot.series
-            if s.style == "points" and np.size(s.y) and np.isfinite(s.y).any()
-        ),
-        default=None,
-    )
-    if plot.kind == "spectrum" and ymax:
-        ax.set_ylim(0.0, 1.25 * ymax)
+    if plot.kind == "spectrum":
+        _spectrum_axes(ax, plot)
+    if plot.x_time:
+        import matplotlib.dates as mdates
+
+        loc = mdates.AutoDateLocator()
+        ax.xaxis.set_major_locator(loc)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
+    if plot.kind == "spectrum":
+        ax.legend(fontsize="x-small", loc="upper right")
+    else:
+        ax.margins(x=0.05, y=0.12)
+        ax.legend(fontsize="x-small", loc="best")
+    ax.grid(alpha=0.3)
+
+
+def _spectrum_axes(ax, plot: PlotData) -> None:
+    """Range, threshold marks, peak labels and the ADC axis on top."""
+    data = plot.series[0]
+    top = np.asarray(data.y, dtype=float) + np.nan_to_num(np.asarray(data.yerr, dtype=float))
+    if top.size and np.nanmax(top) > 0:
+        ax.set_ylim(0.0, 1.3 * float(np.nanmax(top)))
     if plot.x_range is not None:
         ax.set_xlim(*plot.x_range)
-    for m in plot.marks:
+    bbox = {"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1}
+    for k, m in enumerate(plot.marks):
         ax.axvline(m.x, color=m.color, linestyle=m.linestyle, linewidth=1.2)
         ax.text(
             m.x,
-            0.97,
-            " " + m.label,
+            0.6 - 0.3 * k,
+            m.label,
             transform=ax.get_xaxis_transform(),
             rotation=90,
-            va="top",
-            ha="right",
+            va="center",
+            ha="center",
             fontsize="x-small",
             color=m.color,
+            bbox=bbox,
         )
-    for a in plot.labels:
+    arrow = {"arrowstyle": "-", "color": "0.4", "lw": 0.8}
+    for k, a in enumerate(plot.labels):
+        dx = 30 if k == 1 else 0  # K-beta sits on K-alpha's shoulder: its label to the right
         ax.annotate(
             a.text,
             (a.x, a.y),
-            xytext=(0, 14),
+            xytext=(dx, 12),
             textcoords="offset points",
             ha="center",
+            va="bottom",
             fontsize="x-small",
-            arrowprops={"arrowstyle": "-", "color": "0.4", "lw": 0.8},
+            arrowprops=arrow,
         )
     if plot.secondary_x is not None:
         scale, offset, label = plot.secondary_x
@@ -118,14 +137,6 @@ def _curves(ax, plot: PlotData) -> None:
             "top", functions=(lambda e: e * scale + offset, lambda a: (a - offset) / scale)
         )
         sec.set_xlabel(label, fontsize="small")
-    if plot.x_time:
-        import matplotlib.dates as mdates
-
-        loc = mdates.AutoDateLocator()
-        ax.xaxis.set_major_locator(loc)
-        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
-    ax.legend(fontsize="x-small", loc="upper left")
-    ax.grid(alpha=0.3)
 
 
 def _series(ax, plot: PlotData, s: Series) -> None:
@@ -186,18 +197,18 @@ def _gainmap(fig, ax, plot: PlotData) -> None:
     x0, x1, y0, y1 = extent
     wx, wy = (x1 - x0) / nx, (y1 - y0) / ny
     for ix, iy in plot.hatched:
-        ax.add_patch(
-            Rectangle(
-                (x0 + ix * wx, y0 + iy * wy),
-                wx,
-                wy,
-                fill=False,
-                hatch="///",
-                edgecolor="0.5",
-                linewidth=0.0,
-            )
+        cell = Rectangle(
+            (x0 + ix * wx, y0 + iy * wy),
+            wx,
+            wy,
+            fill=False,
+            hatch="//",
+            edgecolor="0.7",
+            linewidth=0.0,
         )
+        ax.add_patch(cell)
     text = plot.cell_text or [["" for _ in range(nx)] for _ in range(ny)]
+    bbox = {"facecolor": "white", "edgecolor": "none", "alpha": 0.75, "pad": 1}
     for iy in range(ny):
         for ix in range(nx):
             failed = not np.isfinite(image[iy, ix])
@@ -209,4 +220,5 @@ def _gainmap(fig, ax, plot: PlotData) -> None:
                 va="center",
                 fontsize="xx-small" if failed else "x-small",
                 color="C3" if failed else "k",
+                bbox=bbox,
             )

@@ -102,13 +102,15 @@ def _model_series(plot: PlotData, fit: FitResult, edges_adc: np.ndarray, x: np.n
 
 
 def _peak_labels(plot: PlotData, fit: FitResult, edges_adc: np.ndarray, x: np.ndarray) -> None:
+    """A label over each line, above the data and the model there."""
     energies, _, is_main = fit.lines.table
     data = plot.series[0].y
+    top = np.fmax(data + np.sqrt(data), np.nan_to_num(plot.series[1].y))
     names = ["Mn Kα", "Mn Kβ"] + [f"{fit.lines.gas} escape"] * int((~is_main).sum())
     for e, name in zip(energies, names):
         i = int(np.clip(np.searchsorted(x, e), 0, x.size - 1))
-        y = float(np.nanmax(data[max(i - 2, 0) : i + 3])) if data.size else 0.0
-        plot.labels.append(Label(float(e), y, f"{name} {e:.2f} keV"))
+        y = float(np.nanmax(top[max(i - 3, 0) : i + 4])) if top.size else 0.0
+        plot.labels.append(Label(float(e), y, f"{name}\n{e:.2f} keV"))
 
 
 def _fit_notes(fit: FitResult) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from agetdaq.readout.analysis.calibration.badstrips import BadStrips
 from agetdaq.readout.analysis.calibration.fit import FitConfig, FitResult, fit_spectrum
 from agetdaq.readout.analysis.calibration.judge import SliceJudge, SliceXrays
 from agetdaq.readout.analysis.calibration.linecheck import LineCheckConfig
@@ -37,13 +38,16 @@ _NAN = float("nan")
 class TrendConfig:
     """How events are sliced and fitted. ``threshold_adc`` is the DAQ threshold on the event
     energy sum, if known; ``reference_gain`` (ADC/keV, error ``reference_gain_err``) is the
-    reference for the relative gain, or None for the first good slice."""
+    reference for the relative gain, or None for the first good slice. X-rays closer than
+    ``bad_strip_margin_mm`` to a bad strip given to the GainTrend lose charge on it and are
+    left out (badstrips.py)."""
 
     slice_xrays: int = 1000
     slice_minutes: float = math.inf  # inf: slices close on the X-ray count only
     threshold_adc: float | None = None
     reference_gain: float | None = None
     reference_gain_err: float = 0.0
+    bad_strip_margin_mm: float = 1.0  # X-rays this close to a known bad strip are not used
     select: bool = True  # False: the events fed are already X-ray-like
     n_bins: int = 2048
     adc_max: float = 8192.0
@@ -94,8 +98,12 @@ class GainTrend:
     """Incremental trend: ``feed`` batches, read ``points`` (one per slice; ``expand(points)``
     puts the parts of split slices in their place); the open slice is ``spectrum``."""
 
-    def __init__(self, config: TrendConfig | None = None) -> None:
+    def __init__(
+        self, config: TrendConfig | None = None, bad_strips: BadStrips | None = None
+    ) -> None:
         self.config = config or TrendConfig()
+        self.bad_strips = bad_strips or BadStrips()
+        self.excluded = 0  # selected X-rays left out: next to a bad strip
         self.points: list[TrendPoint] = []
         self._reference_gain: float | None = self.config.reference_gain
         self.reference_gain_err = self.config.reference_gain_err if self._reference_gain else 0.0
@@ -153,7 +161,8 @@ class GainTrend:
         if n == 0:
             return []
         energy = column(events, "energy_adc").astype(float)
-        mask = select_xrays(events, cfg.selection) if cfg.select else np.ones(n, dtype=bool)
+        mask, near = self._usable(events)
+        self.excluded += near
         timed = has_field(events, "time_s")
         if math.isfinite(cfg.slice_minutes) and not timed:
             raise ValueError("slice_minutes is set but the events lack the field 'time_s'")
@@ -184,6 +193,21 @@ class GainTrend:
                 closed.append(self.close())
             i = j
         return closed
+
+    def usable(self, events: Events) -> np.ndarray:
+        """The X-rays of a batch this trend uses: selected (unless ``config.select`` is False)
+        and not next to a known bad strip."""
+        return self._usable(events)[0]
+
+    def _usable(self, events: Events) -> tuple[np.ndarray, int]:
+        cfg = self.config
+        n = n_events(events)
+        mask = select_xrays(events, cfg.selection) if cfg.select else np.ones(n, dtype=bool)
+        if not self.bad_strips:
+            return mask, 0
+        x, y = column(events, "x_mm"), column(events, "y_mm")
+        near = mask & self.bad_strips.near(x, y, cfg.bad_strip_margin_mm)
+        return mask & ~near, int(near.sum())
 
     def fit_open(self) -> FitResult:
         """Fit the open slice without closing it (for a live display)."""

@@ -12,7 +12,7 @@ from collections import Counter
 import numpy as np
 
 from agetdaq.readout.analysis.calibration.model import FWHM_PER_SIGMA
-from agetdaq.readout.analysis.calibration.plotdata import PlotData, Series, short_reason
+from agetdaq.readout.analysis.calibration.plotdata import PlotData, Series, reason_kind
 from agetdaq.readout.analysis.calibration.trendpoint import TrendPoint, expand
 
 UNIX_EPOCH_MIN = 1e8  # times above this are unix seconds (drawn as dates)
@@ -38,7 +38,7 @@ def _failed_notes(failed: list[TrendPoint], x_time: bool) -> list[str]:
             part = f" part {p.part}" if p.part else ""
             lines.append(f"  {when}{part}: {p.reason}")
     else:
-        for reason, n in Counter(short_reason(p.reason) for p in failed).most_common():
+        for reason, n in Counter(reason_kind(p.reason) for p in failed).most_common():
             lines.append(f"  {n} x {reason}")
     return lines
 
@@ -47,6 +47,54 @@ def _when(t: float, x_time: bool) -> str:
     if x_time:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t))
     return f"t = {t:.1f} s"
+
+
+STYLE = {
+    "ok": {"color": "C0", "marker": "o"},
+    "flagged": {"color": "C4", "marker": "s", "hollow": True},
+    "reference": {"color": "C1", "marker": "*"},
+}
+
+
+def _status_series(
+    plot: PlotData, pts: list[TrendPoint], x: np.ndarray, y: np.ndarray, yerr, name: str
+) -> None:
+    status = np.array([p.status for p in pts])
+    ref = np.array([p.reference for p in pts], dtype=bool)
+    for label, sel, style in (
+        (name, (status == "ok") & ~ref, STYLE["ok"]),
+        (f"{name}: flagged (see below)", (status == "flagged") & ~ref, STYLE["flagged"]),
+        (f"{name}: reference slice", ref, STYLE["reference"]),
+    ):
+        if sel.any() or label == name:
+            e = yerr[sel] if yerr is not None else None
+            plot.series.append(Series(label, x[sel], y[sel], "points", e, **style))
+
+
+def _marked(plot: PlotData, points: list[TrendPoint], pts: list[TrendPoint], x) -> None:
+    """Failed slices as a rug with their reasons, flagged and split slices explained."""
+    failed = np.array([not p.good for p in pts], dtype=bool)
+    if failed.any():
+        plot.series.append(
+            Series(
+                "failed slice (reason below)",
+                x[failed],
+                np.zeros(int(failed.sum())),
+                "rug",
+                color="C3",
+                marker="x",
+            )
+        )
+    plot.footer += _failed_notes([p for p in pts if not p.good], plot.x_time)
+    flagged = [p for p in pts if p.status == "flagged"]
+    if flagged:
+        plot.footer.append(f"flagged ({len(flagged)}): " + _flag_summary(flagged))
+    split = [p for p in points if p.status == "split"]
+    for p in split[:MAX_LISTED]:
+        when = _when(p.t_mid_s, plot.x_time) if math.isfinite(p.t_mid_s) else ""
+        plot.footer.append(f"slice {p.index} {when}: {p.reason} into {len(p.parts)} parts")
+    if len(split) > MAX_LISTED:
+        plot.footer.append(f"... {len(split) - MAX_LISTED} more split slices (trend.json)")
 
 
 def trend_plot(
@@ -61,32 +109,11 @@ def trend_plot(
     plot = PlotData("trend", quantity, x_label, quantity, x_time=x_time)
     y = np.array([getattr(p, quantity) for p in pts], dtype=float) * scale
     err_name = f"{quantity}_err"
-    has_err = err_name in TrendPoint.__dataclass_fields__
-    yerr = np.array([getattr(p, err_name) for p in pts], dtype=float) * scale if has_err else None
-    status = np.array([p.status for p in pts])
-    ref = np.array([p.reference for p in pts], dtype=bool)
-    for label, sel, kw in (
-        (name or quantity, (status == "ok") & ~ref, {}),
-        (
-            f"{name or quantity}: flagged (see notes)",
-            (status == "flagged") & ~ref,
-            {"hollow": True, "marker": "s"},
-        ),
-        ("reference slice", ref, {"marker": "*", "color": "C1"}),
-    ):
-        if sel.any() or label == (name or quantity):
-            e = yerr[sel] if yerr is not None else None
-            plot.series.append(Series(label, x[sel], y[sel], "points", e, **kw))
-    failed = [p for p in pts if not p.good]
-    if failed:
-        xf = x[np.flatnonzero(~np.isin(status, ("ok", "flagged")))]
-        plot.series.append(
-            Series("failed slice", xf, np.zeros(xf.size), "rug", color="C3", marker="x")
-        )
-    plot.footer += _failed_notes(failed, x_time)
-    flagged = [p for p in pts if p.status == "flagged"]
-    if flagged:
-        plot.footer.append(f"flagged slices ({len(flagged)}): " + _flag_summary(flagged))
+    yerr = None
+    if err_name in TrendPoint.__dataclass_fields__:
+        yerr = np.array([getattr(p, err_name) for p in pts], dtype=float) * scale
+    _status_series(plot, pts, x, y, yerr, name or quantity)
+    _marked(plot, points, pts, x)
     return plot
 
 
@@ -95,7 +122,7 @@ def _flag_summary(flagged: list[TrendPoint]) -> str:
     changes = len(flagged) - parts
     out = []
     if parts:
-        out.append(f"{parts} parts of slices split at a gain change or for not being one line")
+        out.append(f"{parts} parts of split slices")
     if changes:
         out.append(f"{changes} with a gain change inside within the tolerance")
     return "; ".join(out)
@@ -116,14 +143,14 @@ def gain_trend_plot(points: list[TrendPoint]) -> PlotData:
         plot.notes.append(
             f"reference: {p.reference_gain:.2f} +- {p.reference_gain_err:.2f} ADC/keV (given)"
         )
-    plot.notes.append("error bars include the reference's error")
+    plot.notes.append("error bars include the reference's own error")
     return plot
 
 
 def resolution_trend_plot(points: list[TrendPoint]) -> PlotData:
-    plot = trend_plot(
-        points, "resolution", "fitted (in-slice drift and map spread included)", 100.0
-    )
+    """FWHM/E as fitted (in-slice drift and gain-map spread included) and intrinsic (both
+    removed), both against time."""
+    plot = trend_plot(points, "resolution", "fitted (drift and map spread included)", 100.0)
     every = expand(points)
     x, _, _ = _times(every)
     good = np.array([p.good for p in every], dtype=bool)
@@ -137,9 +164,9 @@ def resolution_trend_plot(points: list[TrendPoint]) -> PlotData:
         drift = max(p.drift_rms for p in pts)
         spread = max(p.map_rms for p in pts)
         plot.footer.append(
-            f"intrinsic = fitted with the gain spread removed in quadrature: in-slice drift "
-            f"(up to {100 * drift:.1f} % RMS) and gain-map spread ({100 * spread:.1f} % RMS); "
-            f"FWHM = {FWHM_PER_SIGMA:.3f} x RMS"
+            "intrinsic = fitted with the gain spread inside the slice removed in quadrature: "
+            f"in-slice drift (up to {100 * drift:.1f} % RMS) and gain-map spread "
+            f"({100 * spread:.1f} % RMS); FWHM = {FWHM_PER_SIGMA:.3f} x RMS"
         )
     return plot
 
@@ -147,23 +174,55 @@ def resolution_trend_plot(points: list[TrendPoint]) -> PlotData:
 THRESHOLD_EXPLAINED = (
     "DAQ threshold / gain: the DAQ's cut on the energy sum (energy_min) divided by the fitted "
     "gain: where the DAQ stops recording X-rays.",
-    "spectrum turn-on: the energy where the measured spectrum reaches half of its height; "
-    "when the DAQ threshold lies below the escape peak's low tail there is nothing below that "
-    "tail, and the turn-on marks the end of the 55Fe spectrum, not the threshold (it reads "
-    "higher). It matches the DAQ threshold only when the threshold cuts into the spectrum.",
+    "spectrum turn-on: the energy where the measured spectrum reaches half of its height. When "
+    "the DAQ threshold lies below the escape peak's low tail there is nothing below that tail: "
+    "the turn-on then marks the low end of the 55Fe spectrum, not the threshold, and reads "
+    "higher (hollow). It measures the threshold only when the threshold cuts into the spectrum.",
 )
+TURN_ON_MATCH_KEV = 0.3  # a turn-on this close to DAQ threshold / gain measures the threshold
 
 
 def threshold_trend_plot(points: list[TrendPoint], threshold_adc: float | None) -> PlotData:
-    plot = trend_plot(points, "threshold_kev_spectrum", "spectrum turn-on")
-    adc = trend_plot(points, "threshold_kev_adc", "DAQ threshold / gain")
-    main = adc.series[0]
-    main.color, main.marker = "C3", "v"
-    plot.series.insert(0, main)
-    plot.title, plot.y_label = "energy threshold", "threshold (keV)"
+    """Both threshold estimates against time, and what each one means."""
+    pts = expand(points)
+    x, x_time, x_label = _times(pts)
+    plot = PlotData("trend", "energy threshold", x_label, "threshold (keV)", x_time=x_time)
+    good = np.array([p.good for p in pts], dtype=bool)
+    daq = np.array([p.threshold_kev_adc for p in pts], dtype=float)
+    turn = np.array([p.threshold_kev_spectrum for p in pts], dtype=float)
+    seen = good & np.isfinite(turn)
+    turn_err = np.array([p.threshold_kev_spectrum_err for p in pts], dtype=float)
+    with np.errstate(invalid="ignore"):
+        above = turn - daq > TURN_ON_MATCH_KEV
     if threshold_adc is not None:
+        plot.series.append(
+            Series("DAQ threshold / gain", x[good], daq[good], "points", color="C3", marker="v")
+        )
         plot.notes.append(f"DAQ threshold on the energy sum: {threshold_adc:.0f} ADC")
     else:
         plot.notes.append("DAQ threshold unknown: no 'DAQ threshold / gain'")
+    groups = (
+        (
+            ("spectrum turn-on: at the DAQ threshold", seen & ~above, False),
+            ("spectrum turn-on: end of the 55Fe spectrum, above the threshold", seen & above, True),
+        )
+        if threshold_adc is not None
+        else (("spectrum turn-on", seen, False),)
+    )
+    for label, sel, hollow in groups:
+        if sel.any():
+            plot.series.append(
+                Series(
+                    label,
+                    x[sel],
+                    turn[sel],
+                    "points",
+                    turn_err[sel],
+                    color="C0",
+                    marker="o",
+                    hollow=hollow,
+                )
+            )
+    _marked(plot, points, pts, x)
     plot.footer = list(THRESHOLD_EXPLAINED) + plot.footer
     return plot
