@@ -218,8 +218,9 @@ def test_trend_reports():
     plot = trend_plot(trend.points, "resolution")
     by_name = {s.name: s for s in plot.series}
     assert by_name["resolution"].y.size == 1 and by_name["resolution"].yerr is not None
-    assert by_name["reference slice"].y.size == 1  # the first slice, a star
-    assert by_name["failed slice"].x.size == 1 and by_name["failed slice"].style == "rug"
+    assert by_name["resolution: reference slice"].y.size == 1  # the first slice, a star
+    failed = by_name["failed slice (reason below)"]
+    assert failed.x.size == 1 and failed.style == "rug"
     assert "too few counts" in "\n".join(plot.footer)  # the failed slice's reason is shown
     assert plot.x_label == "time (s)"  # event times below 1e8 s are not unix dates
 

@@ -9,8 +9,10 @@ A slice (its selected X-rays in time order) is fitted; then
    slice: both sides are judged again (at most ``max_split_depth`` times over) and become the
    slice's ``parts``; a side with fewer than ``min_part_xrays`` X-rays is a failed part.
 2. Otherwise the fitted spectrum is checked for the symptoms of linecheck.py (escape ratio,
-   chi2, double peak). A slice that shows one is split into halves by time and the halves are
-   judged; when it cannot be split any more it is refused with the symptom as its reason.
+   chi2, double peak). A slice that shows one is cut into halves by time and both are refitted:
+   if their gains differ (a change the rank test missed) the halves are judged as parts, else
+   the slice is refused with the symptom as its reason (the two lines were there all along:
+   regions of different gain summed, or not a 55Fe spectrum).
 
 A slice that is not one line is therefore never a good point: it is ``split`` (its good parts
 are points of their own) or ``failed``.
@@ -30,6 +32,7 @@ from agetdaq.readout.analysis.calibration.stationarity import change_point
 from agetdaq.readout.analysis.calibration.trendpoint import TrendPoint, point_from_fit
 
 _NAN = float("nan")
+HALVES_DIFFER_SIGMA = 4.0  # halves of a slice differ when their gains are this many sigma apart
 _FITTED = (
     "peak_adc",
     "peak_adc_err",
@@ -179,17 +182,39 @@ class SliceJudge:
         if not point.ok:
             return point
         if found:
-            what = "not one line: " + "; ".join(found)
-            if can_split:
-                half = xr.size // 2
-                halves = [
-                    self._judge(xr.take(0, half), index, depth + 1),
-                    self._judge(xr.take(half, xr.size), index, depth + 1),
-                ]
-                reason = f"{what}; the gain does not change in time (p = {cp.p_value:.2f})"
-                return self._split(point, halves, f"{reason}: split into halves by time")
-            return _not_good(point, "failed", what)
+            return self._not_one_line(point, xr, index, depth, can_split, found)
         return point
+
+    def _not_one_line(
+        self,
+        point: TrendPoint,
+        xr: SliceXrays,
+        index: int,
+        depth: int,
+        can_split: bool,
+        found: list[str],
+    ) -> TrendPoint:
+        """A slice whose spectrum is not one line though the rank test saw no change: its
+        halves by time are refitted; when they differ it is split, else refused (the two lines
+        are there all along: regions of different gain, or not 55Fe)."""
+        what = "not one line: " + "; ".join(found)
+        if not can_split:
+            return _not_good(point, "failed", what)
+        sides = [xr.take(0, xr.size // 2), xr.take(xr.size // 2, xr.size)]
+        change, err = _relative_change(*(self.fit_xrays(s, index) for s in sides))
+        point.change_rel, point.change_rel_err = change, err
+        differ = math.isfinite(change) and abs(change) > max(
+            self.check.change_tolerance, HALVES_DIFFER_SIGMA * err
+        )
+        if differ:
+            halves = [self._judge(s, index, depth + 1) for s in sides]
+            return self._split(point, halves, f"{what}; the halves by time differ: split")
+        agree = (
+            f"the halves by time agree ({100 * change:+.1f} +- {100 * err:.1f} %)"
+            if math.isfinite(change)
+            else "its halves by time cannot be fitted"
+        )
+        return _not_good(point, "failed", f"{what}; {agree}: not a gain change in time")
 
     @staticmethod
     def _split(point: TrendPoint, children: list[TrendPoint], reason: str) -> TrendPoint:

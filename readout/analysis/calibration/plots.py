@@ -99,8 +99,8 @@ def _spectrum_axes(ax, plot: PlotData) -> None:
     """Range, threshold marks, peak labels and the ADC axis on top."""
     data = plot.series[0]
     top = np.asarray(data.y, dtype=float) + np.nan_to_num(np.asarray(data.yerr, dtype=float))
-    if top.size and np.nanmax(top) > 0:
-        ax.set_ylim(0.0, 1.3 * float(np.nanmax(top)))
+    peak = float(np.nanmax(top)) if top.size else 0.0
+    ax.set_ylim(0.0, 1.3 * peak if peak > 0 else 1.0)
     if plot.x_range is not None:
         ax.set_xlim(*plot.x_range)
     bbox = {"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1}

@@ -1,0 +1,194 @@
+"""A slice that is not one line is never a good point: the rank test for a gain change inside a
+slice (and its plain-Python twin), the split at the change, the one-line symptoms (escape ratio,
+chi2, double peak), the refusal of a double line that does not move in time, and the error of
+the relative gain with the reference's own error (pulls). Synthetic spectra
+(test_calibration_fit.fe55_adc); the emulator's are in test_calibration_emulator_steps.py."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from test_calibration_fit import GAIN0, THR_ADC, fe55_adc
+from test_calibration_trend import xray_events
+
+from agetdaq.readout.analysis.calibration import (
+    GainTrend,
+    LineCheckConfig,
+    SliceJudge,
+    SliceXrays,
+    TrendConfig,
+    expand,
+)
+from agetdaq.readout.analysis.calibration.fit import fit_spectrum
+from agetdaq.readout.analysis.calibration.linecheck import symptoms
+from agetdaq.readout.analysis.calibration.spectrum import Spectrum
+from agetdaq.readout.analysis.calibration.stationarity import (
+    change_point,
+    change_point_reference,
+)
+
+FAST = LineCheckConfig(double_peak=False)  # the two-line fit costs ~30 ms a slice
+
+
+def slice_of(energy: np.ndarray, events_per_xray: int = 1) -> SliceXrays:
+    n = energy.size
+    ordinal = np.arange(n) * events_per_xray
+    return SliceXrays(energy, ordinal, ordinal * 0.01, n * events_per_xray, (0.0, n * 0.01))
+
+
+def stepped(rng, n: int, at: int, g1: float, g2: float, res: float = 0.18) -> np.ndarray:
+    return np.concatenate([fe55_adc(rng, at, g1, res), fe55_adc(rng, n - at, g2, res)])
+
+
+def test_rank_test_matches_its_pairwise_twin() -> None:
+    rng = np.random.default_rng(51)
+    for shift in (0.0, 0.3, 1.0):
+        x = np.concatenate([rng.normal(0, 1, 35), rng.normal(shift, 1, 25)])
+        x[7] = np.nan  # dropped by both
+        cp = change_point(x)
+        p, at = change_point_reference(x)
+        assert cp.p_value == pytest.approx(p, rel=1e-9) and cp.index == at + (at >= 7)
+    assert change_point(np.ones(5)).p_value == 1.0  # too few values: no test
+
+
+def test_rank_test_p_value_is_uniform_when_nothing_changes() -> None:
+    rng = np.random.default_rng(52)
+    p = np.array([change_point(fe55_adc(rng, 300, GAIN0, 0.3)).p_value for _ in range(400)])
+    assert 0.02 < np.mean(p < 0.05) < 0.09  # exact for large n: 5 %
+    assert np.mean(p < 1e-3) <= 0.005
+
+
+def test_gain_step_inside_a_slice_is_split_at_the_step() -> None:
+    """Issue 15: a slice with a +23 % step was fitted on one of its two peaks and reported OK."""
+    rng = np.random.default_rng(53)
+    energy = stepped(rng, 1000, 600, GAIN0, 0.77 * GAIN0)
+    point = SliceJudge(threshold_adc=THR_ADC).judge(slice_of(energy, 3), 4)
+    assert point.status == "split" and not point.ok and math.isnan(point.gain)
+    assert point.change_p < 1e-20 and point.change_rel == pytest.approx(-0.23, abs=0.02)
+    assert "inside the slice" in point.reason
+    first, second = point.parts
+    assert [q.status for q in point.parts] == ["flagged", "flagged"]
+    assert abs(first.n_xrays - 600) <= 25 and first.n_xrays + second.n_xrays == 1000
+    assert first.n_events + second.n_events == 3000 and first.n_events == 3 * first.n_xrays
+    assert first.gain == pytest.approx(GAIN0, rel=0.015)
+    assert second.gain == pytest.approx(0.77 * GAIN0, rel=0.015)
+    assert first.part == "1/2" and first.index == 4 and "part 1/2 of slice 4" in first.flag
+    assert first.t_stop_s <= second.t_start_s
+
+
+def test_a_step_near_the_end_leaves_a_failed_short_part_and_a_good_one() -> None:
+    rng = np.random.default_rng(54)
+    point = SliceJudge().judge(slice_of(stepped(rng, 1000, 900, GAIN0, 1.25 * GAIN0)), 0)
+    assert point.status == "split"
+    good = [q for q in point.parts if q.good]
+    failed = [q for q in point.parts if not q.good]
+    assert len(good) == 1 and good[0].gain == pytest.approx(GAIN0, rel=0.015)
+    assert len(failed) == 1 and "too few X-rays in this part" in failed[0].reason
+
+
+def test_a_halved_gain_whose_one_line_fit_fails_is_split_too() -> None:
+    """At -50 % the whole slice's fit fails its quality checks; the rank test needs no fit."""
+    rng = np.random.default_rng(55)
+    point = SliceJudge().judge(slice_of(stepped(rng, 1000, 500, GAIN0, 0.5 * GAIN0, 0.3)), 0)
+    assert point.status == "split" and [q.good for q in point.parts] == [True, True]
+    assert point.parts[1].gain / point.parts[0].gain == pytest.approx(0.5, rel=0.02)
+
+
+def test_clean_slices_are_good_points() -> None:
+    rng = np.random.default_rng(56)
+    judge = SliceJudge(threshold_adc=THR_ADC)
+    statuses = [
+        judge.judge(slice_of(fe55_adc(rng, 1000, GAIN0 * g, r)), 0).status
+        for g, r in ((1.0, 0.12), (1.0, 0.18), (0.6, 0.3), (0.2, 0.5))
+        for _ in range(5)
+    ]
+    assert statuses == ["ok"] * 20
+
+
+def test_a_change_within_the_tolerance_keeps_a_flagged_good_point() -> None:
+    """0.8 % inside 20 000 X-rays is significant but harmless: a good point, flagged, its
+    spread removed from the intrinsic resolution."""
+    rng = np.random.default_rng(57)
+    point = SliceJudge(check=FAST).judge(slice_of(stepped(rng, 20000, 10000, GAIN0, 1.008 *
+                                                          GAIN0)), 0)  # fmt: skip
+    assert point.status == "flagged" and point.ok and "tolerance" in point.flag
+    assert point.change_rel == pytest.approx(0.008, abs=0.003)
+    assert 0.002 < point.drift_rms < 0.006
+    assert point.resolution_intrinsic < point.resolution
+
+
+def test_a_double_line_that_does_not_move_in_time_is_refused() -> None:
+    """Two gains mixed all along (e.g. regions of different gain): no change in time, but the
+    spectrum is not one line. Its halves by time agree, so it is refused, not split."""
+    rng = np.random.default_rng(58)
+    energy = np.concatenate(
+        [fe55_adc(rng, 500, GAIN0, 0.18), fe55_adc(rng, 500, 0.8 * GAIN0, 0.18)]
+    )
+    rng.shuffle(energy)
+    point = SliceJudge().judge(slice_of(energy), 0)
+    assert point.status == "failed" and not point.parts
+    assert "not one line: double peak" in point.reason and "halves by time agree" in point.reason
+
+
+def test_a_second_line_at_half_the_gain_reads_as_an_escape_ratio_off_its_prior() -> None:
+    """A fall to half the gain puts the new K-alpha where the escape peak was (issue 15:
+    escape/K-alpha 0.48 against 0.13 +- 0.04)."""
+    rng = np.random.default_rng(59)
+    energy = np.concatenate([fe55_adc(rng, 700, GAIN0, 0.18), fe55_adc(rng, 300, GAIN0 / 2, 0.25)])
+    fit = fit_spectrum(Spectrum.from_values(energy))
+    found = symptoms(fit)
+    assert any(s.startswith("escape/K-alpha ratio") for s in found), (fit.reason, found)
+    assert symptoms(fit_spectrum(Spectrum.from_values(fe55_adc(rng, 1000, GAIN0, 0.18)))) == []
+
+
+def test_a_trend_never_reports_a_stepped_slice_and_the_map_sees_its_parts() -> None:
+    rng = np.random.default_rng(60)
+    trend = GainTrend(TrendConfig(slice_xrays=1000, threshold_adc=THR_ADC, check=FAST))
+    trend.feed(xray_events(fe55_adc(rng, 1000, GAIN0, 0.18)))
+    (p,) = trend.feed(xray_events(stepped(rng, 1000, 400, 0.9 * GAIN0, 0.7 * GAIN0), t0=200))
+    assert p.status == "split" and not p.ok and math.isnan(p.gain_rel)
+    rel = [q.gain_rel for q in p.parts]
+    assert rel == pytest.approx([0.9, 0.7], abs=0.02)
+    rows = expand(trend.points)
+    assert [q.status for q in rows] == ["ok", "flagged", "flagged"] and rows[0].reference
+    a = trend.arrays(expanded=True)
+    assert a["n_xrays"].tolist() == [1000, p.parts[0].n_xrays, p.parts[1].n_xrays]
+
+
+def test_relative_gain_error_includes_the_reference_error() -> None:
+    """Pulls of gain_rel against the truth over many repeats: width ~1 with the reference's
+    error, too wide without it (issue 15: errors ~sqrt(2) too small)."""
+    rng = np.random.default_rng(61)
+    pulls, pulls_stat = [], []
+    for _ in range(40):
+        trend = GainTrend(TrendConfig(slice_xrays=1000, threshold_adc=THR_ADC, check=FAST))
+        for frac, res in ((1.0, 0.3), (0.5, 0.3)):  # equal errors: sqrt(2) without the ref
+            trend.feed(xray_events(fe55_adc(rng, 1000, GAIN0 * frac, res)))
+        ref, p = trend.points
+        assert ref.reference and ref.gain_rel_err == 0.0 and p.reference_gain == ref.gain
+        expect = p.gain_rel * math.hypot(p.gain_err / p.gain, ref.gain_err / ref.gain)
+        assert p.gain_rel_err == pytest.approx(expect)
+        pulls.append((p.gain_rel - 0.5) / p.gain_rel_err)
+        pulls_stat.append((p.gain_rel - 0.5) / p.gain_rel_err_stat)
+    assert abs(np.mean(pulls)) < 0.45 and 0.7 < np.std(pulls) < 1.3
+    assert np.std(pulls_stat) > 1.15 * np.std(pulls)
+
+
+def test_reference_set_with_its_error_and_by_assignment() -> None:
+    rng = np.random.default_rng(62)
+    trend = GainTrend(TrendConfig(slice_xrays=1000, check=FAST))
+    trend.set_reference(250.0, 2.5)
+    (p,) = trend.feed(xray_events(fe55_adc(rng, 1000, 200.0, 0.2)))
+    assert p.gain_rel_err == pytest.approx(p.gain_rel * math.hypot(p.gain_err / p.gain, 0.01))
+    trend.reference_gain = 250.0  # what the GUI does: an exact reference
+    (q,) = trend.feed(xray_events(fe55_adc(rng, 1000, 200.0, 0.2)))
+    assert q.gain_rel_err == pytest.approx(q.gain_err / 250.0) and trend.reference_gain_err == 0
+    with pytest.raises(ValueError):
+        trend.set_reference(250.0, -1.0)
+    assert (
+        TrendConfig.from_toml("[calibration.linecheck]\nchange_p = 1e-4\n").check.change_p == 1e-4
+    )
+    with pytest.raises(ValueError, match="unknown key"):
+        TrendConfig.from_toml("[calibration.linecheck]\nno_such = 1\n")
