@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from emulated_fe55 import EmulatedDaq, drift_time_for_gain, write_run
+from emulated_fe55 import EmulatedDaq, drift_time_for_gain, pedestal_rows, write_run
 
 from agetdaq.readout.analysis.calibfeed import CalibFeed
 from agetdaq.readout.analysis.calibration import TrendConfig
@@ -53,6 +53,15 @@ def runs(tmp_path_factory) -> dict:
     out["reference"] = write_run(tmp / "ref.h5", ref_rows, 99, "calibration", THRESHOLD)
     noise, _ = daq.rows(["pedestal"] * 40, np.zeros(40))
     out["noise"] = write_run(tmp / "noise.h5", noise, 100, "calibration")
+    # a run that holds a gain step (70 % then 50 %), with a pedestal table flagging two strips
+    a, _ = daq.calibration_run(350, drift_time_for_gain(daq.scenario, 0.7), duration_s=0.2)
+    b, _ = daq.calibration_run(350, drift_time_for_gain(daq.scenario, 0.5), duration_s=0.2)
+    b["timestamp"] += a["timestamp"][-1] + 1000
+    b["time_ns"] = a["time_ns"][-1] + 1000 * 20 + (b["time_ns"] - b["time_ns"][0])
+    ped = pedestal_rows(daq)
+    ped["flags"][[60, 180]] |= 1  # X60 and Y60 flagged dead
+    out["step"] = write_run(tmp / "step.h5", np.concatenate([a, b]), 101, "calibration",
+                            THRESHOLD, ped)  # fmt: skip
     return out
 
 
@@ -81,6 +90,28 @@ def test_daily_runs_give_one_point_each_in_time_order(runs, tmp_path, capsys) ->
     for name in PNGS:
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "day2.h5" in capsys.readouterr().out
+
+
+def test_a_run_with_a_gain_step_is_split_and_reported_with_its_parts(runs, tmp_path) -> None:
+    """The run's one slice holds a 70 % -> 50 % step: trend.csv holds its two parts (flagged,
+    each its own gain), trend.json the split slice with its reason, slices/ its spectrum; the
+    X-rays next to the strips the run's pedestal table flags are left out and counted."""
+    out = tmp_path / "out"
+    assert main(["calibrate", str(runs["step"]), "-o", str(out)]) == 0
+    rows = _trend(out)
+    assert [(r["status"], r["part"]) for r in rows] == [("flagged", "1/2"), ("flagged", "2/2")]
+    assert float(rows[1]["gain"]) / float(rows[0]["gain"]) == pytest.approx(0.5 / 0.7, abs=0.02)
+    (slice_,) = json.loads((out / "trend.json").read_text())["slices"]
+    assert slice_["status"] == "split" and "inside the slice" in slice_["reason"]
+    assert slice_["gain"] is None and slice_["parts"] == 2
+    assert (out / "slices" / "slice_0000.png").read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["slices"]["split"] == 1 and summary["slices"]["good_points"] == 2
+    assert summary["bad_strips"]["names"] == ["X60", "Y60"]
+    assert summary["xrays_next_to_bad_strips"] > 0
+    gm = json.loads((out / "gainmap.json").read_text())
+    assert gm["bad_strips"]["names"] == ["X60", "Y60"]
+    assert sum(r["excluded"] for r in gm["regions"]) == summary["xrays_next_to_bad_strips"]
 
 
 def test_threshold_in_kev_from_the_daq_threshold_of_the_run(runs, tmp_path) -> None:
