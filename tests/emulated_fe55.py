@@ -293,6 +293,8 @@ def gain_sweep(
                 "gain_true": true_gain / ref_truth,
                 "gain_fit": p.gain_rel,
                 "gain_err": p.gain_rel_err,
+                "gain_err_stat": p.gain_rel_err_stat,
+                "status": p.status,
                 "fwhm_true": fwhm,
                 "fwhm_fit": p.resolution,
                 "thr_true_kev": threshold_adc / adc_per_kev(sc, true_gain),
