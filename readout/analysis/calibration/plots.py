@@ -146,7 +146,7 @@ def _series(ax, plot: PlotData, s: Series) -> None:
     elif s.style == "points":
         yerr = None if s.yerr is None else np.nan_to_num(np.asarray(s.yerr, dtype=float))
         face = "none" if s.hollow else None
-        size = 3 if s.marker == "." else 5
+        size = {".": 3, "_": 16}.get(s.marker, 5)
         ax.errorbar(
             x,
             y,

@@ -158,7 +158,7 @@ def resolution_trend_plot(points: list[TrendPoint]) -> PlotData:
     intr = np.array([p.resolution_intrinsic for p in pts], dtype=float) * 100.0
     err = np.array([p.resolution_intrinsic_err for p in pts], dtype=float) * 100.0
     name = "intrinsic (in-slice drift and map spread removed)"
-    plot.series.append(Series(name, x[good], intr, "points", err, color="C2", marker="d"))
+    plot.series.append(Series(name, x[good], intr, "points", err, color="C2", marker="_"))
     plot.title, plot.y_label = "energy resolution", "FWHM / E at 5.9 keV (%)"
     if pts:
         drift = max(p.drift_rms for p in pts)
