@@ -159,9 +159,10 @@ def cases_block(args: argparse.Namespace) -> list[str]:
     from calibration_cases import Stream, cases, measure
 
     t0 = time.time()
-    chosen = [c for c in cases() if args.cases == "all" or c.name in args.cases.split(",")]
+    names = args.cases.split(",")
+    chosen = [(k, c) for k, c in enumerate(cases()) if args.cases == "all" or c.name in names]
     rows, maps, all_pulls = [], [], []
-    for k, case in enumerate(chosen):
+    for k, case in chosen:  # a case's seed does not depend on which others run
         m = measure(Stream(case, args.seed + k).run())
         print(case.name, m, flush=True)
         all_pulls.append((m["pull_mean"], m["pull_std"], m["good_points"]))
