@@ -45,7 +45,7 @@ def make_sources(
         out.append((worker, control))
     for path in replays:
         loop = bool(getattr(args, "loop", False))
-        out.append((ReplayWorker(path, args.speed, mapping.n_strips, loop=loop), None))
+        out.append((ReplayWorker(path, args.speed, loop=loop), None))
     return out
 
 

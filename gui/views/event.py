@@ -1,5 +1,7 @@
 """Event display: the last (or a chosen) sampled event as strip-vs-time images for X and Y and
-the waveforms of selected strips (default: the strongest hit strips); pause, older / newer."""
+the waveforms of selected strips (default: the strongest hit strips); pause, older / newer.
+Live events carry the DAQ's corrected waveforms; replayed ones the samples the run file recorded
+(raw ADC), and events the DAQ did not process online say so."""
 
 from __future__ import annotations
 
@@ -65,6 +67,7 @@ class EventView(View):
         ]
         self.legend.clear()
         self._legend_names: tuple[str, ...] = ()
+        self._y_label = ""
         self.shown: EventRecord | None = None
         self.selected: list[int] = []
         return w
@@ -143,14 +146,26 @@ class EventView(View):
             else:
                 c.setData([], [])
         h = ev.header
-        cls = h.get("class")
-        cls_name = CLASS_NAMES.get(cls, "-") if isinstance(cls, int) else "-"
+        recorded = h.get("samples") == "recorded"
+        y_label = "ADC as recorded (pedestal not subtracted)" if recorded else "ADC above pedestal"
+        if y_label != self._y_label:
+            self.wave_plot.setLabel("left", y_label)
+            self._y_label = y_label
+        if h.get("processed", True) is False:
+            what = "NOT PROCESSED ONLINE (no features, no hits)"
+        else:
+            cls = h.get("class")
+            cls_name = CLASS_NAMES.get(cls, "-") if isinstance(cls, int) else "-"
+            what = (
+                f"{cls_name}  E = {_num(h.get('energy_adc'))} ADC "
+                f"(X {_num(h.get('energy_x'))}, Y {_num(h.get('energy_y'))})  "
+                f"x = {_num(h.get('x_mm'), '.2f')} mm, y = {_num(h.get('y_mm'), '.2f')} mm  "
+                f"{int(ev.hits.sum())} hit strips"
+            )
         self.info.setText(
-            f"run {h.get('run_number', '-')}  event {h.get('event_id', '-')}  "
-            f"{cls_name}  E = {_num(h.get('energy_adc'))} ADC "
-            f"(X {_num(h.get('energy_x'))}, Y {_num(h.get('energy_y'))})  "
-            f"x = {_num(h.get('x_mm'), '.2f')} mm, y = {_num(h.get('y_mm'), '.2f')} mm  "
-            f"{int(ev.hits.sum())} hit strips  received {time.monotonic() - ev.received:.1f} s ago"
+            f"run {h.get('run_number', '-')}  event {h.get('event_id', '-')}  {what}"
+            + ("  [recorded samples]" if recorded else "")
+            + f"  received {time.monotonic() - ev.received:.1f} s ago"
             + ("  [PAUSED]" if self.pause_button.isChecked() else "")
         )
 

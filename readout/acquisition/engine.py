@@ -113,6 +113,7 @@ class Acquisition(Supervision):
             s.stream.event_rate_hz,
             1.0,
             calib_threshold_adc=s.processing.trigger.energy_min or None,
+            mapping=self.mapping,
         )
         self.datapath = DataPath(
             self.link.receiver,

@@ -167,15 +167,21 @@ class GainMap:
         cfg = self.config
         need_global = cfg.reference == "global"
         global_fit = fit_spectrum(self.total_spectrum(), cfg.fit) if need_global else None
-        regions = [self._fit_region(r) for r in range(len(self.spectra))]
-        ref = _reference_peak(cfg, regions, global_fit)
+        return self.result([self.fit_region(r) for r in range(len(self.spectra))], global_fit)
+
+    def result(
+        self, regions: list[RegionResult], global_fit: FitResult | None = None
+    ) -> GainMapResult:
+        """The map of region results (e.g. fitted one at a time); sets their relative gains."""
+        ref = _reference_peak(self.config, regions, global_fit)
         for reg in regions:
             if reg.ok and ref > 0:
                 reg.rel_gain = reg.peak_adc / ref
                 reg.rel_gain_err = reg.peak_adc_err / ref
-        return GainMapResult(cfg, regions, ref, global_fit)
+        return GainMapResult(self.config, regions, ref, global_fit)
 
-    def _fit_region(self, r: int) -> RegionResult:
+    def fit_region(self, r: int) -> RegionResult:
+        """Fit region ``r`` (= iy * nx + ix) alone."""
         cfg = self.config
         spectrum = self.spectra[r]
         base = {"ix": r % cfg.nx, "iy": r // cfg.nx, "counts": spectrum.total}
