@@ -125,6 +125,7 @@ class MapSweep:
         self.min_xrays = int(min_xrays)
         self.regions: list[RegionResult] = [self._too_few(r) for r in range(self.n_regions)]
         self._next: int | None = None  # next region of the running sweep
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.dirty = False
 
     @property
@@ -136,9 +137,16 @@ class MapSweep:
         return len(self.map.spectra)
 
     def fill(self, energy: np.ndarray, x_mm: np.ndarray, y_mm: np.ndarray) -> None:
+        """Selected X-rays; kept until the next step (one map fill for many data-path batches)."""
         if len(energy):
-            self.map.fill({"energy_adc": energy, "x_mm": x_mm, "y_mm": y_mm})
+            self._pending.append((np.asarray(energy), np.asarray(x_mm), np.asarray(y_mm)))
             self.dirty = True
+
+    def _fill_pending(self) -> None:
+        if self._pending:
+            e, x, y = (np.concatenate(c) for c in zip(*self._pending))
+            self._pending = []
+            self.map.fill({"energy_adc": e, "x_mm": x, "y_mm": y})
 
     def _too_few(self, r: int) -> RegionResult:
         n = self.map.spectra[r].total
@@ -147,6 +155,7 @@ class MapSweep:
 
     def step(self) -> GainMapResult | None:
         """Refit the next region with enough X-rays (at most one fit); the map at a sweep's end."""
+        self._fill_pending()
         if self._next is None:
             if not self.dirty:
                 return None
