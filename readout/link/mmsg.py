@@ -10,6 +10,10 @@ with the load and the cost per datagram falls when it matters.
 stamps the batch with ``CLOCK_MONOTONIC`` (the clock of ``time.monotonic_ns``) and checks every
 datagram with :func:`scan_frames`: when all are well-formed data frames (the usual case) their
 lengths and arrival times are written to the ring's arrays and the caller only publishes them.
+The scan and the credit grant that follows it know the Feminos layout (lead word, SOF_D, size
+word, END_OF_FRAME; ``daq`` requests): for a board type without ``batch_scan`` the control array
+turns the scan off and every batch is sorted by the board's classifier
+(:mod:`agetdaq.readout.link.board`).
 :class:`MultiReceiver` prebuilds one ``iovec`` and one ``mmsghdr`` per ring row. ``MSG_TRUNC``
 makes a row's ``msg_len`` the datagram's real length, so an oversize datagram is recognised.
 Linux on a 64-bit ABI only (:func:`available`); callers keep a one-datagram path for the rest.
