@@ -348,3 +348,20 @@ def test_toy_board_script_steps_are_checked_with_its_command_set():
 def test_unknown_board_type_is_a_clear_error():
     with pytest.raises(BoardError, match=r"unknown board type 'nope' \(known: feminos, toy\)"):
         BoardLink("127.0.0.1", 1122, board="nope")
+
+
+def test_the_acquisition_selects_the_board_type_by_name_from_its_settings(tmp_path):
+    from agetdaq.readout.acquisition.engine import Acquisition
+    from agetdaq.readout.acquisition.settings import Settings
+
+    with ToyBoardSim() as sim:
+        bec = f"127.0.0.1:{sim.address[1]}"
+        acq = Acquisition(Settings().with_daq(bec=bec, data_dir=str(tmp_path), board_type="toy"))
+        try:
+            assert acq.link.board.name == "toy"
+            reply = acq.link.command("ping")
+            assert reply is not None and reply.text == "pong"
+        finally:
+            acq.close()
+    with pytest.raises(BoardError, match="unknown board type 'nope'"):
+        Acquisition(Settings().with_daq(bec=bec, data_dir=str(tmp_path), board_type="nope"))

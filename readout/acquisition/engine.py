@@ -101,7 +101,9 @@ class Acquisition(Supervision):
             StripMapping.load(s.daq.mapping) if s.daq.mapping else StripMapping.default()
         )
         host, port = parse_address(s.daq.bec)
-        self.link = BoardLink(host, port, timeout=s.daq.board_timeout_s, credit=s.credit)
+        self.link = BoardLink(
+            host, port, timeout=s.daq.board_timeout_s, credit=s.credit, board=s.daq.board_type
+        )
         layout = StripLayout.from_mapping(self.mapping, s.daq.rst_len)
         self.processor = Processor(layout, s.processing)
         self.publisher = (
