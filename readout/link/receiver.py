@@ -1,5 +1,11 @@
 """The receiver of one board socket: a capture loop, the ring it fills and the reply queue.
 
+Enters: the board socket's datagrams. Leaves: data frames as ring batches
+(:meth:`Receiver.get_batch` / :meth:`Receiver.release`), replies (:meth:`Receiver.get_reply`), frame
+credit to the ``sink``. Counts: every datagram, by where it went or why it was dropped
+(:attr:`Receiver.counters`), and the kernel's drops on the socket (:meth:`Receiver.kernel_drops`).
+
+
 :class:`Receiver` wires three collaborators and is what the data path and the command channel see:
 
 * :class:`~agetdaq.readout.link.capture.CaptureLoop` -- the capture thread: owns the socket's reads,
