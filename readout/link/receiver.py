@@ -5,7 +5,6 @@ Enters: the board socket's datagrams. Leaves: data frames as ring batches
 credit to the ``sink``. Counts: every datagram, by where it went or why it was dropped
 (:attr:`Receiver.counters`), and the kernel's drops on the socket (:meth:`Receiver.kernel_drops`).
 
-
 :class:`Receiver` wires three collaborators and is what the data path and the command channel see:
 
 * :class:`~agetdaq.readout.link.capture.CaptureLoop` -- the capture thread: owns the socket's reads,
