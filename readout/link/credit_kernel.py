@@ -9,7 +9,6 @@ re-grant then never waits for the interpreter lock, which the data path may hold
 (HDF5 compression). Anything else (a sequence break, a first reply, the loop stopped) returns 0 and
 the batch goes through the Python path.
 
-
 Requests go out under :class:`SharedLock`, a pthread mutex that both the kernel and Python (via
 ctypes, which releases the GIL while it waits) take, so request sequence numbers stay in order
 whoever sends. Latency samples (arrival stamp -> ``send`` called, 1 us bins) go to an array that
