@@ -11,7 +11,8 @@ import pytest
 from agetdaq.protocol.aqs import AqsWriter
 from agetdaq.protocol.event import Channel, Event, signal_id
 from agetdaq.readout.cli import main
-from agetdaq.readout.store.convert import ConvertError, aqs_to_h5
+from agetdaq.readout.datapath.offline import to_h5
+from agetdaq.readout.store.convert import ConvertError
 from agetdaq.readout.store.reader import RunFile
 from agetdaq.readout.store.rootexport import event_block, export_root, fill_value
 
@@ -37,7 +38,7 @@ def run_file(tmp_path):
     aqs = tmp_path / "R00007_cal.aqs"
     with AqsWriter(aqs, "R00007_cal", START) as w:
         w.write_events(_events(), built=True)
-    aqs_to_h5(aqs, tmp_path / "run.h5")
+    to_h5(aqs, tmp_path / "run.h5")
     return tmp_path / "run.h5"
 
 
