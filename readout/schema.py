@@ -207,6 +207,8 @@ TOPICS = (
     TOPIC_RUN,
 )
 
+ENVELOPE_FIELDS = ("seq", "time", "source", "topic", "arrays")  # every header (transport.stream)
+
 STATUS_FIELDS = (
     "state",
     "run_number",
@@ -228,7 +230,9 @@ STATUS_FIELDS = (
     "board_alive",
     "data_age_s",
     "class_counts",  # {CLASS_NAMES[code]: count}
-    "dead_time",
+    "dead_time",  # fraction (not sent by every producer)
+    "signals_last_event",
+    "masked",  # masked strips
     "message",
 )
 

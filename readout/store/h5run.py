@@ -27,16 +27,18 @@ class H5Run(Run):
         super().__init__(path)
         self.runfile = RunFile(path)  # the tables themselves, for direct access
         self._errors: dict[str, int] = {}
+        self._was_closed = False
         try:
             self._meta = self.runfile.metadata()
+            self._attrs = self.runfile.attrs()
+            self._version = self.runfile.format_version
         except (OSError, KeyError, ValueError) as exc:
             self.runfile.close()
             raise DamagedRunFileError(f"{path}: unreadable metadata: {exc}") from exc
 
     @property
     def info(self) -> RunInfo:
-        m = self._meta
-        attrs = self.runfile.attrs()
+        m, attrs = self._meta, self._attrs
         number = m.get("run_number", "").strip()
         return RunInfo(
             path=self.path,
@@ -46,10 +48,16 @@ class H5Run(Run):
             comment=m.get("comment", ""),
             detector=m.get("detector", ""),
             start_unix=start_unix(m.get("start_time", ""), float(attrs.get("created_unix", 0.0))),
-            format_version=self.runfile.format_version,
+            format_version=self._version,
             software_version=str(attrs.get("software_version", m.get("software_version", ""))),
-            closed=L.META_OUT in self.runfile.file,
+            closed=self._closed(),
         )
+
+    def _closed(self) -> bool:
+        """Did the writer close the file (``meta_out`` written)? Known while the file is open."""
+        with contextlib.suppress(ValueError, KeyError, RuntimeError):
+            self._was_closed = L.META_OUT in self.runfile.file
+        return self._was_closed
 
     @property
     def metadata(self) -> dict[str, str]:

@@ -199,8 +199,9 @@ class RunFile:
         from_raw = self._decoded_from_raw(ev, every=raw)
         names = ev.dtype.names or ()
         for i, row in enumerate(ev):
-            if i in from_raw:
-                channels = from_raw[i]
+            decoded = from_raw.get(i)
+            if decoded is not None:  # as the card sent it: its channels and aux items
+                channels, hits, cells = decoded.channels, decoded.hit_counts, decoded.last_cells
             else:
                 channels = []
                 for c in sel[bounds[i] : bounds[i + 1]]:
@@ -215,15 +216,15 @@ class RunFile:
                             adc[a : a + n].copy(),
                         )
                     )
-            mine = aux[aux["event_row"] == first_row + i] if len(aux) else aux
-            hits = [
-                (int(a["card"]), int(a["chip"]), int(a["value"]))
-                for a in mine
-                if a["kind"] == S.AUX_HIT_COUNT
-            ]
-            cells = [
-                (int(a["chip"]), int(a["value"])) for a in mine if a["kind"] == S.AUX_LAST_CELL
-            ]
+                mine = aux[aux["event_row"] == first_row + i] if len(aux) else aux
+                hits = [
+                    (int(a["card"]), int(a["chip"]), int(a["value"]))
+                    for a in mine
+                    if a["kind"] == S.AUX_HIT_COUNT
+                ]
+                cells = [
+                    (int(a["chip"]), int(a["value"])) for a in mine if a["kind"] == S.AUX_LAST_CELL
+                ]
             yield Event(
                 event_type=int(row["type"]) if "type" in names else 0,
                 timestamp=int(row["timestamp"]) if "timestamp" in names else 0,
@@ -235,8 +236,8 @@ class RunFile:
                 flags=EventFlag(int(row["flags"]) & 0x7F) if "flags" in names else EventFlag.NONE,
             )
 
-    def _decoded_from_raw(self, ev: np.ndarray, every: bool = False) -> dict[int, list[Channel]]:
-        """Channels of the rows flagged SAMPLES_IN_RAW (``every``: of all rows), by position in
+    def _decoded_from_raw(self, ev: np.ndarray, every: bool = False) -> dict[int, Event]:
+        """The events of the rows flagged SAMPLES_IN_RAW (``every``: of all rows), by position in
         ``ev``, decoded from the raw datagrams: each event is the one with its counter that
         starts in datagram ``raw_first`` (format version 2)."""
         names = ev.dtype.names or ()
@@ -250,16 +251,16 @@ class RunFile:
             return {}
         first = ev["raw_first"][todo].astype(np.int64)
         end = first + np.maximum(ev["raw_count"][todo].astype(np.int64), 1)
-        out: dict[int, list[Channel]] = {}
+        out: dict[int, Event] = {}
         g = 0
         while g < len(todo):  # groups of events whose datagrams lie close together
             h = g + 1
             while h < len(todo) and end[h] - first[g] <= _RAW_SPAN and first[h] >= first[g]:
                 h += 1
             d0, d1 = int(first[g]), int(end[g:h].max())
-            starts: dict[tuple[int, int], list[Channel]] = {}
+            starts: dict[tuple[int, int], Event] = {}
             for dgram, e in _decode_raw(list(self.datagrams(d0, d1))):
-                starts.setdefault((d0 + dgram, e.event_count), e.channels)
+                starts.setdefault((d0 + dgram, e.event_count), e)
             for k in range(g, h):
                 key = (int(first[k]), int(ev["event_count"][todo[k]]))
                 if key in starts:
