@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     start, stop = args.events or (None, None)
     try:
         with open_run(path, port=args.port) as source:
-            strip_of = strip_namer(args.rst_len)
+            rst_len = source.rst_len if args.rst_len is None else args.rst_len
+            strip_of = strip_namer(rst_len, source.mapping)
             out = sys.stdout
             n = 0
             for i, event in enumerate(source.events(start or 0, stop), start=(start or 0)):
@@ -123,6 +124,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--port", type=int, help="board UDP port in captures (default: any source of board frames)"
     )
     p.add_argument(
-        "--rst-len", type=int, choices=(0, 1), default=0, help="card rst_len, for strip names"
+        "--rst-len",
+        type=int,
+        choices=(0, 1),
+        help="card rst_len, for strip names (default: the run file's, else 0)",
     )
     p.set_defaults(func=run)

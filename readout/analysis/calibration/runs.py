@@ -31,23 +31,25 @@ from agetdaq.readout.datapath.processing.trigger import (
     config_from_dict,
     load_table,
 )
-from agetdaq.readout.schema import BOARD_RESTART, NOT_PROCESSED, EventClass
+from agetdaq.readout.schema import BOARD_RESTART, NOT_PROCESSED, SUMMARY_FIELDS, EventClass
 from agetdaq.readout.store.errors import RunFileError
 from agetdaq.readout.store.run import Run, open_run
 
 TICK_S = 20e-9  # card timestamp unit (50 MHz clock)
 CHUNK_ROWS = 200_000
 
-_COLUMNS = {
-    "energy_adc": "energy",
-    "n_clusters_x": "ncl_x",
-    "n_clusters_y": "ncl_y",
-    "size_x": "size_x",
-    "size_y": "size_y",
-    "balance": "balance",
-    "x_mm": "x_mm",
-    "y_mm": "y_mm",
-}
+# the calibration contract names its columns as the stream's ``summary`` does (schema)
+_KEYS = (
+    "energy_adc",
+    "n_clusters_x",
+    "n_clusters_y",
+    "size_x",
+    "size_y",
+    "balance",
+    "x_mm",
+    "y_mm",
+)
+_COLUMNS = {key: SUMMARY_FIELDS[key] for key in _KEYS}
 
 
 class RunInputError(ValueError):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from agetdaq.readout.schema import FEATURE_COLUMNS
+from agetdaq.readout.schema import FEATURE_COLUMNS, EventClass
 
 # the event table's feature columns (agetdaq.readout.schema, the file format) + the batch position
 FEATURES_DTYPE = np.dtype([("event", np.int64), *FEATURE_COLUMNS])
@@ -138,6 +138,6 @@ def compute_features(
     n = amp.shape[0]
     out = np.zeros(n, dtype=FEATURES_DTYPE)
     out["event"] = np.arange(n) if events is None else events
-    out["cls"] = 3
+    out["cls"] = EventClass.OTHER
     event_features(amp, tbin, width, hit, order, strip, pos, max_gap, out)
     return out
