@@ -277,3 +277,9 @@ def test_a_capture_from_any_port_dumps_and_inspects(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert '"format": "pcap"' in out and '"events": 3' in out
     assert '"classes"' in out and '"not_processed": 3' in out
+
+
+def test_calibrate_says_why_a_decoded_run_cannot_be_used(same_run, tmp_path, capsys) -> None:
+    out = tmp_path / "cal"
+    assert main(["calibrate", str(same_run["aqs"]), "-o", str(out)]) == 2
+    assert "has no processing features" in capsys.readouterr().err and not out.exists()

@@ -124,3 +124,19 @@ def test_cli_convert_to_root(run_file, tmp_path, capsys):
     assert report["events"] == 3 and report["counters"]["run"]["detector_pressure_bar"] == 1.4
     with uproot.open(out) as f:
         assert f["events"].num_entries == 3
+
+
+def test_a_capture_exports_like_its_run(run_file, tmp_path):
+    """A capture is read through open_run like any run: same events, same ROOT content."""
+    from agetdaq.protocol.encode import encode_events
+    from agetdaq.protocol.pcap import write_pcap
+
+    data = encode_events(_events())
+    board, pc = ("10.0.0.2", 1122), ("10.0.0.1", 40000)
+    write_pcap(tmp_path / "c.pcap", [(START + 0.01 * i, board, pc, d) for i, d in enumerate(data)])
+    assert main(["convert", str(tmp_path / "c.pcap"), str(tmp_path / "c.root"), "--fill", "0"]) == 0
+    export_root(run_file, tmp_path / "h.root", fill=0)
+    with uproot.open(tmp_path / "c.root") as c, uproot.open(tmp_path / "h.root") as h:
+        for name in ("signal_ids", "signal_values", "card_timestamp", "event_count", "event_id"):
+            assert c["events"][name].array().tolist() == h["events"][name].array().tolist()
+        assert c["run"]["timestamp"].array().tolist() == [START * 1000]

@@ -12,8 +12,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agetdaq.readout.store.convert import ConvertError, ConvertReport
+if TYPE_CHECKING:
+    from agetdaq.readout.store.convert import ConvertReport
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -66,7 +68,7 @@ def convert(source: str | Path, output: str | Path, **options: object) -> Conver
     """Dispatch on the two formats. Options: ``built``, ``chunk_bytes`` (to .aqs), ``board`` (from
     a capture), ``lut`` (to .h5), and :func:`agetdaq.readout.store.rootexport.export_root`'s (to
     .root)."""
-    from agetdaq.readout.store.convert import output_format
+    from agetdaq.readout.store.convert import ConvertError, output_format
     from agetdaq.readout.store.errors import RunFileError
     from agetdaq.readout.store.run import sniff_format
 
@@ -100,7 +102,7 @@ def convert(source: str | Path, output: str | Path, **options: object) -> Conver
 
 
 def convert_command(args: argparse.Namespace) -> int:
-    from agetdaq.readout.store.convert import compare_events, record_events
+    from agetdaq.readout.store.convert import ConvertError, compare_events, record_events
 
     if args.output.exists() and not args.force:
         print(f"agetdaq: {args.output} exists (use --force to overwrite)", file=sys.stderr)
