@@ -212,6 +212,9 @@ class Run(ABC):
 
     # ---- life -----------------------------------------------------------------------------------
 
+    def refresh(self) -> None:  # noqa: B027 - only a run file being written grows
+        """See what a live writer appended since opening (run files; nothing for the others)."""
+
     def close(self) -> None:  # noqa: B027 - nothing to release for most formats
         """Release the file."""
 
