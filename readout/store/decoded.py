@@ -122,7 +122,9 @@ class DecodedRun(Run):
                     errors[name] += n
             self._errors, self._source = errors, counts
 
-    def _pass(self, start: int, stop: int | None):
+    def _pass(
+        self, start: int, stop: int | None
+    ) -> Iterator[tuple[DecodedBatch, int, np.ndarray, np.ndarray]]:
         """(batch, its first event's position, spans, times) of the batches overlapping
         ``start:stop``; counts the events when the pass reads the whole file."""
         pos = 0
