@@ -27,30 +27,22 @@ import tomllib
 from agetdaq.gui.worker import SourceWorker
 from agetdaq.protocol.event import Event
 from agetdaq.protocol.mapping import MappingError, StripMapping
+from agetdaq.readout.schema import CLASS_NAMES, NOT_PROCESSED, SAMPLES_IN_RAW, SUMMARY_FIELDS
 from agetdaq.readout.store import layout as L
 from agetdaq.readout.store.reader import RunFile, RunFileError
 from agetdaq.readout.transport.stream import Message
 
-try:  # the DAQ's own name table (stream name -> event table field)
-    from agetdaq.readout.analysis.monitor import SUMMARY_FIELDS
-except ImportError:  # pragma: no cover - the feed module is part of the DAQ
-    SUMMARY_FIELDS = {}
-
-NOT_PROCESSED = 0x8000  # build_flags: features not computed
 BLOCK_ROWS = 4096
 TICK_S = 0.05
 LOOP_GAP_S = 1.0  # run time between the last event of one pass and the first of the next
 _STATUS_KEYS = ("losses", "mb_per_s", "bytes", "queue_fill", "dead_time", "board", "file_mb")
-_ALIASES = {"class": "cls", "energy_adc": "energy", "energy_x": "ex", "energy_y": "ey",
-            "n_clusters_x": "ncl_x", "n_clusters_y": "ncl_y"}  # fmt: skip
 
 
 def summary_arrays(rows: np.ndarray) -> dict[str, np.ndarray]:
     """Stream-named feature arrays (docs/STREAM.md ``summary``) from event-table rows."""
     names = rows.dtype.names or ()
     out: dict[str, np.ndarray] = {}
-    wanted = dict(_ALIASES)
-    wanted.update(SUMMARY_FIELDS)
+    wanted = dict(SUMMARY_FIELDS)
     for key in ("event_id", "timestamp", "x_mm", "y_mm", "size_x", "size_y", "balance", "n_hits"):
         wanted.setdefault(key, key)
     for key, field in wanted.items():
@@ -110,7 +102,7 @@ def newest_raw_row(rows: np.ndarray, start: int) -> int | None:
     """The last of ``rows`` (event rows from ``start`` on) flagged SAMPLES_IN_RAW, or None."""
     if "build_flags" not in (rows.dtype.names or ()):
         return None
-    flagged = np.flatnonzero(rows["build_flags"] & L.SAMPLES_IN_RAW)
+    flagged = np.flatnonzero(rows["build_flags"] & SAMPLES_IN_RAW)
     return start + int(flagged[-1]) if len(flagged) else None
 
 
@@ -319,8 +311,8 @@ class ReplayWorker(SourceWorker):
                 status.update(_file_status_at(file_status, next_status - offset))
                 status.update(
                     elapsed_s=next_status - t0, events=total, events_per_s=rate,
-                    trigger_rate=rate, class_counts=dict(zip(("noise", "xray", "muon", "other"),
-                    counts.tolist())), replay_progress=cursor / max(n_total, 1),
+                    trigger_rate=rate, class_counts=dict(zip(CLASS_NAMES, counts.tolist())),
+                    replay_progress=cursor / max(n_total, 1),
                     message="replay finished" if finished else f"replay x{self.speed:g}"
                     + (f" (pass {self.passes + 1})" if self.loop else ""),
                 )  # fmt: skip
@@ -349,7 +341,7 @@ class ReplayWorker(SourceWorker):
         offset: float = 0.0,
     ) -> Message | None:
         names = rec.dtype.names or ()
-        if "build_flags" in names and int(rec["build_flags"]) & L.SAMPLES_IN_RAW:
+        if "build_flags" in names and int(rec["build_flags"]) & SAMPLES_IN_RAW:
             got = raw_event_waveforms(rf.event(row), self._lut, peds, self.n_strips)
         else:
             got = event_waveforms(rf.file, row, peds, self.n_strips)

@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from agetdaq.protocol.mapping import StripMapping
+from agetdaq.readout.schema import CLASS_NAMES
 from agetdaq.readout.transport.stream import Publisher
 
 N_SAMPLES = 512
@@ -48,7 +49,7 @@ def status_payload(
         "board": "127.0.0.1:1122",
         "board_alive": True,
         "data_age_s": 0.1,
-        "class_counts": class_counts or {"noise": 0, "xray": 0, "muon": 0, "other": 0},
+        "class_counts": class_counts or dict.fromkeys(CLASS_NAMES, 0),
         "dead_time": 0.01,
         "message": "",
     }
@@ -160,7 +161,7 @@ class FakeDaq:
         self.rng = np.random.default_rng(seed)
         self.run_number = 1
         self.events = 0
-        self.classes = {"noise": 0, "xray": 0, "muon": 0, "other": 0}
+        self.classes = dict.fromkeys(CLASS_NAMES, 0)
         self.t_start = time.time()
 
     def status(self, state: str = "running", **overrides: object) -> bool:
@@ -174,7 +175,7 @@ class FakeDaq:
     def summary(self, n: int = 100, peak_adc: float = 3000.0) -> dict[str, np.ndarray]:
         arrays = summary_arrays(self.rng, n, time.time(), self.events, peak_adc)
         self.events += n
-        for code, name in enumerate(("noise", "xray", "muon", "other")):
+        for code, name in enumerate(CLASS_NAMES):
             self.classes[name] += int(np.count_nonzero(arrays["class"] == code))
         self.pub.publish("summary", {"run_number": self.run_number, "n": n}, arrays)
         return arrays

@@ -129,9 +129,9 @@ def test_writer_appends_whole_chunks_and_flushes_the_rest(tmp_path):
 
 
 def _no_channels():
-    from agetdaq.readout.store import layout as L
+    from agetdaq.readout import schema as S
 
-    return (np.zeros(0, L.CHANNEL_DTYPE), np.zeros(0, np.uint16), np.zeros(0, np.uint16))
+    return (np.zeros(0, S.CHANNEL_DTYPE), np.zeros(0, np.uint16), np.zeros(0, np.uint16))
 
 
 def test_batched_credit_accounting_equals_frame_by_frame():

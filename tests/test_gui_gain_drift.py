@@ -16,7 +16,7 @@ from agetdaq.gui.alarms import load_rules
 from agetdaq.gui.config import MonitorConfig
 from agetdaq.gui.model import StreamModel
 from agetdaq.protocol.mapping import StripMapping
-from agetdaq.readout.analysis.monitor import SUMMARY_FIELDS
+from agetdaq.readout.schema import SUMMARY_FIELDS
 from agetdaq.readout.transport.stream import decode_message, encode_message
 
 GAINS = (1.0, 0.93, 0.86, 0.8)

@@ -18,9 +18,9 @@ from agetdaq.gui.replay import ReplayWorker, summary_arrays
 from agetdaq.gui.synthetic import pedestal_arrays
 from agetdaq.gui.window import MainWindow
 from agetdaq.protocol.mapping import StripMapping
+from agetdaq.readout import schema as S
 from agetdaq.readout.cli import main as cli_main
-from agetdaq.readout.datapath.rows import EVENT_DTYPE
-from agetdaq.readout.store import layout as L
+from agetdaq.readout.schema import EVENT_DTYPE
 from agetdaq.readout.store.writer import RunWriter
 
 MAPPING = StripMapping.default()
@@ -41,13 +41,13 @@ def write_run(path: Path, n: int = N_EVENTS, seconds: float = 6.0) -> np.ndarray
     ev["x_mm"] = rng.uniform(-20, 20, n)
     ev["y_mm"] = rng.uniform(-20, 20, n)
     ev["build_flags"][5] = 0x8000  # not processed: no summary row
-    peds = np.zeros(len(pedestal_arrays(MAPPING)["strip"]), L.PEDESTAL_DTYPE)
+    peds = np.zeros(len(pedestal_arrays(MAPPING)["strip"]), S.PEDESTAL_DTYPE)
     for k, v in pedestal_arrays(MAPPING, noisy=(17,)).items():
         peds[k] = v
     chans, bins, adcs = [], [], []
     for row in range(0, n, 50):
         for strip in (10, 11, 130):
-            ch = np.zeros(1, L.CHANNEL_DTYPE)
+            ch = np.zeros(1, S.CHANNEL_DTYPE)
             ch["event_row"], ch["strip"] = row, strip
             ch["sample_start"], ch["n_samples"] = sum(len(b) for b in bins), 20
             chans.append(ch)

@@ -25,11 +25,12 @@ from agetdaq.readout.analysis.calibration.runs import (
     SliceBuffer,
     calibration_events,
 )
+from agetdaq.readout.schema import TOPIC_CALIB
 from agetdaq.readout.transport.stream import Publisher
 
 log = logging.getLogger(__name__)
 
-TOPIC = "calib"
+TOPIC = TOPIC_CALIB
 CALIBRATION_RUN = "calibration"
 
 

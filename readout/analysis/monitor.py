@@ -13,34 +13,19 @@ import numpy as np
 
 from agetdaq.readout.analysis.calibfeed import CalibFeed
 from agetdaq.readout.analysis.calibration.trend import TrendConfig
+from agetdaq.readout.schema import (
+    CLASS_NAMES,
+    NOT_PROCESSED,
+    SUMMARY_FIELDS,
+    EventClass,
+    summary_arrays,
+)
 from agetdaq.readout.transport.stream import Publisher
 
 N_STRIPS_AXIS = 120
 PITCH_MM = 0.5
 SPECTRUM_BINS = 512
 SPECTRUM_MAX_ADC = 8192.0
-CLASS_NAMES = ("noise", "xray", "muon", "other")
-
-SUMMARY_FIELDS = {
-    "event_id": "event_id",
-    "timestamp": "timestamp",
-    "class": "cls",
-    "trig": "trig",
-    "energy_adc": "energy",
-    "energy_x": "ex",
-    "energy_y": "ey",
-    "x_mm": "x_mm",
-    "y_mm": "y_mm",
-    "n_clusters_x": "ncl_x",
-    "n_clusters_y": "ncl_y",
-    "size_x": "size_x",
-    "size_y": "size_y",
-    "sigma_x": "sigma_x",
-    "sigma_y": "sigma_y",
-    "balance": "balance",
-    "n_hits": "n_hits",
-    "t_spread": "t_spread",
-}
 
 
 class RunHistograms:
@@ -56,12 +41,12 @@ class RunHistograms:
         self.class_counts = np.zeros(len(CLASS_NAMES), np.int64)
 
     def add(self, rows: np.ndarray, hit: np.ndarray | None) -> None:
-        processed = rows[(rows["build_flags"] & 0x8000) == 0]
+        processed = rows[(rows["build_flags"] & NOT_PROCESSED) == 0]
         if not len(processed):
             return
         cls = processed["cls"].astype(np.int64)
         self.class_counts += np.bincount(np.clip(cls, 0, 3), minlength=4)[:4]
-        xray = processed[cls == 1]
+        xray = processed[cls == EventClass.XRAY]
         if len(xray):
             ix = np.floor(xray["x_mm"] / PITCH_MM + N_STRIPS_AXIS / 2).astype(np.int64)
             iy = np.floor(xray["y_mm"] / PITCH_MM + N_STRIPS_AXIS / 2).astype(np.int64)
@@ -151,13 +136,12 @@ class MonitorFeed:
     def _publish_summary(self, t0_ns: int) -> None:
         rows = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         self._pending.clear()
-        rows = rows[(rows["build_flags"] & 0x8000) == 0]
-        arrays = {key: np.ascontiguousarray(rows[f]) for key, f in SUMMARY_FIELDS.items()}
-        arrays["time_s"] = (rows["time_ns"] / 1e9).astype(np.float64)
+        rows = rows[(rows["build_flags"] & NOT_PROCESSED) == 0]
+        arrays = summary_arrays(rows)
         self.publisher.publish("summary", {"run_number": self.run_number, "n": len(rows)}, arrays)
 
     def _publish_event(self, rows: np.ndarray, hit: np.ndarray | None, wf: np.ndarray) -> None:
-        processed = np.flatnonzero((rows["build_flags"] & 0x8000) == 0)
+        processed = np.flatnonzero((rows["build_flags"] & NOT_PROCESSED) == 0)
         if not len(processed) or len(wf) == 0:
             return
         trig = processed[rows["trig"][processed]]
@@ -192,7 +176,7 @@ class MonitorFeed:
         )
 
     def publish_pedestals(self, run_number: int, table: np.ndarray, k_sigma: float) -> None:
-        """Per-channel pedestal table (store.layout.PEDESTAL_DTYPE) on the stream."""
+        """Per-channel pedestal table (schema.PEDESTAL_DTYPE) on the stream."""
         if self.publisher is None:
             return
         arrays = {name: np.ascontiguousarray(table[name]) for name in table.dtype.names}
