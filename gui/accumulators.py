@@ -7,8 +7,9 @@ from collections.abc import Mapping
 import numpy as np
 
 from agetdaq.gui.history import TimeSeries
+from agetdaq.readout.schema import CLASS_NAMES
 
-CLASS_KEYS = ("noise", "xray", "muon", "other")  # class codes 0..3 of the summary
+CLASS_KEYS = CLASS_NAMES  # class codes 0..3 of the summary
 RATE_NAMES = (
     "trigger_rate",
     "events_per_s",

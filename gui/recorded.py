@@ -1,25 +1,24 @@
 """What the replay reads of a run file: the one place of the GUI that knows the file.
 
-Today through agetdaq.readout.store.reader.RunFile. Rows, channel rows and samples are read
-forward in blocks (the replay moves forward; ``rewind`` for the next pass of a loop). Nothing is
-recomputed: the hits of an event are the strips the DAQ stored for it in store mode ``hits`` (the
-channels of its hit strips, events the software trigger kept), its samples the raw ADC as
-recorded (placed on strips by the DAQ at record time, or, for events whose samples are only in the
-raw datagram record, by the file's own mapping).
+Opened with agetdaq.readout.store's ``open_run``; an agetdaq run file (.h5) is needed, for its
+event rows (.aqs and captures have none: ``agetdaq convert`` makes one). Rows, channel rows and
+samples are read forward in blocks (the replay moves forward; ``rewind`` for the next pass of a
+loop). Nothing is recomputed: the hits of an event are the strips the DAQ stored for it in store
+mode ``hits`` (the channels of its hit strips, events the software trigger kept), its samples the
+raw ADC as recorded (placed on strips by the DAQ at record time, or, for events whose samples are
+only in the raw datagram record, by the run's own mapping).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 from pathlib import Path
 
 import numpy as np
 import tomllib
 
-from agetdaq.protocol.mapping import MappingError, StripMapping
+from agetdaq.readout.schema import CHANNEL_DTYPE, SAMPLES_IN_RAW
+from agetdaq.readout.store import RunFileError, open_run
 from agetdaq.readout.store import layout as L
-from agetdaq.readout.store.reader import RunFile, RunFileError
 
 CHANNEL_BLOCK = 16384  # channel rows read at a time
 MIN_SAMPLES = 512  # time bins of an event's waveform array at least (the AGET's 512 cells)
@@ -32,24 +31,24 @@ class RecordedRun:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.file = RunFile(self.path)
-        try:
-            self.meta = self.file.metadata()
-            self.config = _toml(self.meta.get("config", ""))
-            self.mapping = _mapping(self.meta.get("mapping", ""))
-        except Exception:
-            self.file.close()
-            raise
+        self.run = open_run(self.path)
+        if self.run.format != "h5":
+            self.run.close()
+            raise RunFileError(f"{self.path}: a replay needs an agetdaq run file (.h5) with its "
+                               f"event rows; make one with 'agetdaq convert'")  # fmt: skip
+        self.file = self.run.runfile.file
+        self.meta = self.run.metadata
+        self.config = _toml(self.meta.get("config", ""))
+        self.mapping = self.run.mapping
         daq = self.config.get("daq", {}) if isinstance(self.config.get("daq"), dict) else {}
-        rst_len = daq.get("rst_len", 0)
-        self.lut = self.mapping.lut(rst_len if rst_len in (0, 1) else 0)
         # the DAQ's default store mode is "hits": the stored strips of an event are its hits
         self.store_mode = str(daq.get("store_waveforms", "hits"))
-        self._channels = self.file.file[L.CHANNELS]
+        self._buf = np.zeros(0, CHANNEL_DTYPE)
+        self._channels = self.file[L.CHANNELS] if L.CHANNELS in self.file else self._buf[:0]
         self.rewind()
 
     def close(self) -> None:
-        self.file.close()
+        self.run.close()
 
     def __enter__(self) -> RecordedRun:
         return self
@@ -61,12 +60,11 @@ class RecordedRun:
 
     @property
     def run_number(self) -> int:
-        rn = self.meta.get("run_number", "")
-        return int(rn) if rn.isdigit() else 0
+        return self.run.info.run_number
 
     @property
     def run_type(self) -> str:
-        return self.meta.get("run_type", "")
+        return self.run.info.run_type
 
     @property
     def source(self) -> str:
@@ -86,33 +84,29 @@ class RecordedRun:
 
     @property
     def n_events(self) -> int:
-        return self.file.n_events
+        return self.run.n_events
 
     def rows(self, start: int, stop: int) -> np.ndarray:
-        return self.file.events(start, stop)
+        return self.run.rows(start, stop)
 
     def pedestals(self) -> np.ndarray | None:
-        return self.file.pedestals()
+        return self.run.pedestals
 
     def status_snapshots(self) -> list[tuple[float, dict]]:
         """The DAQ's status messages recorded during the run, (unix time, fields) in order."""
         out = []
-        for r in self.file.file[L.STATUS][:]:
-            try:
-                d = json.loads(bytes(r["json"]).rstrip(b"\0") or b"{}")
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue  # a snapshot longer than its row was cut: unreadable
-            if isinstance(d, dict):
-                t = d.get("time")
-                out.append((float(t) if isinstance(t, (int, float)) else r["time_ns"] / 1e9, d))
-        return out
+        for d in self.run.status():
+            t = d.get("time")
+            if isinstance(t, (int, float)):
+                out.append((float(t), d))
+        return sorted(out, key=lambda item: item[0])
 
     # ---- channels, hits and samples, read forward ----------------------------------------------
 
     def rewind(self) -> None:
         """Start reading channel rows from the first event again."""
         self._next_ch = 0
-        self._buf = np.zeros(0, L.CHANNEL_DTYPE)
+        self._buf = np.zeros(0, CHANNEL_DTYPE)
 
     def channels(self, stop: int) -> np.ndarray:
         """The channel rows of the event rows before ``stop`` not yet read (rows are in event
@@ -143,20 +137,16 @@ class RecordedRun:
         """(raw ADC on strips float32 (n_strips, T), its hit strips or None) of event row ``row``
         (build ``flags``; ``processed`` online or not) as recorded; ``ch``: channel rows that
         include the event's; None when nothing is stored."""
-        if flags & L.SAMPLES_IN_RAW:
-            traces = []
-            for c in self.file.event(row).channels:
-                lut = self.lut
-                ok = c.card < lut.shape[0] and c.chip < lut.shape[1] and c.channel < lut.shape[2]
-                traces.append((int(lut[c.card, c.chip, c.channel]) if ok else -1, c.bins, c.adc))
-            return _on_strips(traces, self.mapping.n_strips), None
+        if flags & SAMPLES_IN_RAW:
+            wf = _on_strips(self.run.strip_traces(row), self.mapping.n_strips)
+            return None if wf is None else (wf, None)
         mine = ch[ch["event_row"] == row]
         if not len(mine):
             return None
         s0 = int(mine["sample_start"].min())
         s1 = int((mine["sample_start"] + mine["n_samples"]).max())
-        bins = self.file.file[L.SAMPLE_BIN][s0:s1]
-        adc = self.file.file[L.SAMPLE_ADC][s0:s1]
+        bins = self.file[L.SAMPLE_BIN][s0:s1]
+        adc = self.file[L.SAMPLE_ADC][s0:s1]
         a = mine["sample_start"].astype(np.int64) - s0
         b = a + mine["n_samples"].astype(np.int64)
         traces = [(int(c["strip"]), bins[i:j], adc[i:j]) for c, i, j in zip(mine, a, b)]
@@ -191,11 +181,3 @@ def _toml(text: str) -> dict:
         return tomllib.loads(text)
     except (tomllib.TOMLDecodeError, TypeError):
         return {}
-
-
-def _mapping(text: str) -> StripMapping:
-    """The run's own mapping (``meta/mapping``), else the default one."""
-    if text.strip():
-        with contextlib.suppress(MappingError):
-            return StripMapping.from_text(text, "meta/mapping")
-    return StripMapping.default()

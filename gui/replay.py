@@ -27,8 +27,9 @@ import numpy as np
 
 from agetdaq.gui.recorded import RecordedRun, RunFileError
 from agetdaq.gui.worker import SourceWorker
-from agetdaq.readout.analysis.monitor import CLASS_NAMES, MonitorFeed, processed
+from agetdaq.readout.analysis.monitor import MonitorFeed, processed
 from agetdaq.readout.analysis.sink import LocalSink
+from agetdaq.readout.schema import CLASS_NAMES, TOPIC_STATUS
 from agetdaq.readout.transport.stream import Message
 
 BLOCK_ROWS = 4096
@@ -117,7 +118,7 @@ class ReplayFeed:
             class_counts=dict(zip(CLASS_NAMES, self.feed.hist.class_counts.tolist())),
         )  # fmt: skip
         st.update(fields)
-        self.sink.publish("status", st)
+        self.sink.publish(TOPIC_STATUS, st)
 
 
 class ReplayWorker(SourceWorker):

@@ -16,11 +16,10 @@ import numpy as np
 
 from agetdaq.protocol.mapping import StripMapping
 from agetdaq.readout.analysis.calibration import TrendPoint
-from agetdaq.readout.analysis.monitor import CLASS_NAMES, MonitorFeed
+from agetdaq.readout.analysis.monitor import MonitorFeed
 from agetdaq.readout.analysis.monitor import summary_arrays as feed_summary
 from agetdaq.readout.analysis.sink import MessageSink
-from agetdaq.readout.datapath.rows import EVENT_DTYPE  # readout.schema once it exists
-from agetdaq.readout.store.layout import PEDESTAL_DTYPE
+from agetdaq.readout.schema import CLASS_NAMES, EVENT_DTYPE, PEDESTAL_DTYPE
 
 N_SAMPLES = 512
 
@@ -56,7 +55,7 @@ def status_payload(
         "board": "127.0.0.1:1122",
         "board_alive": True,
         "data_age_s": 0.1,
-        "class_counts": class_counts or {"noise": 0, "xray": 0, "muon": 0, "other": 0},
+        "class_counts": class_counts or dict.fromkeys(CLASS_NAMES, 0),
         "dead_time": 0.01,
         "message": "",
     }

@@ -239,3 +239,20 @@ def test_stop_drains_the_card_so_the_next_run_starts_clean(tmp_path):
             counts = [e.event_count for e in f.iter_events()]
         assert len(counts) > 20 and counts == list(range(first, first + len(counts)))
         first += len(counts)
+
+
+def test_the_daq_s_messages_and_run_file_follow_the_schema(physics_run):
+    from agetdaq.readout import schema as S
+    from agetdaq.readout.store import open_run
+
+    path, _, _, messages = physics_run
+    status = [m for m in messages if m.topic == "status"]
+    summaries = [m for m in messages if m.topic == "summary"]
+    assert status and summaries
+    for m in status:
+        assert set(m.header) - set(S.ENVELOPE_FIELDS) <= set(S.STATUS_FIELDS)
+        assert set(m.header["class_counts"]) == set(S.CLASS_NAMES)
+    assert all(set(m.arrays) == set(S.SUMMARY_ARRAYS) for m in summaries)
+    with open_run(path) as run:
+        assert run.rows(0, 10).dtype == S.EVENT_DTYPE
+        assert run.info.format_version == S.FORMAT_VERSION and run.info.closed

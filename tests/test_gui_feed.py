@@ -10,6 +10,7 @@ import zmq
 
 from agetdaq.gui.synthetic import FakeDaq, fe55_energies, synthetic_rows
 from agetdaq.protocol.mapping import StripMapping
+from agetdaq.readout import schema as S
 from agetdaq.readout.analysis.calibration import FitConfig, GainMapConfig
 from agetdaq.readout.analysis.livecalib import LiveWindow, MapSweep
 from agetdaq.readout.analysis.monitor import (
@@ -20,7 +21,7 @@ from agetdaq.readout.analysis.monitor import (
     summary_arrays,
 )
 from agetdaq.readout.analysis.sink import Collect, LocalSink
-from agetdaq.readout.datapath.rows import NOT_PROCESSED
+from agetdaq.readout.schema import NOT_PROCESSED
 from agetdaq.readout.transport.stream import Publisher, Subscriber
 
 MAPPING = StripMapping.default()
@@ -170,3 +171,30 @@ def test_map_sweep_fits_one_region_per_step_and_says_why_not():
     assert regions[0, 1].ok and regions[1, 1].ok
     assert regions[0, 0].fit.reason == "0 of 500 X-rays" and not regions[1, 0].ok
     assert regions[0, 1].rel_gain == pytest.approx(1.0, abs=0.03)
+
+
+def test_calib_live_and_map_messages_carry_the_schema_fields():
+    sink = Collect("d")
+    daq = FakeDaq(sink, MAPPING, seed=8, run_type="calibration")
+    calib = daq.feed.calib
+    calib.live_interval_s = calib.map_step_s = 0.0
+    daq.new_run(2)
+    for _ in range(3):
+        daq.summary(1000, xray_fraction=1.0)
+    for _ in range(calib.sweep.n_regions + 1):
+        daq.feed.tick()
+    daq.feed.end_run()
+    kinds: dict[str, object] = {}
+    for m in sink.topic("calib"):
+        kinds.setdefault(m.header["kind"], m)
+    assert set(kinds) == set(S.CALIB_KINDS)
+    envelope = set(S.ENVELOPE_FIELDS)
+    for kind, header, arrays in (("point", S.CALIB_HEADER, S.CALIB_ARRAYS),
+                                 ("live", S.CALIB_LIVE_HEADER, S.CALIB_LIVE_ARRAYS),
+                                 ("map", S.CALIB_MAP_HEADER, S.CALIB_MAP_ARRAYS)):  # fmt: skip
+        msg = kinds[kind]
+        assert set(msg.header) - envelope == set(header), kind
+        assert set(msg.arrays) == set(arrays), kind
+    hist = sink.topic("hist")[-1]
+    assert set(hist.header) - envelope == set(S.HIST_HEADER)
+    assert set(hist.arrays) == set(S.HIST_ARRAYS)

@@ -19,10 +19,10 @@ from agetdaq.gui.replay import ReplayWorker
 from agetdaq.gui.synthetic import pedestal_arrays
 from agetdaq.gui.window import MainWindow
 from agetdaq.protocol.mapping import StripMapping
+from agetdaq.readout import schema as S
 from agetdaq.readout.analysis.monitor import summary_arrays
 from agetdaq.readout.cli import main as cli_main
-from agetdaq.readout.datapath.rows import EVENT_DTYPE
-from agetdaq.readout.store import layout as L
+from agetdaq.readout.schema import EVENT_DTYPE
 from agetdaq.readout.store.writer import RunWriter
 
 MAPPING = StripMapping.default()
@@ -45,13 +45,13 @@ def write_run(path: Path, n: int = N_EVENTS, seconds: float = 6.0) -> np.ndarray
     ev["y_mm"] = rng.uniform(-20, 20, n)
     ev["trig"] = np.arange(n) % 50 == 0
     ev["build_flags"][5] = 0x8000  # not processed: no summary row
-    peds = np.zeros(len(pedestal_arrays(MAPPING)["strip"]), L.PEDESTAL_DTYPE)
+    peds = np.zeros(len(pedestal_arrays(MAPPING)["strip"]), S.PEDESTAL_DTYPE)
     for k, v in pedestal_arrays(MAPPING, noisy=(17,)).items():
         peds[k] = v
     chans, bins, adcs = [], [], []
     for row in range(0, n, 50):
         for strip in (10, 11, 130):
-            ch = np.zeros(1, L.CHANNEL_DTYPE)
+            ch = np.zeros(1, S.CHANNEL_DTYPE)
             ch["event_row"], ch["strip"] = row, strip
             ch["sample_start"], ch["n_samples"] = sum(len(b) for b in bins), 20
             chans.append(ch)
@@ -111,15 +111,22 @@ def test_replay_emits_the_stream_topics_into_the_views(qtbot, tmp_path):
         w.shutdown()
 
 
-def test_replay_of_a_missing_file_reports_an_error(qtbot, tmp_path):
-    worker = ReplayWorker(tmp_path / "nope.h5")
+@pytest.mark.parametrize(
+    ("name", "content", "says"),
+    [("nope.h5", None, "no such file"), ("junk.dat", b"not a run" * 10, "not an .aqs")],
+)
+def test_replay_of_a_bad_file_reports_an_error(qtbot, tmp_path, name, content, says):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    worker = ReplayWorker(path)
     w = MainWindow([(worker, None)], MAPPING, MonitorConfig(), load_rules())
     qtbot.addWidget(w)
     w.start()
     try:
         qtbot.waitUntil(lambda: w.model.link.state == "error", timeout=5000)
         w.redraw()
-        assert "cannot open" in w.banner.text()
+        assert says in w.banner.text() and name in w.banner.text()
     finally:
         w.shutdown()
 

@@ -17,12 +17,12 @@ from agetdaq.protocol.decode import decode_datagrams
 from agetdaq.protocol.encode import encode_events
 from agetdaq.protocol.event import Channel, Event
 from agetdaq.protocol.mapping import StripMapping
+from agetdaq.readout import schema as S
 from agetdaq.readout.analysis.monitor import MonitorFeed
 from agetdaq.readout.datapath.path import DataPath
 from agetdaq.readout.datapath.processing.pipeline import Processor
 from agetdaq.readout.datapath.processing.waveforms import StripLayout
-from agetdaq.readout.datapath.rows import EVENT_DTYPE, NOT_PROCESSED, SAMPLES_IN_RAW
-from agetdaq.readout.store import layout as L
+from agetdaq.readout.schema import EVENT_DTYPE, NOT_PROCESSED, SAMPLES_IN_RAW
 from agetdaq.readout.store.reader import RunFile
 from agetdaq.readout.store.writer import RunWriter, WriterConfig
 
@@ -60,7 +60,7 @@ def _events(n: int, rst_len: int, seed: int) -> list[Event]:
 def _record(path, datagrams, rst_len: int, fills: list[int] | None = None) -> None:
     """Run the data path on a full ring (every batch shed) into a run file with raw datagrams,
     store mode ``hits``, the mapping and config as metadata and a pedestal table."""
-    peds = np.zeros(len(pedestal_arrays(MAPPING)["strip"]), L.PEDESTAL_DTYPE)
+    peds = np.zeros(len(pedestal_arrays(MAPPING)["strip"]), S.PEDESTAL_DTYPE)
     for k, v in pedestal_arrays(MAPPING).items():
         peds[k] = v
     meta = {"mapping": MAPPING.to_text(), "config": f"[daq]\nrst_len = {rst_len}\n"}

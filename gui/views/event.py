@@ -14,9 +14,10 @@ from PyQt6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLa
 from agetdaq.gui.model import EventRecord
 from agetdaq.gui.strips import StripSpecError, parse_strips
 from agetdaq.gui.views.base import View
+from agetdaq.readout.schema import CLASS_LABELS
 
 N_CURVES = 8
-CLASS_NAMES = {0: "noise", 1: "X-ray-like", 2: "muon-like", 3: "other"}
+CLASS_NAMES = CLASS_LABELS
 COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45")
 
 

@@ -26,16 +26,12 @@ from agetdaq.readout.acquisition.settings import Settings, parse_address
 from agetdaq.readout.acquisition.supervision import Supervision
 from agetdaq.readout.analysis.monitor import MonitorFeed
 from agetdaq.readout.datapath.path import DataPath
-from agetdaq.readout.datapath.pedestals import (
-    FLAG_MASKED,
-    PEDESTAL_OUT,
-    table_from_rows,
-    table_rows,
-)
+from agetdaq.readout.datapath.pedestals import table_from_rows, table_rows
 from agetdaq.readout.datapath.processing.pipeline import Processor
 from agetdaq.readout.datapath.processing.waveforms import StripLayout
-from agetdaq.readout.datapath.rows import EVENT_DTYPE
 from agetdaq.readout.link.board_link import BoardError, BoardLink
+from agetdaq.readout.schema import EVENT_DTYPE, PedestalFlag
+from agetdaq.readout.store.layout import PEDESTALS_OUT
 from agetdaq.readout.store.writer import RunWriter, WriterError
 from agetdaq.readout.transport.control import RUN_TYPES
 from agetdaq.readout.transport.stream import Publisher
@@ -101,7 +97,9 @@ class Acquisition(Supervision):
             StripMapping.load(s.daq.mapping) if s.daq.mapping else StripMapping.default()
         )
         host, port = parse_address(s.daq.bec)
-        self.link = BoardLink(host, port, timeout=s.daq.board_timeout_s, credit=s.credit)
+        self.link = BoardLink(
+            host, port, timeout=s.daq.board_timeout_s, credit=s.credit, board=s.daq.board_type
+        )
         layout = StripLayout.from_mapping(self.mapping, s.daq.rst_len)
         self.processor = Processor(layout, s.processing)
         self.publisher = (
@@ -217,8 +215,9 @@ class Acquisition(Supervision):
         self.processor.set_pedestals(replace(base, noisy=self._unmasked_noisy | mask))
         if self.pedestal_rows is not None:
             rows = self.pedestal_rows
-            rows["flags"] &= ~np.uint8(FLAG_MASKED)
-            rows["flags"][(rows["strip"] >= 0) & mask[np.maximum(rows["strip"], 0)]] |= FLAG_MASKED
+            masked = (rows["strip"] >= 0) & mask[np.maximum(rows["strip"], 0)]
+            rows["flags"] = np.where(masked, rows["flags"] | PedestalFlag.MASKED,
+                                     rows["flags"] & ~np.uint8(PedestalFlag.MASKED))  # fmt: skip
             self.feed.publish_pedestals(self.run.number, rows, self.settings.processing.k_hit)
 
     # ---- runs -------------------------------------------------------------------------------
@@ -321,7 +320,7 @@ class Acquisition(Supervision):
             rows = table_rows(
                 table, self.mapping, self.settings.processing.k_hit, self.settings.daq.rst_len
             )
-            final[PEDESTAL_OUT.split("/")[-1]] = rows
+            final[PEDESTALS_OUT.split("/")[-1]] = rows
             self.load_pedestals(rows)
         failure = self.datapath.failure
         try:

@@ -70,6 +70,7 @@ class DaqSettings:
     board_timeout_s: float = 4.0
     heartbeat_s: float = 1.0
     shed_fill: float = 0.2  # ring fill above which online processing is shed (1.0 = never)
+    board_type: str = "feminos"  # a name in agetdaq.readout.link.board.BOARD_TYPES
 
 
 @dataclass(frozen=True)

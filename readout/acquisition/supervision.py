@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agetdaq.readout.link.board_link import BoardError
+from agetdaq.readout.schema import CLASS_NAMES
 
 if TYPE_CHECKING:
     from agetdaq.readout.acquisition.engine import RunInfo
@@ -214,9 +215,7 @@ class Supervision:
             "board": self.settings.daq.bec,
             "board_alive": self.board_alive,
             "data_age_s": self.data_age() if self.state == "running" else 0.0,
-            "class_counts": dict(
-                zip(("noise", "xray", "muon", "other"), self.feed.hist.class_counts.tolist())
-            ),
+            "class_counts": dict(zip(CLASS_NAMES, self.feed.hist.class_counts.tolist())),
             "signals_last_event": dp.last_signals,
             "masked": sorted(self.masked),
             "message": self.message,

@@ -47,10 +47,11 @@ from agetdaq.readout.analysis.livecalib import (
     map_arrays,
 )
 from agetdaq.readout.analysis.sink import MessageSink
+from agetdaq.readout.schema import TOPIC_CALIB
 
 log = logging.getLogger(__name__)
 
-TOPIC = "calib"
+TOPIC = TOPIC_CALIB
 MAX_WINDOW = 100_000  # X-rays of the live window when it follows the slice size
 CALIBRATION_RUN = "calibration"
 

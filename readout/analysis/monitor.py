@@ -21,33 +21,20 @@ from agetdaq.protocol.mapping import StripMapping
 from agetdaq.readout.analysis.calibfeed import CalibFeed
 from agetdaq.readout.analysis.calibration.trend import TrendConfig
 from agetdaq.readout.analysis.sink import MessageSink
-from agetdaq.readout.datapath.rows import NOT_PROCESSED  # readout.schema once it exists
+from agetdaq.readout.schema import (
+    CLASS_NAMES,
+    NOT_PROCESSED,
+    SUMMARY_FIELDS,
+    TOPIC_EVENT,
+    TOPIC_HIST,
+    TOPIC_PEDESTAL,
+    TOPIC_SUMMARY,
+    EventClass,
+)
+from agetdaq.readout.schema import summary_arrays as schema_summary_arrays
 
 SPECTRUM_BINS = 512
 SPECTRUM_MAX_ADC = 8192.0
-CLASS_NAMES = ("noise", "xray", "muon", "other")
-XRAY = 1
-
-SUMMARY_FIELDS = {
-    "event_id": "event_id",
-    "timestamp": "timestamp",
-    "class": "cls",
-    "trig": "trig",
-    "energy_adc": "energy",
-    "energy_x": "ex",
-    "energy_y": "ey",
-    "x_mm": "x_mm",
-    "y_mm": "y_mm",
-    "n_clusters_x": "ncl_x",
-    "n_clusters_y": "ncl_y",
-    "size_x": "size_x",
-    "size_y": "size_y",
-    "sigma_x": "sigma_x",
-    "sigma_y": "sigma_y",
-    "balance": "balance",
-    "n_hits": "n_hits",
-    "t_spread": "t_spread",
-}
 
 
 def strip_edges(positions_mm: np.ndarray) -> np.ndarray:
@@ -90,11 +77,8 @@ def processed(rows: np.ndarray) -> np.ndarray:
 
 
 def summary_arrays(rows: np.ndarray) -> dict[str, np.ndarray]:
-    """The ``summary`` arrays (stream names, docs/STREAM.md) of event rows, the processed ones."""
-    rows = rows[processed(rows)]
-    arrays = {key: np.ascontiguousarray(rows[f]) for key, f in SUMMARY_FIELDS.items()}
-    arrays["time_s"] = (rows["time_ns"] / 1e9).astype(np.float64)
-    return arrays
+    """The ``summary`` arrays (schema names, docs/STREAM.md) of event rows, the processed ones."""
+    return schema_summary_arrays(rows[processed(rows)])
 
 
 class RunHistograms:
@@ -125,7 +109,7 @@ class RunHistograms:
             return
         cls = rows_done["cls"].astype(np.int64)
         self.class_counts += np.bincount(np.clip(cls, 0, 3), minlength=4)[:4]
-        xray = rows_done[cls == XRAY]
+        xray = rows_done[cls == EventClass.XRAY]
         if len(xray):
             self._fill_hitmap(xray["x_mm"], xray["y_mm"])
             e = xray["energy"].astype(np.float64)
@@ -252,7 +236,7 @@ class MonitorFeed:
         self._pending.clear()
         arrays = summary_arrays(rows)
         n = len(arrays["event_id"])
-        self.sink.publish("summary", {"run_number": self.run_number, "n": n}, arrays)
+        self.sink.publish(TOPIC_SUMMARY, {"run_number": self.run_number, "n": n}, arrays)
 
     def publish_event(
         self,
@@ -280,7 +264,7 @@ class MonitorFeed:
         arrays = {"waveforms": np.ascontiguousarray(waveforms, dtype=np.float32)}
         if hits is not None:
             arrays["hits"] = np.ascontiguousarray(hits, dtype=bool)
-        return self.sink.publish("event", header, arrays)
+        return self.sink.publish(TOPIC_EVENT, header, arrays)
 
     def publish_hist(self) -> None:
         if self.sink is None:
@@ -289,7 +273,7 @@ class MonitorFeed:
         h = self.hist
         g = h.geometry
         self.sink.publish(
-            "hist",
+            TOPIC_HIST,
             {
                 "run_number": self.run_number,
                 "spectrum_max_adc": SPECTRUM_MAX_ADC,
@@ -304,8 +288,8 @@ class MonitorFeed:
         )  # fmt: skip
 
     def publish_pedestals(self, run_number: int, table: np.ndarray, k_sigma: float | None) -> None:
-        """Per-channel pedestal table (store.layout.PEDESTAL_DTYPE) on the stream."""
+        """Per-channel pedestal table (schema.PEDESTAL_DTYPE) on the stream."""
         if self.sink is None:
             return
         arrays = {name: np.ascontiguousarray(table[name]) for name in table.dtype.names}
-        self.sink.publish("pedestal", {"run_number": run_number, "k_sigma": k_sigma}, arrays)
+        self.sink.publish(TOPIC_PEDESTAL, {"run_number": run_number, "k_sigma": k_sigma}, arrays)

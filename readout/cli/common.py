@@ -72,6 +72,7 @@ def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
     from agetdaq.protocol.script import ScriptError
     from agetdaq.readout.acquisition.engine import EngineError
     from agetdaq.readout.link.board_link import BoardError
+    from agetdaq.readout.store.errors import RunFileError
     from agetdaq.readout.transport.security import SecurityError
 
     def wrapper(args: argparse.Namespace) -> int:
@@ -86,6 +87,7 @@ def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
             BoardError,
             EngineError,
             SecurityError,
+            RunFileError,  # e.g. --pedestals FILE that holds no pedestal table
         ) as exc:
             return fail(str(exc))
         except OSError as exc:

@@ -14,23 +14,12 @@ flat tables plus a DAQ event id and ``build_flags`` per event.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntFlag
 
 import numpy as np
 
 from agetdaq.protocol import decode_kernel as dk
 from agetdaq.protocol.decode import DecodedBatch
-
-
-class BuildFlag(IntFlag):
-    NONE = 0
-    COUNTER_GAP = 1  # events missing before this one (card counter jumped)
-    DUPLICATE = 2  # same counter as the previous event (dropped unless keep_duplicates)
-    OUT_OF_ORDER = 4  # counter went backwards without a reboot
-    TIME_BACKWARDS = 8  # timestamp earlier than the previous event's
-    INCOMPLETE = 16  # an expected chip or source is missing
-    DAMAGED = 32  # the decoder flagged this event (EventFlag != 0)
-    BOARD_RESTART = 64  # counter and timestamp restarted: the board rebooted
+from agetdaq.readout.schema import BuildFlag
 
 
 @dataclass

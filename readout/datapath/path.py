@@ -25,9 +25,9 @@ from agetdaq.readout.datapath.build import BuiltBatch, EventBuilder, select_even
 from agetdaq.readout.datapath.processing.pedestal import PedestalAccumulator
 from agetdaq.readout.datapath.processing.pipeline import Processor
 from agetdaq.readout.datapath.processing.waveforms import FlatBatch, scatter
-from agetdaq.readout.datapath.rows import SAMPLES_IN_RAW, aux_rows, event_rows, stored_channels
+from agetdaq.readout.datapath.rows import aux_rows, event_rows, stored_channels
 from agetdaq.readout.link.receiver import Receiver
-from agetdaq.readout.store.layout import CHANNEL_DTYPE
+from agetdaq.readout.schema import CHANNEL_DTYPE, SAMPLES_IN_RAW
 from agetdaq.readout.store.writer import RunWriter, WriterError
 
 log = logging.getLogger(__name__)

@@ -17,13 +17,16 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from agetdaq.readout.schema import EventClass
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-NOISE, XRAY, MUON, OTHER = 0, 1, 2, 3
-CLASS_NAMES = {NOISE: "noise", XRAY: "xray", MUON: "muon", OTHER: "other"}
+# the class codes of agetdaq.readout.schema, as plain ints for numpy
+NOISE, XRAY, MUON, OTHER = (int(c) for c in (EventClass.NOISE, EventClass.XRAY, EventClass.MUON,
+                                             EventClass.OTHER))  # fmt: skip
 
 C = TypeVar("C")
 
@@ -110,9 +113,10 @@ class TriggerConfig:
         cls, source: str | Path | dict[str, Any], table: str = "processing.trigger"
     ) -> TriggerConfig:
         cfg = config_from_dict(cls, load_table(source, table), table)
-        bad = [c for c in cfg.classes if c not in CLASS_NAMES]
+        codes = [int(c) for c in EventClass]
+        bad = [c for c in cfg.classes if c not in codes]
         if bad:
-            raise ValueError(f"[{table}] classes must be in {sorted(CLASS_NAMES)}, not {bad}")
+            raise ValueError(f"[{table}] classes must be in {codes}, not {bad}")
         return cfg
 
 
