@@ -184,6 +184,10 @@ def loadable_fields(cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls) if f.init and f.metadata.get("load", True)}
 
 
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
 def limits(f: dataclasses.Field) -> Mapping[str, Any]:
     """The limits of a field; a field whose default is infinite accepts infinity ("no limit")."""
     if isinstance(f.default, float) and math.isinf(f.default):
@@ -212,6 +216,10 @@ def build(
         raise ConfigError(f"expected a table, got {data!r}", key)
     fields = loadable_fields(cls)
     check_keys(data, fields, key)
+    if base is None:
+        for name, f in fields.items():
+            if name not in data and _required(f):
+                raise ConfigError("missing (required)", join(key, name))
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
