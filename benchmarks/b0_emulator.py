@@ -117,9 +117,8 @@ def _measure(setup: list[str], seconds: float, mtu: int, burst: bool) -> dict:
     from agetdaq.readout.simulation.emulator.server import Emulator
 
     board = {"readout_ns_per_cell": 0.0} if burst else {}
-    with Emulator(port=0, seed=1, mtu=mtu, bank=64, board=board) as emu:
-        if burst:
-            emu.card.faults.config.burst = True
+    faults = {"burst": True} if burst else {}
+    with Emulator(port=0, seed=1, mtu=mtu, bank=64, board=board, faults=faults) as emu:
         ctx = mp.get_context("spawn")
         q: mp.Queue = ctx.Queue()
         p = ctx.Process(target=_receiver, args=(emu.address, setup, seconds, q))
