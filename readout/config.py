@@ -8,18 +8,22 @@ naming file, key and reason:
 
 * unknown keys (``daq.nosuch: unknown key (known: ...)``);
 * values of the wrong kind (no bool for an int, no string for a number, ...);
-* non-finite numbers (nan always; inf unless the field says ``allow_inf=True``);
+* non-finite numbers (nan always; inf unless the field's default is inf, "no limit", or the field
+  says ``allow_inf=True``);
 * values outside the field's limits, and what a class's ``__post_init__`` refuses.
 
 Adding a setting is one field: ``heartbeat_s: float = setting(1.0, gt=0.0, hi=3600.0)``.
 
-Why our own loader, not pydantic v2 or msgspec: the settings classes are stdlib dataclasses that
-live in the layers that use them (link, store, datapath, simulation, gui) and are read on hot
-paths; both libraries would make them library types, or need a per-class hook to refuse unknown
-keys of a stdlib dataclass, and neither gives the ``file: key: reason`` message without a
-translation layer. Our needs (strict kinds, finite numbers, limits from field metadata, dotted
-keys, string values from command-line flags) fit in this module, with no new dependency on the
-DAQ PC. It imports nothing of ours, so every layer (the GUI and the emulator too) may use it.
+Why a loader of our own and not pydantic v2 or msgspec: the settings classes are plain frozen
+dataclasses that live in the layers that use them (link, store, datapath, simulation, gui) and are
+also built directly in code and tests. pydantic would make them its own dataclasses or models
+(validation on every construction; refusing unknown keys of a stdlib dataclass needs a config hook
+on each class); msgspec converts into stdlib dataclasses but refuses unknown keys only for its own
+``Struct`` types. Neither gives the ``file: key: reason`` message without a translation layer, and
+the fault flags (``--fault drop=0.01``) need text values parsed the same way. What we need --
+strict kinds, finite numbers, limits from field metadata, dotted keys -- is this one module with
+no new dependency on the DAQ PC (tests/test_config_loader.py). It imports nothing of ours, so
+every layer, the GUI and the emulator included, may use it.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ class ConfigError(ValueError):
     """
 
     def __init__(self, reason: str, key: str = "", file: str = "") -> None:
-        super().__init__(reason)
+        super().__init__(reason, key, file)  # all three, so that it pickles
         self.reason, self.key, self.file = reason, key, file
 
     def __str__(self) -> str:
@@ -320,13 +324,15 @@ def check_limits(meta: Mapping[str, Any], value: Any, key: str) -> None:
 
 def check(obj: Any, key: str = "") -> None:
     """Re-check every field of a dataclass built in code (e.g. changed by command-line flags)."""
-    fields = loadable_fields(type(obj))
-    for name, f in fields.items():
-        value = getattr(obj, name)
+    for name, f in loadable_fields(type(obj)).items():
+        value, where = getattr(obj, name), join(key, name)
         if dataclasses.is_dataclass(value):
-            check(value, join(key, name))
+            check(value, where)
+        elif isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
+            for i, item in enumerate(value):
+                check(item, f"{where}[{i}]")
         else:
-            check_limits(limits(f), value, join(key, name))
+            check_limits(limits(f), value, where)
 
 
 def as_table(obj: Any) -> dict[str, Any]:

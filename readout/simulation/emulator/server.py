@@ -49,10 +49,11 @@ from agetdaq.readout.simulation.emulator.cardproc import CardProcessor
 from agetdaq.readout.simulation.emulator.dataflow import POLICY_RESEND, DataFlow
 from agetdaq.readout.simulation.emulator.faults import FaultInjector
 from agetdaq.readout.simulation.emulator.framering import FrameRing
-from agetdaq.readout.simulation.emulator.physics import PhysicsModel, compose_raw
+from agetdaq.readout.simulation.emulator.physics import PhysicsModel
 from agetdaq.readout.simulation.emulator.scenario import Scenario
-from agetdaq.readout.simulation.emulator.triggers import EventProducer, dead_time_filter
+from agetdaq.readout.simulation.emulator.triggers import EventProducer
 from agetdaq.readout.simulation.emulator.truth import TruthWriter
+from agetdaq.readout.simulation.emulator.warmup import compile_kernels
 
 log = logging.getLogger(__name__)
 
@@ -136,37 +137,13 @@ class Card:
         self._last_dg: bytes | None = None
         self._gso = False
         self._stop = threading.Event()
-        self._warm_up()
+        compile_kernels(self.physics, self.processor, self.frontend.disc_levels, self.board.hped)
 
     def counters(self) -> dict[str, Any]:
         return self.runtime.counters()
 
     def summary(self) -> str:
         return self.runtime.summary()
-
-    def _warm_up(self) -> None:
-        """Compile (or load from the cache) every kernel before the first command arrives."""
-        raw = np.zeros((4, 68, self.physics.n_samples), dtype=np.uint16)
-        self.processor.discriminate(raw, self.physics.pedestal, self.frontend.disc_levels, True)
-        body = self.processor.body(raw, np.zeros(4, dtype=np.int64))
-        self.processor.fill_histos(raw, self.board.hped.offset, self.board.hped.counts.copy())
-        ring = FrameRing(0, 1492, 1 << 16)
-        ring.add(0, 0, 0, body)
-        one = np.zeros(1, dtype=np.int64)
-        ring.add_bank(one, one, one, one, body, np.array([0, body.size], dtype=np.int64))
-        dead_time_filter(np.zeros(1), np.zeros(1), 0.0, np.zeros(1, dtype=np.bool_))
-        ped = self.physics.pedestal
-        n_t = self.physics.n_samples
-        compose_raw(  # the waveform composer, with the argument types PhysicsModel passes
-            ped,
-            np.ones_like(ped),
-            np.zeros(n_t, np.float32),
-            np.zeros(ped.shape, np.int64),
-            np.zeros((ped.shape[0], n_t), np.float32),
-            np.full(ped.shape, -1, np.int32),
-            np.zeros((1, n_t), np.float32),
-            np.empty((*ped.shape, n_t), np.uint16),
-        )
 
     # ---- the loop ---------------------------------------------------------------------------
 
