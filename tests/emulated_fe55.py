@@ -112,7 +112,7 @@ class EmulatedDaq:
                 for _ in range(PED_HISTO_EVENTS):
                     raw = phys.generate("pedestal", 0.0).raw
                     proc.discriminate(
-                        raw, phys.pedestal, self.card.disc_levels, self.card.producer.up
+                        raw, phys.pedestal, self.card.frontend.disc_levels, self.card.frontend.up
                     )
                     proc.fill_histos(raw, self.board.hped.offset, self.board.hped.counts)
 
@@ -136,7 +136,8 @@ class EmulatedDaq:
         out, truths = [], []
         for kind, t in zip(kinds, times):
             ev = phys.generate(kind, float(t))
-            proc.discriminate(ev.raw, phys.pedestal, self.card.disc_levels, self.card.producer.up)
+            fe = self.card.frontend
+            proc.discriminate(ev.raw, phys.pedestal, fe.disc_levels, fe.up)
             body = proc.body(ev.raw, self.rng.integers(0, 512, size=4).astype(np.int64))
             ticks = round((t - clock_zero_s) * TICKS_PER_S)
             head = soe_words(0 if kind == "pedestal" else 1, ticks, self.evcnt)

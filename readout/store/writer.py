@@ -21,6 +21,7 @@ from numba import njit
 
 from agetdaq import __version__
 from agetdaq.readout import schema as S
+from agetdaq.readout.config import setting
 from agetdaq.readout.store import layout as L
 
 
@@ -30,12 +31,12 @@ class WriterError(RuntimeError):
 
 @dataclass
 class WriterConfig:
-    compression: str = "blosc-lz4"
-    level: int = 5
+    compression: str = setting("blosc-lz4", choices=L.COMPRESSIONS)
+    level: int = setting(5, "compression level", lo=0, hi=9)
     swmr: bool = True
-    flush_interval_s: float = 1.0
+    flush_interval_s: float = setting(1.0, gt=0.0, hi=3600.0, unit="s")
     raw: bool = True  # keep every datagram as received
-    chunk_bytes: int = 1 << 20
+    chunk_bytes: int = setting(1 << 20, "bytes per chunk", lo=4096, hi=64 << 20)
 
 
 class _Appender:
