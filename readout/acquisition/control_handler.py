@@ -38,7 +38,7 @@ def handle(acq: Acquisition, request: dict) -> dict:
             acq.apply_masks()
         elif cmd == "reference":
             acq.gain_reference = float(request["gain_adc"])
-            acq.feed.calib.set_reference(acq.gain_reference)
+            acq.calib.set_reference(acq.gain_reference)
     except (EngineError, BoardError, ValueError) as exc:
         log.warning("control %s refused: %s", cmd, exc)
         return {"ok": False, "error": str(exc), "state": acq.state}

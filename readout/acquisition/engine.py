@@ -1,17 +1,19 @@
-"""The acquisition engine of one BEC: run states, configure / start / stop, status, guards.
+"""The acquisition engine of one BEC: the run state machine (configure / start / stop).
 
 States: idle -> configuring -> configured -> running -> stopping -> configured; any failure goes
 to error (a new configure leaves it). ``agetdaq run`` drives it directly, ``agetdaq serve`` from
 the control socket. The data path runs in its own thread; ``poll()`` (called by the owner every
-~0.1 s) checks stop conditions, the disk, the board's silence, and publishes status
-(:mod:`agetdaq.readout.acquisition.supervision`).
+~0.1 s) asks its collaborators: :class:`~agetdaq.readout.acquisition.limits.StopConditions` (writer
+failure, events, time, disk), :class:`~agetdaq.readout.acquisition.supervision.BoardWatch`
+(heartbeat, silence, restarts) and :class:`~agetdaq.readout.acquisition.status.StatusReporter`
+(status, counters, losses to the stream, the metrics and the run file).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,16 +21,23 @@ import numpy as np
 from agetdaq import __version__
 from agetdaq.protocol.mapping import StripMapping
 from agetdaq.protocol.script import Script, parse_script
+from agetdaq.readout.acquisition.limits import RunInfo, StopConditions
 from agetdaq.readout.acquisition.memtune import pin_malloc_thresholds
 from agetdaq.readout.acquisition.metrics import DaqMetrics
 from agetdaq.readout.acquisition.runlog import RunLog
 from agetdaq.readout.acquisition.settings import Settings, parse_address
-from agetdaq.readout.acquisition.supervision import Supervision
-from agetdaq.readout.analysis.monitor import MonitorFeed
+from agetdaq.readout.acquisition.status import EngineView, StatusReporter
+from agetdaq.readout.acquisition.supervision import BoardWatch
+from agetdaq.readout.analysis.calibfeed import CalibFeed
+from agetdaq.readout.analysis.calibration.trend import TrendConfig
+from agetdaq.readout.analysis.monitor import MonitorFeed, StripGeometry
 from agetdaq.readout.datapath.path import DataPath
 from agetdaq.readout.datapath.pedestals import table_from_rows, table_rows
 from agetdaq.readout.datapath.processing.pipeline import Processor
 from agetdaq.readout.datapath.processing.waveforms import StripLayout
+from agetdaq.readout.datapath.stage import PipelineError
+from agetdaq.readout.datapath.stages.calibration import NoTrend
+from agetdaq.readout.datapath.stages.pedestal import OUTPUT as PEDESTAL_TABLE
 from agetdaq.readout.link.board_link import BoardError, BoardLink
 from agetdaq.readout.schema import EVENT_DTYPE, PedestalFlag
 from agetdaq.readout.store.layout import PEDESTALS_OUT
@@ -65,21 +74,7 @@ def script_path(name: str) -> Path:
     return p
 
 
-@dataclass
-class RunInfo:
-    number: int = 0
-    run_type: str = ""
-    comment: str = ""
-    path: str = ""
-    start_unix: float = 0.0
-    start_mono: float = 0.0
-    max_events: int | None = None
-    max_seconds: float | None = None
-    stop_reason: str = ""
-    extra: dict = field(default_factory=dict)
-
-
-class Acquisition(Supervision):
+class Acquisition:
     """The acquisition engine of one BEC (see the module docstring)."""
 
     def __init__(
@@ -105,27 +100,43 @@ class Acquisition(Supervision):
         self.publisher = (
             Publisher(publish, source=s.daq.detector, hwm=STREAM_HWM) if publish else None
         )
+        # the 55Fe gain trend of calibration runs: the pipeline's calibration stage drives it, so
+        # the monitor feed (which drives its own when the GUI replays a file) gets none
+        area = StripGeometry.from_mapping(self.mapping).area_mm
+        threshold = s.processing.trigger.energy_min or None
+        self.calib = CalibFeed(self.publisher, TrendConfig(threshold_adc=threshold), area_mm=area)
         self.feed = MonitorFeed(
             self.publisher,
             s.stream.summary_rate_hz,
             s.stream.event_rate_hz,
             1.0,
-            calib_threshold_adc=s.processing.trigger.energy_min or None,
             mapping=self.mapping,
+            calib=NoTrend(),
         )
-        self.datapath = DataPath(
-            self.link.receiver,
-            self.processor,
-            self.feed,
-            batch=s.daq.batch,
-            store_waveforms=s.daq.store_waveforms,
-            shed_fill=s.daq.shed_fill,
-        )
+        try:
+            self.datapath = DataPath(
+                self.link.receiver,
+                self.processor,
+                self.feed,
+                batch=s.daq.batch,
+                store_waveforms=s.daq.store_waveforms,
+                shed_fill=s.daq.shed_fill,
+                calib=self.calib,
+                stages=s.pipeline.stages,
+                options=s.pipeline.options,
+            )
+        except PipelineError:
+            self.link.close()
+            if self.publisher is not None:
+                self.publisher.close()
+            raise
         self.data_dir = Path(s.daq.data_dir)
         self.runlog = RunLog(self.data_dir)
         self.metrics = DaqMetrics(str(self.data_dir))
         if metrics_port is not None:
             self.metrics.start(metrics_port)
+        self.stops = StopConditions(self.data_dir, s.daq.disk_stop_gb)
+        self.watch = BoardWatch(self.link, self.datapath, s.daq.bec, s.daq.heartbeat_s)
         self.state = "idle"
         self.message = ""
         self.script: Script | None = None
@@ -138,13 +149,6 @@ class Acquisition(Supervision):
         self.masked: set[int] = set()
         self.gain_reference: float | None = None
         self._unmasked_noisy = self.processor.table.noisy.copy()
-        self.board_alive = True
-        self._last_status = 0.0
-        self._rate_ref = (time.monotonic(), 0, 0)
-        self._rates = (0.0, 0.0)
-        self._last_heartbeat = 0.0
-        self.regrants = 0
-        self._restarts_seen = 0
         self.capture = (
             None  # agetdaq.readout.link.pcap_tap.PcapTap: the board traffic, both directions
         )
@@ -157,6 +161,18 @@ class Acquisition(Supervision):
                 self.link.close()
                 raise
             self.link.set_tap(self.capture)
+        self.reporter = StatusReporter(
+            self.link,
+            self.datapath,
+            self.feed,
+            self.watch,
+            self.stops,
+            self.metrics,
+            publisher=self.publisher,
+            capture=self.capture,
+            board=s.daq.bec,
+            interval_s=s.daq.status_interval_s,
+        )
         self.link.start()
         self.datapath.start()
 
@@ -202,7 +218,7 @@ class Acquisition(Supervision):
     def load_pedestals(self, rows) -> None:
         """Use a per-channel pedestal table (PEDESTAL_DTYPE rows) for the processing."""
         self.pedestal_rows = rows
-        table = table_from_rows(rows, self.mapping.n_strips)
+        table = table_from_rows(rows, self.mapping.n_strips, self.processor.n_chips)
         self._unmasked_noisy = table.noisy.copy()
         self.processor.set_pedestals(table)
         self.feed.publish_pedestals(self.run.number, rows, self.settings.processing.k_hit)
@@ -284,8 +300,8 @@ class Acquisition(Supervision):
         self.link.start_data()
         self.state = "running"
         self.message = f"run {number} ({run_type}) started"
-        self._restarts_seen = 0
-        self._rate_ref = (time.monotonic(), 0, 0)
+        self.watch.begin_run()
+        self.reporter.begin_run()
         log.info("%s -> %s", self.message, path)
         self._publish_status(force=True)
         return self.run
@@ -315,8 +331,8 @@ class Acquisition(Supervision):
             "stop_reason": reason,
             "counters": counters,
         }
-        if self.datapath.pedestals is not None and counters["datapath"]["events_processed"]:
-            table = self.datapath.pedestals.result()
+        table = self.datapath.outputs.get(PEDESTAL_TABLE)
+        if table is not None:
             rows = table_rows(
                 table, self.mapping, self.settings.processing.k_hit, self.settings.daq.rst_len
             )
@@ -365,6 +381,46 @@ class Acquisition(Supervision):
                 last, calm_since = now_count, time.monotonic()
             elif time.monotonic() - calm_since >= quiet_s:
                 return
+
+    # ---- supervision (the collaborators) -----------------------------------------------------
+
+    def poll(self) -> None:
+        """Stop conditions, board watch, status; call every ~0.1 s."""
+        if self.state == "running":
+            reason = self.stops.reason(self.run, self.datapath)
+            if reason is not None:
+                self.stop_run(reason)
+            else:
+                for incident in self.watch.check(self.run.number, self.run.start_mono):
+                    self._warn(incident)
+        self._publish_status()
+
+    def counters(self) -> dict:
+        return self.reporter.counters()
+
+    def losses(self) -> dict[str, dict[str, int]]:
+        return self.reporter.losses()
+
+    def status(self) -> dict:
+        return self.reporter.status(self._view())
+
+    def _view(self) -> EngineView:
+        return EngineView(self.state, self.message, self.run, sorted(self.masked), self.writer)
+
+    def _publish_status(self, force: bool = False) -> None:
+        self.reporter.publish(self._view(), force)
+
+    def _warn(self, message: str) -> None:
+        """A board incident: log it and put it on the stream at once."""
+        self.message = message
+        log.warning(message)
+        self._publish_status(force=True)
+
+    def _error(self, message: str) -> None:
+        self.state = "error"
+        self.message = message
+        log.error(message)
+        self._publish_status(force=True)
 
     def close(self) -> None:
         if self.state == "running":

@@ -34,6 +34,12 @@ Example (every key optional; defaults as below)::
 
     [processing]                  # agetdaq.readout.datapath.processing.pipeline.ProcessorConfig
 
+    [pipeline]                    # the data path's stages in order (agetdaq.readout.datapath)
+    stages = ["sequence", "record_raw", "decode", "build", "shed", "process", "pedestal", "rows",
+              "record", "calibration", "publish"]   # a stage of your own: "package.module:Class"
+    [pipeline.options.shed]       # a stage's options (daq.shed_fill / daq.store_waveforms are
+    chunk_events = 32             # the shed / record stages' fill / store unless set here)
+
 Loaded by the one settings loader (:mod:`agetdaq.readout.config`): unknown keys, wrong kinds,
 non-finite numbers and values out of range are refused as ``file: key: reason`` before anything is
 sent to a board. Adding a key is one field below (with its limits); a table, one field of
@@ -55,7 +61,9 @@ from agetdaq.readout.config import (
     read_text,
     setting,
 )
+from agetdaq.readout.datapath.chain import check_order, make_options
 from agetdaq.readout.datapath.processing.pipeline import ProcessorConfig
+from agetdaq.readout.datapath.registry import DEFAULT_STAGES, check_names, stage_class
 from agetdaq.readout.link.credit import CreditConfig
 from agetdaq.readout.store.writer import WriterConfig
 
@@ -94,6 +102,27 @@ class StreamSettings:
 
 
 @dataclass(frozen=True)
+class PipelineSettings:
+    """The data path's stages in order and their options; refused as a whole when a name is
+    unknown, a need is filled by no earlier stage or an option is unknown or out of range."""
+
+    stages: tuple[str, ...] = setting(
+        DEFAULT_STAGES, 'stage names, or "package.module:Class", in order', nonempty=True
+    )
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per stage: its options
+
+    def __post_init__(self) -> None:
+        for name, values in self.options.items():
+            if name not in self.stages or not isinstance(values, dict):
+                raise ValueError(f"options.{name}: not a table of a listed stage")
+        check_names(self.stages)
+        classes = [stage_class(name) for name in self.stages]
+        check_order(self.stages, classes)
+        for name, cls in zip(self.stages, classes):
+            make_options(cls, name, self.options.get(name, {}))
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every table of the settings file is one field (a dataclass) here."""
 
@@ -102,6 +131,7 @@ class Settings:
     writer: WriterConfig = field(default_factory=WriterConfig)
     stream: StreamSettings = field(default_factory=StreamSettings)
     processing: ProcessorConfig = field(default_factory=ProcessorConfig)
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     source: str = setting("", "the TOML text, stored in the run file", load=False)
 
     @classmethod

@@ -19,12 +19,13 @@ import numpy as np
 
 from agetdaq.protocol import decode_kernel as dk
 from agetdaq.protocol.decode import DecodedBatch
+from agetdaq.protocol.mapping import N_CHIPS
 from agetdaq.readout.schema import BuildFlag
 
 
 @dataclass
 class BuilderConfig:
-    expected_chips: tuple[int, ...] = (0, 1, 2, 3)
+    expected_chips: tuple[int, ...] = tuple(range(N_CHIPS))  # the build stage: the mapping's
     check_chips: bool = False  # only meaningful in full readout (ZS may omit quiet chips)
     keep_duplicates: bool = False
     drop_damaged: bool = False  # drop decoder-flagged events instead of flagging them
@@ -258,6 +259,6 @@ class EventBuilder:
     def _chips_complete(self, batch: DecodedBatch) -> np.ndarray:
         chips = batch.chip.astype(np.int64)
         owner = np.repeat(np.arange(len(batch)), batch.n_channels)
-        present = np.zeros((len(batch), 4), dtype=bool)
+        present = np.zeros((len(batch), N_CHIPS), dtype=bool)
         present[owner, chips] = True
         return present[:, list(self.config.expected_chips)].all(axis=1)

@@ -2,9 +2,9 @@
 rows, and board upload.
 
 The per-channel rows (``agetdaq.readout.schema.PEDESTAL_DTYPE``, flags ``PedestalFlag``) cover the
-240 strips and the FPN channels of every chip. Reading the table a pedestal run measured is the
-store's (``agetdaq.readout.store.run.load_pedestals``). Board upload follows the card's convention
-(PROTOCOL.md §2):
+mapping's strips and the FPN channels of every chip. Reading the table a pedestal run measured is
+the store's (``agetdaq.readout.store.run.load_pedestals``). Board upload follows the card's
+convention (PROTOCOL.md §2):
 ``subtract_ped`` ADDS the signed ``ped`` value, so ``ped = target - round(mean)`` puts every
 baseline at ``target`` (250 like ``hped centermean``), and ``thr = target + round(k * sigma)``.
 """
@@ -34,7 +34,7 @@ def table_rows(
     n = mapping.n_strips
     cards = np.unique(mapping.card)
     fpn = fpn_indices(rst_len)
-    rows = np.zeros(n + 16 * len(cards), PEDESTAL_DTYPE)
+    rows = np.zeros(n + table.fpn_mean.size * len(cards), PEDESTAL_DTYPE)
     rows["card"][:n] = mapping.card
     rows["chip"][:n] = mapping.chip
     rows["channel"][:n] = mapping.daq_channel(rst_len)
@@ -48,23 +48,23 @@ def table_rows(
     rows["flags"][:n] = flags
     i = n
     for card in cards:
-        for chip in range(4):
+        for chip in range(table.fpn_mean.shape[0]):
             for k, idx in enumerate(fpn):
                 rows[i] = (card, chip, idx, -1, table.fpn_mean[chip, k], 0.0, 0.0, 0)
                 i += 1
     return rows
 
 
-def table_from_rows(rows: np.ndarray, n_strips: int = 240) -> PedestalTable:
+def table_from_rows(rows: np.ndarray, n_strips: int, n_chips: int = 4) -> PedestalTable:
     """Inverse of :func:`table_rows` for the strips (FPN means from the FPN rows)."""
     strips = rows[rows["strip"] >= 0]
     order = np.argsort(strips["strip"])
     s = strips[order]
     if len(s) != n_strips:
         raise ValueError(f"pedestal table has {len(s)} strips, expected {n_strips}")
-    fpn_mean = np.full((4, 4), 250.0, np.float32)
+    fpn_mean = np.full((n_chips, 4), 250.0, np.float32)
     f = rows[rows["strip"] < 0]
-    for chip in range(4):
+    for chip in range(n_chips):
         vals = f["mean"][f["chip"] == chip]
         fpn_mean[chip, : len(vals[:4])] = vals[:4]
     return PedestalTable(

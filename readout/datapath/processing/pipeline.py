@@ -259,7 +259,7 @@ class Processor:
         self.layout = layout
         self.config = config or ProcessorConfig()
         self.chip = np.ascontiguousarray(layout.chip, dtype=np.int64)
-        self.n_chips = 4
+        self.n_chips = layout.n_chips
         self.order = axis_order(layout.axis, layout.strip)
         self.strip = np.ascontiguousarray(layout.strip, dtype=np.int64)
         self.pos = np.ascontiguousarray(layout.position_mm, dtype=np.float64)
@@ -273,11 +273,13 @@ class Processor:
         """Use a pedestal table (None: flat defaults) and restart the running baselines from it."""
         cfg = self.config
         self.table = table or PedestalTable.flat(
-            self.n_strips, cfg.default_pedestal, cfg.default_noise
+            self.n_strips, cfg.default_pedestal, cfg.default_noise, self.n_chips
         )
         t = self.table
         if t.mean.shape != (self.n_strips,) or t.fpn_mean.shape != (self.n_chips, 4):
-            raise ValueError(f"pedestal table is not for {self.n_strips} strips and 4x4 FPN")
+            raise ValueError(
+                f"pedestal table is not for {self.n_strips} strips and {self.n_chips}x4 FPN"
+            )
         self.ped = np.ascontiguousarray(t.mean, np.float32)
         self.fpn_ped = np.ascontiguousarray(t.fpn_mean, np.float32)
         bad = t.dead | t.noisy
@@ -320,9 +322,9 @@ class Processor:
         events: np.ndarray | None = None,
         keep_waveforms: bool = False,
     ) -> Processed:
-        """Process raw strips (n, S, T) and FPN (n, 4, 4, T) (float32 ADC; see :class:`Processed`).
+        """Process raw strips (n, S, T) and FPN (n, C, 4, T) (float32 ADC; see :class:`Processed`).
 
-        ``fpn_complete`` (n, 4, 4) marks the usable FPN rows (default: all when fpn is given);
+        ``fpn_complete`` (n, C, 4) marks the usable FPN rows (default: all when fpn is given);
         ``complete`` (n, S) the strips read with all their samples (default: all). ``events``
         fills the "event" feature (default: 0..n-1).
         """
