@@ -30,12 +30,7 @@ def handle(acq: Acquisition, request: dict) -> dict:
         elif cmd == "stop":
             acq.stop_run("stop requested by run control")
         elif cmd == "mask":
-            strips = [s for s in request["strips"] if 0 <= s < acq.mapping.n_strips]
-            if request.get("masked", True):
-                acq.masked.update(strips)
-            else:
-                acq.masked.difference_update(strips)
-            acq.apply_masks()
+            acq.set_masked(request["strips"], request.get("masked", True))
         elif cmd == "reference":
             acq.gain_reference = float(request["gain_adc"])
             acq.calib.set_reference(acq.gain_reference)
