@@ -1,7 +1,8 @@
 """Stage names -> stage classes, and the default order of the data path.
 
-A built-in stage is one line here; a stage of your own needs no line: name it in the settings as
-``"package.module:Class"``.
+A built-in stage is one line in STAGES (and its name in DEFAULT_STAGES if every pipeline should
+have it); a stage of your own needs no line here: list it in the settings' ``[pipeline] stages``
+as ``"package.module:Class"``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,19 @@ STAGES: dict[str, str] = {
     "publish": f"{_HERE}.publish:Publish",
 }
 
-DEFAULT_STAGES: tuple[str, ...] = tuple(STAGES)
+DEFAULT_STAGES: tuple[str, ...] = (
+    "sequence",
+    "record_raw",
+    "decode",
+    "build",
+    "shed",
+    "process",
+    "pedestal",
+    "rows",
+    "record",
+    "calibration",
+    "publish",
+)
 
 
 def stage_class(name: str) -> type[Stage]:

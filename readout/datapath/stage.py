@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from agetdaq.readout.datapath.batch import Batch
     from agetdaq.readout.datapath.processing.pipeline import Processor
     from agetdaq.readout.datapath.processing.waveforms import StripLayout
@@ -40,6 +42,31 @@ class Ring(Protocol):
     def fill(self) -> int: ...
 
 
+class MonitorSink(Protocol):
+    """What the publish stage needs of the monitor feed (analysis/monitor.py MonitorFeed)."""
+
+    def begin_run(self, run_number: int, run_type: str = "") -> None: ...
+    def wants_event(self) -> bool: ...
+    def on_batch(
+        self, rows: np.ndarray, hit: np.ndarray | None, waveforms: np.ndarray | None, t0_ns: int
+    ) -> None: ...
+    def tick(self) -> None: ...
+    def end_run(self) -> None: ...
+
+
+class TrendSink(Protocol):
+    """What the calibration stage needs of the 55Fe trend (analysis/calibfeed.py CalibFeed)."""
+
+    active: bool
+    published: int
+    errors: int
+
+    def begin_run(self, run_number: int, run_type: str) -> None: ...
+    def on_rows(self, rows: np.ndarray) -> None: ...
+    def tick(self) -> None: ...
+    def close_run(self) -> None: ...
+
+
 @dataclass
 class PathContext:
     """What the stages of one data path share: the detector layout and the services the
@@ -50,8 +77,8 @@ class PathContext:
     batch: int = 256  # datagrams taken from the ring per step
     wall_offset_ns: int = 0  # time.time_ns() - time.monotonic_ns() (ring times are monotonic)
     processor: Processor | None = None  # the online processing (pedestals, baselines, trigger)
-    feed: Any = None  # the monitor feed (agetdaq.readout.analysis.monitor.MonitorFeed)
-    calib: Any = None  # the 55Fe trend feed (agetdaq.readout.analysis.calibfeed.CalibFeed)
+    feed: MonitorSink | None = None  # the monitor feed (publish)
+    calib: TrendSink | None = None  # the 55Fe gain trend (calibration)
     _wants: dict[str, list[Callable[[], bool]]] = field(default_factory=dict)
 
     def want(self, what: str, when: Callable[[], bool]) -> None:
