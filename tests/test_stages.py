@@ -30,6 +30,7 @@ from agetdaq.readout.datapath.processing.trigger import XRAY
 from agetdaq.readout.datapath.processing.waveforms import StripLayout
 from agetdaq.readout.datapath.registry import DEFAULT_STAGES
 from agetdaq.readout.datapath.stage import PathContext, PipelineError, RunState, Stage
+from agetdaq.readout.datapath.stages.sequence import SequenceTracker
 from agetdaq.readout.link.receiver import Batch as RingBatch
 from agetdaq.readout.schema import EVENT_DTYPE
 from agetdaq.readout.simulation.emulator.scenario import Scenario
@@ -268,3 +269,27 @@ def test_a_bad_pipeline_is_refused_with_the_stage_named(tmp_path):
     bad = '[pipeline]\nstages = ["decode", "publish"]\n'
     with pytest.raises(ConfigError, match=r"daq.toml: pipeline: stage 'publish' needs \['rows'\]"):
         Settings.from_text(bad, "daq.toml")
+
+
+@pytest.mark.parametrize(
+    ("leads", "want"),
+    [
+        ([0x105, 6, 7, 8], {"resyncs": 1}),
+        ([0x100, 2, 1, 3], {"resyncs": 1, "late": 1}),
+        ([0x100, 1, 3, 4], {"resyncs": 1, "missing": 1}),
+        ([0x100, 1, 1, 2], {"resyncs": 1, "duplicates": 1}),
+        # the first datagram of a run sent after the one that follows it: late, nothing missing
+        ([6, 0x105, 7, 8], {"resyncs": 1, "late": 1}),
+        ([6, 7, 0x105, 8], {"resyncs": 1, "late": 1}),
+        # a board that restarts its sequence mid-run is a restart, whatever its number
+        ([0x100, *range(1, 40), 0x100, 1, 2], {"resyncs": 2}),
+        ([0x100, 1, 2, 0x100, 1, 2], {"resyncs": 2}),
+    ],
+)
+def test_the_sequence_tracker_tells_late_from_lost(leads, want):
+    for split in (1, len(leads)):  # datagram by datagram, and as one ring batch
+        t = SequenceTracker()
+        for a in range(0, len(leads), split):
+            t.feed(np.array(leads[a : a + split]))
+        got = {k: v for k, v in vars(t.counters).items() if v}
+        assert got == want, (split, leads)

@@ -31,12 +31,15 @@ _UNKNOWN, _RECEIVED, _MISSING = 0, 1, 2
 class SequenceTracker:
     """Classifies every data datagram by its 8-bit sequence number (lead bits 7..0; bit 8 =
     first reply). A number up to 127 ahead of the expected one counts the skipped numbers
-    missing; one behind it is late (if it was missing) or a duplicate (if it was seen)."""
+    missing; one behind it is late (if it was missing) or a duplicate (if it was seen). A first
+    reply that comes right after the datagrams that follow it (the only ones since the last
+    restart of the sequence) is late too, not a restart that makes them look missing."""
 
     def __init__(self) -> None:
         self.counters = SequenceCounters()
         self._state = np.zeros(256, dtype=np.int8)
         self._expect = -1
+        self._since_reset = 0  # datagrams taken in order since the state was last reset
 
     def feed(self, leads: np.ndarray) -> None:
         leads = np.asarray(leads, dtype=np.int64) & 0x1FF
@@ -47,6 +50,7 @@ class SequenceTracker:
             if np.array_equal(leads, want):  # the usual case: all in order
                 self._state[want] = _RECEIVED
                 self._expect = (int(leads[-1]) + 1) & 0xFF
+                self._since_reset += len(leads)
                 return
         for lead in leads.tolist():
             self._one(lead)
@@ -56,7 +60,12 @@ class SequenceTracker:
         seq = lead & 0xFF
         if lead & 0x100 or self._expect < 0:
             c.resyncs += bool(lead & 0x100)
+            if lead & 0x100 and self._first_came_late(seq):
+                c.late += 1
+                st[seq] = _RECEIVED
+                return
             st[:] = _UNKNOWN
+            self._since_reset = 0
         else:
             ahead = (seq - self._expect) & 0xFF
             if ahead >= 128:
@@ -74,6 +83,14 @@ class SequenceTracker:
                 c.missing += ahead
         st[seq] = _RECEIVED
         self._expect = (seq + 1) & 0xFF
+        self._since_reset += 1
+
+    def _first_came_late(self, seq: int) -> bool:
+        """Whether the datagrams since the last reset are exactly the ones right after ``seq``."""
+        if self._expect < 0 or self._state[seq] == _RECEIVED:
+            return False
+        n_after = (self._expect - 1 - seq) & 0xFF
+        return 0 < n_after == self._since_reset and n_after < 128
 
 
 class Sequence(Stage):
