@@ -63,7 +63,7 @@ def measure(size: int, per_call: int, count: int) -> dict[str, Any]:
     consumer.start()
     try:
         time.sleep(0.1)
-        tid = rx._thread.native_id
+        tid = rx.thread.native_id
         proc, q = start_paced_sender(sock.getsockname(), board, size, rate, count, per_call)
         sent, seconds = q.get(timeout=600)
         proc.join(10)

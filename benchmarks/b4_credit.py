@@ -77,8 +77,8 @@ def measure(seconds: float) -> dict[str, Any]:
             link.start_data()
             time.sleep(1.0)  # steady state
             rx = link.receiver
-            link.credit.latency.reset()
-            tid = rx._thread.native_id
+            link.credit.reset_latency()
+            tid = rx.thread.native_id
             cpu0, b0, t0 = thread_cpu_s(tid), rx.counters.data_bytes, time.monotonic()
             pinger, q = start_pinger(emu.address, int(seconds / 0.02), 0.02)
             rtt, rtt_median = q.get(timeout=seconds + 60)

@@ -35,8 +35,9 @@ from agetdaq.protocol.mapping import StripMapping
 from agetdaq.protocol.words import lead_word
 from agetdaq.readout.datapath.build import EventBuilder, select_events
 from agetdaq.readout.datapath.processing.waveforms import StripLayout
-from agetdaq.readout.datapath.rows import EVENT_DTYPE, event_rows, stored_channels
+from agetdaq.readout.datapath.rows import event_rows, stored_channels
 from agetdaq.readout.link.receiver import DEFAULT_SLOT_SIZE
+from agetdaq.readout.schema import EVENT_DTYPE
 from agetdaq.readout.store.writer import RunWriter, WriterConfig
 from benchmarks.common import make_row
 

@@ -218,7 +218,7 @@ def run_case(
 def _daq_threads(acq: Any) -> dict[str, int]:
     """Native ids of the DAQ's two busy threads: the data path and the capture thread."""
     out = {}
-    for key, thread in (("datapath", acq.datapath._thread), ("capture", acq.link.receiver._thread)):
+    for key, thread in (("datapath", acq.datapath._thread), ("capture", acq.link.receiver.thread)):
         if thread is not None and thread.native_id is not None:
             out[key] = thread.native_id
     return out

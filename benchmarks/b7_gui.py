@@ -1,9 +1,11 @@
 """B7: the monitor's redraw cost and event -> screen latency (offscreen Qt unless a display is set).
 
-1. Full redraw: every view of a window holding a full data set (240 strips; 120 x 120 hitmap;
-   240 x 512 event; pedestal table of 256 channels; 24 h of 1 Hz rate history; 1024-bin spectrum
-   with its fit; 36-region gain map; trend points) redrawn at once (``MainWindow.redraw(force)``:
-   setData / setImage on every item). Also the slowest single tab including its paint.
+1. Full redraw: every view of a window holding a full data set, made by the DAQ's own feeds over
+   synthetic events (240 strips; 120 x 120 hitmap and occupancy of 100 000 events; 240 x 512
+   event; pedestal table of 256 channels; 24 h of 1 Hz rate history; the 2048-bin live 55Fe
+   spectrum with its fit and the run's 512-bin spectrum; 36-region gain map; 700 trend points)
+   redrawn at once (``MainWindow.redraw(force)``: setData / setImage on every item). Also the
+   slowest single tab including its paint.
 2. Latency: a real Publisher on 127.0.0.1 sends sampled ``event`` messages at 5 Hz; the time from
    just before ``publish`` to the end of the event view's redraw that shows the event.
 Reference for the redraw: the 100 ms frame of the 10 Hz redraw cap (ratio = share of a frame).
@@ -32,12 +34,15 @@ def _app():
 
 
 def _filled_window():
-    """A window whose model holds a full, realistic data set."""
+    """A window whose model holds a full, realistic data set, made as the DAQ makes it: the
+    DAQ's monitor and 55Fe feeds over synthetic event rows (agetdaq.gui.synthetic.FakeDaq)."""
+    from dataclasses import replace
+
     from agetdaq.gui.alarms import load_rules
-    from agetdaq.gui.gain_monitor import FitOutcome
-    from agetdaq.gui.synthetic import event_arrays, pedestal_arrays, status_payload, summary_arrays
+    from agetdaq.gui.synthetic import FakeDaq, status_payload
     from agetdaq.gui.window import MainWindow
     from agetdaq.gui.worker import SourceWorker
+    from agetdaq.readout.analysis.sink import Collect
     from agetdaq.readout.transport.stream import Message
 
     w = MainWindow([(SourceWorker("bench://0"), None)], rules=load_rules())
@@ -45,37 +50,30 @@ def _filled_window():
     m = w.model
     rng = np.random.default_rng(7)
     t0 = time.time() - 86400
-    msgs = []
-    for k in range(20):
-        msgs.append(Message("summary", {"run_number": 1, "seq": k},
-                            summary_arrays(rng, 5000, t0 + k)))  # fmt: skip
+    sink = Collect("bench", clock=lambda: t0 + 86400)
+    daq = FakeDaq(sink, w.mapping, seed=7, run_type="calibration", clock=lambda: t0 + 86400)
+    calib = daq.feed.calib
+    calib.config = replace(calib.config, slice_xrays=10**6)
+    calib.window_xrays = 2000
+    calib.live_interval_s = calib.map_step_s = 0.0
+    daq.new_run(1)
+    for _ in range(20):
+        daq.summary(5000)  # summaries and the run's hist: 100 000 events
     for k in range(m.config.recent_events):
-        arrays = event_arrays(w.mapping, rng.uniform(-20, 20), rng.uniform(-20, 20), seed=k)
-        msgs.append(Message("event", {"run_number": 1, "event_id": k, "seq": k}, arrays))
-    msgs.append(Message("pedestal", {"run_number": 1, "seq": 0},
-                        pedestal_arrays(w.mapping, dead=(3, 77), noisy=(130, 200))))  # fmt: skip
-    for k in range(200):
-        msgs.append(Message("calib", {"seq": k, "t_end": t0 + 400 * k, "ok": True,
-                                      "gain_rel": 1 - 0.0005 * k, "fwhm_rel": 0.18,
-                                      "threshold_kev": 1.0, "peak_adc": 3000.0}))  # fmt: skip
-    w._on_batch(0, msgs)
+        daq.event(rng.uniform(-20, 20), rng.uniform(-20, 20), event_id=k)
+    daq.pedestal(dead=(3, 77), noisy=(130, 200))
+    for _ in range(calib.sweep.n_regions + 1):
+        daq.feed.tick()  # the live window's fit, then the gain map region by region
+    for k in range(700):  # trend points over 24 h
+        daq.calib(k, 1 - 0.0001 * k, t=t0 + 120 * k)
+    w._on_batch(0, sink.messages)
     status = status_payload(run_number=1)
     for k in range(86400):  # 24 h of status at 1 Hz, straight into the rate history
         status["class_counts"] = {"xray": 40 * k, "muon": 5 * k, "noise": 2 * k}
         m.rates.add_status(t0 + k, status, 0)
     m.apply(Message("status", {**status, "time": t0 + 86400, "seq": 1}))
-    spec = m.gain.spectrum
-    centers = spec.centers.astype(np.float32)
-    m.gain.live = FitOutcome(True, counts=spec.total, peak_adc=3000.0, peak_err=2.0,
-                             resolution=0.18, escape_adc=1495.0, n_peak=1e5, n_escape=1e4,
-                             curve_x=spec.edges[300:500].astype(np.float32),
-                             curve_y=np.interp(centers[300:499], centers, spec.counts).astype(
-                                 np.float32))  # fmt: skip
-    m.gain.gain_map = rng.normal(1.0, 0.03, (6, 6)).astype(np.float32)
-    for k in range(500):
-        m.gain.trend.append(t0 + 170 * k, {"gain_rel": 1.0, "resolution_pct": 18.0,
-                                          "threshold_kev": 1.0, "ok": 1.0})  # fmt: skip
-    m.touch("gain")
+    assert m.calib.live is not None and m.calib.live.ok and m.calib.gain_map is not None
+    assert m.hist.total > 50000 and len(m.calib.trend) == 700
     m.evaluate_alarms()
     return w
 

@@ -158,7 +158,8 @@ def _child(argv: list[str]) -> int:
         passes = getattr(worker, "passes", -1)
         line = (f"MEM-GUI child t {time.monotonic() - t0:.0f} s passes {passes}"
                 f" received {m.link.received} summary_events {m.summary_events} events_seen "
-                f"{m.events_seen} rss {rss_mb():.1f} MB")  # fmt: skip
+                f"{m.events_seen} calib_points {len(m.calib.trend)}"
+                f" rss {rss_mb():.1f} MB")  # fmt: skip
         if args.trace:
             line += " | " + _trace_growth(keep)
         print(line, flush=True)

@@ -1,4 +1,4 @@
-"""Bounded numpy accumulators of the monitor: hitmap, strip occupancy, rates, pedestal table."""
+"""Bounded accumulators of the monitor: rates from ``status`` messages, the pedestal table."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from collections.abc import Mapping
 import numpy as np
 
 from agetdaq.gui.history import TimeSeries
-from agetdaq.protocol.mapping import StripMapping
+from agetdaq.readout.schema import CLASS_NAMES
 
-CLASS_KEYS = ("noise", "xray", "muon", "other")  # class codes 0..3 of the summary
+CLASS_KEYS = CLASS_NAMES  # class codes 0..3 of the summary
 RATE_NAMES = (
     "trigger_rate",
     "events_per_s",
@@ -45,73 +45,6 @@ def total_losses(losses: object) -> int:
     return 0
 
 
-class Hitmap:
-    """2-D histogram of centroids over the strip area; ``counts[ix, iy]`` (float32)."""
-
-    def __init__(self, x_edges: np.ndarray, y_edges: np.ndarray) -> None:
-        self.x_edges = np.asarray(x_edges, np.float64)
-        self.y_edges = np.asarray(y_edges, np.float64)
-        self.counts = np.zeros((len(x_edges) - 1, len(y_edges) - 1), np.float32)
-        self.outside = 0
-
-    @classmethod
-    def for_mapping(cls, mapping: StripMapping) -> Hitmap:
-        return cls(strip_edges(mapping.x_positions_mm), strip_edges(mapping.y_positions_mm))
-
-    @property
-    def total(self) -> int:
-        return int(self.counts.sum(dtype=np.float64))
-
-    def fill(self, x_mm: np.ndarray, y_mm: np.ndarray) -> None:
-        x = np.asarray(x_mm, np.float64)
-        y = np.asarray(y_mm, np.float64)
-        nx, ny = self.counts.shape
-        ix = np.searchsorted(self.x_edges, x, side="right") - 1
-        iy = np.searchsorted(self.y_edges, y, side="right") - 1
-        ok = np.isfinite(x) & np.isfinite(y) & (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
-        self.outside += int(len(x) - np.count_nonzero(ok))
-        flat = np.bincount(ix[ok] * ny + iy[ok], minlength=nx * ny)
-        self.counts += flat.reshape(nx, ny).astype(np.float32)
-
-    def reset(self) -> None:
-        self.counts[:] = 0
-        self.outside = 0
-
-
-def strip_edges(positions_mm: np.ndarray) -> np.ndarray:
-    """Bin edges half-way between strip centres (and half a pitch beyond the ends)."""
-    p = np.sort(np.asarray(positions_mm, np.float64))
-    if len(p) < 2:
-        return np.array([p[0] - 0.5, p[0] + 0.5]) if len(p) else np.array([0.0, 1.0])
-    mid = 0.5 * (p[1:] + p[:-1])
-    return np.concatenate(([p[0] - (mid[0] - p[0])], mid, [p[-1] + (p[-1] - mid[-1])]))
-
-
-class StripOccupancy:
-    """Hit counts per strip (global order); from sampled events or the DAQ's run histogram."""
-
-    def __init__(self, n_strips: int) -> None:
-        self.counts = np.zeros(n_strips, np.float32)
-        self.events = 0
-        self.source = "sampled events"
-
-    def add_hits(self, hits: np.ndarray) -> None:
-        h = np.asarray(hits, bool).reshape(-1, self.counts.size)
-        self.counts += h.sum(axis=0, dtype=np.float32)
-        self.events += h.shape[0]
-
-    def set_from_daq(self, counts: np.ndarray) -> None:
-        """The DAQ's own accumulated occupancy (every event) replaces the sampled one."""
-        c = np.asarray(counts, np.float32).ravel()
-        if c.size == self.counts.size:
-            self.counts[:] = c
-            self.source = "DAQ run histogram"
-
-    def reset(self) -> None:
-        self.counts[:] = 0
-        self.events = 0
-
-
 class RateTracker:
     """Rates vs time from ``status`` messages: DAQ rates, per-class rates, losses, dead time."""
 
@@ -119,14 +52,8 @@ class RateTracker:
         self.series = TimeSeries(RATE_NAMES, capacity)
         self._prev_t: float | None = None
         self._prev_classes: dict[str, int] | None = None
-        self._summary_classes = np.zeros(len(CLASS_KEYS), np.int64)
         self._loss_offset = 0  # cumulative losses of earlier DAQ restarts
         self._prev_losses = 0
-
-    def count_summary(self, classes: np.ndarray) -> None:
-        """Class codes of summary events (used when status has no ``class_counts``)."""
-        c = np.clip(np.asarray(classes, np.int64), 0, len(CLASS_KEYS) - 1)
-        self._summary_classes += np.bincount(c, minlength=len(CLASS_KEYS))
 
     def add_status(self, t: float, status: Mapping[str, object], gaps_total: int) -> None:
         values: dict[str, float | None] = {}
@@ -155,15 +82,15 @@ class RateTracker:
         self.series.append(t, values)
 
     def _class_counts(self, status: Mapping[str, object]) -> dict[str, int]:
+        """The DAQ's class counts of the run (its RunHistograms), by key."""
         raw = status.get("class_counts")
-        if isinstance(raw, Mapping) and raw:
-            out: dict[str, int] = {}
+        out: dict[str, int] = {}
+        if isinstance(raw, Mapping):
             for name, n in raw.items():
                 key = class_key(str(name))
                 if key and isinstance(n, (int, float)):
                     out[key] = out.get(key, 0) + int(n)
-            return out
-        return dict(zip(CLASS_KEYS, (int(n) for n in self._summary_classes)))
+        return out
 
     def increase_since(self, name: str, seconds: float) -> float | None:
         """Growth of a cumulative series over the last ``seconds`` of its own time axis."""

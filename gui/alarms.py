@@ -4,30 +4,24 @@ A rule watches one metric (a number the model computes, see ``StreamModel.metric
 allowed range ``[min, max]``. When the value leaves the range for ``delay_s`` the alarm fires; it
 stays active until the value is back in range; an operator acknowledges it (the sound stops, the
 banner keeps its colour until it clears). A missing metric (None / NaN) never fires. Rules load
-from TOML: an array of tables ``[[rule]]`` (see gui/data/alarms.toml).
+from TOML: an array of tables ``[[rule]]`` (see gui/data/alarms.toml), through the one settings
+loader (:mod:`agetdaq.readout.config`): errors read ``file: rule[i].key: reason``.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from agetdaq.gui.runstate import STATES
+from agetdaq.readout.config import ConfigError, build, in_file, parse_toml, read_text, setting
 
 SEVERITIES = ("warning", "alarm")  # increasing
-_RULE_KEYS = {"name", "metric", "min", "max", "delay_s", "severity", "message", "states"}
-
-
-class RuleError(ValueError):
-    """An alarm rule file that cannot be used; the message names the rule."""
+SHIPPED = "gui/data/alarms.toml"
 
 
 def severity_rank(severity: str | None) -> int:
@@ -37,14 +31,22 @@ def severity_rank(severity: str | None) -> int:
 
 @dataclass(frozen=True)
 class Rule:
-    name: str
-    metric: str
-    min: float | None = None
-    max: float | None = None
-    delay_s: float = 0.0
-    severity: str = "warning"
-    message: str = ""
-    states: tuple[str, ...] = ()  # run states in which the rule applies; empty: always
+    name: str = setting(doc="unique name of the rule", nonempty=True)
+    metric: str = setting(doc="a metric of StreamModel.metrics", nonempty=True)
+    min: float | None = setting(None, "lowest allowed value")
+    max: float | None = setting(None, "highest allowed value")
+    delay_s: float = setting(0.0, "out of range this long before firing", lo=0.0, unit="s")
+    severity: str = setting("warning", choices=SEVERITIES)
+    message: str = setting("", "banner text; may use {value}")
+    states: tuple[str, ...] = setting(
+        (), "run states in which it applies; empty: always", choices=STATES
+    )
+
+    def __post_init__(self) -> None:
+        if self.min is None and self.max is None:
+            raise ConfigError("give min and/or max", "max")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ConfigError(f"min {self.min} is above max {self.max}", "min")
 
     def violated(self, value: float | None) -> bool:
         if value is None or not math.isfinite(value):
@@ -147,65 +149,43 @@ class AlarmEngine:
         return max(sev, key=severity_rank) if sev else None
 
 
-def _rule_from_dict(d: Mapping[str, object], where: str) -> Rule:
-    unknown = sorted(set(d) - _RULE_KEYS)
-    if unknown:
-        raise RuleError(f"{where}: unknown key(s) {unknown}; known: {sorted(_RULE_KEYS)}")
-    for key in ("name", "metric"):
-        if not isinstance(d.get(key), str) or not d[key]:
-            raise RuleError(f"{where}: {key!r} must be a non-empty string")
-    name = str(d["name"])
-    kwargs: dict[str, object] = {"name": name, "metric": d["metric"]}
-    for key in ("min", "max", "delay_s"):
-        value = d.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise RuleError(f"{where} ({name}): {key} must be a number, got {value!r}")
-        if key == "delay_s" and value < 0:
-            raise RuleError(f"{where} ({name}): delay_s must be >= 0")
-        kwargs[key] = float(value)
-    if "min" not in kwargs and "max" not in kwargs:
-        raise RuleError(f"{where} ({name}): give min and/or max")
-    severity = d.get("severity", "warning")
-    if severity not in SEVERITIES:
-        raise RuleError(f"{where} ({name}): severity must be one of {SEVERITIES}")
-    kwargs["severity"] = severity
-    message = d.get("message", "")
-    if not isinstance(message, str):
-        raise RuleError(f"{where} ({name}): message must be a string")
-    kwargs["message"] = message
-    states = d.get("states", [])
-    if not isinstance(states, list) or not all(isinstance(s, str) for s in states):
-        raise RuleError(f"{where} ({name}): states must be a list of run state names")
-    kwargs["states"] = tuple(states)
-    return Rule(**kwargs)  # type: ignore[arg-type]
+@dataclass(frozen=True)
+class RuleFile:
+    """A rules file: ``[[rule]]`` tables and nothing else."""
+
+    rule: tuple[Rule, ...] = ()
 
 
 def rules_from_text(text: str, source: str = "<text>") -> list[Rule]:
-    """Parse ``[[rule]]`` tables; raises RuleError with the source and rule index."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RuleError(f"{source}: not valid TOML: {exc}") from None
-    tables = data.get("rule", [])
-    if not isinstance(tables, list):
-        raise RuleError(f"{source}: 'rule' must be an array of tables ([[rule]])")
-    rules = [_rule_from_dict(t, f"{source} rule {i + 1}") for i, t in enumerate(tables)]
-    names = [r.name for r in rules]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise RuleError(f"{source}: duplicate rule name(s) {dupes}")
+    """Parse ``[[rule]]`` tables; ConfigError ``source: rule[i].key: reason (rule 'name')``."""
+    with in_file(source):
+        data = parse_toml(text, source)
+        try:
+            rules = list(build(RuleFile, data).rule)
+        except ConfigError as exc:
+            raise _named(exc, data) from None
+        names = [r.name for r in rules]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"duplicate rule name(s) {dupes}", "rule")
     return rules
+
+
+def _named(exc: ConfigError, data: dict) -> ConfigError:
+    """The error with the name of the rule it is about, when the rule has one."""
+    head = exc.key.split(".", 1)[0]
+    if not head.startswith("rule[") or not isinstance(data.get("rule"), list):
+        return exc
+    index = int(head[5:-1])
+    name = data["rule"][index].get("name") if isinstance(data["rule"][index], dict) else None
+    if not isinstance(name, str) or not name:
+        return exc
+    return ConfigError(f"{exc.reason} (rule {name!r})", exc.key, exc.file)
 
 
 def load_rules(path: str | Path | None = None) -> list[Rule]:
     """Rules of ``path``, or the shipped defaults (gui/data/alarms.toml)."""
     if path is None:
         ref = resources.files("agetdaq.gui").joinpath("data", "alarms.toml")
-        return rules_from_text(ref.read_text(encoding="utf-8"), "gui/data/alarms.toml")
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RuleError(f"cannot read alarm rules {path}: {exc}") from None
-    return rules_from_text(text, str(path))
+        return rules_from_text(ref.read_text(encoding="utf-8"), SHIPPED)
+    return rules_from_text(read_text(path, "alarm rules"), str(path))

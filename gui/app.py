@@ -10,13 +10,14 @@ from dataclasses import replace
 from PyQt6.QtCore import QEventLoop, QTimer
 from PyQt6.QtWidgets import QApplication
 
-from agetdaq.gui.alarms import RuleError, load_rules
+from agetdaq.gui.alarms import load_rules
 from agetdaq.gui.config import MonitorConfig
 from agetdaq.gui.control_worker import ControlWorker
 from agetdaq.gui.replay import ReplayWorker
 from agetdaq.gui.window import MainWindow
 from agetdaq.gui.worker import SourceWorker, StreamWorker
 from agetdaq.protocol.mapping import MappingError, StripMapping
+from agetdaq.readout.config import ConfigError
 
 DEFAULT_STREAM = "tcp://127.0.0.1:5556"
 DEFAULT_CONTROL = "tcp://127.0.0.1:5555"
@@ -45,12 +46,12 @@ def make_sources(
         out.append((worker, control))
     for path in replays:
         loop = bool(getattr(args, "loop", False))
-        out.append((ReplayWorker(path, args.speed, mapping.n_strips, loop=loop), None))
+        out.append((ReplayWorker(path, args.speed, loop=loop), None))
     return out
 
 
 def build(args: argparse.Namespace) -> MainWindow:
-    """The window with its workers (not started); raises OptionError / RuleError / MappingError."""
+    """The window with its workers (not started); OptionError / ConfigError / MappingError."""
     config = MonitorConfig.load(args.config)
     if args.redraw_hz is not None:
         if args.redraw_hz <= 0:
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     _app = QApplication.instance() or QApplication(sys.argv[:1])  # must outlive the window
     try:
         window = build(args)
-    except (OptionError, RuleError, MappingError, ValueError, OSError) as exc:
+    except (OptionError, ConfigError, MappingError, ValueError, OSError) as exc:
         print(f"agetdaq gui: {exc}", file=sys.stderr)
         return 2
     result = {"code": 0}

@@ -1,36 +1,61 @@
-"""Settings of the monitor (defaults here; a TOML ``[monitor]`` table may override them)."""
+"""Settings of the monitor (defaults here; a TOML ``[monitor]`` table may override them).
+
+Loaded by the one settings loader (:mod:`agetdaq.readout.config`): unknown keys, wrong kinds,
+non-finite numbers and values out of range are refused as ``file: monitor.key: reason``.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from agetdaq.readout.config import ConfigError, build, load, setting
+
+MAX_HISTORY_ROWS = 5_000_000  # rate and trend histories stay below ~100 MB
 
 
 @dataclass(frozen=True)
 class MonitorConfig:
     """What the monitor accumulates and how often it fits; all bounded."""
 
-    redraw_hz: float = 10.0  # cap of the redraw rate
-    stale_after_s: float = 3.0  # no message for this long: the stream is "stale"
-    history_hours: float = 24.0  # length of the rate and trend histories
-    status_period_s: float = 1.0  # expected status interval (sizes the ring buffers)
-    spectrum_bins: int = 1024
-    spectrum_adc_max: float = 8192.0  # X-ray-like energy (X + Y sum) range, ADC
-    recent_events: int = 32  # sampled events kept for the event display
-    slice_xrays: int = 2000  # a gain trend point every N X-ray-like events ...
-    slice_minutes: float = 10.0  # ... or every T minutes of data, whichever comes first
-    live_fit_s: float = 5.0  # refit the cumulative spectrum at most this often
-    gainmap_n: int = 6  # gain map of n x n regions
-    gas: str = "Ar"
-    alarm_history: int = 1000
-    calib_points: int = 5000  # trend points kept (GUI fits and DAQ calib messages each)
+    redraw_hz: float = setting(10.0, "cap of the redraw rate", gt=0.0, hi=1000.0, unit="Hz")
+    stale_after_s: float = setting(
+        3.0, "no message for this long: the stream is 'stale'", gt=0.0, hi=3600.0, unit="s"
+    )
+    history_hours: float = setting(
+        24.0, "length of the rate and trend histories", gt=0.0, hi=24.0 * 31, unit="h"
+    )
+    status_period_s: float = setting(
+        1.0, "expected status interval (sizes the ring buffers)", lo=0.05, hi=3600.0, unit="s"
+    )
+    spectrum_bins: int = setting(1024, lo=16, hi=1 << 16)
+    spectrum_adc_max: float = setting(
+        8192.0, "X-ray-like energy (X + Y sum) range", gt=0.0, hi=1e6, unit="ADC"
+    )
+    recent_events: int = setting(32, "sampled events kept for the event display", lo=1, hi=10_000)
+    slice_xrays: int = setting(
+        2000, "a gain trend point every N X-ray-like events ...", lo=1, hi=10_000_000
+    )
+    slice_minutes: float = setting(
+        10.0, "... or every T minutes of data, whichever comes first", gt=0.0, unit="min"
+    )
+    live_fit_s: float = setting(
+        5.0, "refit the cumulative spectrum at most this often", lo=0.0, hi=3600.0, unit="s"
+    )
+    gainmap_n: int = setting(6, "gain map of n x n regions", lo=1, hi=120)
+    gas: str = setting("Ar", choices=("Ar", "Xe"))
+    alarm_history: int = setting(1000, lo=1, hi=1_000_000)
+    calib_points: int = setting(
+        5000, "trend points kept (GUI fits and DAQ calib messages each)", lo=1, hi=1_000_000
+    )
+
+    def __post_init__(self) -> None:
+        if self.history_rows > MAX_HISTORY_ROWS:
+            raise ConfigError(
+                f"{self.history_hours} h of {self.status_period_s} s status periods needs "
+                f"{self.history_rows} history rows, more than {MAX_HISTORY_ROWS}",
+                "history_hours",
+            )
 
     @property
     def history_rows(self) -> int:
@@ -38,30 +63,10 @@ class MonitorConfig:
 
     @classmethod
     def from_dict(cls, values: dict, where: str = "monitor") -> MonitorConfig:
-        """Unknown keys and values of the wrong type raise ValueError naming the key."""
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        out = {}
-        for key, value in values.items():
-            if key not in fields:
-                raise ValueError(f"[{where}] unknown key {key!r}; known: {sorted(fields)}")
-            default = fields[key].default
-            kind = float if isinstance(default, float) else type(default)
-            ok = isinstance(value, (int, float)) if kind is float else isinstance(value, kind)
-            if not ok or isinstance(value, bool) != isinstance(default, bool):
-                raise ValueError(f"[{where}] {key} = {value!r}: expected a {kind.__name__}")
-            out[key] = kind(value)
-        return cls(**out)
+        """From a parsed ``[monitor]`` table; ConfigError naming the key."""
+        return build(cls, values, where)
 
     @classmethod
     def load(cls, path: str | Path | None) -> MonitorConfig:
         """Defaults, overridden by the ``[monitor]`` table of ``path`` when given."""
-        if path is None:
-            return cls()
-        try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"cannot read monitor settings {path}: {exc}") from None
-        table = data.get("monitor", {})
-        if not isinstance(table, dict):
-            raise ValueError(f"{path}: [monitor] must be a table")
-        return cls.from_dict(table, f"{path} [monitor]")
+        return cls() if path is None else load(cls, Path(path), "monitor")

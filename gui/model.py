@@ -1,37 +1,29 @@
 """Everything the monitor knows about one detector line, fed by stream messages (no Qt).
 
 ``StreamModel.apply(msg)`` takes one decoded ``agetdaq.readout.transport.stream.Message`` (or a
-worker-merged one) and updates bounded accumulators; ``version`` counts changes per part so a view
-redraws only when its data changed; ``metrics()`` gives the numbers the alarm rules watch.
+worker-merged one) and keeps what it says; ``version`` counts changes per part so a view redraws
+only when its data changed; ``metrics()`` gives the numbers the alarm rules watch. The model
+computes nothing the DAQ computes: hitmap, occupancy, spectrum and class counts are the DAQ's
+``hist``, the 55Fe trend, live fit and gain map its ``calib`` messages (live or replayed alike).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from agetdaq.gui.accumulators import (
-    CLASS_KEYS,
-    Hitmap,
-    PedestalInfo,
-    RateTracker,
-    StripOccupancy,
-    strip_edges,
-)
+from agetdaq.gui.accumulators import CLASS_KEYS, PedestalInfo, RateTracker
 from agetdaq.gui.alarms import AlarmEngine, Rule
+from agetdaq.gui.calib_state import CalibState
 from agetdaq.gui.config import MonitorConfig
-from agetdaq.gui.gain_monitor import GainMonitor
-from agetdaq.gui.history import TimeSeries
+from agetdaq.gui.histograms import RunHistView
 from agetdaq.protocol.mapping import StripMapping
 from agetdaq.readout.transport.stream import Message
 
-XRAY = 1
-CALIB_NAMES = ("peak_adc", "gain_rel", "resolution_pct", "threshold_kev", "counts", "ok")
-PARTS = ("status", "summary", "event", "pedestal", "calib", "gain", "hist", "alarms", "link")
+PARTS = ("status", "summary", "event", "pedestal", "calib", "hist", "alarms", "link")
 
 
 @dataclass
@@ -81,20 +73,13 @@ class StreamModel:
         self.status: dict = {}
         self.status_rx: float | None = None  # monotonic arrival of the last status
         self.run_number: int | None = None
-        self.hitmap = Hitmap.for_mapping(mapping)
-        self.occupancy = StripOccupancy(self.n_strips)
+        self.hist = RunHistView(mapping)
+        self.calib = CalibState(self.config.calib_points)
         self.rates = RateTracker(self.config.history_rows)
         self.events: deque[EventRecord] = deque(maxlen=self.config.recent_events)
         self.events_seen = 0
         self.pedestal = PedestalInfo(self.n_strips)
-        x_e = strip_edges(mapping.x_positions_mm)
-        y_e = strip_edges(mapping.y_positions_mm)
-        self.gain = GainMonitor(self.config, (x_e[0], x_e[-1], y_e[0], y_e[-1]))
-        self.daq_calib = TimeSeries(CALIB_NAMES, self.config.calib_points)
-        self.daq_calib_spectrum: tuple[np.ndarray, np.ndarray] | None = None
-        self.daq_hist: dict[str, object] = {}
-        self.summary_events = 0
-        self.class_totals = np.zeros(len(CLASS_KEYS), np.int64)
+        self.summary_events = 0  # event rows received in summaries (this run)
         self.alarms = AlarmEngine(list(rules or []), self.config.alarm_history)
         self.version = dict.fromkeys(PARTS, 0)
         self.last_data_time: float | None = None  # newest header/event time (unix s)
@@ -131,13 +116,17 @@ class StreamModel:
         self.run_number = rn
 
     def reset_run_data(self) -> None:
-        """New run: clear the per-run accumulators (trends and alarms stay)."""
-        self.hitmap.reset()
-        self.occupancy.reset()
-        self.gain.reset()
+        """New run: forget the per-run data (trends and alarms stay)."""
+        self.hist.clear()
+        self.calib.reset_run()
         self.summary_events = 0
-        self.class_totals[:] = 0
-        self.touch("summary", "event", "gain", "hist")
+        self.touch("summary", "event", "calib", "hist")
+
+    @property
+    def class_totals(self) -> np.ndarray:
+        """The DAQ's class counts of the run (noise, xray, muon, other)."""
+        counts = self.hist.class_counts
+        return np.array([counts.get(k, 0) for k in CLASS_KEYS], np.int64)
 
     def _on_status(self, h: dict, arrays: dict) -> None:
         self._check_run(h)
@@ -149,26 +138,10 @@ class StreamModel:
 
     def _on_summary(self, h: dict, a: dict) -> None:
         self._check_run(h)
-        cls = a.get("class")
-        n = len(cls) if cls is not None else 0
-        if not n:
-            return
-        cls = np.asarray(cls, np.int64)
-        self.summary_events += n
-        self.class_totals += np.bincount(np.clip(cls, 0, 3), minlength=4)[:4]
-        self.rates.count_summary(cls)
-        x = a.get("x_mm")
-        y = a.get("y_mm")
-        xray = cls == XRAY
-        if x is not None and y is not None and len(x) == n and len(y) == n and xray.any():
-            self.hitmap.fill(x[xray], y[xray])
-            e = a.get("energy_adc")
-            if e is not None and len(e) == n:
-                t = a.get("time_s")
-                if t is None or len(t) != n:
-                    t = np.full(n, float(h.get("time", time.time())))
-                self.gain.add(np.asarray(t[xray], float), e[xray], x[xray], y[xray])
-        self.touch("summary")
+        n = len(a["event_id"]) if "event_id" in a else 0
+        if n:
+            self.summary_events += n
+            self.touch("summary")
 
     def _on_event(self, h: dict, a: dict) -> None:
         self._check_run(h)
@@ -181,8 +154,6 @@ class StreamModel:
         wf = np.ascontiguousarray(wf, np.float32)
         self.events.append(EventRecord(h, wf, hits.astype(bool), time.monotonic()))
         self.events_seen += 1
-        if self.occupancy.source != "DAQ run histogram":
-            self.occupancy.add_hits(hits)
         self.touch("event")
 
     def _on_pedestal(self, h: dict, a: dict) -> None:
@@ -190,37 +161,14 @@ class StreamModel:
         self.touch("pedestal")
 
     def _on_calib(self, h: dict, a: dict) -> None:
-        def num(key: str) -> float | None:
-            v = h.get(key)
-            return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-        t = num("t_end") or num("time") or time.time()
-        fwhm = num("fwhm_rel")
-        ok = bool(h.get("ok", False))
-        self.daq_calib.append(
-            t,
-            {
-                "peak_adc": num("peak_adc") if ok else None,
-                "gain_rel": num("gain_rel") if ok else None,
-                "resolution_pct": 100.0 * fwhm if ok and fwhm is not None else None,
-                "threshold_kev": num("threshold_kev") if ok else None,
-                "counts": num("counts"),
-                "ok": 1.0 if ok else 0.0,
-            },
-        )
-        if "spectrum" in a and "edges" in a and len(a["edges"]) == len(a["spectrum"]) + 1:
-            self.daq_calib_spectrum = (np.asarray(a["edges"]), np.asarray(a["spectrum"]))
-        self.touch("calib")
+        self._check_run(h)
+        if self.calib.apply(h, a):
+            self.touch("calib")
 
     def _on_hist(self, h: dict, a: dict) -> None:
         self._check_run(h)
-        if "occupancy" in a:
-            self.occupancy.set_from_daq(a["occupancy"])
-        if "hitmap" in a:
-            self.daq_hist["hitmap_total"] = float(np.asarray(a["hitmap"]).sum())
-        if isinstance(h.get("class_counts"), dict):
-            self.daq_hist["class_counts"] = h["class_counts"]
-        self.touch("hist", "event")
+        if self.hist.set(h, a):
+            self.touch("hist")
 
     # ---- derived ------------------------------------------------------------------------------
 
@@ -229,22 +177,9 @@ class StreamModel:
         return s if isinstance(s, str) else None
 
     def latest_gain(self) -> tuple[float | None, float | None, float | None]:
-        """(gain_rel, resolution %, threshold keV) of the newest OK trend point: own or DAQ's."""
-        best: tuple[float, tuple] | None = None
-        for series in (self.gain.trend, self.daq_calib):
-            ok = series.column("ok")
-            idx = np.flatnonzero(ok > 0.5)
-            if not len(idx):
-                continue
-            i = int(idx[-1])
-            t = float(series.t[i])
-            vals = tuple(
-                _finite(series.column(n)[i])
-                for n in ("gain_rel", "resolution_pct", "threshold_kev")
-            )
-            if best is None or t > best[0]:
-                best = (t, vals)
-        return best[1] if best else (None, None, None)
+        """(gain_rel, resolution %, threshold keV) of the DAQ's newest good 55Fe fit: the number
+        the 55Fe view shows and the gain alarms watch."""
+        return self.calib.gain_now()[:3]
 
     def metrics(self, now: float | None = None) -> dict[str, float | None]:
         """Numbers the alarm rules watch (see gui/data/alarms.toml for the names)."""
@@ -285,10 +220,6 @@ class StreamModel:
         if fired or before != [(a.rule.name, a.acknowledged) for a in self.alarms.active]:
             self.touch("alarms")
         return fired
-
-
-def _finite(v: float) -> float | None:
-    return float(v) if math.isfinite(v) else None
 
 
 def _opt(v: int | None) -> float | None:

@@ -1,18 +1,25 @@
 """Synthetic stream messages per docs/STREAM.md, for the GUI's tests, benchmark and demos.
 
-``FakeDaq`` publishes on a real ``agetdaq.readout.transport.stream.Publisher``: status, summaries of
-55Fe-like X-ray events (5.9 keV peak + Ar escape + background), sampled events with waveforms, a
-pedestal table and calib trend points. Energies are in ADC (X + Y sum).
+``FakeDaq`` runs the DAQ's own monitor feed over synthetic event rows of 55Fe-like X-ray events
+(5.9 keV peak + Ar escape + background) and publishes what it makes, on a real
+``agetdaq.readout.transport.stream.Publisher`` or an in-process sink: summaries and run
+histograms, sampled events with waveforms, a pedestal table and calib trend points; status
+messages carry the feed's class counts. Energies are in ADC (X + Y sum).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 from agetdaq.protocol.mapping import StripMapping
-from agetdaq.readout.transport.stream import Publisher
+from agetdaq.readout.analysis.calibration import TrendPoint
+from agetdaq.readout.analysis.monitor import MonitorFeed
+from agetdaq.readout.analysis.monitor import summary_arrays as feed_summary
+from agetdaq.readout.analysis.sink import MessageSink
+from agetdaq.readout.schema import CLASS_NAMES, EVENT_DTYPE, PEDESTAL_DTYPE
 
 N_SAMPLES = 512
 
@@ -48,7 +55,7 @@ def status_payload(
         "board": "127.0.0.1:1122",
         "board_alive": True,
         "data_age_s": 0.1,
-        "class_counts": class_counts or {"noise": 0, "xray": 0, "muon": 0, "other": 0},
+        "class_counts": class_counts or dict.fromkeys(CLASS_NAMES, 0),
         "dead_time": 0.01,
         "message": "",
     }
@@ -68,6 +75,45 @@ def fe55_energies(
     return e
 
 
+def synthetic_rows(
+    rng: np.random.Generator,
+    n: int,
+    t0: float,
+    first_id: int = 0,
+    peak_adc: float = 3000.0,
+    xray_fraction: float = 0.8,
+) -> np.ndarray:
+    """``n`` event-table rows (the DAQ's dtype) of 55Fe-like events, features filled, every
+    event processed and kept by the software trigger; host times over 0.1 s from ``t0``."""
+    rows = np.zeros(n, EVENT_DTYPE)
+    ids = np.arange(first_id, first_id + n, dtype=np.uint64)
+    cls = np.where(rng.random(n) < xray_fraction, 1, rng.choice([0, 2, 3], size=n))
+    energy = fe55_energies(rng, n, peak_adc).astype(np.float32)
+    ex = (energy * rng.uniform(0.45, 0.55, n)).astype(np.float32)
+    rows["event_id"], rows["event_count"], rows["timestamp"] = ids, ids, ids * 1000
+    rows["time_ns"] = ((t0 + np.sort(rng.random(n)) * 0.1) * 1e9).astype(np.uint64)
+    rows["cls"], rows["trig"] = cls, True
+    rows["energy"], rows["ex"], rows["ey"] = energy, ex, energy - ex
+    rows["x_mm"] = rng.normal(0.0, 8.0, n).clip(-29.9, 29.9)
+    rows["y_mm"] = rng.normal(0.0, 8.0, n).clip(-29.9, 29.9)
+    rows["ncl_x"] = rows["ncl_y"] = 1
+    rows["size_x"] = rows["size_y"] = rows["nx"] = rows["ny"] = 4
+    rows["sigma_x"] = rows["sigma_y"] = 0.5
+    rows["balance"] = np.abs(2 * ex - energy) / energy
+    rows["n_hits"] = 8
+    return rows
+
+
+def synthetic_hits(mapping: StripMapping, rows: np.ndarray) -> np.ndarray:
+    """(n, n_strips) bool: the strips within 1 mm of each event's centroid, on both axes."""
+    hits = np.zeros((len(rows), mapping.n_strips), bool)
+    for axis, centre in ((0, rows["x_mm"]), (1, rows["y_mm"])):
+        idx = np.flatnonzero(mapping.axis == axis)
+        near = np.abs(mapping.position_mm[idx][None, :] - centre[:, None]) < 1.0
+        hits[:, idx] = near
+    return hits
+
+
 def summary_arrays(
     rng: np.random.Generator,
     n: int,
@@ -76,29 +122,8 @@ def summary_arrays(
     peak_adc: float = 3000.0,
     xray_fraction: float = 0.8,
 ) -> dict[str, np.ndarray]:
-    """One ``summary`` batch: ``n`` events with features named as in docs/STREAM.md."""
-    cls = np.where(rng.random(n) < xray_fraction, 1, rng.choice([0, 2, 3], size=n)).astype(np.int8)
-    energy = fe55_energies(rng, n, peak_adc).astype(np.float32)
-    x = rng.normal(0.0, 8.0, n).clip(-29.9, 29.9).astype(np.float32)
-    y = rng.normal(0.0, 8.0, n).clip(-29.9, 29.9).astype(np.float32)
-    ex = (energy * rng.uniform(0.45, 0.55, n)).astype(np.float32)
-    return {
-        "event_id": np.arange(first_id, first_id + n, dtype=np.uint64),
-        "time_s": t0 + np.sort(rng.random(n)) * 0.1,
-        "timestamp": np.arange(first_id, first_id + n, dtype=np.uint64) * 1000,
-        "class": cls,
-        "energy_adc": energy,
-        "energy_x": ex,
-        "energy_y": (energy - ex).astype(np.float32),
-        "x_mm": x,
-        "y_mm": y,
-        "n_clusters_x": np.ones(n, np.int16),
-        "n_clusters_y": np.ones(n, np.int16),
-        "size_x": np.full(n, 4, np.int16),
-        "size_y": np.full(n, 4, np.int16),
-        "balance": np.abs(2 * ex - energy) / energy,
-        "n_hits": np.full(n, 8, np.int16),
-    }
+    """One ``summary`` batch as the DAQ's feed makes it from ``synthetic_rows``."""
+    return feed_summary(synthetic_rows(rng, n, t0, first_id, peak_adc, xray_fraction))
 
 
 def event_arrays(
@@ -152,54 +177,86 @@ def pedestal_arrays(
 
 
 class FakeDaq:
-    """Publishes synthetic stream messages on a real Publisher (tests, benchmark, demo)."""
+    """A DAQ made of the DAQ's own monitor feed (agetdaq.readout.analysis.monitor.MonitorFeed)
+    over synthetic event rows, publishing on a real Publisher or any message sink (tests,
+    benchmark, demo). Every ``summary`` call publishes its summary and the run's ``hist``."""
 
-    def __init__(self, publisher: Publisher, mapping: StripMapping | None = None, seed: int = 1):
+    def __init__(
+        self,
+        publisher: MessageSink,
+        mapping: StripMapping | None = None,
+        seed: int = 1,
+        run_type: str = "background",
+        clock: Callable[[], float] = time.time,
+        run_number: int = 1,
+    ) -> None:
         self.pub = publisher
+        self.clock = clock  # host time of the synthetic events
         self.mapping = mapping or StripMapping.default()
         self.rng = np.random.default_rng(seed)
-        self.run_number = 1
+        self.feed = MonitorFeed(publisher, mapping=self.mapping)
+        self.run_number = run_number
+        self.run_type = run_type  # "calibration": the feed's 55Fe analysis runs on the rows
+        self.feed.begin_run(self.run_number, run_type)
         self.events = 0
-        self.classes = {"noise": 0, "xray": 0, "muon": 0, "other": 0}
-        self.t_start = time.time()
+        self.t_start = clock()
+
+    def new_run(self, run_number: int, run_type: str | None = None) -> None:
+        """End the run (its last summary and histograms) and start another."""
+        self.feed.end_run()
+        self.run_number = run_number
+        self.run_type = self.run_type if run_type is None else run_type
+        self.events = 0
+        self.feed.begin_run(run_number, self.run_type)
+
+    @property
+    def classes(self) -> dict[str, int]:
+        """The feed's class counts of the run (as the DAQ's status reports them)."""
+        return dict(zip(CLASS_NAMES, self.feed.hist.class_counts.tolist()))
 
     def status(self, state: str = "running", **overrides: object) -> bool:
         payload = status_payload(
-            state, self.run_number, events=self.events, class_counts=dict(self.classes),
-            elapsed_s=time.time() - self.t_start,
+            state, self.run_number, self.run_type, events=self.events, class_counts=self.classes,
+            elapsed_s=self.clock() - self.t_start,
         )  # fmt: skip
         payload.update(overrides)
         return self.pub.publish("status", payload)
 
-    def summary(self, n: int = 100, peak_adc: float = 3000.0) -> dict[str, np.ndarray]:
-        arrays = summary_arrays(self.rng, n, time.time(), self.events, peak_adc)
+    def summary(
+        self, n: int = 100, peak_adc: float = 3000.0, xray_fraction: float = 0.8
+    ) -> dict[str, np.ndarray]:
+        """``n`` synthetic events through the feed; returns their summary arrays."""
+        rows = synthetic_rows(self.rng, n, self.clock(), self.events, peak_adc, xray_fraction)
         self.events += n
-        for code, name in enumerate(("noise", "xray", "muon", "other")):
-            self.classes[name] += int(np.count_nonzero(arrays["class"] == code))
-        self.pub.publish("summary", {"run_number": self.run_number, "n": n}, arrays)
-        return arrays
+        self.feed.on_batch(rows, synthetic_hits(self.mapping, rows), None)
+        self.feed.flush()
+        return feed_summary(rows)
 
     def event(self, x_mm: float = 1.0, y_mm: float = -2.0, event_id: int = 0) -> dict:
         arrays = event_arrays(self.mapping, x_mm, y_mm, seed=event_id)
-        header = {
-            "run_number": self.run_number, "event_id": event_id, "event_count": event_id,
-            "timestamp": 1000 * event_id, "class": 1, "energy_adc": 3000.0, "energy_x": 1500.0,
-            "energy_y": 1500.0, "x_mm": x_mm, "y_mm": y_mm, "n_hits": int(arrays["hits"].sum()),
-        }  # fmt: skip
-        self.pub.publish("event", header, arrays)
+        row = synthetic_rows(np.random.default_rng(event_id), 1, self.clock(), event_id)[0]
+        row["cls"], row["x_mm"], row["y_mm"] = 1, x_mm, y_mm
+        row["energy"], row["ex"], row["ey"] = 3000.0, 1500.0, 1500.0
+        row["n_hits"] = int(arrays["hits"].sum())
+        self.feed.publish_event(row, arrays["waveforms"], arrays["hits"])
         return arrays
 
     def pedestal(self, dead: tuple[int, ...] = (), noisy: tuple[int, ...] = ()) -> None:
         arrays = pedestal_arrays(self.mapping, dead, noisy)
-        self.pub.publish("pedestal", {"run_number": self.run_number, "k_sigma": 5.0}, arrays)
+        table = np.zeros(len(arrays["strip"]), PEDESTAL_DTYPE)
+        for name in PEDESTAL_DTYPE.names:
+            table[name] = arrays[name]
+        self.feed.publish_pedestals(self.run_number, table, 5.0)
 
     def calib(self, slice_no: int, gain_rel: float, t: float | None = None) -> None:
-        t = time.time() if t is None else t
-        spectrum = np.zeros(64, np.float32)
-        self.pub.publish(
-            "calib",
-            {"slice": slice_no, "t_start": t - 60, "t_end": t, "counts": 2000, "ok": True,
-             "peak_adc": 3000 * gain_rel, "gain_rel": gain_rel, "fwhm_rel": 0.18,
-             "threshold_kev": 1.2, "reason": ""},
-            {"spectrum": spectrum, "edges": np.linspace(0, 8192, 65)},
+        """A trend point of the feed's 55Fe analysis with the given relative gain."""
+        t = self.clock() if t is None else t
+        peak = 3000.0 * gain_rel
+        point = TrendPoint(
+            index=slice_no, t_start_s=t - 60, t_stop_s=t, n_events=2000, n_xrays=2000, ok=True,
+            reason="", peak_adc=peak, peak_adc_err=2.0, gain=peak / 5.9, gain_err=0.3,
+            gain_rel=gain_rel, gain_rel_err=0.001, resolution=0.18, resolution_err=0.005,
+            threshold_kev_adc=1.2, threshold_kev_spectrum=float("nan"),
+            threshold_kev_spectrum_err=float("nan"), chi2_ndf=1.0,
         )  # fmt: skip
+        self.feed.calib.publish(point, fe55_energies(self.rng, 2000, peak))

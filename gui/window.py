@@ -3,7 +3,8 @@
 Workers (live stream or replay) and control workers run in their own threads and talk to the
 window only through queued signals. Redraws are capped at ``redraw_hz`` but start at once when
 data arrives after a quiet period (low latency); only the banner and the visible tab redraw.
-A 4 Hz tick evaluates the alarm rules, schedules fits and keeps time-dependent views fresh.
+A 4 Hz tick evaluates the alarm rules and keeps time-dependent views fresh. The window computes
+nothing of the data: fits and histograms are the DAQ's (live or replayed), shown as they arrive.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from PyQt6.QtWidgets import (
 from agetdaq.gui.alarms import Rule
 from agetdaq.gui.config import MonitorConfig
 from agetdaq.gui.control_worker import ControlWorker
-from agetdaq.gui.fitting import FitRunner
-from agetdaq.gui.gain_monitor import CalibUpdate
 from agetdaq.gui.model import LinkInfo, StreamModel
 from agetdaq.gui.snapshot import save_snapshot, summary_text
 from agetdaq.gui.views import VIEWS, BannerView, View
@@ -78,9 +77,6 @@ class MainWindow(QMainWindow):
                 control.reply.connect(self._on_reply)
             self.sources.append(Source(worker, model, control))
         self.selected = 0
-        self.fits = FitRunner(threads=1)
-        self.fits.done.connect(self._on_fit)
-        self.fits.failed.connect(self._on_fit_failed)
         self.redraw_ms: list[float] = []
         self._last_redraw = 0.0
         self._last_beep = -BEEP_REPEAT_S
@@ -143,7 +139,6 @@ class MainWindow(QMainWindow):
             s.worker.stop()
             if s.control is not None:
                 s.control.stop()
-        self.fits.wait(5000)
 
     def closeEvent(self, event) -> None:
         self.shutdown()
@@ -169,15 +164,6 @@ class MainWindow(QMainWindow):
     def control_address(self) -> str | None:
         ctl = self.sources[self.selected].control
         return None if ctl is None else ctl.address
-
-    def fit_now(self) -> None:
-        self.model.gain.command("close")
-        self._submit_calib(self.selected, time.monotonic())
-
-    def _submit_calib(self, slot: int, now: float) -> None:
-        task = self.sources[slot].model.gain.next_task(now)
-        if task is not None:
-            self.fits.submit(slot, task)
 
     def schedule_redraw(self) -> None:
         if self._redraw_timer.isActive():
@@ -220,17 +206,6 @@ class MainWindow(QMainWindow):
             v.on_control_reply(cmd, reply)
         self.schedule_redraw()
 
-    def _on_fit(self, slot: int, update: CalibUpdate) -> None:
-        model = self.sources[slot].model
-        model.gain.accept(update)
-        model.touch("gain")
-        if slot == self.selected:
-            self.schedule_redraw()
-
-    def _on_fit_failed(self, slot: int, error: str) -> None:
-        self.sources[slot].model.gain.failed(error)
-        self.statusBar().showMessage(f"calibration task failed: {error}", 10000)
-
     def select(self, slot: int) -> None:
         """Show another detector line in every view."""
         if not 0 <= slot < len(self.sources) or slot == self.selected:
@@ -249,7 +224,6 @@ class MainWindow(QMainWindow):
         for slot, s in enumerate(self.sources):
             fired += s.model.evaluate_alarms(now)
             self._label_source(slot)
-            self._submit_calib(slot, now)
         unacked = any(
             a.rule.severity == "alarm" and not a.acknowledged
             for s in self.sources

@@ -10,8 +10,9 @@ JSON layout of one event (raw ADC exactly as received; time bins as string keys)
 
 ``event_id`` is the event's position in the file (0-based, what ``--events A:B`` selects);
 ``event_count`` is the card's own counter; ``timestamp`` is in 20 ns card ticks; ``strip`` is the
-strip name from the detector mapping or null (reset, FPN, unconnected channels, no mapping);
-``errors`` holds the decoder's damage flags of the event by name (empty when clean).
+strip name from the detector mapping (a run file's own) or null (reset, FPN, unconnected
+channels, no mapping); ``errors`` holds the decoder's damage flags of the event by name (empty
+when clean).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable
 import numpy as np
 
 from agetdaq.protocol.event import TICK_NS, Channel, Event, EventFlag
+from agetdaq.protocol.mapping import StripMapping
 
 StripNamer = Callable[[int, int, int], "str | None"]
 SAMPLES_PER_LINE = 16
@@ -31,15 +33,14 @@ def flag_names(flags: int) -> list[str]:
     return [f.name or str(int(f)) for f in EventFlag if f and int(flags) & int(f)]
 
 
-def strip_namer(rst_len: int = 0) -> StripNamer:
-    """(card, chip, DAQ channel) -> strip name with the default mapping, or always None without
-    one (``agetdaq.protocol.mapping`` missing or failing to load)."""
-    try:
-        from agetdaq.protocol.mapping import StripMapping
-
-        mapping = StripMapping.default()
-    except Exception:  # no mapping: dump still works, strips are null
-        return lambda card, chip, chan: None
+def strip_namer(rst_len: int = 0, mapping: StripMapping | None = None) -> StripNamer:
+    """(card, chip, DAQ channel) -> strip name with ``mapping`` (default: the BabyIAXO one), or
+    always None without one (the default mapping failing to load)."""
+    if mapping is None:
+        try:
+            mapping = StripMapping.default()
+        except Exception:  # no mapping: dump still works, strips are null
+            return lambda card, chip, chan: None
 
     def name(card: int, chip: int, chan: int) -> str | None:
         try:

@@ -1,7 +1,7 @@
 """The DAQ of one detector line: one subpackage per stage a datagram passes through, in order.
 
 1. :mod:`~agetdaq.readout.link` -- the board link: UDP socket, capture ring, credit loop, board
-   commands, pcap tap. Datagrams from the BEC in; ring batches of data frames and command replies out.
+   commands, pcap tap. Datagrams from the BEC in; ring batches of data frames and replies out.
 2. :mod:`~agetdaq.readout.datapath` -- the data path: a chain of stages (decode, build, shed,
    process, record, publish, pedestal, calibration) over batches taken from the ring.
 3. :mod:`~agetdaq.readout.store` -- the run file: layout, writer, the one reader (``open_run``),

@@ -23,16 +23,17 @@ from agetdaq.protocol.decode import StreamDecoder, pack_datagrams
 from agetdaq.protocol.encode import DataFramer, datagram, max_frame_bytes_for_mtu
 from agetdaq.protocol.script import parse_script
 from agetdaq.protocol.words import eoe_words, soe_words
+from agetdaq.readout import schema as S
 from agetdaq.readout.acquisition.engine import SCRIPTS_DIR
 from agetdaq.readout.datapath.build import BuiltBatch, EventBuilder
 from agetdaq.readout.datapath.processing.pedestal import PedestalAccumulator
 from agetdaq.readout.datapath.processing.pipeline import Processor, ProcessorConfig
 from agetdaq.readout.datapath.processing.trigger import TriggerConfig
 from agetdaq.readout.datapath.processing.waveforms import FlatBatch, StripLayout, scatter
-from agetdaq.readout.datapath.rows import EVENT_DTYPE, event_rows
+from agetdaq.readout.datapath.rows import event_rows
+from agetdaq.readout.schema import EVENT_DTYPE
 from agetdaq.readout.simulation.emulator.scenario import Scenario
 from agetdaq.readout.simulation.emulator.server import Card
-from agetdaq.readout.store import layout as L
 from agetdaq.readout.store.writer import RunWriter, WriterConfig
 
 TICKS_PER_S = 50_000_000
@@ -111,7 +112,7 @@ class EmulatedDaq:
                 for _ in range(PED_HISTO_EVENTS):
                     raw = phys.generate("pedestal", 0.0).raw
                     proc.discriminate(
-                        raw, phys.pedestal, self.card.disc_levels, self.card.producer.up
+                        raw, phys.pedestal, self.card.frontend.disc_levels, self.card.frontend.up
                     )
                     proc.fill_histos(raw, self.board.hped.offset, self.board.hped.counts)
 
@@ -135,7 +136,8 @@ class EmulatedDaq:
         out, truths = [], []
         for kind, t in zip(kinds, times):
             ev = phys.generate(kind, float(t))
-            proc.discriminate(ev.raw, phys.pedestal, self.card.disc_levels, self.card.producer.up)
+            fe = self.card.frontend
+            proc.discriminate(ev.raw, phys.pedestal, fe.disc_levels, fe.up)
             body = proc.body(ev.raw, self.rng.integers(0, 512, size=4).astype(np.int64))
             ticks = round((t - clock_zero_s) * TICKS_PER_S)
             head = soe_words(0 if kind == "pedestal" else 1, ticks, self.evcnt)
@@ -217,7 +219,7 @@ def write_run(
         "config": f"[processing.trigger]\nenergy_min = {float(energy_min_adc)}\n",
     }
     with RunWriter(path, EVENT_DTYPE, meta, WriterConfig(raw=False), pedestals) as w:
-        empty = np.zeros(0, L.CHANNEL_DTYPE)
+        empty = np.zeros(0, S.CHANNEL_DTYPE)
         w.append_events(rows, empty, np.zeros(0, np.uint16), np.zeros(0, np.uint16))
     return Path(path)
 

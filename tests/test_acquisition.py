@@ -239,3 +239,39 @@ def test_stop_drains_the_card_so_the_next_run_starts_clean(tmp_path):
             counts = [e.event_count for e in f.iter_events()]
         assert len(counts) > 20 and counts == list(range(first, first + len(counts)))
         first += len(counts)
+
+
+def test_the_daq_s_messages_and_run_file_follow_the_schema(physics_run):
+    from agetdaq.readout import schema as S
+    from agetdaq.readout.store import open_run
+
+    path, _, _, messages = physics_run
+    status = [m for m in messages if m.topic == "status"]
+    summaries = [m for m in messages if m.topic == "summary"]
+    assert status and summaries
+    for m in status:
+        assert set(m.header) - set(S.ENVELOPE_FIELDS) <= set(S.STATUS_FIELDS)
+        assert set(m.header["class_counts"]) == set(S.CLASS_NAMES)
+    assert all(set(m.arrays) == set(S.SUMMARY_ARRAYS) for m in summaries)
+    with open_run(path) as run:
+        assert run.rows(0, 10).dtype == S.EVENT_DTYPE
+        assert run.info.format_version == S.FORMAT_VERSION and run.info.closed
+
+
+def test_masks_and_the_gain_reference_from_run_control(tmp_path, udp_port):
+    """The control handler's mask and reference requests reach the processing and the trend
+    (no board needed: nothing is sent to it)."""
+    from agetdaq.readout.acquisition.control_handler import handle
+
+    acq = Acquisition(Settings().with_daq(bec=f"127.0.0.1:{udp_port}", data_dir=str(tmp_path)))
+    try:
+        reply = handle(acq, {"cmd": "mask", "strips": [1, 2, 500], "masked": True})
+        assert reply["ok"] and reply["masked"] == [1, 2]
+        assert np.isinf(acq.processor.thr_hit[[1, 2]]).all()
+        assert np.isfinite(acq.processor.thr_hit[3])
+        reply = handle(acq, {"cmd": "mask", "strips": [2], "masked": False})
+        assert reply["masked"] == [1] and np.isfinite(acq.processor.thr_hit[2])
+        assert handle(acq, {"cmd": "reference", "gain_adc": 41.5})["ok"]
+        assert acq.calib.reference_gain == 41.5
+    finally:
+        acq.close()

@@ -129,9 +129,9 @@ def test_writer_appends_whole_chunks_and_flushes_the_rest(tmp_path):
 
 
 def _no_channels():
-    from agetdaq.readout.store import layout as L
+    from agetdaq.readout import schema as S
 
-    return (np.zeros(0, L.CHANNEL_DTYPE), np.zeros(0, np.uint16), np.zeros(0, np.uint16))
+    return (np.zeros(0, S.CHANNEL_DTYPE), np.zeros(0, np.uint16), np.zeros(0, np.uint16))
 
 
 def test_batched_credit_accounting_equals_frame_by_frame():
@@ -157,7 +157,7 @@ def test_receiver_batch_path_keeps_order_and_moves_frames_past_a_reply():
         sock, _ = open_board_socket(board.address, local=("127.0.0.1", 0), rcvbuf=1 << 20)
         rx = Receiver(sock, idle_s=0.02, n_slots=16)
         try:
-            assert rx.start()._mm is not None
+            assert rx.start().capture.batched
             me = sock.getsockname()
             for s in range(3):
                 board.sock.sendto(dframe(s), me)
@@ -204,7 +204,7 @@ def test_kernel_grants_in_sequence_without_the_python_path():
                 rx.release(len(b.lengths))
             from agetdaq.readout.link import credit_kernel as ck
 
-            kernel_requests = int(credit._st[ck.S_REQUESTS])
+            kernel_requests = int(credit.state.st[ck.S_REQUESTS])
         finally:
             rx.stop()
             sock.close()

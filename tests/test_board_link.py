@@ -12,7 +12,8 @@ from fake_board import FakeBoard
 from agetdaq.protocol.command_table import validate
 from agetdaq.protocol.commands import ERR_ILLEGAL_PARAMETER, encode_cframe
 from agetdaq.protocol.script import ScriptError, Step, parse_script
-from agetdaq.readout.link.board_link import BoardError, BoardLink, BoardTimeout, expects_reply
+from agetdaq.readout.link.board_link import BoardError, BoardLink, BoardTimeout
+from agetdaq.readout.link.feminos import FeminosBoard
 
 
 def link_to(board: FakeBoard, **kw) -> BoardLink:
@@ -106,6 +107,7 @@ def test_bad_board_address_gives_a_clear_error():
 
 
 def test_only_data_requests_go_without_reply():
+    expects_reply = FeminosBoard().expects_reply
     assert not expects_reply(validate("daq 0x000010 F 0x01"))
     assert not expects_reply(validate("daq 0x000000 B"))
     assert expects_reply(validate("daq 0xffffff F"))  # pause: "daq paused"

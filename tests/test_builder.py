@@ -7,7 +7,8 @@ import numpy as np
 from agetdaq.protocol.decode import StreamDecoder, pack_datagrams
 from agetdaq.protocol.encode import encode_events
 from agetdaq.protocol.event import Channel, Event
-from agetdaq.readout.datapath.build import BuilderConfig, BuildFlag, EventBuilder, select_events
+from agetdaq.readout.datapath.build import BuilderConfig, EventBuilder, select_events
+from agetdaq.readout.schema import BuildFlag
 
 
 def _event(count: int, ts: int, chips=(0, 1, 2, 3)) -> Event:

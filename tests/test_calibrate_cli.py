@@ -29,6 +29,7 @@ from agetdaq.readout.analysis.calibration.runs import (
     open_runs,
 )
 from agetdaq.readout.cli import main
+from agetdaq.readout.schema import NOT_PROCESSED
 from agetdaq.readout.transport.stream import Publisher, Subscriber
 
 DAY = 86400.0
@@ -215,7 +216,7 @@ def test_event_filter_rejects_what_cannot_be_an_xray(runs) -> None:
     base = EventFilter().accept(rows)
     assert base.mean() > 0.8
     i = int(np.flatnonzero(base)[0])
-    for field, value in (("build_flags", 0x8000), ("trig", False), ("x_mm", 29.5)):
+    for field, value in (("build_flags", NOT_PROCESSED), ("trig", False), ("x_mm", 29.5)):
         r = rows[i : i + 1].copy()
         r[field] = value
         assert not EventFilter().accept(r)[0], field

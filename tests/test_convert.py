@@ -13,12 +13,12 @@ from agetdaq.protocol.encode import encode_events
 from agetdaq.protocol.event import Channel, Event
 from agetdaq.protocol.pcap import write_pcap
 from agetdaq.readout.cli import main
-from agetdaq.readout.datapath.rows import NOT_PROCESSED
+from agetdaq.readout.cli.convert import convert
+from agetdaq.readout.datapath.offline import to_h5
+from agetdaq.readout.schema import NOT_PROCESSED
 from agetdaq.readout.store.convert import (
     ConvertError,
-    aqs_to_h5,
     compare_events,
-    convert,
     ends_event,
     h5_to_aqs,
     record_events,
@@ -72,7 +72,7 @@ def aqs_run(tmp_path):
 
 def test_aqs_to_h5_keeps_every_event_and_the_frames(tmp_path, aqs_run):
     path, events = aqs_run
-    report = aqs_to_h5(path, tmp_path / "r.h5")
+    report = to_h5(path, tmp_path / "r.h5")
     assert report.events == 12 and report.datagrams == len(list(AqsReader(path).frames()))
     with RunFile(tmp_path / "r.h5") as f:
         assert_same(list(f.iter_events()), events)
@@ -90,7 +90,7 @@ def test_aqs_to_h5_keeps_every_event_and_the_frames(tmp_path, aqs_run):
 
 def test_h5_to_aqs_round_trip_is_identical_both_ways(tmp_path, aqs_run):
     path, events = aqs_run
-    aqs_to_h5(path, tmp_path / "r.h5")
+    to_h5(path, tmp_path / "r.h5")
     report = h5_to_aqs(tmp_path / "r.h5", tmp_path / "back.aqs", built=True)
     assert report.datagrams == len(list(AqsReader(path).frames()))
     assert report.events == 12
@@ -104,7 +104,7 @@ def test_h5_to_aqs_round_trip_is_identical_both_ways(tmp_path, aqs_run):
 
 def test_h5_to_aqs_splits_sub_runs(tmp_path, aqs_run):
     path, events = aqs_run
-    aqs_to_h5(path, tmp_path / "r.h5")
+    to_h5(path, tmp_path / "r.h5")
     report = h5_to_aqs(tmp_path / "r.h5", tmp_path / "s.aqs", chunk_bytes=8_000)
     assert len(report.counters["files"]) > 2
     assert_same(read_aqs(tmp_path / "s.aqs"), events)  # the reader follows s-001.aqs ...
@@ -112,7 +112,7 @@ def test_h5_to_aqs_splits_sub_runs(tmp_path, aqs_run):
 
 def test_run_file_without_raw_datagrams_is_re_encoded(tmp_path, aqs_run):
     path, events = aqs_run
-    aqs_to_h5(path, tmp_path / "noraw.h5", writer_config=WriterConfig(raw=False, swmr=False))
+    to_h5(path, tmp_path / "noraw.h5", writer_config=WriterConfig(raw=False, swmr=False))
     report = h5_to_aqs(tmp_path / "noraw.h5", tmp_path / "x.aqs", built=True)
     assert report.events == 12 and "re-encoded" in report.notes[0]
     assert_same(read_aqs(tmp_path / "x.aqs"), events)

@@ -9,7 +9,8 @@ import time
 import pytest
 from fake_board import FakeBoard, dframe
 
-from agetdaq.readout.link.credit import PAUSE_REQUEST, CreditConfig, CreditLoop
+from agetdaq.readout.link.credit import CreditConfig, CreditLoop
+from agetdaq.readout.link.feminos import PAUSE_REQUEST
 from agetdaq.readout.link.receiver import Receiver, open_board_socket
 
 

@@ -160,14 +160,14 @@ def test_subprocess_entry_point(pcap_file):
 
 
 def test_h5_run_file(capsys, tmp_path):
-    from agetdaq.readout.store import layout as L
+    from agetdaq.readout import schema as S
     from agetdaq.readout.store.writer import RunWriter
 
     dtype = np.dtype([("event_count", "<u4"), ("timestamp", "<u8"), ("type", "u1")])
     ev = np.zeros(3, dtype)
     ev["event_count"] = [7, 8, 9]
     ev["timestamp"] = [10, 20, 30]
-    ch = np.zeros(3, L.CHANNEL_DTYPE)
+    ch = np.zeros(3, S.CHANNEL_DTYPE)
     ch["event_row"] = [0, 1, 2]
     ch["chip"] = 1
     ch["channel"] = 5

@@ -9,9 +9,9 @@ import pytest
 
 from agetdaq.protocol.commands import parse_reply
 from agetdaq.protocol.decode import decode_datagrams
+from agetdaq.readout.config import ConfigError
 from agetdaq.readout.simulation.emulator.faults import (
     FaultConfig,
-    FaultError,
     FaultInjector,
     parse_fault_args,
 )
@@ -25,9 +25,19 @@ def _dg(seq: int) -> bytes:
 def test_parse_and_validate_fault_flags() -> None:
     cfg = FaultConfig.from_mapping(parse_fault_args(["drop=0.01", "silence_at=5,2", "burst=on"]))
     assert cfg.drop == 0.01 and cfg.silence_at == (2.0, 5.0) and cfg.burst is True
-    for bad in (["drop"], ["drop=2"], ["nosuch=1"], ["delay_ms=-1"], ["burst=maybe"]):
-        with pytest.raises(FaultError):
+    for bad, key in (
+        (["drop"], "fault"),
+        (["drop=2"], "faults.drop"),
+        (["nosuch=1"], "faults.nosuch"),
+        (["delay_ms=-1"], "faults.delay_ms"),
+        (["burst=maybe"], "faults.burst"),
+        (["drop=nan"], "faults.drop"),
+        (["silence_s=inf"], "faults.silence_s"),
+        (["silence_at=5,-1"], "faults.silence_at[1]"),
+    ):
+        with pytest.raises(ConfigError) as info:
             FaultConfig.from_mapping(parse_fault_args(bad))
+        assert info.value.key == key
 
 
 @pytest.mark.parametrize("kind", ["drop", "duplicate", "truncate", "flip", "delay", "reorder"])

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
-from agetdaq.gui.alarms import AlarmEngine, Rule, RuleError, load_rules, rules_from_text
+from agetdaq.gui.alarms import AlarmEngine, Rule, load_rules, rules_from_text
+from agetdaq.readout.config import ConfigError
 
 RULES = """
 [[rule]]
@@ -54,24 +56,32 @@ def test_shipped_defaults_load_and_cover_the_required_rules():
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("[[rule]]\nname='a'\nmetric='m'\n", "give min and/or max"),
-        ("[[rule]]\nname='a'\nmetric='m'\nmax=1\nseverity='fatal'\n", "severity"),
-        ("[[rule]]\nname='a'\nmetric='m'\nmax='x'\n", "must be a number"),
-        ("[[rule]]\nname='a'\nmetric='m'\nmax=1\ncolour='red'\n", "unknown key"),
-        ("[[rule]]\nname='a'\nmetric='m'\nmax=1\ndelay_s=-1\n", "delay_s"),
+        ("[[rule]]\nname='a'\nmetric='m'\n", "rule[0].max: give min and/or max (rule 'a')"),
+        ("[[rule]]\nname='a'\nmetric='m'\nmax=1\nseverity='fatal'\n", "rule[0].severity: 'fatal'"),
+        ("[[rule]]\nname='a'\nmetric='m'\nmax='x'\n", "rule[0].max: expected a number"),
+        ("[[rule]]\nname='a'\nmetric='m'\nmax=1\ncolour='red'\n", "rule[0].colour: unknown key"),
+        ("[[rule]]\nname='a'\nmetric='m'\nmax=1\ndelay_s=-1\n", "rule[0].delay_s: -1.0 s is below"),
+        ("[[rule]]\nname='a'\nmetric='m'\nmax=nan\n", "rule[0].max: expected a finite number"),
+        ("[[rule]]\nname='a'\nmetric='m'\nmin=inf\n", "rule[0].min: expected a finite number"),
+        ("[[rule]]\nname='a'\nmetric='m'\nmin=2\nmax=1\n", "rule[0].min: min 2.0 is above max"),
+        ("[[rule]]\nname='a'\nmax=1\n", "rule[0].metric: missing (required)"),
+        ("[[rule]]\nname=''\nmetric='m'\nmax=1\n", "rule[0].name: must not be empty"),
+        ("[[rule]]\nname='a'\nmetric='m'\nmax=1\nstates=['runing']\n",
+         "rule[0].states[0]: 'runing'"),
         ("[[rule]]\nname='a'\nmetric='m'\nmax=1\n[[rule]]\nname='a'\nmetric='n'\nmax=2\n",
-         "duplicate"),
-        ("rule = 3", "array of tables"),
+         "rule: duplicate"),
+        ("rule = 3", "rule: expected a list"),
+        ("rules = []", "rules: unknown key"),
         ("[[rule]\n", "not valid TOML"),
     ],
 )  # fmt: skip
 def test_bad_rules_raise_clear_errors(text, fragment):
-    with pytest.raises(RuleError, match=fragment):
+    with pytest.raises(ConfigError, match=re.escape(f"test.toml: {fragment}")):
         rules_from_text(text, "test.toml")
 
 
-def test_missing_rule_file_is_a_rule_error(tmp_path):
-    with pytest.raises(RuleError, match="cannot read"):
+def test_missing_rule_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"nope\.toml: cannot read alarm rules"):
         load_rules(tmp_path / "nope.toml")
 
 

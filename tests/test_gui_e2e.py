@@ -78,7 +78,7 @@ def test_gui_drives_a_run_of_the_real_daq(qtbot, daq):
         assert not rc.start_button.isEnabled() and rc.current_state() == "running"
         hitmap = w.view(HitmapView)
         w.tabs.setCurrentWidget(hitmap.widget)
-        qtbot.waitUntil(lambda: w.model.hitmap.total >= 50, timeout=30000)
+        qtbot.waitUntil(lambda: w.model.hist.total >= 50, timeout=30000)
         qtbot.waitUntil(lambda: hitmap.image.image.sum() > 0, timeout=5000)
         assert w.model.state() == "running" and w.model.status["run_type"] == "calibration"
         assert w.model.link.state == "connected" and w.model.events
@@ -103,7 +103,7 @@ def test_gui_drives_a_run_of_the_real_daq(qtbot, daq):
     try:
         qtbot.waitUntil(lambda: replay.model.link.state == "finished", timeout=30000)
         assert replay.model.status["events"] == n_file
-        assert replay.model.summary_events > 0 and replay.model.hitmap.total > 0
-        assert np.isfinite(replay.model.hitmap.counts).all()
+        assert replay.model.summary_events > 0 and replay.model.hist.total > 0
+        assert np.isfinite(replay.model.hist.hitmap).all()
     finally:
         replay.shutdown()

@@ -1,19 +1,29 @@
-"""Pure monitor logic (no Qt): ring buffers, accumulators, the stream model, batching, strips."""
+"""Pure monitor logic (no Qt): ring buffers, accumulators, the stream model fed by the DAQ's own
+monitor feed (through an in-process sink), batching, strips."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from agetdaq.gui.accumulators import Hitmap, RateTracker, class_key, strip_edges, total_losses
+from agetdaq.gui.accumulators import RateTracker, class_key, total_losses
 from agetdaq.gui.batching import Coalescer, SeqTracker
 from agetdaq.gui.config import MonitorConfig
 from agetdaq.gui.history import TimeSeries
 from agetdaq.gui.model import LinkInfo, StreamModel
 from agetdaq.gui.runstate import allowed_actions
 from agetdaq.gui.strips import StripSpecError, format_strips, parse_strips
-from agetdaq.gui.synthetic import event_arrays, pedestal_arrays, status_payload, summary_arrays
+from agetdaq.gui.synthetic import (
+    FakeDaq,
+    pedestal_arrays,
+    status_payload,
+    summary_arrays,
+    synthetic_hits,
+    synthetic_rows,
+)
 from agetdaq.protocol.mapping import StripMapping
+from agetdaq.readout.analysis.calibration import TrendConfig
+from agetdaq.readout.analysis.sink import Collect
 from agetdaq.readout.transport.stream import Message, decode_message, encode_message
 
 MAPPING = StripMapping.default()
@@ -62,16 +72,6 @@ def test_time_series_before_wrap_and_empty():
 # ---- accumulators -------------------------------------------------------------------------------
 
 
-def test_strip_edges_and_hitmap_fill():
-    edges = strip_edges(MAPPING.x_positions_mm)
-    assert len(edges) == 121 and edges[0] == pytest.approx(-30.0) and edges[-1] == pytest.approx(30)
-    hm = Hitmap.for_mapping(MAPPING)
-    hm.fill(np.array([-29.9, 0.1, 0.1, 29.9, np.nan, 40.0]), np.array([0.0, 0.1, 0.1, 29.9, 1, 1]))
-    assert hm.counts.shape == (120, 120) and hm.counts.dtype == np.float32
-    assert hm.total == 4 and hm.outside == 2
-    assert hm.counts[60, 60] == 2 and hm.counts[0, 60] == 1 and hm.counts[119, 119] == 1
-
-
 def test_loss_totals_and_class_names():
     assert total_losses({"socket": {"drop": 3, "trunc": 1}, "builder": {"x": 2}, "n": "?"}) == 6
     assert [class_key(n) for n in ("xray", "X-ray-like", "muon", "Noise", "zzz")] == [
@@ -97,41 +97,73 @@ def test_rate_tracker_per_class_rates_and_losses():
 # ---- StreamModel --------------------------------------------------------------------------------
 
 
-def test_model_accumulates_every_topic():
-    rng = np.random.default_rng(3)
+def test_model_shows_every_topic_as_the_daq_feed_makes_it():
+    sink = Collect("d0")
+    daq = FakeDaq(sink, MAPPING, seed=3)
+    daq.status(run_number=7, events=10)
+    daq.new_run(7)
+    sent = daq.summary(500)
+    daq.event(1.0, -2.0, event_id=3)
+    daq.pedestal(dead=(5,), noisy=(130, 131))
+    daq.calib(0, 0.95)
     m = StreamModel("tcp://x", MAPPING)
-    m.apply(wire("status", 0, status_payload(run_number=7, events=10)))
-    arrays = summary_arrays(rng, 500, 1000.0)
-    m.apply(wire("summary", 0, {"run_number": 7, "n": 500}, arrays))
-    m.apply(wire("event", 0, {"run_number": 7, "event_id": 3}, event_arrays(MAPPING, 1.0, -2.0)))
-    m.apply(wire("pedestal", 0, {"run_number": 7, "k_sigma": 5.0},
-                 pedestal_arrays(MAPPING, dead=(5,), noisy=(130, 131))))  # fmt: skip
-    calib = {"t_end": 1000.0, "ok": True, "gain_rel": 0.95, "fwhm_rel": 0.2,
-             "threshold_kev": 1.1, "peak_adc": 2850.0, "counts": 100}  # fmt: skip
-    m.apply(wire("calib", 0, calib))
-    xray = arrays["class"] == 1
+    for msg in sink.messages:
+        m.apply(msg)
+    xray = sent["class"] == 1
+    e = sent["energy_adc"][xray]
     assert m.name == "d0" and m.run_number == 7 and m.state() == "running"
-    assert m.hitmap.total == int(xray.sum())
-    assert m.gain.spectrum.total == int(xray.sum())
+    assert m.hist.total == int(xray.sum())  # the DAQ's hitmap
+    assert m.hist.spectrum.sum() == int(np.count_nonzero((e >= 0) & (e < 8192)))
     assert m.summary_events == 500 and m.class_totals[1] == int(xray.sum())
-    assert len(m.events) == 1 and m.occupancy.counts.sum() == m.events[0].hits.sum() > 0
+    assert m.class_totals.sum() == 500
+    assert m.hist.occupancy.sum() > 0 and m.hist.occupancy_events == 500
+    assert len(m.events) == 1 and m.events[0].hits.sum() > 0
     assert m.pedestal.count(1) == 1 and m.pedestal.count(2) == 2
-    assert m.latest_gain() == (pytest.approx(0.95), pytest.approx(20.0), pytest.approx(1.1))
-    assert all(m.version[p] > 0 for p in ("status", "summary", "event", "pedestal", "calib"))
+    assert m.latest_gain() == (pytest.approx(0.95), pytest.approx(18.0), pytest.approx(1.2))
+    parts = ("status", "summary", "event", "pedestal", "calib", "hist")
+    assert all(m.version[p] > 0 for p in parts)
+
+
+def test_model_occupancy_is_the_daqs_of_the_kept_events():
+    sink = Collect("d0")
+    daq = FakeDaq(sink, MAPPING, seed=9)
+    sent = daq.summary(200)
+    m = StreamModel("tcp://x", MAPPING)
+    for msg in sink.messages:
+        m.apply(msg)
+    rows = synthetic_rows(np.random.default_rng(0), 200, 0.0)
+    rows["x_mm"], rows["y_mm"] = sent["x_mm"], sent["y_mm"]
+    np.testing.assert_array_equal(m.hist.occupancy, synthetic_hits(MAPPING, rows).sum(axis=0))
+    m.hist.reset_display()  # the Reset button: only what comes next is shown
+    assert m.hist.total == 0 and m.hist.shown_occupancy.sum() == 0
+    daq.summary(50)
+    m.apply(sink.topic("hist")[-1])
+    assert 0 < m.hist.total <= 50 and m.hist.class_counts["xray"] > m.hist.total
 
 
 def test_model_resets_run_data_on_a_new_run_and_ignores_bad_content():
-    rng = np.random.default_rng(4)
+    sink = Collect("d0")
+    daq = FakeDaq(sink, MAPPING, seed=4)
+    daq.summary(100)
     m = StreamModel("tcp://x", MAPPING)
-    m.apply(wire("summary", 0, {"run_number": 1}, summary_arrays(rng, 100, 0.0)))
-    assert m.hitmap.total > 0
-    m.apply(wire("summary", 1, {"run_number": 2}, summary_arrays(rng, 10, 1.0)))
-    assert 0 < m.hitmap.total <= 10
+    for msg in sink.messages:
+        m.apply(msg)
+    assert m.hist.total > 0
+    sink.messages.clear()
+    daq.new_run(2)
+    sink.messages.clear()  # what the end of run 1 published
+    daq.summary(10)
+    for msg in sink.messages:
+        m.apply(msg)
+    assert m.run_number == 2 and 0 < m.hist.total <= 10 and m.summary_events == 10
     before = dict(m.version)
     m.apply(wire("event", 0, {}, {"waveforms": np.zeros((3, 4), np.float32)}))  # wrong shape
     m.apply(wire("pedestal", 0, {}, {"strip": np.zeros(3, np.int16)}))  # incomplete
+    m.apply(wire("hist", 0, {"run_number": 2}, {"hitmap": np.zeros((3, 4), np.float32)}))
+    m.apply(wire("calib", 0, {"run_number": 2, "kind": "live"}, {}))  # no spectrum
     m.apply(wire("nonsense", 0, {}))
     assert m.version["event"] == before["event"] and not m.pedestal.present
+    assert m.version["hist"] == before["hist"] and m.version["calib"] == before["calib"]
 
 
 def test_model_metrics_for_the_alarm_rules():
@@ -148,25 +180,44 @@ def test_model_metrics_for_the_alarm_rules():
     assert stale["disk_free_gb"] is None  # old status values are not trusted
 
 
-def test_model_gain_monitor_fits_slices_into_a_trend():
-    cfg = MonitorConfig(slice_xrays=3000, live_fit_s=0.0)
-    m = StreamModel("tcp://x", MAPPING, cfg)
-    rng = np.random.default_rng(5)
-    for k, peak in enumerate((3000.0, 3000.0, 2700.0)):
-        arrays = summary_arrays(rng, 3000, 100.0 * k, peak_adc=peak, xray_fraction=1.0)
-        arrays["time_s"] = 100.0 * k + np.linspace(0, 50, 3000)
-        m.apply(wire("summary", k, {"run_number": 1}, arrays))
-        task = m.gain.next_task(now=float(k))
-        assert task is not None and m.gain.next_task(now=float(k)) is None  # one at a time
-        m.gain.accept(task())
-    gain = m.gain.trend.column("gain_rel")
-    assert len(m.gain.trend) == 3 and np.all(m.gain.trend.column("ok") == 1)
+def test_model_shows_the_daq_55fe_feed_trend_live_fit_and_map():
+    """The DAQ's CalibFeed (a calibration run of synthetic rows) makes the trend, the live
+    window's fit and the gain map; the model only keeps them."""
+    sink = Collect("d0")
+    daq = FakeDaq(sink, MAPPING, seed=5, run_type="calibration")
+    calib = daq.feed.calib
+    calib.config = TrendConfig(slice_xrays=10**6)
+    calib.window_xrays = 3000
+    calib.live_interval_s = calib.map_step_s = 0.0
+    daq.new_run(1)
+    for peak in (3000.0, 3000.0, 2700.0):
+        for _ in range(3):
+            daq.summary(1000, peak_adc=peak, xray_fraction=1.0)
+        calib.close_slice()  # as the crew's "close the slice now" would
+    for _ in range(calib.sweep.n_regions + 1):
+        daq.feed.tick()  # the live fit, then the gain map one region per tick
+    m = StreamModel("tcp://x", MAPPING)
+    for msg in sink.messages:
+        m.apply(msg)
+    trend = m.calib.trend
+    gain = trend.column("gain_rel")
+    assert len(trend) == 3 and np.all(trend.column("ok") == 1)
     assert gain[0] == pytest.approx(1.0)
     assert gain[-1] == pytest.approx(0.9, abs=0.03)  # the peak moved by -10 %
-    assert m.gain.live is not None and m.gain.live.ok and len(m.gain.live.curve_x) > 1
-    res = m.gain.trend.column("resolution_pct")
+    res = trend.column("resolution_pct")
     assert np.all((res > 10) & (res < 30))
-    assert m.metrics()["gain_rel"] == pytest.approx(gain[-1], rel=1e-5)
+    live = m.calib.live
+    assert live is not None and live.ok and len(live.curve_x) > 1
+    assert live.window_xrays == 3000 and 2950 < live.counts <= 3000  # in range of the 3000
+    assert live.peak_adc == pytest.approx(2700, rel=0.03)
+    assert live.gain_rel == pytest.approx(0.9, abs=0.03)
+    # one gain number: the newest good fit of the DAQ, shown and watched by the alarms
+    assert m.metrics()["gain_rel"] == pytest.approx(live.gain_rel, rel=1e-6)
+    gm = m.calib.gain_map
+    assert gm is not None and gm.rel_gain.shape == (6, 6) and gm.counts.sum() > 8000
+    texts = [gm.cell_text(ix, iy) for ix in range(6) for iy in range(6)]
+    assert any(t[0].isdigit() and "." in t for t in texts)  # fitted cells
+    assert any("X-rays" in t for t in texts)  # the sparse corners say why not
 
 
 # ---- worker bookkeeping -------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Replay of a run file (written with agetdaq.readout.store.writer.RunWriter) through the monitor,
-and ``agetdaq gui --replay ... --screenshot`` writing a PNG of the whole window."""
+"""Replay of a run file (written with agetdaq.readout.store.writer.RunWriter) through the monitor:
+the DAQ's own feed over the file's rows; and ``agetdaq gui --replay ... --screenshot`` writing a
+PNG of the whole window."""
 
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ from PyQt6.QtGui import QImage
 
 from agetdaq.gui.alarms import load_rules
 from agetdaq.gui.config import MonitorConfig
-from agetdaq.gui.replay import ReplayWorker, summary_arrays
+from agetdaq.gui.replay import ReplayWorker
 from agetdaq.gui.synthetic import pedestal_arrays
 from agetdaq.gui.window import MainWindow
 from agetdaq.protocol.mapping import StripMapping
+from agetdaq.readout import schema as S
+from agetdaq.readout.analysis.monitor import summary_arrays
 from agetdaq.readout.cli import main as cli_main
-from agetdaq.readout.datapath.rows import EVENT_DTYPE
-from agetdaq.readout.store import layout as L
+from agetdaq.readout.schema import EVENT_DTYPE
 from agetdaq.readout.store.writer import RunWriter
 
 MAPPING = StripMapping.default()
@@ -29,8 +31,9 @@ T0_NS = 1_700_000_000 * 10**9
 
 
 def write_run(path: Path, n: int = N_EVENTS, seconds: float = 6.0) -> np.ndarray:
-    """A run file: events with features, waveforms of hit strips for every 50th event,
-    a pedestal table and status snapshots. Returns the event rows."""
+    """A run file as the DAQ writes one in store mode ``hits``: events with features, every
+    50th kept by the software trigger with the waveforms of its hit strips, a pedestal table and
+    a status snapshot. Returns the event rows."""
     rng = np.random.default_rng(8)
     ev = np.zeros(n, EVENT_DTYPE)
     ev["event_id"] = np.arange(n)
@@ -40,14 +43,15 @@ def write_run(path: Path, n: int = N_EVENTS, seconds: float = 6.0) -> np.ndarray
     ev["energy"] = rng.normal(3000, 250, n)
     ev["x_mm"] = rng.uniform(-20, 20, n)
     ev["y_mm"] = rng.uniform(-20, 20, n)
+    ev["trig"] = np.arange(n) % 50 == 0
     ev["build_flags"][5] = 0x8000  # not processed: no summary row
-    peds = np.zeros(len(pedestal_arrays(MAPPING)["strip"]), L.PEDESTAL_DTYPE)
+    peds = np.zeros(len(pedestal_arrays(MAPPING)["strip"]), S.PEDESTAL_DTYPE)
     for k, v in pedestal_arrays(MAPPING, noisy=(17,)).items():
         peds[k] = v
     chans, bins, adcs = [], [], []
     for row in range(0, n, 50):
         for strip in (10, 11, 130):
-            ch = np.zeros(1, L.CHANNEL_DTYPE)
+            ch = np.zeros(1, S.CHANNEL_DTYPE)
             ch["event_row"], ch["strip"] = row, strip
             ch["sample_start"], ch["n_samples"] = sum(len(b) for b in bins), 20
             chans.append(ch)
@@ -63,8 +67,9 @@ def write_run(path: Path, n: int = N_EVENTS, seconds: float = 6.0) -> np.ndarray
 
 
 def test_summary_arrays_use_the_stream_names():
-    ev = np.zeros(3, EVENT_DTYPE)
+    ev = np.zeros(4, EVENT_DTYPE)
     ev["cls"], ev["energy"], ev["ncl_x"], ev["time_ns"] = 1, 5.0, 2, 2_000_000_000
+    ev["build_flags"][3] = 0x8000  # not processed online: no summary row
     a = summary_arrays(ev)
     assert list(a["class"]) == [1, 1, 1] and list(a["energy_adc"]) == [5.0] * 3
     assert list(a["n_clusters_x"]) == [2] * 3 and list(a["time_s"]) == [2.0] * 3
@@ -84,7 +89,10 @@ def test_replay_emits_the_stream_topics_into_the_views(qtbot, tmp_path):
         processed = ev[(ev["build_flags"] & 0x8000) == 0]
         assert m.name == "bench-line" and m.run_number == 42
         assert m.summary_events == len(processed)
-        assert m.hitmap.total == int(np.count_nonzero(processed["cls"] == 1))
+        assert m.hist.total == int(np.count_nonzero(processed["cls"] == 1))
+        assert m.hist.not_processed == 1 and m.hist.class_counts["muon"] == 150
+        assert m.hist.occupancy_events == N_EVENTS // 50  # the kept events' recorded hits
+        assert list(np.flatnonzero(m.hist.occupancy)) == [10, 11, 130]
         assert m.pedestal.present and m.pedestal.count(2) == 1
         assert m.status["state"] == "idle" and m.status["events"] == N_EVENTS
         assert m.status["losses"] == {"socket": {"dropped": 3}}
@@ -92,8 +100,9 @@ def test_replay_emits_the_stream_topics_into_the_views(qtbot, tmp_path):
         assert m.events, "no sampled event"
         last = m.events[-1]
         assert last.waveforms.shape == (240, 512)
-        assert list(np.flatnonzero(last.hits)) == [10, 11, 130]
-        assert last.waveforms[130, 105] == pytest.approx(230.0)  # ADC - pedestal mean
+        assert last.header["event_id"] == 550 and last.header["samples"] == "recorded"
+        assert list(np.flatnonzero(last.hits)) == [10, 11, 130]  # the recorded hit strips
+        assert last.waveforms[130, 105] == pytest.approx(480.0)  # the ADC as recorded
         assert last.waveforms[130, 50] == 0.0  # not stored
         w.redraw()
         assert "REPLAY" in w.banner.text() and "run 42" in w.banner.text()
@@ -102,15 +111,22 @@ def test_replay_emits_the_stream_topics_into_the_views(qtbot, tmp_path):
         w.shutdown()
 
 
-def test_replay_of_a_missing_file_reports_an_error(qtbot, tmp_path):
-    worker = ReplayWorker(tmp_path / "nope.h5")
+@pytest.mark.parametrize(
+    ("name", "content", "says"),
+    [("nope.h5", None, "no such file"), ("junk.dat", b"not a run" * 10, "not an .aqs")],
+)
+def test_replay_of_a_bad_file_reports_an_error(qtbot, tmp_path, name, content, says):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    worker = ReplayWorker(path)
     w = MainWindow([(worker, None)], MAPPING, MonitorConfig(), load_rules())
     qtbot.addWidget(w)
     w.start()
     try:
         qtbot.waitUntil(lambda: w.model.link.state == "error", timeout=5000)
         w.redraw()
-        assert "cannot open" in w.banner.text()
+        assert says in w.banner.text() and name in w.banner.text()
     finally:
         w.shutdown()
 

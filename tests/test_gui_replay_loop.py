@@ -38,7 +38,7 @@ def test_looped_replay_continues_the_run(qtbot, tmp_path):
     assert m.link.gaps == 0 and m.link.restarts == 0  # numbering continues across passes
     assert m.run_number == 42
     assert 3 * processed <= m.summary_events <= (passes + 1) * processed
-    assert m.hitmap.total >= 3 * int(np.count_nonzero(done["cls"] == 1))  # not reset per pass
+    assert m.hist.total >= 3 * int(np.count_nonzero(done["cls"] == 1))  # not reset per pass
     t = m.rates.series.t
     assert np.all(np.diff(t) > 0)  # one status per second of run time, never back in time
     assert t[-1] - t[0] >= 3 * SECONDS + 2 * LOOP_GAP_S - 0.5  # each pass shifted, not reset

@@ -1,6 +1,8 @@
-"""Replay of events the DAQ shed (build flag SAMPLES_IN_RAW: no channel rows, samples only in the
-raw datagram record): the event display gets their waveforms decoded from the raw record, placed
-on strips by the file's own mapping and rst_len."""
+"""Replay of events the DAQ shed (build flags NOT_PROCESSED and SAMPLES_IN_RAW: no features, no
+channel rows, samples only in the raw datagram record): they are shown as what they are. The event
+display gets their samples as recorded (raw ADC decoded from the raw record, placed on strips by
+the file's own mapping and rst_len), marked not processed online, without hits; the run
+histograms count them as not processed, nothing of them is re-processed."""
 
 from __future__ import annotations
 
@@ -15,18 +17,18 @@ from agetdaq.protocol.decode import decode_datagrams
 from agetdaq.protocol.encode import encode_events
 from agetdaq.protocol.event import Channel, Event
 from agetdaq.protocol.mapping import StripMapping
+from agetdaq.readout import schema as S
 from agetdaq.readout.analysis.monitor import MonitorFeed
 from agetdaq.readout.datapath.path import DataPath
 from agetdaq.readout.datapath.processing.pipeline import Processor
 from agetdaq.readout.datapath.processing.waveforms import StripLayout
-from agetdaq.readout.datapath.rows import EVENT_DTYPE, NOT_PROCESSED, SAMPLES_IN_RAW
-from agetdaq.readout.store import layout as L
+from agetdaq.readout.schema import EVENT_DTYPE, NOT_PROCESSED, SAMPLES_IN_RAW
 from agetdaq.readout.store.reader import RunFile
 from agetdaq.readout.store.writer import RunWriter, WriterConfig
 
 MAPPING = StripMapping.default()
 STRIPS = (10, 11, 130, 200)
-PED_MEAN, PED_SIGMA = 250.0, 3.0  # pedestal_arrays' table
+PED_MEAN = 250.0  # pedestal_arrays' table
 
 
 def _address(strip: int, rst_len: int) -> tuple[int, int, int]:
@@ -58,7 +60,7 @@ def _events(n: int, rst_len: int, seed: int) -> list[Event]:
 def _record(path, datagrams, rst_len: int, fills: list[int] | None = None) -> None:
     """Run the data path on a full ring (every batch shed) into a run file with raw datagrams,
     store mode ``hits``, the mapping and config as metadata and a pedestal table."""
-    peds = np.zeros(len(pedestal_arrays(MAPPING)["strip"]), L.PEDESTAL_DTYPE)
+    peds = np.zeros(len(pedestal_arrays(MAPPING)["strip"]), S.PEDESTAL_DTYPE)
     for k, v in pedestal_arrays(MAPPING).items():
         peds[k] = v
     meta = {"mapping": MAPPING.to_text(), "config": f"[daq]\nrst_len = {rst_len}\n"}
@@ -95,7 +97,7 @@ def _replay_messages(qtbot, path) -> list:
 
 
 @pytest.mark.parametrize("rst_len", [0, 1])
-def test_a_shed_event_reaches_the_event_display_from_the_raw_record(qtbot, tmp_path, rst_len):
+def test_a_shed_event_is_shown_as_recorded_and_not_processed(qtbot, tmp_path, rst_len):
     sent = _events(24, rst_len, seed=rst_len)
     datagrams = encode_events(sent, eof_on_eoe=False, max_frame_bytes=400)
     want, errors = decode_datagrams(datagrams)
@@ -113,16 +115,22 @@ def test_a_shed_event_reaches_the_event_display_from_the_raw_record(qtbot, tmp_p
     last = events[-1]
     assert last.header["event_count"] == want[-1].event_count == len(sent) - 1
 
+    assert last.header["processed"] is False and last.header["samples"] == "recorded"
     lut = MAPPING.lut(rst_len)
     expect = np.zeros((MAPPING.n_strips, 512), np.float32)
     for c in want[-1].channels:
         strip = int(lut[c.card, c.chip, c.channel])
         if strip >= 0:
-            expect[strip, c.bins] = c.adc.astype(np.float32) - PED_MEAN
+            expect[strip, c.bins] = c.adc.astype(np.float32)
     wf = last.arrays["waveforms"]
     assert wf.shape == expect.shape
     assert np.array_equal(wf, expect)  # every sample, on its strip; the off-strip channel left out
-    assert list(np.flatnonzero(last.arrays["hits"])) == sorted(STRIPS)
+    assert set(np.flatnonzero(wf.any(axis=1))) == set(STRIPS)
+    assert "hits" not in last.arrays  # no hit decision was made online: none is made up
+    assert not [m for m in msgs if m.topic == "summary" and m.header["n"]]  # no features
+    hist = [m for m in msgs if m.topic == "hist"][-1].header
+    assert hist["not_processed"] == hist["events"] == len(sent)
+    assert sum(hist["class_counts"].values()) == 0 and hist["occupancy_events"] == 0
 
 
 def test_event_accessor_matches_iter_events_for_stored_and_shed_rows(tmp_path):

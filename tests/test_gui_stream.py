@@ -103,7 +103,8 @@ def test_worker_does_not_fall_behind_a_fast_publisher(qtbot, tcp_port, ctx):
         total = 0
         for _ in range(300):
             total += int(np.count_nonzero(daq.summary(50)["class"] == 1))
-        qtbot.waitUntil(lambda: w.model.hitmap.total == total, timeout=10000)
+        qtbot.waitUntil(lambda: w.model.hist.total == total, timeout=10000)
+        qtbot.waitUntil(lambda: w.model.summary_events == 300 * 50, timeout=10000)
         assert worker._emitted - batches_before < 300  # merged into fewer batches
         assert w.model.link.gaps == 0
     finally:

@@ -4,6 +4,7 @@ alarms, banner colour, stream selector and the logbook snapshot."""
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,7 +15,13 @@ from agetdaq.gui.alarms import load_rules, rules_from_text
 from agetdaq.gui.config import MonitorConfig
 from agetdaq.gui.control_worker import ControlWorker
 from agetdaq.gui.model import LinkInfo, StreamModel
-from agetdaq.gui.synthetic import event_arrays, pedestal_arrays, status_payload, summary_arrays
+from agetdaq.gui.synthetic import (
+    FakeDaq,
+    event_arrays,
+    status_payload,
+    synthetic_hits,
+    synthetic_rows,
+)
 from agetdaq.gui.views import (
     AlarmsView,
     ChannelsView,
@@ -27,6 +34,7 @@ from agetdaq.gui.views import (
 from agetdaq.gui.window import MainWindow
 from agetdaq.gui.worker import SourceWorker
 from agetdaq.protocol.mapping import StripMapping
+from agetdaq.readout.analysis.sink import Collect
 from agetdaq.readout.transport.control import ControlServer
 from agetdaq.readout.transport.stream import Message, decode_message, encode_message
 
@@ -60,7 +68,6 @@ def shared(qapp, tmp_path_factory):
 @pytest.fixture
 def win(shared):
     """The shared window with a fresh model (nothing left from the previous test)."""
-    shared.fits.wait(20000)
     for s in shared.sources:
         s.model = StreamModel(s.worker.address, MAPPING, shared.config, load_rules())
     for v in [shared.banner, *shared.views]:
@@ -77,24 +84,18 @@ def show(w: MainWindow, cls) -> object:
 
 
 def feed_run(w: MainWindow, slot: int = 0, n: int = 400, seed: int = 1, source="d0") -> dict:
-    """Status x2, a summary, two events, a pedestal table, a calib point; returns the summary."""
-    rng = np.random.default_rng(seed)
-    arrays = summary_arrays(rng, n, 1000.0)
+    """Status x2 and what the DAQ's feed makes of ``n`` synthetic events (a summary and the run's
+    hist), two sampled events, a pedestal table and a calib point; returns the summary."""
+    sink = Collect(source, clock=lambda: 1000.0)
+    daq = FakeDaq(sink, MAPPING, seed=seed, clock=lambda: 1000.0, run_number=7)
+    arrays = daq.summary(n)
+    daq.event(1.0, -2.0, event_id=11)
+    daq.event(-10.0, 5.0, event_id=12)
+    daq.pedestal(dead=(5,), noisy=(130,))
+    daq.calib(0, 0.97, t=1000.0)
     st = status_payload(run_number=7, events=n, class_counts={"xray": 0, "muon": 0})
     st2 = status_payload(run_number=7, events=2 * n, class_counts={"xray": 30, "muon": 3})
-    msgs = [
-        wire("status", 0, {**st, "time": 1000.0}, source=source),
-        wire("summary", 0, {"run_number": 7, "n": n}, arrays, source=source),
-        wire("event", 0, {"run_number": 7, "event_id": 11, "class": 1},
-             event_arrays(MAPPING, 1.0, -2.0, seed=1), source=source),
-        wire("event", 1, {"run_number": 7, "event_id": 12, "class": 1},
-             event_arrays(MAPPING, -10.0, 5.0, seed=2), source=source),
-        wire("pedestal", 0, {"run_number": 7, "k_sigma": 5.0},
-             pedestal_arrays(MAPPING, dead=(5,), noisy=(130,)), source=source),
-        wire("calib", 0, {"t_end": 1000.0, "ok": True, "gain_rel": 0.97, "fwhm_rel": 0.19,
-                          "threshold_kev": 1.2, "peak_adc": 2900.0, "counts": 2000},
-             {"spectrum": np.ones(4, np.float32), "edges": np.arange(5.0)}, source=source),
-    ]  # fmt: skip
+    msgs = [wire("status", 0, {**st, "time": 1000.0}, source=source), *sink.messages]
     w._on_link(slot, LinkInfo(f"test://{slot}", state="connected"))
     w._on_batch(slot, msgs)
     # status carries the time of its header; a second one 2 s later gives rates
@@ -102,6 +103,13 @@ def feed_run(w: MainWindow, slot: int = 0, n: int = 400, seed: int = 1, source="
     second.header["time"] = msgs[0].header["time"] + 2.0
     w._on_batch(slot, [second])
     return arrays
+
+
+def expected_occupancy(arrays: dict) -> np.ndarray:
+    """The strips FakeDaq's events hit (every event is kept by the trigger)."""
+    rows = synthetic_rows(np.random.default_rng(0), len(arrays["x_mm"]), 0.0)
+    rows["x_mm"], rows["y_mm"] = arrays["x_mm"], arrays["y_mm"]
+    return synthetic_hits(MAPPING, rows).sum(axis=0)
 
 
 def test_hitmap_view_shows_every_xray_centroid(qtbot, win):
@@ -112,20 +120,29 @@ def test_hitmap_view_shows_every_xray_centroid(qtbot, win):
     assert view.image.image.sum() == pytest.approx(n_xray)
     assert view.image.image.dtype == np.float32 and view.image.image.shape == (120, 120)
     assert view.image.levels is not None and float(np.max(view.image.levels)) >= 1
-    hits = w.model.events[0].hits.sum() + w.model.events[1].hits.sum()
-    x_occ = view.occ["X"].getData()[1].sum()
-    y_occ = view.occ["Y"].getData()[1].sum()
-    assert x_occ + y_occ == pytest.approx(hits) and x_occ > 0 and y_occ > 0
+    occ = expected_occupancy(arrays)  # the DAQ's occupancy of the run, not sampled events
+    np.testing.assert_array_equal(view.occ["X"].getData()[1], occ[:120])
+    np.testing.assert_array_equal(view.occ["Y"].getData()[1], occ[120:])
+    assert occ[:120].sum() > 0 and occ[120:].sum() > 0
+    assert f"occupancy of {len(arrays['x_mm'])} triggered events" in view.info.text()
     dead_x, _ = view.marks["X"].getData()
     noisy_y, _ = view.marks["Y"].getData()
     assert list(dead_x) == [5.0] and list(noisy_y) == [10.0]  # X5 dead, Y10 noisy
     assert len(view.dead_lines.getData()[0]) == 2  # one line across the map
     view.log_box.setChecked(True)
     w.redraw()
-    assert view.image.image.max() == pytest.approx(np.log10(1 + w.model.hitmap.counts.max()))
+    assert view.image.image.max() == pytest.approx(np.log10(1 + w.model.hist.hitmap.max()))
+    view.log_box.setChecked(False)
     view.reset()
     w.redraw()
-    assert view.image.image.sum() == 0
+    assert view.image.image.sum() == 0 and view.occ["X"].getData()[1].sum() == 0
+    hist = w.model.hist
+    w._on_batch(0, [wire("hist", 9, {"run_number": 7, "spectrum_max_adc": 8192.0},
+                         {"hitmap": hist.hitmap + 1, "occupancy": hist.occupancy + 2,
+                          "x_edges_mm": hist.x_edges, "y_edges_mm": hist.y_edges})])  # fmt: skip
+    w.redraw()
+    assert view.image.image.sum() == 120 * 120  # what came after the reset
+    assert view.occ["X"].getData()[1].sum() == 2 * 120
 
 
 def test_event_view_shows_the_last_event_and_navigates(qtbot, win):
@@ -182,30 +199,66 @@ def test_channels_view_shows_the_pedestal_table_and_sends_masks(qtbot, tmp_path)
         stop()
 
 
-def test_gain_view_shows_spectrum_fit_and_trends(qtbot, win):
+def feed_calibration(w: MainWindow, seed: int = 6) -> FakeDaq:
+    """A calibration run through the DAQ's feed: 4000 X-rays at 3000 ADC, two trend points,
+    the live window's fit and the gain map, into the window's model."""
+    sink = Collect("d0", clock=lambda: 1000.0)
+    daq = FakeDaq(sink, MAPPING, seed=seed, run_type="calibration", clock=lambda: 1000.0,
+                  run_number=7)  # fmt: skip
+    calib = daq.feed.calib
+    calib.config = replace(calib.config, slice_xrays=2000)
+    calib.live_interval_s = calib.map_step_s = 0.0
+    daq.new_run(7)
+    sink.messages.clear()
+    for _ in range(4):
+        daq.summary(1000, xray_fraction=1.0)
+    for _ in range(calib.sweep.n_regions + 1):
+        daq.feed.tick()
+    w._on_link(0, LinkInfo("test://0", state="connected"))
+    w._on_batch(0, list(sink.messages))
+    return daq
+
+
+def test_gain_view_shows_the_daq_spectrum_fit_trend_and_map(qtbot, win):
     w = win
-    arrays = feed_run(w, n=4000)
+    feed_calibration(w)
     view = show(w, GainView)
-    n_xray = int(np.count_nonzero(arrays["class"] == 1))
+    cs = w.model.calib
+    live = cs.live
+    assert live is not None and live.ok and live.counts > 1900
     x, y = view.spec_curve.getData()
-    spec = w.model.gain.spectrum
-    assert spec.total + spec.overflow + spec.underflow == n_xray
-    assert y.sum() == pytest.approx(spec.total) and len(x) == len(y) + 1
-    _t_daq, g_daq = view.trend_items["gain_rel"][1].getData()
-    assert list(g_daq) == [pytest.approx(0.97)]
-    w.tick()  # submits the live fit to the pool
-    qtbot.waitUntil(lambda: w.model.gain.live is not None, timeout=20000)
-    w.redraw()
-    assert w.model.gain.live.ok
+    assert y.sum() == pytest.approx(live.spectrum.sum()) and len(x) == len(y) + 1
     assert len(view.fit_curve.getData()[0]) > 10
     assert abs(view.peak_line.value() - 3000) < 100
-    assert "5.9 keV peak" in view.info.text()
-    w.fit_now()
-    qtbot.waitUntil(lambda: len(w.model.gain.trend) == 1, timeout=20000)
-    w.redraw()
-    _t_own, g_own = view.trend_items["gain_rel"][0].getData()
-    assert list(g_own) == [pytest.approx(1.0)]  # the first good slice is the reference
+    assert "5.9 keV peak" in view.info.text() and "the gain alarms watch it" in view.info.text()
+    _, run_y = view.run_curve.getData()
+    assert run_y.sum() == pytest.approx(w.model.hist.spectrum.sum()) and run_y.sum() > 3900
+    _t, g = view.trend_items["gain_rel"].getData()
+    assert list(g) == [pytest.approx(1.0), pytest.approx(1.0, abs=0.03)]  # the first: reference
     assert view.map_image.image.shape == (6, 6)
+    texts = [label.textItem.toPlainText() for label in view.map_labels]
+    assert any("." in t and t[0].isdigit() for t in texts) and "-" not in texts
+    assert "DAQ trend point every 2000 X-rays" in view.slicing.text()
+
+
+def test_gain_view_sends_the_daq_its_newest_gain_as_reference(qtbot, tmp_path):
+    requests: list[dict] = []
+    server, stop = start_control_server(requests)
+    ctl = ControlWorker(server.address, poll_s=0.2)
+    w = make_window(qtbot, tmp_path, controls={0: ctl})
+    w.start()
+    try:
+        view = w.view(GainView)
+        assert not view.send_reference()  # no fit yet: nothing to send
+        feed_calibration(w)
+        qtbot.waitUntil(lambda: ctl.reachable is True, timeout=5000)
+        assert view.send_reference()
+        qtbot.waitUntil(lambda: any(r["cmd"] == "reference" for r in requests), timeout=5000)
+        sent = next(r for r in requests if r["cmd"] == "reference")
+        assert sent["gain_adc"] == pytest.approx(w.model.calib.live.gain)
+    finally:
+        w.shutdown()
+        stop()
 
 
 def test_rates_view_plots_status_history(qtbot, win):

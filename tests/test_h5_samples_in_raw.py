@@ -14,8 +14,8 @@ from agetdaq.readout.analysis.monitor import MonitorFeed
 from agetdaq.readout.datapath.path import DataPath
 from agetdaq.readout.datapath.processing.pipeline import Processor
 from agetdaq.readout.datapath.processing.waveforms import StripLayout
-from agetdaq.readout.datapath.rows import EVENT_DTYPE, NOT_PROCESSED, SAMPLES_IN_RAW
 from agetdaq.readout.link.receiver import Batch
+from agetdaq.readout.schema import EVENT_DTYPE, NOT_PROCESSED, SAMPLES_IN_RAW
 from agetdaq.readout.store.reader import RunFile
 from agetdaq.readout.store.writer import RunWriter, WriterConfig
 

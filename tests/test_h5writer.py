@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from agetdaq.readout import schema as S
 from agetdaq.readout.store import layout as L
 from agetdaq.readout.store.reader import RunFile, RunFileError
 from agetdaq.readout.store.writer import RunWriter, WriterConfig, WriterError
@@ -25,7 +26,7 @@ def _batch(first_id: int, n: int, rng: np.random.Generator):
     ev["event_id"] = np.arange(first_id, first_id + n)
     ev["event_count"] = ev["event_id"] + 7
     ev["timestamp"] = ev["event_id"] * 1000
-    ch = np.zeros(2 * n, L.CHANNEL_DTYPE)
+    ch = np.zeros(2 * n, S.CHANNEL_DTYPE)
     ch["event_row"] = np.repeat(np.arange(n), 2)
     ch["chip"] = np.tile([0, 3], n)
     ch["channel"] = np.tile([5, 60], n)
@@ -33,9 +34,9 @@ def _batch(first_id: int, n: int, rng: np.random.Generator):
     ch["sample_start"] = np.arange(2 * n) * 4
     bins = np.tile(np.array([10, 11, 12, 40], np.uint16), 2 * n)
     adc = rng.integers(0, 4096, 8 * n).astype(np.uint16)
-    aux = np.zeros(n, L.AUX_DTYPE)
+    aux = np.zeros(n, S.AUX_DTYPE)
     aux["event_row"] = np.arange(n)
-    aux["kind"] = L.AUX_LAST_CELL
+    aux["kind"] = S.AUX_LAST_CELL
     aux["chip"] = 1
     aux["value"] = np.arange(n) + 100
     return ev, ch, bins, adc, aux

@@ -308,3 +308,29 @@ def test_counters_and_histogram_helpers():
 def test_struct_layout_of_golden_frame_matches_spec():
     words = struct.unpack("<6H", GOLDEN_DFRAME)
     assert words[2] + 2 == len(GOLDEN_DFRAME)  # size counts SOF..EOF
+
+
+def test_ring_on_its_own_producer_and_consumer_interfaces():
+    from agetdaq.readout.link.ring import Ring
+
+    ring = Ring(4, 16, wake_at=2)
+    released: list[int] = []
+    ring.on_release = lambda: released.append(ring.fill())
+    for i in range(3):  # the producer writes rows, then publishes them by moving head
+        ring.buf[i, 0] = i
+        ring.lengths[i] = 10 + i
+    ring.head = 3
+    b = ring.get_batch(8, timeout=0)
+    assert list(b.buf[:, 0]) == [0, 1, 2] and list(b.lengths) == [10, 11, 12]
+    ring.release(2)
+    assert released == [1] and ring.fill() == 1
+    ring.release(0)  # nothing released: no hook call
+    assert released == [1]
+    with pytest.raises(ValueError, match="cannot release"):
+        ring.release(2)
+    ring.head = 5  # rows 2, 3 and 0 (wrapped): a batch never spans the end of the ring
+    assert len(ring.get_batch(8, timeout=0).lengths) == 2
+    ring.release(2)
+    assert len(ring.get_batch(8, timeout=0).lengths) == 1
+    with pytest.raises(ValueError):
+        Ring(4, 17)

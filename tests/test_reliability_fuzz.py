@@ -133,14 +133,14 @@ def rig(tmp_path_factory):
             client = ("127.0.0.1", acq.link.local_address[1])
             r = FuzzRig(board, acq, client, path)
             r.rx0 = acq.link.receiver.counters.as_dict()
-            build = acq.datapath.builder.build
+            build = acq.datapath.stage("build").builder.build
 
             def recording(batch):
                 out = build(batch)
                 r.built.extend(out.decoded.events())
                 return out
 
-            acq.datapath.builder.build = recording
+            acq.datapath.stage("build").builder.build = recording
             first = good_event(1, r.rng)  # waits for the kernels to compile (cold numba cache)
             r.send(good_datagram(first, 0, first=True))
             assert r.wait_event(1, limit_s=120).same_data(first)
@@ -222,5 +222,5 @@ def test_fuzzed_datagrams_are_counted_and_good_events_survive(rig: FuzzRig, bad:
         assert rx[kind] - rig.rx0[kind] == rig.expected.get(kind, 0), kind
     replies = sum(rx[k] - rig.rx0[k] for k in ("replies", "reply_queue_drops"))
     assert replies == rig.expected.get("replies", 0)
-    assert rig.acq.datapath.decoder.error_counts() == rig.ref.error_counts()
+    assert rig.acq.datapath.stage("decode").decoder.error_counts() == rig.ref.error_counts()
     assert rig.acq.datapath.failure is None

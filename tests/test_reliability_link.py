@@ -91,7 +91,7 @@ def _well_formed(d: bytes) -> bool:
 
 def _take_run(rig: Rig, seconds: float = RUN_S, **faults: float) -> Outcome:
     acq, inj = rig.acq, rig.emu.card.faults
-    inj.config.update({**dict.fromkeys(PROB_KEYS, 0.0), **faults})
+    inj.update({**dict.fromkeys(PROB_KEYS, 0.0), **faults})
     injected0 = dict(inj.counts)
     rx0 = acq.link.receiver.counters.as_dict()
     rig.log.clear()
@@ -103,7 +103,7 @@ def _take_run(rig: Rig, seconds: float = RUN_S, **faults: float) -> Outcome:
         time.sleep(0.05)
         acq.poll()
     assert acq.state == "configured", acq.message
-    inj.config.update(dict.fromkeys(PROB_KEYS, 0.0))
+    inj.update(dict.fromkeys(PROB_KEYS, 0.0))
     held_back = len(inj.flush_held())  # a datagram held for reordering when the run stopped
     rx1 = acq.link.receiver.counters.as_dict()
     with RunFile(path) as f:

@@ -11,7 +11,8 @@ import pytest
 from agetdaq.protocol.aqs import AqsWriter
 from agetdaq.protocol.event import Channel, Event, signal_id
 from agetdaq.readout.cli import main
-from agetdaq.readout.store.convert import ConvertError, aqs_to_h5
+from agetdaq.readout.datapath.offline import to_h5
+from agetdaq.readout.store.convert import ConvertError
 from agetdaq.readout.store.reader import RunFile
 from agetdaq.readout.store.rootexport import event_block, export_root, fill_value
 
@@ -37,7 +38,7 @@ def run_file(tmp_path):
     aqs = tmp_path / "R00007_cal.aqs"
     with AqsWriter(aqs, "R00007_cal", START) as w:
         w.write_events(_events(), built=True)
-    aqs_to_h5(aqs, tmp_path / "run.h5")
+    to_h5(aqs, tmp_path / "run.h5")
     return tmp_path / "run.h5"
 
 
@@ -123,3 +124,19 @@ def test_cli_convert_to_root(run_file, tmp_path, capsys):
     assert report["events"] == 3 and report["counters"]["run"]["detector_pressure_bar"] == 1.4
     with uproot.open(out) as f:
         assert f["events"].num_entries == 3
+
+
+def test_a_capture_exports_like_its_run(run_file, tmp_path):
+    """A capture is read through open_run like any run: same events, same ROOT content."""
+    from agetdaq.protocol.encode import encode_events
+    from agetdaq.protocol.pcap import write_pcap
+
+    data = encode_events(_events())
+    board, pc = ("10.0.0.2", 1122), ("10.0.0.1", 40000)
+    write_pcap(tmp_path / "c.pcap", [(START + 0.01 * i, board, pc, d) for i, d in enumerate(data)])
+    assert main(["convert", str(tmp_path / "c.pcap"), str(tmp_path / "c.root"), "--fill", "0"]) == 0
+    export_root(run_file, tmp_path / "h.root", fill=0)
+    with uproot.open(tmp_path / "c.root") as c, uproot.open(tmp_path / "h.root") as h:
+        for name in ("signal_ids", "signal_values", "card_timestamp", "event_count", "event_id"):
+            assert c["events"][name].array().tolist() == h["events"][name].array().tolist()
+        assert c["run"]["timestamp"].array().tolist() == [START * 1000]

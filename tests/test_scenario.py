@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from agetdaq.readout.config import ConfigError
+from agetdaq.readout.simulation.emulator.board_config import BoardConfig
+from agetdaq.readout.simulation.emulator.faults import FaultConfig
 from agetdaq.readout.simulation.emulator.params import (
     DetectorParams,
     Fe55Params,
@@ -22,7 +25,6 @@ from agetdaq.readout.simulation.emulator.params import (
 from agetdaq.readout.simulation.emulator.scenario import (
     SCENARIO_DIR,
     Scenario,
-    ScenarioError,
     available,
 )
 
@@ -54,7 +56,7 @@ def test_shipped_scenario_loads_and_serialises(name: str) -> None:
     s = Scenario.load(name)
     assert s.name == name
     assert s.description
-    assert isinstance(s.faults, dict) and isinstance(s.board, dict)
+    assert isinstance(s.faults, FaultConfig) and isinstance(s.board, BoardConfig)
     assert json.loads(json.dumps(s.as_dict()))["detector"]["gain"] == s.detector.gain
 
 
@@ -97,14 +99,14 @@ def test_named_scenarios_set_what_their_names_say() -> None:
 
 
 def test_load_by_path_and_base_inheritance(tmp_path: Path) -> None:
-    path = write(tmp_path, 'base = "gain-drift"\n[gain]\nduration_s = 120.0\n[board]\nmtu = 1500\n')
+    path = write(tmp_path, 'base = "gain-drift"\n[gain]\nduration_s = 120.0\n[board]\nmtu = 9000\n')
     s = Scenario.load(path)
     assert s.name == "s"
     assert s.gain.duration_s == 120.0
     assert s.gain.end == pytest.approx(0.2) and s.gain.kind == "exponential"
     assert s.fe55.area == "full"  # from gain-drift
     assert s.detector == DetectorParams()  # from default
-    assert s.board == {"mtu": 1500}
+    assert s.board == BoardConfig(mtu=9000)
 
 
 def test_base_by_relative_path(tmp_path: Path) -> None:
@@ -114,11 +116,12 @@ def test_base_by_relative_path(tmp_path: Path) -> None:
     assert (s.fe55.rate_hz, s.muon.rate_hz) == (7.0, 0.0)
 
 
-def test_faults_and_board_stay_raw(tmp_path: Path) -> None:
-    text = "[faults]\ndrop_every = 100\n[faults.burst]\nat_s = 5.0\n[board]\ncard_id = 3\n"
+def test_faults_and_board_are_checked_tables(tmp_path: Path) -> None:
+    text = "[faults]\ndrop = 0.01\nsilence_at = [20.0, 5.0]\n[board]\ncard_id = 3\n"
     s = Scenario.load(write(tmp_path, text))
-    assert s.faults == {"drop_every": 100, "burst": {"at_s": 5.0}}
-    assert s.board == {"card_id": 3}
+    assert s.faults == FaultConfig(drop=0.01, silence_at=(5.0, 20.0))
+    assert s.board == BoardConfig(card_id=3)
+    assert s.as_dict()["faults"]["silence_at"] == [5.0, 20.0]
 
 
 @pytest.mark.parametrize(
@@ -152,28 +155,40 @@ def test_faults_and_board_stay_raw(tmp_path: Path) -> None:
         ("faults = 3\n", "faults"),
         ("description = 5\n", "description"),
         ("base = 5\n", "base"),
+        ("[faults]\ndrop_every = 100\n", "faults.drop_every"),
+        ("[faults]\ndrop = 1.5\n", "faults.drop"),
+        ("[faults]\nburst = 1\n", "faults.burst"),
+        ("[faults]\nreboot_at = [-1.0]\n", "faults.reboot_at[0]"),
+        ("[board]\ncard_idx = 3\n", "board.card_idx"),
+        ("[board]\nmtu = 1400\n", "board.mtu"),
+        ("[board]\nring_bytes = 1099511627776\n", "board.ring_bytes"),
+        ("[board]\nline_rate_bytes_s = inf\n", "board.line_rate_bytes_s"),
+        ("[gain]\ndelay_s = -5.0\n", "gain.delay_s"),
+        ("[gain]\nduration_s = nan\n", "gain.duration_s"),
+        ("[noise]\nnoise_bank_samples = 1099511627776\n", "noise.noise_bank_samples"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str) -> None:
-    with pytest.raises(ScenarioError) as info:
-        Scenario.load(write(tmp_path, text))
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        Scenario.load(path)
     assert info.value.key == key
-    assert str(info.value).startswith(key)
+    assert str(info.value).startswith(f"{path}: {key}: ")
 
 
 def test_invalid_toml_and_unknown_names(tmp_path: Path) -> None:
-    with pytest.raises(ScenarioError, match="not valid TOML"):
+    with pytest.raises(ConfigError, match=r"s\.toml: not valid TOML"):
         Scenario.load(write(tmp_path, "[detector\n"))
-    with pytest.raises(ScenarioError, match="no scenario 'nonesuch'"):
+    with pytest.raises(ConfigError, match="no scenario 'nonesuch'"):
         Scenario.load("nonesuch")
-    with pytest.raises(ScenarioError, match="default"):  # the message lists the shipped names
+    with pytest.raises(ConfigError, match="default"):  # the message lists the shipped names
         Scenario.load(tmp_path / "missing.toml")
 
 
 def test_base_cycle_is_an_error(tmp_path: Path) -> None:
     write(tmp_path, 'base = "b.toml"\n', "a.toml")
     write(tmp_path, 'base = "a.toml"\n', "b.toml")
-    with pytest.raises(ScenarioError) as info:
+    with pytest.raises(ConfigError) as info:
         Scenario.load(tmp_path / "a.toml")
     assert info.value.key == "base"
 

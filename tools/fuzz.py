@@ -91,7 +91,7 @@ def fuzz(n_datagrams: int, block: int, ref_datagrams: int, workdir: Path, seed: 
             client = ("127.0.0.1", acq.link.local_address[1])
             rx = acq.link.receiver
             rx0 = rx.counters.as_dict()
-            build = acq.datapath.builder.build
+            build = acq.datapath.stage("build").builder.build
 
             def recording(batch):
                 out = build(batch)
@@ -101,7 +101,7 @@ def fuzz(n_datagrams: int, block: int, ref_datagrams: int, workdir: Path, seed: 
                         checked["exact" if e.flags == 0 and e.same_data(good) else "wrong"] += 1
                 return out
 
-            acq.datapath.builder.build = recording
+            acq.datapath.stage("build").builder.build = recording
             last_lead = None
             count = 1000
 
@@ -132,13 +132,15 @@ def fuzz(n_datagrams: int, block: int, ref_datagrams: int, workdir: Path, seed: 
                         raise RuntimeError(f"hang: the receiver stopped after {sent} datagrams")
                     time.sleep(0.001)
                 if ref_on and sent >= ref_datagrams:
-                    decoder_matches = acq.datapath.decoder.error_counts() == ref.error_counts()
+                    decoder_matches = (
+                        acq.datapath.stage("decode").decoder.error_counts() == ref.error_counts()
+                    )
             end = time.monotonic() + 30
             while want and time.monotonic() < end:
                 time.sleep(0.01)
             alive = acq.datapath.failure is None and rx.running
             counts = rx.counters.as_dict()
-            decoder = acq.datapath.decoder.error_counts()
+            decoder = acq.datapath.stage("decode").decoder.error_counts()
             acq.stop_run("fuzz done")
         finally:
             acq.close()

@@ -40,8 +40,6 @@ class Host(Protocol):
 
     def schedule_redraw(self) -> None: ...
 
-    def fit_now(self) -> None: ...
-
 
 class View:
     """Base of every view plugin."""

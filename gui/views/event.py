@@ -1,5 +1,7 @@
 """Event display: the last (or a chosen) sampled event as strip-vs-time images for X and Y and
-the waveforms of selected strips (default: the strongest hit strips); pause, older / newer."""
+the waveforms of selected strips (default: the strongest hit strips); pause, older / newer.
+Live events carry the DAQ's corrected waveforms; replayed ones the samples the run file recorded
+(raw ADC), and events the DAQ did not process online say so."""
 
 from __future__ import annotations
 
@@ -12,9 +14,10 @@ from PyQt6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLa
 from agetdaq.gui.model import EventRecord
 from agetdaq.gui.strips import StripSpecError, parse_strips
 from agetdaq.gui.views.base import View
+from agetdaq.readout.schema import CLASS_LABELS
 
 N_CURVES = 8
-CLASS_NAMES = {0: "noise", 1: "X-ray-like", 2: "muon-like", 3: "other"}
+CLASS_NAMES = CLASS_LABELS
 COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45")
 
 
@@ -65,6 +68,7 @@ class EventView(View):
         ]
         self.legend.clear()
         self._legend_names: tuple[str, ...] = ()
+        self._y_label = ""
         self.shown: EventRecord | None = None
         self.selected: list[int] = []
         return w
@@ -143,14 +147,26 @@ class EventView(View):
             else:
                 c.setData([], [])
         h = ev.header
-        cls = h.get("class")
-        cls_name = CLASS_NAMES.get(cls, "-") if isinstance(cls, int) else "-"
+        recorded = h.get("samples") == "recorded"
+        y_label = "ADC as recorded (pedestal not subtracted)" if recorded else "ADC above pedestal"
+        if y_label != self._y_label:
+            self.wave_plot.setLabel("left", y_label)
+            self._y_label = y_label
+        if h.get("processed", True) is False:
+            what = "NOT PROCESSED ONLINE (no features, no hits)"
+        else:
+            cls = h.get("class")
+            cls_name = CLASS_NAMES.get(cls, "-") if isinstance(cls, int) else "-"
+            what = (
+                f"{cls_name}  E = {_num(h.get('energy_adc'))} ADC "
+                f"(X {_num(h.get('energy_x'))}, Y {_num(h.get('energy_y'))})  "
+                f"x = {_num(h.get('x_mm'), '.2f')} mm, y = {_num(h.get('y_mm'), '.2f')} mm  "
+                f"{int(ev.hits.sum())} hit strips"
+            )
         self.info.setText(
-            f"run {h.get('run_number', '-')}  event {h.get('event_id', '-')}  "
-            f"{cls_name}  E = {_num(h.get('energy_adc'))} ADC "
-            f"(X {_num(h.get('energy_x'))}, Y {_num(h.get('energy_y'))})  "
-            f"x = {_num(h.get('x_mm'), '.2f')} mm, y = {_num(h.get('y_mm'), '.2f')} mm  "
-            f"{int(ev.hits.sum())} hit strips  received {time.monotonic() - ev.received:.1f} s ago"
+            f"run {h.get('run_number', '-')}  event {h.get('event_id', '-')}  {what}"
+            + ("  [recorded samples]" if recorded else "")
+            + f"  received {time.monotonic() - ev.received:.1f} s ago"
             + ("  [PAUSED]" if self.pause_button.isChecked() else "")
         )
 

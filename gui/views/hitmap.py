@@ -1,5 +1,6 @@
 """Hitmap of X-ray-like cluster centroids (X-Y, mm) and the X / Y strip occupancy, with the
-dead and noisy strips of the last pedestal table marked."""
+dead and noisy strips of the last pedestal table marked. Both are the DAQ's run histograms
+(``hist``); Reset only moves the display's baseline."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ NOISY_BRUSH = pg.mkBrush("#ffa000")
 
 class HitmapView(View):
     title = "Hitmap"
-    parts = ("summary", "event", "hist", "pedestal")
+    parts = ("hist", "pedestal")
 
     def build(self) -> QWidget:
         w = QWidget()
@@ -37,15 +38,15 @@ class HitmapView(View):
         glw = pg.GraphicsLayoutWidget()
         layout.addWidget(glw, 1)
         m = self.host.mapping
-        hm = self.host.model.hitmap
+        hm = self.host.model.hist
         self.map_plot = glw.addPlot(row=0, col=0, rowspan=2, title="X-ray-like centroids")
         self.map_plot.setLabel("bottom", "x", "mm")
         self.map_plot.setLabel("left", "y", "mm")
         self.map_plot.setAspectLocked(True)
-        self.image = pg.ImageItem(np.zeros(hm.counts.shape, np.float32))
+        self.image = pg.ImageItem(np.zeros(hm.hitmap.shape, np.float32))
         self.image.setColorMap(pg.colormap.get("viridis"))
-        x0, x1, y0, y1 = hm.x_edges[0], hm.x_edges[-1], hm.y_edges[0], hm.y_edges[-1]
-        self.image.setRect(QRectF(x0, y0, x1 - x0, y1 - y0))
+        self._rect: tuple[float, ...] = ()
+        self._place(hm)
         self.map_plot.addItem(self.image)
         self.dead_lines = pg.PlotDataItem(connect="pairs", pen=DEAD_PEN)
         self.noisy_lines = pg.PlotDataItem(connect="pairs", pen=NOISY_PEN)
@@ -68,31 +69,40 @@ class HitmapView(View):
         self.glw = glw
         return w
 
+    def _place(self, hm) -> None:
+        """The image covers the DAQ's hitmap bins (x and y edges in mm)."""
+        rect = (hm.x_edges[0], hm.x_edges[-1], hm.y_edges[0], hm.y_edges[-1])
+        if rect != self._rect:
+            x0, x1, y0, y1 = rect
+            self.image.setRect(QRectF(x0, y0, x1 - x0, y1 - y0))
+            self._rect = rect
+
     def _force(self) -> None:
         self._drawn.clear()
         self.host.schedule_redraw()
 
     def reset(self) -> None:
+        """Show only what the DAQ counts from now on."""
         m = self.host.model
-        m.hitmap.reset()
-        m.occupancy.reset()
-        m.touch("summary", "event")
+        m.hist.reset_display()
+        m.touch("hist")
         self.host.schedule_redraw()
 
     def redraw(self) -> None:
         model = self.host.model
         mapping = self.host.mapping
-        counts = model.hitmap.counts
+        hm = model.hist
+        counts = hm.shown_hitmap
         img = np.log10(1.0 + counts) if self.log_box.isChecked() else counts
         top = float(img.max()) if img.size else 0.0
         self.image.setImage(img, levels=(0.0, max(top, 1.0)), autoLevels=False)
-        occ = model.occupancy.counts
+        self._place(hm)
+        occ = hm.shown_occupancy
         nx = mapping.n_x
         self.occ["X"].setData(np.arange(nx + 1) - 0.5, occ[:nx])
         self.occ["Y"].setData(np.arange(mapping.n_strips - nx + 1) - 0.5, occ[nx:])
         dead = model.pedestal.strips_with(PedestalInfo.DEAD)
         noisy = model.pedestal.strips_with(PedestalInfo.NOISY)
-        hm = model.hitmap
         box = (hm.x_edges[0], hm.x_edges[-1], hm.y_edges[0], hm.y_edges[-1])
         for item, strips in ((self.dead_lines, dead), (self.noisy_lines, noisy)):
             item.setData(*_strip_lines(strips, mapping, box))
@@ -103,16 +113,16 @@ class HitmapView(View):
             s = marked[sel]
             self.marks[axis].setData(mapping.strip[s].astype(float), occ[s].astype(float),
                                      symbolBrush=list(brushes[sel]))  # fmt: skip
-        daq = model.daq_hist.get("hitmap_total")
-        daq_text = f" (DAQ run histogram: {daq:.0f})" if isinstance(daq, float) else ""
+        shed = f"; {hm.not_processed} events not processed online" if hm.not_processed else ""
         self.info.setText(
-            f"{hm.total} X-ray-like centroids{daq_text}; {hm.outside} outside; occupancy from "
-            f"{model.occupancy.source}; dead {len(dead)}, noisy {len(noisy)} strips"
+            f"{hm.total} X-ray-like centroids ({hm.outside} outside); occupancy of "
+            f"{hm.shown_occupancy_events} triggered events; dead {len(dead)}, noisy {len(noisy)} "
+            f"strips{shed}" + ("" if hm.received else "; no DAQ histogram yet")
         )
 
     def summary(self) -> list[str]:
         m = self.host.model
-        return [f"hitmap: {m.hitmap.total} X-ray-like centroids"]
+        return [f"hitmap: {m.hist.total} X-ray-like centroids"]
 
 
 def _strip_lines(strips: np.ndarray, mapping, box: tuple) -> tuple[np.ndarray, np.ndarray]:

@@ -30,15 +30,10 @@ def handle(acq: Acquisition, request: dict) -> dict:
         elif cmd == "stop":
             acq.stop_run("stop requested by run control")
         elif cmd == "mask":
-            strips = [s for s in request["strips"] if 0 <= s < acq.mapping.n_strips]
-            if request.get("masked", True):
-                acq.masked.update(strips)
-            else:
-                acq.masked.difference_update(strips)
-            acq.apply_masks()
+            acq.set_masked(request["strips"], request.get("masked", True))
         elif cmd == "reference":
             acq.gain_reference = float(request["gain_adc"])
-            acq.feed.calib.set_reference(acq.gain_reference)
+            acq.calib.set_reference(acq.gain_reference)
     except (EngineError, BoardError, ValueError) as exc:
         log.warning("control %s refused: %s", cmd, exc)
         return {"ok": False, "error": str(exc), "state": acq.state}

@@ -1,17 +1,24 @@
-"""The acquisition engine of one BEC: run states, configure / start / stop, status, guards.
+"""The acquisition engine of one BEC: the run state machine (configure / start / stop).
 
 States: idle -> configuring -> configured -> running -> stopping -> configured; any failure goes
 to error (a new configure leaves it). ``agetdaq run`` drives it directly, ``agetdaq serve`` from
 the control socket. The data path runs in its own thread; ``poll()`` (called by the owner every
-~0.1 s) checks stop conditions, the disk, the board's silence, and publishes status
-(:mod:`agetdaq.readout.acquisition.supervision`).
+~0.1 s) asks its collaborators, each with a state of its own:
+
+- :class:`~agetdaq.readout.acquisition.limits.StopConditions`: writer failure, events, time, disk;
+- :class:`~agetdaq.readout.acquisition.supervision.BoardWatch`: heartbeat, silence, restarts;
+- :class:`~agetdaq.readout.acquisition.status.StatusReporter`: status, counters, losses to the
+  stream, the metrics and the run file;
+- :class:`~agetdaq.readout.acquisition.board_steps.BoardSteps`: configure, stop and drain, restart
+  the board's triggers;
+- :class:`~agetdaq.readout.acquisition.pedestal_use.PedestalUse`: the pedestal table and strip
+  masks the processing uses.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,23 +26,27 @@ import numpy as np
 from agetdaq import __version__
 from agetdaq.protocol.mapping import StripMapping
 from agetdaq.protocol.script import Script, parse_script
+from agetdaq.readout.acquisition.board_steps import BoardSteps
+from agetdaq.readout.acquisition.limits import RunInfo, StopConditions
 from agetdaq.readout.acquisition.memtune import pin_malloc_thresholds
 from agetdaq.readout.acquisition.metrics import DaqMetrics
+from agetdaq.readout.acquisition.pedestal_use import PedestalUse
 from agetdaq.readout.acquisition.runlog import RunLog
 from agetdaq.readout.acquisition.settings import Settings, parse_address
-from agetdaq.readout.acquisition.supervision import Supervision
-from agetdaq.readout.analysis.monitor import MonitorFeed
+from agetdaq.readout.acquisition.status import EngineView, StatusReporter
+from agetdaq.readout.acquisition.supervision import BoardWatch
+from agetdaq.readout.analysis.calibfeed import CalibFeed
+from agetdaq.readout.analysis.calibration.trend import TrendConfig
+from agetdaq.readout.analysis.monitor import MonitorFeed, StripGeometry
 from agetdaq.readout.datapath.path import DataPath
-from agetdaq.readout.datapath.pedestals import (
-    FLAG_MASKED,
-    PEDESTAL_OUT,
-    table_from_rows,
-    table_rows,
-)
 from agetdaq.readout.datapath.processing.pipeline import Processor
 from agetdaq.readout.datapath.processing.waveforms import StripLayout
-from agetdaq.readout.datapath.rows import EVENT_DTYPE
+from agetdaq.readout.datapath.stage import PipelineError
+from agetdaq.readout.datapath.stages.calibration import NoTrend
+from agetdaq.readout.datapath.stages.pedestal import OUTPUT as PEDESTAL_TABLE
 from agetdaq.readout.link.board_link import BoardError, BoardLink
+from agetdaq.readout.schema import EVENT_DTYPE
+from agetdaq.readout.store.layout import PEDESTALS_OUT
 from agetdaq.readout.store.writer import RunWriter, WriterError
 from agetdaq.readout.transport.control import RUN_TYPES
 from agetdaq.readout.transport.stream import Publisher
@@ -47,10 +58,6 @@ WARM_UP_LIMIT_S = 180
 # calibration.txt (every channel whole; the accurate low-gain calibration, docs/CALIBRATION.md) is
 # chosen explicitly: at full readout a 2-core DAQ PC answers run control too slowly for the GUI
 RUN_TYPE_SCRIPT = {"pedestal": "pedestal_data", "calibration": "run", "background": "run"}
-STOP_TRIGGERS = "sca enable 0"
-RESTART_TRIGGERS = ("sca enable 1",)  # a run after a stopped one (clock and counter go on)
-
-
 STREAM_HWM = 100  # messages queued per subscriber before ZeroMQ drops (a dead GUI costs little)
 
 
@@ -69,21 +76,7 @@ def script_path(name: str) -> Path:
     return p
 
 
-@dataclass
-class RunInfo:
-    number: int = 0
-    run_type: str = ""
-    comment: str = ""
-    path: str = ""
-    start_unix: float = 0.0
-    start_mono: float = 0.0
-    max_events: int | None = None
-    max_seconds: float | None = None
-    stop_reason: str = ""
-    extra: dict = field(default_factory=dict)
-
-
-class Acquisition(Supervision):
+class Acquisition:
     """The acquisition engine of one BEC (see the module docstring)."""
 
     def __init__(
@@ -101,51 +94,63 @@ class Acquisition(Supervision):
             StripMapping.load(s.daq.mapping) if s.daq.mapping else StripMapping.default()
         )
         host, port = parse_address(s.daq.bec)
-        self.link = BoardLink(host, port, timeout=s.daq.board_timeout_s, credit=s.credit)
+        self.link = BoardLink(
+            host, port, timeout=s.daq.board_timeout_s, credit=s.credit, board=s.daq.board_type
+        )
         layout = StripLayout.from_mapping(self.mapping, s.daq.rst_len)
         self.processor = Processor(layout, s.processing)
         self.publisher = (
             Publisher(publish, source=s.daq.detector, hwm=STREAM_HWM) if publish else None
         )
+        # the 55Fe gain trend of calibration runs: the pipeline's calibration stage drives it, so
+        # the monitor feed (which drives its own when the GUI replays a file) gets none
+        area = StripGeometry.from_mapping(self.mapping).area_mm
+        threshold = s.processing.trigger.energy_min or None
+        self.calib = CalibFeed(self.publisher, TrendConfig(threshold_adc=threshold), area_mm=area)
         self.feed = MonitorFeed(
             self.publisher,
             s.stream.summary_rate_hz,
             s.stream.event_rate_hz,
             1.0,
-            calib_threshold_adc=s.processing.trigger.energy_min or None,
+            mapping=self.mapping,
+            calib=NoTrend(),
         )
-        self.datapath = DataPath(
-            self.link.receiver,
-            self.processor,
-            self.feed,
-            batch=s.daq.batch,
-            store_waveforms=s.daq.store_waveforms,
-            shed_fill=s.daq.shed_fill,
-        )
+        try:
+            self.datapath = DataPath(
+                self.link.receiver,
+                self.processor,
+                self.feed,
+                batch=s.daq.batch,
+                store_waveforms=s.daq.store_waveforms,
+                shed_fill=s.daq.shed_fill,
+                calib=self.calib,
+                stages=s.pipeline.stages,
+                options=s.pipeline.options,
+            )
+        except PipelineError:
+            self.link.close()
+            if self.publisher is not None:
+                self.publisher.close()
+            raise
         self.data_dir = Path(s.daq.data_dir)
         self.runlog = RunLog(self.data_dir)
         self.metrics = DaqMetrics(str(self.data_dir))
         if metrics_port is not None:
             self.metrics.start(metrics_port)
+        self.board = BoardSteps(self.link, s.daq.bec, s.daq.board_timeout_s)
+        self.stops = StopConditions(self.data_dir, s.daq.disk_stop_gb)
+        self.watch = BoardWatch(self.link, self.datapath, s.daq.bec, s.daq.heartbeat_s)
         self.state = "idle"
         self.message = ""
         self.script: Script | None = None
         self.script_name = ""
         self.script_text = ""
-        self._triggers_stopped = False  # the last stop disabled the card's triggers
         self.writer: RunWriter | None = None
         self.run = RunInfo()
-        self.pedestal_rows = None
-        self.masked: set[int] = set()
+        self.pedestals = PedestalUse(
+            self.processor, self.feed, self.mapping, s.processing.k_hit, s.daq.rst_len
+        )
         self.gain_reference: float | None = None
-        self._unmasked_noisy = self.processor.table.noisy.copy()
-        self.board_alive = True
-        self._last_status = 0.0
-        self._rate_ref = (time.monotonic(), 0, 0)
-        self._rates = (0.0, 0.0)
-        self._last_heartbeat = 0.0
-        self.regrants = 0
-        self._restarts_seen = 0
         self.capture = (
             None  # agetdaq.readout.link.pcap_tap.PcapTap: the board traffic, both directions
         )
@@ -158,6 +163,18 @@ class Acquisition(Supervision):
                 self.link.close()
                 raise
             self.link.set_tap(self.capture)
+        self.reporter = StatusReporter(
+            self.link,
+            self.datapath,
+            self.feed,
+            self.watch,
+            self.stops,
+            self.metrics,
+            publisher=self.publisher,
+            capture=self.capture,
+            board=s.daq.bec,
+            interval_s=s.daq.status_interval_s,
+        )
         self.link.start()
         self.datapath.start()
 
@@ -173,52 +190,32 @@ class Acquisition(Supervision):
         self.state = "configuring"
         self._publish_status(force=True)
         try:
-            self.wait_for_board(self.settings.daq.board_timeout_s)
-            self.link.run_script(parsed, on_daq=lambda step: None)
+            self.board.configure(parsed)
         except BoardError as exc:
             self._error(f"configuration with {path.name} failed: {exc}")
             raise EngineError(self.message) from exc
         self.script, self.script_name = parsed, name
         self.script_text = path.read_text()
-        self._triggers_stopped = False
         self.state = "configured"
         self.message = f"configured with {path.name}"
         log.info(self.message)
 
-    def wait_for_board(self, limit_s: float) -> str:
-        """Ask ``version`` until the board answers (a datagram sent before it was up is lost)."""
-        end = time.monotonic() + limit_s
-        while True:
-            left = end - time.monotonic()
-            try:
-                reply = self.link.command("version", timeout=max(0.05, min(1.0, left)))
-                return reply.text.strip() if reply is not None else ""
-            except BoardError:
-                if time.monotonic() >= end:
-                    raise BoardError(
-                        f"board {self.settings.daq.bec} does not answer "
-                        f"(no reply to 'version' within {limit_s:g} s)"
-                    ) from None
+    @property
+    def pedestal_rows(self) -> np.ndarray | None:
+        """The per-channel pedestal table in use (None before any)."""
+        return self.pedestals.rows
 
-    def load_pedestals(self, rows) -> None:
+    @property
+    def masked(self) -> set[int]:
+        return self.pedestals.masked
+
+    def load_pedestals(self, rows: np.ndarray) -> None:
         """Use a per-channel pedestal table (PEDESTAL_DTYPE rows) for the processing."""
-        self.pedestal_rows = rows
-        table = table_from_rows(rows, self.mapping.n_strips)
-        self._unmasked_noisy = table.noisy.copy()
-        self.processor.set_pedestals(table)
-        self.feed.publish_pedestals(self.run.number, rows, self.settings.processing.k_hit)
+        self.pedestals.load(rows, self.run.number)
 
-    def apply_masks(self) -> None:
+    def set_masked(self, strips: list[int], masked: bool = True) -> None:
         """Masked strips give no hits (like noisy ones) from the next batch on."""
-        base = self.processor.table
-        mask = np.zeros(self.mapping.n_strips, dtype=bool)
-        mask[sorted(self.masked)] = True
-        self.processor.set_pedestals(replace(base, noisy=self._unmasked_noisy | mask))
-        if self.pedestal_rows is not None:
-            rows = self.pedestal_rows
-            rows["flags"] &= ~np.uint8(FLAG_MASKED)
-            rows["flags"][(rows["strip"] >= 0) & mask[np.maximum(rows["strip"], 0)]] |= FLAG_MASKED
-            self.feed.publish_pedestals(self.run.number, rows, self.settings.processing.k_hit)
+        self.pedestals.set_masked(strips, masked, self.run.number)
 
     # ---- runs -------------------------------------------------------------------------------
 
@@ -242,7 +239,7 @@ class Acquisition(Supervision):
         if not self.datapath.warm.wait(WARM_UP_LIMIT_S):  # first start on a fresh machine
             log.warning("data path still compiling after %d s; starting anyway", WARM_UP_LIMIT_S)
         try:
-            self._restart_triggers()
+            self.board.restart_triggers(self.script_text)
         except BoardError as exc:
             self._error(f"run start failed: {exc}")
             raise EngineError(self.message) from exc
@@ -284,8 +281,8 @@ class Acquisition(Supervision):
         self.link.start_data()
         self.state = "running"
         self.message = f"run {number} ({run_type}) started"
-        self._restarts_seen = 0
-        self._rate_ref = (time.monotonic(), 0, 0)
+        self.watch.begin_run()
+        self.reporter.begin_run()
         log.info("%s -> %s", self.message, path)
         self._publish_status(force=True)
         return self.run
@@ -296,18 +293,7 @@ class Acquisition(Supervision):
             raise EngineError(f"no run to stop (state {self.state})")
         self.state = "stopping"
         self._publish_status(force=True)
-        try:  # no new triggers; what the card already holds drains into this run, not the next
-            self.link.command(STOP_TRIGGERS, timeout=min(self.settings.daq.board_timeout_s, 1.0))
-        except BoardError as exc:
-            log.warning("stop of the triggers not acknowledged: %s", exc)
-        else:
-            self._triggers_stopped = True
-            self._wait_quiet(0.2, 2.0)
-        try:
-            self.link.stop_data(timeout=self.settings.daq.board_timeout_s)
-        except BoardError as exc:
-            log.warning("pause not acknowledged: %s", exc)
-        self._wait_quiet(0.2, 2.0)
+        self.board.stop_and_drain()
         self.datapath.end_run()
         counters = self.counters()
         final = {
@@ -315,12 +301,10 @@ class Acquisition(Supervision):
             "stop_reason": reason,
             "counters": counters,
         }
-        if self.datapath.pedestals is not None and counters["datapath"]["events_processed"]:
-            table = self.datapath.pedestals.result()
-            rows = table_rows(
-                table, self.mapping, self.settings.processing.k_hit, self.settings.daq.rst_len
-            )
-            final[PEDESTAL_OUT.split("/")[-1]] = rows
+        table = self.datapath.outputs.get(PEDESTAL_TABLE)
+        if table is not None:
+            rows = self.pedestals.rows_of(table)
+            final[PEDESTALS_OUT.split("/")[-1]] = rows
             self.load_pedestals(rows)
         failure = self.datapath.failure
         try:
@@ -344,27 +328,45 @@ class Acquisition(Supervision):
         self._publish_status(force=True)
         return counters
 
-    def _restart_triggers(self) -> None:
-        """After a stop that disabled the triggers, turn them on again if the script left them
-        on. The card's clock and event counter go on across runs, as they did before the stop."""
-        if not self._triggers_stopped or not _script_enables_triggers(self.script_text):
-            return
-        for line in RESTART_TRIGGERS:
-            self.link.command(line, timeout=self.settings.daq.board_timeout_s)
-        self._triggers_stopped = False
+    # ---- supervision (the collaborators) -----------------------------------------------------
 
-    def _wait_quiet(self, quiet_s: float, limit_s: float) -> None:
-        """Let in-flight frames arrive: until no datagram for ``quiet_s`` (at most ``limit_s``)."""
-        end = time.monotonic() + limit_s
-        last = self.link.receiver.counters.datagrams
-        calm_since = time.monotonic()
-        while time.monotonic() < end:
-            time.sleep(0.02)
-            now_count = self.link.receiver.counters.datagrams
-            if now_count != last:
-                last, calm_since = now_count, time.monotonic()
-            elif time.monotonic() - calm_since >= quiet_s:
-                return
+    def poll(self) -> None:
+        """Stop conditions, board watch, status; call every ~0.1 s."""
+        if self.state == "running":
+            reason = self.stops.reason(self.run, self.datapath)
+            if reason is not None:
+                self.stop_run(reason)
+            else:
+                for incident in self.watch.check(self.run.number, self.run.start_mono):
+                    self._warn(incident)
+        self._publish_status()
+
+    def counters(self) -> dict:
+        return self.reporter.counters()
+
+    def losses(self) -> dict[str, dict[str, int]]:
+        return self.reporter.losses()
+
+    def status(self) -> dict:
+        return self.reporter.status(self._view())
+
+    def _view(self) -> EngineView:
+        return EngineView(self.state, self.message, self.run, sorted(self.masked), self.writer)
+
+    def _publish_status(self, force: bool = False) -> None:
+        self.reporter.publish(self._view(), force)
+
+    def _warn(self, message: str) -> None:
+        """A board incident: log it and put it on the stream at once."""
+        self.message = message
+        log.warning(message)
+        self._publish_status(force=True)
+
+    def _error(self, message: str) -> None:
+        self.state = "error"
+        self.message = message
+        log.error(message)
+        self._publish_status(force=True)
 
     def close(self) -> None:
         if self.state == "running":
@@ -376,13 +378,3 @@ class Acquisition(Supervision):
         self.metrics.stop()
         if self.publisher is not None:
             self.publisher.close()
-
-
-def _script_enables_triggers(text: str) -> bool:
-    """Whether a command script leaves the card's triggers on (its last ``sca enable``)."""
-    last = None
-    for line in text.splitlines():
-        words = line.split("#", 1)[0].split("//", 1)[0].split()
-        if words[:2] == ["sca", "enable"] and len(words) == 3:
-            last = words[2]
-    return last is not None and last not in ("0", "0x0")

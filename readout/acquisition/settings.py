@@ -5,7 +5,7 @@ Example (every key optional; defaults as below)::
     [daq]
     bec = "127.0.0.1:1122"
     data_dir = "data"
-    detector = "babyiaxo-d0"
+    detector = "babyiaxo"
     mapping = ""                  # strip mapping CSV; empty = the shipped BabyIAXO mapping
     rst_len = 0
     store_waveforms = "hits"      # hits | events | all | none
@@ -33,138 +33,132 @@ Example (every key optional; defaults as below)::
     summary_rate_hz = 10.0
 
     [processing]                  # agetdaq.readout.datapath.processing.pipeline.ProcessorConfig
+
+    [pipeline]                    # the data path's stages in order (agetdaq.readout.datapath)
+    stages = ["sequence", "record_raw", "decode", "build", "shed", "process", "pedestal", "rows",
+              "record", "calibration", "publish"]   # a stage of your own: "package.module:Class"
+    [pipeline.options.shed]       # a stage's options (daq.shed_fill / daq.store_waveforms are
+    chunk_events = 32             # the shed / record stages' fill / store unless set here)
+
+Loaded by the one settings loader (:mod:`agetdaq.readout.config`): unknown keys, wrong kinds,
+non-finite numbers and values out of range are refused as ``file: key: reason`` before anything is
+sent to a board. Adding a key is one field below (with its limits); a table, one field of
+:class:`Settings`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
+from agetdaq.readout.config import (
+    ConfigError,
+    build,
+    check,
+    in_file,
+    parse_toml,
+    read_text,
+    setting,
+)
+from agetdaq.readout.datapath.chain import check_order, make_options
 from agetdaq.readout.datapath.processing.pipeline import ProcessorConfig
+from agetdaq.readout.datapath.registry import DEFAULT_STAGES, check_names, stage_class
 from agetdaq.readout.link.credit import CreditConfig
-from agetdaq.readout.store.layout import COMPRESSIONS
 from agetdaq.readout.store.writer import WriterConfig
 
 STORE_MODES = ("hits", "events", "all", "none")
-
-
-class SettingsError(ValueError):
-    """A bad settings file or value; the message names the file and key."""
+MAX_INTERVAL_S = 3600.0
 
 
 @dataclass(frozen=True)
 class DaqSettings:
-    bec: str = "127.0.0.1:1122"
-    data_dir: str = "data"
-    detector: str = "babyiaxo"
-    mapping: str = ""
-    rst_len: int = 0
-    store_waveforms: str = "hits"
-    batch: int = 256
-    status_interval_s: float = 1.0
-    disk_warn_gb: float = 20.0
-    disk_stop_gb: float = 5.0
-    board_timeout_s: float = 4.0
-    heartbeat_s: float = 1.0
-    shed_fill: float = 0.2  # ring fill above which online processing is shed (1.0 = never)
+    bec: str = setting("127.0.0.1:1122", "board address HOST:PORT", nonempty=True)
+    data_dir: str = setting("data", "run files and run log", nonempty=True)
+    detector: str = setting("babyiaxo", "detector name (stream source, run file)", nonempty=True)
+    mapping: str = setting("", "strip mapping CSV; empty = the shipped BabyIAXO mapping")
+    rst_len: int = setting(0, choices=(0, 1))
+    store_waveforms: str = setting("hits", choices=STORE_MODES)
+    batch: int = setting(256, "datagrams per processing step", lo=1, hi=65536)
+    status_interval_s: float = setting(1.0, gt=0.0, hi=MAX_INTERVAL_S, unit="s")
+    disk_warn_gb: float = setting(20.0, lo=0.0, unit="GB")
+    disk_stop_gb: float = setting(5.0, lo=0.0, unit="GB")
+    board_timeout_s: float = setting(4.0, gt=0.0, hi=MAX_INTERVAL_S, unit="s")
+    heartbeat_s: float = setting(
+        1.0, "a bare `daq` this often proves the board alive", gt=0.0, hi=MAX_INTERVAL_S, unit="s"
+    )
+    shed_fill: float = setting(
+        0.2, "ring fill above which online processing is shed (1.0 = never)", gt=0.0, hi=1.0
+    )
+    board_type: str = setting(
+        "feminos", "board type, a name in agetdaq.readout.link.board.BOARD_TYPES", nonempty=True
+    )
 
 
 @dataclass(frozen=True)
 class StreamSettings:
-    event_rate_hz: float = 5.0
-    summary_rate_hz: float = 10.0
+    event_rate_hz: float = setting(5.0, "full events published at most this often", lo=0.0, hi=1e4)
+    summary_rate_hz: float = setting(10.0, lo=0.0, hi=1e4)
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """The data path's stages in order and their options; refused as a whole when a name is
+    unknown, a need is filled by no earlier stage or an option is unknown or out of range."""
+
+    stages: tuple[str, ...] = setting(
+        DEFAULT_STAGES, 'stage names, or "package.module:Class", in order', nonempty=True
+    )
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per stage: its options
+
+    def __post_init__(self) -> None:
+        for name, values in self.options.items():
+            if name not in self.stages or not isinstance(values, dict):
+                raise ValueError(f"options.{name}: not a table of a listed stage")
+        check_names(self.stages)
+        classes = [stage_class(name) for name in self.stages]
+        check_order(self.stages, classes)
+        for name, cls in zip(self.stages, classes):
+            make_options(cls, name, self.options.get(name, {}))
 
 
 @dataclass(frozen=True)
 class Settings:
+    """Every table of the settings file is one field (a dataclass) here."""
+
     daq: DaqSettings = field(default_factory=DaqSettings)
     credit: CreditConfig = field(default_factory=CreditConfig)
     writer: WriterConfig = field(default_factory=WriterConfig)
     stream: StreamSettings = field(default_factory=StreamSettings)
     processing: ProcessorConfig = field(default_factory=ProcessorConfig)
-    source: str = ""  # the TOML text, stored in the run file
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    source: str = setting("", "the TOML text, stored in the run file", load=False)
 
     @classmethod
     def load(cls, path: str | Path | None) -> Settings:
+        """Defaults, or the settings file ``path``; ConfigError ``file: key: reason``."""
         if path is None:
             return cls()
-        p = Path(path)
-        try:
-            text = p.read_text()
-        except OSError as exc:
-            raise SettingsError(f"cannot read settings {p}: {exc}") from exc
-        return cls.from_text(text, str(p))
+        return cls.from_text(read_text(path), str(path))
 
     @classmethod
     def from_text(cls, text: str, where: str = "<settings>") -> Settings:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise SettingsError(f"{where}: not valid TOML: {exc}") from exc
-        known = {"daq", "credit", "writer", "stream", "processing"}
-        for key in data:
-            if key not in known:
-                raise SettingsError(f"{where}: unknown section [{key}]; known: {sorted(known)}")
-        try:
-            proc = (
-                ProcessorConfig.from_toml({"processing": data["processing"]})
-                if "processing" in data
-                else ProcessorConfig()
-            )
-        except (ValueError, TypeError) as exc:
-            raise SettingsError(f"{where}: [processing]: {exc}") from exc
-        s = cls(
-            daq=_section(DaqSettings, data.get("daq", {}), where, "daq"),
-            credit=_section(CreditConfig, data.get("credit", {}), where, "credit"),
-            writer=_section(WriterConfig, data.get("writer", {}), where, "writer"),
-            stream=_section(StreamSettings, data.get("stream", {}), where, "stream"),
-            processing=proc,
-            source=text,
-        )
+        with in_file(where):
+            s = replace(build(cls, parse_toml(text, where)), source=text)
         s.check(where)
         return s
 
     def check(self, where: str = "<settings>") -> None:
-        d = self.daq
-        if d.store_waveforms not in STORE_MODES:
-            raise SettingsError(f"{where}: daq.store_waveforms must be one of {STORE_MODES}")
-        if d.rst_len not in (0, 1):
-            raise SettingsError(f"{where}: daq.rst_len must be 0 or 1")
-        if not 0.0 < d.shed_fill <= 1.0:
-            raise SettingsError(f"{where}: daq.shed_fill must be in (0, 1]")
-        if d.batch < 1 or d.status_interval_s <= 0 or d.board_timeout_s <= 0:
-            raise SettingsError(f"{where}: daq.batch, intervals and timeouts must be positive")
-        if self.writer.compression not in COMPRESSIONS:
-            raise SettingsError(f"{where}: writer.compression must be one of {COMPRESSIONS}")
-        parse_address(d.bec)
+        """Every value in range (e.g. after command-line changes) and a usable board address."""
+        with in_file(where):
+            check(self)
+            try:
+                parse_address(self.daq.bec)
+            except ConfigError as exc:
+                raise exc.within("daq.bec") from None
 
     def with_daq(self, **changes: Any) -> Settings:
         return replace(self, daq=replace(self.daq, **changes))
-
-
-def _section(cls: type, values: dict[str, Any], where: str, name: str) -> Any:
-    names = {f.name: f for f in fields(cls)}
-    kwargs = {}
-    for key, value in values.items():
-        if key not in names:
-            raise SettingsError(f"{where}: unknown key {name}.{key}; known: {sorted(names)}")
-        default = getattr(cls(), key)
-        if isinstance(default, bool) != isinstance(value, bool) or (
-            isinstance(default, (int, float)) and not isinstance(value, (int, float))
-        ):
-            raise SettingsError(f"{where}: {name}.{key} has the wrong type ({value!r})")
-        if isinstance(default, str) and not isinstance(value, str):
-            raise SettingsError(f"{where}: {name}.{key} must be a string ({value!r})")
-        if isinstance(default, float) and isinstance(value, int):
-            value = float(value)
-        kwargs[key] = value
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise SettingsError(f"{where}: [{name}]: {exc}") from exc
 
 
 def parse_address(text: str, default_port: int = 1122) -> tuple[str, int]:
@@ -173,7 +167,7 @@ def parse_address(text: str, default_port: int = 1122) -> tuple[str, int]:
     try:
         number = int(port)
     except ValueError:
-        raise SettingsError(f"bad board address {text!r}: port is not a number") from None
+        raise ConfigError(f"bad board address {text!r}: port is not a number") from None
     if not host or not 0 < number < 65536:
-        raise SettingsError(f"bad board address {text!r}: expected HOST:PORT")
+        raise ConfigError(f"bad board address {text!r}: expected HOST:PORT")
     return host, number

@@ -1,12 +1,19 @@
-"""The online 55Fe trend of calibration runs, published on the stream topic ``calib``.
+"""The online 55Fe analysis of calibration runs, published on the stream topic ``calib``.
 
 The data path hands every batch of event-table rows to :meth:`CalibFeed.on_rows`; during a run of
 type "calibration" they feed a :class:`~agetdaq.readout.analysis.calibration.GainTrend` (rows
 filtered by :class:`~agetdaq.readout.analysis.calibration.runs.EventFilter`, times from the card
-clock). Each slice it closes is fitted there (once per slice, ~20 ms) and published with its
-spectrum (docs/STREAM.md). Publishing never blocks; a failure of the analysis is logged and counted,
-never raised into the data path. The reference gain is kept across runs, so ``gain_rel`` compares
-days, not slices.
+clock). Three kinds of ``calib`` message (header ``kind``, docs/STREAM.md):
+
+- ``point``: each slice the trend closes, fitted there (once per slice, ~50 ms), with its spectrum;
+- ``live``: every ``live_interval_s`` of host time, the fit of the last ``window_xrays`` selected
+  X-rays (a rolling window, :class:`~agetdaq.readout.analysis.livecalib.LiveWindow`) with its
+  spectrum and the fitted curve: what the monitor's 55Fe view draws;
+- ``map``: the gain map, its regions refitted one per ``map_step_s`` after new data
+  (:class:`~agetdaq.readout.analysis.livecalib.MapSweep`), sent when a sweep ends.
+
+Publishing never blocks; a failure of the analysis is logged and counted, never raised into the
+data path. The reference gain is kept across runs, so ``gain_rel`` compares days, not slices.
 """
 
 from __future__ import annotations
@@ -17,44 +24,88 @@ import time
 
 import numpy as np
 
-from agetdaq.readout.analysis.calibration import GainTrend, TrendConfig, TrendPoint, select_xrays
+from agetdaq.readout.analysis.calibration import (
+    GainMapConfig,
+    GainTrend,
+    TrendConfig,
+    TrendPoint,
+    select_xrays,
+)
 from agetdaq.readout.analysis.calibration.report import json_safe
 from agetdaq.readout.analysis.calibration.runs import (
     EventFilter,
     RunClock,
     SliceBuffer,
     calibration_events,
+    clock_offset,
 )
-from agetdaq.readout.transport.stream import Publisher
+from agetdaq.readout.analysis.livecalib import (
+    LiveWindow,
+    MapSweep,
+    fit_curve,
+    fit_fields,
+    map_arrays,
+)
+from agetdaq.readout.analysis.sink import MessageSink
+from agetdaq.readout.schema import TOPIC_CALIB
 
 log = logging.getLogger(__name__)
 
-TOPIC = "calib"
+TOPIC = TOPIC_CALIB
+MAX_WINDOW = 100_000  # X-rays of the live window when it follows the slice size
 CALIBRATION_RUN = "calibration"
 
 
 class CalibFeed:
-    """Feeds a GainTrend from the data path during calibration runs and publishes its points."""
+    """Feeds a GainTrend, a live window and a gain map from the data path during calibration
+    runs and publishes what they find (see the module docstring)."""
 
     def __init__(
         self,
-        publisher: Publisher | None,
+        sink: MessageSink | None,
         config: TrendConfig | None = None,
         event_filter: EventFilter | None = None,
+        *,
+        live_interval_s: float = 5.0,
+        window_xrays: int | None = None,
+        area_mm: tuple[float, float, float, float] = (-30.0, 30.0, -30.0, 30.0),
+        map_n: int = 6,
+        map_step_s: float = 2.0,
+        map_min_xrays: int = 200,
     ) -> None:
-        self.publisher = publisher
+        self.sink = sink
         self.config = config or TrendConfig()
         self.event_filter = event_filter or EventFilter()
         self.reference_gain: float | None = self.config.reference_gain
+        self.live_interval_s = live_interval_s
+        self.window_xrays = window_xrays  # None: the slice size (at most MAX_WINDOW)
+        cfg = self.config
+        self.map_config = GainMapConfig(
+            nx=map_n, ny=map_n, x_range_mm=area_mm[:2], y_range_mm=area_mm[2:], select=False,
+            n_bins=cfg.n_bins, adc_max=cfg.adc_max, fit=cfg.fit,
+        )  # fmt: skip
+        self.map_step_s = map_step_s
+        self.map_min_xrays = map_min_xrays
         self.run_number = 0
         self.active = False
         self.trend: GainTrend | None = None
         self.points: list[TrendPoint] = []  # points of the current run
-        self.published = 0
+        self.published = 0  # trend points published
+        self.published_live = 0
+        self.published_maps = 0
         self.errors = 0
+        self._new_run_state()
+
+    def _new_run_state(self) -> None:
         self._clock = RunClock()
         self._buffer = SliceBuffer()
         self._open_since: float | None = None  # monotonic time the open slice got its first event
+        size = self.window_xrays or min(self.config.slice_xrays, MAX_WINDOW)
+        self.window = LiveWindow(size, self.config.n_bins, self.config.adc_max)
+        self.sweep = MapSweep(self.map_config, self.map_min_xrays)
+        now = time.monotonic()
+        self._last_live = now
+        self._last_map_step = now
 
     def set_reference(self, gain_adc_per_kev: float) -> None:
         """Reference gain (ADC/keV) for ``gain_rel`` from now on (e.g. the control command)."""
@@ -69,9 +120,7 @@ class CalibFeed:
         self.run_number = int(run_number)
         self.active = run_type == CALIBRATION_RUN
         self.points = []
-        self._clock = RunClock()
-        self._buffer = SliceBuffer()
-        self._open_since = None
+        self._new_run_state()
         self.trend = GainTrend(self.config) if self.active else None
         if self.trend is not None and self.reference_gain is not None:
             self.trend.set_reference(self.reference_gain)
@@ -81,11 +130,16 @@ class CalibFeed:
         if not self.active or self.trend is None or not len(rows):
             return
         try:
+            if self._clock.offset_s is None:
+                # from the run's first event: the same whatever the batching (live or replayed)
+                self._clock.offset_s = clock_offset(rows[:1])
             events = calibration_events(rows, self._clock.times(rows), self.event_filter)
             mask = np.isfinite(events["energy_adc"])
             if self.config.select:
                 mask &= select_xrays(events, self.config.selection)
             self._buffer.add(events, mask)
+            self.window.add(events["energy_adc"][mask], events["time_s"][mask])
+            self.sweep.fill(events["energy_adc"][mask], events["x_mm"][mask], events["y_mm"][mask])
             closed = self.trend.feed(events)
             self._closed(closed)
             if self.trend.open_counts[0] and (closed or self._open_since is None):
@@ -95,13 +149,34 @@ class CalibFeed:
             log.exception("calibration feed failed on a batch of %d rows", len(rows))
 
     def tick(self) -> None:
-        """Periodic call: with ``slice_minutes`` set, closes a slice open that long on the host
-        clock (no later event arrived to close it: the rate dropped)."""
+        """Periodic call: publishes the live window's fit and gain-map sweeps when due; with
+        ``slice_minutes`` set, closes a slice open that long on the host clock (no later event
+        arrived to close it: the rate dropped)."""
         trend = self.trend
-        if not self.active or trend is None or not math.isfinite(self.config.slice_minutes):
+        if not self.active or trend is None:
             return
+        now = time.monotonic()
         since = self._open_since
-        if since is not None and time.monotonic() - since >= 60.0 * self.config.slice_minutes:
+        minutes = self.config.slice_minutes
+        if math.isfinite(minutes) and since is not None and now - since >= 60.0 * minutes:
+            self._close_open()
+        try:
+            if now - self._last_live >= self.live_interval_s and self.window.changed:
+                self._last_live = now
+                self.publish_live()
+            if now - self._last_map_step >= self.map_step_s:
+                self._last_map_step = now
+                result = self.sweep.step()
+                if result is not None:
+                    header, arrays = map_arrays(result)
+                    self.published_maps += self._send("map", header, arrays)
+        except Exception:  # the data path must never die of the calibration
+            self.errors += 1
+            log.exception("live calibration fit failed")
+
+    def close_slice(self) -> None:
+        """Close and publish the open slice now (e.g. on the crew's request)."""
+        if self.active and self.trend is not None and self.trend.open_counts[0]:
             self._close_open()
 
     def close_run(self) -> None:
@@ -128,14 +203,11 @@ class CalibFeed:
             self.publish(p, xrays["energy_adc"])
 
     def publish(self, point: TrendPoint, energies: np.ndarray) -> bool:
-        """One ``calib`` message: the trend point and the slice's spectrum (never blocks)."""
-        if self.publisher is None:
-            return False
+        """One ``calib`` message of kind ``point``: the trend point and the slice's spectrum."""
         cfg = self.config
         counts, edges = np.histogram(energies, bins=cfg.n_bins, range=(0.0, cfg.adc_max))
         spectral = point.threshold_kev_spectrum
         header = {
-            "run_number": self.run_number,
             "slice": point.index,
             "t_start": point.t_start_s,
             "t_end": point.t_stop_s,
@@ -152,11 +224,45 @@ class CalibFeed:
             "threshold_kev_adc": point.threshold_kev_adc,
             "threshold_kev_spectrum": spectral,
             "chi2_ndf": point.chi2_ndf,
-            "reference_gain": self.trend.reference_gain if self.trend is not None else None,
             "reason": point.reason,
         }
-        sent = self.publisher.publish(
-            TOPIC, json_safe(header), {"spectrum": counts.astype(np.int64), "edges": edges}
-        )
+        arrays = {"spectrum": counts.astype(np.int64), "edges": edges}
+        sent = self._send("point", header, arrays)
         self.published += int(sent)
         return sent
+
+    def publish_live(self) -> bool:
+        """One ``calib`` message of kind ``live``: the fit of the live window, its spectrum and
+        the fitted curve."""
+        spectrum, fit = self.window.fit(self.config.fit)
+        t0, t1 = self.window.time_range()
+        header = {
+            "t_start": t0,
+            "t_end": t1,
+            "counts": spectrum.total,
+            "window_xrays": self.window.size,
+            **fit_fields(fit, self._reference(), self.config.threshold_adc),
+        }
+        curve_x, curve_y = fit_curve(fit, spectrum)
+        arrays = {"spectrum": spectrum.counts, "edges": spectrum.edges,
+                  "curve_x": curve_x, "curve_y": curve_y}  # fmt: skip
+        sent = self._send("live", header, arrays)
+        self.published_live += int(sent)
+        return sent
+
+    def _reference(self) -> float | None:
+        ref = self.trend.reference_gain if self.trend is not None else None
+        return ref if ref is not None else self.reference_gain
+
+    def _send(self, kind: str, header: dict, arrays: dict[str, np.ndarray]) -> bool:
+        if self.sink is None:
+            return False
+        cfg = self.config
+        common = {
+            "kind": kind,
+            "run_number": self.run_number,
+            "reference_gain": self._reference(),
+            "slice_xrays": cfg.slice_xrays,
+            "slice_minutes": cfg.slice_minutes,
+        }
+        return self.sink.publish(TOPIC, json_safe({**common, **header}), arrays)

@@ -9,7 +9,8 @@ import sys
 import threading
 from collections.abc import Callable
 
-from agetdaq.readout.acquisition.settings import Settings, SettingsError
+from agetdaq.readout.acquisition.settings import Settings
+from agetdaq.readout.config import ConfigError
 
 
 def add_daq_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,7 +25,7 @@ def add_daq_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_settings(args: argparse.Namespace) -> Settings:
-    """Settings from --config, overridden by the command line; SettingsError on bad input."""
+    """Settings from --config, overridden by the command line; ConfigError on bad input."""
     s = Settings.load(args.config)
     changes = {}
     if getattr(args, "bec", None):
@@ -72,6 +73,7 @@ def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
     from agetdaq.protocol.script import ScriptError
     from agetdaq.readout.acquisition.engine import EngineError
     from agetdaq.readout.link.board_link import BoardError
+    from agetdaq.readout.store.errors import RunFileError
     from agetdaq.readout.transport.security import SecurityError
 
     def wrapper(args: argparse.Namespace) -> int:
@@ -80,12 +82,13 @@ def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
         except zmq.ZMQError as exc:  # e.g. the control or stream port is already bound
             return fail(f"cannot use ZeroMQ endpoint: {exc}")
         except (
-            SettingsError,
+            ConfigError,
             ScriptError,
             MappingError,
             BoardError,
             EngineError,
             SecurityError,
+            RunFileError,  # e.g. --pedestals FILE that holds no pedestal table
         ) as exc:
             return fail(str(exc))
         except OSError as exc:

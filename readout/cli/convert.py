@@ -1,8 +1,9 @@
-"""``agetdaq convert IN OUT``: .aqs / pcap -> run file, run file -> .aqs, run file / .aqs -> ROOT.
+"""``agetdaq convert IN OUT``: .aqs / pcap -> run file, run file -> .aqs, any -> ROOT.
 
-The formats come from the input's first bytes and the output's suffix (.h5, .aqs, .root). Prints a
-JSON summary; ``--verify`` then reads both files back and compares their events (exit 1 when they
-differ). Exit status 2 for bad arguments or an impossible conversion.
+The input is read with ``open_run`` (its format from its first bytes), the output format comes from
+its suffix (.h5, .aqs, .root). Prints a JSON summary; ``--verify`` then reads both files back and
+compares their events (exit 1 when they differ). Exit status 2 for bad arguments or an impossible
+conversion.
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agetdaq.readout.store.convert import ConvertReport
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "convert",
         help="convert between .aqs, pcap, run .h5 and feminos-daq ROOT files",
         description=(
-            "RUN.aqs RUN.h5 | RUN.pcap RUN.h5 | RUN.h5 RUN.aqs | RUN.h5 RUN.root | RUN.aqs RUN.root"
+            "RUN.aqs RUN.h5 | RUN.pcap RUN.h5 | RUN.h5 RUN.aqs | RUN.h5|RUN.aqs|RUN.pcap RUN.root"
         ),
     )
     p.add_argument("input", type=Path, help="input file (.aqs, .pcap/.pcapng or run .h5)")
@@ -59,8 +64,45 @@ def _board(text: str | None) -> tuple[str, int] | None:
     return host, int(port or 0)
 
 
+def convert(source: str | Path, output: str | Path, **options: object) -> ConvertReport:
+    """Dispatch on the two formats. Options: ``built``, ``chunk_bytes`` (to .aqs), ``board`` (from
+    a capture), ``lut`` (to .h5), and :func:`agetdaq.readout.store.rootexport.export_root`'s (to
+    .root)."""
+    from agetdaq.readout.store.convert import ConvertError, output_format
+    from agetdaq.readout.store.errors import RunFileError
+    from agetdaq.readout.store.run import sniff_format
+
+    source, output = Path(source), Path(output)
+    if not source.exists():
+        raise ConvertError(f"{source}: no such file")
+    if source.resolve() == output.resolve():
+        raise ConvertError("input and output are the same file")
+    try:
+        src = sniff_format(source)
+    except RunFileError as exc:
+        raise ConvertError(str(exc)) from None
+    dst = output_format(output)
+
+    def pick(*names: str) -> dict[str, object]:
+        return {k: v for k, v in options.items() if k in names and v is not None}
+
+    if dst == "h5" and src in ("aqs", "pcap"):
+        from agetdaq.readout.datapath.offline import to_h5
+
+        return to_h5(source, output, **pick("board", "lut"))
+    if dst == "aqs" and src == "h5":
+        from agetdaq.readout.store.convert import h5_to_aqs
+
+        return h5_to_aqs(source, output, **pick("built", "chunk_bytes"))
+    if dst == "root":
+        from agetdaq.readout.store.rootexport import ROOT_OPTIONS, export_root
+
+        return export_root(source, output, **pick(*ROOT_OPTIONS))
+    raise ConvertError(f"no conversion from {src} to {dst} (aqs/pcap->h5, h5->aqs, any->root)")
+
+
 def convert_command(args: argparse.Namespace) -> int:
-    from agetdaq.readout.store.convert import ConvertError, compare_events, convert, record_events
+    from agetdaq.readout.store.convert import ConvertError, compare_events, record_events
 
     if args.output.exists() and not args.force:
         print(f"agetdaq: {args.output} exists (use --force to overwrite)", file=sys.stderr)

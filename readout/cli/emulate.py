@@ -8,7 +8,8 @@ import signal
 import sys
 import threading
 
-from agetdaq.readout.simulation.emulator.faults import FaultError, parse_fault_args
+from agetdaq.readout.config import ConfigError
+from agetdaq.readout.simulation.emulator.faults import parse_fault_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,10 +23,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=1122, help="UDP port (default 1122)")
-    p.add_argument("--card-id", type=int, default=0, choices=range(32), metavar="0..31")
+    p.add_argument(
+        "--card-id", type=int, choices=range(32), metavar="0..31", help="default: scenario [board]"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the physics and faults")
     p.add_argument("--scenario", default="default", help="scenario name or TOML file")
-    p.add_argument("--mtu", type=int, default=1500, choices=(1500, 9000))
+    p.add_argument("--mtu", type=int, choices=(1500, 9000), help="default: scenario [board]")
     p.add_argument("--truth", metavar="FILE.jsonl", help="write the truth side file")
     p.add_argument(
         "--bank",
@@ -46,7 +49,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agetdaq.readout.simulation.emulator.scenario import ScenarioError
     from agetdaq.readout.simulation.emulator.server import Emulator
 
     logging.basicConfig(
@@ -67,7 +69,10 @@ def run(args: argparse.Namespace) -> int:
             faults=faults,
         )
         emu.start()
-    except (FaultError, ScenarioError, FileNotFoundError, OSError) as exc:
+    except ConfigError as exc:  # a bad scenario file, [faults] / [board] value or --fault flag
+        print(f"agetdaq emulate: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. the port is taken
         print(f"agetdaq emulate: {exc}", file=sys.stderr)
         return 2
     done = threading.Event()
@@ -78,9 +83,8 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     host, port = emu.address
-    print(
-        f"BEC emulator card {args.card_id} listening on {host}:{port} (Ctrl-C to stop)", flush=True
-    )
+    card_id = emu.card.config.card_id if emu.card is not None else args.card_id
+    print(f"BEC emulator card {card_id} listening on {host}:{port} (Ctrl-C to stop)", flush=True)
     while not done.wait(0.5):
         pass
     emu.stop()

@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from agetdaq.readout.acquisition.control_handler import handle
     from agetdaq.readout.acquisition.engine import Acquisition
-    from agetdaq.readout.datapath.pedestals import load_pedestals
+    from agetdaq.readout.store.run import load_pedestals
 
     setup_logging(args.verbose)
     settings = load_settings(args)

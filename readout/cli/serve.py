@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def serve(args: argparse.Namespace) -> int:
     from agetdaq.readout.acquisition.control_handler import handle
     from agetdaq.readout.acquisition.engine import Acquisition
-    from agetdaq.readout.datapath.pedestals import load_pedestals
+    from agetdaq.readout.store.run import load_pedestals
     from agetdaq.readout.transport.control import ControlServer
     from agetdaq.readout.transport.security import control_socket_setup
 

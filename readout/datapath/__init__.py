@@ -1,7 +1,30 @@
-"""The data path of one board: stages over batches taken from the link's ring.
+"""The data path of one board: a pipeline of stages over batches taken from the link's ring.
 
-Enters: ring batches of raw data datagrams. Leaves: raw records and event rows for the run file,
-stream messages for the monitor, pedestal tables, calibration points.
-Counts: decoder errors, builder flags (gaps, duplicates, damaged), events processed and shed,
-writer errors, each where it happens.
+Enters: batches of up to ``daq.batch`` raw data datagrams, as views of the link's ring
+(:class:`~agetdaq.readout.datapath.path.DataPath`, one thread). Leaves: the run file's raw record,
+event rows and kept channel waveforms; monitor-stream messages; the pedestal table of a pedestal
+run (``outputs["pedestals"]``); the 55Fe gain trend of a calibration run.
+
+Stages, in the default order (``[pipeline] stages``; contract: stage.py, order and names:
+registry.py, one module each in stages/); a stage gets a
+:class:`~agetdaq.readout.datapath.batch.Batch`, adds to it and passes it on:
+
+1. ``sequence``    ring views -> link counters (datagram sequence: missing, late, duplicate)
+2. ``record_raw``  ring views -> the run file's raw record (every datagram as received)
+3. ``decode``      ring views -> ``decoded`` flat tables; the ring slots go back right after
+4. ``build``       ``decoded`` -> ``built`` (event id, build flags; duplicates dropped)
+5. ``shed``        ``built`` -> chunks of ``chunk_events``, ``shed`` while the ring fills
+6. ``process``     ``built`` -> ``dense`` waveforms, ``processed`` features / hits / class / trigger
+7. ``pedestal``    ``dense`` -> pedestal table (pedestal runs; nothing is shed in them)
+8. ``rows``        ``built`` (+ ``processed``) -> ``rows`` of the event table
+9. ``record``      ``rows`` + kept channels -> the run file (store mode ``hits|events|all|none``)
+10. ``calibration`` ``rows`` -> the 55Fe gain trend (calibration runs)
+11. ``publish``    ``rows`` (+ hits, sampled waveforms) -> the monitor feed
+
+Counted where something is dropped, per stage (``DataPath.stage_counters()``): datagrams outside
+a run (the path), lost / late / duplicate datagrams (sequence), decoder errors by kind (decode),
+missing / duplicate / damaged events and board restarts (build), events shed, i.e. recorded
+NOT_PROCESSED (shed), channel rows the scatter could not place (process), writer errors: the
+first ends the run's recording, the run then stops (record_raw, record), calibration-fit errors
+(calibration). ``DataPath.counters`` sums them into the totals the acquisition watches.
 """

@@ -14,28 +14,18 @@ flat tables plus a DAQ event id and ``build_flags`` per event.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntFlag
 
 import numpy as np
 
 from agetdaq.protocol import decode_kernel as dk
 from agetdaq.protocol.decode import DecodedBatch
-
-
-class BuildFlag(IntFlag):
-    NONE = 0
-    COUNTER_GAP = 1  # events missing before this one (card counter jumped)
-    DUPLICATE = 2  # same counter as the previous event (dropped unless keep_duplicates)
-    OUT_OF_ORDER = 4  # counter went backwards without a reboot
-    TIME_BACKWARDS = 8  # timestamp earlier than the previous event's
-    INCOMPLETE = 16  # an expected chip or source is missing
-    DAMAGED = 32  # the decoder flagged this event (EventFlag != 0)
-    BOARD_RESTART = 64  # counter and timestamp restarted: the board rebooted
+from agetdaq.protocol.mapping import N_CHIPS
+from agetdaq.readout.schema import BuildFlag
 
 
 @dataclass
 class BuilderConfig:
-    expected_chips: tuple[int, ...] = (0, 1, 2, 3)
+    expected_chips: tuple[int, ...] = tuple(range(N_CHIPS))  # the build stage: the mapping's
     check_chips: bool = False  # only meaningful in full readout (ZS may omit quiet chips)
     keep_duplicates: bool = False
     drop_damaged: bool = False  # drop decoder-flagged events instead of flagging them
@@ -269,6 +259,6 @@ class EventBuilder:
     def _chips_complete(self, batch: DecodedBatch) -> np.ndarray:
         chips = batch.chip.astype(np.int64)
         owner = np.repeat(np.arange(len(batch)), batch.n_channels)
-        present = np.zeros((len(batch), 4), dtype=bool)
+        present = np.zeros((len(batch), N_CHIPS), dtype=bool)
         present[owner, chips] = True
         return present[:, list(self.config.expected_chips)].all(axis=1)

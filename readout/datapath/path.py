@@ -1,13 +1,12 @@
-"""The data path of one board: ring -> raw record -> decode -> build -> process -> file, stream.
+"""The data path thread: takes batches from the link's ring and drives them through the pipeline.
 
-One thread. Each step takes up to ``batch`` datagrams from the receiver ring, appends them to the
-run file as received, decodes them (the decoder copies what it needs, so the ring slots are
-released at once), builds events, processes them in sub-batches of at most ``chunk_events`` dense
-events, and writes event rows and the selected channel waveforms. When the ring fills past
-``shed_fill`` the processing (not the recording) is shed: those events get the NOT_PROCESSED
-flag, their raw data is still written; when the run file keeps the raw datagrams (and the store
-mode is not ``all``) their samples are not stored a second time, decoded (flag SAMPLES_IN_RAW:
-readers decode them from the raw record). Every loss is counted where it happens.
+One thread. Each step takes up to ``batch`` datagrams from the receiver ring as views, counts
+them, and hands them to the pipeline as a :class:`~agetdaq.readout.datapath.batch.Batch`: the
+stages decide what happens to them (the default ones: ../registry.py). Outside a run, or once the
+run's writer has failed, the datagrams are counted (``outside_run``) and released unread. At the
+end of a run the ring is drained and every stage flushed, so the run keeps what the card sent
+before the stop. The numba kernels are compiled on a synthetic event when the thread starts
+(``warm`` is set then), before the first run needs them.
 """
 
 from __future__ import annotations
@@ -15,165 +14,120 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from agetdaq.protocol.decode import StreamDecoder
-from agetdaq.readout.analysis.monitor import MonitorFeed
-from agetdaq.readout.datapath.build import BuiltBatch, EventBuilder, select_events
-from agetdaq.readout.datapath.processing.pedestal import PedestalAccumulator
+from agetdaq.readout.datapath.batch import Batch
+from agetdaq.readout.datapath.chain import Pipeline
 from agetdaq.readout.datapath.processing.pipeline import Processor
-from agetdaq.readout.datapath.processing.waveforms import FlatBatch, scatter
-from agetdaq.readout.datapath.rows import SAMPLES_IN_RAW, aux_rows, event_rows, stored_channels
+from agetdaq.readout.datapath.registry import DEFAULT_STAGES
+from agetdaq.readout.datapath.stage import PathContext, PathCounters, RunState
+from agetdaq.readout.link.receiver import Batch as RingBatch
 from agetdaq.readout.link.receiver import Receiver
-from agetdaq.readout.store.layout import CHANNEL_DTYPE
-from agetdaq.readout.store.writer import RunWriter, WriterError
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class PathCounters:
-    datagrams: int = 0
-    bytes: int = 0
-    events: int = 0
-    events_processed: int = 0
-    events_shed: int = 0
-    outside_run: int = 0  # datagrams that arrived while no run was open (discarded)
-    last_signals: int = 0
-    last_data_ns: int = 0  # monotonic time of the last datagram
-    writer_errors: int = 0
-    decode_errors: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class SequenceCounters:
-    """What the lead-word sequence of the data datagrams in the ring says about the link."""
-
-    missing: int = 0  # sequence numbers that never arrived (network, malformed, ring full)
-    late: int = 0  # arrived after a later one (reordered); no longer counted missing
-    duplicates: int = 0  # a sequence number received twice
-    resyncs: int = 0  # first-reply flags (0x0100): the board restarted its sequence
-    stray: int = 0  # behind the sequence but neither missing nor seen (e.g. before a resync)
-
-
-_UNKNOWN, _RECEIVED, _MISSING = 0, 1, 2
-_NO_CHANNELS = np.zeros(0, CHANNEL_DTYPE)
-_NO_SAMPLES = np.zeros(0, np.uint16)
-
-
-class SequenceTracker:
-    """Classifies every data datagram by its 8-bit sequence number (lead bits 7..0; bit 8 =
-    first reply). A number up to 127 ahead of the expected one counts the skipped numbers
-    missing; one behind it is late (if it was missing) or a duplicate (if it was seen)."""
-
-    def __init__(self) -> None:
-        self.counters = SequenceCounters()
-        self._state = np.zeros(256, dtype=np.int8)
-        self._expect = -1
-
-    def feed(self, leads: np.ndarray) -> None:
-        leads = np.asarray(leads, dtype=np.int64) & 0x1FF
-        if not len(leads):
-            return
-        if self._expect >= 0 and not (leads & 0x100).any():
-            want = (self._expect + np.arange(len(leads))) & 0xFF
-            if np.array_equal(leads, want):  # the usual case: all in order
-                self._state[want] = _RECEIVED
-                self._expect = (int(leads[-1]) + 1) & 0xFF
-                return
-        for lead in leads.tolist():
-            self._one(lead)
-
-    def _one(self, lead: int) -> None:
-        c, st = self.counters, self._state
-        seq = lead & 0xFF
-        if lead & 0x100 or self._expect < 0:
-            c.resyncs += bool(lead & 0x100)
-            st[:] = _UNKNOWN
-        else:
-            ahead = (seq - self._expect) & 0xFF
-            if ahead >= 128:
-                if st[seq] == _MISSING:
-                    c.late += 1
-                    c.missing -= 1
-                    st[seq] = _RECEIVED
-                elif st[seq] == _RECEIVED:
-                    c.duplicates += 1
-                else:
-                    c.stray += 1
-                return
-            if ahead:
-                st[(self._expect + np.arange(ahead)) & 0xFF] = _MISSING
-                c.missing += ahead
-        st[seq] = _RECEIVED
-        self._expect = (seq + 1) & 0xFF
-
-
 class DataPath:
+    """The data path of one board: the thread and the pipeline it drives (module docstring).
+
+    ``stages`` (names, in order) and ``options`` (per stage name) come from the settings'
+    ``[pipeline]``; ``chunk_events``, ``shed_fill`` and ``store_waveforms`` are the shed and
+    record stages' options unless ``options`` sets them. ``processor``, ``feed`` and ``calib`` are
+    the services the process, publish and calibration stages use.
+    """
+
     def __init__(
         self,
         receiver: Receiver,
         processor: Processor,
-        feed: MonitorFeed,
+        feed: Any = None,
         *,
         batch: int = 256,
         chunk_events: int = 32,
-        shed_fill: float = 0.2,  # below the credit loop's low-water mark (0.25): see _events
+        shed_fill: float = 0.2,  # below the credit loop's low-water mark (0.25): stages/shed.py
         store_waveforms: str = "hits",
+        calib: Any = None,
+        stages: Sequence[str] = DEFAULT_STAGES,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.receiver = receiver
-        self.processor = processor
-        self.feed = feed
         self.batch = batch
-        self.chunk_events = chunk_events
-        self.shed_fill = shed_fill
-        self._shedding = False
-        self.store_waveforms = store_waveforms
-        self.lut = processor.layout.lut
-        self.decoder = StreamDecoder()
-        self.builder = EventBuilder()
-        self.counters = PathCounters()
-        self.sequence = SequenceTracker()
-        self.writer: RunWriter | None = None
-        self.pedestals: PedestalAccumulator | None = None
-        self.failure: str | None = None
+        self.context = PathContext(
+            layout=processor.layout,
+            ring=receiver,
+            batch=batch,
+            wall_offset_ns=time.time_ns() - time.monotonic_ns(),
+            processor=processor,
+            feed=feed,
+            calib=calib,
+        )
+        opts: dict[str, dict[str, Any]] = {
+            "shed": {"fill": shed_fill, "chunk_events": chunk_events},
+            "record": {"store": store_waveforms},
+        }
+        for name, values in (options or {}).items():
+            opts[name] = {**opts.get(name, {}), **values}
+        self.pipeline = Pipeline.from_settings(stages, self.context, opts)
+        self.run = RunState()
+        self._ring = PathCounters()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.warm = threading.Event()  # set once the numba kernels are compiled
         self._thread: threading.Thread | None = None
-        self._wall_offset = time.time_ns() - time.monotonic_ns()
+
+    # ---- what it counted --------------------------------------------------------------------
+
+    @property
+    def counters(self) -> PathCounters:
+        """The run's totals: the ring's figures and each stage's share."""
+        r = self._ring
+        totals = PathCounters(
+            datagrams=r.datagrams,
+            bytes=r.bytes,
+            outside_run=r.outside_run,
+            last_data_ns=r.last_data_ns,
+        )
+        self.pipeline.add_totals(totals)
+        return totals
+
+    def stage_counters(self) -> dict[str, dict[str, Any]]:
+        """What each stage counted this run, by stage name."""
+        return self.pipeline.counters()
+
+    def stage(self, name: str) -> Any:
+        """The stage listed under ``name`` (KeyError if there is none)."""
+        return self.pipeline.stage(name)
+
+    @property
+    def failure(self) -> str | None:
+        """The current (or last) run's writer failure, if any."""
+        return self.run.failure
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """What the stages left for the acquisition at the end of the last run."""
+        return self.run.outputs
 
     # ---- run boundaries (called from the control thread) ------------------------------------
 
-    def begin_run(self, writer: RunWriter | None, run_number: int, run_type: str = "") -> None:
+    def begin_run(self, writer: Any, run_number: int, run_type: str = "") -> None:
+        """Open a run: ``writer`` (a RunWriter, or None: nothing is recorded) takes its data."""
         with self._lock:
-            self.decoder = StreamDecoder()
-            self.builder = EventBuilder()
-            self.counters = PathCounters()
-            self.sequence = SequenceTracker()
-            self.failure = None
-            self.processor.reset()
-            self.feed.begin_run(run_number, run_type)
-            self.pedestals = (
-                PedestalAccumulator(self.processor.chip, per_cell=False)
-                if run_type == "pedestal"
-                else None
-            )
-            self.writer = writer
+            self._ring = PathCounters()
+            self.run = RunState(run_number, run_type, writer, open=True)
+            self.pipeline.begin_run(self.run)
 
     def end_run(self) -> None:
-        """Decode what is left, close the open event, detach the writer (caller closes it)."""
+        """Take what is left in the ring, flush every stage, close the run (the caller closes
+        the writer)."""
         with self._lock:
             self._drain_ring()
-            if self.writer is not None:
-                tail = self.decoder.flush()
-                if len(tail):
-                    self._events(tail)
-                self._note_decode_errors()
-            self.feed.end_run()
-            self.writer = None
+            if self.run.open:
+                self.pipeline.end_run()
+                self.run.open = False
 
     # ---- thread -----------------------------------------------------------------------------
 
@@ -197,12 +151,8 @@ class DataPath:
         bins = np.arange(512, dtype=np.uint16)
         ev = Event(channels=[Channel(0, 0, 3, bins, np.full(512, 250, np.uint16))])
         buf, lengths = pack_datagrams(encode_events([ev]))
-        decoded = StreamDecoder().decode(buf, lengths)
-        built = EventBuilder().build(decoded)
-        dense = scatter(FlatBatch.from_decoded(built.decoded), self.processor.layout, 250.0, 250.0)
-        PedestalAccumulator(self.processor.chip).add_dense(dense)
-        self.processor.process(dense.strips, dense.fpn, dense.fpn_complete, dense.complete)
-        self.processor.reset()
+        raw = RingBatch(buf, lengths, np.zeros(len(lengths), np.int64))
+        self.pipeline.warm_up(Batch(time.time_ns(), raw=raw))
 
     def _loop(self) -> None:
         try:
@@ -212,158 +162,31 @@ class DataPath:
         self.warm.set()
         while not self._stop.is_set():
             with self._lock:
-                n = self._step(timeout=0.0)
-                if self.writer is not None and self.failure is None:
-                    try:
-                        self.writer.tick()
-                    except WriterError as exc:
-                        self._fail(str(exc))
-                self.feed.tick()
+                n = self._step()
+                self.pipeline.tick()
             if n == 0:
                 self.receiver.get_batch(1, timeout=0.05)  # wait for data without holding the lock
 
     def _drain_ring(self) -> None:
-        while self._step(timeout=0.0):
+        while self._step():
             pass
 
-    def _step(self, timeout: float) -> int:
-        b = self.receiver.get_batch(self.batch, timeout=timeout)
+    def _step(self) -> int:
+        rx = self.receiver
+        b = rx.get_batch(self.batch, timeout=0.0)
         n = len(b.lengths)
         if n == 0:
             return 0
-        c = self.counters
+        c = self._ring
         c.datagrams += n
         c.bytes += int(b.lengths.sum())
         c.last_data_ns = int(b.arrival_ns[-1])
-        if self.writer is None or self.failure is not None:
+        run = self.run
+        if not run.open or run.failure is not None:
             c.outside_run += n
-            self.receiver.release(n)
+            rx.release(n)
             return n
-        self.sequence.feed(b.buf[:, 0].astype(np.int64) | b.buf[:, 1].astype(np.int64) << 8)
-        try:
-            self.writer.append_raw(b.buf, b.lengths, b.arrival_ns + self._wall_offset)
-        except WriterError as exc:
-            self._fail(str(exc))
-        decoded = self.decoder.decode(b.buf, b.lengths)
-        self.receiver.release(n)
-        self._note_decode_errors()
-        if len(decoded):
-            self._events(decoded)
+        batch = Batch(time.time_ns(), raw=b, release=rx.release)
+        self.pipeline.process(batch)
+        batch.release_raw()  # if no stage passed it on that far
         return n
-
-    def _note_decode_errors(self) -> None:
-        self.counters.decode_errors = {k: v for k, v in self.decoder.error_counts().items() if v}
-
-    def _events(self, decoded) -> None:
-        built = self.builder.build(decoded)
-        n = len(built)
-        if n == 0:
-            return
-        c = self.counters
-        c.events += n
-        c.last_signals = int(built.decoded.n_channels[-1])
-        now_ns = time.time_ns()
-        if self._shed_now() and self.pedestals is None:  # recorded as a whole: no per-chunk work
-            self._record_shed(built, now_ns)
-            return
-        flat = FlatBatch.from_decoded(built.decoded)
-        for a in range(0, n, self.chunk_events):
-            z = min(n, a + self.chunk_events)
-            if a and self.pedestals is None and self._shed_now():
-                # the ring filled while the chunks before were processed: the rest is shed
-                rest = select_events(built.decoded, _mask(n, a, n))
-                self._record_shed(_sub_built(built, rest, a, n), now_ns)
-                return
-            part = select_events(built.decoded, _mask(n, a, z)) if (a, z) != (0, n) else None
-            sub = built if part is None else _sub_built(built, part, a, z)
-            chunk = _slice_flat(flat, a, z)
-            fill, fpn_fill = self.processor.fill_values()
-            dense = scatter(chunk, self.processor.layout, fill, fpn_fill)
-            if self.pedestals is not None:
-                self.pedestals.add_dense(dense)
-            proc = self.processor.process(
-                dense.strips,
-                dense.fpn,
-                dense.fpn_complete,
-                dense.complete,
-                events=sub.event_id,
-                keep_waveforms=self.feed.wants_event(),
-            )
-            c.events_processed += z - a
-            feats = proc.features
-            rows = event_rows(sub, feats, now_ns)
-            ch, bins, adc, aux = stored_channels(
-                sub, self.lut, self.store_waveforms, feats["trig"], proc.hit
-            )
-            self._write(rows, ch, bins, adc, aux)
-            self.feed.on_batch(rows, proc.hit, proc.waveforms, now_ns)
-
-    def _shed_now(self) -> bool:
-        """Whether to shed the processing now, from the ring fill. The credit loop holds grants
-        at half a ring and resumes at a quarter: shed while the ring drains from one to the
-        other, or the board never gets the processing time back; once shedding, go on until
-        the ring is almost empty (no flip-flop under overload). Asked again before every chunk
-        of a processed batch (a batch of 256 ZS events takes ~50 ms to process)."""
-        fill = self.receiver.fill()
-        if fill > self.shed_fill * self.receiver.n_slots:
-            self._shedding = True
-        elif fill <= self.batch:
-            self._shedding = False
-        return self._shedding
-
-    def _record_shed(self, built: BuiltBatch, now_ns: int) -> None:
-        """Record events without processing them (NOT_PROCESSED)."""
-        rows = event_rows(built, None, now_ns)
-        if self._samples_in_raw():
-            # the raw record holds every sample: no second, decoded copy (readers decode it)
-            rows["build_flags"] |= SAMPLES_IN_RAW
-            ch, bins, adc, aux = _NO_CHANNELS, _NO_SAMPLES, _NO_SAMPLES, aux_rows(built)
-        else:
-            ch, bins, adc, aux = stored_channels(built, self.lut, "all", None, None)
-        self.counters.events_shed += len(built)
-        self._write(rows, ch, bins, adc, aux)
-        self.feed.on_batch(rows, None, None, now_ns)
-
-    def _samples_in_raw(self) -> bool:
-        """Whether shed events leave their samples to the raw record: the writer keeps every
-        datagram and the store mode is not ``all`` (which asks for the decoded copy too)."""
-        w = self.writer
-        return w is not None and w.config.raw and self.store_waveforms != "all"
-
-    def _write(self, rows, ch, bins, adc, aux) -> None:
-        if self.writer is None or self.failure is not None:
-            return
-        try:
-            self.writer.append_events(rows, ch, bins, adc, aux)
-        except WriterError as exc:
-            self._fail(str(exc))
-
-    def _fail(self, message: str) -> None:
-        self.counters.writer_errors += 1
-        if self.failure is None:
-            self.failure = message
-            log.error("writer failed: %s", message)
-
-
-def _mask(n: int, a: int, z: int) -> np.ndarray:
-    m = np.zeros(n, dtype=bool)
-    m[a:z] = True
-    return m
-
-
-def _sub_built(built: BuiltBatch, part, a: int, z: int) -> BuiltBatch:
-    return BuiltBatch(part, built.event_id[a:z], built.build_flags[a:z])
-
-
-def _slice_flat(flat: FlatBatch, a: int, z: int) -> FlatBatch:
-    return FlatBatch(
-        flat.chan_start[a:z],
-        flat.n_chan[a:z],
-        flat.card,
-        flat.chip,
-        flat.channel,
-        flat.sample_start,
-        flat.n_samples,
-        flat.bins,
-        flat.adc,
-    )

@@ -1,25 +1,26 @@
-"""Pedestal tables: conversion to the run file's per-channel rows, loading, and board upload.
+"""Pedestal tables on the processing side: the processing's table <-> the run file's per-channel
+rows, and board upload.
 
-The per-channel table (``agetdaq.readout.store.layout.PEDESTAL_DTYPE``) covers the 240 strips and
-the FPN channels of every chip. Board upload follows the card's convention (PROTOCOL.md §2):
+The per-channel rows (``agetdaq.readout.schema.PEDESTAL_DTYPE``, flags ``PedestalFlag``) cover the
+mapping's strips and the FPN channels of every chip. Reading the table a pedestal run measured is
+the store's (``agetdaq.readout.store.run.load_pedestals``). Board upload follows the card's
+convention (PROTOCOL.md §2):
 ``subtract_ped`` ADDS the signed ``ped`` value, so ``ped = target - round(mean)`` puts every
 baseline at ``target`` (250 like ``hped centermean``), and ``thr = target + round(k * sigma)``.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import h5py
 import numpy as np
 
 from agetdaq.protocol.channels import fpn_indices
 from agetdaq.protocol.mapping import StripMapping
 from agetdaq.readout.datapath.processing.pedestal import PedestalTable
-from agetdaq.readout.store import layout as L
+from agetdaq.readout.schema import PEDESTAL_DTYPE, PedestalFlag
 
-FLAG_DEAD, FLAG_NOISY, FLAG_MASKED = 1, 2, 4
-PEDESTAL_OUT = "meta_out/pedestals"
+_DEAD, _NOISY, _MASKED = (
+    int(f) for f in (PedestalFlag.DEAD, PedestalFlag.NOISY, PedestalFlag.MASKED)
+)
 
 
 def table_rows(
@@ -33,7 +34,7 @@ def table_rows(
     n = mapping.n_strips
     cards = np.unique(mapping.card)
     fpn = fpn_indices(rst_len)
-    rows = np.zeros(n + 16 * len(cards), L.PEDESTAL_DTYPE)
+    rows = np.zeros(n + table.fpn_mean.size * len(cards), PEDESTAL_DTYPE)
     rows["card"][:n] = mapping.card
     rows["chip"][:n] = mapping.chip
     rows["channel"][:n] = mapping.daq_channel(rst_len)
@@ -41,29 +42,29 @@ def table_rows(
     rows["mean"][:n] = table.mean
     rows["sigma"][:n] = table.noise
     rows["threshold"][:n] = np.where(np.isfinite(th := table.thresholds(k_sigma)), th, 0)
-    flags = table.dead * FLAG_DEAD + table.noisy * FLAG_NOISY
+    flags = table.dead * _DEAD + table.noisy * _NOISY
     if masked is not None:
-        flags = flags + masked * FLAG_MASKED
+        flags = flags + masked * _MASKED
     rows["flags"][:n] = flags
     i = n
     for card in cards:
-        for chip in range(4):
+        for chip in range(table.fpn_mean.shape[0]):
             for k, idx in enumerate(fpn):
                 rows[i] = (card, chip, idx, -1, table.fpn_mean[chip, k], 0.0, 0.0, 0)
                 i += 1
     return rows
 
 
-def table_from_rows(rows: np.ndarray, n_strips: int = 240) -> PedestalTable:
+def table_from_rows(rows: np.ndarray, n_strips: int, n_chips: int = 4) -> PedestalTable:
     """Inverse of :func:`table_rows` for the strips (FPN means from the FPN rows)."""
     strips = rows[rows["strip"] >= 0]
     order = np.argsort(strips["strip"])
     s = strips[order]
     if len(s) != n_strips:
         raise ValueError(f"pedestal table has {len(s)} strips, expected {n_strips}")
-    fpn_mean = np.full((4, 4), 250.0, np.float32)
+    fpn_mean = np.full((n_chips, 4), 250.0, np.float32)
     f = rows[rows["strip"] < 0]
-    for chip in range(4):
+    for chip in range(n_chips):
         vals = f["mean"][f["chip"] == chip]
         fpn_mean[chip, : len(vals[:4])] = vals[:4]
     return PedestalTable(
@@ -72,20 +73,9 @@ def table_from_rows(rows: np.ndarray, n_strips: int = 240) -> PedestalTable:
         noise=s["sigma"].astype(np.float32),
         count=np.ones(n_strips),
         fpn_mean=fpn_mean,
-        dead=(s["flags"] & FLAG_DEAD) != 0,
-        noisy=(s["flags"] & FLAG_NOISY) != 0,
+        dead=(s["flags"] & _DEAD) != 0,
+        noisy=(s["flags"] & _NOISY) != 0,
     )
-
-
-def load_pedestals(path: str | Path) -> np.ndarray:
-    """Per-channel rows from a pedestal run file (``meta_out/pedestals``)."""
-    try:
-        with h5py.File(path, "r") as f:
-            if PEDESTAL_OUT not in f:
-                raise ValueError(f"{path} holds no pedestal table ({PEDESTAL_OUT})")
-            return f[PEDESTAL_OUT][:]
-    except OSError as exc:
-        raise ValueError(f"cannot read pedestals from {path}: {exc}") from exc
 
 
 def upload_commands(rows: np.ndarray, target: int = 250, k_sigma: float = 5.0) -> list[str]:
@@ -96,7 +86,7 @@ def upload_commands(rows: np.ndarray, target: int = 250, k_sigma: float = 5.0) -
             continue  # FPN rows carry no noise estimate: leave the card's values
         ped = int(np.clip(target - round(float(r["mean"])), -256, 255))
         thr = int(min(511, target + round(k_sigma * float(r["sigma"]))))
-        if r["flags"] & (FLAG_DEAD | FLAG_NOISY | FLAG_MASKED):
+        if r["flags"] & (_DEAD | _NOISY | _MASKED):
             thr = 511
         out.append(f"ped {r['chip']} {r['channel']} {ped}")
         out.append(f"thr {r['chip']} {r['channel']} {thr}")

@@ -1,4 +1,8 @@
-"""Rows of the run file's event table and the selection of stored channel waveforms."""
+"""Rows of the run file's event table and the selection of stored channel waveforms.
+
+The row types are :mod:`agetdaq.readout.schema`'s; the features come from the processing, whose
+record carries exactly the schema's feature columns (``tests/test_schema.py``).
+"""
 
 from __future__ import annotations
 
@@ -6,50 +10,16 @@ import numpy as np
 
 from agetdaq.protocol import decode_kernel as dk
 from agetdaq.readout.datapath.build import BuiltBatch, _ranges
-from agetdaq.readout.datapath.processing.features import FEATURES_DTYPE
-from agetdaq.readout.store import layout as L
-
-NOT_PROCESSED = 0x8000  # build_flags bit: features not computed (processing shed under load)
-SAMPLES_IN_RAW = L.SAMPLES_IN_RAW  # build_flags bit: samples only in the raw record
-
-_HEADER = [
-    ("event_id", "<u8"),
-    ("event_count", "<u4"),
-    ("timestamp", "<u8"),
-    ("type", "u1"),
-    ("source_id", "u1"),
-    ("flags", "<u2"),
-    ("build_flags", "<u2"),
-    ("n_channels", "<u2"),
-    ("time_ns", "<u8"),
-    ("raw_first", "<u8"),  # row in raw/index of the datagram holding the start of the event
-    ("raw_count", "<u4"),  # datagrams from raw_first to the one holding its end
-]
-EVENT_DTYPE = np.dtype(
-    _HEADER + [(n, FEATURES_DTYPE[n]) for n in FEATURES_DTYPE.names if n != "event"]
-)
+from agetdaq.readout.schema import AUX_DTYPE, CHANNEL_DTYPE, FEATURE_NAMES, NOT_PROCESSED
+from agetdaq.readout.store.records import header_rows
 
 
 def event_rows(built: BuiltBatch, features: np.ndarray | None, time_ns: int) -> np.ndarray:
     """The event-table rows of a built batch (features zero where not processed)."""
-    b = built.decoded
-    rows = np.zeros(len(built), EVENT_DTYPE)
-    rows["event_id"] = built.event_id
-    rows["event_count"] = b.event_count
-    rows["timestamp"] = b.timestamp
-    rows["type"] = b.event_type
-    rows["source_id"] = b.source_id
-    rows["flags"] = b.flags
-    rows["build_flags"] = built.build_flags
-    rows["n_channels"] = b.n_channels
-    rows["time_ns"] = time_ns
-    ev = b.events_table
-    rows["raw_first"] = ev[:, dk.EV_FIRST_DGRAM]
-    rows["raw_count"] = ev[:, dk.EV_LAST_DGRAM] - ev[:, dk.EV_FIRST_DGRAM] + 1
+    rows = header_rows(built.decoded, built.event_id, built.build_flags, time_ns)
     if features is not None:
-        for name in FEATURES_DTYPE.names:
-            if name != "event":
-                rows[name] = features[name]
+        for name in FEATURE_NAMES:
+            rows[name] = features[name]
     else:
         rows["build_flags"] |= NOT_PROCESSED
     return rows
@@ -90,7 +60,7 @@ def stored_channels(
         s_idx = slice(first, first + int(n_s.sum()))  # back to back (mode "all"): no gather
     else:
         s_idx = _ranges(starts, n_s)
-    ch = np.zeros(len(idx), L.CHANNEL_DTYPE)
+    ch = np.zeros(len(idx), CHANNEL_DTYPE)
     ch["event_row"] = owner[idx]
     ch["card"] = b.card[idx]
     ch["chip"] = b.chip[idx]
@@ -105,7 +75,7 @@ def aux_rows(built: BuiltBatch) -> np.ndarray:
     """The aux rows (hit counts, last cells read) of a built batch."""
     b = built.decoded
     aux_t = b.aux_table
-    aux = np.zeros(aux_t.shape[0], L.AUX_DTYPE)
+    aux = np.zeros(aux_t.shape[0], AUX_DTYPE)
     if len(aux):
         aux["event_row"] = np.repeat(np.arange(len(built)), b.events_table[:, dk.EV_N_AUX])
         aux["kind"] = aux_t[:, dk.AUX_KIND]

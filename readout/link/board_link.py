@@ -1,4 +1,12 @@
-"""The DAQ's link to one BEC: command / reply channel, data receiver and credit loop on one socket.
+"""The DAQ's link to one board: command / reply channel, receiver and credit loop on one socket.
+
+Enters: command lines and scripts from the acquisition; the board's datagrams (through the
+:class:`~agetdaq.readout.link.receiver.Receiver`). Leaves: commands and credit requests to the
+board, parsed replies to the caller, data frames in the receiver's ring. Counts: commands sent,
+stale replies, timeouts (with the receiver's and the credit loop's: :meth:`BoardLink.stats`).
+
+The board type (:mod:`agetdaq.readout.link.board`, default Feminos) supplies the command set, the
+reply parser, the credit request format, the pause request, the default port and the datagram size.
 
 * :meth:`BoardLink.command` sends one command line and waits for its single reply (default 4 s, as
   feminos-daq; no retry). At most one command is pending: callers are serialised by a lock.
@@ -6,12 +14,14 @@
   out would be taken for the next one: queued replies are therefore drained, counted
   (``stale_replies``) and logged before every new command.
 * Error codes (< 0) raise :class:`BoardError` with the card's text; a reply that is not a valid
-  frame raises it too. Data requests ``daq 0x.. U [0x..]`` get no reply: sent without waiting.
+  frame raises it too. Data requests (Feminos: ``daq 0x.. U [0x..]``) get no reply: sent without
+  waiting.
 * :meth:`BoardLink.run_script` executes a :class:`agetdaq.protocol.script.Script`: the whole script
   is parsed and validated first (text or path in -> :class:`~agetdaq.protocol.script.ScriptError`
-  before any datagram leaves), then board steps go one by one with their replies logged, ``sleep``
-  waits (interruptibly), ``fem`` selects, ``credits`` configures the credit loop and client ``DAQ``
-  steps go to ``on_daq`` (default :meth:`BoardLink.daq_step`: starts / stops the credit loop).
+  before any datagram leaves; every board step checked with the board type's command set), then
+  board steps go one by one with their replies logged, ``sleep`` waits (interruptibly), ``fem``
+  selects, ``credits`` configures the credit loop and client ``DAQ`` steps go to ``on_daq`` (default
+  :meth:`BoardLink.daq_step`: starts / stops the credit loop).
 """
 
 from __future__ import annotations
@@ -23,22 +33,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agetdaq.protocol.command_table import CommandError, ParsedCommand, validate
-from agetdaq.protocol.commands import ProtocolError, Reply, parse_reply
+from agetdaq.protocol.command_table import CommandError
+from agetdaq.protocol.commands import ProtocolError, Reply
 from agetdaq.protocol.script import Script, Step, parse_script
-from agetdaq.readout.link.credit import PAUSE_REQUEST, CreditConfig, CreditLoop
-from agetdaq.readout.link.receiver import (
-    DEFAULT_RCVBUF,
-    DEFAULT_SLOT_SIZE,
-    DEFAULT_SLOTS,
-    RcvbufReport,
-    Receiver,
-    open_board_socket,
-)
+from agetdaq.readout.link.board import Board, Command, board_type
+from agetdaq.readout.link.credit import CreditConfig, CreditLoop
+from agetdaq.readout.link.receiver import DEFAULT_RCVBUF, DEFAULT_SLOTS, RcvbufReport, Receiver
+from agetdaq.readout.link.udp import open_board_socket
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 1122
 DEFAULT_TIMEOUT = 4.0
 
 
@@ -61,31 +65,35 @@ class StepResult:
     reply: Reply | None  # None for steps without a reply
 
 
-def expects_reply(command: ParsedCommand) -> bool:
-    """Every command gets one reply except a data request that is not a pause (§3.2, §3.4)."""
-    return not (command.name == "daq" and "amount" in command.args and not command.args["pause"])
-
-
 class BoardLink:
-    """One board: socket, :class:`Receiver` (data ring + replies), :class:`CreditLoop`."""
+    """One board: socket, :class:`Receiver` (data ring + replies), :class:`CreditLoop`, command
+    channel. ``board`` = the board type or its name (default Feminos); ``port`` None = its
+    default port, ``slot_size`` None = its largest datagram."""
 
     def __init__(
         self,
         host: str,
-        port: int = DEFAULT_PORT,
+        port: int | None = None,
         *,
         timeout: float = DEFAULT_TIMEOUT,
         local: tuple[str, int] = ("", 0),
         rcvbuf: int = DEFAULT_RCVBUF,
         force_rcvbuf: bool = False,
         n_slots: int = DEFAULT_SLOTS,
-        slot_size: int = DEFAULT_SLOT_SIZE,
+        slot_size: int | None = None,
         credit: CreditConfig | None = None,
         check_frames: bool = True,
         fem_index: int = 0,
+        board: Board | str | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
+        try:
+            self.board = board_type(board)
+        except ValueError as exc:
+            raise BoardError(str(exc)) from None
+        if port is None:
+            port = self.board.default_port
         self.host, self.port = host, port
         self.address = f"{host}:{port}"
         self.timeout = timeout
@@ -98,7 +106,7 @@ class BoardLink:
             )
         except OSError as exc:
             raise BoardError(f"cannot open a UDP socket to board {host}:{port}: {exc}") from None
-        self.credit = CreditLoop(self._sock.send, credit)
+        self.credit = CreditLoop(self._sock.send, credit, board=self.board)
         self.receiver = Receiver(
             self._sock,
             n_slots=n_slots,
@@ -106,6 +114,7 @@ class BoardLink:
             sink=self.credit,
             check_frames=check_frames,
             name=self.address,
+            board=self.board,
         )
         self._cmd_lock = threading.Lock()
         self._closed = False
@@ -160,17 +169,18 @@ class BoardLink:
         validate_line: bool = True,
     ) -> Reply | None:
         """Send one command line and return its reply (None for a data request, which gets none).
-        The line is checked against the command table first unless ``validate_line`` is False
-        (then a reply is always awaited). ``check`` raises :class:`BoardError` on an error code."""
+        The line is checked against the board type's command set first unless ``validate_line``
+        is False (then a reply is always awaited). ``check`` raises :class:`BoardError` on an
+        error code."""
         if not validate_line:
             return self._command(" ".join(line.split()), True, timeout, check)
         try:
-            parsed = validate(line)
+            parsed = self.board.validate(line)
         except CommandError as exc:
             raise BoardError(
                 f"not sent to {self.address}: {exc.message}", code=exc.code, text=line
             ) from None
-        return self._command(parsed.text, expects_reply(parsed), timeout, check)
+        return self._command(parsed.text, self.board.expects_reply(parsed), timeout, check)
 
     def _command(
         self, text: str, wants_reply: bool, timeout: float | None, check: bool
@@ -195,7 +205,7 @@ class BoardLink:
             self.timeouts += 1
             raise BoardTimeout(f"no reply from board {self.address} to {text!r} within {wait:g} s")
         try:
-            reply = parse_reply(got.datagram)
+            reply = self.board.parse_reply(got.datagram)
         except ProtocolError as exc:
             raise BoardError(
                 f"malformed reply from board {self.address} to {text!r}: {exc}"
@@ -239,9 +249,10 @@ class BoardLink:
         self.credit.start(budget_bytes)
 
     def stop_data(self, timeout: float | None = None) -> Reply | None:
-        """Stop granting and pause the board (``daq 0xFFFFFF F``, which is answered)."""
+        """Stop granting and pause the board (its pause request, which is answered; Feminos:
+        ``daq 0xFFFFFF F``)."""
         self.credit.stop()
-        return self.command(PAUSE_REQUEST, timeout)
+        return self.command(self.board.pause_request, timeout)
 
     def daq_step(self, step: Step) -> None:
         """Default handler of client ``DAQ`` steps: -1 / N start, 0 stops, bare logs progress."""
@@ -287,7 +298,7 @@ class BoardLink:
                     log.info("%s: %r skipped (fem not selected)", self.address, step.text)
                     continue
                 assert command is not None
-                reply = self._command(command.text, expects_reply(command), None, True)
+                reply = self._command(command.text, self.board.expects_reply(command), None, True)
                 log.info(
                     "%s %s:%d %r -> %s",
                     self.address,
@@ -313,15 +324,14 @@ class BoardLink:
                 log.info("%s: client step %r has no handler here; skipped", self.address, step.text)
         return results
 
-    @staticmethod
-    def _plan(script: Script) -> list[tuple[Step, ParsedCommand | None]]:
-        """Every step with its validated board command (a Script built by hand may lack it)."""
-        plan: list[tuple[Step, ParsedCommand | None]] = []
+    def _plan(self, script: Script) -> list[tuple[Step, Command | None]]:
+        """Every step with its board command validated by the board type (before any is sent)."""
+        plan: list[tuple[Step, Command | None]] = []
         for step in script:
-            command = step.command
-            if step.kind == "board" and command is None:
+            command = None
+            if step.kind == "board":
                 try:
-                    command = validate(step.text)
+                    command = self.board.validate_step(step)
                 except CommandError as exc:
                     raise BoardError(
                         f"{step.file}:{step.line}: {exc.message}", code=exc.code, text=step.text

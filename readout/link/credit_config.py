@@ -6,17 +6,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from agetdaq.protocol.commands import MAX_DAQ_AMOUNT
+from agetdaq.readout.config import setting
 
 
 @dataclass(frozen=True)
 class CreditConfig:
     """Window and threshold in ``unit`` ('F' frames or 'B' bytes); ring water marks as fractions."""
 
-    unit: str = "F"
-    window: int = 8
-    threshold: int = 1
-    high_water: float = 0.5
-    low_water: float = 0.25
+    unit: str = setting("F", "F = frames, B = bytes", choices=("F", "B"))
+    window: int = setting(8, "credit granted per request", lo=1, hi=MAX_DAQ_AMOUNT)
+    threshold: int = setting(1, "ask again when the credit left falls to this", lo=0)
+    high_water: float = setting(0.5, "ring fill that pauses the credit", gt=0.0, lt=1.0)
+    low_water: float = setting(0.25, "ring fill that resumes it", gt=0.0, lt=1.0)
 
     def __post_init__(self) -> None:
         if self.unit not in ("F", "B"):

@@ -1,18 +1,20 @@
 """The credit loop's fast path without the GIL: grant from the capture kernel, right after recv.
 
 :class:`agetdaq.readout.link.credit.CreditLoop` keeps its per-frame state in an int64 array (``S_*``
-slots) so that :func:`fast_grant`, called by the receiver's ``recvmmsg`` kernel
-(agetdaq.readout.link.mmsg) for a batch of clean data frames, can do what
-:meth:`CreditLoop.on_frames` does in the usual case (every lead word in sequence, running, no byte
-budget, no capture tap) and send the request itself: the re-grant then never waits for the
-interpreter lock, which the data path may hold for milliseconds (HDF5 compression). Anything else (a
-sequence break, a first reply, the loop stopped) returns 0 and the batch goes through the Python
-path.
+slots, owned by its :class:`~agetdaq.readout.link.credit_state.CreditState`) so that
+:func:`fast_grant`, called by the capture loop's ``recvmmsg`` kernel (agetdaq.readout.link.mmsg) for
+a batch of clean data frames, can do what :meth:`CreditLoop.on_frames` does in the usual case (every
+lead word in sequence, running, no byte budget, no capture tap) and send the request itself: the
+re-grant then never waits for the interpreter lock, which the data path may hold for milliseconds
+(HDF5 compression). Anything else (a sequence break, a first reply, the loop stopped) returns 0 and
+the batch goes through the Python path.
 
 Requests go out under :class:`SharedLock`, a pthread mutex that both the kernel and Python (via
 ctypes, which releases the GIL while it waits) take, so request sequence numbers stay in order
 whoever sends. Latency samples (arrival stamp -> ``send`` called, 1 us bins) go to an array that
 the loop folds into its :class:`~agetdaq.readout.link.counters.LatencyHistogram` when read.
+The request text is the Feminos one (``daq 0x.. F|B 0x..``): only board types with ``batch_scan``
+get here (:mod:`agetdaq.readout.link.board`).
 """
 
 from __future__ import annotations

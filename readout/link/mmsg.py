@@ -10,6 +10,10 @@ with the load and the cost per datagram falls when it matters.
 stamps the batch with ``CLOCK_MONOTONIC`` (the clock of ``time.monotonic_ns``) and checks every
 datagram with :func:`scan_frames`: when all are well-formed data frames (the usual case) their
 lengths and arrival times are written to the ring's arrays and the caller only publishes them.
+The scan and the credit grant that follows it know the Feminos layout (lead word, SOF_D, size
+word, END_OF_FRAME; ``daq`` requests): for a board type without ``batch_scan`` the control array
+turns the scan off and every batch is sorted by the board's classifier
+(:mod:`agetdaq.readout.link.board`).
 :class:`MultiReceiver` prebuilds one ``iovec`` and one ``mmsghdr`` per ring row. ``MSG_TRUNC``
 makes a row's ``msg_len`` the datagram's real length, so an oversize datagram is recognised.
 Linux on a 64-bit ABI only (:func:`available`); callers keep a one-datagram path for the rest.
@@ -105,10 +109,11 @@ def scan_frames_ref(hdr32, words, start, k, slot_size, check, lengths) -> int:
     return sum(ns)
 
 
-# slots of the int64 control array of recv_scan
+# slots of the int64 control array of recv_scan (C_SCAN 0: no frame scan, every batch is sorted
+# by the caller: a board type without the Feminos fast path)
 (C_FD, C_HDR_ADDR, C_START, C_VLEN, C_FLAGS, C_SLOT_SIZE, C_CHECK, C_FILL, C_MUTEX,
- C_SCRATCH) = range(10)  # fmt: skip
-N_CONTROL = 10
+ C_SCRATCH, C_SCAN) = range(11)  # fmt: skip
+N_CONTROL = 11
 
 
 @njit(cache=True, nogil=True)
@@ -123,7 +128,7 @@ def recv_scan(ctl, hdr32, words, lengths, arrivals, ts, st, lat, msg):
     err = _errno_location()[0] if n < 0 else 0
     _clock_gettime(CLOCK_MONOTONIC, ts.ctypes.data)
     t = ts[0] * 1_000_000_000 + ts[1]
-    if n <= 0:
+    if n <= 0 or ctl[C_SCAN] == 0:
         return n, err, -1, t, 0
     total = scan_frames(hdr32, words, start, n, ctl[C_SLOT_SIZE], ctl[C_CHECK] != 0, lengths)
     if total < 0 or start == ctl[C_SCRATCH]:
@@ -193,12 +198,13 @@ class MultiReceiver:
         raise_for_errno(err)
         raise AssertionError("unreachable")
 
-    def control(self, check: bool, scratch: int, mutex: int = 0) -> np.ndarray:
-        """A control array for :func:`recv_scan` (start, vlen and fill set per call)."""
+    def control(self, check: bool, scratch: int, mutex: int = 0, scan: bool = True) -> np.ndarray:
+        """A control array for :func:`recv_scan` (start, vlen and fill set per call); ``scan``
+        False = no frame scan (every batch comes back as not clean)."""
         ctl = np.zeros(N_CONTROL, dtype=np.int64)
         ctl[C_FD], ctl[C_HDR_ADDR], ctl[C_FLAGS] = self.fd, self.hdr_addr, self.flags
         ctl[C_SLOT_SIZE], ctl[C_CHECK] = self.buf.shape[1], int(check)
-        ctl[C_MUTEX], ctl[C_SCRATCH] = mutex, scratch
+        ctl[C_MUTEX], ctl[C_SCRATCH], ctl[C_SCAN] = mutex, scratch, int(scan)
         return ctl
 
     def length(self, row: int) -> int:

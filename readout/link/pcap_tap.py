@@ -1,5 +1,9 @@
 """The pcap tap: every datagram exchanged with one board, both directions, into a capture file.
 
+Enters: ``(direction, payload, monotonic ns)`` from the capture loop, the command channel and the
+credit loop. Leaves: a pcap file. Counts: datagrams captured, written, dropped (queue full) and
+write errors (:meth:`PcapTap.stats`).
+
 The link calls the tap as ``tap(direction, payload, time_ns)`` from its hot paths (the receiver's
 capture thread for every datagram received, the command channel and the credit loop for every
 datagram sent). The call only copies the payload into a bounded queue; a writer thread drains it

@@ -1,4 +1,7 @@
-"""The board's UDP socket: one per BEC, connected, with a large receive buffer read back.
+"""The board's UDP socket: one per board, connected, with a large receive buffer read back.
+
+Enters: the board's address and the buffer size wanted. Leaves: a bound, connected socket and a
+:class:`RcvbufReport` of the size the kernel granted.
 
 A short ``SO_RCVBUF`` grant (``net.core.rmem_max`` too low) is logged as a warning with the sysctl
 that fixes it (FIELD-NOTES); :func:`set_rcvbuf` can retry with ``SO_RCVBUFFORCE`` (root).

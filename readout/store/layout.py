@@ -1,17 +1,13 @@
-"""The run file's layout: dataset names, row types and compression (docs/FILE_FORMAT.md).
+"""The run file's layout: dataset names and compression (docs/FILE_FORMAT.md).
 
-Shared by the writer and the reader so the two cannot disagree. Bump ``FORMAT_VERSION`` on any
-change that a reader must know about.
+Shared by the writer and the readers. The row types of the datasets, the flag bits and
+FORMAT_VERSION are in :mod:`agetdaq.readout.schema`.
 """
 
 from __future__ import annotations
 
 import hdf5plugin
 import numpy as np
-
-FORMAT_VERSION = 2  # 2: events flagged SAMPLES_IN_RAW keep their samples in the raw record only
-
-SAMPLES_IN_RAW = 0x4000  # events build_flags bit: no channel rows stored; decode the raw record
 
 RAW_WORDS = "raw/words"  # uint16: every datagram as received, lead word included, back to back
 RAW_INDEX = "raw/index"  # one row per datagram
@@ -23,55 +19,10 @@ AUX = "aux"  # hit counts and last-cell-read values of the events
 STATUS = "status"  # JSON snapshots of the counters, one per flush
 META = "meta"  # group: configuration in (script, config, mapping, pedestals) as datasets
 META_OUT = "meta_out"  # group written on a clean close: stop time, final counters
-PEDESTALS = "meta/pedestals"  # per-strip mean, sigma, threshold, flags at run start
+PEDESTALS = "meta/pedestals"  # per-strip mean, sigma, threshold, flags in use at run start
+PEDESTALS_OUT = "meta_out/pedestals"  # the table a pedestal run measured
 APPENDED = (RAW_WORDS, RAW_INDEX, EVENTS, CHANNELS, SAMPLE_BIN, SAMPLE_ADC, AUX, STATUS)
-
-RAW_INDEX_DTYPE = np.dtype(
-    [
-        ("offset", "<u8"),  # first word in raw/words
-        ("nbytes", "<u4"),  # datagram length in bytes
-        ("arrival_ns", "<u8"),  # host time.time_ns() at reception
-    ]
-)
-
-CHANNEL_DTYPE = np.dtype(
-    [
-        ("event_row", "<u8"),  # row in /events
-        ("card", "u1"),
-        ("chip", "u1"),
-        ("channel", "u1"),  # DAQ channel index
-        ("strip", "<i2"),  # global strip index (X 0..119, Y 120..239) or -1
-        ("sample_start", "<u8"),  # first row in samples/*
-        ("n_samples", "<u2"),
-    ]
-)
-
-AUX_DTYPE = np.dtype(
-    [
-        ("event_row", "<u8"),
-        ("kind", "u1"),  # 0 hit count (card, chip, value), 1 last cell read (chip, value)
-        ("card", "u1"),
-        ("chip", "u1"),
-        ("value", "<u2"),
-    ]
-)
-AUX_HIT_COUNT = 0
-AUX_LAST_CELL = 1
-
-STATUS_DTYPE = np.dtype([("time_ns", "<u8"), ("json", "S2048")])
-
-PEDESTAL_DTYPE = np.dtype(
-    [
-        ("card", "u1"),
-        ("chip", "u1"),
-        ("channel", "u1"),
-        ("strip", "<i2"),
-        ("mean", "<f4"),
-        ("sigma", "<f4"),
-        ("threshold", "<f4"),
-        ("flags", "u1"),  # 1 dead, 2 noisy, 4 masked
-    ]
-)
+DATASETS = (*APPENDED, META, META_OUT, PEDESTALS, PEDESTALS_OUT)
 
 COMPRESSIONS = ("blosc-lz4", "blosc-zstd", "gzip", "lzf", "none")
 

@@ -1,4 +1,9 @@
-"""Reader of agetdaq run files (works on a file that is still being written, via SWMR)."""
+"""Reader of agetdaq run files (works on a file that is still being written, via SWMR).
+
+The HDF5 side of :func:`agetdaq.readout.store.run.open_run`, which is what commands and the GUI
+use; this class is the direct access to the file's tables. A file of an older format version or
+with missing tables (a writer that died early) reads as far as it goes: a missing table is empty.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +17,11 @@ import numpy as np
 from agetdaq.protocol import decode_kernel as dk
 from agetdaq.protocol.decode import StreamDecoder, pack_datagrams
 from agetdaq.protocol.event import Channel, Event, EventFlag
+from agetdaq.readout import schema as S
 from agetdaq.readout.store import layout as L
+from agetdaq.readout.store.errors import DamagedRunFileError, RunFileError, UnknownFormatError
 
-
-class RunFileError(RuntimeError):
-    """Not an agetdaq run file, or unreadable."""
+__all__ = ["RunFile", "RunFileError"]
 
 
 def _text(value: object) -> str:
@@ -35,10 +40,13 @@ class RunFile:
         try:
             self.file = h5py.File(self.path, "r", libver="latest", swmr=True)
         except OSError as exc:
-            raise RunFileError(f"cannot open {self.path}: {exc}") from exc
-        if self.file.attrs.get("format") != "agetdaq-run":
+            raise DamagedRunFileError(f"cannot open {self.path}: {exc}") from exc
+        if _text(self.file.attrs.get("format", "")) != S.FORMAT_NAME:
             self.file.close()
-            raise RunFileError(f"{self.path} is not an agetdaq run file")
+            raise UnknownFormatError(f"{self.path} is not an agetdaq run file")
+        if L.EVENTS not in self.file:
+            self.file.close()
+            raise DamagedRunFileError(f"{self.path}: the run file has no events table")
 
     def close(self) -> None:
         self.file.close()
@@ -52,9 +60,19 @@ class RunFile:
     def refresh(self) -> None:
         """See rows appended since opening (SWMR readers must refresh each dataset)."""
         for name in L.APPENDED:
-            self.file[name].refresh()
+            if name in self.file:
+                self.file[name].refresh()
 
     # ---- tables -----------------------------------------------------------------------------
+
+    @property
+    def format_version(self) -> int:
+        """The file's FORMAT_VERSION (1 for files written before the attribute had a value)."""
+        return int(self.file.attrs.get("format_version", 1))
+
+    def _table(self, name: str, dtype: np.dtype) -> h5py.Dataset | np.ndarray:
+        """A dataset, or an empty array when the file lacks it."""
+        return self.file[name] if name in self.file else np.zeros(0, dtype)
 
     @property
     def n_events(self) -> int:
@@ -66,15 +84,23 @@ class RunFile:
 
     def channels(self) -> np.ndarray:
         """The stored channel rows (events flagged SAMPLES_IN_RAW have none: see iter_events)."""
-        return self.file[L.CHANNELS][:]
+        return self._table(L.CHANNELS, S.CHANNEL_DTYPE)[:]
 
     @property
     def n_datagrams(self) -> int:
-        return int(self.file[L.RAW_INDEX].shape[0])
+        return int(self.file[L.RAW_INDEX].shape[0]) if L.RAW_INDEX in self.file else 0
+
+    @property
+    def raw_bytes(self) -> int:
+        """Total length of the raw datagrams."""
+        if L.RAW_INDEX not in self.file:
+            return 0
+        index, step = self.file[L.RAW_INDEX], 1 << 20
+        return sum(int(index[a : a + step]["nbytes"].sum()) for a in range(0, len(index), step))
 
     def datagrams(self, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
         """Raw datagrams as received (lead word included)."""
-        index = self.file[L.RAW_INDEX][start:stop]
+        index = self._table(L.RAW_INDEX, S.RAW_INDEX_DTYPE)[start:stop]
         if not len(index):
             return
         words = self.file[L.RAW_WORDS]
@@ -86,8 +112,17 @@ class RunFile:
             yield block[o : o + int(row["nbytes"])]
 
     def status(self) -> list[dict]:
-        rows = self.file[L.STATUS][:]
-        return [json.loads(bytes(r["json"]).rstrip(b"\0") or b"{}") for r in rows]
+        """The counter snapshots (one per flush); an unreadable snapshot is left out."""
+        out = []
+        for r in self._table(L.STATUS, S.STATUS_DTYPE)[:]:
+            try:
+                d = json.loads(bytes(r["json"]).rstrip(b"\0") or b"{}")
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            if isinstance(d, dict):
+                d.setdefault("time", int(r["time_ns"]) / 1e9)
+                out.append(d)
+        return out
 
     def metadata(self) -> dict[str, str]:
         """Configuration in: every dataset of /meta as text (pedestals excluded)."""
@@ -106,38 +141,49 @@ class RunFile:
         return {} if out is None else {k: _text(out[k][()]) for k in out}
 
     def pedestals(self) -> np.ndarray | None:
+        """The pedestal table in use at run start (``meta/pedestals``)."""
         return self.file[L.PEDESTALS][:] if L.PEDESTALS in self.file else None
+
+    def pedestals_out(self) -> np.ndarray | None:
+        """The pedestal table the run measured (``meta_out/pedestals``, pedestal runs)."""
+        return self.file[L.PEDESTALS_OUT][:] if L.PEDESTALS_OUT in self.file else None
 
     def attrs(self) -> dict[str, object]:
         return dict(self.file.attrs)
 
     # ---- events as the card sent them -------------------------------------------------------
 
-    def iter_events(self, start: int = 0, stop: int | None = None) -> Iterator[Event]:
+    def iter_events(
+        self, start: int = 0, stop: int | None = None, raw: bool = False
+    ) -> Iterator[Event]:
         """Stored events with the raw ADC of their stored channels, as ``protocol`` Events.
 
         Events flagged SAMPLES_IN_RAW (shed under load; the file keeps no decoded copy) get
-        every channel, decoded from the raw datagrams they came in."""
+        every channel, decoded from the raw datagrams they came in. With ``raw`` every event
+        does (all the channels the card sent, whatever was stored), where the raw record has it.
+        """
         ev = self.events(start, stop)
         if not len(ev):
             return
-        ch = self.file[L.CHANNELS][:]
+        ch = self.channels()
         if len(ch) > 1 and np.any(ch["event_row"][1:] < ch["event_row"][:-1]):
             ch = ch[np.argsort(ch["event_row"], kind="stable")]
-        aux = self.file[L.AUX][:]
+        aux = self._table(L.AUX, S.AUX_DTYPE)[:]
         for a in range(0, len(ev), _SLAB):
-            yield from self._slab(ev[a : a + _SLAB], start + a, ch, aux)
+            yield from self._slab(ev[a : a + _SLAB], start + a, ch, aux, raw)
 
     def event(self, row: int) -> Event:
         """The Event of one event row, as ``iter_events(row, row + 1)`` yields it, without reading
         the whole channel table (its rows and the aux rows are appended in event order)."""
         if not 0 <= row < self.n_events:
             raise IndexError(f"event row {row} not in 0..{self.n_events - 1}")
-        ch = _rows_of(self.file[L.CHANNELS], row)
-        aux = _rows_of(self.file[L.AUX], row)
+        ch = _rows_of(self._table(L.CHANNELS, S.CHANNEL_DTYPE), row)
+        aux = _rows_of(self._table(L.AUX, S.AUX_DTYPE), row)
         return next(self._slab(self.events(row, row + 1), row, ch, aux))
 
-    def _slab(self, ev: np.ndarray, first_row: int, ch: np.ndarray, aux: np.ndarray):
+    def _slab(
+        self, ev: np.ndarray, first_row: int, ch: np.ndarray, aux: np.ndarray, raw: bool = False
+    ) -> Iterator[Event]:
         last_row = first_row + len(ev)
         lo, hi = np.searchsorted(ch["event_row"], [first_row, last_row])
         sel = ch[lo:hi]
@@ -150,11 +196,12 @@ class RunFile:
             s0, bins, adc = 0, np.zeros(0, np.uint16), np.zeros(0, np.uint16)
         bounds = np.searchsorted(sel["event_row"], np.arange(first_row, last_row + 1))
         aux = aux[(aux["event_row"] >= first_row) & (aux["event_row"] < last_row)]
-        from_raw = self._decoded_from_raw(ev)
+        from_raw = self._decoded_from_raw(ev, every=raw)
         names = ev.dtype.names or ()
         for i, row in enumerate(ev):
-            if i in from_raw:
-                channels = from_raw[i]
+            decoded = from_raw.get(i)
+            if decoded is not None:  # as the card sent it: its channels and aux items
+                channels, hits, cells = decoded.channels, decoded.hit_counts, decoded.last_cells
             else:
                 channels = []
                 for c in sel[bounds[i] : bounds[i + 1]]:
@@ -169,15 +216,15 @@ class RunFile:
                             adc[a : a + n].copy(),
                         )
                     )
-            mine = aux[aux["event_row"] == first_row + i] if len(aux) else aux
-            hits = [
-                (int(a["card"]), int(a["chip"]), int(a["value"]))
-                for a in mine
-                if a["kind"] == L.AUX_HIT_COUNT
-            ]
-            cells = [
-                (int(a["chip"]), int(a["value"])) for a in mine if a["kind"] == L.AUX_LAST_CELL
-            ]
+                mine = aux[aux["event_row"] == first_row + i] if len(aux) else aux
+                hits = [
+                    (int(a["card"]), int(a["chip"]), int(a["value"]))
+                    for a in mine
+                    if a["kind"] == S.AUX_HIT_COUNT
+                ]
+                cells = [
+                    (int(a["chip"]), int(a["value"])) for a in mine if a["kind"] == S.AUX_LAST_CELL
+                ]
             yield Event(
                 event_type=int(row["type"]) if "type" in names else 0,
                 timestamp=int(row["timestamp"]) if "timestamp" in names else 0,
@@ -189,28 +236,31 @@ class RunFile:
                 flags=EventFlag(int(row["flags"]) & 0x7F) if "flags" in names else EventFlag.NONE,
             )
 
-    def _decoded_from_raw(self, ev: np.ndarray) -> dict[int, list[Channel]]:
-        """Channels of the rows flagged SAMPLES_IN_RAW (by position in ``ev``), decoded from
-        the raw datagrams: each event is the one with its counter that starts in datagram
-        ``raw_first``."""
+    def _decoded_from_raw(self, ev: np.ndarray, every: bool = False) -> dict[int, Event]:
+        """The events of the rows flagged SAMPLES_IN_RAW (``every``: of all rows), by position in
+        ``ev``, decoded from the raw datagrams: each event is the one with its counter that
+        starts in datagram ``raw_first`` (format version 2)."""
         names = ev.dtype.names or ()
-        if not {"build_flags", "raw_first", "raw_count"} <= set(names):
+        if not {"build_flags", "raw_first", "raw_count"} <= set(names) or not self.n_datagrams:
             return {}
-        todo = np.flatnonzero(ev["build_flags"] & L.SAMPLES_IN_RAW)
+        if every:
+            todo = np.arange(len(ev))
+        else:
+            todo = np.flatnonzero(ev["build_flags"] & S.SAMPLES_IN_RAW)
         if not len(todo):
             return {}
         first = ev["raw_first"][todo].astype(np.int64)
         end = first + np.maximum(ev["raw_count"][todo].astype(np.int64), 1)
-        out: dict[int, list[Channel]] = {}
+        out: dict[int, Event] = {}
         g = 0
         while g < len(todo):  # groups of events whose datagrams lie close together
             h = g + 1
             while h < len(todo) and end[h] - first[g] <= _RAW_SPAN and first[h] >= first[g]:
                 h += 1
             d0, d1 = int(first[g]), int(end[g:h].max())
-            starts: dict[tuple[int, int], list[Channel]] = {}
+            starts: dict[tuple[int, int], Event] = {}
             for dgram, e in _decode_raw(list(self.datagrams(d0, d1))):
-                starts.setdefault((d0 + dgram, e.event_count), e.channels)
+                starts.setdefault((d0 + dgram, e.event_count), e)
             for k in range(g, h):
                 key = (int(first[k]), int(ev["event_count"][todo[k]]))
                 if key in starts:

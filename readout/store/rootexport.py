@@ -38,16 +38,16 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
 from agetdaq.protocol.event import Event
-from agetdaq.readout.store.convert import BATCH, ConvertError, ConvertReport, file_format
+from agetdaq.readout.store.convert import ConvertError, ConvertReport
+from agetdaq.readout.store.errors import RunFileError
+from agetdaq.readout.store.run import Run, open_run
 
 N_BINS = 512
 PRE_SAMPLES = 8
@@ -64,7 +64,6 @@ ROOT_OPTIONS = (
     "waveforms",
     "chunk_events",
 )
-_RUN_NUMBER = re.compile(r"R(\d{3,})")
 
 
 @dataclass
@@ -112,76 +111,34 @@ def event_block(event: Event, fill: str | int) -> tuple[np.ndarray, np.ndarray, 
 # ---- sources -------------------------------------------------------------------------------
 
 
-def _h5_source(path: Path, waveforms: str) -> tuple[Iterator[tuple[Event, int, int]], dict]:
-    """(event, event_id, time_ns) of a run file, and its run metadata."""
-    from agetdaq.readout.store.reader import RunFile
-
-    with RunFile(path) as f:
-        meta = f.metadata()
-        rows = f.events()
-        created = float(f.attrs().get("created_unix", 0.0))
-        raw = f.n_datagrams > 0
-    if waveforms == "auto":
-        waveforms = "raw" if raw else "stored"
-    if waveforms == "raw" and not raw:
-        raise ConvertError(f"{path}: the run file holds no raw datagrams (use --waveforms stored)")
+def _events(run: Run, waveforms: str) -> Iterator[tuple[Event, int, int]]:
+    """(event, event_id, time_ns) of a run: for a run file its event ids and host times, for a
+    decoded file the position and the run start."""
+    start_ns = int(run.info.start_unix * 1e9)
+    if run.format != "h5":
+        for i, ev in enumerate(run.events()):
+            yield ev, i, start_ns
+        return
+    raw = run.has_raw if waveforms == "auto" else waveforms == "raw"
+    rows = run.rows()
     names = rows.dtype.names or ()
     ids = rows["event_id"] if "event_id" in names else np.arange(len(rows), dtype=np.uint64)
     times = rows["time_ns"] if "time_ns" in names else np.zeros(len(rows), dtype=np.uint64)
-    meta["_start_unix"] = _start_unix(meta.get("start_time", ""), created)
-    start_ns = int(meta["_start_unix"] * 1e9)
-
-    def stored() -> Iterator[tuple[Event, int, int]]:
-        with RunFile(path) as f:
-            for i, ev in enumerate(f.iter_events()):
-                yield ev, int(ids[i]), int(times[i]) or start_ns
-
-    def from_raw() -> Iterator[tuple[Event, int, int]]:
-        from agetdaq.protocol.decode import StreamDecoder, pack_datagrams
-        from agetdaq.readout.datapath.build import EventBuilder
-
-        by_id = dict(zip(ids.tolist(), times.tolist()))
-        decoder, builder = StreamDecoder(check_seq=True, has_lead=True), EventBuilder()
-        with RunFile(path) as f:
-            n = f.n_datagrams
-            for a in range(0, n + BATCH, BATCH):
-                batch = list(f.datagrams(a, a + BATCH)) if a < n else []
-                decoded = decoder.decode(*pack_datagrams(batch)) if batch else decoder.flush()
-                built = builder.build(decoded)
-                for ev, eid in zip(built.decoded.events(), built.event_id.tolist()):
-                    yield ev, int(eid), int(by_id.get(eid, 0)) or start_ns
-
-    return (from_raw() if waveforms == "raw" else stored()), meta
+    for i, ev in enumerate(run.events(raw=raw)):
+        yield ev, int(ids[i]), int(times[i]) or start_ns
 
 
-def _aqs_source(path: Path) -> tuple[Iterator[tuple[Event, int, int]], dict]:
-    from agetdaq.protocol.aqs import AqsReader
-
-    reader = AqsReader(path)
-    start = reader.header.start_time
-    m = _RUN_NUMBER.search(path.name)
-    meta = {"run_number": m.group(1) if m else "0", "_start_unix": float(start)}
-    events = ((ev, i, start * 1_000_000_000) for i, ev in enumerate(reader.events()))
-    return events, meta
-
-
-def _start_unix(text: str, fallback: float) -> float:
-    try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S%z").timestamp()
-    except ValueError:
-        return fallback
-
-
-def run_info(meta: dict, path: Path, **given: object) -> RootRunInfo:
-    """The ``run`` entry from a run file's metadata and the values given on the command line."""
+def run_info(run: Run, **given: object) -> RootRunInfo:
+    """The ``run`` entry from a run's metadata and the values given on the command line."""
     nan = math.nan
+    info, meta = run.info, run.metadata
     return RootRunInfo(
-        number=int(meta.get("run_number", 0) or 0),
-        name=path.stem,
-        timestamp_ms=int(float(meta.get("_start_unix", 0.0)) * 1000),
-        detector=str(given.get("detector") or meta.get("detector", "")),
-        tag=str(meta.get("run_type", "")),
-        comments=str(meta.get("comment", "")),
+        number=info.run_number,
+        name=run.path.stem,
+        timestamp_ms=int(info.start_unix * 1000),
+        detector=str(given.get("detector") or info.detector),
+        tag=info.run_type,
+        comments=info.comment,
         commands=str(meta.get("script", "")),
         drift_field_V_cm_bar=float(_or(given.get("drift_field"), nan)),
         mesh_voltage_V=float(_or(given.get("mesh_voltage"), nan)),
@@ -243,10 +200,12 @@ def export_root(
     waveforms: str = "auto",
     chunk_events: int = 1000,
 ) -> ConvertReport:
-    """Write a run file (``.h5``) or an ``.aqs`` run as a feminos-daq ROOT file.
+    """Write a run (a run file, an ``.aqs`` run or a capture: ``open_run``) as a feminos-daq
+    ROOT file.
 
     ``waveforms``: ``raw`` decodes the run file's raw datagrams (every channel the card sent, as
-    feminos-daq stores), ``stored`` uses the stored waveforms, ``auto`` raw when present.
+    feminos-daq stores), ``stored`` uses the stored waveforms, ``auto`` raw when present. The
+    events of an ``.aqs`` run or a capture are always those decoded from its datagrams.
     """
     try:
         import awkward as ak
@@ -265,39 +224,38 @@ def export_root(
             raise ConvertError(f"fill value {fill} is not a 16-bit sample")
     if waveforms not in ("auto", "raw", "stored"):
         raise ConvertError(f"waveforms must be auto, raw or stored, not {waveforms!r}")
-    fmt = file_format(source)
-    if fmt == "h5":
-        events, meta = _h5_source(source, waveforms)
-    elif fmt == "aqs":
-        events, meta = _aqs_source(source)
-    else:
-        raise ConvertError(f"{source}: ROOT export reads .h5 run files and .aqs runs, not {fmt}")
-    info = run_info(
-        meta, source, detector=detector, drift_field=drift_field,
-        mesh_voltage=mesh_voltage, pressure=pressure,
-    )  # fmt: skip
-    report = ConvertReport(str(source), str(output))
-    outside = 0
-    part = output.with_name(output.name + ".part")
     try:
-        with uproot.recreate(part, compression=_compression(compression, level)) as f:
-            tree = f.mktree("events", EVENT_BRANCHES, title="events")
-            chunk: list[tuple[Event, int, int]] = []
-            for item in events:
-                chunk.append(item)
-                if len(chunk) >= chunk_events:
+        run = open_run(source)
+    except RunFileError as exc:
+        raise ConvertError(str(exc)) from None
+    with run:
+        if run.format == "h5" and waveforms == "raw" and not run.has_raw:
+            raise ConvertError(f"{source}: no raw datagrams in the file (use --waveforms stored)")
+        info = run_info(
+            run, detector=detector, drift_field=drift_field,
+            mesh_voltage=mesh_voltage, pressure=pressure,
+        )  # fmt: skip
+        report = ConvertReport(str(source), str(output))
+        outside = 0
+        part = output.with_name(output.name + ".part")
+        try:
+            with uproot.recreate(part, compression=_compression(compression, level)) as f:
+                tree = f.mktree("events", EVENT_BRANCHES, title="events")
+                chunk: list[tuple[Event, int, int]] = []
+                for item in _events(run, waveforms):
+                    chunk.append(item)
+                    if len(chunk) >= chunk_events:
+                        outside += _extend(tree, chunk, fill, ak)
+                        report.events += len(chunk)
+                        chunk = []
+                if chunk:
                     outside += _extend(tree, chunk, fill, ak)
                     report.events += len(chunk)
-                    chunk = []
-            if chunk:
-                outside += _extend(tree, chunk, fill, ak)
-                report.events += len(chunk)
-            run = f.mktree("run", RUN_BRANCHES, title="run")
-            run.extend(_run_entry(info, ak))
-        os.replace(part, output)
-    finally:
-        if part.exists():
-            part.unlink()
+                f.mktree("run", RUN_BRANCHES, title="run").extend(_run_entry(info, ak))
+            os.replace(part, output)
+        finally:
+            if part.exists():
+                part.unlink()
     report.counters = {"fill": fill, "samples_outside_512_bins": outside, "run": info.__dict__}
     return report
 

@@ -20,6 +20,8 @@ import numpy as np
 from numba import njit
 
 from agetdaq import __version__
+from agetdaq.readout import schema as S
+from agetdaq.readout.config import setting
 from agetdaq.readout.store import layout as L
 
 
@@ -29,12 +31,12 @@ class WriterError(RuntimeError):
 
 @dataclass
 class WriterConfig:
-    compression: str = "blosc-lz4"
-    level: int = 5
+    compression: str = setting("blosc-lz4", choices=L.COMPRESSIONS)
+    level: int = setting(5, "compression level", lo=0, hi=9)
     swmr: bool = True
-    flush_interval_s: float = 1.0
+    flush_interval_s: float = setting(1.0, gt=0.0, hi=3600.0, unit="s")
     raw: bool = True  # keep every datagram as received
-    chunk_bytes: int = 1 << 20
+    chunk_bytes: int = setting(1 << 20, "bytes per chunk", lo=4096, hi=64 << 20)
 
 
 class _Appender:
@@ -195,18 +197,18 @@ class RunWriter:
 
     def _create(self, metadata: Mapping[str, object], pedestals: np.ndarray | None) -> None:
         f = self.file
-        f.attrs["format"] = "agetdaq-run"
-        f.attrs["format_version"] = L.FORMAT_VERSION
+        f.attrs["format"] = S.FORMAT_NAME
+        f.attrs["format_version"] = S.FORMAT_VERSION
         f.attrs["software_version"] = __version__
         f.attrs["created_unix"] = time.time()
-        self.raw_words = self._dataset(L.RAW_WORDS, np.dtype("<u2"))
-        self.raw_index = self._dataset(L.RAW_INDEX, L.RAW_INDEX_DTYPE)
+        self.raw_words = self._dataset(L.RAW_WORDS, S.RAW_WORD_DTYPE)
+        self.raw_index = self._dataset(L.RAW_INDEX, S.RAW_INDEX_DTYPE)
         self.events = self._dataset(L.EVENTS, self.event_dtype)
-        self.channels = self._dataset(L.CHANNELS, L.CHANNEL_DTYPE)
-        self.sample_bin = self._dataset(L.SAMPLE_BIN, np.dtype("<u2"))
-        self.sample_adc = self._dataset(L.SAMPLE_ADC, np.dtype("<u2"))
-        self.aux = self._dataset(L.AUX, L.AUX_DTYPE)
-        self.status = self._dataset(L.STATUS, L.STATUS_DTYPE)
+        self.channels = self._dataset(L.CHANNELS, S.CHANNEL_DTYPE)
+        self.sample_bin = self._dataset(L.SAMPLE_BIN, S.SAMPLE_DTYPE)
+        self.sample_adc = self._dataset(L.SAMPLE_ADC, S.SAMPLE_DTYPE)
+        self.aux = self._dataset(L.AUX, S.AUX_DTYPE)
+        self.status = self._dataset(L.STATUS, S.STATUS_DTYPE)
         self.status.flush_rows = 1
         meta = f.require_group(L.META)
         for key, value in metadata.items():
@@ -217,7 +219,7 @@ class RunWriter:
             else:
                 meta.create_dataset(key, data=str(value))
         if pedestals is not None:
-            f.create_dataset(L.PEDESTALS, data=np.asarray(pedestals, dtype=L.PEDESTAL_DTYPE))
+            f.create_dataset(L.PEDESTALS, data=np.asarray(pedestals, dtype=S.PEDESTAL_DTYPE))
 
     # ---- appends ----------------------------------------------------------------------------
 
@@ -251,23 +253,23 @@ class RunWriter:
         are relative to this call's ``events`` and sample arrays and are made absolute here."""
         if len(events) == 0:
             return
-        ch = np.array(channels, dtype=L.CHANNEL_DTYPE, copy=True)
+        ch = np.array(channels, dtype=S.CHANNEL_DTYPE, copy=True)
         ch["event_row"] += self.events.total
         ch["sample_start"] += self.sample_bin.total
         if aux is not None and len(aux):
-            ax = np.array(aux, dtype=L.AUX_DTYPE, copy=True)
+            ax = np.array(aux, dtype=S.AUX_DTYPE, copy=True)
             ax["event_row"] += self.events.total
             self.aux.append(ax)
         self.events.append(np.asarray(events, dtype=self.event_dtype))
         self.channels.append(ch)
-        self.sample_bin.append(np.asarray(sample_bin, dtype="<u2"))
-        self.sample_adc.append(np.asarray(sample_adc, dtype="<u2"))
+        self.sample_bin.append(np.asarray(sample_bin, dtype=S.SAMPLE_DTYPE))
+        self.sample_adc.append(np.asarray(sample_adc, dtype=S.SAMPLE_DTYPE))
         self._maybe_write()
 
     def append_status(self, snapshot: Mapping[str, object]) -> None:
-        row = np.zeros(1, dtype=L.STATUS_DTYPE)
+        row = np.zeros(1, dtype=S.STATUS_DTYPE)
         row["time_ns"] = time.time_ns()
-        row["json"] = json.dumps(snapshot, default=str).encode()[: L.STATUS_DTYPE["json"].itemsize]
+        row["json"] = json.dumps(snapshot, default=str).encode()[: S.STATUS_DTYPE["json"].itemsize]
         self.status.append(row)
 
     # ---- flushing ---------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import zmq
 
-TOPICS = ("status", "summary", "event", "hist", "calib", "pedestal", "alarm", "run")
 MAX_HEADER_BYTES = 1 << 20
 MAX_ARRAYS = 64
 

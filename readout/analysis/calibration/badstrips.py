@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-FLAG_BAD = 1 | 2 | 4  # dead, noisy, masked (agetdaq.readout.store.layout.PEDESTAL_DTYPE flags)
+from agetdaq.readout.schema import PedestalFlag
+
+FLAG_BAD = int(PedestalFlag.DEAD | PedestalFlag.NOISY | PedestalFlag.MASKED)
 
 
 @dataclass(frozen=True)
@@ -103,23 +105,13 @@ class BadStrips:
 
 
 def bad_strips_from_run(path: str | Path) -> BadStrips | None:
-    """The bad strips of a run file's pedestal table (its own mapping when stored); None when
-    the file holds no pedestal table."""
-    from agetdaq.protocol.mapping import MappingError, StripMapping
-    from agetdaq.readout.store.reader import RunFile
+    """The bad strips of a run file's pedestal table, placed with the run's own mapping; None
+    when the file holds no pedestal table."""
+    from agetdaq.readout.store.run import open_run
 
-    f = RunFile(Path(path))
+    run = open_run(Path(path))
     try:
-        rows = f.pedestals()
-        text = f.metadata().get("mapping", "")
+        rows, mapping = run.pedestals, run.mapping
     finally:
-        f.close()
-    if rows is None:
-        return None
-    mapping = None
-    if text.strip():
-        try:
-            mapping = StripMapping.from_text(text, "meta/mapping")
-        except MappingError:
-            mapping = None
-    return BadStrips.from_pedestal_rows(rows, mapping)
+        run.close()
+    return None if rows is None else BadStrips.from_pedestal_rows(rows, mapping)

@@ -212,13 +212,18 @@ class GainMap:
         cfg = self.config
         need_global = cfg.reference == "global"
         global_fit = fit_spectrum(self.total_spectrum(), cfg.fit) if need_global else None
-        regions = [self._fit_region(r) for r in range(len(self.spectra))]
-        ref = _reference_peak(cfg, regions, global_fit)
+        return self.result([self.fit_region(r) for r in range(len(self.spectra))], global_fit)
+
+    def result(
+        self, regions: list[RegionResult], global_fit: FitResult | None = None
+    ) -> GainMapResult:
+        """The map of region results (e.g. fitted one at a time); sets their relative gains."""
+        ref = _reference_peak(self.config, regions, global_fit)
         for reg in regions:
             if reg.ok and ref > 0:
                 reg.rel_gain = reg.peak_adc / ref
                 reg.rel_gain_err = reg.peak_adc_err / ref
-        return GainMapResult(cfg, regions, ref, global_fit, self.bad_strips, self.outside)
+        return GainMapResult(self.config, regions, ref, global_fit, self.bad_strips, self.outside)
 
     def cell_bounds(self, r: int) -> tuple[tuple[float, float], tuple[float, float]]:
         """(x range, y range) in mm of region ``r``."""
@@ -228,7 +233,8 @@ class GainMap:
         wx, wy = (x1 - x0) / cfg.nx, (y1 - y0) / cfg.ny
         return (x0 + ix * wx, x0 + (ix + 1) * wx), (y0 + iy * wy, y0 + (iy + 1) * wy)
 
-    def _fit_region(self, r: int) -> RegionResult:
+    def fit_region(self, r: int) -> RegionResult:
+        """Fit region ``r`` (= iy * nx + ix) alone."""
         cfg = self.config
         spectrum = self.spectra[r]
         base = {

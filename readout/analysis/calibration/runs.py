@@ -1,6 +1,7 @@
 """Run files -> the per-event columns the calibration engine needs (docs/CALIBRATION.md).
 
-The events table of a run file (docs/FILE_FORMAT.md) is read in chunks and turned into the
+The events table of a run file (docs/FILE_FORMAT.md, read with ``open_run``) is read in chunks and
+turned into the
 calibration contract (``energy_adc, n_clusters_x/y, size_x/y, balance, x_mm, y_mm, time_s``).
 ``time_s`` is unix time: the card timestamp (20 ns ticks) anchored on the host clock of the run
 (``time_ns``), or the host clock alone after a timestamp restart. Several files are read in the
@@ -30,23 +31,25 @@ from agetdaq.readout.datapath.processing.trigger import (
     config_from_dict,
     load_table,
 )
+from agetdaq.readout.schema import BOARD_RESTART, NOT_PROCESSED, SUMMARY_FIELDS, EventClass
+from agetdaq.readout.store.errors import RunFileError
+from agetdaq.readout.store.run import Run, open_run
 
 TICK_S = 20e-9  # card timestamp unit (50 MHz clock)
-NOT_PROCESSED = 0x8000  # build_flags bit of rows without features (agetdaq.readout.datapath.rows)
-BOARD_RESTART = 64  # build_flags bit: counter and timestamp restarted
-XRAY_CLASS = 1
 CHUNK_ROWS = 200_000
 
-_COLUMNS = {
-    "energy_adc": "energy",
-    "n_clusters_x": "ncl_x",
-    "n_clusters_y": "ncl_y",
-    "size_x": "size_x",
-    "size_y": "size_y",
-    "balance": "balance",
-    "x_mm": "x_mm",
-    "y_mm": "y_mm",
-}
+# the calibration contract names its columns as the stream's ``summary`` does (schema)
+_KEYS = (
+    "energy_adc",
+    "n_clusters_x",
+    "n_clusters_y",
+    "size_x",
+    "size_y",
+    "balance",
+    "x_mm",
+    "y_mm",
+)
+_COLUMNS = {key: SUMMARY_FIELDS[key] for key in _KEYS}
 
 
 class RunInputError(ValueError):
@@ -94,7 +97,7 @@ class EventFilter:
         if self.require_trigger:
             ok &= rows["trig"].astype(bool)
         cls = classify(rows, self.shape) if self.reclassify else rows["cls"]
-        ok &= cls == XRAY_CLASS
+        ok &= cls == EventClass.XRAY
         if self.edge_margin_mm > 0:
             lim = self.half_size_mm - self.edge_margin_mm
             with np.errstate(invalid="ignore"):
@@ -135,13 +138,11 @@ class RunSource:
         return self.path.name
 
 
-def _open(path: Path):
-    from agetdaq.readout.store.reader import RunFile, RunFileError
-
+def _open(path: Path) -> Run:
     if not path.is_file():
         raise RunInputError(f"{path}: no such file")
     try:
-        return RunFile(path)
+        return open_run(path)
     except RunFileError as exc:
         raise RunInputError(str(exc)) from exc
     except OSError as exc:
@@ -161,18 +162,20 @@ def describe_run(path: str | Path) -> RunSource:
     path = Path(path)
     f = _open(path)
     try:
-        meta = f.metadata()
+        if f.format != "h5":
+            raise RunInputError(f"{path}: an {f.format} file has no processing features")
+        meta = f.metadata
         n = f.n_events
-        names = f.file["events"].dtype.names or ()
+        names = f.columns
         missing = [c for c in ("timestamp", "time_ns", "build_flags", "trig", *_COLUMNS.values())
                    if c not in names]  # fmt: skip
         if missing:
             raise RunInputError(
                 f"{path}: the events table lacks {missing} (no processing features)"
             )
-        head = f.events(0, min(n, 1000))
-        created = float(f.attrs().get("created_unix", 0.0))
-    except (KeyError, OSError) as exc:
+        head = f.rows(0, min(n, 1000))
+        created = f.info.start_unix
+    except (KeyError, OSError, RunFileError) as exc:
         raise RunInputError(f"{path}: unreadable events table: {exc}") from exc
     finally:
         f.close()
@@ -244,14 +247,9 @@ class RunReader:
         self.clock = RunClock(source.clock_offset_s)
 
     def chunks(self, chunk_rows: int = CHUNK_ROWS) -> Iterator[dict[str, np.ndarray]]:
-        f = _open(self.source.path)
-        try:
-            n = f.n_events
-            for start in range(0, n, chunk_rows):
-                rows = f.events(start, min(n, start + chunk_rows))
+        with _open(self.source.path) as f:
+            for rows in f.row_blocks(block=chunk_rows):
                 yield calibration_events(rows, self.clock.times(rows), self.event_filter)
-        finally:
-            f.close()
 
 
 class SliceBuffer:

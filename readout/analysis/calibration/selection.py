@@ -1,8 +1,9 @@
 """X-ray-like event selection on per-event features for the 55Fe calibration.
 
 Events come as a numpy structured array or a dict of equal-length arrays. Field names follow the
-calibration contract (energy_adc, n_clusters_x/y, size_x/y, balance, x_mm, y_mm, time_s); the names
-of agetdaq.readout.datapath.processing.features (energy, ncl_x, ncl_y) are accepted as aliases.
+calibration contract (energy_adc, n_clusters_x/y, size_x/y, balance, x_mm, y_mm, time_s: the
+stream's ``summary`` names, agetdaq.readout.schema); the event-table column names (energy, ncl_x,
+ncl_y) are accepted as aliases.
 """
 
 from __future__ import annotations
@@ -15,14 +16,12 @@ from typing import Any
 import numpy as np
 
 from agetdaq.readout.datapath.processing.trigger import config_from_dict, load_table
+from agetdaq.readout.schema import SUMMARY_FIELDS
 
 Events = np.ndarray | dict[str, np.ndarray]
 
-FIELD_ALIASES: dict[str, tuple[str, ...]] = {
-    "energy_adc": ("energy",),
-    "n_clusters_x": ("ncl_x",),
-    "n_clusters_y": ("ncl_y",),
-}
+# contract (stream) name -> the event-table column of the same field
+FIELD_ALIASES: dict[str, tuple[str, ...]] = {k: (v,) for k, v in SUMMARY_FIELDS.items() if k != v}
 
 
 def field_names(events: Events) -> tuple[str, ...]:

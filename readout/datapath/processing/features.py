@@ -13,32 +13,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-FEATURES_DTYPE = np.dtype(
-    [
-        ("event", np.int64),  # event number (caller's, or position in the batch)
-        ("n_hits", np.int16),  # hit strips, both axes
-        ("nx", np.int16),  # hit X strips
-        ("ny", np.int16),  # hit Y strips
-        ("ex", np.float32),  # sum of X hit amplitudes, ADC
-        ("ey", np.float32),  # sum of Y hit amplitudes, ADC
-        ("energy", np.float32),  # ex + ey
-        ("balance", np.float32),  # |ex - ey| / (ex + ey)
-        ("ncl_x", np.int16),  # clusters on X
-        ("ncl_y", np.int16),
-        ("size_x", np.int16),  # hit strips in the main X cluster
-        ("size_y", np.int16),
-        ("x_mm", np.float32),  # main X cluster centroid
-        ("y_mm", np.float32),
-        ("sigma_x", np.float32),  # main X cluster RMS width, mm
-        ("sigma_y", np.float32),
-        ("t_spread", np.int16),  # max - min peak bin over hits
-        ("t_mean", np.float32),  # amplitude-weighted mean peak bin
-        ("width_max", np.int16),  # longest pulse, bins
-        ("amp_max", np.float32),  # largest hit amplitude
-        ("cls", np.int8),  # classification (trigger.py): 0 noise, 1 X-ray, 2 muon, 3 other
-        ("trig", np.bool_),  # software trigger decision
-    ]
-)
+from agetdaq.readout.schema import FEATURE_COLUMNS, EventClass
+
+# the event table's feature columns (agetdaq.readout.schema, the file format) + the batch position
+FEATURES_DTYPE = np.dtype([("event", np.int64), *FEATURE_COLUMNS])
 
 
 def axis_order(axis: np.ndarray, strip: np.ndarray) -> np.ndarray:
@@ -160,6 +138,6 @@ def compute_features(
     n = amp.shape[0]
     out = np.zeros(n, dtype=FEATURES_DTYPE)
     out["event"] = np.arange(n) if events is None else events
-    out["cls"] = 3
+    out["cls"] = EventClass.OTHER
     event_features(amp, tbin, width, hit, order, strip, pos, max_gap, out)
     return out

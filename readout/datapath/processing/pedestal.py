@@ -178,7 +178,7 @@ class PedestalTable:
     sigma: np.ndarray  # (S,) raw RMS (includes the common mode)
     noise: np.ndarray  # (S,) RMS after event-mean and common-mode removal
     count: np.ndarray  # (S,) events accumulated
-    fpn_mean: np.ndarray  # (4, 4) FPN channel pedestals
+    fpn_mean: np.ndarray  # (chips, 4) FPN channel pedestals
     dead: np.ndarray  # bool (S,)
     noisy: np.ndarray  # bool (S,)
     cell_mean: np.ndarray | None = None  # (S, T) per SCA cell
@@ -191,12 +191,14 @@ class PedestalTable:
         return thr
 
     @classmethod
-    def flat(cls, n_strips: int, mean: float = 250.0, noise: float = 3.0) -> PedestalTable:
+    def flat(
+        cls, n_strips: int, mean: float = 250.0, noise: float = 3.0, n_chips: int = 4
+    ) -> PedestalTable:
         """A uniform table (before any pedestal run)."""
         full = np.full(n_strips, 1, np.float32)
         return cls(
             mean=full * mean, sigma=full * noise, noise=full * noise, count=np.zeros(n_strips),
-            fpn_mean=np.full((4, 4), mean, np.float32), dead=np.zeros(n_strips, np.bool_),
+            fpn_mean=np.full((n_chips, 4), mean, np.float32), dead=np.zeros(n_strips, np.bool_),
             noisy=np.zeros(n_strips, np.bool_),
         )  # fmt: skip
 

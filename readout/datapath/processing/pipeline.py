@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from agetdaq.readout.config import ConfigError, load, setting
 from agetdaq.readout.datapath.processing.commonmode import (
     CM_FPN,
     CM_MEAN,
@@ -35,8 +36,6 @@ from agetdaq.readout.datapath.processing.trigger import (
     SelectionConfig,
     TriggerConfig,
     classify,
-    config_from_dict,
-    load_table,
     trigger,
 )
 from agetdaq.readout.datapath.processing.waveforms import (
@@ -54,18 +53,26 @@ BASELINE_MODES = {"table": BASELINE_TABLE, "event": BASELINE_EVENT, "running": B
 class ProcessorConfig:
     """Processing settings; TOML table ``[processing]`` (+ ``.selection`` / ``.trigger``)."""
 
-    baseline: str = "running"  # table | event | running (pedestal.py)
-    window: tuple[int, int] = DEFAULT_WINDOW  # pre-trigger bins for event/running baselines
-    alpha: float = 0.02  # running-baseline update weight per event
-    per_cell: bool = False  # table mode: per-SCA-cell pedestals when the table has them
-    cm_method: str = "fpn"  # fpn | median | mean | none (fpn falls back to mean per chip)
-    quiet_k: float = 5.0  # quiet strip: max |x| < quiet_k * raw sigma
-    k_hit: float = 5.0  # hit: maximum > k_hit * noise
-    k_sample: float = 2.0  # pulse samples: > k_sample * noise
-    n_min: int = 4  # at least this many consecutive pulse samples
-    max_gap: int = 1  # silent strips bridged inside a cluster
-    default_pedestal: float = 250.0  # before any pedestal table (card target, PROTOCOL.md §2)
-    default_noise: float = 3.0  # ADC sigma before any pedestal table
+    baseline: str = setting(
+        "running", "table | event | running (pedestal.py)", choices=tuple(BASELINE_MODES)
+    )
+    window: tuple[int, int] = setting(
+        DEFAULT_WINDOW, "pre-trigger bins [b0, b1) for event/running baselines", lo=0, hi=512
+    )
+    alpha: float = setting(0.02, "running-baseline update weight per event", lo=0.0, hi=1.0)
+    per_cell: bool = setting(False, "table mode: per-SCA-cell pedestals when the table has them")
+    cm_method: str = setting(
+        "fpn", "fpn | median | mean | none (fpn falls back to mean)", choices=tuple(CM_METHODS)
+    )
+    quiet_k: float = setting(5.0, "quiet strip: max |x| < quiet_k * raw sigma", gt=0.0)
+    k_hit: float = setting(5.0, "hit: maximum > k_hit * noise", gt=0.0)
+    k_sample: float = setting(2.0, "pulse samples: > k_sample * noise", gt=0.0)
+    n_min: int = setting(4, "at least this many consecutive pulse samples", lo=1, hi=512)
+    max_gap: int = setting(1, "silent strips bridged inside a cluster", lo=0, hi=240)
+    default_pedestal: float = setting(
+        250.0, "before any pedestal table (card target, PROTOCOL.md §2)", lo=0.0, hi=4095.0
+    )
+    default_noise: float = setting(3.0, "ADC sigma before any pedestal table", gt=0.0)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     trigger: TriggerConfig = field(default_factory=TriggerConfig)
 
@@ -76,7 +83,8 @@ class ProcessorConfig:
             raise ValueError(f"cm_method must be one of {sorted(CM_METHODS)}")
         b0, b1 = self.window
         if not 0 <= b0 < b1 <= 512:
-            raise ValueError(f"window must satisfy 0 <= b0 < b1 <= 512, got {self.window}")
+            bad = list(self.window)
+            raise ConfigError(f"must satisfy 0 <= b0 < b1 <= 512, got {bad}", "window")
         if self.n_min < 1 or self.max_gap < 0 or not 0.0 <= self.alpha <= 1.0:
             raise ValueError("need n_min >= 1, max_gap >= 0 and 0 <= alpha <= 1")
 
@@ -84,15 +92,8 @@ class ProcessorConfig:
     def from_toml(
         cls, source: str | Path | dict[str, Any], table: str = "processing"
     ) -> ProcessorConfig:
-        values = dict(load_table(source, table))
-        sel = values.pop("selection", {})
-        trig = values.pop("trigger", {})
-        base = config_from_dict(cls, values, table)
-        return cls(
-            **{k: getattr(base, k) for k in values},
-            selection=SelectionConfig.from_toml(sel, ""),
-            trigger=TriggerConfig.from_toml(trig, ""),
-        )
+        """From a TOML file, TOML text or a parsed dict; ConfigError naming file and key."""
+        return load(cls, source, table)
 
 
 @dataclass
@@ -258,7 +259,7 @@ class Processor:
         self.layout = layout
         self.config = config or ProcessorConfig()
         self.chip = np.ascontiguousarray(layout.chip, dtype=np.int64)
-        self.n_chips = 4
+        self.n_chips = layout.n_chips
         self.order = axis_order(layout.axis, layout.strip)
         self.strip = np.ascontiguousarray(layout.strip, dtype=np.int64)
         self.pos = np.ascontiguousarray(layout.position_mm, dtype=np.float64)
@@ -272,11 +273,13 @@ class Processor:
         """Use a pedestal table (None: flat defaults) and restart the running baselines from it."""
         cfg = self.config
         self.table = table or PedestalTable.flat(
-            self.n_strips, cfg.default_pedestal, cfg.default_noise
+            self.n_strips, cfg.default_pedestal, cfg.default_noise, self.n_chips
         )
         t = self.table
         if t.mean.shape != (self.n_strips,) or t.fpn_mean.shape != (self.n_chips, 4):
-            raise ValueError(f"pedestal table is not for {self.n_strips} strips and 4x4 FPN")
+            raise ValueError(
+                f"pedestal table is not for {self.n_strips} strips and {self.n_chips}x4 FPN"
+            )
         self.ped = np.ascontiguousarray(t.mean, np.float32)
         self.fpn_ped = np.ascontiguousarray(t.fpn_mean, np.float32)
         bad = t.dead | t.noisy
@@ -319,9 +322,9 @@ class Processor:
         events: np.ndarray | None = None,
         keep_waveforms: bool = False,
     ) -> Processed:
-        """Process raw strips (n, S, T) and FPN (n, 4, 4, T) (float32 ADC; see :class:`Processed`).
+        """Process raw strips (n, S, T) and FPN (n, C, 4, T) (float32 ADC; see :class:`Processed`).
 
-        ``fpn_complete`` (n, 4, 4) marks the usable FPN rows (default: all when fpn is given);
+        ``fpn_complete`` (n, C, 4) marks the usable FPN rows (default: all when fpn is given);
         ``complete`` (n, S) the strips read with all their samples (default: all). ``events``
         fills the "event" feature (default: 0..n-1).
         """

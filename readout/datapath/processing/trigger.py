@@ -3,117 +3,81 @@
 Classes: 0 noise, 1 X-ray-like, 2 muon-like, 3 other; tested in the order noise, muon, X-ray.
 Defaults follow DETECTOR.md ("X-ray-like selection"); time values are in time bins (40 ns at
 wckdiv 4). Energies are in ADC (sums of hit amplitudes): no energy calibration at this stage.
-Both configs load from TOML tables ``[processing.selection]`` / ``[processing.trigger]``.
+Both configs load from TOML tables ``[processing.selection]`` / ``[processing.trigger]`` through the
+one settings loader (:mod:`agetdaq.readout.config`), which checks every value's kind and range.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+# build / load_table are the one settings loader; the calibration configs import them from here
+from agetdaq.readout.config import build as config_from_dict
+from agetdaq.readout.config import load, load_table, setting
+from agetdaq.readout.schema import EventClass
 
-NOISE, XRAY, MUON, OTHER = 0, 1, 2, 3
-CLASS_NAMES = {NOISE: "noise", XRAY: "xray", MUON: "muon", OTHER: "other"}
+__all__ = [
+    "SelectionConfig",
+    "TriggerConfig",
+    "classify",
+    "config_from_dict",
+    "load_table",
+    "trigger",
+]
 
-C = TypeVar("C")
-
-
-def load_table(source: str | Path | dict[str, Any], table: str) -> dict[str, Any]:
-    """The dotted ``table`` (e.g. "processing.trigger") of a TOML file (Path or "*.toml" str),
-    TOML text or an already parsed dict. A missing table gives {}.
-    """
-    if isinstance(source, dict):
-        data = source
-    elif isinstance(source, Path) or source.strip().endswith(".toml"):
-        data = tomllib.loads(Path(source).read_text())
-    else:
-        data = tomllib.loads(source)
-    for key in table.split(".") if table else ():
-        data = data.get(key, {})
-        if not isinstance(data, dict):
-            raise ValueError(f"[{table}] is not a table")
-    return data
-
-
-def config_from_dict(cls: type[C], values: dict[str, Any], where: str = "") -> C:
-    """Build a dataclass from a dict; unknown keys or values of the wrong kind raise ValueError."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in [{where or cls.__name__}]")
-    kwargs: dict[str, Any] = {}
-    for key, value in values.items():
-        default = fields[key].default
-        if isinstance(default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif isinstance(default, float):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        elif isinstance(default, tuple):
-            ok = isinstance(value, (list, tuple))
-            value = tuple(value) if ok else value
-        else:
-            ok = True
-        if not ok:
-            raise ValueError(f"[{where or cls.__name__}] {key}: bad value {value!r}")
-        kwargs[key] = value
-    return cls(**kwargs)
+# the class codes of agetdaq.readout.schema, as plain ints for numpy
+NOISE, XRAY, MUON, OTHER = (int(c) for c in (EventClass.NOISE, EventClass.XRAY, EventClass.MUON,
+                                             EventClass.OTHER))  # fmt: skip
 
 
 @dataclass(frozen=True)
 class SelectionConfig:
     """Classification thresholds (defaults: DETECTOR.md, CAST-like selection)."""
 
-    noise_max_hits: int = 1  # <= this many hit strips: noise
-    xray_min_size: int = 2  # strips in the (single) cluster of each axis
-    xray_max_size: int = 8
-    xray_max_balance: float = 0.25  # |Ex - Ey| / (Ex + Ey)
-    xray_min_sigma_mm: float = 0.15  # per-axis cluster RMS width bounds (CAST selection)
-    xray_max_sigma_mm: float = 0.75
-    xray_max_t_spread: int = 12  # peak-bin spread of an X-ray cloud, bins
-    muon_min_hits: int = 20  # this many hit strips (both axes) or more: muon
-    muon_min_axis_hits: int = 12  # or this many on one axis
-    muon_min_t_spread: int = 20  # or this peak-bin spread (a track along the drift), bins
-    muon_min_width: int = 0  # or a pulse this long, bins (0 = not used)
+    noise_max_hits: int = setting(1, "<= this many hit strips: noise", lo=0)
+    xray_min_size: int = setting(2, "strips in the (single) cluster of each axis", lo=0)
+    xray_max_size: int = setting(8, lo=0, hi=240)
+    xray_max_balance: float = setting(0.25, "|Ex - Ey| / (Ex + Ey)", lo=0.0)
+    xray_min_sigma_mm: float = setting(0.15, "per-axis cluster RMS width bounds", lo=0.0)
+    xray_max_sigma_mm: float = setting(0.75, lo=0.0)
+    xray_max_t_spread: int = setting(12, "peak-bin spread of an X-ray cloud, bins", lo=0)
+    muon_min_hits: int = setting(20, "this many hit strips (both axes) or more: muon", lo=0)
+    muon_min_axis_hits: int = setting(12, "or this many on one axis", lo=0)
+    muon_min_t_spread: int = setting(20, "or this peak-bin spread (a track along z)", lo=0)
+    muon_min_width: int = setting(0, "or a pulse this long, bins (0 = not used)", lo=0)
 
     @classmethod
     def from_toml(
         cls, source: str | Path | dict[str, Any], table: str = "processing.selection"
     ) -> SelectionConfig:
-        return config_from_dict(cls, load_table(source, table), table)
+        """From a TOML file, TOML text or a parsed dict; ConfigError naming file and key."""
+        return load(cls, source, table)
 
 
 @dataclass(frozen=True)
 class TriggerConfig:
     """Software trigger: every enabled condition must hold."""
 
-    min_hits: int = 2  # multiplicity: hit strips, both axes
-    max_hits: int = 0  # 0 = no upper limit
-    require_xy: bool = True  # at least one hit on X and one on Y
-    energy_min: float = 0.0  # ADC, ex + ey
-    energy_max: float = math.inf
-    classes: tuple[int, ...] = field(default=(XRAY, MUON, OTHER))  # accepted classes
+    min_hits: int = setting(2, "multiplicity: hit strips, both axes", lo=0)
+    max_hits: int = setting(0, "0 = no upper limit", lo=0)
+    require_xy: bool = setting(True, "at least one hit on X and one on Y")
+    energy_min: float = setting(0.0, "ADC, ex + ey", lo=0.0)
+    energy_max: float = setting(math.inf, "ADC, ex + ey (inf = no upper limit)", gt=0.0)
+    classes: tuple[int, ...] = setting(
+        (XRAY, MUON, OTHER), "accepted classes", choices=tuple(int(c) for c in EventClass)
+    )
 
     @classmethod
     def from_toml(
         cls, source: str | Path | dict[str, Any], table: str = "processing.trigger"
     ) -> TriggerConfig:
-        cfg = config_from_dict(cls, load_table(source, table), table)
-        bad = [c for c in cfg.classes if c not in CLASS_NAMES]
-        if bad:
-            raise ValueError(f"[{table}] classes must be in {sorted(CLASS_NAMES)}, not {bad}")
-        return cfg
+        """From a TOML file, TOML text or a parsed dict; ConfigError naming file and key."""
+        return load(cls, source, table)
 
 
 def classify(f: np.ndarray, cfg: SelectionConfig) -> np.ndarray:

@@ -75,6 +75,11 @@ class StripLayout:
     def n_strips(self) -> int:
         return int(self.chip.shape[0])
 
+    @property
+    def n_chips(self) -> int:
+        """Chips of a card (common-mode groups; the FPN arrays are indexed by chip number)."""
+        return int(self.fpn_lut.shape[1])
+
 
 def build_fpn_lut(cards: np.ndarray, rst_len: int = 0) -> np.ndarray:
     """int16 (32, 4, 79): FPN slot 0..3 of the FPN DAQ indices of the given cards, else -1."""
@@ -239,14 +244,14 @@ class DenseBatch:
     duplicate_rows: int = 0
 
     @classmethod
-    def empty(cls, n_events: int, n_strips: int = N_STRIPS) -> DenseBatch:
+    def empty(cls, n_events: int, n_strips: int = N_STRIPS, n_chips: int = N_CHIPS) -> DenseBatch:
         return cls(
             strips=np.empty((n_events, n_strips, N_SAMPLES), np.float32),
-            fpn=np.empty((n_events, N_CHIPS, N_FPN, N_SAMPLES), np.float32),
+            fpn=np.empty((n_events, n_chips, N_FPN, N_SAMPLES), np.float32),
             present=np.zeros((n_events, n_strips), np.bool_),
-            fpn_present=np.zeros((n_events, N_CHIPS, N_FPN), np.bool_),
+            fpn_present=np.zeros((n_events, n_chips, N_FPN), np.bool_),
             complete=np.zeros((n_events, n_strips), np.bool_),
-            fpn_complete=np.zeros((n_events, N_CHIPS, N_FPN), np.bool_),
+            fpn_complete=np.zeros((n_events, n_chips, N_FPN), np.bool_),
         )
 
 
@@ -260,9 +265,13 @@ def scatter(
     """Dense waveforms of a flat batch; ``fill`` is the per-strip value of missing samples."""
     flat.validate()
     n = flat.n_events
-    dense = out if out is not None and out.strips.shape[0] == n else DenseBatch.empty(n)
+    shape = (n, layout.n_strips, N_SAMPLES)
+    if out is not None and out.strips.shape == shape:
+        dense = out
+    else:
+        dense = DenseBatch.empty(n, layout.n_strips, layout.n_chips)
     fill_a = np.broadcast_to(np.asarray(fill, np.float32), (dense.strips.shape[1],))
-    fpn_fill_a = np.broadcast_to(np.asarray(fpn_fill, np.float32), (N_CHIPS, N_FPN))
+    fpn_fill_a = np.broadcast_to(np.asarray(fpn_fill, np.float32), dense.fpn.shape[1:3])
     counters = scatter_batch(
         flat.chan_start, flat.n_chan, flat.card, flat.chip, flat.channel, flat.sample_start,
         flat.n_samples, flat.bins, flat.adc, layout.lut, layout.fpn_lut,

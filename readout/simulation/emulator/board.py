@@ -24,7 +24,8 @@ from agetdaq import __version__
 from agetdaq.protocol import monitoring as mon
 from agetdaq.protocol.command_table import CommandError, ParsedCommand, validate
 from agetdaq.protocol.commands import ERR_ILLEGAL_PARAMETER, ERR_UNKNOWN, encode_cframe, reply_text
-from agetdaq.readout.simulation.emulator.board_channels import ChannelCommands, sel_text
+from agetdaq.readout.simulation.emulator.board_channels import COMMANDS as CHANNEL_COMMANDS
+from agetdaq.readout.simulation.emulator.board_channels import ChannelRegisters, sel_text
 from agetdaq.readout.simulation.emulator.cardsettings import N_CHIPS, CardSettings
 from agetdaq.readout.simulation.emulator.dataflow import DataFlow
 from agetdaq.readout.simulation.emulator.hped import PedestalHistos
@@ -75,14 +76,13 @@ SETTINGS_FLAGS = (
     "subtract_ped",
     "zero_suppress",
 )
-AGET_DEFAULTS = {"mode": 0, "fpn": 0, "polarity": 0, "time": 6, "dac": 0, "vicm": 1}
 RATE_SCALE = (0.1, 10.0, 100.0, 1000.0)
 EVENT_LIMITS = (0, 1, 10, 100, 1000, 10_000, 100_000, 1_000_000)
 RBF_TIMEVAL_S = (0.001, 0.01, 0.1, 1.0)
 
 
 class Runtime(Protocol):
-    """What the board asks of the running card (implemented by the server)."""
+    """What the board asks of the running card (:class:`card_runtime.CardRuntime`)."""
 
     def clear_timestamp(self) -> None: ...
     def set_timestamp(self, ticks: int) -> None: ...
@@ -93,25 +93,26 @@ class Runtime(Protocol):
     def hhit(self, chips: list[int], clear: bool) -> bytes | None: ...
     def emu(self, words: list[str]) -> tuple[int, str]: ...
     def state_text(self) -> str: ...
-    def configuration_changed(self) -> None: ...
+    def configuration_changed(self, board: Board) -> None: ...
 
 
-class Board(ChannelCommands):
-    """Register state of one BEC; :meth:`handle` answers one command line."""
+class Board:
+    """Register state of one BEC; :meth:`handle` answers one command line.
 
-    def __init__(self, card_id: int, dataflow: DataFlow, runtime: Runtime) -> None:
+    The per-channel registers and commands are :attr:`channels`; what the card does in answer
+    (clock, triggers, histograms, ...) is the :class:`Runtime` given by :meth:`connect`.
+    """
+
+    def __init__(self, card_id: int, dataflow: DataFlow) -> None:
         self.card_id = card_id
         self.dataflow = dataflow
-        self.runtime = runtime
+        self.runtime: Runtime | None = None
         self.settings = CardSettings(card_id=card_id)
         self.hped = PedestalHistos()
+        self.channels = ChannelRegisters(card_id, self.settings, self.hped, self._changed)
         self.flags = dict(PLAIN_FLAGS)
         self.sca = {"cnt": 512, "wckdiv": 4, "enable": 0, "autostart": 1}
         self.trig_rate = (0, 0)
-        self.aget = {k: np.full(N_CHIPS, v, dtype=np.int64) for k, v in AGET_DEFAULTS.items()}
-        self.aget_gain = np.zeros((N_CHIPS, 64), dtype=np.int64)
-        self.aget_threshold = np.zeros((N_CHIPS, 64), dtype=np.int64)
-        self.aget_other: dict[tuple[int, str], object] = {}
         self.per_asic = {
             k: np.zeros(N_CHIPS, dtype=np.int64)
             for k in ("mult_thr", "mult_limit", "erase_hit_thr")
@@ -120,6 +121,16 @@ class Board(ChannelCommands):
         self.rbf = {"timed": 1, "timeval": 2}
         self.tstamp_isset = 0
         self.version = 0  # bumped on every change of the data path
+
+    def connect(self, runtime: Runtime) -> None:
+        """The running card that acts on this board's commands (set once, before any command)."""
+        self.runtime = runtime
+        runtime.configuration_changed(self)
+
+    @property
+    def _rt(self) -> Runtime:
+        assert self.runtime is not None, "Board.connect(runtime) first"
+        return self.runtime
 
     # ---- derived values ---------------------------------------------------------------------
 
@@ -136,23 +147,13 @@ class Board(ChannelCommands):
     def rbf_timeout_s(self) -> float | None:
         return RBF_TIMEVAL_S[self.rbf["timeval"]] if self.rbf["timed"] else None
 
-    def disc_levels(self, base_adc: float, step_adc: float) -> np.ndarray:
-        """AGET discriminator level per (chip, row) in ADC [I]: base + step x (dac + threshold),
-        the 4-bit dac read as +0..+7, -1..-8; FPN rows never fire."""
-        dac = self.aget["dac"]
-        dac_signed = np.where(dac < 8, dac, 7 - dac)
-        lv = np.full((N_CHIPS, 68), np.inf, dtype=np.float32)
-        code = dac_signed[:, None] + self.aget_threshold
-        lv[:, :64] = np.maximum(base_adc + step_adc * code, 1.0)
-        return lv
-
     def _changed(self) -> None:
-        s = self.settings
-        s.aget_mode = self.aget["mode"].copy()
-        s.aget_fpn = self.aget["fpn"].copy()
+        s, aget = self.settings, self.channels.aget
+        s.aget_mode = aget["mode"].copy()
+        s.aget_fpn = aget["fpn"].copy()
         s.sca_cnt = self.sca["cnt"]
         self.version += 1
-        self.runtime.configuration_changed()
+        self._rt.configuration_changed(self)
 
     # ---- entry point ------------------------------------------------------------------------
 
@@ -163,7 +164,7 @@ class Board(ChannelCommands):
         words = line.split()
         try:
             if words[:1] == ["emu"]:
-                err, msg = self.runtime.emu(words[1:])
+                err, msg = self._rt.emu(words[1:])
             else:
                 cmd = validate(line, after_mode=False)
                 out = self._dispatch(cmd)
@@ -184,6 +185,8 @@ class Board(ChannelCommands):
         name, a = c.name, c.args
         if name in NOT_EMULATED or (name == "mode" and a.get("mode") == "after"):
             return ERR_UNKNOWN, f"{c.text}: not emulated"
+        if name in CHANNEL_COMMANDS:
+            return self.channels.handle(c)
         handler = getattr(self, "_cmd_" + name.replace(" ", "_"), None)
         if handler is not None:
             return handler(c)
@@ -229,12 +232,16 @@ class Board(ChannelCommands):
         )
 
     def _cmd_state(self, c: ParsedCommand) -> tuple[int, str]:
-        return 0, self.runtime.state_text()
+        f = self.flags
+        return 0, (
+            f"state: sca_enable {self.sca['enable']} serve_target {f['serve_target']} "
+            f"trig_enable {f['trig_enable']} {self._rt.state_text()}"
+        )
 
     def _cmd_sca(self, c: ParsedCommand) -> tuple[int, str]:
         act, a = c.action, c.args
         if act in ("start", "stop"):
-            self.runtime.sca_start(act == "start")
+            self._rt.sca_start(act == "start")
             return 0, f"SCA {act}"
         if c.read:
             v = self.sca[act]
@@ -242,7 +249,7 @@ class Board(ChannelCommands):
             return 0, f"sca {act}: {v}{extra}"
         self.sca[act] = a["value"]
         if act == "enable" and a["value"]:
-            self.runtime.sca_start(True)
+            self._rt.sca_start(True)
         if act in ("cnt", "wckdiv"):
             self._changed()
         extra = f" ({100.0 / a['value']:.2f} MHz)" if act == "wckdiv" else ""
@@ -276,19 +283,21 @@ class Board(ChannelCommands):
             if not c.read:
                 self.rbf[c.action] = c.args["value"]
             return 0, f"rbf {c.action}{':' if c.read else ' <-'} {self.rbf[c.action]}"
-        return 0, self.runtime.rbf(c.action)
+        if c.action == "config":
+            return 0, f"rbf timed {self.rbf['timed']} timeval {self.rbf['timeval']}"
+        return 0, self._rt.rbf(c.action)
 
     def _cmd_clr_tstamp(self, c: ParsedCommand) -> tuple[int, str]:
-        self.runtime.clear_timestamp()
+        self._rt.clear_timestamp()
         return 0, "timestamp cleared"
 
     def _cmd_clr_evcnt(self, c: ParsedCommand) -> tuple[int, str]:
-        self.runtime.clear_event_counter()
+        self._rt.clear_event_counter()
         return 0, "event counter cleared"
 
     def _cmd_tstamp_init(self, c: ParsedCommand) -> tuple[int, str]:
         a = c.args
-        self.runtime.set_timestamp((a["msb"] << 32) | (a["mid"] << 16) | a["lsb"])
+        self._rt.set_timestamp((a["msb"] << 32) | (a["mid"] << 16) | a["lsb"])
         self.tstamp_isset = 1
         return 0, "timestamp initialised"
 
@@ -308,14 +317,14 @@ class Board(ChannelCommands):
         return reply
 
     def _cmd_hbusy(self, c: ParsedCommand) -> tuple[int, str] | bytes:
-        reply = self.runtime.hbusy(c.action == "clr")
+        reply = self._rt.hbusy(c.action == "clr")
         return reply if reply is not None else (0, "dead-time histogram cleared")
 
     def _cmd_hhit(self, c: ParsedCommand) -> tuple[int, str] | bytes:
         if c.action == "clr":
-            self.runtime.hhit(list(c.args["asic"].indices()), True)
+            self._rt.hhit(list(c.args["asic"].indices()), True)
             return 0, f"hit histogram(s) {sel_text(c.args['asic'])} cleared"
-        reply = self.runtime.hhit([c.args["asic"]], False)
+        reply = self._rt.hhit([c.args["asic"]], False)
         return reply if reply is not None else (ERR_ILLEGAL_PARAMETER, "no histogram")
 
     def _cmd_loss_policy(self, c: ParsedCommand) -> tuple[int, str]:

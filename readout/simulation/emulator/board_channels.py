@@ -1,9 +1,14 @@
-"""The emulated board's per-chip, per-channel commands: ``ped``, ``thr``, ``forceon``,
-``forceoff``, ``list``, ``hped`` and ``aget`` (PROTOCOL.md §3), mixed into
-:class:`agetdaq.readout.simulation.emulator.board.Board`.
+"""The emulated board's channel register file: per-chip, per-channel registers and the commands
+``ped``, ``thr``, ``forceon``, ``forceoff``, ``list``, ``hped`` and ``aget`` (PROTOCOL.md §3).
+
+:class:`ChannelRegisters` is a collaborator of the board (board.py): it keeps the AGET registers
+and is given the data path's tables (:class:`CardSettings`: pedestals, thresholds, forced channels,
+ZS polarity), the pedestal histograms and a callback for changes.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -20,20 +25,42 @@ def sel_text(s: Sel) -> str:
     return "*" if s.lo == 0 else f"{s.lo}:{s.hi}"
 
 
-class ChannelCommands:
-    """Handlers ``_cmd_<name>`` of the table commands; the board holds the state they change."""
+AGET_DEFAULTS = {"mode": 0, "fpn": 0, "polarity": 0, "time": 6, "dac": 0, "vicm": 1}
+COMMANDS = ("ped", "thr", "forceon", "forceoff", "list", "hped", "aget")
 
-    card_id: int
-    settings: CardSettings
-    hped: PedestalHistos
-    aget: dict[str, np.ndarray]
-    aget_gain: np.ndarray
-    aget_threshold: np.ndarray
-    aget_other: dict[tuple[int, str], object]
 
-    def _changed(self) -> None:
-        """The data path changed (the board refreshes the card)."""
-        raise NotImplementedError
+class ChannelRegisters:
+    """Per-chip AGET registers, per-channel gain / threshold codes and the commands on them."""
+
+    def __init__(
+        self,
+        card_id: int,
+        settings: CardSettings,
+        hped: PedestalHistos,
+        changed: Callable[[], None],
+    ) -> None:
+        self.card_id = card_id
+        self.settings = settings
+        self.hped = hped
+        self._changed = changed  # the data path changed (the board refreshes the card)
+        self.aget = {k: np.full(N_CHIPS, v, dtype=np.int64) for k, v in AGET_DEFAULTS.items()}
+        self.aget_gain = np.zeros((N_CHIPS, 64), dtype=np.int64)
+        self.aget_threshold = np.zeros((N_CHIPS, 64), dtype=np.int64)
+        self.aget_other: dict[tuple[int, str], object] = {}
+
+    def handle(self, c: ParsedCommand) -> tuple[int, str] | bytes:
+        """Reply to one of :data:`COMMANDS`."""
+        return getattr(self, "_cmd_" + c.name)(c)
+
+    def disc_levels(self, base_adc: float, step_adc: float) -> np.ndarray:
+        """AGET discriminator level per (chip, row) in ADC [I]: base + step x (dac + threshold),
+        the 4-bit dac read as +0..+7, -1..-8; FPN rows never fire."""
+        dac = self.aget["dac"]
+        dac_signed = np.where(dac < 8, dac, 7 - dac)
+        lv = np.full((N_CHIPS, 68), np.inf, dtype=np.float32)
+        code = dac_signed[:, None] + self.aget_threshold
+        lv[:, :64] = np.maximum(base_adc + step_adc * code, 1.0)
+        return lv
 
     def _pedthr(self, c: ParsedCommand, table: np.ndarray, label: str) -> tuple[int, str]:
         asic, chan = c.args["asic"], c.args["channel"]

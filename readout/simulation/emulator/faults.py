@@ -24,75 +24,59 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from agetdaq.readout.config import ConfigError, build, setting
+
 PROB_KEYS = ("drop", "duplicate", "reorder", "truncate", "flip", "delay")
 COUNTER_NAMES = (*PROB_KEYS, "silence", "ignored_commands", "reboot", "burst")
+MAX_HOLD_S = 3600.0
 
 
-class FaultError(ValueError):
-    """A fault specification that cannot be used."""
+def _probability(doc: str) -> float:
+    return setting(0.0, doc + " (per data datagram)", lo=0.0, hi=1.0)
 
 
-@dataclass
+def _times(doc: str) -> tuple[float, ...]:
+    return setting((), doc, lo=0.0, unit="s")
+
+
+@dataclass(frozen=True)
 class FaultConfig:
-    drop: float = 0.0
-    duplicate: float = 0.0
-    reorder: float = 0.0
-    truncate: float = 0.0
-    flip: float = 0.0
-    delay: float = 0.0
-    delay_ms: float = 50.0
-    silence_at: tuple[float, ...] = ()
-    silence_s: float = 2.0
-    reboot_at: tuple[float, ...] = ()
-    burst: bool = False
-    burst_at: tuple[float, ...] = ()
-    burst_s: float = 1.0
-    seed: int = 0
+    """The faults to inject; a scenario's ``[faults]`` table or ``key=value`` flags."""
+
+    drop: float = _probability("lose the datagram")
+    duplicate: float = _probability("send it twice")
+    reorder: float = _probability("send it after the next one")
+    truncate: float = _probability("cut it short")
+    flip: float = _probability("flip one bit")
+    delay: float = _probability("hold it back delay_ms")
+    delay_ms: float = setting(50.0, lo=0.0, hi=MAX_HOLD_S * 1000.0, unit="ms")
+    silence_at: tuple[float, ...] = _times("times at which the card stops answering")
+    silence_s: float = setting(2.0, lo=0.0, hi=MAX_HOLD_S, unit="s")
+    reboot_at: tuple[float, ...] = _times("times at which the card reboots")
+    burst: bool = setting(False, "no line-rate pacing, no dead time")
+    burst_at: tuple[float, ...] = _times("times at which burst mode starts")
+    burst_s: float = setting(1.0, lo=0.0, hi=MAX_HOLD_S, unit="s")
+    seed: int = setting(0, "random seed of the injector", lo=0)
+
+    def __post_init__(self) -> None:
+        for key in ("silence_at", "reboot_at", "burst_at"):
+            object.__setattr__(self, key, tuple(sorted(getattr(self, key))))
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, object]) -> FaultConfig:
-        cfg = cls()
-        cfg.update(data)
-        return cfg
+    def from_mapping(cls, data: Mapping[str, object], key: str = "faults") -> FaultConfig:
+        """From a table or ``key=value`` flags (values may be text); ConfigError naming the key."""
+        return build(cls, data, key, strings=True)
 
-    def update(self, data: Mapping[str, object]) -> None:
-        """Set keys from a mapping, validating names, types and ranges."""
-        known = {f.name: f for f in fields(self)}
-        for key, value in data.items():
-            if key not in known:
-                raise FaultError(f"unknown fault {key!r} (known: {', '.join(known)})")
-            setattr(self, key, _convert(key, known[key].type, value))
+    def updated(self, data: Mapping[str, object], key: str = "fault") -> FaultConfig:
+        """A copy with the keys of ``data`` changed (checked like :meth:`from_mapping`)."""
+        return build(FaultConfig, data, key, base=self, strings=True)
 
     def any_data_fault(self) -> bool:
         return any(getattr(self, k) > 0 for k in PROB_KEYS)
-
-
-def _convert(key: str, tp: object, value: object) -> object:
-    try:
-        if "tuple" in str(tp):
-            items = value if isinstance(value, list | tuple) else str(value).split(",")
-            out = tuple(float(v) for v in items if str(v).strip() != "")
-            if any(v < 0 for v in out):
-                raise FaultError(f"{key}: times must be >= 0")
-            return tuple(sorted(out))
-        if "bool" in str(tp):
-            if isinstance(value, str):
-                if value.lower() not in ("0", "1", "true", "false", "on", "off"):
-                    raise FaultError(f"{key}: {value!r} is not a boolean")
-                return value.lower() in ("1", "true", "on")
-            return bool(value)
-        if "int" in str(tp):
-            return int(str(value), 0) if isinstance(value, str) else int(value)  # type: ignore[call-overload]
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as exc:
-        raise FaultError(f"{key}: {value!r} is not a valid value") from exc
-    if number < 0 or (key in PROB_KEYS and number > 1):
-        raise FaultError(f"{key}={number} out of range ({'0..1' if key in PROB_KEYS else '>= 0'})")
-    return number
 
 
 def parse_fault_args(items: Iterable[str]) -> dict[str, str]:
@@ -101,7 +85,7 @@ def parse_fault_args(items: Iterable[str]) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise FaultError(f"fault {item!r} is not key=value")
+            raise ConfigError(f"{item!r} is not key=value", "fault")
         out[key.strip()] = value.strip()
     return out
 
@@ -131,6 +115,14 @@ class FaultInjector:
             + [(start + t, "reboot") for t in cfg.reboot_at]
             + [(start + t, "burst") for t in cfg.burst_at]
         )
+
+    def update(self, data: Mapping[str, object]) -> None:
+        """Change faults while running (``emu fault key=value``)."""
+        self.config = self.config.updated(data)
+
+    def set_burst(self, on: bool) -> None:
+        self.config = replace(self.config, burst=on)
+        self.counts["burst"] += on
 
     @property
     def active(self) -> bool:

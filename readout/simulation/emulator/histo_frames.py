@@ -6,7 +6,7 @@ import numpy as np
 
 from agetdaq.protocol import words as w
 from agetdaq.protocol.commands import encode_mframe
-from agetdaq.readout.simulation.emulator.triggers import HBUSY_BIN_US
+from agetdaq.readout.simulation.emulator.card_histos import HBUSY_BIN_US
 
 
 def _stats9(values: np.ndarray, bin_width: float) -> list[int]:

@@ -1,10 +1,10 @@
 """Physics parameters of the emulator: dataclasses whose defaults are the documented values.
 
-Every field carries its documentation, unit and allowed range in ``metadata`` (see :func:`param`);
-the scenario loader (scenario.py) validates TOML input against them. Values marked [U] in
-/work/shared/DETECTOR.md are unmeasured: they are defaults, not facts. Coordinates: x, y in mm
-with (0, 0) at the centre of the 60 x 60 mm2 strip area; z = drift distance in mm (0 at the mesh,
-``drift_length_mm`` at the cathode window).
+Every field carries its documentation, unit and allowed range in ``metadata`` (``param`` is
+:func:`agetdaq.readout.config.setting`); the one settings loader checks scenario TOML against them.
+Values marked [U] in /work/shared/DETECTOR.md are unmeasured: they are defaults, not facts.
+Coordinates: x, y in mm with (0, 0) at the centre of the 60 x 60 mm2 strip area; z = drift
+distance in mm (0 at the mesh, ``drift_length_mm`` at the cathode window).
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
 
 import numpy as np
+
+from agetdaq.readout.config import setting as param  # a field with its doc, unit and limits
 
 # AGET peaking time per 4-bit code, ns (PROTOCOL.md §6).
 PEAKING_TIME_NS: tuple[float, ...] = (
@@ -27,20 +28,6 @@ N_CHIPS = 4
 N_CHANNELS = 68  # 0..63 = physical AGET channels 1..64, 64..67 = FPN 1..4
 REF_ENERGY_KEV = 5.9  # energy at which resolutions are quoted
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
-
-
-def param(
-    default: Any,
-    doc: str,
-    *,
-    lo: float | None = None,
-    hi: float | None = None,
-    choices: tuple[Any, ...] | None = None,
-    unit: str = "",
-) -> Any:
-    """A dataclass field with its documentation and validation limits in ``metadata``."""
-    meta = {"doc": doc, "lo": lo, "hi": hi, "choices": choices, "unit": unit}
-    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
@@ -161,6 +148,7 @@ class NoiseParams:
         4_194_304,
         "size of the pre-generated unit-normal bank for the fast noise path; 0 = draw fresh noise",
         lo=0,
+        hi=1 << 26,
     )
 
     def multiplier_at(self, t: float) -> float:
@@ -175,7 +163,9 @@ class NoiseParams:
 class Fe55Params:
     """55Fe source ([source.fe55])."""
 
-    rate_hz: float = param(20.0, "interaction rate in the gas (0 = source out)", lo=0.0, unit="Hz")
+    rate_hz: float = param(
+        20.0, "interaction rate in the gas (0 = source out)", lo=0.0, hi=1e6, unit="Hz"
+    )
     area: str = param(
         "spot", "'spot' (disc) or 'full' (whole strip area)", choices=("spot", "full")
     )
@@ -204,7 +194,7 @@ class MuonParams:
     """Cosmic muons ([source.muon])."""
 
     rate_hz: float = param(
-        0.6, "rate of muons crossing the drift volume (~1 /cm2/min)", lo=0.0, unit="Hz"
+        0.6, "rate of muons crossing the drift volume (~1 /cm2/min)", lo=0.0, hi=1e6, unit="Hz"
     )
     dedx_kev_per_cm: float = param(
         2.5, "most probable energy loss in 1.4 bar Ar (mean ~3.5)", lo=0.0, unit="keV/cm"

@@ -11,8 +11,14 @@ One thread runs :meth:`Card.serve`: it answers every command datagram (from anyo
 to the sender of that command, data to the sender of the last ``daq``), produces the events the
 triggers call for (:mod:`triggers`), and sends ready DFRAMEs while the credit allows, paced to the
 Gigabit line rate (125 MB/s on the wire incl. 66 bytes of Ethernet/IP/UDP overhead per datagram)
-unless burst mode is on. What the board asks of the card (clock, counters, ``emu`` commands ...)
-is :class:`~agetdaq.readout.simulation.emulator.card_runtime.CardRuntime`.
+unless burst mode is on.
+
+:class:`Card` owns the parts and runs the socket loop; each part keeps its own state: the
+:class:`~.board.Board` (registers and command interpreter, with its channel register file), the
+:class:`~.card_clock.CardClock`, the :class:`~.card_histos.CardHistograms`, the
+:class:`~.card_frontend.FrontEnd` (discriminator levels, physics configuration), the
+:class:`~.triggers.EventProducer`, the :class:`~.faults.FaultInjector` and the
+:class:`~.card_runtime.CardRuntime`, through which the board acts on the card.
 """
 
 from __future__ import annotations
@@ -31,21 +37,26 @@ import numpy as np
 
 from agetdaq.protocol.encode import max_frame_bytes_for_mtu
 from agetdaq.protocol.mapping import StripMapping
+from agetdaq.readout.config import build
 from agetdaq.readout.simulation.emulator.bank import EventBank
 from agetdaq.readout.simulation.emulator.board import Board
-from agetdaq.readout.simulation.emulator.card_runtime import CardRuntime
+from agetdaq.readout.simulation.emulator.board_config import BoardConfig
+from agetdaq.readout.simulation.emulator.card_clock import CardClock
+from agetdaq.readout.simulation.emulator.card_frontend import FrontEnd
+from agetdaq.readout.simulation.emulator.card_histos import CardHistograms
+from agetdaq.readout.simulation.emulator.card_runtime import CardRuntime, Traffic
 from agetdaq.readout.simulation.emulator.cardproc import CardProcessor
 from agetdaq.readout.simulation.emulator.dataflow import POLICY_RESEND, DataFlow
-from agetdaq.readout.simulation.emulator.faults import FaultConfig, FaultInjector
+from agetdaq.readout.simulation.emulator.faults import FaultInjector
 from agetdaq.readout.simulation.emulator.framering import FrameRing
-from agetdaq.readout.simulation.emulator.physics import PhysicsModel, compose_raw
+from agetdaq.readout.simulation.emulator.physics import PhysicsModel
 from agetdaq.readout.simulation.emulator.scenario import Scenario
-from agetdaq.readout.simulation.emulator.triggers import EventProducer, dead_time_filter
+from agetdaq.readout.simulation.emulator.triggers import EventProducer
 from agetdaq.readout.simulation.emulator.truth import TruthWriter
+from agetdaq.readout.simulation.emulator.warmup import compile_kernels
 
 log = logging.getLogger(__name__)
 
-LINE_RATE_BYTES_S = 125_000_000
 WIRE_OVERHEAD_BYTES = 66  # preamble 8 + Ethernet 14 + FCS 4 + gap 12 + IP 20 + UDP 8
 SEND_BATCH = 64
 PACING_LEAD_S = 0.002  # the sender may run this far ahead of the line-rate schedule
@@ -53,82 +64,86 @@ PACING_CATCHUP_S = 0.02  # ... and make up this much line time lost while it was
 UDP_SEGMENT = 103  # setsockopt / cmsg type of Linux UDP GSO (linux/udp.h)
 GSO_MAX_SEGMENTS = 64
 GSO_MAX_BYTES = 65_000
-RING_BYTES = 16 << 20  # [I] card memory for framed data waiting for credit
 
 
 class _Retry(Exception):
     """GSO failed before anything was sent: send the batch again the plain way."""
 
 
-class Card(CardRuntime):
-    """One emulated BEC: board state, data path, physics and the socket loop."""
+class Card:
+    """One emulated BEC: its parts (see the module docstring) and the socket loop."""
 
     def __init__(
         self,
         scenario: Scenario,
-        card_id: int = 0,
+        card_id: int | None = None,
         seed: int = 0,
-        mtu: int = 1500,
+        mtu: int | None = None,
         truth_path: str | Path | None = None,
         bank_events: int = 256,
         faults: dict[str, Any] | None = None,
         board_overrides: dict[str, Any] | None = None,
     ) -> None:
+        """``card_id`` / ``mtu`` default to the scenario's [board] table; ``faults`` and
+        ``board_overrides`` change keys of its [faults] / [board] tables (ConfigError if bad)."""
         self.scenario = scenario
-        cfg = {**scenario.board, **(board_overrides or {})}
-        self.board_cfg = cfg
+        cfg = build(BoardConfig, board_overrides or {}, "board", base=scenario.board)
+        if card_id is not None or mtu is not None:
+            changes = {"card_id": card_id, "mtu": mtu}
+            cfg = build(BoardConfig, {k: v for k, v in changes.items() if v is not None}, base=cfg)
+        self.config = cfg
+        self.faults = FaultInjector(scenario.faults.updated(faults or {}))
         self.physics = PhysicsModel(scenario, StripMapping.default(), seed)
         self.dataflow = DataFlow()
-        self.board = Board(card_id, self.dataflow, self)
+        self.clock = CardClock()
+        self.histos = CardHistograms()
+        self.traffic = Traffic()
+        self.board = Board(cfg.card_id, self.dataflow)
         self.processor = CardProcessor(self.board.settings)
-        self.ring = FrameRing(
-            card_id, max_frame_bytes_for_mtu(mtu), int(cfg.get("ring_bytes", RING_BYTES))
-        )
-        self.faults = FaultInjector(FaultConfig.from_mapping({**scenario.faults, **(faults or {})}))
+        self.ring = FrameRing(cfg.card_id, max_frame_bytes_for_mtu(cfg.mtu), cfg.ring_bytes)
         self.bank = EventBank(self.physics, bank_events, seed) if bank_events > 0 else None
         self.truth = TruthWriter(truth_path) if truth_path else None
-        self.line_rate = float(cfg.get("line_rate_bytes_s", LINE_RATE_BYTES_S))
-        self.disc_base = float(cfg.get("disc_level_adc", 20.0))
-        self.disc_step = float(cfg.get("disc_step_adc", 5.0))
-        self.clock_zero = 0.0
-        self.clock_offset = 0
-        self.t_start = time.monotonic()
-        self.producer = EventProducer(self, self.physics, self.bank, cfg, seed)
+        self.frontend = FrontEnd(self.processor, self.ring, self.physics, self.bank, cfg)
+        self.producer = EventProducer(
+            self.board,
+            self.ring,
+            self.frontend,
+            self.clock,
+            self.histos,
+            self.faults,
+            self.truth,
+            self.physics,
+            self.bank,
+            cfg,
+            seed,
+        )
+        self.runtime = CardRuntime(
+            cfg.card_id,
+            self.clock,
+            self.dataflow,
+            self.ring,
+            self.producer,
+            self.faults,
+            self.histos,
+            self.frontend,
+            self.traffic,
+        )
+        self.board.connect(self.runtime)
+        self.line_rate = cfg.line_rate_bytes_s
         self.sock: socket.socket | None = None
         self.data_addr: tuple[str, int] | None = None
-        self.traffic = {"datagrams": 0, "bytes": 0, "replies": 0, "commands_ignored": 0}
-        self._phys_cfg = (self.physics.wckdiv, self.physics.peaking_time_code)
         self._wire_t = 0.0
         self._open_since: float | None = None
         self._last_dg: bytes | None = None
         self._gso = False
         self._stop = threading.Event()
-        self.configuration_changed()
-        self._warm_up()
+        compile_kernels(self.physics, self.processor, self.frontend.disc_levels, self.board.hped)
 
-    def _warm_up(self) -> None:
-        """Compile (or load from the cache) every kernel before the first command arrives."""
-        raw = np.zeros((4, 68, self.physics.n_samples), dtype=np.uint16)
-        self.processor.discriminate(raw, self.physics.pedestal, self.disc_levels, True)
-        body = self.processor.body(raw, np.zeros(4, dtype=np.int64))
-        self.processor.fill_histos(raw, self.board.hped.offset, self.board.hped.counts.copy())
-        ring = FrameRing(0, 1492, 1 << 16)
-        ring.add(0, 0, 0, body)
-        one = np.zeros(1, dtype=np.int64)
-        ring.add_bank(one, one, one, one, body, np.array([0, body.size], dtype=np.int64))
-        dead_time_filter(np.zeros(1), np.zeros(1), 0.0, np.zeros(1, dtype=np.bool_))
-        ped = self.physics.pedestal
-        n_t = self.physics.n_samples
-        compose_raw(  # the waveform composer, with the argument types PhysicsModel passes
-            ped,
-            np.ones_like(ped),
-            np.zeros(n_t, np.float32),
-            np.zeros(ped.shape, np.int64),
-            np.zeros((ped.shape[0], n_t), np.float32),
-            np.full(ped.shape, -1, np.int32),
-            np.zeros((1, n_t), np.float32),
-            np.empty((*ped.shape, n_t), np.uint16),
-        )
+    def counters(self) -> dict[str, Any]:
+        return self.runtime.counters()
+
+    def summary(self) -> str:
+        return self.runtime.summary()
 
     # ---- the loop ---------------------------------------------------------------------------
 
@@ -137,7 +152,7 @@ class Card(CardRuntime):
         with contextlib.suppress(OSError):
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         self.sock.bind((host, port))
-        self._gso = bool(self.board_cfg.get("gso", True)) and hasattr(socket, "SOL_UDP")
+        self._gso = self.config.gso and hasattr(socket, "SOL_UDP")
         return self.sock.getsockname()
 
     def stop(self) -> None:
@@ -146,8 +161,7 @@ class Card(CardRuntime):
     def serve(self) -> None:
         """Run until :meth:`stop`."""
         assert self.sock is not None
-        self.t_start = time.monotonic()
-        self.faults.schedule(self.t_start)
+        self.faults.schedule(self.clock.start())
         try:
             while not self._stop.is_set():
                 self._iteration()
@@ -158,11 +172,11 @@ class Card(CardRuntime):
 
     def _iteration(self) -> None:
         now = time.monotonic()
-        t = now - self.t_start
+        t = now - self.clock.t_start
         self._commands(now)
         for kind in self.faults.due_timed(now):
             if kind == "reboot":
-                self.reboot()
+                self.runtime.reboot()
         t_loop = time.perf_counter()
         self.producer.step(t, 0.005)
         if self.ring.has_open:
@@ -210,7 +224,7 @@ class Card(CardRuntime):
                 continue
             if self.faults.silent(now):
                 self.faults.counts["ignored_commands"] += 1
-                self.traffic["commands_ignored"] += 1
+                self.traffic.commands_ignored += 1
                 continue
             try:
                 line = data.decode("ascii").strip("\x00\r\n ")
@@ -220,7 +234,7 @@ class Card(CardRuntime):
                 self.data_addr = addr
             reply = self.board.handle(line) if line else None
             if reply is not None:
-                self.traffic["replies"] += 1
+                self.traffic.replies += 1
                 with contextlib.suppress(OSError):
                     sock.sendto(reply, addr)
 
@@ -252,8 +266,8 @@ class Card(CardRuntime):
                 self._send_views(starts, ends, now)
             ring.consume(n)
             df.sent(n, nbytes, now)
-            self.traffic["datagrams"] += n
-            self.traffic["bytes"] += nbytes
+            self.traffic.datagrams += n
+            self.traffic.bytes += nbytes
             if paced:
                 wire = (nbytes + WIRE_OVERHEAD_BYTES * n) / self.line_rate
                 self._wire_t = max(self._wire_t, now - PACING_CATCHUP_S) + wire
@@ -311,7 +325,7 @@ class Card(CardRuntime):
         policy = self.dataflow.poll_timeout(now)
         if policy == POLICY_RESEND and self._last_dg is not None and self.data_addr:
             self._sendto(self._last_dg)
-            self.traffic["datagrams"] += 1
+            self.traffic.datagrams += 1
 
 
 class Emulator:
@@ -322,9 +336,9 @@ class Emulator:
         scenario: str | Path | Scenario = "default",
         host: str = "127.0.0.1",
         port: int = 1122,
-        card_id: int = 0,
+        card_id: int | None = None,
         seed: int = 0,
-        mtu: int = 1500,
+        mtu: int | None = None,
         truth_path: str | Path | None = None,
         bank: int = 256,
         faults: dict[str, Any] | None = None,
@@ -350,7 +364,7 @@ class Emulator:
         self.address = self.card.bind(self.host, self.port)
         self._thread = threading.Thread(target=self.card.serve, name="bec-emulator", daemon=True)
         self._thread.start()
-        log.info("BEC emulator card %d on %s:%d", self._kw["card_id"], *self.address)
+        log.info("BEC emulator card %d on %s:%d", self.card.config.card_id, *self.address)
         return self
 
     def stop(self, timeout: float = 5.0) -> None:

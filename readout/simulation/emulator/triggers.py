@@ -20,19 +20,29 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numba import njit
 
-from agetdaq.readout.simulation.emulator.cardproc import CardProcessor
+from agetdaq.readout.simulation.emulator.board_config import BoardConfig
+from agetdaq.readout.simulation.emulator.card_clock import TICKS_PER_S, CardClock
+from agetdaq.readout.simulation.emulator.card_histos import CardHistograms
 from agetdaq.readout.simulation.emulator.truth import fragment
+
+if TYPE_CHECKING:
+    from agetdaq.readout.simulation.emulator.bank import EventBank
+    from agetdaq.readout.simulation.emulator.board import Board
+    from agetdaq.readout.simulation.emulator.card_frontend import FrontEnd
+    from agetdaq.readout.simulation.emulator.faults import FaultInjector
+    from agetdaq.readout.simulation.emulator.framering import FrameRing
+    from agetdaq.readout.simulation.emulator.physics import PhysicsModel
+    from agetdaq.readout.simulation.emulator.truth import TruthWriter
+
+__all__ = ["TICKS_PER_S", "EventProducer", "TriggerCounters", "dead_time_filter"]
 
 log = logging.getLogger(__name__)
 
-TICKS_PER_S = 50_000_000
-HBUSY_BINS = 1024
-HBUSY_BIN_US = 10.0  # [I] dead-time histogram bin width
-HHIT_BINS = 128
 MAX_TRIGGERS_PER_STEP = 200_000
 BURST_BATCH = 4096
 BURST_PENDING_WORDS = 1 << 20  # burst keeps ~2 MB framed ahead of the sender
@@ -68,20 +78,41 @@ class TriggerCounters:
 
 
 class EventProducer:
-    """Turns trigger times into framed events (or histogram entries) for one card."""
+    """Turns trigger times into framed events (or histogram entries) for one card.
 
-    def __init__(self, card, physics, bank, board_cfg: dict, seed: int) -> None:
-        self.card = card  # server.Card: board, ring, processor, truth, faults
+    Reads the board's registers; writes events into the frame ring (or the histograms), through
+    the front end's card processor, stamped by the card clock.
+    """
+
+    def __init__(
+        self,
+        board: Board,
+        ring: FrameRing,
+        frontend: FrontEnd,
+        clock: CardClock,
+        histos: CardHistograms,
+        faults: FaultInjector,
+        truth: TruthWriter | None,
+        physics: PhysicsModel,
+        bank: EventBank | None,
+        config: BoardConfig,
+        seed: int,
+    ) -> None:
+        self.board = board
+        self.ring = ring
+        self.frontend = frontend
+        self.proc = frontend.processor
+        self.clock = clock
+        self.histos = histos
+        self.faults = faults
+        self.truth = truth
         self.physics = physics
         self.bank = bank
         self.rng = np.random.default_rng([seed, 11])
-        self.overhead_s = float(board_cfg.get("readout_overhead_us", 20.0)) * 1e-6
-        self.cell_s = float(board_cfg.get("readout_ns_per_cell", 40.0)) * 1e-9
-        self.cpu_share = float(board_cfg.get("realtime_cpu_share", 0.25))
-        self.up = int(getattr(physics.scenario.detector, "polarity", 1)) == 1
+        self.overhead_s = config.readout_overhead_us * 1e-6
+        self.cell_s = config.readout_ns_per_cell * 1e-9
+        self.cpu_share = config.realtime_cpu_share
         self.counters = TriggerCounters()
-        self.hbusy = np.zeros(HBUSY_BINS, dtype=np.int64)
-        self.hhit = np.zeros((4, HHIT_BINS), dtype=np.int64)
         self.evcnt = 0
         self.busy_until = 0.0
         self.last_t = 0.0
@@ -103,26 +134,21 @@ class EventProducer:
             self.gen_next = self.last_t
 
     def _running(self) -> bool:
-        board = self.card.board
-        return bool(board.sca["enable"]) and self.armed
+        return bool(self.board.sca["enable"]) and self.armed
 
     def _after_event(self) -> None:
         self.enabled_events += 1
-        if not self.card.board.sca["autostart"]:
+        if not self.board.sca["autostart"]:
             self.armed = False
 
-    def ticks(self, t: float) -> int:
-        ticks = int((t - self.card.clock_zero) * TICKS_PER_S + self.card.clock_offset)
-        return max(ticks, 0) & (2**48 - 1)
-
     def busy_time(self, n_read_max: np.ndarray | int) -> np.ndarray | float:
-        return self.overhead_s + n_read_max * self.card.board.settings.n_bins * self.cell_s
+        return self.overhead_s + n_read_max * self.board.settings.n_bins * self.cell_s
 
     # ---- trigger times ---------------------------------------------------------------------
 
     def _triggers(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """(times, types, kinds) of the triggers in [t0, t1), sorted."""
-        board = self.card.board
+        board = self.board
         te = board.flags["trig_enable"]
         times: list[np.ndarray] = []
         kinds: list[str] = []
@@ -155,13 +181,13 @@ class EventProducer:
         t0, self.last_t = self.last_t, t
         if not self._running():
             return 0
-        if self.card.faults.burst(time.monotonic()):
+        if self.faults.burst(time.monotonic()):
             return self._burst(t0, t)
         times, types, kinds = self._triggers(t0, t)
         if times.size == 0:
             return 0
         self.counters.triggers += times.size
-        limit = self.card.board.event_limit
+        limit = self.board.event_limit
         produced = 0
         wall = time.perf_counter()
         self._tokens = min(self._tokens + self.cpu_share * (wall - self._wall), wall_budget_s)
@@ -194,17 +220,16 @@ class EventProducer:
 
     def _memory_full(self) -> bool:
         """The card takes no trigger while its memory cannot hold another event like the last."""
-        card = self.card
-        return card.board.flags["serve_target"] == 1 and card.ring.free_words() < self._need_hint
+        return self.board.flags["serve_target"] == 1 and self.ring.free_words() < self._need_hint
 
     def _realtime(self, t: float, etype: int, kind: str) -> int:
-        card = self.card
-        target = card.board.flags["serve_target"]
+        board, ring, fe = self.board, self.ring, self.frontend
+        target = board.flags["serve_target"]
         ev = self.physics.generate(kind, t)
-        proc: CardProcessor = card.processor
-        proc.discriminate(ev.raw, self.physics.pedestal, card.disc_levels, self.up)
+        proc = self.proc
+        proc.discriminate(ev.raw, self.physics.pedestal, fe.disc_levels, fe.up)
         if target == 2:
-            proc.fill_histos(ev.raw, card.board.hped.offset, card.board.hped.counts)
+            proc.fill_histos(ev.raw, board.hped.offset, board.hped.counts)
             body = None
         elif target == 1:
             last_cells = self.rng.integers(0, 512, size=4).astype(np.int64)
@@ -214,10 +239,10 @@ class EventProducer:
             body = None
         n_read = int(proc.mask.sum(axis=1).max())
         busy = float(self.busy_time(n_read))
-        ts = self.ticks(t)
+        ts = self.clock.ticks(t)
         if body is not None:
-            self._need_hint = card.ring.event_words_needed(body.shape[0])
-        if body is not None and not card.ring.add(etype, ts, self.evcnt, body):
+            self._need_hint = ring.event_words_needed(body.shape[0])
+        if body is not None and not ring.add(etype, ts, self.evcnt, body):
             self.counters.lost_memory_full += 1
             return 0
         self.busy_until = t + busy
@@ -228,13 +253,12 @@ class EventProducer:
     def _account(
         self, etype: int, t: float, ts: int, truth: dict, busy: float, hits: np.ndarray
     ) -> None:
-        card = self.card
-        target = card.board.flags["serve_target"]
-        if card.truth is not None and target == 1:
-            card.truth.write(self.evcnt, ts, etype, t, fragment(truth), None)
-        self.hbusy[min(int(busy * 1e6 / HBUSY_BIN_US), HBUSY_BINS - 1)] += 1
+        target = self.board.flags["serve_target"]
+        if self.truth is not None and target == 1:
+            self.truth.write(self.evcnt, ts, etype, t, fragment(truth), None)
+        self.histos.add_busy(busy)
         if target == 3:
-            self.hhit[np.arange(4), np.minimum(hits, HHIT_BINS - 1)] += 1
+            self.histos.add_hits(hits)
         self.counters.histo_events += target in (2, 3)
         self.counters.dropped_events += target == 0
         self.counters.events += 1
@@ -253,8 +277,8 @@ class EventProducer:
 
     def _replay(self, times: np.ndarray, types: np.ndarray, limit: int) -> int:
         """Bank path for many triggers: vectorised dead time, one framing kernel call."""
-        card, bank = self.card, self.bank
-        card.ensure_bank_encoded()
+        bank = self.bank
+        self.frontend.ensure_bank_encoded()
         idx = np.empty(times.size, dtype=np.int64)
         phys = types == 1
         idx[phys] = bank.pick(True, int(phys.sum()), self.rng)
@@ -272,29 +296,28 @@ class EventProducer:
         return self._emit_bank(times, types, idx, busy)
 
     def _emit_bank(self, times, types, idx, busy) -> int:
-        card, bank = self.card, self.bank
+        bank, board, fe = self.bank, self.board, self.frontend
         n = times.size
         if n == 0:
             return 0
-        target = card.board.flags["serve_target"]
-        stamps = ((times - card.clock_zero) * TICKS_PER_S + card.clock_offset).astype(np.int64)
-        stamps = np.maximum(stamps, 0) & (2**48 - 1)
+        target = board.flags["serve_target"]
+        stamps = self.clock.ticks_of(times)
         counts = (self.evcnt + np.arange(n, dtype=np.int64)) & 0xFFFFFFFF
         if target == 1:
-            done = card.ring.add_bank(types, stamps, counts, idx, bank.words, bank.offsets)
+            done = self.ring.add_bank(types, stamps, counts, idx, bank.words, bank.offsets)
         elif target == 2:
             for k in range(n):
                 raw = bank.raw[idx[k]]
-                card.processor.discriminate(raw, self.physics.pedestal, card.disc_levels, self.up)
-                card.processor.fill_histos(raw, card.board.hped.offset, card.board.hped.counts)
+                self.proc.discriminate(raw, self.physics.pedestal, fe.disc_levels, fe.up)
+                self.proc.fill_histos(raw, board.hped.offset, board.hped.counts)
             done = n
         else:
             done = n
         self.counters.lost_memory_full += n - done
-        if done and card.truth is not None and target == 1:
+        if done and self.truth is not None and target == 1:
             for k in range(done):
                 i = int(idx[k])
-                card.truth.write(
+                self.truth.write(
                     int(counts[k]),
                     int(stamps[k]),
                     int(types[k]),
@@ -302,19 +325,16 @@ class EventProducer:
                     bank.fragments[i],
                     i,
                 )
-        b = np.minimum((busy[:done] * 1e6 / HBUSY_BIN_US).astype(np.int64), HBUSY_BINS - 1)
-        np.add.at(self.hbusy, b, 1)
+        self.histos.add_busy_many(busy[:done])
         if target == 3:
-            for c in range(4):
-                hb = np.minimum(bank.hit_counts[idx[:done], c], HHIT_BINS - 1)
-                np.add.at(self.hhit[c], hb, 1)
+            self.histos.add_hits_many(bank.hit_counts[idx[:done]])
         self.counters.replayed += done
         self.counters.events += done
         self.counters.histo_events += done if target in (2, 3) else 0
         self.counters.dropped_events += done if target == 0 else 0
         self.evcnt = (self.evcnt + done) & 0xFFFFFFFF
         self.enabled_events += done
-        if done and not self.card.board.sca["autostart"]:
+        if done and not board.sca["autostart"]:
             self.armed = False
         return done
 
@@ -322,15 +342,14 @@ class EventProducer:
         """Burst: as many bank events as the card memory takes, time-stamped across [t0, t1)."""
         if self.bank is None or not len(self.bank):
             return 0
-        if self.card.ring.pending_words() > BURST_PENDING_WORDS:
+        if self.ring.pending_words() > BURST_PENDING_WORDS:
             return 0
         self._log_bank(0)
-        physics = bool(
-            self.card.board.flags["mult_trig_ena"] or self.card.board.flags["trig_enable"] & 0xA
-        )
-        self.card.ensure_bank_encoded()
+        flags = self.board.flags
+        physics = bool(flags["mult_trig_ena"] or flags["trig_enable"] & 0xA)
+        self.frontend.ensure_bank_encoded()
         n = BURST_BATCH
-        limit = self.card.board.event_limit
+        limit = self.board.event_limit
         if limit:
             n = min(n, max(0, limit - self.enabled_events))
         times = t0 + (t1 - t0) * np.arange(n) / max(n, 1)

@@ -1,0 +1,214 @@
+"""The DAQ's 55Fe analysis (``calib`` messages) as the monitor shows it (no Qt, no fitting).
+
+Everything here comes from agetdaq.readout.analysis.calibfeed.CalibFeed, in the DAQ or in the
+replay: trend points (kind ``point``), the fit of the live window with its spectrum and curve
+(``live``) and the gain map (``map``). :meth:`CalibState.gain_now` is the one gain number the
+monitor shows and its gain-drift alarm watches: the DAQ's newest good fit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agetdaq.gui.history import TimeSeries
+
+TREND_NAMES = ("peak_adc", "gain_rel", "resolution_pct", "threshold_kev", "counts", "ok")
+_NAN = float("nan")
+
+
+def _num(h: Mapping[str, object], key: str) -> float:
+    v = h.get(key)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else _NAN
+
+
+@dataclass
+class LiveFit:
+    """A ``live`` message: the fit of the DAQ's window of the last N X-rays."""
+
+    ok: bool
+    reason: str
+    counts: int
+    window_xrays: int
+    t_end: float
+    peak_adc: float
+    peak_adc_err: float
+    gain: float  # ADC per keV
+    gain_rel: float
+    resolution: float  # FWHM / E at 5.9 keV
+    threshold_kev: float
+    n_peak: float
+    n_escape: float
+    escape_adc: float
+    chi2_ndf: float
+    edges: np.ndarray = field(repr=False)
+    spectrum: np.ndarray = field(repr=False)
+    curve_x: np.ndarray = field(repr=False)  # bin edges of the fitted curve
+    curve_y: np.ndarray = field(repr=False)  # model counts per bin
+
+    @classmethod
+    def from_message(cls, h: Mapping[str, object], a: Mapping[str, np.ndarray]) -> LiveFit | None:
+        edges, spectrum = a.get("edges"), a.get("spectrum")
+        if edges is None or spectrum is None or len(edges) != len(spectrum) + 1:
+            return None
+        cx = a.get("curve_x", np.zeros(0, np.float32))
+        cy = a.get("curve_y", np.zeros(0, np.float32))
+        if len(cx) != len(cy) + 1:
+            cx, cy = np.zeros(0, np.float32), np.zeros(0, np.float32)
+        counts, window = h.get("counts"), h.get("window_xrays")
+        return cls(
+            ok=bool(h.get("ok", False)), reason=str(h.get("reason") or ""),
+            counts=int(counts) if isinstance(counts, (int, float)) else 0,
+            window_xrays=int(window) if isinstance(window, (int, float)) else 0,
+            t_end=_num(h, "t_end"), peak_adc=_num(h, "peak_adc"),
+            peak_adc_err=_num(h, "peak_adc_err"), gain=_num(h, "gain"),
+            gain_rel=_num(h, "gain_rel"),
+            resolution=_num(h, "fwhm_rel"), threshold_kev=_num(h, "threshold_kev"),
+            n_peak=_num(h, "n_peak"), n_escape=_num(h, "n_escape"),
+            escape_adc=_num(h, "escape_adc"), chi2_ndf=_num(h, "chi2_ndf"),
+            edges=np.asarray(edges, np.float64), spectrum=np.asarray(spectrum, np.float32),
+            curve_x=np.asarray(cx, np.float32), curve_y=np.asarray(cy, np.float32),
+        )  # fmt: skip
+
+
+@dataclass
+class GainMapView:
+    """A ``map`` message: relative gains [ix, iy] with the X-ray counts and why a cell is empty."""
+
+    rel_gain: np.ndarray
+    counts: np.ndarray
+    reasons: list[str]
+    area_mm: tuple[float, float, float, float]
+
+    @classmethod
+    def from_message(
+        cls, h: Mapping[str, object], a: Mapping[str, np.ndarray]
+    ) -> GainMapView | None:
+        rel, counts = a.get("rel_gain"), a.get("counts")
+        if rel is None or counts is None or rel.ndim != 2 or counts.shape != rel.shape:
+            return None
+        xr, yr = h.get("x_range_mm"), h.get("y_range_mm")
+        try:
+            area = (float(xr[0]), float(xr[1]), float(yr[0]), float(yr[1]))  # type: ignore[index]
+        except (TypeError, IndexError, ValueError):
+            return None
+        reasons = h.get("reasons")
+        n = rel.size
+        reasons = [str(r or "") for r in reasons] if isinstance(reasons, list) else []
+        return cls(np.asarray(rel, np.float32), np.asarray(counts, np.int64),
+                   (reasons + [""] * n)[:n], area)  # fmt: skip
+
+    def cell_text(self, ix: int, iy: int) -> str:
+        """``0.98`` or why not (``120 of 200 X-rays``, ``fit failed: ...``)."""
+        v = float(self.rel_gain[ix, iy])
+        if math.isfinite(v):
+            return f"{v:.2f}"
+        reason = self.reasons[ix * self.rel_gain.shape[1] + iy]
+        return reason if reason else f"{int(self.counts[ix, iy])} X-rays"
+
+
+class CalibState:
+    """What the monitor holds of the DAQ's calibration feed for one stream."""
+
+    def __init__(self, capacity: int) -> None:
+        self.trend = TimeSeries(TREND_NAMES, capacity)
+        self.reference_gain: float | None = None  # ADC per keV, the DAQ's
+        self.slice_xrays: int | None = None
+        self.slice_minutes: float | None = None
+        self.points = 0
+        self.last_point: dict = {}
+        self.point_spectrum: tuple[np.ndarray, np.ndarray] | None = None  # (edges, counts)
+        self.reset_run()
+
+    def reset_run(self) -> None:
+        """A new run: its live fit and map are not yet known (the trend goes on)."""
+        self.live: LiveFit | None = None
+        self.live_rx: float | None = None  # monotonic arrival
+        self.gain_map: GainMapView | None = None
+
+    def apply(self, h: Mapping[str, object], a: Mapping[str, np.ndarray]) -> bool:
+        """Take one ``calib`` message; False when it is not understood."""
+        ref = _num(h, "reference_gain")
+        self.reference_gain = ref if math.isfinite(ref) and ref > 0 else self.reference_gain
+        n, minutes = h.get("slice_xrays"), h.get("slice_minutes")
+        if isinstance(n, int):
+            self.slice_xrays = n
+        self.slice_minutes = float(minutes) if isinstance(minutes, (int, float)) else None
+        kind = h.get("kind", "point")
+        if kind == "live":
+            live = LiveFit.from_message(h, a)
+            if live is None:
+                return False
+            self.live, self.live_rx = live, time.monotonic()
+            return True
+        if kind == "map":
+            gain_map = GainMapView.from_message(h, a)
+            if gain_map is None:
+                return False
+            self.gain_map = gain_map
+            return True
+        if kind != "point":
+            return False
+        ok = bool(h.get("ok", False))
+        fwhm = _num(h, "fwhm_rel")
+        t = _num(h, "t_end")
+        t = t if math.isfinite(t) else _num(h, "time")
+        self.trend.append(
+            t if math.isfinite(t) else time.time(),
+            {
+                "peak_adc": _num(h, "peak_adc") if ok else None,
+                "gain_rel": _num(h, "gain_rel") if ok else None,
+                "resolution_pct": 100.0 * fwhm if ok else None,
+                "threshold_kev": _num(h, "threshold_kev") if ok else None,
+                "counts": _num(h, "counts"),
+                "ok": 1.0 if ok else 0.0,
+            },
+        )
+        self.points += 1
+        self.last_point = dict(h)
+        edges, spectrum = a.get("edges"), a.get("spectrum")
+        if edges is not None and spectrum is not None and len(edges) == len(spectrum) + 1:
+            self.point_spectrum = (np.asarray(edges), np.asarray(spectrum))
+        return True
+
+    def last_gain(self) -> float | None:
+        """ADC per keV of the DAQ's newest good fit (live window or trend point)."""
+        candidates = []
+        if self.live is not None and self.live.ok and math.isfinite(self.live.gain):
+            candidates.append((self.live.t_end, self.live.gain))
+        p = self.last_point
+        g, t = _num(p, "gain"), _num(p, "t_end")
+        if p.get("ok") and math.isfinite(g):
+            candidates.append((t, g))
+        if not candidates:
+            return None
+        return max(candidates, key=lambda c: c[0] if math.isfinite(c[0]) else math.inf)[1]
+
+    def gain_now(self) -> tuple[float | None, float | None, float | None, str]:
+        """(gain_rel, FWHM/E %, threshold keV, what it is) of the DAQ's newest good fit: the live
+        window or the last trend point, whichever ends later."""
+        best: tuple[float, tuple[float | None, float | None, float | None], str] | None = None
+        ok = self.trend.column("ok")
+        idx = np.flatnonzero(ok > 0.5)
+        if len(idx):
+            i = int(idx[-1])
+            vals = tuple(_finite(self.trend.column(n)[i])
+                         for n in ("gain_rel", "resolution_pct", "threshold_kev"))  # fmt: skip
+            best = (float(self.trend.t[i]), vals, "trend point")
+        live = self.live
+        if live is not None and live.ok and math.isfinite(live.gain_rel):
+            t = live.t_end if math.isfinite(live.t_end) else math.inf
+            if best is None or t >= best[0]:
+                vals = (live.gain_rel, 100.0 * live.resolution, _finite(live.threshold_kev))
+                best = (t, vals, f"live window of {live.counts} X-rays")
+        if best is None:
+            return None, None, None, ""
+        return (*best[1], best[2])
+
+
+def _finite(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None

@@ -1,0 +1,66 @@
+"""The pedestal table the online processing uses, and the strip masks on top of it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from agetdaq.protocol.mapping import StripMapping
+from agetdaq.readout.datapath.pedestals import table_from_rows, table_rows
+from agetdaq.readout.datapath.processing.pedestal import PedestalTable
+from agetdaq.readout.datapath.processing.pipeline import Processor
+from agetdaq.readout.schema import PedestalFlag
+
+
+class PedestalUse:
+    """Per-channel pedestal rows in use (``rows``, PEDESTAL_DTYPE, or None before any) and the
+    masked strips; both go to the processing and, on every change, to the monitor stream."""
+
+    def __init__(
+        self, processor: Processor, feed: Any, mapping: StripMapping, k_sigma: float, rst_len: int
+    ) -> None:
+        self.processor = processor
+        self.feed = feed
+        self.mapping = mapping
+        self.k_sigma = k_sigma
+        self.rst_len = rst_len
+        self.rows: np.ndarray | None = None
+        self.masked: set[int] = set()
+        self._unmasked_noisy = processor.table.noisy.copy()
+
+    def rows_of(self, table: PedestalTable) -> np.ndarray:
+        """A pedestal run's table as per-channel rows (thresholds at ``k_sigma``)."""
+        return table_rows(table, self.mapping, self.k_sigma, self.rst_len)
+
+    def load(self, rows: np.ndarray, run_number: int) -> None:
+        """Use a per-channel pedestal table (PEDESTAL_DTYPE rows) for the processing."""
+        self.rows = rows
+        table = table_from_rows(rows, self.mapping.n_strips, self.processor.n_chips)
+        self._unmasked_noisy = table.noisy.copy()
+        self.processor.set_pedestals(table)
+        self.feed.publish_pedestals(run_number, rows, self.k_sigma)
+
+    def set_masked(self, strips: Iterable[int], masked: bool, run_number: int) -> None:
+        """Mask (or unmask) strips: masked strips give no hits, like noisy ones, from the next
+        batch on. Numbers outside the mapping are ignored."""
+        strips = [s for s in strips if 0 <= s < self.mapping.n_strips]
+        if masked:
+            self.masked.update(strips)
+        else:
+            self.masked.difference_update(strips)
+        self.apply(run_number)
+
+    def apply(self, run_number: int) -> None:
+        base = self.processor.table
+        mask = np.zeros(self.mapping.n_strips, dtype=bool)
+        mask[sorted(self.masked)] = True
+        self.processor.set_pedestals(replace(base, noisy=self._unmasked_noisy | mask))
+        if self.rows is not None:
+            rows = self.rows
+            masked = (rows["strip"] >= 0) & mask[np.maximum(rows["strip"], 0)]
+            rows["flags"] = np.where(masked, rows["flags"] | PedestalFlag.MASKED,
+                                     rows["flags"] & ~np.uint8(PedestalFlag.MASKED))  # fmt: skip
+            self.feed.publish_pedestals(run_number, rows, self.k_sigma)

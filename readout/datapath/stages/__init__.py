@@ -1,0 +1,1 @@
+"""The built-in stages of the data path, one module each (names and order: ../registry.py)."""

@@ -1,0 +1,64 @@
+"""Stage ``pedestal``: in pedestal runs, accumulates the dense waveforms into a pedestal table.
+
+Active in the runs of ``run_types`` only; there no event may be shed (``run.keep_all``). At the
+end of the run the table (mean, raw and common-mode-free noise, dead and noisy strips) is left in
+``run.outputs["pedestals"]`` when it saw any event. Counts the events accumulated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agetdaq.readout.datapath.batch import Batch
+from agetdaq.readout.datapath.processing.pedestal import PedestalAccumulator
+from agetdaq.readout.datapath.stage import PathContext, RunState, Stage
+
+OUTPUT = "pedestals"
+
+
+@dataclass(frozen=True)
+class PedestalOptions:
+    run_types: tuple[str, ...] = ("pedestal",)
+    per_cell: bool = False  # per SCA cell means too (a (strips, 512) table)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "run_types", tuple(self.run_types))
+
+
+class Pedestal(Stage):
+    name = "pedestal"
+    needs = ("dense",)
+    Options = PedestalOptions
+
+    def __init__(self, context: PathContext, options: PedestalOptions | None = None) -> None:
+        super().__init__(context, options)
+        self.chip = context.layout.chip
+        self.n_chips = context.layout.n_chips
+        self.accumulator: PedestalAccumulator | None = None
+        self.events = 0
+
+    def begin_run(self, run: RunState) -> None:
+        self.events = 0
+        self.accumulator = None
+        if run.type in self.options.run_types:
+            run.keep_all = True
+            self.accumulator = PedestalAccumulator(
+                self.chip, self.n_chips, per_cell=self.options.per_cell
+            )
+
+    def process(self, batch: Batch) -> None:
+        if self.accumulator is not None and batch.dense is not None:
+            self.accumulator.add_dense(batch.dense)
+            self.events += len(batch)
+        self.emit(batch)
+
+    def end_run(self) -> None:
+        if self.accumulator is not None and self.events:
+            self.run.outputs[OUTPUT] = self.accumulator.result()
+
+    def warm_up(self, batch: Batch) -> None:
+        if batch.dense is not None:
+            PedestalAccumulator(self.chip, self.n_chips).add_dense(batch.dense)
+
+    def counters(self) -> dict[str, int]:
+        return {"events": self.events}
