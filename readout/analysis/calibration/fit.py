@@ -36,7 +36,8 @@ from agetdaq.readout.analysis.calibration.prefit import (
     window_hi,
 )
 from agetdaq.readout.analysis.calibration.spectrum import Spectrum
-from agetdaq.readout.datapath.processing.trigger import config_from_dict, load_table
+from agetdaq.readout.config import build as config_from_dict
+from agetdaq.readout.config import load_table
 
 __all__ = ["FitConfig", "FitResult", "fit_spectrum", "valley_to_peak"]
 

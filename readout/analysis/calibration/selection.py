@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from agetdaq.readout.datapath.processing.trigger import config_from_dict, load_table
+from agetdaq.readout.config import build as config_from_dict
+from agetdaq.readout.config import load_table
 from agetdaq.readout.schema import SUMMARY_FIELDS
 
 Events = np.ndarray | dict[str, np.ndarray]

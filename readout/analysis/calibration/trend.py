@@ -29,7 +29,8 @@ from agetdaq.readout.analysis.calibration.selection import (
 )
 from agetdaq.readout.analysis.calibration.spectrum import Spectrum
 from agetdaq.readout.analysis.calibration.trendpoint import TrendPoint, expand, point_from_fit
-from agetdaq.readout.datapath.processing.trigger import config_from_dict, load_table
+from agetdaq.readout.config import build as config_from_dict
+from agetdaq.readout.config import load_table
 
 _NAN = float("nan")
 
