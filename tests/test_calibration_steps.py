@@ -192,3 +192,17 @@ def test_reference_set_with_its_error_and_by_assignment() -> None:
     )
     with pytest.raises(ValueError, match="unknown key"):
         TrendConfig.from_toml("[calibration.linecheck]\nno_such = 1\n")
+
+
+def test_a_bad_chi2_alone_keeps_a_flagged_point_with_scaled_errors() -> None:
+    """Events that repeat (an emulator replaying its bank under load) make a spectrum that is
+    not Poisson: chi2/ndf ~3, one line, halves alike. The gain is right, its error is not: a
+    good point, flagged, errors times sqrt(chi2/ndf)."""
+    rng = np.random.default_rng(63)
+    energy = np.repeat(fe55_adc(rng, 250, GAIN0, 0.18), 4)
+    rng.shuffle(energy)
+    point = SliceJudge(check=FAST).judge(slice_of(energy), 0)
+    plain = SliceJudge(check=FAST).fit_xrays(slice_of(energy), 0)
+    assert point.status == "flagged" and point.ok and "sqrt(chi2/ndf)" in point.flag
+    assert point.chi2_ndf > 1.6 and point.gain == pytest.approx(GAIN0, rel=0.02)
+    assert point.gain_err == pytest.approx(plain.gain_err * math.sqrt(point.chi2_ndf))

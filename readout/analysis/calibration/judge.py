@@ -12,7 +12,9 @@ A slice (its selected X-rays in time order) is fitted; then
    chi2, double peak). A slice that shows one is cut into halves by time and both are refitted:
    if their gains differ (a change the rank test missed) the halves are judged as parts, else
    the slice is refused with the symptom as its reason (the two lines were there all along:
-   regions of different gain summed, or not a 55Fe spectrum).
+   regions of different gain summed, or not a 55Fe spectrum). A chi2 alone, with agreeing
+   halves, is not a second line: the point stays good, flagged, its errors scaled by
+   sqrt(chi2/ndf) (the line shape does not describe the data, e.g. events that repeat).
 
 A slice that is not one line is therefore never a good point: it is ``split`` (its good parts
 are points of their own) or ``failed``.
@@ -93,6 +95,16 @@ def _leaves(points: list[TrendPoint]) -> list[TrendPoint]:
     for p in points:
         out.extend(p.parts if p.status == "split" else [p])
     return out
+
+
+def _scaled_errors(point: TrendPoint, flag: str) -> TrendPoint:
+    """A good point whose fit's chi2/ndf is too large: flagged, errors times sqrt(chi2/ndf)."""
+    k = math.sqrt(max(point.chi2_ndf, 1.0))
+    point.status, point.flag = "flagged", flag
+    for name in ("peak_adc_err", "gain_err", "resolution_err", "threshold_kev_spectrum_err"):
+        setattr(point, name, getattr(point, name) * k)
+    point.set_spread()
+    return point
 
 
 def _not_good(point: TrendPoint, status: str, reason: str) -> TrendPoint:
@@ -195,14 +207,17 @@ class SliceJudge:
         found: list[str],
     ) -> TrendPoint:
         """A slice whose spectrum is not one line though the rank test saw no change: its
-        halves by time are refitted; when they differ it is split, else refused (the two lines
-        are there all along: regions of different gain, or not 55Fe)."""
+        halves by time are refitted; when they differ it is split. When they agree, a second
+        line (escape ratio, double peak) was there all along (regions of different gain, or
+        not 55Fe): refused. A chi2 alone, with agreeing halves, says the line shape does not
+        describe the data (e.g. events that are not independent) but not that the gain moved:
+        a good point, flagged, its errors scaled by sqrt(chi2/ndf)."""
         what = "not one line: " + "; ".join(found)
-        if not can_split:
-            return _not_good(point, "failed", what)
         sides = [xr.take(0, xr.size // 2), xr.take(xr.size // 2, xr.size)]
-        change, err = _relative_change(*(self.fit_xrays(s, index) for s in sides))
-        point.change_rel, point.change_rel_err = change, err
+        change, err = _NAN, _NAN
+        if can_split:
+            change, err = _relative_change(*(self.fit_xrays(s, index) for s in sides))
+            point.change_rel, point.change_rel_err = change, err
         differ = math.isfinite(change) and abs(change) > max(
             self.check.change_tolerance, HALVES_DIFFER_SIGMA * err
         )
@@ -212,8 +227,10 @@ class SliceJudge:
         agree = (
             f"the halves by time agree ({100 * change:+.1f} +- {100 * err:.1f} %)"
             if math.isfinite(change)
-            else "its halves by time cannot be fitted"
+            else "its halves by time were not compared"
         )
+        if math.isfinite(change) and all(f.startswith("chi2/ndf") for f in found):
+            return _scaled_errors(point, f"{what}; {agree}: errors scaled by sqrt(chi2/ndf)")
         return _not_good(point, "failed", f"{what}; {agree}: not a gain change in time")
 
     @staticmethod
