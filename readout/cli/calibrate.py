@@ -76,7 +76,7 @@ def _progress(total: int):
 def _configs(args: argparse.Namespace, sources):
     from agetdaq.readout.analysis.calibration import GainMapConfig, TrendConfig
     from agetdaq.readout.analysis.calibration.runs import EventFilter, threshold_of
-    from agetdaq.readout.datapath.processing.trigger import load_table
+    from agetdaq.readout.config import load_table
 
     cfg = Path(args.config) if args.config else None
     trend = TrendConfig.from_toml(cfg) if cfg else TrendConfig()

@@ -25,12 +25,9 @@ from agetdaq.readout.analysis.calibration.fit import FitResult, fit_spectrum
 from agetdaq.readout.analysis.calibration.selection import select_xrays
 from agetdaq.readout.analysis.calibration.spectrum import Spectrum
 from agetdaq.readout.analysis.calibration.trend import TrendConfig
-from agetdaq.readout.datapath.processing.trigger import (
-    SelectionConfig,
-    classify,
-    config_from_dict,
-    load_table,
-)
+from agetdaq.readout.analysis.classification import SelectionConfig, classify
+from agetdaq.readout.config import build as config_from_dict
+from agetdaq.readout.config import load_table
 from agetdaq.readout.schema import BOARD_RESTART, NOT_PROCESSED, SUMMARY_FIELDS, EventClass
 from agetdaq.readout.store.errors import RunFileError
 from agetdaq.readout.store.run import Run, open_run
@@ -64,7 +61,7 @@ def _calib_shape() -> SelectionConfig:
 class EventFilter:
     """Which event-table rows may reach the X-ray selection (TOML ``[calibration.events]``, the
     class cuts in ``[calibration.shape]``, keys of
-    ``agetdaq.readout.datapath.processing.trigger.SelectionConfig``).
+    ``agetdaq.readout.analysis.classification.SelectionConfig``).
 
     - rows the DAQ did not process (shed under load) never count;
     - ``require_trigger``: the DAQ's software trigger (its energy threshold) must have kept the
