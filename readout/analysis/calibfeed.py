@@ -7,13 +7,18 @@ clock). Three kinds of ``calib`` message (header ``kind``, docs/STREAM.md):
 
 - ``point``: each slice the trend closes, fitted there (once per slice, ~50 ms), with its spectrum;
 - ``live``: every ``live_interval_s`` of host time, the fit of the last ``window_xrays`` selected
-  X-rays (a rolling window, :class:`~agetdaq.readout.analysis.livecalib.LiveWindow`) with its
-  spectrum and the fitted curve: what the monitor's 55Fe view draws;
+  X-rays within the last ``window_minutes`` (a rolling window that follows a drifting gain without
+  a reset, :class:`~agetdaq.readout.analysis.livecalib.LiveWindow`) with its spectrum, the fitted
+  curve and the energy scale (keV per ADC, from the reference gain): what the monitor's 55Fe view
+  draws, and its ``gain_rel`` is the one gain number the monitor shows and alarms on;
 - ``map``: the gain map, its regions refitted one per ``map_step_s`` after new data
-  (:class:`~agetdaq.readout.analysis.livecalib.MapSweep`), sent when a sweep ends.
+  (:class:`~agetdaq.readout.analysis.livecalib.MapSweep`), sent after every step: each region its
+  relative gain or why not.
 
-Publishing never blocks; a failure of the analysis is logged and counted, never raised into the
-data path. The reference gain is kept across runs, so ``gain_rel`` compares days, not slices.
+The DAQ's ``[calibration]`` settings table (:class:`CalibFeedSettings`) sets the slicing, the
+window and the map. Publishing never blocks; a failure of the analysis is logged and counted,
+never raised into the data path. The reference gain is kept across runs, so ``gain_rel`` compares
+days, not slices.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -47,13 +53,45 @@ from agetdaq.readout.analysis.livecalib import (
     map_arrays,
 )
 from agetdaq.readout.analysis.sink import MessageSink
+from agetdaq.readout.config import setting
 from agetdaq.readout.schema import TOPIC_CALIB
 
 log = logging.getLogger(__name__)
 
 TOPIC = TOPIC_CALIB
-MAX_WINDOW = 100_000  # X-rays of the live window when it follows the slice size
+MAX_WINDOW = 100_000  # X-rays of the live window at most
 CALIBRATION_RUN = "calibration"
+
+
+@dataclass(frozen=True)
+class CalibFeedSettings:
+    """The DAQ's ``[calibration]`` table: how the online 55Fe analysis slices and fits."""
+
+    slice_xrays: int = setting(
+        1000, "a gain trend point every N selected X-rays ...", lo=1, hi=10_000_000
+    )
+    slice_minutes: float = setting(
+        10.0, "... or every T minutes, whichever comes first (0: X-rays only)", lo=0.0,
+        hi=10_000.0, unit="min",
+    )  # fmt: skip
+    window_xrays: int = setting(
+        2000, "the live fit: the last N selected X-rays ...", lo=50, hi=MAX_WINDOW
+    )
+    window_minutes: float = setting(
+        2.0, "... of the last T minutes (0: no time limit)", lo=0.0, hi=10_000.0, unit="min"
+    )
+    live_interval_s: float = setting(2.0, "the live fit this often", gt=0.0, hi=3600.0, unit="s")
+    map_n: int = setting(6, "gain map of n x n regions", lo=1, hi=30)
+    map_step_s: float = setting(
+        1.0, "one gain-map region refitted this often", gt=0.0, hi=3600.0, unit="s"
+    )
+    map_min_xrays: int = setting(
+        200, "X-rays a gain-map region needs to be fitted", lo=10, hi=10_000_000
+    )
+
+    def trend(self, threshold_adc: float | None = None) -> TrendConfig:
+        minutes = self.slice_minutes if self.slice_minutes > 0 else math.inf
+        return TrendConfig(self.slice_xrays, minutes, threshold_adc=threshold_adc)
 
 
 class CalibFeed:
@@ -66,26 +104,24 @@ class CalibFeed:
         config: TrendConfig | None = None,
         event_filter: EventFilter | None = None,
         *,
-        live_interval_s: float = 5.0,
-        window_xrays: int | None = None,
+        settings: CalibFeedSettings | None = None,
         area_mm: tuple[float, float, float, float] = (-30.0, 30.0, -30.0, 30.0),
-        map_n: int = 6,
-        map_step_s: float = 2.0,
-        map_min_xrays: int = 200,
     ) -> None:
+        st = settings or CalibFeedSettings()
         self.sink = sink
-        self.config = config or TrendConfig()
+        self.config = config or st.trend()
         self.event_filter = event_filter or EventFilter()
         self.reference_gain: float | None = self.config.reference_gain
-        self.live_interval_s = live_interval_s
-        self.window_xrays = window_xrays  # None: the slice size (at most MAX_WINDOW)
+        self.live_interval_s = st.live_interval_s
+        self.window_xrays = st.window_xrays
+        self.window_minutes = st.window_minutes
         cfg = self.config
         self.map_config = GainMapConfig(
-            nx=map_n, ny=map_n, x_range_mm=area_mm[:2], y_range_mm=area_mm[2:], select=False,
-            n_bins=cfg.n_bins, adc_max=cfg.adc_max, fit=cfg.fit,
+            nx=st.map_n, ny=st.map_n, x_range_mm=area_mm[:2], y_range_mm=area_mm[2:],
+            select=False, n_bins=cfg.n_bins, adc_max=cfg.adc_max, fit=cfg.fit,
         )  # fmt: skip
-        self.map_step_s = map_step_s
-        self.map_min_xrays = map_min_xrays
+        self.map_step_s = st.map_step_s
+        self.map_min_xrays = st.map_min_xrays
         self.run_number = 0
         self.active = False
         self.trend: GainTrend | None = None
@@ -96,12 +132,24 @@ class CalibFeed:
         self.errors = 0
         self._new_run_state()
 
+    @classmethod
+    def from_settings(
+        cls,
+        sink: MessageSink | None,
+        settings: CalibFeedSettings,
+        threshold_adc: float | None = None,
+        area_mm: tuple[float, float, float, float] = (-30.0, 30.0, -30.0, 30.0),
+    ) -> CalibFeed:
+        """The feed of the DAQ's ``[calibration]`` table (``threshold_adc``: the software
+        trigger's energy threshold, for the threshold in keV)."""
+        return cls(sink, settings.trend(threshold_adc), settings=settings, area_mm=area_mm)
+
     def _new_run_state(self) -> None:
         self._clock = RunClock()
         self._buffer = SliceBuffer()
         self._open_since: float | None = None  # monotonic time the open slice got its first event
-        size = self.window_xrays or min(self.config.slice_xrays, MAX_WINDOW)
-        self.window = LiveWindow(size, self.config.n_bins, self.config.adc_max)
+        size = min(self.window_xrays, MAX_WINDOW)
+        self.window = LiveWindow(size, self.config.n_bins, self.config.adc_max, self.window_minutes)
         self.sweep = MapSweep(self.map_config, self.map_min_xrays)
         now = time.monotonic()
         self._last_live = now
@@ -236,12 +284,22 @@ class CalibFeed:
         the fitted curve."""
         spectrum, fit = self.window.fit(self.config.fit)
         t0, t1 = self.window.time_range()
+        ref = self._reference()
+        if ref:
+            scale, scale_from = 1.0 / ref, "reference"
+        elif fit.ok and fit.gain > 0:
+            scale, scale_from = 1.0 / fit.gain, "this fit"
+        else:
+            scale, scale_from = None, ""
         header = {
             "t_start": t0,
             "t_end": t1,
             "counts": spectrum.total,
             "window_xrays": self.window.size,
-            **fit_fields(fit, self._reference(), self.config.threshold_adc),
+            "window_minutes": self.window.minutes or None,
+            "kev_per_adc": scale,
+            "energy_scale": scale_from,
+            **fit_fields(fit, ref, self.config.threshold_adc),
         }
         curve_x, curve_y = fit_curve(fit, spectrum)
         arrays = {"spectrum": spectrum.counts, "edges": spectrum.edges,

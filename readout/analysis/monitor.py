@@ -18,8 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agetdaq.protocol.mapping import StripMapping
-from agetdaq.readout.analysis.calibfeed import CalibFeed
-from agetdaq.readout.analysis.calibration.trend import TrendConfig
+from agetdaq.readout.analysis.calibfeed import CalibFeed, CalibFeedSettings
 from agetdaq.readout.analysis.sink import MessageSink
 from agetdaq.readout.schema import (
     CLASS_NAMES,
@@ -146,11 +145,12 @@ class MonitorFeed:
         *,
         mapping: StripMapping | None = None,
         calib: CalibFeed | None = None,
+        calib_settings: CalibFeedSettings | None = None,
     ) -> None:
         self.sink = sink
         geometry = StripGeometry.from_mapping(mapping or StripMapping.default())
-        self.calib = calib or CalibFeed(
-            sink, TrendConfig(threshold_adc=calib_threshold_adc), area_mm=geometry.area_mm
+        self.calib = calib or CalibFeed.from_settings(
+            sink, calib_settings or CalibFeedSettings(), calib_threshold_adc, geometry.area_mm
         )
         self.summary_period = 1.0 / summary_rate_hz if summary_rate_hz > 0 else float("inf")
         self.event_period = 1.0 / event_rate_hz if event_rate_hz > 0 else float("inf")
