@@ -13,7 +13,6 @@ from PyQt6.QtWidgets import QApplication
 from agetdaq.gui.alarms import load_rules
 from agetdaq.gui.config import MonitorConfig
 from agetdaq.gui.control_worker import ControlWorker
-from agetdaq.gui.replay import ReplayWorker
 from agetdaq.gui.window import MainWindow
 from agetdaq.gui.worker import SourceWorker, StreamWorker
 from agetdaq.protocol.mapping import MappingError, StripMapping
@@ -44,6 +43,8 @@ def make_sources(
         worker = StreamWorker(address, stale_after_s=config.stale_after_s)
         control = ControlWorker(controls[i]) if i < len(controls) else None
         out.append((worker, control))
+    if replays:  # the DAQ's analysis code (scipy fits): imported only for a replay
+        from agetdaq.gui.replay import ReplayWorker
     for path in replays:
         loop = bool(getattr(args, "loop", False))
         out.append((ReplayWorker(path, args.speed, loop=loop), None))
@@ -60,7 +61,8 @@ def build(args: argparse.Namespace) -> MainWindow:
     mapping = StripMapping.load(args.mapping) if args.mapping else StripMapping.default()
     rules = load_rules(args.alarms)
     sources = make_sources(args, mapping, config)
-    return MainWindow(sources, mapping, config, rules, args.snapshot_dir)
+    snapshots = getattr(args, "snapshot_dir", None) or config.logbook_dir
+    return MainWindow(sources, mapping, config, rules, snapshots)
 
 
 def run(args: argparse.Namespace) -> int:

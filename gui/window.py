@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PyQt6.QtCore import QTimer, pyqtSignal
+from PyQt6.QtGui import QKeySequence, QShortcut
 from PyQt6.QtWidgets import (
     QApplication,
     QComboBox,
@@ -30,7 +31,7 @@ from agetdaq.gui.alarms import Rule
 from agetdaq.gui.config import MonitorConfig
 from agetdaq.gui.control_worker import ControlWorker
 from agetdaq.gui.model import LinkInfo, StreamModel
-from agetdaq.gui.snapshot import save_snapshot, summary_text
+from agetdaq.gui.snapshot import save_snapshot, summary_text, tab_stem
 from agetdaq.gui.views import VIEWS, BannerView, View
 from agetdaq.gui.worker import SourceWorker
 from agetdaq.protocol.mapping import StripMapping
@@ -100,10 +101,10 @@ class MainWindow(QMainWindow):
         self.selector.currentIndexChanged.connect(self.select)
         bar.addWidget(self.selector)
         self.snapshot_button = QPushButton("Snapshot for the logbook")
+        self.snapshot_button.setToolTip(f"every tab as PNG + a text summary in {self.snapshot_dir}")
         self.snapshot_button.clicked.connect(self.snapshot)
         bar.addWidget(self.snapshot_button)
-        self.perf_label = QLabel("")
-        bar.addWidget(self.perf_label)
+        QShortcut(QKeySequence("Ctrl+Q"), self, activated=self.close)
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(2, 2, 2, 2)
@@ -225,7 +226,7 @@ class MainWindow(QMainWindow):
             fired += s.model.evaluate_alarms(now)
             self._label_source(slot)
         unacked = any(
-            a.rule.severity == "alarm" and not a.acknowledged
+            a.severity == "alarm" and not a.acknowledged
             for s in self.sources
             for a in s.model.alarms.active
         )
@@ -248,11 +249,6 @@ class MainWindow(QMainWindow):
             self._last_redraw = time.monotonic()
         self.redraw_ms.append(ms)
         del self.redraw_ms[:-200]
-        link = self.model.link
-        self.perf_label.setText(
-            f"  redraw {ms:.1f} ms (max {max(self.redraw_ms):.1f})  received {link.received}"
-            f"  gaps {link.gaps}  malformed {link.malformed}  not shown {link.viewer_dropped}"
-        )
         return ms
 
     # ---- snapshot -----------------------------------------------------------------------------
@@ -263,12 +259,26 @@ class MainWindow(QMainWindow):
             lines += v.summary()
         return summary_text(self.model, lines)
 
-    def snapshot(self) -> tuple[Path, Path] | None:
-        self.redraw(force=True)
+    def snapshot(self) -> tuple[list[Path], Path] | None:
+        """Every tab as a PNG of the window and the text summary, in the logbook directory."""
+        current = self.tabs.currentIndex()
+        stem = time.strftime("snapshot-%Y%m%d-%H%M%S")
+        pngs: list[Path] = []
         try:
-            png, txt = save_snapshot(self, self.snapshot_dir, self.snapshot_text())
+            for i in range(self.tabs.count()):
+                self.tabs.setCurrentIndex(i)
+                QApplication.processEvents()
+                self.redraw(force=True)
+                name = tab_stem(stem, i, self.tabs.tabText(i))
+                png, txt = save_snapshot(self, self.snapshot_dir, self.snapshot_text(), name)
+                pngs.append(png)
+            txt = txt.rename(txt.with_name(f"{stem}.txt"))
         except OSError as exc:
             self.statusBar().showMessage(f"snapshot failed: {exc}", 10000)
             return None
-        self.statusBar().showMessage(f"snapshot saved: {png} and {txt}", 10000)
-        return png, txt
+        finally:
+            self.tabs.setCurrentIndex(current)
+        self.statusBar().showMessage(
+            f"snapshot saved: {len(pngs)} tabs and {txt.name} in {self.snapshot_dir}", 10000
+        )
+        return pngs, txt

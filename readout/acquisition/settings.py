@@ -37,6 +37,11 @@ Example (every key optional; defaults as below)::
     slice_minutes = 10.0          # ... or T minutes (0: X-rays only)
     window_xrays = 2000           # the live fit (the gain shown and alarmed on): the last N
     window_minutes = 2.0          # selected X-rays of the last T minutes (0: no time limit)
+    window_min_xrays = 200        # fitted from this many X-rays on ("waiting for X-rays" before)
+    live_interval_s = 2.0         # the live fit this often
+    map_n = 6                     # gain map of n x n regions, one region refitted every
+    map_step_s = 1.0              # map_step_s once it holds map_min_xrays X-rays
+    map_min_xrays = 200
 
     [processing]                  # agetdaq.readout.datapath.processing.pipeline.ProcessorConfig
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agetdaq.readout.analysis.calibration import (
+    FitResult,
     GainMapConfig,
     GainTrend,
     TrendConfig,
@@ -80,6 +81,9 @@ class CalibFeedSettings:
     window_minutes: float = setting(
         2.0, "... of the last T minutes (0: no time limit)", lo=0.0, hi=10_000.0, unit="min"
     )
+    window_min_xrays: int = setting(
+        200, "the live window is fitted from this many X-rays on", lo=10, hi=MAX_WINDOW
+    )
     live_interval_s: float = setting(2.0, "the live fit this often", gt=0.0, hi=3600.0, unit="s")
     map_n: int = setting(6, "gain map of n x n regions", lo=1, hi=30)
     map_step_s: float = setting(
@@ -115,6 +119,7 @@ class CalibFeed:
         self.live_interval_s = st.live_interval_s
         self.window_xrays = st.window_xrays
         self.window_minutes = st.window_minutes
+        self.window_min_xrays = st.window_min_xrays
         cfg = self.config
         self.map_config = GainMapConfig(
             nx=st.map_n, ny=st.map_n, x_range_mm=area_mm[:2], y_range_mm=area_mm[2:],
@@ -282,7 +287,13 @@ class CalibFeed:
     def publish_live(self) -> bool:
         """One ``calib`` message of kind ``live``: the fit of the live window, its spectrum and
         the fitted curve."""
-        spectrum, fit = self.window.fit(self.config.fit)
+        spectrum = self.window.spectrum()
+        if spectrum.total >= self.window_min_xrays:
+            spectrum, fit = self.window.fit(self.config.fit)
+        else:  # not a failed fit: too early (or too low a rate) for one
+            self.window.fitted_at = self.window.added
+            reason = f"waiting for X-rays: {spectrum.total} of {self.window_min_xrays}"
+            fit = FitResult(False, reason, n_counts=spectrum.total)
         t0, t1 = self.window.time_range()
         ref = self._reference()
         if ref:

@@ -33,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="FILE.toml", help="[monitor] settings (gui/config.py)")
     p.add_argument("--mapping", metavar="FILE.csv", help="strip mapping (default: BabyIAXO)")
     p.add_argument("--redraw-hz", type=float, default=None, help="redraw rate cap (default 10)")
-    p.add_argument("--snapshot-dir", default="snapshots", help="where snapshots are saved")
+    p.add_argument("--snapshot-dir", default=None, metavar="DIR",
+                   help="logbook directory of the snapshots (default: [monitor] logbook_dir)")  # fmt: skip
     p.set_defaults(func=_run)
 
 
