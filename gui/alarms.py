@@ -51,11 +51,11 @@ class Rule:
     def __post_init__(self) -> None:
         if all(v is None for v in (self.min, self.max, self.alarm_min, self.alarm_max)):
             raise ConfigError("give min and/or max", "max")
-        for lo, hi, key in ((self.min, self.max, "min"), (self.alarm_min, self.alarm_max,
-                            "alarm_min"), (self.alarm_min, self.min, "alarm_min"),
-                            (self.max, self.alarm_max, "alarm_max")):  # fmt: skip
+        for a, b in (("min", "max"), ("alarm_min", "alarm_max"), ("alarm_min", "min"),
+                     ("max", "alarm_max")):  # fmt: skip
+            lo, hi = getattr(self, a), getattr(self, b)
             if lo is not None and hi is not None and lo > hi:
-                raise ConfigError(f"{key} {lo} is above {hi}", key)
+                raise ConfigError(f"{a} {lo} is above {b} {hi}", a)
 
     def level(self, value: float | None) -> str | None:
         """The severity ``value`` calls for: None (in range), the rule's, or "alarm"."""

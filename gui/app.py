@@ -51,8 +51,9 @@ def make_sources(
     return out
 
 
-def build(args: argparse.Namespace) -> MainWindow:
-    """The window with its workers (not started); OptionError / ConfigError / MappingError."""
+def build(args: argparse.Namespace, defer_views: bool = False) -> MainWindow:
+    """The window with its workers (not started); OptionError / ConfigError / MappingError.
+    ``defer_views``: only the first tab is built (``MainWindow.finish_build`` builds the rest)."""
     config = MonitorConfig.load(args.config)
     if args.redraw_hz is not None:
         if args.redraw_hz <= 0:
@@ -62,7 +63,7 @@ def build(args: argparse.Namespace) -> MainWindow:
     rules = load_rules(args.alarms)
     sources = make_sources(args, mapping, config)
     snapshots = getattr(args, "snapshot_dir", None) or config.logbook_dir
-    return MainWindow(sources, mapping, config, rules, snapshots)
+    return MainWindow(sources, mapping, config, rules, snapshots, defer_views)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         args.after = 3.0
     _app = QApplication.instance() or QApplication(sys.argv[:1])  # must outlive the window
     try:
-        window = build(args)
+        window = build(args, defer_views=True)
     except (OptionError, ConfigError, MappingError, ValueError, OSError) as exc:
         print(f"agetdaq gui: {exc}", file=sys.stderr)
         return 2
@@ -85,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
         window.tabs.setCurrentIndex(match[0])
     window.show()
+    _app.processEvents()  # the first frame, before the other tabs are built
+    window.finish_build()
     window.start()
     if args.screenshot:
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import tomllib
 
-from agetdaq.readout.analysis.calibfeed import CalibFeedSettings
+from agetdaq.readout.analysis.calibsettings import CalibFeedSettings
 from agetdaq.readout.config import ConfigError, build
 from agetdaq.readout.schema import CHANNEL_DTYPE, SAMPLES_IN_RAW
 from agetdaq.readout.store import RunFileError, open_run

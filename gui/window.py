@@ -59,6 +59,7 @@ class MainWindow(QMainWindow):
         config: MonitorConfig | None = None,
         rules: list[Rule] | None = None,
         snapshot_dir: str | Path = "snapshots",
+        defer_views: bool = False,
     ) -> None:
         super().__init__()
         if not sources:
@@ -81,7 +82,8 @@ class MainWindow(QMainWindow):
         self.redraw_ms: list[float] = []
         self._last_redraw = 0.0
         self._last_beep = -BEEP_REPEAT_S
-        self._build()
+        self._pending: list[tuple[int, type[View]]] = []  # tabs built by finish_build()
+        self._build(defer_views)
         self._redraw_timer = QTimer(self)
         self._redraw_timer.setSingleShot(True)
         self._redraw_timer.timeout.connect(self.redraw)
@@ -90,7 +92,7 @@ class MainWindow(QMainWindow):
 
     # ---- construction -------------------------------------------------------------------------
 
-    def _build(self) -> None:
+    def _build(self, defer: bool) -> None:
         self.setWindowTitle("agetdaq monitor")
         bar = QToolBar("main")
         self.addToolBar(bar)
@@ -112,7 +114,11 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.banner.widget)
         self.tabs = QTabWidget()
         self.views: list[View] = []
-        for cls in VIEWS:
+        for i, cls in enumerate(VIEWS):
+            if defer and i > 0:  # the first frame shows before the other tabs are built
+                self.tabs.addTab(QLabel("  building the view ..."), cls.title)
+                self._pending.append((i, cls))
+                continue
             view = cls(self)
             self.views.append(view)
             self.tabs.addTab(view.widget, view.title)
@@ -120,6 +126,20 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
         self.resize(1400, 900)
+
+    def finish_build(self) -> None:
+        """Build the tabs left for after the first frame (``defer_views``)."""
+        current = self.tabs.currentIndex()
+        for i, cls in self._pending:
+            view = cls(self)
+            self.views.insert(i, view)
+            placeholder = self.tabs.widget(i)
+            self.tabs.removeTab(i)
+            self.tabs.insertTab(i, view.widget, view.title)
+            placeholder.deleteLater()
+        self._pending = []
+        self.tabs.setCurrentIndex(current)
+        self.schedule_redraw()
 
     def view(self, cls: type[View]) -> View:
         return next(v for v in self.views if isinstance(v, cls))

@@ -55,7 +55,8 @@ class DaqProcesses:
         self._log = self.log_path.open("a")
         self.emulator: subprocess.Popen | None = None
         self.server: subprocess.Popen | None = None
-        self.started = 0.0  # monotonic launch time of the emulator (its model time 0, about)
+        self.started = 0.0  # monotonic launch time of the emulator
+        self.board_up: float | None = None  # when the emulator first answered (~ model time 0)
 
     # ---- processes ---------------------------------------------------------------------------
 
@@ -85,7 +86,10 @@ class DaqProcesses:
         while time.monotonic() < end:
             if any(p is not None and p.poll() is not None for p in (self.emulator, self.server)):
                 break
-            if self.emu("stat", timeout=0.5) is not None and self.request("ping", 1000)["ok"]:
+            board = self.emu("stat", timeout=0.5) is not None
+            if board and self.board_up is None:
+                self.board_up = time.monotonic()
+            if board and self.request("ping", 1000)["ok"]:
                 return
             time.sleep(0.2)
         raise RuntimeError(f"emulator or DAQ server not up: {self.log()[-3000:]}")

@@ -66,8 +66,8 @@ def test_shipped_defaults_load_and_cover_the_required_rules():
         ("[[rule]]\nname='a'\nmetric='m'\nmax=1\ndelay_s=-1\n", "rule[0].delay_s: -1.0 s is below"),
         ("[[rule]]\nname='a'\nmetric='m'\nmax=nan\n", "rule[0].max: expected a finite number"),
         ("[[rule]]\nname='a'\nmetric='m'\nmin=inf\n", "rule[0].min: expected a finite number"),
-        ("[[rule]]\nname='a'\nmetric='m'\nmin=2\nmax=1\n", "rule[0].min: min 2.0 is above 1.0"),
-        ("[[rule]]\nname='a'\nmetric='m'\nmax=2\nalarm_max=1\n", "rule[0].alarm_max: alarm_max 2.0"),
+        ("[[rule]]\nname='a'\nmetric='m'\nmin=2\nmax=1\n", "rule[0].min: min 2.0 is above max"),
+        ("[[rule]]\nname='a'\nmetric='m'\nmax=2\nalarm_max=1\n", "rule[0].max: max 2.0 is above"),
         ("[[rule]]\nname='a'\nmax=1\n", "rule[0].metric: missing (required)"),
         ("[[rule]]\nname=''\nmetric='m'\nmax=1\n", "rule[0].name: must not be empty"),
         ("[[rule]]\nname='a'\nmetric='m'\nmax=1\nstates=['runing']\n",
@@ -116,7 +116,8 @@ def test_one_cause_one_alarm_that_escalates_and_asks_again():
     assert engine.acknowledge(None, now=1.0) == 1
     called = engine.evaluate({"gain_rel": 0.7}, now=2.0)  # the same cause got worse
     assert [(a.rule.name, a.severity, a.acknowledged) for a in called] == [
-        ("gain-drift", "alarm", False)]
+        ("gain-drift", "alarm", False)
+    ]
     assert len(engine.active) == 1 and engine.worst(unacknowledged_only=True) == "alarm"
     engine.evaluate({"gain_rel": 0.85}, now=3.0)  # better again: the alarm keeps its level
     assert engine.active[0].severity == "alarm" and engine.active[0].holding

@@ -234,7 +234,8 @@ def test_gain_view_shows_the_daq_spectrum_fit_trend_and_map(qtbot, win):
     assert view.spec_plot.getAxis("bottom").labelUnits == "keV"
     assert "5.9 keV peak" in view.info.text()
     assert "gain 1.0" in view.gain_label.text() and "the gain alarm watches it" in (
-        view.gain_label.text())
+        view.gain_label.text()
+    )
     _, run_y = view.run_curve.getData()
     assert run_y.sum() == pytest.approx(w.model.hist.spectrum.sum()) and run_y.sum() > 3900
     _t, g = view.trend_items["gain_rel"].getData()
@@ -354,8 +355,10 @@ def test_run_control_buttons_follow_the_daq_state(qtbot, tmp_path):
         assert not view.start_button.isEnabled() and not view.configure_button.isEnabled()
         assert not view.run_type.isEnabled()  # the form shows the running run
         sent = [r for r in requests if r["cmd"] in ("configure", "start")]
-        assert sent == [{"cmd": "configure", "script": "run"},  # the run type's script first
-                        {"cmd": "start", "run_type": "background", "comment": "night shift"}]
+        assert sent == [
+            {"cmd": "configure", "script": "run"},  # the run type's script first
+            {"cmd": "start", "run_type": "background", "comment": "night shift"},
+        ]
         view.ask = lambda *_: False  # Stop asks first: "No"
         view.stop_button.click()
         assert not any(r["cmd"] == "stop" for r in requests)

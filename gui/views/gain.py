@@ -121,8 +121,7 @@ class GainView(View):
         self.map_info = QLabel("-")
         self.map_info.setWordWrap(True)
         col.addWidget(self.map_info)
-        n = self.host.config.gainmap_n
-        self.map_n = n
+        n = self.host.config.gainmap_n  # until the DAQ's map says its own
         self.map_plot = glw.addPlot(row=0, col=0, title="gain map (DAQ): region / median")
         self.map_plot.setAspectLocked(True)
         self.map_plot.setLabel("bottom", "x", "mm")
@@ -135,17 +134,27 @@ class GainView(View):
         self.map_plot.addItem(self.map_image)
         self.map_bar = colour_bar(self.map_image, self.map_plot, cmap, "relative gain")
         self.map_bar.setLevels((0.8, 1.2))
+        self.map_labels: list[pg.TextItem] = []
+        self._cells(n, n, (x0, x1, y0, y1))
+        return box
+
+    def _cells(self, nx: int, ny: int, area: tuple[float, float, float, float]) -> None:
+        """One text per map region ([ix, iy] order); made again only when the DAQ's map has
+        another shape than the one shown (its [calibration] map_n)."""
+        for t in self.map_labels:
+            self.map_plot.removeItem(t)
         self.map_labels = []
+        self.map_shape = (nx, ny)
+        x0, x1, y0, y1 = area
         font = QFont()
         font.setPointSize(8)
-        for ix in range(n):
-            for iy in range(n):
+        for ix in range(nx):
+            for iy in range(ny):
                 t = pg.TextItem("-", anchor=(0.5, 0.5), color="k")
                 t.setFont(font)
-                t.setPos(x0 + (ix + 0.5) * (x1 - x0) / n, y0 + (iy + 0.5) * (y1 - y0) / n)
+                t.setPos(x0 + (ix + 0.5) * (x1 - x0) / nx, y0 + (iy + 0.5) * (y1 - y0) / ny)
                 self.map_plot.addItem(t)
                 self.map_labels.append(t)
-        return box
 
     def _build_trends(self) -> pg.GraphicsLayoutWidget:
         right = pg.GraphicsLayoutWidget()
@@ -291,19 +300,18 @@ class GainView(View):
 
     def _draw_map(self) -> None:
         gm = self.host.model.calib.gain_map
-        n = self.map_n
         if gm is None:
-            self.map_image.setImage(np.ones((n, n), np.float32), autoLevels=False)
+            self.map_image.setImage(np.ones(self.map_shape, np.float32), autoLevels=False)
             texts = ["-"] * len(self.map_labels)
         else:
             shown = np.nan_to_num(gm.rel_gain, nan=1.0).astype(np.float32)
             self.map_image.setImage(shown, autoLevels=False)
             x0, x1, y0, y1 = gm.area_mm
             self.map_image.setRect(QRectF(x0, y0, x1 - x0, y1 - y0))
-            if gm.rel_gain.shape == (n, n):
-                texts = [gm.cell_text(ix, iy) for ix in range(n) for iy in range(n)]
-            else:
-                texts = ["-"] * len(self.map_labels)
+            nx, ny = gm.rel_gain.shape
+            if (nx, ny) != self.map_shape:
+                self._cells(nx, ny, gm.area_mm)
+            texts = [gm.cell_text(ix, iy) for ix in range(nx) for iy in range(ny)]
         self.map_image.setLevels((0.8, 1.2))
         for label, text in zip(self.map_labels, texts):
             if label.textItem.toPlainText() != text:

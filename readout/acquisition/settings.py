@@ -63,7 +63,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from agetdaq.readout.analysis.calibfeed import CalibFeedSettings
+from agetdaq.readout.analysis.calibsettings import CalibFeedSettings
 from agetdaq.readout.config import (
     ConfigError,
     build,

@@ -13,7 +13,8 @@ clock). Three kinds of ``calib`` message (header ``kind``, docs/STREAM.md):
   draws, and its ``gain_rel`` is the one gain number the monitor shows and alarms on;
 - ``map``: the gain map, its regions refitted one per ``map_step_s`` after new data
   (:class:`~agetdaq.readout.analysis.livecalib.MapSweep`), sent after every step: each region its
-  relative gain or why not.
+  relative gain or why not. Its X-rays are filled corrected for the drift in time (to the gain of
+  the run's first good fit, from the newest good fit), so a drifting gain does not smear it.
 
 The DAQ's ``[calibration]`` settings table (:class:`CalibFeedSettings`) sets the slicing, the
 window and the map. Publishing never blocks; a failure of the analysis is logged and counted,
@@ -26,7 +27,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -46,6 +46,7 @@ from agetdaq.readout.analysis.calibration.runs import (
     calibration_events,
     clock_offset,
 )
+from agetdaq.readout.analysis.calibsettings import MAX_WINDOW, CalibFeedSettings
 from agetdaq.readout.analysis.livecalib import (
     LiveWindow,
     MapSweep,
@@ -54,48 +55,13 @@ from agetdaq.readout.analysis.livecalib import (
     map_arrays,
 )
 from agetdaq.readout.analysis.sink import MessageSink
-from agetdaq.readout.config import setting
 from agetdaq.readout.schema import TOPIC_CALIB
 
 log = logging.getLogger(__name__)
 
 TOPIC = TOPIC_CALIB
-MAX_WINDOW = 100_000  # X-rays of the live window at most
+__all__ = ["CALIBRATION_RUN", "TOPIC", "CalibFeed", "CalibFeedSettings"]
 CALIBRATION_RUN = "calibration"
-
-
-@dataclass(frozen=True)
-class CalibFeedSettings:
-    """The DAQ's ``[calibration]`` table: how the online 55Fe analysis slices and fits."""
-
-    slice_xrays: int = setting(
-        1000, "a gain trend point every N selected X-rays ...", lo=1, hi=10_000_000
-    )
-    slice_minutes: float = setting(
-        10.0, "... or every T minutes, whichever comes first (0: X-rays only)", lo=0.0,
-        hi=10_000.0, unit="min",
-    )  # fmt: skip
-    window_xrays: int = setting(
-        2000, "the live fit: the last N selected X-rays ...", lo=50, hi=MAX_WINDOW
-    )
-    window_minutes: float = setting(
-        2.0, "... of the last T minutes (0: no time limit)", lo=0.0, hi=10_000.0, unit="min"
-    )
-    window_min_xrays: int = setting(
-        200, "the live window is fitted from this many X-rays on", lo=10, hi=MAX_WINDOW
-    )
-    live_interval_s: float = setting(2.0, "the live fit this often", gt=0.0, hi=3600.0, unit="s")
-    map_n: int = setting(6, "gain map of n x n regions", lo=1, hi=30)
-    map_step_s: float = setting(
-        1.0, "one gain-map region refitted this often", gt=0.0, hi=3600.0, unit="s"
-    )
-    map_min_xrays: int = setting(
-        200, "X-rays a gain-map region needs to be fitted", lo=10, hi=10_000_000
-    )
-
-    def trend(self, threshold_adc: float | None = None) -> TrendConfig:
-        minutes = self.slice_minutes if self.slice_minutes > 0 else math.inf
-        return TrendConfig(self.slice_xrays, minutes, threshold_adc=threshold_adc)
 
 
 class CalibFeed:
@@ -156,6 +122,8 @@ class CalibFeed:
         size = min(self.window_xrays, MAX_WINDOW)
         self.window = LiveWindow(size, self.config.n_bins, self.config.adc_max, self.window_minutes)
         self.sweep = MapSweep(self.map_config, self.map_min_xrays)
+        self._gain_now: float | None = None  # ADC per keV of the newest good fit of the run
+        self._gain_first: float | None = None  # ... and of its first
         now = time.monotonic()
         self._last_live = now
         self._last_map_step = now
@@ -192,7 +160,8 @@ class CalibFeed:
                 mask &= select_xrays(events, self.config.selection)
             self._buffer.add(events, mask)
             self.window.add(events["energy_adc"][mask], events["time_s"][mask])
-            self.sweep.fill(events["energy_adc"][mask], events["x_mm"][mask], events["y_mm"][mask])
+            e = events["energy_adc"][mask] * self._drift_correction()
+            self.sweep.fill(e, events["x_mm"][mask], events["y_mm"][mask])
             closed = self.trend.feed(events)
             self._closed(closed)
             if self.trend.open_counts[0] and (closed or self._open_since is None):
@@ -245,12 +214,26 @@ class CalibFeed:
             self.errors += 1
             log.exception("calibration fit failed at the end of a slice")
 
+    def _drift_correction(self) -> float:
+        """Factor that takes energies to the gain of the run's first good fit: the gain map
+        compares regions, and a drift in time would smear its spectra (1.0 before a fit)."""
+        now, first = self._gain_now, self._gain_first
+        return first / now if now and first else 1.0
+
+    def _gain_seen(self, gain: float) -> None:
+        """A good fit's gain (ADC per keV): the newest drives the map's drift correction."""
+        if gain > 0 and math.isfinite(gain):
+            self._gain_now = gain
+            self._gain_first = self._gain_first or gain
+
     def _closed(self, points: list[TrendPoint]) -> None:
         if points:
             self._open_since = None
         for p in points:
             xrays = self._buffer.take(p.n_events)
             self.points.append(p)
+            if p.ok:
+                self._gain_seen(p.gain)
             if self.reference_gain is None and self.trend.reference_gain is not None:
                 self.reference_gain = self.trend.reference_gain
             self.publish(p, xrays["energy_adc"])
@@ -315,6 +298,8 @@ class CalibFeed:
         curve_x, curve_y = fit_curve(fit, spectrum)
         arrays = {"spectrum": spectrum.counts, "edges": spectrum.edges,
                   "curve_x": curve_x, "curve_y": curve_y}  # fmt: skip
+        if fit.ok:
+            self._gain_seen(fit.gain)
         sent = self._send("live", header, arrays)
         self.published_live += int(sent)
         return sent
