@@ -164,8 +164,8 @@ def _child(argv: list[str]) -> int:
             line += " | " + _trace_growth(keep)
         print(line, flush=True)
 
-    def build_with_cycler(ns: argparse.Namespace) -> Any:
-        window = build(ns)
+    def build_with_cycler(ns: argparse.Namespace, defer_views: bool = False) -> Any:
+        window = build(ns, defer_views)
         cycle = QTimer(window)
         tabs, n_tabs = window.tabs, window.tabs.count()
         cycle.timeout.connect(lambda: tabs.setCurrentIndex((tabs.currentIndex() + 1) % n_tabs))

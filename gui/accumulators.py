@@ -24,7 +24,17 @@ RATE_NAMES = (
     "loss_rate",
     "disk_free_gb",
     "gaps_total",
+    "malformed_total",
+    "data_lost_total",
+    "not_processed_total",
+    "board_restarts_total",
+    "data_lost_rate",
+    "not_processed_rate",
 )
+# per-run (or per-DAQ-start) counters of the status kept as totals that never go back
+RUN_COUNTERS = (("data_lost", "data_lost_total"), ("not_processed", "not_processed_total"),
+                ("board_restarts", "board_restarts_total"))  # fmt: skip
+GAP_PERIODS = 5.0  # status rows this many periods apart: an outage, the curves break there
 
 
 def class_key(name: str) -> str | None:
@@ -45,17 +55,39 @@ def total_losses(losses: object) -> int:
     return 0
 
 
-class RateTracker:
-    """Rates vs time from ``status`` messages: DAQ rates, per-class rates, losses, dead time."""
+class Running:
+    """A counter that restarts (new run, DAQ restart) kept as a total that never goes back."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self) -> None:
+        self.offset = 0
+        self.prev = 0
+
+    def add(self, value: int) -> int:
+        if value < self.prev:
+            self.offset += self.prev
+        self.prev = value
+        return value + self.offset
+
+
+class RateTracker:
+    """Rates vs time from ``status`` messages: DAQ rates, per-class rates, losses, dead time.
+    A status after an outage (more than GAP_PERIODS status periods) follows a row of NaN, so the
+    curves show the gap instead of a straight ramp across it."""
+
+    def __init__(self, capacity: int, period_s: float = 1.0) -> None:
         self.series = TimeSeries(RATE_NAMES, capacity)
+        self.period_s = period_s
         self._prev_t: float | None = None
         self._prev_classes: dict[str, int] | None = None
         self._loss_offset = 0  # cumulative losses of earlier DAQ restarts
         self._prev_losses = 0
+        self._totals = {name: Running() for _, name in RUN_COUNTERS}
 
-    def add_status(self, t: float, status: Mapping[str, object], gaps_total: int) -> None:
+    def add_status(
+        self, t: float, status: Mapping[str, object], gaps_total: int, malformed_total: int = 0
+    ) -> None:
+        if self._prev_t is not None and t - self._prev_t > GAP_PERIODS * self.period_s:
+            self.series.append(self._prev_t + self.period_s, {})  # the outage: a gap
         values: dict[str, float | None] = {}
         for key in ("trigger_rate", "events_per_s", "mb_per_s", "queue_fill", "disk_free_gb"):
             v = status.get(key)
@@ -68,10 +100,20 @@ class RateTracker:
         self._prev_losses = lost
         values["losses_total"] = float(lost + self._loss_offset)
         values["gaps_total"] = float(gaps_total)
+        values["malformed_total"] = float(malformed_total)
+        for key, name in RUN_COUNTERS:
+            v = status.get(key)
+            if isinstance(v, int) and not isinstance(v, bool):
+                values[name] = float(self._totals[name].add(v))
         dt = t - self._prev_t if self._prev_t is not None else None
         prev_total = self.series.last("losses_total")
         if dt and dt > 0 and prev_total is not None:
             values["loss_rate"] = max(0.0, values["losses_total"] - prev_total) / dt
+        for total, rate in (("data_lost_total", "data_lost_rate"),
+                            ("not_processed_total", "not_processed_rate")):  # fmt: skip
+            prev = self.series.last(total)
+            if dt and dt > 0 and prev is not None and values.get(total) is not None:
+                values[rate] = max(0.0, values[total] - prev) / dt
         counts = self._class_counts(status)
         if dt and dt > 0 and self._prev_classes is not None:
             for key in CLASS_KEYS:

@@ -1,11 +1,15 @@
 """Alarm rules and their evaluation (pure Python, no Qt).
 
 A rule watches one metric (a number the model computes, see ``StreamModel.metrics``) and names its
-allowed range ``[min, max]``. When the value leaves the range for ``delay_s`` the alarm fires; it
-stays active until the value is back in range; an operator acknowledges it (the sound stops, the
-banner keeps its colour until it clears). A missing metric (None / NaN) never fires. Rules load
-from TOML: an array of tables ``[[rule]]`` (see gui/data/alarms.toml), through the one settings
-loader (:mod:`agetdaq.readout.config`): errors read ``file: rule[i].key: reason``.
+allowed range ``[min, max]`` (leaving it: the rule's ``severity``) and optionally a wider range
+``[alarm_min, alarm_max]`` (leaving that: "alarm"). One cause, one alarm: when the value goes on
+to the wider limits the same alarm escalates to "alarm" (and needs a new acknowledgement). An alarm
+fires once its condition held for ``delay_s`` and latches: it stays active until the condition is
+gone AND an operator acknowledged it (acknowledging stops the sound; the banner keeps the colour of
+the worst level the alarm reached until it is gone and acknowledged). A missing metric (None /
+NaN) never fires. Rules load from TOML: an array of tables ``[[rule]]`` (see
+gui/data/alarms.toml), through the one settings loader (:mod:`agetdaq.readout.config`): errors
+read ``file: rule[i].key: reason``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ class Rule:
     metric: str = setting(doc="a metric of StreamModel.metrics", nonempty=True)
     min: float | None = setting(None, "lowest allowed value")
     max: float | None = setting(None, "highest allowed value")
+    alarm_min: float | None = setting(None, "below this the alarm escalates to 'alarm'")
+    alarm_max: float | None = setting(None, "above this the alarm escalates to 'alarm'")
     delay_s: float = setting(0.0, "out of range this long before firing", lo=0.0, unit="s")
     severity: str = setting("warning", choices=SEVERITIES)
     message: str = setting("", "banner text; may use {value}")
@@ -43,17 +49,24 @@ class Rule:
     )
 
     def __post_init__(self) -> None:
-        if self.min is None and self.max is None:
+        if all(v is None for v in (self.min, self.max, self.alarm_min, self.alarm_max)):
             raise ConfigError("give min and/or max", "max")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ConfigError(f"min {self.min} is above max {self.max}", "min")
+        for a, b in (("min", "max"), ("alarm_min", "alarm_max"), ("alarm_min", "min"),
+                     ("max", "alarm_max")):  # fmt: skip
+            lo, hi = getattr(self, a), getattr(self, b)
+            if lo is not None and hi is not None and lo > hi:
+                raise ConfigError(f"{a} {lo} is above {b} {hi}", a)
+
+    def level(self, value: float | None) -> str | None:
+        """The severity ``value`` calls for: None (in range), the rule's, or "alarm"."""
+        if value is None or not math.isfinite(value):
+            return None
+        if _outside(value, self.alarm_min, self.alarm_max):
+            return "alarm"
+        return self.severity if _outside(value, self.min, self.max) else None
 
     def violated(self, value: float | None) -> bool:
-        if value is None or not math.isfinite(value):
-            return False
-        return (self.min is not None and value < self.min) or (
-            self.max is not None and value > self.max
-        )
+        return self.level(value) is not None
 
     def describe(self, value: float | None) -> str:
         text = self.message or f"{self.metric} out of range"
@@ -63,15 +76,23 @@ class Rule:
             return text
 
 
+def _outside(value: float, lo: float | None, hi: float | None) -> bool:
+    return (lo is not None and value < lo) or (hi is not None and value > hi)
+
+
 @dataclass
 class Alarm:
-    """A rule whose condition holds; ``fired`` once it held for the rule's delay."""
+    """One rule's alarm: ``fired`` once its condition held for the rule's delay; ``holding``
+    while the condition holds; ``severity`` the worst level reached (it latches)."""
 
     rule: Rule
     since: float
     value: float | None
+    severity: str = "warning"
     fired_at: float | None = None
     acknowledged: bool = False
+    holding: bool = True
+    cleared_at: float | None = None
 
     @property
     def fired(self) -> bool:
@@ -79,13 +100,14 @@ class Alarm:
 
     @property
     def text(self) -> str:
-        return self.rule.describe(self.value)
+        text = self.rule.describe(self.value)
+        return text if self.holding else f"{text} (gone, acknowledge)"
 
 
 @dataclass(frozen=True)
 class AlarmEvent:
     time: float
-    kind: str  # "fired", "cleared", "acknowledged"
+    kind: str  # "fired", "escalated", "cleared", "acknowledged"
     rule: str
     severity: str
     text: str
@@ -95,7 +117,7 @@ class AlarmEvent:
 class AlarmEngine:
     rules: list[Rule]
     history_size: int = 1000
-    pending: dict[str, Alarm] = field(default_factory=dict)  # condition true, fired or not
+    pending: dict[str, Alarm] = field(default_factory=dict)  # condition true, or latched
     history: deque[AlarmEvent] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -104,48 +126,64 @@ class AlarmEngine:
     def evaluate(
         self, metrics: Mapping[str, float | None], now: float, state: str | None = None
     ) -> list[Alarm]:
-        """Update every rule with the current metrics; returns the alarms that fired now."""
-        fired: list[Alarm] = []
+        """Update every rule with the current metrics; returns the alarms that fired or
+        escalated now (they call for the operator)."""
+        called: list[Alarm] = []
         for rule in self.rules:
             applies = not rule.states or state in rule.states
             value = metrics.get(rule.metric)
+            level = rule.level(value) if applies else None
             alarm = self.pending.get(rule.name)
-            if applies and rule.violated(value):
+            if level is not None:
                 if alarm is None:
-                    alarm = self.pending[rule.name] = Alarm(rule, now, value)
-                alarm.value = value
-                if not alarm.fired and now - alarm.since >= rule.delay_s:
-                    alarm.fired_at = now
-                    fired.append(alarm)
-                    self._log(now, "fired", alarm)
+                    alarm = self.pending[rule.name] = Alarm(rule, now, value, level)
+                alarm.value, alarm.holding, alarm.cleared_at = value, True, None
+                if not alarm.fired:
+                    alarm.severity = max(alarm.severity, level, key=severity_rank)
+                    if now - alarm.since >= rule.delay_s:
+                        alarm.fired_at = now
+                        called.append(alarm)
+                        self._log(now, "fired", alarm)
+                elif severity_rank(level) > severity_rank(alarm.severity):
+                    alarm.severity, alarm.acknowledged = level, False
+                    called.append(alarm)
+                    self._log(now, "escalated", alarm)
             elif alarm is not None:
-                del self.pending[rule.name]
-                if alarm.fired:
+                if not alarm.fired:
+                    del self.pending[rule.name]
+                elif alarm.holding:
+                    alarm.holding, alarm.cleared_at = False, now
                     self._log(now, "cleared", alarm)
-        return fired
+                    if alarm.acknowledged:
+                        del self.pending[rule.name]
+        return called
 
     def _log(self, now: float, kind: str, alarm: Alarm) -> None:
-        self.history.append(AlarmEvent(now, kind, alarm.rule.name, alarm.rule.severity, alarm.text))
+        self.history.append(AlarmEvent(now, kind, alarm.rule.name, alarm.severity, alarm.text))
 
     @property
     def active(self) -> list[Alarm]:
-        """Fired alarms whose condition still holds, the most severe first."""
+        """Fired alarms whose condition holds or that wait for an acknowledgement, the most
+        severe first."""
         out = [a for a in self.pending.values() if a.fired]
-        return sorted(out, key=lambda a: (-severity_rank(a.rule.severity), a.fired_at))
+        return sorted(out, key=lambda a: (-severity_rank(a.severity), a.fired_at))
 
     def acknowledge(self, name: str | None = None, now: float = 0.0) -> int:
-        """Acknowledge one active alarm (or all with ``name=None``); returns how many."""
+        """Acknowledge one active alarm (or all with ``name=None``); returns how many. An
+        acknowledged alarm whose condition is gone is over."""
         n = 0
         for alarm in self.active:
             if (name is None or alarm.rule.name == name) and not alarm.acknowledged:
                 alarm.acknowledged = True
                 self._log(now, "acknowledged", alarm)
+                if not alarm.holding:
+                    del self.pending[alarm.rule.name]
                 n += 1
         return n
 
     def worst(self, unacknowledged_only: bool = False) -> str | None:
         """Highest severity among the active alarms, or None."""
-        sev = [a.rule.severity for a in self.active if not (unacknowledged_only and a.acknowledged)]
+        sev = [a.severity for a in self.active if not (unacknowledged_only and a.acknowledged)]
         return max(sev, key=severity_rank) if sev else None
 
 

@@ -13,7 +13,6 @@ from PyQt6.QtWidgets import QApplication
 from agetdaq.gui.alarms import load_rules
 from agetdaq.gui.config import MonitorConfig
 from agetdaq.gui.control_worker import ControlWorker
-from agetdaq.gui.replay import ReplayWorker
 from agetdaq.gui.window import MainWindow
 from agetdaq.gui.worker import SourceWorker, StreamWorker
 from agetdaq.protocol.mapping import MappingError, StripMapping
@@ -44,14 +43,17 @@ def make_sources(
         worker = StreamWorker(address, stale_after_s=config.stale_after_s)
         control = ControlWorker(controls[i]) if i < len(controls) else None
         out.append((worker, control))
+    if replays:  # the DAQ's analysis code (scipy fits): imported only for a replay
+        from agetdaq.gui.replay import ReplayWorker
     for path in replays:
         loop = bool(getattr(args, "loop", False))
         out.append((ReplayWorker(path, args.speed, loop=loop), None))
     return out
 
 
-def build(args: argparse.Namespace) -> MainWindow:
-    """The window with its workers (not started); OptionError / ConfigError / MappingError."""
+def build(args: argparse.Namespace, defer_views: bool = False) -> MainWindow:
+    """The window with its workers (not started); OptionError / ConfigError / MappingError.
+    ``defer_views``: only the first tab is built (``MainWindow.finish_build`` builds the rest)."""
     config = MonitorConfig.load(args.config)
     if args.redraw_hz is not None:
         if args.redraw_hz <= 0:
@@ -60,7 +62,8 @@ def build(args: argparse.Namespace) -> MainWindow:
     mapping = StripMapping.load(args.mapping) if args.mapping else StripMapping.default()
     rules = load_rules(args.alarms)
     sources = make_sources(args, mapping, config)
-    return MainWindow(sources, mapping, config, rules, args.snapshot_dir)
+    snapshots = getattr(args, "snapshot_dir", None) or config.logbook_dir
+    return MainWindow(sources, mapping, config, rules, snapshots, defer_views)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         args.after = 3.0
     _app = QApplication.instance() or QApplication(sys.argv[:1])  # must outlive the window
     try:
-        window = build(args)
+        window = build(args, defer_views=True)
     except (OptionError, ConfigError, MappingError, ValueError, OSError) as exc:
         print(f"agetdaq gui: {exc}", file=sys.stderr)
         return 2
@@ -83,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
         window.tabs.setCurrentIndex(match[0])
     window.show()
+    _app.processEvents()  # the first frame, before the other tabs are built
+    window.finish_build()
     window.start()
     if args.screenshot:
 

@@ -45,6 +45,8 @@ class LiveFit:
     n_escape: float
     escape_adc: float
     chi2_ndf: float
+    kev_per_adc: float | None  # the DAQ's energy scale of the spectrum (None: not known)
+    window_minutes: float | None
     edges: np.ndarray = field(repr=False)
     spectrum: np.ndarray = field(repr=False)
     curve_x: np.ndarray = field(repr=False)  # bin edges of the fitted curve
@@ -60,6 +62,7 @@ class LiveFit:
         if len(cx) != len(cy) + 1:
             cx, cy = np.zeros(0, np.float32), np.zeros(0, np.float32)
         counts, window = h.get("counts"), h.get("window_xrays")
+        scale, minutes = _num(h, "kev_per_adc"), _num(h, "window_minutes")
         return cls(
             ok=bool(h.get("ok", False)), reason=str(h.get("reason") or ""),
             counts=int(counts) if isinstance(counts, (int, float)) else 0,
@@ -70,6 +73,8 @@ class LiveFit:
             resolution=_num(h, "fwhm_rel"), threshold_kev=_num(h, "threshold_kev"),
             n_peak=_num(h, "n_peak"), n_escape=_num(h, "n_escape"),
             escape_adc=_num(h, "escape_adc"), chi2_ndf=_num(h, "chi2_ndf"),
+            kev_per_adc=scale if scale > 0 else None,
+            window_minutes=minutes if minutes > 0 else None,
             edges=np.asarray(edges, np.float64), spectrum=np.asarray(spectrum, np.float32),
             curve_x=np.asarray(cx, np.float32), curve_y=np.asarray(cy, np.float32),
         )  # fmt: skip
@@ -102,13 +107,43 @@ class GainMapView:
         return cls(np.asarray(rel, np.float32), np.asarray(counts, np.int64),
                    (reasons + [""] * n)[:n], area)  # fmt: skip
 
+    def reason(self, ix: int, iy: int) -> str:
+        """Why a cell has no gain ("" when it has one)."""
+        if math.isfinite(float(self.rel_gain[ix, iy])):
+            return ""
+        reason = self.reasons[ix * self.rel_gain.shape[1] + iy]
+        return reason if reason else f"{int(self.counts[ix, iy])} X-rays"
+
     def cell_text(self, ix: int, iy: int) -> str:
-        """``0.98`` or why not (``120 of 200 X-rays``, ``fit failed: ...``)."""
+        """What a cell shows: ``0.98``, or in short why not: ``120/200`` X-rays, ``due`` (enough
+        X-rays, not fitted yet), ``fit?`` (the fit failed; :meth:`summary` says why)."""
         v = float(self.rel_gain[ix, iy])
         if math.isfinite(v):
             return f"{v:.2f}"
-        reason = self.reasons[ix * self.rel_gain.shape[1] + iy]
-        return reason if reason else f"{int(self.counts[ix, iy])} X-rays"
+        reason = self.reason(ix, iy)
+        words = reason.split()
+        if len(words) >= 3 and words[1] == "of" and words[0].isdigit():
+            return f"{words[0]}/{words[2]}"
+        return "due" if reason.endswith("fit due") else "fit?"
+
+    def summary(self) -> str:
+        """``30 of 36 regions fitted; 4 with too few X-rays (200 needed); ...``."""
+        nx, ny = self.rel_gain.shape
+        cells = [(ix, iy) for ix in range(nx) for iy in range(ny)]
+        fitted = sum(math.isfinite(float(self.rel_gain[c])) for c in cells)
+        texts = [self.cell_text(*c) for c in cells]
+        few = [t for t in texts if "/" in t]
+        due = texts.count("due")
+        failed = [self.reason(*c) for c, t in zip(cells, texts) if t == "fit?"]
+        parts = [f"gain map: {fitted} of {len(cells)} regions fitted"]
+        if few:
+            parts.append(f"{len(few)} with too few X-rays ({few[0].split('/')[1]} needed)")
+        if due:
+            parts.append(f"{due} with enough X-rays, fit due (one region per step)")
+        if failed:
+            common = max(set(failed), key=failed.count)
+            parts.append(f"{len(failed)} fit failed (e.g. {common})")
+        return "; ".join(parts)
 
 
 class CalibState:

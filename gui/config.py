@@ -45,6 +45,10 @@ class MonitorConfig:
     gainmap_n: int = setting(6, "gain map of n x n regions", lo=1, hi=120)
     gas: str = setting("Ar", choices=("Ar", "Xe"))
     alarm_history: int = setting(1000, lo=1, hi=1_000_000)
+    logbook_dir: str = setting(
+        "snapshots", "where 'Snapshot for the logbook' saves every tab (--snapshot-dir wins)",
+        nonempty=True,
+    )  # fmt: skip
     calib_points: int = setting(
         5000, "trend points kept (GUI fits and DAQ calib messages each)", lo=1, hi=1_000_000
     )

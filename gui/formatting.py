@@ -66,6 +66,16 @@ def losses(value: object) -> str:
     return f"{total} ({', '.join(parts)})"
 
 
+def loss_text(status: Mapping[str, object], gaps: int) -> str:
+    """``data lost 0 | not processed online 1 361 | stream gaps 0``: what is gone apart from
+    what was only not analysed online (it is in the run file)."""
+    lost, skipped = status.get("data_lost"), status.get("not_processed")
+    if isinstance(lost, int) and isinstance(skipped, int):
+        return (f"data lost {count(lost)} | not processed online {count(skipped)} | "
+                f"stream gaps {gaps}")  # fmt: skip
+    return f"losses {losses(status.get('losses'))} | stream gaps {gaps}"
+
+
 def status_lines(model: StreamModel, now: float | None = None) -> list[str]:
     """The banner's fields as ``name: value`` lines (also the snapshot's status block)."""
     s = model.status
@@ -81,7 +91,11 @@ def status_lines(model: StreamModel, now: float | None = None) -> list[str]:
         f"events: {count(s.get('events'))}",
         f"trigger rate: {number(s.get('trigger_rate'), '.3g', 'Hz')}",
         f"throughput: {number(s.get('mb_per_s'), '.3g', 'MB/s')}",
-        f"losses: {losses(s.get('losses'))}",
+        f"losses: {loss_text(s, model.link.gaps)} (by stage: {losses(s.get('losses'))})",
+        f"pedestal table: {s.get('pedestal_table') or 'NONE'}",
+        f"DAQ message: {s.get('message', '')}",
+        f"last run: {s.get('last_run') or '-'}",
+        f"killed run: {s.get('killed_run') or '-'}",
         f"free disk: {number(s.get('disk_free_gb'), '.1f', 'GB')}",
         f"file: {s.get('file', '')}",
         f"stream gaps: {model.link.gaps} (DAQ restarts {model.link.restarts}, "

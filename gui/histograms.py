@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from agetdaq.protocol.mapping import StripMapping
-from agetdaq.readout.analysis.monitor import StripGeometry
+from agetdaq.readout.analysis.geometry import StripGeometry
 from agetdaq.readout.schema import CLASS_NAMES
 
 

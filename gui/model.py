@@ -20,10 +20,11 @@ from agetdaq.gui.alarms import AlarmEngine, Rule
 from agetdaq.gui.calib_state import CalibState
 from agetdaq.gui.config import MonitorConfig
 from agetdaq.gui.histograms import RunHistView
+from agetdaq.gui.runs import OPEN_STATES, RunWatch
 from agetdaq.protocol.mapping import StripMapping
 from agetdaq.readout.transport.stream import Message
 
-PARTS = ("status", "summary", "event", "pedestal", "calib", "hist", "alarms", "link")
+PARTS = ("status", "summary", "event", "pedestal", "calib", "hist", "alarms", "link", "runs")
 
 
 @dataclass
@@ -75,7 +76,7 @@ class StreamModel:
         self.run_number: int | None = None
         self.hist = RunHistView(mapping)
         self.calib = CalibState(self.config.calib_points)
-        self.rates = RateTracker(self.config.history_rows)
+        self.rates = RateTracker(self.config.history_rows, self.config.status_period_s)
         self.events: deque[EventRecord] = deque(maxlen=self.config.recent_events)
         self.events_seen = 0
         self.pedestal = PedestalInfo(self.n_strips)
@@ -83,6 +84,7 @@ class StreamModel:
         self.alarms = AlarmEngine(list(rules or []), self.config.alarm_history)
         self.version = dict.fromkeys(PARTS, 0)
         self.last_data_time: float | None = None  # newest header/event time (unix s)
+        self.runs = RunWatch()
 
     # ---- input --------------------------------------------------------------------------------
 
@@ -130,11 +132,17 @@ class StreamModel:
 
     def _on_status(self, h: dict, arrays: dict) -> None:
         self._check_run(h)
+        t = float(h.get("time", time.time()))
+        if self.runs.on_status(self.status, h, t, self.hist.class_counts, self.latest_gain()[0]):
+            self.touch("runs")
         self.status = h
         self.status_rx = time.monotonic()
-        t = float(h.get("time", time.time()))
-        self.rates.add_status(t, h, self.link.gaps)
+        self.rates.add_status(t, h, self.link.gaps, self.link.malformed)
         self.touch("status")
+
+    def _on_run(self, h: dict, arrays: dict) -> None:
+        self.runs.on_run(h)
+        self.touch("runs")
 
     def _on_summary(self, h: dict, a: dict) -> None:
         self._check_run(h)
@@ -194,6 +202,16 @@ class StreamModel:
         alive = s.get("board_alive") if fresh else None
         dead = num("dead_time")
         gain_rel, res_pct, thr_kev = self.latest_gain()
+        running = fresh and s.get("state") in OPEN_STATES
+        table = s.get("pedestal_table") if fresh else None
+        no_table = None
+        if isinstance(table, str):
+            no_table = 0.0 if table or (running and s.get("run_type") == "pedestal") else 1.0
+        killed = s.get("killed_run") if fresh else None
+        killed_run = None
+        if isinstance(killed, dict):
+            killed_run = float(killed.get("run_number", 0) or 0) if killed else 0.0
+        since = self.rates.increase_since
         return {
             "data_age_s": self.link.age(now) if self.link.state != "finished" else None,
             "board_data_age_s": num("data_age_s"),
@@ -204,8 +222,15 @@ class StreamModel:
             "threshold_kev": thr_kev,
             "noisy_channels": _opt(self.pedestal.count(PedestalInfo.NOISY)),
             "dead_channels": _opt(self.pedestal.count(PedestalInfo.DEAD)),
-            "losses_last_min": self.rates.increase_since("losses_total", 60.0),
-            "gaps_last_min": self.rates.increase_since("gaps_total", 60.0),
+            "losses_last_min": since("losses_total", 60.0),
+            "data_lost_last_min": since("data_lost_total", 60.0),
+            "not_processed_last_min": since("not_processed_total", 60.0),
+            "gaps_last_min": since("gaps_total", 60.0),
+            "malformed_last_min": since("malformed_total", 60.0),
+            "events_stalled_s": self.runs.events_stalled_s if fresh else None,
+            "board_restarts_recent": since("board_restarts_total", 60.0),
+            "no_pedestal_table": no_table,
+            "killed_run": killed_run,
             "disk_free_gb": num("disk_free_gb"),
             "queue_fill": num("queue_fill"),
             "board_alive": (1.0 if alive else 0.0) if isinstance(alive, bool) else None,

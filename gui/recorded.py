@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import tomllib
 
+from agetdaq.readout.analysis.calibsettings import CalibFeedSettings
+from agetdaq.readout.config import ConfigError, build
 from agetdaq.readout.schema import CHANNEL_DTYPE, SAMPLES_IN_RAW
 from agetdaq.readout.store import RunFileError, open_run
 from agetdaq.readout.store import layout as L
@@ -77,6 +79,17 @@ class RecordedRun:
         trigger = trigger.get("trigger", {}) if isinstance(trigger, dict) else {}
         value = trigger.get("energy_min", 0.0) if isinstance(trigger, dict) else 0.0
         return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+    @property
+    def calib_settings(self) -> CalibFeedSettings:
+        """The DAQ's ``[calibration]`` table of the run (defaults where the run has none)."""
+        table = self.config.get("calibration")
+        if not isinstance(table, dict):
+            return CalibFeedSettings()
+        try:
+            return build(CalibFeedSettings, table, "calibration")
+        except ConfigError:
+            return CalibFeedSettings()
 
     @property
     def hits_recorded(self) -> bool:

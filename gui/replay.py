@@ -51,7 +51,7 @@ class ReplayFeed:
         self.sink = LocalSink(deliver, run.source, clock=lambda: self.now)
         self.feed = MonitorFeed(
             self.sink, event_rate_hz=event_rate_hz, calib_threshold_adc=run.threshold_adc,
-            mapping=run.mapping,
+            mapping=run.mapping, calib_settings=run.calib_settings,
         )  # fmt: skip
         self.delivered = 0  # event rows fed, over every pass
         snapshots = run.status_snapshots()

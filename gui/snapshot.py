@@ -23,6 +23,12 @@ def summary_text(model: StreamModel, view_lines: Sequence[str], when: float | No
     return "\n".join(lines) + "\n"
 
 
+def tab_stem(stem: str, index: int, title: str) -> str:
+    """File stem of one tab's picture: ``snapshot-...-3-55fe-gain``."""
+    words = "".join(c if c.isalnum() else " " for c in title.replace("&&", "&").lower()).split()
+    return f"{stem}-{index}-{'-'.join(words) or 'tab'}"
+
+
 def save_snapshot(
     window: QWidget, directory: str | Path, text: str, stem: str | None = None
 ) -> tuple[Path, Path]:

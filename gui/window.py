@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PyQt6.QtCore import QTimer, pyqtSignal
+from PyQt6.QtGui import QKeySequence, QShortcut
 from PyQt6.QtWidgets import (
     QApplication,
     QComboBox,
@@ -30,7 +31,7 @@ from agetdaq.gui.alarms import Rule
 from agetdaq.gui.config import MonitorConfig
 from agetdaq.gui.control_worker import ControlWorker
 from agetdaq.gui.model import LinkInfo, StreamModel
-from agetdaq.gui.snapshot import save_snapshot, summary_text
+from agetdaq.gui.snapshot import save_snapshot, summary_text, tab_stem
 from agetdaq.gui.views import VIEWS, BannerView, View
 from agetdaq.gui.worker import SourceWorker
 from agetdaq.protocol.mapping import StripMapping
@@ -58,6 +59,7 @@ class MainWindow(QMainWindow):
         config: MonitorConfig | None = None,
         rules: list[Rule] | None = None,
         snapshot_dir: str | Path = "snapshots",
+        defer_views: bool = False,
     ) -> None:
         super().__init__()
         if not sources:
@@ -80,7 +82,8 @@ class MainWindow(QMainWindow):
         self.redraw_ms: list[float] = []
         self._last_redraw = 0.0
         self._last_beep = -BEEP_REPEAT_S
-        self._build()
+        self._pending: list[tuple[int, type[View]]] = []  # tabs built by finish_build()
+        self._build(defer_views)
         self._redraw_timer = QTimer(self)
         self._redraw_timer.setSingleShot(True)
         self._redraw_timer.timeout.connect(self.redraw)
@@ -89,7 +92,7 @@ class MainWindow(QMainWindow):
 
     # ---- construction -------------------------------------------------------------------------
 
-    def _build(self) -> None:
+    def _build(self, defer: bool) -> None:
         self.setWindowTitle("agetdaq monitor")
         bar = QToolBar("main")
         self.addToolBar(bar)
@@ -100,10 +103,10 @@ class MainWindow(QMainWindow):
         self.selector.currentIndexChanged.connect(self.select)
         bar.addWidget(self.selector)
         self.snapshot_button = QPushButton("Snapshot for the logbook")
+        self.snapshot_button.setToolTip(f"every tab as PNG + a text summary in {self.snapshot_dir}")
         self.snapshot_button.clicked.connect(self.snapshot)
         bar.addWidget(self.snapshot_button)
-        self.perf_label = QLabel("")
-        bar.addWidget(self.perf_label)
+        QShortcut(QKeySequence("Ctrl+Q"), self, activated=self.close)
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(2, 2, 2, 2)
@@ -111,7 +114,11 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.banner.widget)
         self.tabs = QTabWidget()
         self.views: list[View] = []
-        for cls in VIEWS:
+        for i, cls in enumerate(VIEWS):
+            if defer and i > 0:  # the first frame shows before the other tabs are built
+                self.tabs.addTab(QLabel("  building the view ..."), cls.title)
+                self._pending.append((i, cls))
+                continue
             view = cls(self)
             self.views.append(view)
             self.tabs.addTab(view.widget, view.title)
@@ -119,6 +126,20 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
         self.resize(1400, 900)
+
+    def finish_build(self) -> None:
+        """Build the tabs left for after the first frame (``defer_views``)."""
+        current = self.tabs.currentIndex()
+        for i, cls in self._pending:
+            view = cls(self)
+            self.views.insert(i, view)
+            placeholder = self.tabs.widget(i)
+            self.tabs.removeTab(i)
+            self.tabs.insertTab(i, view.widget, view.title)
+            placeholder.deleteLater()
+        self._pending = []
+        self.tabs.setCurrentIndex(current)
+        self.schedule_redraw()
 
     def view(self, cls: type[View]) -> View:
         return next(v for v in self.views if isinstance(v, cls))
@@ -225,7 +246,7 @@ class MainWindow(QMainWindow):
             fired += s.model.evaluate_alarms(now)
             self._label_source(slot)
         unacked = any(
-            a.rule.severity == "alarm" and not a.acknowledged
+            a.severity == "alarm" and not a.acknowledged
             for s in self.sources
             for a in s.model.alarms.active
         )
@@ -248,11 +269,6 @@ class MainWindow(QMainWindow):
             self._last_redraw = time.monotonic()
         self.redraw_ms.append(ms)
         del self.redraw_ms[:-200]
-        link = self.model.link
-        self.perf_label.setText(
-            f"  redraw {ms:.1f} ms (max {max(self.redraw_ms):.1f})  received {link.received}"
-            f"  gaps {link.gaps}  malformed {link.malformed}  not shown {link.viewer_dropped}"
-        )
         return ms
 
     # ---- snapshot -----------------------------------------------------------------------------
@@ -263,12 +279,26 @@ class MainWindow(QMainWindow):
             lines += v.summary()
         return summary_text(self.model, lines)
 
-    def snapshot(self) -> tuple[Path, Path] | None:
-        self.redraw(force=True)
+    def snapshot(self) -> tuple[list[Path], Path] | None:
+        """Every tab as a PNG of the window and the text summary, in the logbook directory."""
+        current = self.tabs.currentIndex()
+        stem = time.strftime("snapshot-%Y%m%d-%H%M%S")
+        pngs: list[Path] = []
         try:
-            png, txt = save_snapshot(self, self.snapshot_dir, self.snapshot_text())
+            for i in range(self.tabs.count()):
+                self.tabs.setCurrentIndex(i)
+                QApplication.processEvents()
+                self.redraw(force=True)
+                name = tab_stem(stem, i, self.tabs.tabText(i))
+                png, txt = save_snapshot(self, self.snapshot_dir, self.snapshot_text(), name)
+                pngs.append(png)
+            txt = txt.rename(txt.with_name(f"{stem}.txt"))
         except OSError as exc:
             self.statusBar().showMessage(f"snapshot failed: {exc}", 10000)
             return None
-        self.statusBar().showMessage(f"snapshot saved: {png} and {txt}", 10000)
-        return png, txt
+        finally:
+            self.tabs.setCurrentIndex(current)
+        self.statusBar().showMessage(
+            f"snapshot saved: {len(pngs)} tabs and {txt.name} in {self.snapshot_dir}", 10000
+        )
+        return pngs, txt

@@ -234,6 +234,13 @@ STATUS_FIELDS = (
     "signals_last_event",
     "masked",  # masked strips
     "message",
+    "data_lost",  # events or datagrams lost in this run (socket, link, decoder, builder, writer)
+    "not_processed",  # events recorded but not processed online (the shed stage)
+    "board_restarts",  # board reboots seen in this run
+    "script",  # the command script the board was configured with
+    "pedestal_table",  # the pedestal table the processing uses ("" = none)
+    "last_run",  # the run that ended last: {RUN_ENTRY_FIELDS} ({} before any)
+    "killed_run",  # a run the run log saw start but never end (the DAQ died): {...} or {}
 )
 
 # ``summary`` arrays: stream name -> event column, one entry per processed event of a batch
@@ -296,12 +303,15 @@ CALIB_HEADER = (  # kind "point": a closed trend slice
     "reason",
 )
 CALIB_ARRAYS = ("spectrum", "edges")
-CALIB_LIVE_HEADER = (  # kind "live": the fit of the last N selected X-rays
+CALIB_LIVE_HEADER = (  # kind "live": the fit of the last N selected X-rays (or T minutes)
     *CALIB_COMMON,
     "t_start",
     "t_end",
     "counts",
     "window_xrays",
+    "window_minutes",  # null: no time limit
+    "kev_per_adc",  # energy scale of the spectrum (1 / reference gain), null when not known
+    "energy_scale",  # what kev_per_adc comes from: "reference", "this fit" or ""
     "ok",
     "reason",
     "peak_adc",
@@ -321,6 +331,11 @@ CALIB_LIVE_ARRAYS = ("spectrum", "edges", "curve_x", "curve_y")
 CALIB_MAP_HEADER = (*CALIB_COMMON, "nx", "ny", "x_range_mm", "y_range_mm",
                     "reference_peak_adc", "reasons")  # fmt: skip
 CALIB_MAP_ARRAYS = ("rel_gain", "peak_adc", "counts")
+
+# ``run``: the DAQ's recent runs from its run log and the command scripts it ships
+RUN_HEADER = ("runs", "scripts")
+RUN_ENTRY_FIELDS = ("run_number", "run_type", "comment", "file", "start_time", "end_time",
+                    "elapsed_s", "events", "stop_reason", "killed")  # fmt: skip
 
 
 def summary_arrays(rows: np.ndarray) -> dict[str, np.ndarray]:

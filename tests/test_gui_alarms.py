@@ -1,4 +1,5 @@
-"""Alarm rules (gui/alarms.py): parsing, delay before firing, clearing, acknowledge, history."""
+"""Alarm rules (gui/alarms.py): parsing, delay before firing, latching until acknowledged, one
+alarm per cause that escalates, history."""
 
 from __future__ import annotations
 
@@ -47,10 +48,12 @@ def test_shipped_defaults_load_and_cover_the_required_rules():
     rules = load_rules()
     metrics = {r.metric for r in rules}
     for needed in ("data_age_s", "trigger_rate", "gain_rel", "resolution_pct", "noisy_channels",
-                   "losses_last_min", "disk_free_gb"):  # fmt: skip
+                   "data_lost_last_min", "disk_free_gb", "events_stalled_s", "board_alive",
+                   "board_restarts_recent", "no_pedestal_table", "killed_run"):  # fmt: skip
         assert needed in metrics
     no_data = next(r for r in rules if r.metric == "data_age_s")
-    assert no_data.max == 10.0 and no_data.severity == "alarm"
+    assert no_data.max == 3.0 and no_data.alarm_max == 10.0  # stale: warning, then alarm
+    assert len([r for r in rules if r.metric == "gain_rel"]) == 1  # one cause, one alarm
 
 
 @pytest.mark.parametrize(
@@ -64,6 +67,7 @@ def test_shipped_defaults_load_and_cover_the_required_rules():
         ("[[rule]]\nname='a'\nmetric='m'\nmax=nan\n", "rule[0].max: expected a finite number"),
         ("[[rule]]\nname='a'\nmetric='m'\nmin=inf\n", "rule[0].min: expected a finite number"),
         ("[[rule]]\nname='a'\nmetric='m'\nmin=2\nmax=1\n", "rule[0].min: min 2.0 is above max"),
+        ("[[rule]]\nname='a'\nmetric='m'\nmax=2\nalarm_max=1\n", "rule[0].max: max 2.0 is above"),
         ("[[rule]]\nname='a'\nmax=1\n", "rule[0].metric: missing (required)"),
         ("[[rule]]\nname=''\nmetric='m'\nmax=1\n", "rule[0].name: must not be empty"),
         ("[[rule]]\nname='a'\nmetric='m'\nmax=1\nstates=['runing']\n",
@@ -85,7 +89,7 @@ def test_missing_rule_file_is_a_config_error(tmp_path):
         load_rules(tmp_path / "nope.toml")
 
 
-def test_alarm_fires_only_after_its_delay_and_clears():
+def test_alarm_fires_only_after_its_delay_and_latches_until_acknowledged():
     engine = AlarmEngine(rules_from_text(RULES))
     m = {"trigger_rate": 500.0}
     assert engine.evaluate(m, now=0.0, state="running") == []
@@ -96,8 +100,33 @@ def test_alarm_fires_only_after_its_delay_and_clears():
     assert engine.worst() == "warning"
     assert engine.evaluate(m, now=31.0, state="running") == []  # fires once
     engine.evaluate({"trigger_rate": 50.0}, now=32.0, state="running")
+    latched = engine.active
+    assert [a.rule.name for a in latched] == ["rate"] and not latched[0].holding  # latched
+    assert engine.worst() == "warning" and "gone, acknowledge" in latched[0].text
+    assert engine.acknowledge("rate", now=33.0) == 1
+    assert engine.active == []  # gone and acknowledged: over
+    kinds = [(e.kind, e.rule) for e in engine.history]
+    assert kinds == [("fired", "rate"), ("cleared", "rate"), ("acknowledged", "rate")]
+
+
+def test_one_cause_one_alarm_that_escalates_and_asks_again():
+    rule = Rule("gain-drift", "gain_rel", min=0.9, max=1.1, alarm_min=0.75, alarm_max=1.25)
+    engine = AlarmEngine([rule])
+    assert [a.severity for a in engine.evaluate({"gain_rel": 0.85}, now=0.0)] == ["warning"]
+    assert engine.acknowledge(None, now=1.0) == 1
+    called = engine.evaluate({"gain_rel": 0.7}, now=2.0)  # the same cause got worse
+    assert [(a.rule.name, a.severity, a.acknowledged) for a in called] == [
+        ("gain-drift", "alarm", False)
+    ]
+    assert len(engine.active) == 1 and engine.worst(unacknowledged_only=True) == "alarm"
+    engine.evaluate({"gain_rel": 0.85}, now=3.0)  # better again: the alarm keeps its level
+    assert engine.active[0].severity == "alarm" and engine.active[0].holding
+    engine.evaluate({"gain_rel": 1.0}, now=4.0)
+    assert engine.worst() == "alarm"  # latched until acknowledged
+    engine.acknowledge("gain-drift", now=5.0)
     assert engine.active == []
-    assert [(e.kind, e.rule) for e in engine.history] == [("fired", "rate"), ("cleared", "rate")]
+    assert [e.kind for e in engine.history] == ["fired", "acknowledged", "escalated", "cleared",
+                                                "acknowledged"]  # fmt: skip
 
 
 def test_condition_that_recovers_before_the_delay_never_fires():
@@ -130,7 +159,7 @@ def test_acknowledge_keeps_alarm_active_until_it_clears():
     assert engine.acknowledge(None, now=3.0) == 1
     assert engine.worst(unacknowledged_only=True) is None
     engine.evaluate({"data_age_s": 0.5, "disk_free_gb": 100.0}, now=4.0)
-    assert engine.active == [] and engine.worst() is None
+    assert engine.active == [] and engine.worst() is None  # acknowledged and gone: over
     kinds = [e.kind for e in engine.history]
     assert kinds.count("acknowledged") == 2 and kinds.count("cleared") == 2
 

@@ -165,8 +165,10 @@ def test_map_sweep_fits_one_region_per_step_and_says_why_not():
     y = rng.uniform(0.5, 30, n)  # the lower half (iy 0) gets nothing
     sweep.fill(fe55_energies(rng, n), x, y)
     first, second, third = sweep.step(), sweep.step(), sweep.step()
-    assert first is None and second is not None  # one fit per step; empty cells cost no step
+    assert first is not None and second is not None  # a map after every step of a sweep
     assert third is None  # nothing new: no sweep
+    before = {(r.ix, r.iy): r for r in first.regions}
+    assert before[0, 1].ok and before[1, 1].fit.reason.endswith("X-rays, fit due")  # one fit
     regions = {(r.ix, r.iy): r for r in second.regions}
     assert regions[0, 1].ok and regions[1, 1].ok
     assert regions[0, 0].fit.reason == "0 of 500 X-rays" and not regions[1, 0].ok

@@ -229,8 +229,13 @@ def test_gain_view_shows_the_daq_spectrum_fit_trend_and_map(qtbot, win):
     x, y = view.spec_curve.getData()
     assert y.sum() == pytest.approx(live.spectrum.sum()) and len(x) == len(y) + 1
     assert len(view.fit_curve.getData()[0]) > 10
-    assert abs(view.peak_line.value() - 3000) < 100
-    assert "5.9 keV peak" in view.info.text() and "the gain alarms watch it" in view.info.text()
+    assert live.kev_per_adc == pytest.approx(1 / cs.reference_gain)  # the DAQ's scale
+    assert abs(view.peak_line.value() - 5.9) < 0.2  # keV: the peak is at the reference gain
+    assert view.spec_plot.getAxis("bottom").labelUnits == "keV"
+    assert "5.9 keV peak" in view.info.text()
+    assert "gain 1.0" in view.gain_label.text() and "the gain alarm watches it" in (
+        view.gain_label.text()
+    )
     _, run_y = view.run_curve.getData()
     assert run_y.sum() == pytest.approx(w.model.hist.spectrum.sum()) and run_y.sum() > 3900
     _t, g = view.trend_items["gain_rel"].getData()
@@ -348,8 +353,17 @@ def test_run_control_buttons_follow_the_daq_state(qtbot, tmp_path):
         assert not view.start_button.isEnabled()  # request in flight or running
         qtbot.waitUntil(lambda: view.stop_button.isEnabled(), timeout=5000)  # running
         assert not view.start_button.isEnabled() and not view.configure_button.isEnabled()
-        start = next(r for r in requests if r["cmd"] == "start")
-        assert start == {"cmd": "start", "run_type": "background", "comment": "night shift"}
+        assert not view.run_type.isEnabled()  # the form shows the running run
+        sent = [r for r in requests if r["cmd"] in ("configure", "start")]
+        assert sent == [
+            {"cmd": "configure", "script": "run"},  # the run type's script first
+            {"cmd": "start", "run_type": "background", "comment": "night shift"},
+        ]
+        view.ask = lambda *_: False  # Stop asks first: "No"
+        view.stop_button.click()
+        assert not any(r["cmd"] == "stop" for r in requests)
+        assert "cancelled" in view.log.toPlainText()
+        view.ask = lambda *_: True
         view.stop_button.click()
         qtbot.waitUntil(lambda: view.start_button.isEnabled(), timeout=5000)
         assert "stop: ok" in view.log.toPlainText()
@@ -362,8 +376,10 @@ def test_snapshot_writes_png_and_text(qtbot, win):
     w = win
     feed_run(w)
     w.tick()  # the default rules see the noisy channel
-    png, txt = w.snapshot()
-    img = QImage(str(png))
+    pngs, txt = w.snapshot()
+    assert len(pngs) == w.tabs.count() and all(p.parent == txt.parent for p in pngs)
+    assert any("55fe" in p.name for p in pngs)
+    img = QImage(str(pngs[0]))
     assert not img.isNull() and img.width() >= 800
     text = txt.read_text()
     assert "state: running" in text and "run: 7 calibration" in text

@@ -6,6 +6,7 @@ from agetdaq.gui.views.alarms import AlarmsView
 from agetdaq.gui.views.banner import BannerView
 from agetdaq.gui.views.base import Host, View
 from agetdaq.gui.views.channels import ChannelsView
+from agetdaq.gui.views.debug import DebugView
 from agetdaq.gui.views.event import EventView
 from agetdaq.gui.views.gain import GainView
 from agetdaq.gui.views.hitmap import HitmapView
@@ -20,6 +21,7 @@ VIEWS: tuple[type[View], ...] = (
     GainView,
     RatesView,
     AlarmsView,
+    DebugView,
 )
 
 __all__ = ["VIEWS", "BannerView", "Host", "View"]

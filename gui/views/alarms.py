@@ -20,7 +20,7 @@ from PyQt6.QtWidgets import (
 
 from agetdaq.gui.views.base import View
 
-COLUMNS = ("rule", "severity", "since", "value", "message", "acknowledged")
+COLUMNS = ("rule", "severity", "since", "value", "now", "acknowledged", "message")
 ROW_COLOURS = {"alarm": "#ffb0b0", "warning": "#ffe6a0"}
 HISTORY_SHOWN = 300
 
@@ -90,13 +90,16 @@ class AlarmsView(View):
         self.table.setRowCount(len(active))
         for r, a in enumerate(active):
             value = "-" if a.value is None else f"{a.value:.4g}"
-            cells = (a.rule.name, a.rule.severity, wall_clock(a.fired_at or a.since), value, a.text,
-                     "yes" if a.acknowledged else "NO")  # fmt: skip
-            colour = QColor("#e0e0e0" if a.acknowledged else ROW_COLOURS[a.rule.severity])
+            now = "holds" if a.holding else f"gone since {wall_clock(a.cleared_at or 0.0)[11:]}"
+            cells = (a.rule.name, a.severity, wall_clock(a.fired_at or a.since), value, now,
+                     "yes" if a.acknowledged else "NO", a.text)  # fmt: skip
+            colour = QColor("#e0e0e0" if a.acknowledged else ROW_COLOURS[a.severity])
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setBackground(colour)
                 self.table.setItem(r, c, item)
+        if active:
+            self.table.resizeColumnsToContents()
         hist = engine.history
         key = (len(hist), hist[-1] if hist else None)
         if key != self._history_key:
@@ -111,7 +114,12 @@ class AlarmsView(View):
             "Rules: "
             + "; ".join(
                 f"{r.name} ({r.severity}: {r.metric} in [{_b(r.min)}, {_b(r.max)}]"
-                f"{f' for {r.delay_s:g} s' if r.delay_s else ''})"
+                + (
+                    f", alarm outside [{_b(r.alarm_min)}, {_b(r.alarm_max)}]"
+                    if r.alarm_min is not None or r.alarm_max is not None
+                    else ""
+                )
+                + f"{f' for {r.delay_s:g} s' if r.delay_s else ''})"
                 for r in engine.rules
             )
         )
@@ -121,7 +129,7 @@ class AlarmsView(View):
         if not active:
             return ["alarms: none active"]
         return [
-            f"alarm: {a.rule.severity} {a.rule.name}: {a.text}"
+            f"alarm: {a.severity} {a.rule.name}: {a.text}"
             + (" (acknowledged)" if a.acknowledged else "")
             for a in active
         ]

@@ -22,6 +22,7 @@ from PyQt6.QtWidgets import (
 from agetdaq.gui.accumulators import PedestalInfo
 from agetdaq.gui.strips import StripSpecError, format_strips, parse_strips
 from agetdaq.gui.views.base import View
+from agetdaq.gui.widgets import StripAxis, align_left_axis, strip_names
 
 QUANTITIES = (("mean", "pedestal mean (ADC)"), ("sigma", "noise sigma (ADC)"),
               ("threshold", "threshold (ADC)"))  # fmt: skip
@@ -60,10 +61,15 @@ class ChannelsView(View):
         n = self.host.mapping.n_strips
         nx = self.host.mapping.n_x
         self.items: dict[str, dict[str, pg.PlotDataItem]] = {}
+        names = strip_names(self.host.mapping)
+        plots = []
         for row, (q, label) in enumerate(QUANTITIES):
-            p = glw.addPlot(row=row, col=0)
+            p = glw.addPlot(row=row, col=0, axisItems={"bottom": StripAxis(names)})
             p.setLabel("left", label)
-            p.setLabel("bottom", f"strip (X 0..{nx - 1}, Y {nx}..{n - 1}), then other channels")
+            p.setLabel("bottom", f"strip (X0..X{nx - 1}, then Y), then the other channels")
+            plots.append(p)
+            if len(plots) > 1:
+                p.setXLink(plots[0])
             p.showGrid(y=True, alpha=0.3)
             for x in (nx - 0.5, n - 0.5):
                 p.addItem(pg.InfiniteLine(x, angle=90, pen=pg.mkPen("#888", style=DASH)))
@@ -71,6 +77,7 @@ class ChannelsView(View):
                 "all": p.plot([0, 1], [0], stepMode="center", pen="#5090ff"),
                 "flagged": p.plot([], [], pen=None, symbol="o", symbolSize=9, symbolPen=None),
             }
+        align_left_axis(*plots)
         self.brushes = {name: pg.mkBrush(colour) for name, _, colour in GROUPS}
         legend = ", ".join(f'<span style="color:{c}">&#9679; {n}</span>' for n, _, c in GROUPS)
         layout.addWidget(QLabel(legend))

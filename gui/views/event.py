@@ -14,6 +14,7 @@ from PyQt6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLa
 from agetdaq.gui.model import EventRecord
 from agetdaq.gui.strips import StripSpecError, parse_strips
 from agetdaq.gui.views.base import View
+from agetdaq.gui.widgets import StripAxis, align_left_axis, colour_bar, outside_legend, strip_names
 from agetdaq.readout.schema import CLASS_LABELS
 
 N_CURVES = 8
@@ -50,18 +51,27 @@ class EventView(View):
         glw = pg.GraphicsLayoutWidget()
         layout.addWidget(glw, 1)
         self.images: dict[str, pg.ImageItem] = {}
+        cmap = pg.colormap.get("inferno")
+        mapping = self.host.mapping
+        plots = []
         for col, axis in enumerate(("X", "Y")):
-            p = glw.addPlot(row=0, col=col, title=f"{axis} strips vs time")
+            strips = StripAxis(strip_names(mapping, axis))
+            p = glw.addPlot(row=0, col=col, title=f"{axis} strips vs time",
+                            axisItems={"bottom": strips})  # fmt: skip
             p.setLabel("bottom", f"{axis} strip")
             p.setLabel("left", "time bin")
             img = pg.ImageItem(np.zeros((1, 1), np.float32))
-            img.setColorMap(pg.colormap.get("inferno"))
+            img.setColorMap(cmap)
             p.addItem(img)
             self.images[axis] = img
+            plots.append(p)
+        # one colour scale for both images, its bar beside the Y image
+        self.bar = colour_bar([self.images["X"], self.images["Y"]], plots[1], cmap, "ADC")
         self.wave_plot = glw.addPlot(row=1, col=0, colspan=2, title="waveforms")
         self.wave_plot.setLabel("bottom", "time bin")
         self.wave_plot.setLabel("left", "ADC above pedestal")
-        self.legend = self.wave_plot.addLegend(offset=(-10, 10))
+        align_left_axis(*plots, self.wave_plot)
+        self.legend = outside_legend(glw.ci, 1, 2)
         self.curves = [
             self.wave_plot.plot([], [], pen=pg.mkPen(c, width=1.5), name=f"curve {i}")
             for i, c in enumerate(COLOURS[:N_CURVES])
@@ -131,8 +141,9 @@ class EventView(View):
         nx = self.host.mapping.n_x
         hi = max(20.0, float(wf.max()))
         lo = min(-10.0, float(wf.min()))
-        self.images["X"].setImage(wf[:nx], levels=(lo, hi), autoLevels=False)
-        self.images["Y"].setImage(wf[nx:], levels=(lo, hi), autoLevels=False)
+        self.images["X"].setImage(wf[:nx], autoLevels=False)
+        self.images["Y"].setImage(wf[nx:], autoLevels=False)
+        self.bar.setLevels((lo, hi))
         self.selected = self.choose_strips(ev)
         t = np.arange(wf.shape[1], dtype=np.float32)
         names = tuple(self.host.mapping.name(i) for i in self.selected)
@@ -148,7 +159,12 @@ class EventView(View):
                 c.setData([], [])
         h = ev.header
         recorded = h.get("samples") == "recorded"
-        y_label = "ADC as recorded (pedestal not subtracted)" if recorded else "ADC above pedestal"
+        no_table = self.host.model.status.get("pedestal_table") == "" and not recorded
+        y_label = "ADC above pedestal"
+        if recorded:
+            y_label = "ADC as recorded (pedestal not subtracted)"
+        elif no_table:
+            y_label = "ADC (NO PEDESTAL TABLE: not subtracted)"
         if y_label != self._y_label:
             self.wave_plot.setLabel("left", y_label)
             self._y_label = y_label
@@ -166,6 +182,7 @@ class EventView(View):
         self.info.setText(
             f"run {h.get('run_number', '-')}  event {h.get('event_id', '-')}  {what}"
             + ("  [recorded samples]" if recorded else "")
+            + ("  [NO PEDESTAL TABLE]" if no_table else "")
             + f"  received {time.monotonic() - ev.received:.1f} s ago"
             + ("  [PAUSED]" if self.pause_button.isChecked() else "")
         )

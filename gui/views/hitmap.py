@@ -11,6 +11,7 @@ from PyQt6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QVBoxLa
 
 from agetdaq.gui.accumulators import PedestalInfo
 from agetdaq.gui.views.base import View
+from agetdaq.gui.widgets import StripAxis, align_left_axis, colour_bar, outside_legend, strip_names
 
 DEAD_PEN = pg.mkPen("#ff3030", width=1)
 NOISY_PEN = pg.mkPen("#ffa000", width=1)
@@ -44,26 +45,40 @@ class HitmapView(View):
         self.map_plot.setLabel("left", "y", "mm")
         self.map_plot.setAspectLocked(True)
         self.image = pg.ImageItem(np.zeros(hm.hitmap.shape, np.float32))
-        self.image.setColorMap(pg.colormap.get("viridis"))
+        cmap = pg.colormap.get("viridis")
+        self.image.setColorMap(cmap)
         self._rect: tuple[float, ...] = ()
         self._place(hm)
         self.map_plot.addItem(self.image)
+        self.bar = colour_bar(self.image, self.map_plot, cmap, "centroids / strip bin")
+        self._bar_log: bool | None = None
         self.dead_lines = pg.PlotDataItem(connect="pairs", pen=DEAD_PEN)
         self.noisy_lines = pg.PlotDataItem(connect="pairs", pen=NOISY_PEN)
         self.map_plot.addItem(self.dead_lines)
         self.map_plot.addItem(self.noisy_lines)
         self.occ = {}
         self.marks = {}
+        plots = []
         for row, axis, n in ((0, "X", m.n_x), (1, "Y", m.n_y)):
-            p = glw.addPlot(row=row, col=1, title=f"{axis} strip occupancy")
+            strip_axis = StripAxis(strip_names(m, axis))
+            p = glw.addPlot(row=row, col=1, title=f"{axis} strip occupancy",
+                            axisItems={"bottom": strip_axis})  # fmt: skip
             p.setLabel("bottom", f"{axis} strip")
             p.setLabel("left", "hits")
+            plots.append(p)
             edges = np.arange(n + 1, dtype=np.float32) - 0.5
             curve = p.plot(edges, np.zeros(n, np.float32), stepMode="center", fillLevel=0,
                            brush=(80, 140, 255, 90), pen="#5090ff")  # fmt: skip
             marks = p.plot([], [], pen=None, symbol="x", symbolSize=10, symbolPen=None)
             self.occ[axis] = curve
             self.marks[axis] = marks
+        align_left_axis(*plots)
+        legend = outside_legend(glw.ci, 2, 1, colCount=3)
+        legend.addItem(pg.PlotDataItem(pen=None, symbol="x", symbolBrush=DEAD_BRUSH,
+                                       symbolPen=DEAD_PEN), "dead strip")  # fmt: skip
+        legend.addItem(pg.PlotDataItem(pen=None, symbol="x", symbolBrush=NOISY_BRUSH,
+                                       symbolPen=NOISY_PEN), "noisy strip")  # fmt: skip
+        legend.addItem(self.dead_lines, "dead (on the map)")
         glw.ci.layout.setColumnStretchFactor(0, 3)
         glw.ci.layout.setColumnStretchFactor(1, 2)
         self.glw = glw
@@ -95,7 +110,14 @@ class HitmapView(View):
         counts = hm.shown_hitmap
         img = np.log10(1.0 + counts) if self.log_box.isChecked() else counts
         top = float(img.max()) if img.size else 0.0
-        self.image.setImage(img, levels=(0.0, max(top, 1.0)), autoLevels=False)
+        self.image.setImage(img, autoLevels=False)
+        self.bar.setLevels((0.0, max(top, 1.0)))
+        log = self.log_box.isChecked()
+        if log != self._bar_log:
+            self._bar_log = log
+            self.bar.getAxis("left").setLabel(
+                "log10(1 + centroids)" if log else "centroids / strip bin"
+            )
         self._place(hm)
         occ = hm.shown_occupancy
         nx = mapping.n_x
@@ -114,6 +136,8 @@ class HitmapView(View):
             self.marks[axis].setData(mapping.strip[s].astype(float), occ[s].astype(float),
                                      symbolBrush=list(brushes[sel]))  # fmt: skip
         shed = f"; {hm.not_processed} events not processed online" if hm.not_processed else ""
+        if model.status.get("pedestal_table") == "":
+            shed += "; NO PEDESTAL TABLE: hits are not pedestal-subtracted"
         self.info.setText(
             f"{hm.total} X-ray-like centroids ({hm.outside} outside); occupancy of "
             f"{hm.shown_occupancy_events} triggered events; dead {len(dead)}, noisy {len(noisy)} "

@@ -7,6 +7,7 @@ import pyqtgraph as pg
 from PyQt6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from agetdaq.gui.views.base import View
+from agetdaq.gui.widgets import align_left_axis, outside_legend
 
 WINDOWS = (("10 min", 600), ("30 min", 1800), ("1 h", 3600), ("3 h", 10800), ("6 h", 21600),
            ("12 h", 43200), ("24 h", 86400))  # fmt: skip
@@ -17,7 +18,8 @@ PLOTS = (  # title, unit, [(series, legend, colour)]
      "#e6194b"), ("rate_noise", "noise", "#aaaaaa"), ("rate_other", "other", "#911eb4")]),
     ("dead time / queue", "%", [("dead_time_pct", "dead time", "#f58231"),
                                 ("queue_fill_pct", "queue fill", "#42d4f4")]),
-    ("losses", "1/s", [("loss_rate", "losses", "#ff3030")]),
+    ("losses", "1/s", [("data_lost_rate", "data lost", "#ff3030"),
+                       ("not_processed_rate", "not processed online", "#f58231")]),
     ("throughput", "MB/s", [("mb_per_s", "MB/s", "#5090ff")]),
 )  # fmt: skip
 
@@ -48,12 +50,15 @@ class RatesView(View):
             p = glw.addPlot(row=row, col=0, axisItems={"bottom": pg.DateAxisItem()})
             p.setLabel("left", f"{title} ({unit})")  # no SI prefixes on rates
             p.showGrid(y=True, alpha=0.3)
-            p.addLegend(offset=(-10, 5))
             if self.plots:
                 p.setXLink(self.plots[0])
-            for name, legend, colour in series:
-                self.curves[name] = p.plot([], [], pen=pg.mkPen(colour, width=1.5), name=legend)
+            legend = outside_legend(glw.ci, row, 1)
+            for name, text, colour in series:
+                self.curves[name] = p.plot([], [], pen=pg.mkPen(colour, width=1.5))
+                legend.addItem(self.curves[name], text)
             self.plots.append(p)
+        align_left_axis(*self.plots)
+        glw.ci.layout.setColumnStretchFactor(0, 5)
         return w
 
     def _force(self) -> None:
@@ -78,6 +83,11 @@ class RatesView(View):
         for name, curve in self.curves.items():
             curve.setData(t, cols[name], connect="finite")
         self.plots[0].setXRange(end - self.window_s, end, padding=0.01)
-        lost = self.host.model.rates.increase_since("losses_total", self.window_s)
-        lost_text = f"; losses in this window: {lost:.0f}" if lost is not None else ""
+        rates = self.host.model.rates
+        lost = rates.increase_since("data_lost_total", self.window_s)
+        skipped = rates.increase_since("not_processed_total", self.window_s)
+        lost_text = ""
+        if lost is not None:
+            lost_text = f"; in this window: data lost {lost:.0f}"
+            lost_text += f", not processed online {skipped:.0f}" if skipped is not None else ""
         self.info.setText(f"{len(series)} status points kept (up to {series.capacity}){lost_text}")

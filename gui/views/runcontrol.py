@@ -1,10 +1,16 @@
-"""Run control: configure / start (pedestal, calibration, background) / stop, the DAQ's state
-machine, and the replies. Requests go through the window's ControlWorker (never blocking);
-buttons are enabled only where the state allows (agetdaq.gui.runstate.allowed_actions)."""
+"""Run control: presets (pedestal with an event limit, calibration with the calibration script and a
+time limit, background), the DAQ's shipped scripts to choose from, start / stop (stop asks
+first), the DAQ's state machine, the end-of-run summary of the last run and the DAQ's run list
+(its run log). Requests go through the window's ControlWorker (never blocking); buttons are
+enabled only where the state allows (agetdaq.gui.runstate.allowed_actions); while a run is open
+the form shows that run (its type), not the crew's choice; refusals and errors are in red."""
 
 from __future__ import annotations
 
+import html
+import os
 import time
+from collections.abc import Callable
 
 from PyQt6.QtWidgets import (
     QComboBox,
@@ -14,22 +20,48 @@ from PyQt6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
+from agetdaq.gui import formatting as fmt
+from agetdaq.gui.runs import OPEN_STATES
 from agetdaq.gui.runstate import STATE_COLOURS, STATES, allowed_actions
 from agetdaq.gui.views.base import View
 from agetdaq.readout.transport.control import RUN_TYPES
 
+ERROR_COLOUR = "#c62828"
+# run type -> (script, stop after events, stop after seconds); the presets' buttons
+PRESETS: dict[str, tuple[str, int, float]] = {
+    "pedestal": ("pedestal_data", 1000, 0.0),
+    "calibration": ("calibration", 0, 600.0),
+    "background": ("run", 0, 0.0),
+}
+# the scripts offered until the DAQ lists its own (``run`` message)
+SHIPPED_SCRIPTS = ("run", "calibration", "pedestal_data", "pedestal", "startup")
+RUN_COLUMNS = ("run", "type", "started", "duration", "events", "end", "comment", "file")
+RUNS_SHOWN = 50
+
+
+def ask_yes_no(parent: QWidget, title: str, text: str) -> bool:
+    """A modal question; True for Yes."""
+    answer = QMessageBox.question(parent, title, text)
+    return answer == QMessageBox.StandardButton.Yes
+
 
 class RunControlView(View):
     title = "Run control"
-    parts = ("status", "link")
+    parts = ("status", "link", "runs")
     refresh_s = 0.5
+
+    ask: Callable[[QWidget, str, str], bool] = staticmethod(ask_yes_no)
 
     def build(self) -> QWidget:
         w = QWidget()
@@ -46,49 +78,20 @@ class RunControlView(View):
         layout.addLayout(machine)
         self.reach_label = QLabel("-")
         layout.addWidget(self.reach_label)
-
-        box = QGroupBox("Configure")
-        form = QFormLayout(box)
-        self.script_edit = QLineEdit()
-        self.script_edit.setPlaceholderText("board script name (empty: the DAQ's default)")
-        self.configure_button = QPushButton("Configure")
-        self.configure_button.clicked.connect(self.configure)
-        form.addRow("script", self.script_edit)
-        form.addRow(self.configure_button)
-        layout.addWidget(box)
-
-        box = QGroupBox("Run")
-        form = QFormLayout(box)
-        self.run_type = QComboBox()
-        self.run_type.addItems(RUN_TYPES)
-        self.comment = QLineEdit()
-        self.events_limit = QSpinBox()
-        self.events_limit.setRange(0, 2_000_000_000)
-        self.events_limit.setSpecialValueText("no limit")
-        self.seconds_limit = QDoubleSpinBox()
-        self.seconds_limit.setRange(0, 1e7)
-        self.seconds_limit.setSpecialValueText("no limit")
-        buttons = QHBoxLayout()
-        self.start_button = QPushButton("Start")
-        self.stop_button = QPushButton("Stop")
-        self.start_button.clicked.connect(self.start)
-        self.stop_button.clicked.connect(self.stop)
-        buttons.addWidget(self.start_button)
-        buttons.addWidget(self.stop_button)
-        form.addRow("run type", self.run_type)
-        form.addRow("comment", self.comment)
-        form.addRow("stop after events", self.events_limit)
-        form.addRow("stop after seconds", self.seconds_limit)
-        form.addRow(buttons)
-        layout.addWidget(box)
-
-        self.log = QPlainTextEdit()
-        self.log.setReadOnly(True)
-        self.log.setMaximumBlockCount(500)
-        layout.addWidget(QLabel("Replies"))
-        layout.addWidget(self.log, 1)
+        self.error_label = QLabel("")
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet(f"color: {ERROR_COLOUR}; font-weight: bold;")
+        layout.addWidget(self.error_label)
+        split = QSplitter()
+        layout.addWidget(split, 1)
+        split.addWidget(self._build_form())
+        split.addWidget(self._build_runs())
+        split.setSizes([420, 700])
         self.control_reply_state: tuple[float, str] | None = None
         self._shown_state: str | None = None
+        self._shown_ended = 0
+        self._runs_key: tuple = ()
+        self._pending_start: dict | None = None  # a start waiting for its configure
         self.buttons = {
             "configure": self.configure_button,
             "start": self.start_button,
@@ -98,13 +101,113 @@ class RunControlView(View):
             button.setEnabled(False)  # until the DAQ's state is known
         return w
 
+    def _build_form(self) -> QWidget:
+        left = QWidget()
+        col = QVBoxLayout(left)
+        box = QGroupBox("Presets")
+        row = QHBoxLayout(box)
+        self.preset_buttons: dict[str, QPushButton] = {}
+        for run_type, (script, events, seconds) in PRESETS.items():
+            limit = f"{events} events" if events else (f"{seconds / 60:g} min" if seconds else "")
+            button = QPushButton(f"{run_type.capitalize()}" + (f"\n{limit}" if limit else ""))
+            button.setToolTip(f"{run_type} run with the {script} script"
+                              + (f", stops after {limit}" if limit else ""))  # fmt: skip
+            button.clicked.connect(lambda _c=False, t=run_type: self.apply_preset(t))
+            row.addWidget(button)
+            self.preset_buttons[run_type] = button
+        col.addWidget(box)
+
+        box = QGroupBox("Run")
+        form = QFormLayout(box)
+        self.run_type = QComboBox()
+        self.run_type.addItems(RUN_TYPES)
+        self.run_type.currentTextChanged.connect(self._type_chosen)
+        self.script = QComboBox()
+        self.script.setEditable(True)
+        self.script.addItems(SHIPPED_SCRIPTS)
+        self.script.setToolTip("command script sent before the run (the DAQ's shipped scripts, "
+                               "or a file in its data directory)")  # fmt: skip
+        self.comment = QLineEdit()
+        self.events_limit = QSpinBox()
+        self.events_limit.setRange(0, 2_000_000_000)
+        self.events_limit.setSpecialValueText("no limit")
+        self.seconds_limit = QDoubleSpinBox()
+        self.seconds_limit.setRange(0, 1e7)
+        self.seconds_limit.setSpecialValueText("no limit")
+        buttons = QHBoxLayout()
+        self.configure_button = QPushButton("Configure")
+        self.start_button = QPushButton("Start")
+        self.stop_button = QPushButton("Stop ...")
+        self.configure_button.clicked.connect(self.configure)
+        self.start_button.clicked.connect(self.start)
+        self.stop_button.clicked.connect(self.stop)
+        for b in (self.configure_button, self.start_button, self.stop_button):
+            buttons.addWidget(b)
+        form.addRow("run type", self.run_type)
+        form.addRow("script", self.script)
+        form.addRow("comment", self.comment)
+        form.addRow("stop after events", self.events_limit)
+        form.addRow("stop after seconds", self.seconds_limit)
+        form.addRow(buttons)
+        col.addWidget(box)
+        self.form_box = box
+        col.addWidget(QLabel("Replies"))
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(500)
+        col.addWidget(self.log, 1)
+        self._type_chosen(self.run_type.currentText())
+        return left
+
+    def _build_runs(self) -> QWidget:
+        right = QWidget()
+        col = QVBoxLayout(right)
+        box = QGroupBox("Last run")
+        inner = QVBoxLayout(box)
+        self.summary_label = QLabel("no run has ended while the monitor watched")
+        self.summary_label.setWordWrap(True)
+        inner.addWidget(self.summary_label)
+        col.addWidget(box)
+        col.addWidget(QLabel("Runs (the DAQ's run log, newest first)"))
+        self.runs_table = QTableWidget(0, len(RUN_COLUMNS))
+        self.runs_table.setHorizontalHeaderLabels(RUN_COLUMNS)
+        self.runs_table.horizontalHeader().setStretchLastSection(True)
+        self.runs_table.verticalHeader().setVisible(False)
+        col.addWidget(self.runs_table, 1)
+        return right
+
     # ---- actions ------------------------------------------------------------------------------
 
+    def apply_preset(self, run_type: str) -> None:
+        """Fill the form with a preset (the crew then presses Start)."""
+        script, events, seconds = PRESETS[run_type]
+        self.run_type.setCurrentText(run_type)
+        self.script.setCurrentText(script)
+        self.events_limit.setValue(events)
+        self.seconds_limit.setValue(seconds)
+        self._log(f"preset: {run_type} run, script {script}"
+                  + (f", {events} events" if events else "")
+                  + (f", {seconds:g} s" if seconds else ""))  # fmt: skip
+
+    def _type_chosen(self, run_type: str) -> None:
+        """A run type chosen by hand: its script; a pedestal run gets an event limit."""
+        if run_type not in PRESETS:
+            return
+        script, events, _ = PRESETS[run_type]
+        self.script.setCurrentText(script)
+        auto = PRESETS["pedestal"][1]
+        if run_type == "pedestal" and self.events_limit.value() == 0:
+            self.events_limit.setValue(events)
+            self._auto_limit = True
+        elif getattr(self, "_auto_limit", False) and self.events_limit.value() == auto:
+            self.events_limit.setValue(0)  # the pedestal run's default limit, not the crew's
+            self._auto_limit = False
+
     def configure(self) -> None:
-        script = self.script_edit.text().strip()
+        script = self.script.currentText().strip()
         self._send("configure", **({"script": script} if script else {}))
 
-    def start(self) -> None:
+    def start_request(self) -> dict:
         fields: dict[str, object] = {"run_type": self.run_type.currentText()}
         if self.comment.text().strip():
             fields["comment"] = self.comment.text().strip()
@@ -112,18 +215,35 @@ class RunControlView(View):
             fields["events"] = int(self.events_limit.value())
         if self.seconds_limit.value() > 0:
             fields["seconds"] = float(self.seconds_limit.value())
+        return fields
+
+    def start(self) -> None:
+        """Start; first configure with the chosen script when the DAQ has another one."""
+        fields = self.start_request()
+        script = self.script.currentText().strip()
+        if script and script != self.host.model.status.get("script"):
+            self._pending_start = fields
+            self._send("configure", script=script)
+            return
         self._send("start", **fields)
 
     def stop(self) -> None:
-        self._send("stop")
+        s = self.host.model.status
+        what = f"run {s.get('run_number', '?')} ({s.get('run_type', '')})"
+        if self.ask(self.widget, "Stop the run?", f"Stop {what} now?"):
+            self._send("stop")
+        else:
+            self._log(f"stop of {what} cancelled")
 
     def _send(self, cmd: str, **fields: object) -> None:
         if self.host.control(cmd, **fields):
             self._log(f"-> {cmd} {fields if fields else ''}".rstrip())
         self.redraw()
 
-    def _log(self, text: str) -> None:
-        self.log.appendPlainText(f"{time.strftime('%H:%M:%S')} {text}")
+    def _log(self, text: str, error: bool = False) -> None:
+        line = html.escape(f"{time.strftime('%H:%M:%S')} {text}")
+        self.log.appendHtml(f'<span style="color:{ERROR_COLOUR}"><b>{line}</b></span>'
+                            if error else line)  # fmt: skip
 
     # ---- hooks --------------------------------------------------------------------------------
 
@@ -131,16 +251,27 @@ class RunControlView(View):
         state = reply.get("state")
         if isinstance(state, str):
             self.control_reply_state = (time.monotonic(), state)
-        if cmd != "status" or not reply.get("ok", False):
-            if reply.get("ok"):
+        ok = bool(reply.get("ok", False))
+        if cmd != "status" or not ok:
+            if ok:
                 self._log(f"<- {cmd}: ok, state {state}")
+                self.error_label.setText("")
             else:
-                self._log(f"<- {cmd}: FAILED: {reply.get('error', '?')}")
+                error = reply.get("error", "?")
+                self._log(f"<- {cmd}: FAILED: {error}", error=True)
+                self.error_label.setText(f"{cmd} failed: {error}")
+        if cmd == "configure" and self._pending_start is not None:
+            fields, self._pending_start = self._pending_start, None
+            if ok:
+                self._send("start", **fields)
+            else:
+                self._log("start not sent: the configuration failed", error=True)
         self.redraw()
 
     def model_changed(self) -> None:
         super().model_changed()
         self.control_reply_state = None
+        self._runs_key = ()
 
     def current_state(self) -> str | None:
         """The newest of the stream's status state and the control socket's answer."""
@@ -157,6 +288,9 @@ class RunControlView(View):
         allowed = allowed_actions(state, reachable, busy)
         for name, button in self.buttons.items():
             button.setEnabled(name in allowed)
+        for button in self.preset_buttons.values():
+            button.setEnabled("start" in allowed)
+        self._follow_run(state)
         if state != self._shown_state:  # stylesheets only on change
             self._shown_state = state
             for s, label in self.state_labels.items():
@@ -170,3 +304,109 @@ class RunControlView(View):
             text = f"control {addr}: {'answers' if reachable else 'NOT answering'}"
             text += " - request in flight" if busy else ""
         self.reach_label.setText(text)
+        m = self.host.model
+        if state == "error" and m.status.get("message"):
+            self.error_label.setText(f"DAQ in error: {m.status['message']}")
+        self._draw_summary()
+        self._draw_runs()
+
+    def _follow_run(self, state: str | None) -> None:
+        """While a run is open the form shows it (type, script) and cannot be edited."""
+        s = self.host.model.status
+        open_run = state in OPEN_STATES
+        if open_run and s.get("state") in OPEN_STATES:
+            run_type = s.get("run_type")
+            if isinstance(run_type, str) and run_type != self.run_type.currentText():
+                self.run_type.blockSignals(True)
+                self.run_type.setCurrentText(run_type)
+                self.run_type.blockSignals(False)
+            script = s.get("script")
+            if isinstance(script, str) and script and script != self.script.currentText():
+                self.script.setCurrentText(script)
+        for widget in (self.run_type, self.script, self.events_limit, self.seconds_limit):
+            widget.setEnabled(not open_run)
+
+    def _draw_summary(self) -> None:
+        watch = self.host.model.runs
+        if watch.ended_count == self._shown_ended or watch.ended is None:
+            return
+        self._shown_ended = watch.ended_count
+        text = end_of_run_text(watch.ended)
+        self.summary_label.setText(text)
+        self._log(f"run {watch.ended.get('run_number')} ended: {watch.ended.get('stop_reason')}")
+
+    def _draw_runs(self) -> None:
+        watch = self.host.model.runs
+        runs = watch.listed[-RUNS_SHOWN:][::-1]
+        key = (len(watch.listed), tuple(sorted(runs[0].items())) if runs else ())
+        scripts = tuple(watch.scripts)
+        if scripts and scripts != getattr(self, "_scripts", ()):
+            self._scripts = scripts
+            current = self.script.currentText()
+            self.script.clear()
+            self.script.addItems(scripts)
+            self.script.setCurrentText(current)
+        if key == self._runs_key:
+            return
+        self._runs_key = key
+        self.runs_table.setRowCount(len(runs))
+        for r, run in enumerate(runs):
+            for c, text in enumerate(run_row(run)):
+                item = QTableWidgetItem(text)
+                if c == 5 and text.startswith("KILLED"):
+                    item.setForeground(_red())
+                self.runs_table.setItem(r, c, item)
+        self.runs_table.resizeColumnsToContents()
+
+    def summary(self) -> list[str]:
+        ended = self.host.model.runs.ended
+        if ended is None:
+            return []
+        return ["last run: " + end_of_run_text(ended).replace("<br>", "; ")]
+
+
+def _red():
+    from PyQt6.QtGui import QColor
+
+    return QColor(ERROR_COLOUR)
+
+
+def run_row(run: dict) -> list[str]:
+    """The run-list cells of a ``run`` entry."""
+    start = run.get("start_time")
+    started = (time.strftime("%Y-%m-%d %H:%M", time.localtime(start))
+               if isinstance(start, (int, float)) else "-")  # fmt: skip
+    if run.get("end_time") is not None:
+        end = run.get("stop_reason") or "ended"
+    elif run.get("killed"):
+        end = "KILLED / running"
+    else:
+        end = "-"
+    return [
+        str(run.get("run_number", "-")), str(run.get("run_type", "")), started,
+        fmt.duration(run.get("elapsed_s")), fmt.count(run.get("events")), end,
+        str(run.get("comment", "")), os.path.basename(str(run.get("file", ""))),
+    ]  # fmt: skip
+
+
+def end_of_run_text(e: dict) -> str:
+    """The end-of-run summary (HTML lines)."""
+    counts = e.get("class_counts") or {}
+    classes = ", ".join(f"{k} {fmt.count(v)}" for k, v in counts.items() if v)
+    gain = e.get("gain_rel")
+    lines = [
+        f"<b>run {e.get('run_number')} ({e.get('run_type')})</b> ended: "
+        f"{html.escape(str(e.get('stop_reason') or '-'))}",
+        f"duration {fmt.duration(e.get('elapsed_s'))}, {fmt.count(e.get('events'))} events"
+        + (f" ({classes})" if classes else ""),
+        f"data lost {fmt.count(e.get('data_lost'))}, not processed online "
+        f"{fmt.count(e.get('not_processed'))}",
+        f"file {html.escape(str(e.get('file') or '-'))}",
+        f"pedestal table: {html.escape(str(e.get('pedestal_table') or 'NONE'))}",
+    ]
+    if isinstance(gain, (int, float)):
+        lines.append(f"last gain {gain:.3f} of the reference")
+    if e.get("state") == "error":
+        lines.append(f'<span style="color:{ERROR_COLOUR}"><b>DAQ in error: '
+                     f"{html.escape(str(e.get('message', '')))}</b></span>")  # fmt: skip
+    return "<br>".join(lines)

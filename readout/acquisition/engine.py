@@ -36,7 +36,6 @@ from agetdaq.readout.acquisition.settings import Settings, parse_address
 from agetdaq.readout.acquisition.status import EngineView, StatusReporter
 from agetdaq.readout.acquisition.supervision import BoardWatch
 from agetdaq.readout.analysis.calibfeed import CalibFeed
-from agetdaq.readout.analysis.calibration.trend import TrendConfig
 from agetdaq.readout.analysis.monitor import MonitorFeed, StripGeometry
 from agetdaq.readout.datapath.path import DataPath
 from agetdaq.readout.datapath.processing.pipeline import Processor
@@ -106,7 +105,7 @@ class Acquisition:
         # the monitor feed (which drives its own when the GUI replays a file) gets none
         area = StripGeometry.from_mapping(self.mapping).area_mm
         threshold = s.processing.trigger.energy_min or None
-        self.calib = CalibFeed(self.publisher, TrendConfig(threshold_adc=threshold), area_mm=area)
+        self.calib = CalibFeed.from_settings(self.publisher, s.calibration, threshold, area)
         self.feed = MonitorFeed(
             self.publisher,
             s.stream.summary_rate_hz,
@@ -174,6 +173,7 @@ class Acquisition:
             capture=self.capture,
             board=s.daq.bec,
             interval_s=s.daq.status_interval_s,
+            scripts_dir=SCRIPTS_DIR,
         )
         self.link.start()
         self.datapath.start()
@@ -351,7 +351,8 @@ class Acquisition:
         return self.reporter.status(self._view())
 
     def _view(self) -> EngineView:
-        return EngineView(self.state, self.message, self.run, sorted(self.masked), self.writer)
+        return EngineView(self.state, self.message, self.run, sorted(self.masked), self.writer,
+                          self.script_name, self.pedestals.source)  # fmt: skip
 
     def _publish_status(self, force: bool = False) -> None:
         self.reporter.publish(self._view(), force)

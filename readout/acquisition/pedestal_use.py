@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
@@ -28,6 +29,7 @@ class PedestalUse:
         self.k_sigma = k_sigma
         self.rst_len = rst_len
         self.rows: np.ndarray | None = None
+        self.source = ""  # which table ``rows`` is ("" = none loaded)
         self.masked: set[int] = set()
         self._unmasked_noisy = processor.table.noisy.copy()
 
@@ -35,9 +37,12 @@ class PedestalUse:
         """A pedestal run's table as per-channel rows (thresholds at ``k_sigma``)."""
         return table_rows(table, self.mapping, self.k_sigma, self.rst_len)
 
-    def load(self, rows: np.ndarray, run_number: int) -> None:
-        """Use a per-channel pedestal table (PEDESTAL_DTYPE rows) for the processing."""
+    def load(self, rows: np.ndarray, run_number: int, source: str = "") -> None:
+        """Use a per-channel pedestal table (PEDESTAL_DTYPE rows) for the processing; ``source``
+        names it (default: the pedestal run ``run_number``, or a table loaded at start-up)."""
         self.rows = rows
+        what = source or (f"pedestal run {run_number}" if run_number else "loaded at start-up")
+        self.source = f"{what} ({len(rows)} channels, {time.strftime('%Y-%m-%d %H:%M')})"
         table = table_from_rows(rows, self.mapping.n_strips, self.processor.n_chips)
         self._unmasked_noisy = table.noisy.copy()
         self.processor.set_pedestals(table)

@@ -32,6 +32,17 @@ Example (every key optional; defaults as below)::
     event_rate_hz = 5.0           # full events published at most this often
     summary_rate_hz = 10.0
 
+    [calibration]                 # online 55Fe analysis of calibration runs (CalibFeedSettings)
+    slice_xrays = 1000            # a gain trend point every N selected X-rays ...
+    slice_minutes = 10.0          # ... or T minutes (0: X-rays only)
+    window_xrays = 2000           # the live fit (the gain shown and alarmed on): the last N
+    window_minutes = 2.0          # selected X-rays of the last T minutes (0: no time limit)
+    window_min_xrays = 200        # fitted from this many X-rays on ("waiting for X-rays" before)
+    live_interval_s = 2.0         # the live fit this often
+    map_n = 6                     # gain map of n x n regions, one region refitted every
+    map_step_s = 1.0              # map_step_s once it holds map_min_xrays X-rays
+    map_min_xrays = 200
+
     [processing]                  # agetdaq.readout.datapath.processing.pipeline.ProcessorConfig
 
     [pipeline]                    # the data path's stages in order (agetdaq.readout.datapath)
@@ -52,6 +63,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from agetdaq.readout.analysis.calibsettings import CalibFeedSettings
 from agetdaq.readout.config import (
     ConfigError,
     build,
@@ -130,6 +142,7 @@ class Settings:
     credit: CreditConfig = field(default_factory=CreditConfig)
     writer: WriterConfig = field(default_factory=WriterConfig)
     stream: StreamSettings = field(default_factory=StreamSettings)
+    calibration: CalibFeedSettings = field(default_factory=CalibFeedSettings)
     processing: ProcessorConfig = field(default_factory=ProcessorConfig)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     source: str = setting("", "the TOML text, stored in the run file", load=False)

@@ -2,21 +2,36 @@
 run file.
 
 :class:`StatusReporter` keeps the rate reference and the time of the last report; what the run
-state machine knows (state, message, run, masks, writer) it is told at each report
-(:class:`EngineView`).
+state machine knows (state, message, run, masks, writer, script, pedestal table) it is told at
+each report (:class:`EngineView`). It also reads the run log of the data directory
+(:class:`RunList`): the status names the run that ended last and a run that was killed (started,
+never ended: the DAQ died), and a ``run`` message lists the recent runs and the shipped scripts.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from agetdaq.readout.acquisition.limits import RunInfo, StopConditions
 from agetdaq.readout.acquisition.metrics import DaqMetrics
+from agetdaq.readout.acquisition.runlog import RunLog
 from agetdaq.readout.acquisition.supervision import BoardWatch
 from agetdaq.readout.link.board_link import BoardLink
-from agetdaq.readout.schema import CLASS_NAMES
+from agetdaq.readout.schema import CLASS_NAMES, TOPIC_RUN, TOPIC_STATUS
+
+OTHER_RUNS = ("last_run", "killed_run")  # status fields about other runs
+RUNS_LISTED = 50  # runs of the run log in a ``run`` message
+RUN_LIST_PERIOD_S = 10.0  # a ``run`` message at least this often (late subscribers)
+# loss kinds that are data lost (the rest: late or duplicate datagrams, which are not lost)
+DATA_LOST = {
+    "socket": ("kernel_drops", "ring_full", "malformed"),
+    "link": ("lost_datagrams",),
+    "builder": ("missing_events", "damaged"),
+    "writer": ("errors",),
+}
 
 
 @dataclass
@@ -28,6 +43,74 @@ class EngineView:
     run: RunInfo
     masked: list[int]
     writer: Any = None  # the open RunWriter, if any
+    script: str = ""  # the command script the board was configured with
+    pedestals: str = ""  # the pedestal table the processing uses ("" = none)
+
+
+class RunList:
+    """The recent runs of a data directory's run log (``runlog.jsonl``), start and end records
+    joined; read again only when the file changed."""
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.log = RunLog(data_dir)
+        self._stamp: tuple[int, int] | None = None
+        self.runs: list[dict] = []
+
+    def refresh(self) -> bool:
+        """Read the log if it changed; True when it did."""
+        try:
+            st = self.log.path.stat()
+            stamp = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            stamp = (0, 0)
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        self.runs = runs_of(self.log.records())
+        return True
+
+    def last_ended(self) -> dict:
+        return next((r for r in reversed(self.runs) if r["end_time"] is not None), {})
+
+    def killed(self, current: int | None) -> dict:
+        """The newest run before ``current`` (the running run, or None) if it never ended."""
+        older = [r for r in self.runs if r["run_number"] != current]
+        return older[-1] if older and older[-1]["killed"] else {}
+
+
+def runs_of(records: list[dict]) -> list[dict]:
+    """Run entries (schema.RUN_ENTRY_FIELDS) of run-log records, oldest first; a run with a start
+    and no end is ``killed`` (the run in progress is told apart by the caller)."""
+    runs: dict[int, dict] = {}
+    for r in records:
+        try:
+            number = int(r.get("run", 0))
+        except (TypeError, ValueError):
+            continue
+        if r.get("event") == "start":
+            runs[number] = {
+                "run_number": number, "run_type": str(r.get("type", "")),
+                "comment": str(r.get("comment", "")), "file": str(r.get("file", "")),
+                "start_time": r.get("time"), "end_time": None, "elapsed_s": None,
+                "events": None, "stop_reason": "", "killed": True,
+            }  # fmt: skip
+        elif r.get("event") == "end" and number in runs:
+            run = runs[number]
+            end = r.get("time")
+            start = run["start_time"]
+            run.update(end_time=end, events=r.get("events"), stop_reason=str(r.get("reason", "")),
+                       killed=False)  # fmt: skip
+            if isinstance(end, (int, float)) and isinstance(start, (int, float)):
+                run["elapsed_s"] = end - start
+    return [runs[n] for n in sorted(runs)]
+
+
+def data_lost(losses: dict[str, dict[str, int]]) -> int:
+    """Events or datagrams lost of a ``losses`` tree (not the late or duplicate datagrams)."""
+    total = sum(int(v) for v in losses.get("decoder", {}).values())
+    for stage, kinds in DATA_LOST.items():
+        total += sum(int(losses.get(stage, {}).get(k, 0)) for k in kinds)
+    return total
 
 
 class StatusReporter:
@@ -46,6 +129,7 @@ class StatusReporter:
         capture: Any = None,
         board: str = "",
         interval_s: float = 1.0,
+        scripts_dir: Path | None = None,
     ) -> None:
         self.link = link
         self.datapath = datapath
@@ -60,9 +144,16 @@ class StatusReporter:
         self._last_status = 0.0
         self._rate_ref = (time.monotonic(), 0, 0)
         self._rates = (0.0, 0.0)
+        self.run_list = RunList(stops.data_dir)
+        self.scripts = sorted(p.stem for p in scripts_dir.glob("*.txt")) if scripts_dir else []
+        self._last_run_list = -RUN_LIST_PERIOD_S
+        self._listed: list[dict] | None = None
+        self._lost_base = 0
 
     def begin_run(self) -> None:
+        """A run started (the data path's counters are new): rates and losses count from now."""
         self._rate_ref = (time.monotonic(), 0, 0)
+        self._lost_base = data_lost(self.losses())  # the socket's counters span runs
 
     def counters(self) -> dict:
         dp = self.datapath.counters
@@ -119,8 +210,11 @@ class StatusReporter:
             self._rates = ((dp.events - ev0) / dt, (dp.bytes - by0) / dt / 1e6)
             self._rate_ref = (now, dp.events, dp.bytes)
         running = view.state == "running"
+        open_run = view.state in ("running", "stopping")
         run = view.run
         rx = self.link.receiver
+        losses = self.losses()
+        self.run_list.refresh()
         return {
             "state": view.state,
             "run_number": run.number,
@@ -134,7 +228,7 @@ class StatusReporter:
             "mb_per_s": self._rates[1],
             "bytes": dp.bytes,
             "queue_fill": rx.fill() / rx.n_slots,
-            "losses": self.losses(),
+            "losses": losses,
             "disk_free_gb": self.stops.free_disk_gb(),
             "file": run.path if running else "",
             "file_mb": (view.writer.file_size() if view.writer else 0) / 1e6,
@@ -145,6 +239,13 @@ class StatusReporter:
             "signals_last_event": dp.last_signals,
             "masked": list(view.masked),
             "message": view.message,
+            "data_lost": max(0, data_lost(losses) - self._lost_base),
+            "not_processed": int(dp.events_shed),
+            "board_restarts": int(dp.restarts),
+            "script": view.script,
+            "pedestal_table": view.pedestals,
+            "last_run": self.run_list.last_ended(),
+            "killed_run": self.run_list.killed(run.number if open_run else None),
         }
 
     def publish(self, view: EngineView, force: bool = False) -> None:
@@ -157,6 +258,18 @@ class StatusReporter:
         st = self.status(view)
         self.metrics.update(st)
         if self.publisher is not None:
-            self.publisher.publish("status", st)
+            self.publisher.publish(TOPIC_STATUS, st)
+            self._publish_runs(now)
         if view.writer is not None and view.state == "running":
-            view.writer.append_status(st)
+            # the run file keeps this run's status (its rows hold 2 kB of JSON): not other runs
+            view.writer.append_status({k: v for k, v in st.items() if k not in OTHER_RUNS})
+
+    def _publish_runs(self, now: float) -> None:
+        """The ``run`` message: when the run log changed (read by ``status``) or now and then."""
+        changed = self.run_list.runs is not self._listed
+        if not changed and now - self._last_run_list < RUN_LIST_PERIOD_S:
+            return
+        self._last_run_list = now
+        self._listed = self.run_list.runs
+        runs = self.run_list.runs[-RUNS_LISTED:]
+        self.publisher.publish(TOPIC_RUN, {"runs": runs, "scripts": self.scripts})

@@ -7,13 +7,19 @@ clock). Three kinds of ``calib`` message (header ``kind``, docs/STREAM.md):
 
 - ``point``: each slice the trend closes, fitted there (once per slice, ~50 ms), with its spectrum;
 - ``live``: every ``live_interval_s`` of host time, the fit of the last ``window_xrays`` selected
-  X-rays (a rolling window, :class:`~agetdaq.readout.analysis.livecalib.LiveWindow`) with its
-  spectrum and the fitted curve: what the monitor's 55Fe view draws;
+  X-rays within the last ``window_minutes`` (a rolling window that follows a drifting gain without
+  a reset, :class:`~agetdaq.readout.analysis.livecalib.LiveWindow`) with its spectrum, the fitted
+  curve and the energy scale (keV per ADC, from the reference gain): what the monitor's 55Fe view
+  draws, and its ``gain_rel`` is the one gain number the monitor shows and alarms on;
 - ``map``: the gain map, its regions refitted one per ``map_step_s`` after new data
-  (:class:`~agetdaq.readout.analysis.livecalib.MapSweep`), sent when a sweep ends.
+  (:class:`~agetdaq.readout.analysis.livecalib.MapSweep`), sent after every step: each region its
+  relative gain or why not. Its X-rays are filled corrected for the drift in time (to the gain of
+  the run's first good fit, from the newest good fit), so a drifting gain does not smear it.
 
-Publishing never blocks; a failure of the analysis is logged and counted, never raised into the
-data path. The reference gain is kept across runs, so ``gain_rel`` compares days, not slices.
+The DAQ's ``[calibration]`` settings table (:class:`CalibFeedSettings`) sets the slicing, the
+window and the map. Publishing never blocks; a failure of the analysis is logged and counted,
+never raised into the data path. The reference gain is kept across runs, so ``gain_rel`` compares
+days, not slices.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import time
 import numpy as np
 
 from agetdaq.readout.analysis.calibration import (
+    FitResult,
     GainMapConfig,
     GainTrend,
     TrendConfig,
@@ -39,6 +46,7 @@ from agetdaq.readout.analysis.calibration.runs import (
     calibration_events,
     clock_offset,
 )
+from agetdaq.readout.analysis.calibsettings import MAX_WINDOW, CalibFeedSettings
 from agetdaq.readout.analysis.livecalib import (
     LiveWindow,
     MapSweep,
@@ -52,7 +60,7 @@ from agetdaq.readout.schema import TOPIC_CALIB
 log = logging.getLogger(__name__)
 
 TOPIC = TOPIC_CALIB
-MAX_WINDOW = 100_000  # X-rays of the live window when it follows the slice size
+__all__ = ["CALIBRATION_RUN", "TOPIC", "CalibFeed", "CalibFeedSettings"]
 CALIBRATION_RUN = "calibration"
 
 
@@ -66,26 +74,25 @@ class CalibFeed:
         config: TrendConfig | None = None,
         event_filter: EventFilter | None = None,
         *,
-        live_interval_s: float = 5.0,
-        window_xrays: int | None = None,
+        settings: CalibFeedSettings | None = None,
         area_mm: tuple[float, float, float, float] = (-30.0, 30.0, -30.0, 30.0),
-        map_n: int = 6,
-        map_step_s: float = 2.0,
-        map_min_xrays: int = 200,
     ) -> None:
+        st = settings or CalibFeedSettings()
         self.sink = sink
-        self.config = config or TrendConfig()
+        self.config = config or st.trend()
         self.event_filter = event_filter or EventFilter()
         self.reference_gain: float | None = self.config.reference_gain
-        self.live_interval_s = live_interval_s
-        self.window_xrays = window_xrays  # None: the slice size (at most MAX_WINDOW)
+        self.live_interval_s = st.live_interval_s
+        self.window_xrays = st.window_xrays
+        self.window_minutes = st.window_minutes
+        self.window_min_xrays = st.window_min_xrays
         cfg = self.config
         self.map_config = GainMapConfig(
-            nx=map_n, ny=map_n, x_range_mm=area_mm[:2], y_range_mm=area_mm[2:], select=False,
-            n_bins=cfg.n_bins, adc_max=cfg.adc_max, fit=cfg.fit,
+            nx=st.map_n, ny=st.map_n, x_range_mm=area_mm[:2], y_range_mm=area_mm[2:],
+            select=False, n_bins=cfg.n_bins, adc_max=cfg.adc_max, fit=cfg.fit,
         )  # fmt: skip
-        self.map_step_s = map_step_s
-        self.map_min_xrays = map_min_xrays
+        self.map_step_s = st.map_step_s
+        self.map_min_xrays = st.map_min_xrays
         self.run_number = 0
         self.active = False
         self.trend: GainTrend | None = None
@@ -96,13 +103,27 @@ class CalibFeed:
         self.errors = 0
         self._new_run_state()
 
+    @classmethod
+    def from_settings(
+        cls,
+        sink: MessageSink | None,
+        settings: CalibFeedSettings,
+        threshold_adc: float | None = None,
+        area_mm: tuple[float, float, float, float] = (-30.0, 30.0, -30.0, 30.0),
+    ) -> CalibFeed:
+        """The feed of the DAQ's ``[calibration]`` table (``threshold_adc``: the software
+        trigger's energy threshold, for the threshold in keV)."""
+        return cls(sink, settings.trend(threshold_adc), settings=settings, area_mm=area_mm)
+
     def _new_run_state(self) -> None:
         self._clock = RunClock()
         self._buffer = SliceBuffer()
         self._open_since: float | None = None  # monotonic time the open slice got its first event
-        size = self.window_xrays or min(self.config.slice_xrays, MAX_WINDOW)
-        self.window = LiveWindow(size, self.config.n_bins, self.config.adc_max)
+        size = min(self.window_xrays, MAX_WINDOW)
+        self.window = LiveWindow(size, self.config.n_bins, self.config.adc_max, self.window_minutes)
         self.sweep = MapSweep(self.map_config, self.map_min_xrays)
+        self._gain_now: float | None = None  # ADC per keV of the newest good fit of the run
+        self._gain_first: float | None = None  # ... and of its first
         now = time.monotonic()
         self._last_live = now
         self._last_map_step = now
@@ -139,7 +160,8 @@ class CalibFeed:
                 mask &= select_xrays(events, self.config.selection)
             self._buffer.add(events, mask)
             self.window.add(events["energy_adc"][mask], events["time_s"][mask])
-            self.sweep.fill(events["energy_adc"][mask], events["x_mm"][mask], events["y_mm"][mask])
+            e = events["energy_adc"][mask] * self._drift_correction()
+            self.sweep.fill(e, events["x_mm"][mask], events["y_mm"][mask])
             closed = self.trend.feed(events)
             self._closed(closed)
             if self.trend.open_counts[0] and (closed or self._open_since is None):
@@ -192,12 +214,26 @@ class CalibFeed:
             self.errors += 1
             log.exception("calibration fit failed at the end of a slice")
 
+    def _drift_correction(self) -> float:
+        """Factor that takes energies to the gain of the run's first good fit: the gain map
+        compares regions, and a drift in time would smear its spectra (1.0 before a fit)."""
+        now, first = self._gain_now, self._gain_first
+        return first / now if now and first else 1.0
+
+    def _gain_seen(self, gain: float) -> None:
+        """A good fit's gain (ADC per keV): the newest drives the map's drift correction."""
+        if gain > 0 and math.isfinite(gain):
+            self._gain_now = gain
+            self._gain_first = self._gain_first or gain
+
     def _closed(self, points: list[TrendPoint]) -> None:
         if points:
             self._open_since = None
         for p in points:
             xrays = self._buffer.take(p.n_events)
             self.points.append(p)
+            if p.ok:
+                self._gain_seen(p.gain)
             if self.reference_gain is None and self.trend.reference_gain is not None:
                 self.reference_gain = self.trend.reference_gain
             self.publish(p, xrays["energy_adc"])
@@ -234,18 +270,36 @@ class CalibFeed:
     def publish_live(self) -> bool:
         """One ``calib`` message of kind ``live``: the fit of the live window, its spectrum and
         the fitted curve."""
-        spectrum, fit = self.window.fit(self.config.fit)
+        spectrum = self.window.spectrum()
+        if spectrum.total >= self.window_min_xrays:
+            spectrum, fit = self.window.fit(self.config.fit)
+        else:  # not a failed fit: too early (or too low a rate) for one
+            self.window.fitted_at = self.window.added
+            reason = f"waiting for X-rays: {spectrum.total} of {self.window_min_xrays}"
+            fit = FitResult(False, reason, n_counts=spectrum.total)
         t0, t1 = self.window.time_range()
+        ref = self._reference()
+        if ref:
+            scale, scale_from = 1.0 / ref, "reference"
+        elif fit.ok and fit.gain > 0:
+            scale, scale_from = 1.0 / fit.gain, "this fit"
+        else:
+            scale, scale_from = None, ""
         header = {
             "t_start": t0,
             "t_end": t1,
             "counts": spectrum.total,
             "window_xrays": self.window.size,
-            **fit_fields(fit, self._reference(), self.config.threshold_adc),
+            "window_minutes": self.window.minutes or None,
+            "kev_per_adc": scale,
+            "energy_scale": scale_from,
+            **fit_fields(fit, ref, self.config.threshold_adc),
         }
         curve_x, curve_y = fit_curve(fit, spectrum)
         arrays = {"spectrum": spectrum.counts, "edges": spectrum.edges,
                   "curve_x": curve_x, "curve_y": curve_y}  # fmt: skip
+        if fit.ok:
+            self._gain_seen(fit.gain)
         sent = self._send("live", header, arrays)
         self.published_live += int(sent)
         return sent

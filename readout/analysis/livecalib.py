@@ -28,12 +28,17 @@ _NAN = float("nan")
 
 
 class LiveWindow:
-    """The last ``size`` selected X-rays of the run (energies and times), fitted on request."""
+    """The last ``size`` selected X-rays of the run (energies and times), fitted on request; with
+    ``minutes`` > 0 only those of them within ``minutes`` of the newest (a drifting gain is seen
+    over a short span however low the rate)."""
 
-    def __init__(self, size: int, n_bins: int, adc_max: float) -> None:
+    def __init__(self, size: int, n_bins: int, adc_max: float, minutes: float = 0.0) -> None:
         if size < 1:
             raise ValueError(f"the live window needs >= 1 X-ray, got {size}")
+        if not minutes >= 0:
+            raise ValueError(f"the live window's minutes must be >= 0, got {minutes}")
         self.size = int(size)
+        self.minutes = float(minutes)
         self.n_bins, self.adc_max = n_bins, adc_max
         self._energy = np.full(self.size, np.nan)
         self._time = np.full(self.size, np.nan)
@@ -58,11 +63,19 @@ class LiveWindow:
         self._head = (self._head + len(e)) % self.size
         self.added += len(np.asarray(energy))
 
+    def _inside(self) -> np.ndarray:
+        """bool over the first ``count`` slots: the X-rays the window holds now."""
+        t = self._time[: self.count]
+        if self.minutes <= 0 or not len(t) or not np.isfinite(t).any():
+            return np.ones(len(t), bool)
+        return t >= np.nanmax(t) - 60.0 * self.minutes
+
     def spectrum(self) -> Spectrum:
-        return Spectrum.from_values(self._energy[: self.count], self.n_bins, self.adc_max)
+        e = self._energy[: self.count]
+        return Spectrum.from_values(e[self._inside()], self.n_bins, self.adc_max)
 
     def time_range(self) -> tuple[float, float]:
-        t = self._time[: self.count]
+        t = self._time[: self.count][self._inside()]
         t = t[np.isfinite(t)]
         return (float(t.min()), float(t.max())) if len(t) else (_NAN, _NAN)
 
@@ -117,8 +130,9 @@ def fit_curve(fit: FitResult, spectrum: Spectrum) -> tuple[np.ndarray, np.ndarra
 
 class MapSweep:
     """Gain map filled with selected X-rays; after new data, ``step`` refits one region at a time
-    (regions below ``min_xrays`` are skipped with that reason) and returns the map when a sweep
-    over all regions ends."""
+    (regions below ``min_xrays`` are skipped with that reason) and returns the map after every
+    step of a sweep: fitted regions show their newest fit, the others why not (``120 of 200
+    X-rays``, ``fit failed: ...``, ``700 X-rays, fit due``)."""
 
     def __init__(self, config: GainMapConfig, min_xrays: int = 200) -> None:
         self.map = GainMap(config)
@@ -154,7 +168,8 @@ class MapSweep:
         return RegionResult(ix=r % self.config.nx, iy=r // self.config.nx, counts=n, fit=fit)
 
     def step(self) -> GainMapResult | None:
-        """Refit the next region with enough X-rays (at most one fit); the map at a sweep's end."""
+        """Refit the next region with enough X-rays (at most one fit); the map while a sweep
+        runs, None when there was nothing new to sweep."""
         self._fill_pending()
         if self._next is None:
             if not self.dirty:
@@ -167,10 +182,22 @@ class MapSweep:
                 self.regions[r] = self.map.fit_region(r)
                 break
             self.regions[r] = self._too_few(r)
-        if self._next < self.n_regions:
-            return None
-        self._next = None
-        return self.map.result(list(self.regions))
+        if self._next >= self.n_regions:
+            self._next = None
+        return self.map.result([self._shown(r) for r in range(self.n_regions)])
+
+    def _shown(self, r: int) -> RegionResult:
+        """Region ``r`` as the map shows it now: its last fit, or why it has none yet."""
+        reg = self.regions[r]
+        n = self.map.spectra[r].total
+        if reg.ok:
+            return reg
+        if n < self.min_xrays:
+            return self._too_few(r)
+        if reg.counts < self.min_xrays:  # enough X-rays now, but not fitted yet
+            fit = FitResult(False, f"{n} X-rays, fit due", n_counts=n)
+            return RegionResult(ix=reg.ix, iy=reg.iy, counts=n, fit=fit)
+        return reg
 
 
 def map_arrays(result: GainMapResult) -> tuple[dict[str, object], dict[str, np.ndarray]]:

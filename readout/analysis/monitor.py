@@ -13,13 +13,12 @@ blocks.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
 from agetdaq.protocol.mapping import StripMapping
-from agetdaq.readout.analysis.calibfeed import CalibFeed
-from agetdaq.readout.analysis.calibration.trend import TrendConfig
+from agetdaq.readout.analysis.calibfeed import CalibFeed, CalibFeedSettings
+from agetdaq.readout.analysis.geometry import StripGeometry, strip_edges
 from agetdaq.readout.analysis.sink import MessageSink
 from agetdaq.readout.schema import (
     CLASS_NAMES,
@@ -33,42 +32,11 @@ from agetdaq.readout.schema import (
 )
 from agetdaq.readout.schema import summary_arrays as schema_summary_arrays
 
+__all__ = ["MonitorFeed", "RunHistograms", "StripGeometry", "processed", "strip_edges",
+           "summary_arrays"]  # fmt: skip
+
 SPECTRUM_BINS = 512
 SPECTRUM_MAX_ADC = 8192.0
-
-
-def strip_edges(positions_mm: np.ndarray) -> np.ndarray:
-    """Bin edges half-way between strip centres (and half a pitch beyond the ends)."""
-    p = np.sort(np.asarray(positions_mm, np.float64))
-    if len(p) < 2:
-        return np.array([p[0] - 0.5, p[0] + 0.5]) if len(p) else np.array([0.0, 1.0])
-    mid = 0.5 * (p[1:] + p[:-1])
-    return np.concatenate(([p[0] - (mid[0] - p[0])], mid, [p[-1] + (p[-1] - mid[-1])]))
-
-
-@dataclass(frozen=True)
-class StripGeometry:
-    """The strips as the histograms bin them: one hitmap bin per X and Y strip."""
-
-    x_edges: np.ndarray
-    y_edges: np.ndarray
-    n_strips: int
-
-    @classmethod
-    def from_mapping(cls, mapping: StripMapping) -> StripGeometry:
-        return cls(
-            strip_edges(mapping.x_positions_mm), strip_edges(mapping.y_positions_mm),
-            mapping.n_strips,
-        )  # fmt: skip
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return len(self.x_edges) - 1, len(self.y_edges) - 1
-
-    @property
-    def area_mm(self) -> tuple[float, float, float, float]:
-        x, y = self.x_edges, self.y_edges
-        return float(x[0]), float(x[-1]), float(y[0]), float(y[-1])
 
 
 def processed(rows: np.ndarray) -> np.ndarray:
@@ -146,11 +114,12 @@ class MonitorFeed:
         *,
         mapping: StripMapping | None = None,
         calib: CalibFeed | None = None,
+        calib_settings: CalibFeedSettings | None = None,
     ) -> None:
         self.sink = sink
         geometry = StripGeometry.from_mapping(mapping or StripMapping.default())
-        self.calib = calib or CalibFeed(
-            sink, TrendConfig(threshold_adc=calib_threshold_adc), area_mm=geometry.area_mm
+        self.calib = calib or CalibFeed.from_settings(
+            sink, calib_settings or CalibFeedSettings(), calib_threshold_adc, geometry.area_mm
         )
         self.summary_period = 1.0 / summary_rate_hz if summary_rate_hz > 0 else float("inf")
         self.event_period = 1.0 / event_rate_hz if event_rate_hz > 0 else float("inf")

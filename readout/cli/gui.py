@@ -1,8 +1,31 @@
-"""``agetdaq gui``: the shift crew's online monitor (PyQt6 + pyqtgraph), fed by the DAQ stream."""
+"""``agetdaq gui``: the shift crew's online monitor (PyQt6 + pyqtgraph), fed by the DAQ stream.
+
+Before Qt is touched the display is checked (:func:`display_problem`): without a display, or with
+the system libraries Qt's xcb platform plugin needs missing (libxcb-cursor0, libxcb-icccm4,
+libxcb-keysyms1, ...: found with ``ldd`` on the plugin), the command says so and which packages
+to install, instead of Qt's abort.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+# what Qt 6's xcb platform plugin needs beyond a desktop's usual libraries (Debian/Ubuntu names)
+QT_XCB_PACKAGES = (
+    "libxcb-cursor0", "libxcb-icccm4", "libxcb-keysyms1", "libxcb-image0", "libxcb-render-util0",
+    "libxcb-randr0", "libxcb-shape0", "libxcb-xinerama0", "libxcb-xkb1", "libxkbcommon-x11-0",
+    "libegl1", "libfontconfig1", "libdbus-1-3",
+)  # fmt: skip
+WINDOWLESS = ("offscreen", "minimal", "minimalegl", "vnc", "eglfs", "linuxfb", "vkkhrdisplay")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--loop", action="store_true",
                    help="replay the file again and again as one endless run")  # fmt: skip
     p.add_argument("--screenshot", metavar="OUT.png",
-                   help="save the whole window after --after seconds and exit")  # fmt: skip
+                   help="save the whole window after --after seconds and exit (needs no "
+                        "display: drawn offscreen when there is none)")  # fmt: skip
     p.add_argument("--after", type=float, default=None, metavar="SECONDS",
                    help="delay before --screenshot (default 3)")  # fmt: skip
     p.add_argument("--quit-after", type=float, default=None, metavar="SECONDS",
@@ -33,14 +57,118 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="FILE.toml", help="[monitor] settings (gui/config.py)")
     p.add_argument("--mapping", metavar="FILE.csv", help="strip mapping (default: BabyIAXO)")
     p.add_argument("--redraw-hz", type=float, default=None, help="redraw rate cap (default 10)")
-    p.add_argument("--snapshot-dir", default="snapshots", help="where snapshots are saved")
+    p.add_argument("--snapshot-dir", default=None, metavar="DIR",
+                   help="logbook directory (default: [monitor] logbook_dir)")  # fmt: skip
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.screenshot and "QT_QPA_PLATFORM" not in os.environ and display_problem():
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"  # a picture needs no window on a screen
+    problem = display_problem()
+    if problem:
+        print(f"agetdaq gui: {problem}", file=sys.stderr)
+        return 2
     try:
         from agetdaq.gui.app import run
     except ImportError as exc:
         print(f"agetdaq gui needs the gui extra (pip install agetdaq[gui]): {exc}")
         return 2
     return run(args)
+
+
+# ---- can Qt open a window here? ----------------------------------------------------------------
+
+
+def display_problem(env: Mapping[str, str] | None = None) -> str | None:
+    """Why Qt could not open a window here (None: it can, as far as can be told without Qt)."""
+    env = os.environ if env is None else env
+    platform = env.get("QT_QPA_PLATFORM", "").split(":")[0].split(";")[0].strip()
+    if platform in WINDOWLESS:
+        return None
+    display, wayland = env.get("DISPLAY", ""), env.get("WAYLAND_DISPLAY", "")
+    if platform == "wayland" or (not platform and wayland and not display):
+        return None if wayland else "QT_QPA_PLATFORM=wayland but WAYLAND_DISPLAY is not set"
+    if not display:
+        return ("no display (DISPLAY is not set): run it on a desktop or over 'ssh -X', or use "
+                "'agetdaq demo --headless' (a status line), or QT_QPA_PLATFORM=offscreen for "
+                "screenshots")  # fmt: skip
+    missing = missing_xcb_libraries()
+    if missing:
+        return qt_libraries_message(missing)
+    if not x_display_reachable(display):
+        return f"the X display {display!r} cannot be reached (no X server there?)"
+    return None
+
+
+def qt_libraries_message(missing: list[str]) -> str:
+    packages = " ".join(sorted({package_of(so) for so in missing}))
+    return (
+        f"Qt cannot open a window: the system lacks {', '.join(missing)} (needed by Qt's xcb "
+        f"platform plugin). Install (Debian/Ubuntu): sudo apt-get install {packages} "
+        f"('make demo' does it when run as root; README lists them). Meanwhile: "
+        f"'agetdaq demo --headless', or QT_QPA_PLATFORM=offscreen for screenshots"
+    )
+
+
+def xcb_plugin() -> Path | None:
+    """Qt's xcb platform plugin of the installed PyQt6 (found without importing Qt)."""
+    spec = importlib.util.find_spec("PyQt6")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for base in spec.submodule_search_locations:
+        for sub in ("Qt6", "Qt"):
+            path = Path(base) / sub / "plugins" / "platforms" / "libqxcb.so"
+            if path.exists():
+                return path
+    return None
+
+
+def missing_xcb_libraries(plugin: Path | None = None) -> list[str]:
+    """Shared libraries ``ldd`` cannot find for the xcb plugin ([] when none, or no ldd)."""
+    plugin = plugin or xcb_plugin()
+    ldd = shutil.which("ldd")
+    if plugin is None or ldd is None:
+        return []
+    try:
+        out = subprocess.run([ldd, str(plugin)], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return missing_from_ldd(out.stdout)
+
+
+def missing_from_ldd(text: str) -> list[str]:
+    """``libfoo.so.1`` of every ``libfoo.so.1 => not found`` line, each once, in order."""
+    seen: list[str] = []
+    for name in re.findall(r"^\s*(\S+)\s*=>\s*not found", text, flags=re.MULTILINE):
+        if name not in seen:
+            seen.append(name)
+    return seen
+
+
+def package_of(soname: str) -> str:
+    """The Debian package of a library by the naming rule: libxcb-icccm.so.4 -> libxcb-icccm4,
+    libxkbcommon-x11.so.0 -> libxkbcommon-x11-0, libEGL.so.1 -> libegl1."""
+    m = re.fullmatch(r"(.+?)\.so\.(\d+).*", soname)
+    if not m:
+        return soname.lower()
+    base, major = m.groups()
+    return (f"{base}-{major}" if base[-1].isdigit() else f"{base}{major}").lower()
+
+
+def x_display_reachable(display: str) -> bool:
+    """A local display (``:N``) answers on its X socket (file or abstract); other forms are not
+    checked (True)."""
+    m = re.fullmatch(r"(?:unix)?:(\d+)(?:\.\d+)?", display)
+    if not m:
+        return True
+    path = f"/tmp/.X11-unix/X{m.group(1)}"
+    for address in (path, "\0" + path):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(1.0)
+            try:
+                s.connect(address)
+                return True
+            except OSError:
+                continue
+    return False

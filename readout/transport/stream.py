@@ -5,11 +5,19 @@ UTF-8 JSON with ``seq`` (per topic, from 0), ``time`` (unix s), ``source`` (dete
 ``arrays``: a list of ``{"name", "dtype", "shape"}`` describing the buffers in order. Never pickle.
 The stream is not the record: PUB drops for slow subscribers by design, so the publisher never
 blocks (the writer never waits for a viewer) and the subscriber reports gaps in ``seq``.
+
+One owner per socket: a ZeroMQ socket is not thread-safe, and the DAQ publishes from several
+threads (status and run control, the data path's monitor and calibration feeds). A
+:class:`Publisher` therefore numbers, encodes and sends each message under one lock: frames of two
+messages never interleave and ``seq`` grows in the order messages leave. The lock is held for the
+encoding and the (non-blocking, copying) send of one message, well under a millisecond even for
+an event's waveforms, so the data path never waits for long.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -101,7 +109,8 @@ def decode_message(frames: list[bytes]) -> Message:
 
 
 class Publisher:
-    """PUB socket that never blocks; counts what it sends and what ZeroMQ refused."""
+    """PUB socket that never blocks and may be used from any thread (see the module docstring);
+    counts what it sends and what ZeroMQ refused."""
 
     def __init__(
         self,
@@ -120,6 +129,8 @@ class Publisher:
         self.seq: dict[str, int] = {}
         self.sent = 0
         self.dropped = 0
+        self._lock = threading.Lock()  # the socket's one owner is whoever holds it
+        self._closed = False
 
     def publish(
         self,
@@ -127,21 +138,28 @@ class Publisher:
         payload: Mapping[str, object] | None = None,
         arrays: Mapping[str, np.ndarray] | None = None,
     ) -> bool:
-        seq = self.seq.get(topic, 0)
-        self.seq[topic] = seq + 1
-        frames = encode_message(topic, seq, payload or {}, arrays or {}, self.source)
-        try:
-            # copy=True: ZeroMQ owns copies, so a message queued for a slow or dead subscriber
-            # never keeps (or shows later changes of) the caller's arrays (+3.4 GB in 90 s seen)
-            self.socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=True)
-        except zmq.Again:
-            self.dropped += 1
-            return False
-        self.sent += 1
-        return True
+        """Number, encode and send one message; False when it was dropped (or after close)."""
+        with self._lock:
+            if self._closed:
+                self.dropped += 1
+                return False
+            seq = self.seq.get(topic, 0)
+            self.seq[topic] = seq + 1
+            frames = encode_message(topic, seq, payload or {}, arrays or {}, self.source)
+            try:
+                # copy=True: ZeroMQ owns copies, so a message queued for a slow or dead
+                # subscriber never keeps (or shows later changes of) the caller's arrays
+                self.socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                self.dropped += 1
+                return False
+            self.sent += 1
+            return True
 
     def close(self) -> None:
-        self.socket.close(linger=0)
+        with self._lock:
+            self._closed = True
+            self.socket.close(linger=0)
 
 
 class Subscriber:
