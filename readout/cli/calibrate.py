@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from agetdaq.readout.cli.common import Exit, add_common, add_output, emit, fail, note
 
-from agetdaq.readout.cli.common import fail
+OUTPUTS = ("trend.csv", "trend.json", "gainmap.csv", "gainmap.json", "summary.json")
 
 SLICE_PER_RUN = 1 << 62  # slice_xrays that no run reaches: slices close at the end of each run
 
@@ -44,7 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", metavar="CAL.toml", help="[calibration.*] tables (see docs)")
     p.add_argument("--no-plots", action="store_true", help="CSV/JSON only")
-    p.add_argument("--output", "-o", required=True, metavar="DIR", help="output directory")
+    add_output(p, "DIR", "output directory (results already there are replaced only with --force)",
+               required=True)  # fmt: skip
+    add_common(p)
+    p.epilog = (p.epilog or "") + "; 1 also when no slice could be fitted"
     p.set_defaults(func=run)
 
 
@@ -82,6 +85,8 @@ class DriftCorrectedMap:
         self.dropped = 0  # X-rays of slices whose fit failed
 
     def close(self, point) -> None:
+        import numpy as np
+
         xrays = self.buffer.take(point.n_events)
         if point.ok and np.isfinite(point.gain_rel) and point.gain_rel > 0:
             xrays["energy_adc"] = xrays["energy_adc"] / point.gain_rel
@@ -114,6 +119,8 @@ def _progress(total: int):
 
 def analyse(sources, trend_cfg, map_cfg, event_filter, reference_gain=None) -> Outcome:
     """Trend, drift-corrected gain map and last-run spectrum over the runs (in time order)."""
+    import numpy as np
+
     from agetdaq.readout.analysis.calibration import GainTrend, fit_spectrum, select_xrays
     from agetdaq.readout.analysis.calibration.runs import RunReader, selected_spectrum
 
@@ -156,6 +163,8 @@ def analyse(sources, trend_cfg, map_cfg, event_filter, reference_gain=None) -> O
 
 
 def _utc(t: float) -> str:
+    import numpy as np
+
     if not np.isfinite(t):
         return ""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
@@ -188,6 +197,8 @@ def write_tables(out: Outcome, outdir: Path, summary: dict) -> list[Path]:
 
 def _time_axis(plot) -> None:
     """Days instead of hours for long inputs."""
+    import numpy as np
+
     s = plot.series
     if plot.x_label == "time (h)" and s and s[0].x.size and np.nanmax(s[0].x) > 72:
         for series in s:
@@ -247,8 +258,26 @@ def _configs(args: argparse.Namespace, sources):
     if args.threshold_adc is not None:
         threshold = args.threshold_adc
     elif not agree:
-        print("agetdaq: the runs have different DAQ thresholds; using the first", file=sys.stderr)
+        note(args, "the runs have different DAQ thresholds; using the first")
     return dataclasses.replace(trend, threshold_adc=threshold), gmap, event_filter
+
+
+def _damage(args: argparse.Namespace, paths: list[str]) -> list[str]:
+    """Notices on stderr and the damage found on opening each run (read as far as it goes)."""
+    from agetdaq.readout.store.errors import RunFileError
+    from agetdaq.readout.store.run import open_run
+
+    found = []
+    for path in paths:
+        try:
+            with open_run(path) as r:
+                for text in r.notices:
+                    if not args.quiet:
+                        note(args, f"{path}: {text}")
+                found += [f"{path}: damaged: {d}" for d in r.damage]
+        except (RunFileError, OSError):
+            pass  # open_runs says why
+    return found
 
 
 def run(args: argparse.Namespace) -> int:
@@ -260,21 +289,36 @@ def run(args: argparse.Namespace) -> int:
     )
 
     outdir = Path(args.output)
+    there = [n for n in OUTPUTS if (outdir / n).exists()]
+    if there and not args.force:
+        return fail(f"{outdir} holds results ({', '.join(there)}): use --force to replace them",
+                    Exit.USAGE)  # fmt: skip
+    if outdir.exists() and not outdir.is_dir():
+        return fail(f"{outdir} is not a directory", Exit.USAGE)
     try:
         sources = open_runs(args.runs)
+    except RunInputError as exc:
+        return fail(str(exc))
+    damage = _damage(args, [*args.runs, *([args.reference] if args.reference else [])])
+    try:
         trend_cfg, map_cfg, event_filter = _configs(args, sources)
+    except (ValueError, OSError) as exc:
+        return fail(str(exc), Exit.USAGE)
+    try:
         reference = None
         if args.reference:
             reference = reference_from_run(args.reference, trend_cfg, event_filter)
         outdir.mkdir(parents=True, exist_ok=True)
-    except (RunInputError, ValueError, OSError) as exc:
+    except (ValueError, OSError) as exc:
         return fail(str(exc))
     try:
         out = analyse(
             sources, trend_cfg, map_cfg, event_filter, reference.fit.gain if reference else None
         )
     except (RunInputError, OSError, KeyError) as exc:  # a file damaged past its first rows
-        return fail(f"reading the runs failed: {exc}")
+        return fail(f"reading the runs failed (damaged): {exc}", Exit.DAMAGED)
+    except RuntimeError as exc:  # DamagedRunFileError: the same, from the store
+        return fail(f"reading the runs failed (damaged): {exc}", Exit.DAMAGED)
     summary = {
         "runs": [{"file": str(s.path), "run": s.run_number, "events": s.n_events} for s in sources],
         "reference": None
@@ -290,6 +334,7 @@ def run(args: argparse.Namespace) -> int:
         "points": len(out.points),
         "points_ok": sum(p.ok for p in out.points),
         "last_run_fit": report.fit_to_dict(out.run_fit) if out.run_fit is not None else None,
+        "damage": damage,
     }
     try:
         written = write_tables(out, outdir, summary)
@@ -298,24 +343,28 @@ def run(args: argparse.Namespace) -> int:
         elif plots.available():
             written += write_plots(out, outdir)
         else:
-            print(f"agetdaq: {plots.MISSING}; wrote CSV/JSON only", file=sys.stderr)
+            note(args, f"{plots.MISSING}; wrote CSV/JSON only")
     except OSError as exc:
         return fail(f"cannot write the results into {outdir}: {exc}")
-    _print_points(out)
-    print(f"{len(written)} files written to {outdir}")
+    summary["written"] = [str(p) for p in written]
+    text = f"{_points_text(out)}\n{len(written)} files written to {outdir}"
+    emit(args, report.json_safe(summary), text)
+    for item in damage:
+        fail(item)
     if not any(p.ok for p in out.points):
-        return fail("no slice could be fitted (see 'reason' in trend.csv)", 1)
-    return 0
+        return fail("no slice could be fitted (see 'reason' in trend.csv)", Exit.FAILURE)
+    return Exit.DAMAGED if damage else Exit.OK
 
 
-def _print_points(out: Outcome, limit: int = 40) -> None:
-    """The points as a table on stdout (the last ``limit`` of them)."""
-    print(f"{'run':<24} {'time (UTC)':<20} {'X-rays':>7} {'gain_rel':>9} {'FWHM/E':>7} "
-          f"{'thr keV':>8} {'turn-on':>8}  status")  # fmt: skip
+def _points_text(out: Outcome, limit: int = 40) -> str:
+    """The points as a table (the last ``limit`` of them)."""
+    lines = [f"{'run':<24} {'time (UTC)':<20} {'X-rays':>7} {'gain_rel':>9} {'FWHM/E':>7} "
+             f"{'thr keV':>8} {'turn-on':>8}  status"]  # fmt: skip
     shown = out.points if len(out.points) <= limit else out.points[-limit:]
     for p, r in zip(shown, out.point_runs[-len(shown) :]):
-        print(
+        lines.append(
             f"{r[:24]:<24} {_utc(p.t_start_s):<20} {p.n_xrays:>7} {p.gain_rel:>9.4f} "
             f"{100 * p.resolution:>6.1f}% {p.threshold_kev_adc:>8.2f} "
             f"{p.threshold_kev_spectrum:>8.2f}  {'ok' if p.ok else p.reason}"
         )
+    return "\n".join(lines)

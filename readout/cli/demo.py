@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from agetdaq.readout.cli.common import add_common
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="emulator + DAQ server + monitor in one command")
@@ -31,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scenario", default="calibration", help="emulator scenario")
     p.add_argument("--run-type", default="calibration", choices=("calibration", "background"))
     p.add_argument("--data-dir", default=None, help="where the run goes (default: a temp dir)")
+    add_common(p, json_result=False)
     p.set_defaults(func=run)
 
 
@@ -63,8 +66,9 @@ def run(args: argparse.Namespace) -> int:
     control = f"tcp://127.0.0.1:{_free_port()}"
     stream = f"tcp://127.0.0.1:{_free_port()}"
     py = [sys.executable, "-m", "agetdaq"]
-    emulate = [*py, "emulate", "--port", str(bec_port), "--scenario", args.scenario]
-    serve = [*py, "serve", "--bec", f"127.0.0.1:{bec_port}", "--control", control]
+    board = f"127.0.0.1:{bec_port}"
+    emulate = [*py, "emulate", "--board", board, "--scenario", args.scenario]
+    serve = [*py, "serve", "--board", board, "--control", control]
     serve += ["--publish", stream, "--data-dir", str(data_dir)]
     children = [subprocess.Popen(emulate)]
     print(
@@ -75,15 +79,15 @@ def run(args: argparse.Namespace) -> int:
     client = ControlClient(control, timeout_ms=60000)
     try:
         if not board_answers(bec_port, children[0], 120.0):
-            print("demo: the emulator did not come up", file=sys.stderr)
+            print("agetdaq demo: the emulator did not come up", file=sys.stderr)
             return 1
         children.append(subprocess.Popen(serve))
         if not _wait_ready(client, children, 60.0):
-            print("demo: the DAQ server did not come up", file=sys.stderr)
+            print("agetdaq demo: the DAQ server did not come up", file=sys.stderr)
             return 1
         reply = client.request("start", run_type=args.run_type, comment="agetdaq demo")
         if not reply.get("ok"):
-            print(f"demo: start refused: {reply.get('error')}", file=sys.stderr)
+            print(f"agetdaq demo: start refused: {reply.get('error')}", file=sys.stderr)
             return 1
         if headless:
             return _headless(stream, seconds)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+
+from agetdaq.readout.cli.common import Exit, add_common, fail, file_error_code, report_damage
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,13 +38,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mapping", metavar="FILE.csv", help="strip mapping (default: BabyIAXO)")
     p.add_argument("--redraw-hz", type=float, default=None, help="redraw rate cap (default 10)")
     p.add_argument("--snapshot-dir", default="snapshots", help="where snapshots are saved")
+    add_common(p, json_result=False)
+    p.epilog = (
+        p.epilog or ""
+    ) + " (3: a --replay file is damaged; it is replayed as far as it goes)"
     p.set_defaults(func=_run)
 
 
+def check_replays(args: argparse.Namespace) -> tuple[int, bool]:
+    """Open every --replay file before the window: (exit code if one cannot be read, damaged?)."""
+    from agetdaq.readout.store.errors import RunFileError
+    from agetdaq.readout.store.run import open_run
+
+    damaged = False
+    for path in args.replay or ():
+        try:
+            with open_run(path) as run:
+                damaged |= report_damage(args, run) == Exit.DAMAGED
+        except RunFileError as exc:
+            return fail(f"{exc}", file_error_code(exc)), damaged
+        except OSError as exc:
+            return fail(f"{path}: {exc.strerror or exc}"), damaged
+    return Exit.OK, damaged
+
+
 def _run(args: argparse.Namespace) -> int:
+    code, damaged = check_replays(args)
+    if code:
+        return code
+    env = os.environ
+    shown = env.get("QT_QPA_PLATFORM") or env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")
+    if not shown and sys.platform not in ("win32", "darwin"):
+        return fail("no display (set DISPLAY, or QT_QPA_PLATFORM=offscreen for none)")
     try:
         from agetdaq.gui.app import run
     except ImportError as exc:
-        print(f"agetdaq gui needs the gui extra (pip install agetdaq[gui]): {exc}")
-        return 2
-    return run(args)
+        return fail(f"gui needs the gui extra (pip install agetdaq[gui]): {exc}")
+    code = run(args)
+    return Exit.DAMAGED if damaged and not code else code
