@@ -260,6 +260,10 @@ def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
     file)."""
 
     def wrapper(args: argparse.Namespace) -> int:
+        try:  # first, and fast: before anything heavy is imported or sent
+            check_output(args)
+        except OutputError as exc:
+            return fail(str(exc), exc.code)
         import zmq
 
         from agetdaq.protocol.mapping import MappingError
@@ -272,10 +276,7 @@ def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
         from agetdaq.readout.transport.security import SecurityError
 
         try:
-            check_output(args)
             return func(args)
-        except OutputError as exc:
-            return fail(str(exc), exc.code)
         except zmq.ZMQError as exc:  # e.g. the control or stream port is already bound
             return fail(f"cannot use ZeroMQ endpoint: {exc}")
         except (ConfigError, ScriptError, MappingError, SecurityError) as exc:
