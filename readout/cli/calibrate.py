@@ -262,22 +262,23 @@ def _configs(args: argparse.Namespace, sources):
     return dataclasses.replace(trend, threshold_adc=threshold), gmap, event_filter
 
 
-def _damage(args: argparse.Namespace, paths: list[str]) -> list[str]:
-    """Notices on stderr and the damage found on opening each run (read as far as it goes)."""
-    from agetdaq.readout.store.errors import RunFileError
+def _damage(args: argparse.Namespace, paths: list[str]) -> tuple[list[str], bool]:
+    """(the damage found on opening each run, is one of a newer format?); notices on stderr."""
+    from agetdaq.readout.store.errors import NewerFormatError, RunFileError
     from agetdaq.readout.store.run import open_run
 
-    found = []
+    found, newer = [], False
     for path in paths:
         try:
             with open_run(path) as r:
                 for text in r.notices:
-                    if not args.quiet:
-                        note(args, f"{path}: {text}")
+                    note(args, f"{path}: {text}")
                 found += [f"{path}: damaged: {d}" for d in r.damage]
+        except NewerFormatError:
+            newer = True
         except (RunFileError, OSError):
             pass  # open_runs says why
-    return found
+    return found, newer
 
 
 def run(args: argparse.Namespace) -> int:
@@ -295,11 +296,11 @@ def run(args: argparse.Namespace) -> int:
                     Exit.USAGE)  # fmt: skip
     if outdir.exists() and not outdir.is_dir():
         return fail(f"{outdir} is not a directory", Exit.USAGE)
+    damage, newer = _damage(args, [*args.runs, *([args.reference] if args.reference else [])])
     try:
         sources = open_runs(args.runs)
     except RunInputError as exc:
-        return fail(str(exc))
-    damage = _damage(args, [*args.runs, *([args.reference] if args.reference else [])])
+        return fail(str(exc), Exit.NEWER_FORMAT if newer else Exit.FAILURE)
     try:
         trend_cfg, map_cfg, event_filter = _configs(args, sources)
     except (ValueError, OSError) as exc:
@@ -352,7 +353,8 @@ def run(args: argparse.Namespace) -> int:
     for item in damage:
         fail(item)
     if not any(p.ok for p in out.points):
-        return fail("no slice could be fitted (see 'reason' in trend.csv)", Exit.FAILURE)
+        fail("no slice could be fitted (see 'reason' in trend.csv)")
+        return Exit.DAMAGED if damage else Exit.FAILURE
     return Exit.DAMAGED if damage else Exit.OK
 
 

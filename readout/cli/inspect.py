@@ -50,7 +50,7 @@ def summarise(path: str, check: bool = False) -> tuple[dict, Any]:
             try:
                 return read()
             except (RunFileError, OSError, ValueError, KeyError) as exc:
-                f.damage.append(f"{what}: {exc}")
+                f.damage.append(f"{what}: {str(exc).removeprefix(f'{f.path}: ')}")
                 return default
 
         meta = f.metadata

@@ -192,9 +192,26 @@ class RunFile:
         """Did the writer close the file (its end-of-run record is there)?"""
         with contextlib.suppress(*H5_ERRORS):
             if L.FINAL in self.file:
-                return self.file[L.FINAL].shape[0] > 0
+                return bool(self._final_record())
             return L.META_OUT in self.file  # format 1-2: the group was made at the close
         return False
+
+    def _final_record(self) -> dict:
+        """The end-of-run record; {} when there is none, or when the writer was stopped while
+        writing it (the record is written and flushed at once: a part of one is no record)."""
+        data = self.file[L.FINAL][:]
+        if not len(data):
+            return {}
+        try:
+            record = json.loads(data.tobytes())
+        except (ValueError, UnicodeDecodeError):
+            record = None
+        if not isinstance(record, dict):
+            text = "end-of-run record incomplete (the writer was stopped while writing it)"
+            if text not in self.notices:
+                self.notices.append(text)
+            return {}
+        return record
 
     def close(self) -> None:
         with contextlib.suppress(*H5_ERRORS):
@@ -329,12 +346,7 @@ class RunFile:
         empty if the writer did not close the file."""
         try:
             if L.FINAL in self.file:
-                data = self.file[L.FINAL][:]
-                if not len(data):
-                    return {}
-                record = json.loads(data.tobytes())
-                if not isinstance(record, dict):
-                    raise ValueError("not a JSON object")
+                record = self._final_record()
                 return {
                     str(k): v if isinstance(v, str) else json.dumps(v) for k, v in record.items()
                 }
@@ -388,8 +400,9 @@ class RunFile:
             step = int(dset.chunks[0]) if dset.chunks else 1 << 16
             bad: list[list[int]] = []
             reason = ""
-            for a in range(0, self._rows(name), step):
-                b = min(a + step, self._rows(name))
+            n = self._rows(name)
+            for a in range(0, n, step):
+                b = min(a + step, n)
                 try:
                     dset[a:b]
                 except H5_ERRORS as exc:
@@ -398,6 +411,9 @@ class RunFile:
                         bad[-1][1] = b
                     else:
                         bad.append([a, b])
+                    if "metadata" in h5_reason(exc):  # the chunk index: the rest is lost too
+                        bad[-1][1] = n
+                        break
             for a, b in bad:
                 found.append(f"{name}: rows {a}..{b - 1} unreadable ({reason})")
         for read in (self.metadata, self.final, self.pedestals, self.pedestals_out):
