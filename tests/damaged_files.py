@@ -15,6 +15,7 @@ import numpy as np
 from agetdaq.protocol.aqs import AqsWriter
 from agetdaq.protocol.encode import encode_events
 from agetdaq.protocol.event import Channel, Event
+from agetdaq.protocol.mapping import StripMapping
 from agetdaq.protocol.pcap import PcapRecord, write_pcap
 from agetdaq.readout.datapath.offline import datagrams_to_h5
 from agetdaq.readout.store.writer import WriterConfig
@@ -41,8 +42,12 @@ def write_run_file(path: Path, n: int = 300) -> Path:
     """A closed run file written in SWMR mode with 4 KB chunks: raw datagrams, events, channels."""
     data = encode_events(events(n), max_frame_bytes=1400)
     config = WriterConfig(swmr=True, chunk_bytes=4096, flush_interval_s=0.05)
-    datagrams_to_h5(data, path, {"run_number": "12", "run_type": "background"},
-                    start_unix=START, writer_config=config)  # fmt: skip
+    meta = {
+        "run_number": "12",
+        "run_type": "background",
+        "mapping": StripMapping.default().to_text(),
+    }
+    datagrams_to_h5(data, path, meta, start_unix=START, writer_config=config)
     return path
 
 

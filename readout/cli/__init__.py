@@ -57,14 +57,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _escape(exc: UnicodeError) -> tuple[str, int]:
+    """Encoding error handler: a byte that was not UTF-8 in a file name (a lone surrogate for
+    Python) prints as ``\\xNN``, anything else as a backslash escape."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    out = []
+    for ch in exc.object[exc.start : exc.end]:
+        code = ord(ch)
+        out.append(f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}")
+    return "".join(out), exc.end
+
+
 def _safe_streams() -> None:
-    """File names that are not UTF-8 (kept by Python as surrogates) print as escapes instead of
-    raising UnicodeEncodeError."""
+    """File names that are not UTF-8 (kept by Python as surrogates) print as ``\\xNN`` escapes
+    instead of raising UnicodeEncodeError."""
+    import codecs
+
+    codecs.register_error("agetdaq.escape", _escape)
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             with contextlib.suppress(ValueError, OSError):  # e.g. a test's capture stream
-                reconfigure(errors="backslashreplace")
+                reconfigure(errors="agetdaq.escape")
 
 
 def main(argv: list[str] | None = None) -> int:

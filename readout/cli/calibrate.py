@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agetdaq.readout.cli.common import Exit, add_common, add_output, emit, fail, note
+from agetdaq.readout.cli.common import (
+    Exit,
+    add_common,
+    add_output,
+    emit,
+    fail,
+    note,
+    printable,
+)
 
 OUTPUTS = ("trend.csv", "trend.json", "gainmap.csv", "gainmap.json", "summary.json")
 
@@ -149,12 +157,12 @@ def analyse(sources, trend_cfg, map_cfg, event_filter, reference_gain=None) -> O
                 out.candidates += int(finite.sum())
                 out.xrays += int(mask.sum())
                 gmap.buffer.add(events, mask)
-                closed(trend.feed(events), src.name)
+                closed(trend.feed(events), printable(src.name))
                 if last:
                     out.run_spectrum = selected_spectrum(events, trend_cfg, out.run_spectrum)
                 progress.advance(task, len(finite))
             if trend.open_counts[0] > 0:
-                closed([trend.close()], src.name)
+                closed([trend.close()], printable(src.name))
     out.gainmap = gmap.map.fit()
     out.map_dropped = gmap.dropped
     if out.run_spectrum is not None:
@@ -321,10 +329,16 @@ def run(args: argparse.Namespace) -> int:
     except RuntimeError as exc:  # DamagedRunFileError: the same, from the store
         return fail(f"reading the runs failed (damaged): {exc}", Exit.DAMAGED)
     summary = {
-        "runs": [{"file": str(s.path), "run": s.run_number, "events": s.n_events} for s in sources],
+        "runs": [
+            {"file": printable(str(s.path)), "run": s.run_number, "events": s.n_events}
+            for s in sources
+        ],
         "reference": None
         if reference is None
-        else {"file": str(reference.source.path), "fit": report.fit_to_dict(reference.fit)},
+        else {
+            "file": printable(str(reference.source.path)),
+            "fit": report.fit_to_dict(reference.fit),
+        },
         "threshold_adc": trend_cfg.threshold_adc,
         "slice_xrays": None if trend_cfg.slice_xrays == SLICE_PER_RUN else trend_cfg.slice_xrays,
         "slice_minutes": trend_cfg.slice_minutes,

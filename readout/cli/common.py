@@ -69,6 +69,11 @@ def emit(args: argparse.Namespace, result: dict, text: str | None = None) -> Non
     print(text)
 
 
+def printable(text: str) -> str:
+    """A file name that was not UTF-8 with its odd bytes as ``\\xNN`` (to write into results)."""
+    return "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else c for c in text)
+
+
 def _short(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value, default=str)
