@@ -28,6 +28,7 @@ from pathlib import Path
 
 import h5py
 
+H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError)  # what h5py raises on damaged content
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 READ_ATTEMPTS = 24  # 2^24 ns ~ 17 ms of retries for one damaged metadata block
 FLAG_WRITE = 0x01  # superblock v2/v3 status flags
@@ -83,6 +84,31 @@ def read_superblock(path: str | Path) -> Superblock | None:
 
 def _address(buf: bytes, at: int, size: int) -> int:
     return int.from_bytes(buf[at : at + size], "little")
+
+
+def h5_reason(exc: BaseException) -> str:
+    """The useful part of an h5py error message (the reason HDF5 gives in parentheses)."""
+    text = str(exc).split("\n")[0]
+    if "(" in text and text.endswith(")"):
+        text = text[text.index("(") + 1 : -1]
+    return text[:200] or type(exc).__name__
+
+
+def locked_by_writer(path: str | Path) -> bool:
+    """Does a live process hold HDF5's own lock on the file (a writer outside SWMR mode)?"""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # also drops the probe's lock
+    return False
 
 
 # ---- the superblock checksum -------------------------------------------------------------------

@@ -16,10 +16,8 @@ disk fills up the writer stops writing, frees the lock's space reserve and close
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,40 +31,11 @@ from agetdaq import __version__
 from agetdaq.readout import schema as S
 from agetdaq.readout.config import setting
 from agetdaq.readout.store import layout as L
+from agetdaq.readout.store.failure import WriterError, descriptor, release_descriptor, write_error
 from agetdaq.readout.store.lock import FileBusyError, WriterLock
 
-_ERRNO = re.compile(r"errno = (\d+)")
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-class WriterError(RuntimeError):
-    """The run file could not be written (disk full, permission, closed file...)."""
-
-    def __init__(self, message: str, code: int | None = None) -> None:
-        super().__init__(message)
-        self.errno = code
-
-    @property
-    def disk_full(self) -> bool:
-        return self.errno in _DISK_FULL
-
-
-def error_number(exc: BaseException) -> int | None:
-    """The errno behind an exception, also when HDF5 reports it only in its message."""
-    code = getattr(exc, "errno", None)
-    if isinstance(code, int) and code > 0:
-        return code
-    found = _ERRNO.search(str(exc))
-    return int(found.group(1)) if found else None
-
-
-def write_error(path: Path, exc: BaseException, doing: str = "write") -> WriterError:
-    """A short WriterError for a failed write: "disk full: ..." when it was."""
-    code = error_number(exc)
-    if code in _DISK_FULL:
-        return WriterError(f"disk full: cannot {doing} {path} ({os.strerror(code)})", code)
-    reason = os.strerror(code) if code else str(exc).split("\n")[0][:300]
-    return WriterError(f"cannot {doing} {path}: {reason}", code)
+__all__ = ["RunWriter", "WriterConfig", "WriterError"]
+_WRITE_ERRORS = (OSError, ValueError, RuntimeError)
 
 
 @dataclass
@@ -226,7 +195,7 @@ class RunWriter:
                 rdcc_nbytes=4 * self.config.chunk_bytes,
                 rdcc_w0=1.0,
             )
-            self._fd, self._inode = _descriptor(self.file)
+            self._fd, self._inode = descriptor(self.file)
             self._create(metadata or {}, pedestals)
             if self.config.swmr:
                 self.file.swmr_mode = True
@@ -433,6 +402,9 @@ class RunWriter:
             self.dropped_rows = sum(a.pending for a in self._appenders())
             for a in self._appenders():
                 a.pending = 0
+                with contextlib.suppress(*_WRITE_ERRORS):  # rows of a write that failed
+                    if a.dset.shape[0] > a.written:
+                        a.dset.resize((a.written,))
         if final is not None:
             try:
                 self._write_final(final)
@@ -465,15 +437,8 @@ class RunWriter:
         self.file.flush()
 
     def _force_release(self) -> None:
-        """HDF5 could not close the file: point its descriptor at /dev/null, so the file is
-        released (deleting it frees the space) and whatever HDF5 still writes goes nowhere."""
-        fd, inode = self._fd, self._inode
-        with contextlib.suppress(OSError):
-            st = os.fstat(fd)
-            if fd >= 0 and (st.st_dev, st.st_ino) == inode:
-                null = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(null, fd)
-                os.close(null)
+        """HDF5 could not close the file: release its descriptor anyway (failure.py)."""
+        release_descriptor(self._fd, self._inode)
         with contextlib.suppress(Exception):
             self.file.close()
 
@@ -482,13 +447,3 @@ class RunWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _descriptor(file: h5py.File) -> tuple[int, tuple[int, int]]:
-    """The file's descriptor (sec2 driver) and (device, inode), or (-1, ...) when unknown."""
-    try:
-        fd = int(file.id.get_vfd_handle())
-        st = os.fstat(fd)
-        return fd, (st.st_dev, st.st_ino)
-    except (OSError, ValueError, TypeError, RuntimeError):
-        return -1, (-1, -1)

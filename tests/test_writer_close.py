@@ -1,0 +1,101 @@
+"""The writer's own rules, in one process: one writer per file (the lock), never over an existing
+file, the end-of-run record written in SWMR mode, a failed write closed valid with what was
+written, and a file HDF5 cannot close released anyway (tests/test_disk_full.py and
+tests/test_run_file_ownership.py do the same with real processes, signals and a full disk)."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+from agetdaq.readout import schema as S
+from agetdaq.readout.store import h5open
+from agetdaq.readout.store.lock import lock_path
+from agetdaq.readout.store.reader import RunFile
+from agetdaq.readout.store.writer import RunWriter, WriterError
+
+
+def _rows(n: int, first: int = 0) -> tuple:
+    rows = np.zeros(n, S.EVENT_DTYPE)
+    rows["event_id"] = np.arange(first, first + n)
+    empty = np.zeros(0, np.uint16)
+    return rows, np.zeros(0, S.CHANNEL_DTYPE), empty, empty
+
+
+def test_one_writer_never_over_an_existing_file(tmp_path) -> None:
+    path = tmp_path / "run.h5"
+    w = RunWriter(path, S.EVENT_DTYPE)
+    with pytest.raises(WriterError, match=f"being written by process {os.getpid()}"):
+        RunWriter(path, S.EVENT_DTYPE, overwrite=True)
+    w.close({"stop_reason": "done"})
+    assert not lock_path(path).exists()
+    with pytest.raises(WriterError, match="exists"):
+        RunWriter(path, S.EVENT_DTYPE)
+    RunWriter(path, S.EVENT_DTYPE, overwrite=True).close()
+
+
+def test_the_end_of_run_record_is_written_in_swmr_mode(tmp_path) -> None:
+    path = tmp_path / "run.h5"
+    w = RunWriter(path, S.EVENT_DTYPE)
+    w.append_events(*_rows(10))
+    peds = np.zeros(3, S.PEDESTAL_DTYPE)
+    peds["mean"] = [250, 251, 252]
+    w.close({"stop_reason": "done", "counters": {"x": 1}, "pedestals": peds})
+    assert h5open.read_superblock(path).flags == 0  # closed cleanly
+    with RunFile(path) as f:
+        assert f.closed and f.final() == {"stop_reason": "done", "counters": '{"x": 1}'}
+        assert f.pedestals_out()["mean"].tolist() == [250, 251, 252]
+    with h5py.File(path, "r") as f:  # the layout: one JSON record, written in SWMR mode
+        assert f["meta_out/final"].maxshape == (None,)
+
+
+def test_a_failed_write_closes_the_file_valid_with_what_was_written(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "run.h5"
+    w = RunWriter(path, S.EVENT_DTYPE)
+    w.append_events(*_rows(10))
+    w.flush()
+    reserved = w.lock.reserved
+    real = h5py.Dataset.__setitem__
+
+    def no_space(self, key, value):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", no_space)
+    w.append_events(*_rows(5, 10))
+    with pytest.raises(WriterError, match=r"^disk full: cannot write .*run\.h5 \(No space") as e:
+        w.flush()
+    assert e.value.disk_full and w.failed
+    with pytest.raises(WriterError):  # it stays failed: no more writes
+        w.append_events(*_rows(1, 15))
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", real)
+    w.close({"stop_reason": "disk full"})
+    assert reserved > 0 and w.lock.reserved == 0 and w.dropped_rows > 0
+    with RunFile(path) as f:
+        assert f.n_events == 10 and f.closed and f.final()["stop_reason"] == "disk full"
+
+
+def test_a_file_hdf5_cannot_close_is_released_anyway(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "run.h5"
+    w = RunWriter(path, S.EVENT_DTYPE)
+    w.append_events(*_rows(10))
+    w.flush()
+    fd = w._fd
+    assert os.path.samefile(f"/proc/self/fd/{fd}", path)
+    real = h5py.File.close
+    calls = []
+
+    def failing_close(self):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("Unable to close file (file write failed)")
+        return real(self)
+
+    monkeypatch.setattr(h5py.File, "close", failing_close)
+    with pytest.raises(WriterError, match="cannot close"):
+        w.close()
+    assert os.readlink(f"/proc/self/fd/{fd}") != str(path)  # the descriptor let go of the file
+    assert not lock_path(path).exists()
