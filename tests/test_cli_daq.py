@@ -113,7 +113,7 @@ def test_serve_follows_run_control(emulator, tmp_path):
             assert f.n_events > 0
             assert f.metadata()["comment"] == "ctl test"
         log = [json.loads(line) for line in (tmp_path / "runlog.jsonl").read_text().splitlines()]
-        assert [r["event"] for r in log] == ["start", "end"]
+        assert [r["event"] for r in log] == ["allocate", "start", "end"]
     finally:
         client.close()
         sub.close()

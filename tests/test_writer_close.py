@@ -101,3 +101,28 @@ def test_a_file_hdf5_cannot_close_is_released_anyway(tmp_path, monkeypatch) -> N
     assert str(path) not in held  # no descriptor keeps the file: deleting it frees the space
     assert os.readlink(f"/proc/self/fd/{fd}") == os.devnull  # HDF5's writes go nowhere
     assert not lock_path(path).exists()
+
+
+def test_the_writer_stops_before_the_disk_is_full_and_keeps_every_staged_row(
+    tmp_path, monkeypatch
+) -> None:
+    path = tmp_path / "run.h5"
+    w = RunWriter(path, S.EVENT_DTYPE)
+    real = os.statvfs
+
+    class Almost:  # what statvfs says of a disk with 1 MB left
+        f_bavail, f_frsize = 256, 4096
+
+    w.append_events(*_rows(10))
+    w.flush()
+    monkeypatch.setattr(os, "statvfs", lambda p: Almost if str(p) == str(tmp_path) else real(p))
+    rows = w.events.chunk_rows
+    with pytest.raises(WriterError, match=r"^disk full"):
+        for k in range(3):  # whole chunks: the writer checks the room before each one
+            w.append_events(*_rows(rows, 10 + k * rows))
+    assert w.out_of_room
+    monkeypatch.setattr(os, "statvfs", real)
+    w.close({"stop_reason": "disk full"})
+    with RunFile(path) as f:  # nothing failed: every row handed to the writer is in the file
+        assert f.n_events == 10 + rows and f.final()["stop_reason"] == "disk full"
+    assert w.dropped_rows == 0

@@ -16,6 +16,7 @@ disk fills up the writer stops writing, frees the lock's space reserve and close
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import time
@@ -36,6 +37,7 @@ from agetdaq.readout.store.lock import FileBusyError, WriterLock
 
 __all__ = ["RunWriter", "WriterConfig", "WriterError"]
 _WRITE_ERRORS = (OSError, ValueError, RuntimeError)
+ROOM_MARGIN = 2 << 20  # bytes left free beyond the staged rows when the writer stops (disk full)
 
 
 @dataclass
@@ -177,6 +179,7 @@ class RunWriter:
         self.failed: str | None = None
         self.error: WriterError | None = None
         self.dropped_rows = 0  # rows staged when the writer failed (never reached the file)
+        self.out_of_room = False  # stopped before the disk was full (see _check_room)
         self._last_flush = time.monotonic()
         try:
             self.lock = WriterLock(self.path)
@@ -335,11 +338,25 @@ class RunWriter:
         if self.error is not None:
             raise self.error
         try:
-            for a in self._appenders():
-                if a.full():
-                    a.write_chunks()
+            if any(a.full() for a in self._appenders()):
+                self._check_room()
+                for a in self._appenders():
+                    if a.full():
+                        a.write_chunks()
         except (OSError, ValueError, RuntimeError) as exc:
             raise self._fail(exc) from exc
+
+    def _check_room(self) -> None:
+        """Stop writing before the disk is full (OSError ENOSPC): the staged rows and a margin
+        must fit, so that close() can still write them all, with the lock's reserve."""
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return
+        staged = sum(a.pending * a.buf.dtype.itemsize for a in self._appenders())
+        if st.f_bavail * st.f_frsize < staged + ROOM_MARGIN:
+            self.out_of_room = True
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     def _fail(self, exc: BaseException) -> WriterError:
         """The writer stops writing for good (the run must stop; close() still closes)."""
@@ -360,6 +377,7 @@ class RunWriter:
         if self.error is not None:
             raise self.error
         try:
+            self._check_room()
             for a in self._appenders():
                 a.write()
             self.file.flush()
@@ -385,9 +403,10 @@ class RunWriter:
         """Flush, record ``final`` (stop time, reason, counters; ``pedestals``: the table a
         pedestal run measured) in ``meta_out`` while still in SWMR mode, close, release the lock.
 
-        After a failed write (a full disk) the rows that never reached the file are dropped, the
-        lock's space reserve is freed and the file is closed valid with the rows written before
-        the failure; WriterError only when even that fails, and the file is released anyway.
+        A full disk: the lock's space reserve is freed; when the writer stopped before the disk
+        was full (the usual case) every staged row is written, after a failed write the rows that
+        never reached the file are dropped; the file is closed valid either way. WriterError only
+        when even that fails, and the file is released anyway.
         """
         if self.closed:
             return
@@ -399,6 +418,10 @@ class RunWriter:
                 error = exc
         if self.error is not None:
             self.lock.free_reserve()  # room for the blocks closing the file needs
+            if self.out_of_room:  # nothing failed: the staged rows fit in the reserve's room
+                with contextlib.suppress(*_WRITE_ERRORS):
+                    for a in self._appenders():
+                        a.write()
             self.dropped_rows = sum(a.pending for a in self._appenders())
             for a in self._appenders():
                 a.pending = 0
