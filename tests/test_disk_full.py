@@ -159,3 +159,31 @@ def test_serve_releases_the_failed_file_and_runs_again_once_space_is_back(
             _, err = proc.communicate()
     assert proc.returncode == 0, err[-3000:]  # SIGTERM after a full disk: no segfault
     assert "Traceback" not in err
+
+
+def test_the_disk_guard_watches_the_filesystem_of_the_run_file(small_disk, emulator, tmp_path):
+    """-o on a small disk while the data directory is on a big one: the guard stops the run
+    cleanly when the small disk has less than disk_stop_gb (6 MB) free; it measured data_dir
+    before, and the run went on until the disk was full."""
+    from agetdaq.readout.acquisition.engine import Acquisition
+    from agetdaq.readout.acquisition.settings import Settings
+
+    emulator.card.faults.set_burst(False)
+    bec = f"127.0.0.1:{emulator.address[1]}"
+    settings = Settings().with_daq(bec=bec, data_dir=str(tmp_path / "data"), disk_stop_gb=0.006)
+    acq = Acquisition(settings)
+    out = small_disk / "guarded.h5"
+    try:
+        acq.configure("run")
+        acq.start_run("background", "guard", out, seconds=120)
+        assert acq.status()["disk_free_gb"] < 0.017  # the run file's disk, not data_dir's
+        end = time.monotonic() + 120
+        while acq.state == "running" and time.monotonic() < end:
+            acq.poll()
+            time.sleep(0.05)
+        assert acq.state == "configured", acq.message  # a clean stop, not an error
+        assert acq.run.stop_reason.startswith("disk almost full")
+        assert str(small_disk) in acq.run.stop_reason
+    finally:
+        acq.close()
+    assert "disk almost full" in _closed_and_valid(out)["stop_reason"]
