@@ -44,6 +44,7 @@ def test_sigint_mid_run_exits_zero_with_a_valid_file(emulator, tmp_path):
         str(out),
         "--seconds",
         "60",
+        "--json",
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
     try:
@@ -187,6 +188,7 @@ def test_pedestal_command_measures_and_uploads(tmp_path):
             "--events",
             "100",
             "--upload",
+            "--json",
         ]
         proc = subprocess.run(cmd, capture_output=True, timeout=120, env=ENV)
         board = emu.card.board

@@ -36,7 +36,7 @@ class Exit(IntEnum):
 
 
 EXIT_TEXT = (
-    "exit status: 0 ok, 1 failure or unreadable input, 2 usage (bad arguments or settings), "
+    "exit status: 0 ok, 1 failure or unreadable input, 2 usage (bad arguments or settings),\n"
     "3 damaged input (what could be read was output), 4 run file of a newer format version"
 )
 
@@ -102,13 +102,15 @@ def alias(p: argparse.ArgumentParser, *old: str, dest: str, new: str, **kwargs: 
     p.add_argument(*old, dest=dest, action=_Deprecated, new=new, help=argparse.SUPPRESS, **kwargs)
 
 
-def add_common(p: argparse.ArgumentParser, *, json_result: bool = True) -> None:
+def add_common(
+    p: argparse.ArgumentParser, *, json_result: bool = True, json_help: str | None = None
+) -> None:
     """-v/-q on every command; --json where the command prints a result."""
     loud = p.add_mutually_exclusive_group()
     loud.add_argument("-v", "--verbose", action="store_true", help="debug messages")
     loud.add_argument("-q", "--quiet", action="store_true", help="errors only on stderr")
     if json_result:
-        p.add_argument("--json", action="store_true", help="print the result as JSON")
+        p.add_argument("--json", action="store_true", help=json_help or "the result as JSON")
     p.epilog = EXIT_TEXT
 
 

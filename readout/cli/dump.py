@@ -186,5 +186,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="card rst_len, for strip names (default: the run file's, else 0)",
     )
     add_output(p, "FILE", "write the events to FILE instead of stdout")
-    add_common(p)
+    add_common(p, json_help="one JSON object per event per line; the summary on stderr")
     p.set_defaults(func=run)

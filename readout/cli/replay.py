@@ -1,8 +1,8 @@
 """``agetdaq replay FILE.pcap``: play a capture back as a fake board.
 
-Answers on ``--board HOST:PORT`` (the address the DAQ is given as its ``--board``), answers the
-DAQ's commands with the captured replies and sends the captured data frames as the DAQ grants
-credit (:mod:`agetdaq.readout.simulation.capture_replay`). ``--source`` picks the board of a
+The fake board answers on ``--board HOST:PORT`` (give the DAQ the same ``--board``): it replies
+to the DAQ's commands with the captured replies and sends the captured data frames as the DAQ
+grants credit (:mod:`agetdaq.readout.simulation.capture_replay`). ``--source`` picks the board of a
 capture of several. Runs until interrupted, or with ``--idle-exit S`` until every frame was sent
 and no command came for S seconds. Prints its counters at the end (``--json``). Exit status 1
 when the capture cannot be replayed, 2 for bad arguments.
