@@ -23,10 +23,12 @@ import numpy as np
 from agetdaq.protocol.event import EventFlag
 
 FORMAT_NAME = "agetdaq-run"  # root attribute ``format`` of every run file
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 FORMAT_HISTORY = {
     1: "first release",
     2: "event columns raw_first / raw_count; build flag SAMPLES_IN_RAW (samples only in raw/)",
+    3: "end of run recorded in SWMR mode: meta_out/final (JSON record), meta_out/pedestals "
+    "created empty at the start",
 }
 
 # ---- build flags (event column ``build_flags``) -------------------------------------------------

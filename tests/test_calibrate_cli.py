@@ -167,7 +167,7 @@ def test_missing_and_bad_files_give_a_clear_message_and_no_output(tmp_path, caps
     out = tmp_path / "out"
     code = main(["calibrate", str(tmp_path / "missing.h5"), str(bad), "-o", str(out)])
     err = capsys.readouterr().err
-    assert code == 2
+    assert code == 1  # unreadable input
     assert "missing.h5: no such file" in err and "bad.h5" in err
     assert not out.exists()
 

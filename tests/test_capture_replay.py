@@ -236,7 +236,7 @@ def test_replay_keeps_the_captured_frame_spacing(tmp_path):
 
 def test_replay_cli_reports_a_bad_capture(tmp_path, capsys):
     (tmp_path / "x.pcap").write_bytes(b"not a capture at all")
-    assert main(["replay", str(tmp_path / "x.pcap"), "--listen", "127.0.0.1:0"]) == 2
+    assert main(["replay", str(tmp_path / "x.pcap"), "--board", "127.0.0.1:0"]) == 1
     assert "not a pcap" in capsys.readouterr().err
 
 
@@ -245,7 +245,8 @@ def test_replay_cli_exits_when_done_and_idle(tmp_path, capsys):
         tmp_path / "c.pcap",
         [(1.0, PC, BOARD, b"version"), (1.001, BOARD, PC, _reply("version 2.7"))],
     )
-    args = ["replay", str(tmp_path / "c.pcap"), "--to", "127.0.0.1:0", "--idle-exit", "0.2"]
+    args = ["replay", str(tmp_path / "c.pcap"), "--board", "127.0.0.1:0", "--idle-exit", "0.2"]
+    args.append("--json")
     assert main(args) == 0
     assert '"frames_in_capture": 0' in capsys.readouterr().out
 
@@ -328,7 +329,7 @@ def test_a_replayed_capture_reproduces_the_run(tmp_path, emu):
 @pytest.mark.network
 def test_agetdaq_run_writes_the_capture(tmp_path, emu, capsys):
     pcap = tmp_path / "cli.pcap"
-    args = ["run", "--bec", f"127.0.0.1:{emu.address[1]}", "--data-dir", str(tmp_path)]
+    args = ["run", "--board", f"127.0.0.1:{emu.address[1]}", "--data-dir", str(tmp_path), "--json"]
     args += [
         "--events",
         "30",

@@ -44,6 +44,7 @@ def test_sigint_mid_run_exits_zero_with_a_valid_file(emulator, tmp_path):
         str(out),
         "--seconds",
         "60",
+        "--json",
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
     try:
@@ -113,7 +114,7 @@ def test_serve_follows_run_control(emulator, tmp_path):
             assert f.n_events > 0
             assert f.metadata()["comment"] == "ctl test"
         log = [json.loads(line) for line in (tmp_path / "runlog.jsonl").read_text().splitlines()]
-        assert [r["event"] for r in log] == ["start", "end"]
+        assert [r["event"] for r in log] == ["allocate", "start", "end"]
     finally:
         client.close()
         sub.close()
@@ -187,6 +188,7 @@ def test_pedestal_command_measures_and_uploads(tmp_path):
             "--events",
             "100",
             "--upload",
+            "--json",
         ]
         proc = subprocess.run(cmd, capture_output=True, timeout=120, env=ENV)
         board = emu.card.board

@@ -167,12 +167,15 @@ def test_compare_events_counts_differences():
 def test_cli_convert_and_verify(tmp_path, aqs_run, capsys):
     path, _ = aqs_run
     out = tmp_path / "r.h5"
-    assert main(["convert", str(path), str(out), "--verify"]) == 0
+    assert main(["convert", str(path), str(out), "--verify", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["verify"] == {"events_a": 12, "events_b": 12, "differ": 0}
     assert main(["convert", str(path), str(out)]) == 2  # exists
     assert "--force" in capsys.readouterr().err
-    assert main(["convert", str(out), str(tmp_path / "b.aqs"), "--built", "--verify"]) == 0
+    assert (
+        main(["convert", str(out), "-o", str(tmp_path / "b.aqs"), "--built", "--verify", "--json"])
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["verify"]["differ"] == 0
     assert main(["dump", str(tmp_path / "b.aqs"), "--json"]) == 0
     lines = capsys.readouterr().out.splitlines()

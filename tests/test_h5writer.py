@@ -118,7 +118,7 @@ def test_errors_are_clear(tmp_path):
     with pytest.raises(WriterError, match="cannot create"):
         RunWriter(tmp_path / "missing" / "x.h5", EVENT_DTYPE)
     (tmp_path / "junk.h5").write_bytes(b"not hdf5")
-    with pytest.raises(RunFileError, match="cannot open"):
+    with pytest.raises(RunFileError, match="no HDF5 signature"):
         RunFile(tmp_path / "junk.h5")
     with pytest.raises(ValueError, match="unknown compression"):
         L.compression_kwargs("zip")

@@ -219,7 +219,7 @@ def _hdf5_not_ours(path) -> None:
         ("missing.h5", None, RunFileError, "no such file"),
         ("folder.h5", "dir", RunFileError, "not a regular file"),
         ("notes.txt", b"hello world\n", UnknownFormatError, "not an .aqs, pcap/pcapng or HDF5"),
-        ("fake.h5", b"not hdf5 at all", DamagedRunFileError, "cannot open"),
+        ("fake.h5", b"not hdf5 at all", DamagedRunFileError, "no HDF5 signature"),
         ("other.h5", _hdf5_not_ours, UnknownFormatError, "not an agetdaq run file"),
         ("bad.aqs", b"\x00\x08\x06\x00\x00\x00", DamagedRunFileError, "not an .aqs header"),
         ("short.pcap", b"\xd4\xc3\xb2\xa1\x02\x00", DamagedRunFileError, "damaged capture"),
@@ -271,7 +271,7 @@ def test_a_capture_from_any_port_dumps_and_inspects(tmp_path, capsys) -> None:
     write_pcap(tmp_path / "emu.pcap", records)
     assert main(["dump", str(tmp_path / "emu.pcap"), "--json"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3
-    assert main(["dump", str(tmp_path / "emu.pcap"), "--json", "--port", "1122"]) == 0
+    assert main(["dump", str(tmp_path / "emu.pcap"), "--json", "--source", ":1122"]) == 0
     assert capsys.readouterr().out == ""
     assert main(["inspect", str(tmp_path / "emu.pcap"), "--json"]) == 0
     out = capsys.readouterr().out
@@ -281,5 +281,5 @@ def test_a_capture_from_any_port_dumps_and_inspects(tmp_path, capsys) -> None:
 
 def test_calibrate_says_why_a_decoded_run_cannot_be_used(same_run, tmp_path, capsys) -> None:
     out = tmp_path / "cal"
-    assert main(["calibrate", str(same_run["aqs"]), "-o", str(out)]) == 2
+    assert main(["calibrate", str(same_run["aqs"]), "-o", str(out)]) == 1
     assert "has no processing features" in capsys.readouterr().err and not out.exists()

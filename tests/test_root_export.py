@@ -119,7 +119,10 @@ def test_bad_options_are_refused_and_leave_no_file(run_file, tmp_path):
 
 def test_cli_convert_to_root(run_file, tmp_path, capsys):
     out = tmp_path / "c.root"
-    assert main(["convert", str(run_file), str(out), "--fill", "zero", "--pressure", "1.4"]) == 0
+    assert (
+        main(["convert", str(run_file), str(out), "--fill", "zero", "--pressure", "1.4", "--json"])
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)["convert"]
     assert report["events"] == 3 and report["counters"]["run"]["detector_pressure_bar"] == 1.4
     with uproot.open(out) as f:

@@ -132,17 +132,17 @@ def test_agetdaq_run_refuses_a_bad_settings_file(tmp_path, udp_port) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[daq]\nheartbeat_s = -1.0\n")
     bec = f"127.0.0.1:{udp_port}"
-    proc = _agetdaq("run", "--config", str(bad), "--bec", bec, "--data-dir", str(tmp_path))
-    _refused(proc, rf"^agetdaq: {re.escape(str(bad))}: daq\.heartbeat_s: must be > 0\.0 s")
+    proc = _agetdaq("run", "--config", str(bad), "--board", bec, "--data-dir", str(tmp_path))
+    _refused(proc, rf"^agetdaq run: {re.escape(str(bad))}: daq\.heartbeat_s: must be > 0\.0 s")
 
 
 @pytest.mark.slow
 def test_agetdaq_emulate_refuses_a_bad_scenario(tmp_path, udp_port) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('base = "default"\n[gain]\ndelay_s = nan\n')
-    proc = _agetdaq("emulate", "--scenario", str(bad), "--port", str(udp_port))
+    proc = _agetdaq("emulate", "--scenario", str(bad), "--board", f"127.0.0.1:{udp_port}")
     _refused(proc, rf"^agetdaq emulate: {re.escape(str(bad))}: gain\.delay_s: expected a finite")
-    proc = _agetdaq("emulate", "--fault", "drop=2", "--port", str(udp_port))
+    proc = _agetdaq("emulate", "--fault", "drop=2", "--board", f"127.0.0.1:{udp_port}")
     _refused(proc, r"^agetdaq emulate: fault\.drop: 2\.0 is above the maximum 1\.0")
 
 

@@ -243,9 +243,10 @@ class Acquisition:
         except BoardError as exc:
             self._error(f"run start failed: {exc}")
             raise EngineError(self.message) from exc
-        number = self.runlog.next_run_number()
+        number = self.runlog.allocate_run_number()  # atomic across processes sharing data_dir
         path = Path(output) if output else self.runlog.run_path(number, run_type)
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.stops.watch(path)  # the disk guard watches the run file's filesystem
         self.run = RunInfo(
             number, run_type, comment, str(path), time.time(), time.monotonic(), events, seconds
         )
@@ -313,7 +314,9 @@ class Acquisition:
         except WriterError as exc:
             failure = failure or str(exc)
         self.writer = None
-        self.run.stop_reason = reason if not failure else f"{reason}; {failure}"
+        self.run.stop_reason = (
+            reason if not failure or failure in reason else f"{reason}; {failure}"
+        )
         self.runlog.append(
             {
                 "event": "end",

@@ -25,15 +25,23 @@ class RunInfo:
 
 class StopConditions:
     """Why a running run must stop now, if it must: its writer failed, it reached its events
-    or its time, or the data disk is almost full (below ``disk_stop_gb``)."""
+    or its time, or the disk the run file is on is almost full (below ``disk_stop_gb``).
+
+    The disk guard measures the filesystem of the run file (:meth:`watch`: ``-o`` may point
+    anywhere), the data directory's until a run names its file."""
 
     def __init__(self, data_dir: Path, disk_stop_gb: float) -> None:
         self.data_dir = data_dir
         self.disk_stop_gb = disk_stop_gb
+        self.watched = Path(data_dir)
+
+    def watch(self, run_file: str | Path) -> None:
+        """Guard the filesystem that holds ``run_file`` (call when a run's file is named)."""
+        self.watched = Path(run_file).parent
 
     def free_disk_gb(self) -> float:
         try:
-            return shutil.disk_usage(self.data_dir).free / 1e9
+            return shutil.disk_usage(self.watched).free / 1e9
         except OSError:
             return 0.0
 
@@ -47,5 +55,6 @@ class StopConditions:
             return f"{run.max_seconds:g} s elapsed"
         free = self.free_disk_gb()
         if free < self.disk_stop_gb:
-            return f"disk almost full ({free:.1f} GB free)"
+            where = f"{free:.2f} GB free on {self.watched}, limit {self.disk_stop_gb:g} GB"
+            return f"disk almost full ({where})"
         return None

@@ -17,7 +17,17 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from agetdaq.readout.cli.common import fail
+from agetdaq.readout.cli.common import (
+    Exit,
+    add_common,
+    add_output,
+    emit,
+    fail,
+    note,
+    printable,
+)
+
+OUTPUTS = ("trend.csv", "trend.json", "gainmap.csv", "gainmap.json", "summary.json")
 
 SLICE_PER_RUN = 1 << 62  # slice_xrays that no run reaches: slices close at the end of each run
 
@@ -40,7 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", metavar="CAL.toml", help="[calibration.*] tables (see docs)")
     p.add_argument("--no-plots", action="store_true", help="CSV/JSON only")
-    p.add_argument("--output", "-o", required=True, metavar="DIR", help="output directory")
+    add_output(p, "DIR", "output directory (results already there are replaced only with --force)",
+               required=True)  # fmt: skip
+    add_common(p)
+    p.epilog = (p.epilog or "") + "; 1 also when no slice could be fitted"
     p.set_defaults(func=run)
 
 
@@ -99,7 +112,7 @@ def _configs(args: argparse.Namespace, sources):
     if args.threshold_adc is not None:
         threshold = args.threshold_adc
     elif not agree:
-        print("agetdaq: the runs have different DAQ thresholds; using the first", file=sys.stderr)
+        note(args, "the runs have different DAQ thresholds; using the first")
     return dataclasses.replace(trend, threshold_adc=threshold), gmap, event_filter
 
 
@@ -111,14 +124,46 @@ def _bad_strips(sources):
     return BadStrips.union(found) if found else None
 
 
+def _damage(args: argparse.Namespace, paths: list[str]) -> tuple[list[str], bool]:
+    """(the damage found on opening each run, is one of a newer format?); notices on stderr."""
+    from agetdaq.readout.store.errors import NewerFormatError, RunFileError
+    from agetdaq.readout.store.run import open_run
+
+    found, newer = [], False
+    for path in paths:
+        try:
+            with open_run(path) as r:
+                for text in r.notices:
+                    note(args, f"{path}: {text}")
+                found += [f"{path}: damaged: {d}" for d in r.damage]
+        except NewerFormatError:
+            newer = True
+        except (RunFileError, OSError):
+            pass  # open_runs says why
+    return found, newer
+
+
 def run(args: argparse.Namespace) -> int:
     from agetdaq.readout.analysis.calibration import campaign, outputs, plots, report
     from agetdaq.readout.analysis.calibration.runs import RunInputError, open_runs
 
     outdir = Path(args.output)
+    there = [n for n in OUTPUTS if (outdir / n).exists()]
+    if there and not args.force:
+        return fail(f"{outdir} holds results ({', '.join(there)}): use --force to replace them",
+                    Exit.USAGE)  # fmt: skip
+    if outdir.exists() and not outdir.is_dir():
+        return fail(f"{outdir} is not a directory", Exit.USAGE)
+    damage, newer = _damage(args, [*args.runs, *([args.reference] if args.reference else [])])
     try:
         sources = open_runs(args.runs)
+    except RunInputError as exc:
+        return fail(str(exc), Exit.NEWER_FORMAT if newer else Exit.FAILURE)
+    try:
         trend_cfg, map_cfg, event_filter = _configs(args, sources)
+    except (ValueError, OSError) as exc:
+        return fail(str(exc), Exit.USAGE)
+    try:
         reference = None
         if args.reference:
             reference = campaign.judged_reference(args.reference, trend_cfg, event_filter)
@@ -136,13 +181,18 @@ def run(args: argparse.Namespace) -> int:
                 lambda n: progress.advance(task, n),
             )  # fmt: skip
     except (RunInputError, OSError, KeyError) as exc:  # a file damaged past its first rows
-        return fail(f"reading the runs failed: {exc}")
+        return fail(f"reading the runs failed (damaged): {exc}", Exit.DAMAGED)
+    except RuntimeError as exc:  # DamagedRunFileError: the same, from the store
+        return fail(f"reading the runs failed (damaged): {exc}", Exit.DAMAGED)
     extra = {
-        "runs": [{"file": str(s.path), "run": s.run_number, "events": s.n_events} for s in sources],
+        "runs": [
+            {"file": printable(str(s.path)), "run": s.run_number, "events": s.n_events}
+            for s in sources
+        ],
         "reference": None
         if reference is None
         else {
-            "file": str(reference[0].path),
+            "file": printable(str(reference[0].path)),
             "fit": report.fit_to_dict(reference[1].fit),
             "gain": reference[1].gain,
             "gain_err": reference[1].gain_err,
@@ -151,37 +201,44 @@ def run(args: argparse.Namespace) -> int:
         "slice_xrays": None if trend_cfg.slice_xrays == SLICE_PER_RUN else trend_cfg.slice_xrays,
         "slice_minutes": trend_cfg.slice_minutes,
         "bad_strips": None if bad is None else bad.to_dict(),
+        "damage": damage,
     }
     try:
-        written = outputs.write_tables(out, outdir, outputs.summary(out, extra))
+        summary = outputs.summary(out, extra)
+        written = outputs.write_tables(out, outdir, summary)
         if args.no_plots:
             pass
         elif plots.available():
             written += outputs.write_plots(out, outdir, trend_cfg.threshold_adc, plots.render)
         else:
-            print(f"agetdaq: {plots.MISSING}; wrote CSV/JSON only", file=sys.stderr)
+            note(args, f"{plots.MISSING}; wrote CSV/JSON only")
     except OSError as exc:
         return fail(f"cannot write the results into {outdir}: {exc}")
-    _print_points(out)
-    print(f"{len(written)} files written to {outdir}")
+    summary = dict(summary, written=[str(p) for p in written])
+    text = f"{_points_text(out)}\n{len(written)} files written to {outdir}"
+    emit(args, report.json_safe(summary), text)
+    for item in damage:
+        fail(item)
     if not any(p.good for _, p in out.rows):
-        return fail("no slice could be fitted (see 'reason' in trend.csv)", 1)
-    return 0
+        fail("no slice could be fitted (see 'reason' in trend.csv)")
+        return Exit.DAMAGED if damage else Exit.FAILURE
+    return Exit.DAMAGED if damage else Exit.OK
 
 
-def _print_points(out, limit: int = 40) -> None:
-    """The points as a table on stdout (the last ``limit`` of them; split slices by parts)."""
+def _points_text(out, limit: int = 40) -> str:
+    """The points as a table (the last ``limit`` of them; split slices by parts)."""
     from agetdaq.readout.analysis.calibration.outputs import utc
 
-    print(f"{'run':<24} {'time (UTC)':<20} {'X-rays':>7} {'gain_rel':>9} {'FWHM/E':>7} "
-          f"{'thr keV':>8} {'turn-on':>8}  status")  # fmt: skip
+    lines = [f"{'run':<24} {'time (UTC)':<20} {'X-rays':>7} {'gain_rel':>9} {'FWHM/E':>7} "
+             f"{'thr keV':>8} {'turn-on':>8}  status"]  # fmt: skip
     rows = out.rows[-limit:]
     for r, p in rows:
         status = p.status if p.status != "failed" else p.reason
         if p.status == "flagged":
             status = f"flagged: {p.flag}"
-        print(
+        lines.append(
             f"{r[:24]:<24} {utc(p.t_start_s):<20} {p.n_xrays:>7} {p.gain_rel:>9.4f} "
             f"{100 * p.resolution:>6.1f}% {p.threshold_kev_adc:>8.2f} "
             f"{p.threshold_kev_spectrum:>8.2f}  {status}"
         )
+    return "\n".join(lines)

@@ -28,6 +28,7 @@ import threading
 import time
 from pathlib import Path
 
+from agetdaq.readout.cli.common import add_common
 from agetdaq.readout.cli.gui import display_problem
 
 PR_SET_PDEATHSIG = 1
@@ -46,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scenario", default="calibration", help="emulator scenario")
     p.add_argument("--run-type", default="calibration", choices=("calibration", "background"))
     p.add_argument("--data-dir", default=None, help="where the run goes (default: a temp dir)")
+    add_common(p, json_result=False)
     p.set_defaults(func=run)
 
 
@@ -143,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
     control = f"tcp://127.0.0.1:{_free_port()}"
     stream = f"tcp://127.0.0.1:{_free_port()}"
     py = [sys.executable, "-m", "agetdaq"]
+    board = f"127.0.0.1:{bec_port}"
     stop = threading.Event()
     previous = _stop_on_signals(stop)
     children = Children()
@@ -159,9 +162,9 @@ def run(args: argparse.Namespace) -> int:
                 argv += ["--quit-after", str(seconds)]
             gui = children.start("monitor", argv)
         emulator = children.start(
-            "emulator", [*py, "emulate", "--port", str(bec_port), "--scenario", args.scenario]
+            "emulator", [*py, "emulate", "--board", board, "--scenario", args.scenario]
         )
-        children.start("DAQ server", [*py, "serve", "--bec", f"127.0.0.1:{bec_port}",
+        children.start("DAQ server", [*py, "serve", "--board", board,
                                       "--control", control, "--publish", stream,
                                       "--data-dir", str(data_dir)])  # fmt: skip
         print("demo: " + ", ".join(f"{n} pid {p.pid}" for n, p in children.procs), flush=True)

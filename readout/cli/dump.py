@@ -5,28 +5,42 @@ Text for people by default. ``--json`` prints one JSON object per event per line
 "channel", "strip", "samples": {"<time bin>": adc}}], "hit_counts", "last_cells", "errors"}
 (raw ADC as received; event_id = position in the file; errors = the event's damage flags), and
 at the end one summary object on stderr: {"summary": {"file", "format", "events", "complete",
-"decoder_errors": {name: n}, "source": {name: n}}}. "source" holds the reader's own counters
-(frames, built-event markers, skipped packets ...); "complete" is false when --events stopped
-the reading early, so the counters cover only what was read. In text mode the summary follows
-the events on stdout. Exit status: 0 when the file was read (damage inside it is reported, not
-fatal), 1 when it cannot be read, 2 for bad arguments.
+"decoder_errors": {name: n}, "source": {name: n}, "damage": [text]}}. "source" holds the
+reader's own counters (frames, built-event markers, skipped packets ...); "complete" is false
+when --events stopped the reading early, so the counters cover only what was read. In text mode
+the summary follows the events on stdout. ``-o FILE`` writes the events there instead of stdout.
+
+A capture is read for every source that sends board frames, whatever its port; ``--source``
+picks one. When a capture gives no event, the sources it holds are named.
+
+Exit status: 0 when the file was read, 1 when it cannot be read at all, 2 for bad arguments,
+3 when it is damaged (the events before the damage are printed, the damage on stderr), 4 for a
+run file of a newer format version.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from agetdaq.readout.store.errors import RunFileError
+from agetdaq.readout.cli.common import (
+    Exit,
+    add_common,
+    add_output,
+    add_source,
+    alias,
+    fail,
+    file_error_code,
+    note,
+    parse_source,
+    report_damage,
+)
 
 if TYPE_CHECKING:
     from agetdaq.readout.store.run import Run
-
-from agetdaq.protocol.dumpfmt import event_to_dict, event_to_text, strip_namer
 
 
 def parse_range(text: str) -> tuple[int | None, int | None]:
@@ -34,13 +48,16 @@ def parse_range(text: str) -> tuple[int | None, int | None]:
     try:
         if ":" not in text:
             n = int(text)
-            return n, n + 1
-        a, b = text.split(":", 1)
-        start, stop = (int(a) if a.strip() else None), (int(b) if b.strip() else None)
+            start, stop = n, n + 1
+        else:
+            a, b = text.split(":", 1)
+            start, stop = (int(a) if a.strip() else None), (int(b) if b.strip() else None)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected A:B, A:, :B or N, not {text!r}") from None
     if (start is not None and start < 0) or (stop is not None and stop < 0):
         raise argparse.ArgumentTypeError("event numbers count from 0")
+    if start is not None and stop is not None and stop < start:
+        raise argparse.ArgumentTypeError(f"{text!r}: the end comes before the start")
     return start, stop
 
 
@@ -53,6 +70,7 @@ def _summary(path: Path, run: Run, n_events: int, complete: bool) -> dict:
         "complete": complete,  # False: reading stopped after --events, counters are partial
         "decoder_errors": counters["decoder_errors"],
         "source": counters["source"],
+        "damage": list(run.damage),
     }
 
 
@@ -69,40 +87,80 @@ def _kv(d: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in d.items())
 
 
+def sources_note(run: Run) -> str | None:
+    """For a capture that gave no event: which sources it holds (to choose with --source)."""
+    seen = getattr(run, "sources_seen", None)
+    if seen is None:
+        return None
+    found = seen()
+    if not found:
+        return "the capture holds no UDP datagram"
+    text = ", ".join(f"{h}:{p} ({n} datagrams{', board frames' if b else ''})"
+                     for (h, p), (n, b) in sorted(found.items()))  # fmt: skip
+    return f"no board traffic read; UDP sources in the capture: {text}"
+
+
 def run(args: argparse.Namespace) -> int:
+    from agetdaq.protocol.dumpfmt import event_to_dict, event_to_text, strip_namer
+    from agetdaq.readout.store.errors import DamagedRunFileError, RunFileError
     from agetdaq.readout.store.run import open_run
 
     path = Path(args.file)
     start, stop = args.events or (None, None)
     try:
-        with open_run(path, port=args.port) as source:
-            rst_len = source.rst_len if args.rst_len is None else args.rst_len
-            strip_of = strip_namer(rst_len, source.mapping)
-            out = sys.stdout
-            n = 0
-            for i, event in enumerate(source.events(start or 0, stop), start=(start or 0)):
-                if args.json:
-                    out.write(json.dumps(event_to_dict(event, i, strip_of)) + "\n")
-                else:
-                    out.write(event_to_text(event, i, strip_of) + "\n")
-                n += 1
-            summary = _summary(path, source, n, stop is None)
-        if args.json:
-            print(json.dumps({"summary": summary}), file=sys.stderr)
+        source_filter = parse_source(args.source if args.source else
+                                     (f":{args.old_port}" if args.old_port else None))  # fmt: skip
+    except ValueError as exc:
+        return fail(f"{exc}", Exit.USAGE)
+    if args.output and Path(args.output).exists() and not args.force:
+        return fail(f"{args.output} exists (use --force to replace it)", Exit.USAGE)
+    port = board = None
+    if source_filter is not None:
+        if source_filter[0]:
+            board = source_filter
         else:
-            _print_text_summary(summary, out)
-        out.flush()
+            port = source_filter[1]
+    try:
+        source = open_run(path, port=port, board=board)
     except RunFileError as exc:
-        print(f"agetdaq dump: {exc}", file=sys.stderr)
-        return 1
-    except (OSError, ValueError, KeyError) as exc:
-        if isinstance(exc, BrokenPipeError):
-            # reader went away (`| head`): stop quietly
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 0
-        print(f"agetdaq dump: {path}: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return fail(f"{exc}", file_error_code(exc))
+    except OSError as exc:
+        return fail(f"{path}: {exc.strerror or exc}")
+    extra: list[str] = []
+    n = 0
+    try:
+        out = open(args.output, "w") if args.output else sys.stdout  # noqa: SIM115
+    except OSError as exc:
+        source.close()
+        return fail(f"cannot write {args.output}: {exc.strerror or exc}")
+    try:
+        with source:
+            try:
+                rst_len = source.rst_len if args.rst_len is None else args.rst_len
+                strip_of = strip_namer(rst_len, source.mapping)
+                for i, event in enumerate(source.events(start or 0, stop), start=(start or 0)):
+                    if args.json:
+                        out.write(json.dumps(event_to_dict(event, i, strip_of)) + "\n")
+                    else:
+                        out.write(event_to_text(event, i, strip_of) + "\n")
+                    n += 1
+            except DamagedRunFileError as exc:
+                extra.append(f"reading stopped after {n} events: {exc}")
+            summary = _summary(path, source, n, stop is None and not extra)
+            summary["damage"] += extra
+            if n == 0 and source.format == "pcap" and not extra:
+                hint = sources_note(source)
+                if hint:
+                    note(args, f"{path}: {hint}")
+            if args.json:
+                print(json.dumps({"summary": summary}), file=sys.stderr)
+            else:
+                _print_text_summary(summary, out)
+            out.flush()
+            return report_damage(args, source, extra)
+    finally:
+        if out is not sys.stdout:
+            out.close()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -113,20 +171,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("file", help=".aqs (legacy), .pcap/.pcapng (board traffic) or .h5 (run file)")
-    p.add_argument("--json", action="store_true", help="one JSON object per event per line")
     p.add_argument(
         "--events",
         type=parse_range,
         metavar="A:B",
         help="only events A..B-1 (0-based file positions); also A:, :B or N",
     )
-    p.add_argument(
-        "--port", type=int, help="board UDP port in captures (default: any source of board frames)"
-    )
+    add_source(p)
+    alias(p, "--port", dest="old_port", new="--source :PORT")
     p.add_argument(
         "--rst-len",
         type=int,
         choices=(0, 1),
         help="card rst_len, for strip names (default: the run file's, else 0)",
     )
+    add_output(p, "FILE", "write the events to FILE instead of stdout")
+    add_common(p, json_help="one JSON object per event per line; the summary on stderr")
     p.set_defaults(func=run)

@@ -15,9 +15,10 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 from collections.abc import Mapping
 from pathlib import Path
+
+from agetdaq.readout.cli.common import Exit, add_common, fail, file_error_code, report_damage
 
 # what Qt 6's xcb platform plugin needs beyond a desktop's usual libraries (Debian/Ubuntu names)
 QT_XCB_PACKAGES = (
@@ -59,22 +60,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--redraw-hz", type=float, default=None, help="redraw rate cap (default 10)")
     p.add_argument("--snapshot-dir", default=None, metavar="DIR",
                    help="logbook directory (default: [monitor] logbook_dir)")  # fmt: skip
+    add_common(p, json_result=False)
+    p.epilog = (
+        p.epilog or ""
+    ) + " (3: a --replay file is damaged; it is replayed as far as it goes)"
     p.set_defaults(func=_run)
 
 
+def check_replays(args: argparse.Namespace) -> tuple[int, bool]:
+    """Open every --replay file before the window: (exit code if one cannot be read, damaged?)."""
+    from agetdaq.readout.store.errors import RunFileError
+    from agetdaq.readout.store.run import open_run
+
+    damaged = False
+    for path in args.replay or ():
+        try:
+            with open_run(path) as run:
+                damaged |= report_damage(args, run) == Exit.DAMAGED
+        except RunFileError as exc:
+            return fail(f"{exc}", file_error_code(exc)), damaged
+        except OSError as exc:
+            return fail(f"{path}: {exc.strerror or exc}"), damaged
+    return Exit.OK, damaged
+
+
 def _run(args: argparse.Namespace) -> int:
+    code, damaged = check_replays(args)
+    if code:
+        return code
     if args.screenshot and "QT_QPA_PLATFORM" not in os.environ and display_problem():
         os.environ["QT_QPA_PLATFORM"] = "offscreen"  # a picture needs no window on a screen
     problem = display_problem()
     if problem:
-        print(f"agetdaq gui: {problem}", file=sys.stderr)
-        return 2
+        return fail(problem, Exit.USAGE)
     try:
         from agetdaq.gui.app import run
     except ImportError as exc:
-        print(f"agetdaq gui needs the gui extra (pip install agetdaq[gui]): {exc}")
-        return 2
-    return run(args)
+        return fail(f"gui needs the gui extra (pip install agetdaq[gui]): {exc}", Exit.USAGE)
+    code = run(args)
+    return Exit.DAMAGED if damaged and not code else code
 
 
 # ---- can Qt open a window here? ----------------------------------------------------------------

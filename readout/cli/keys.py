@@ -1,13 +1,20 @@
-"""``agetdaq keys DIR``: CURVE key pairs for run control beyond loopback."""
+"""``agetdaq keys -o DIR``: CURVE key pairs for run control beyond loopback."""
 
 from __future__ import annotations
 
 import argparse
+import re
+
+from agetdaq.readout.cli.common import Exit, add_common, emit, fail
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("keys", help="create CURVE key pairs for remote run control")
-    p.add_argument("directory", help="where the keys go (server pair, client pairs, clients/)")
+    p.add_argument("directory", nargs="?", metavar="DIR", help="same as -o DIR")
+    p.add_argument(
+        "-o", "--output", metavar="DIR",
+        help="where the keys go (server pair, client pairs, clients/); existing keys are kept",
+    )  # fmt: skip
     p.add_argument(
         "--client",
         action="append",
@@ -15,15 +22,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="client pair to create (repeatable; default: gui)",
     )
+    add_common(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from agetdaq.readout.transport.security import create_keys
+    from agetdaq.readout.transport.security import SecurityError, create_keys
 
-    made = create_keys(args.directory, tuple(args.client or ["gui"]))
-    for path in made:
-        print(path)
-    if not made:
-        print(f"keys already present in {args.directory}")
+    if args.directory and args.output:
+        return fail("give the directory once (DIR or -o DIR)", Exit.USAGE)
+    directory = args.output or args.directory
+    if not directory:
+        return fail("no directory: keys -o DIR", Exit.USAGE)
+    for name in args.client or ():
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+            return fail(f"--client {name!r}: letters, digits, '_', '.', '-' only", Exit.USAGE)
+    try:
+        made = create_keys(directory, tuple(args.client or ["gui"]))
+    except (SecurityError, ValueError) as exc:
+        return fail(f"{exc}", Exit.USAGE)
+    except OSError as exc:
+        return fail(f"{directory}: {exc.strerror or exc}")
+    text = "\n".join(str(p) for p in made) or f"keys already present in {directory}"
+    emit(args, {"directory": str(directory), "created": [str(p) for p in made]}, text)
     return 0

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
-import numpy as np
-
 from agetdaq.readout.cli.common import (
+    add_common,
     add_daq_arguments,
+    add_output,
     drive_run,
+    emit,
+    fail,
     guarded,
     load_settings,
+    run_result,
     setup_logging,
     stop_on_signals,
 )
@@ -21,7 +23,7 @@ from agetdaq.readout.cli.common import (
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pedestal", help="pedestal run: mean, noise, thresholds, dead/noisy flags")
     add_daq_arguments(p)
-    p.add_argument("--output", "-o", required=True, metavar="PED.h5", help="pedestal run file")
+    add_output(p, "PED.h5", "pedestal run file", required=True)
     p.add_argument("--events", type=int, default=500, help="generator events (default 500)")
     p.add_argument("--seconds", type=float, default=120.0, help="at most this long (default 120)")
     p.add_argument("--k-sigma", type=float, default=5.0, help="threshold = k * noise")
@@ -30,25 +32,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="send ped/thr to the board (baselines equalised at 250, like hped)",
     )
+    add_common(p)
     p.set_defaults(func=guarded(run))
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from agetdaq.readout.acquisition.engine import Acquisition
     from agetdaq.readout.datapath.pedestals import upload_commands
     from agetdaq.readout.link.board_link import BoardError
 
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, args.quiet)
     settings = load_settings(args)
     stop = stop_on_signals()
     acq = Acquisition(settings, publish=args.publish, metrics_port=args.metrics_port)
     try:
         acq.start_run("pedestal", "pedestal run", args.output, args.events, args.seconds)
         drive_run(acq, stop)
+        code = run_result(acq)[2]  # an error is on stderr
+        if code:
+            return code
         rows = acq.pedestal_rows
         if rows is None:
-            print(f"agetdaq: no pedestal events received from {settings.daq.bec}")
-            return 1
+            return fail(f"no pedestal events received from {settings.daq.bec}")
         strips = rows[rows["strip"] >= 0]
         summary = {
             "file": args.output,
@@ -65,11 +72,15 @@ def run(args: argparse.Namespace) -> int:
                 for line in commands:
                     acq.link.command(line)
             except BoardError as exc:
-                print(f"agetdaq: upload failed: {exc}")
-                return 1
+                return fail(f"upload failed: {exc}")
             summary["uploaded_commands"] = len(commands)
             summary["upload_s"] = round(time.monotonic() - t0, 2)
-        print(json.dumps(summary, indent=1))
+        text = (
+            f"pedestals of {summary['events']} events in {args.output}: mean "
+            f"{summary['mean_adc']:.1f} ADC, noise {summary['noise_adc']:.2f} ADC, "
+            f"{len(summary['dead'])} dead, {len(summary['noisy'])} noisy strips"
+        )
+        emit(args, summary, text)
         return 0
     finally:
         acq.close()

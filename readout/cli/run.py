@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from agetdaq.readout.cli.common import (
+    add_common,
     add_daq_arguments,
+    add_output,
     drive_run,
+    emit,
     guarded,
     load_settings,
+    run_result,
     setup_logging,
     stop_on_signals,
 )
@@ -25,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--comment", default="", help="run comment")
     p.add_argument("--events", type=int, help="stop after N events")
     p.add_argument("--seconds", type=float, help="stop after T seconds")
-    p.add_argument("--output", "-o", metavar="RUN.h5", help="run file (default: data dir)")
+    add_output(p, "RUN.h5", "run file (default: RNNNNN_TYPE.h5 in the data dir)")
     p.add_argument("--control", metavar="ENDPOINT", help="also answer run control here")
     p.add_argument(
         "--keys",
@@ -38,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="also record every datagram exchanged with the board (both directions) to a pcap",
     )
+    add_common(p)
     p.set_defaults(func=guarded(run))
 
 
@@ -46,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from agetdaq.readout.acquisition.engine import Acquisition
     from agetdaq.readout.store.run import load_pedestals
 
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, args.quiet)
     settings = load_settings(args)
     stop = stop_on_signals()
     server = _control_server(args, lambda req: handle(acq, req)) if args.control else None
@@ -65,15 +69,9 @@ def run(args: argparse.Namespace) -> int:
         acq.script_name = args.script  # keep the user's script for this run
         acq.start_run(args.run_type, args.comment, args.output, args.events, args.seconds)
         drive_run(acq, stop, (lambda: server.poll(0)) if server is not None else None)
-        summary = {
-            "run": acq.run.number,
-            "file": acq.run.path,
-            "stop_reason": acq.run.stop_reason,
-            "state": acq.state,
-            "counters": acq.counters(),
-        }
-        print(json.dumps(summary, indent=1, default=str))
-        return 0 if acq.state != "error" else 1
+        result, text, code = run_result(acq)
+        emit(args, result, text)
+        return code
     finally:
         if server is not None:
             server.close()

@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from agetdaq.readout.cli.common import (
+    add_common,
     add_daq_arguments,
     guarded,
     load_settings,
@@ -37,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="record every datagram exchanged with the board (both directions) to a pcap",
     )
+    add_common(p, json_result=False)
     p.set_defaults(func=guarded(serve), publish="tcp://127.0.0.1:5556")
 
 
@@ -47,7 +49,7 @@ def serve(args: argparse.Namespace) -> int:
     from agetdaq.readout.transport.control import ControlServer
     from agetdaq.readout.transport.security import control_socket_setup
 
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, args.quiet)
     settings = load_settings(args)
     setup = control_socket_setup(args.control, getattr(args, "keys_dir", None))
     stop = stop_on_signals()

@@ -94,7 +94,7 @@ def run_to_h5(run: Run, output: str | Path, **kw: object) -> ConvertReport:
             raise ConvertError(f"{run.path}: no {which} in the capture")
         if len(boards) > 1:
             names = ", ".join(f"{h}:{p}" for h, p in boards)
-            raise ConvertError(f"{run.path}: several boards ({names}); choose one with --board")
+            raise ConvertError(f"{run.path}: several boards ({names}); choose one with --source")
         (host, port), *_ = boards
         meta["board"] = f"{host}:{port}"
         comment += f" (board {host}:{port})"

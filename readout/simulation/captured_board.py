@@ -93,14 +93,14 @@ def load_capture(path: str | Path, board: Address | None = None) -> CapturedBoar
     records = list(read_pcap(path))
     found = boards_in(records)
     if board is not None:
-        chosen = [a for a in found if a[0] == board[0] and board[1] in (0, a[1])]
+        chosen = [a for a in found if board[0] in ("", a[0]) and board[1] in (0, a[1])]
     else:
         chosen = list(found)
     if not chosen:
         what = f"board {board[0]}:{board[1]}" if board else "board frames"
         raise ReplayError(f"{path}: no {what} in the capture (boards seen: {_names(found)})")
     if len(chosen) > 1:
-        raise ReplayError(f"{path}: several boards ({_names(found)}); choose one with --board")
+        raise ReplayError(f"{path}: several boards ({_names(found)}); choose one with --source")
     cap = CapturedBoard(chosen[0])
     awaiting: str | None = None  # the command waiting for its reply (one at a time, as the DAQ)
     current: list[tuple[float, bytes]] = []

@@ -18,6 +18,7 @@ _LAZY = {
     "RunFileError": "agetdaq.readout.store.errors",
     "UnknownFormatError": "agetdaq.readout.store.errors",
     "DamagedRunFileError": "agetdaq.readout.store.errors",
+    "NewerFormatError": "agetdaq.readout.store.errors",
 }
 __all__ = sorted(_LAZY)
 

@@ -33,6 +33,7 @@ DECODE_BATCH = 1024  # datagrams per decoder call
 _HISTORY = 8  # decoder calls whose datagram indices are kept (an event spanning more: raw_first -1)
 _RUN_NUMBER = re.compile(r"R(\d{3,})")
 _WAITING = 256  # datagrams kept of a source that has not sent a board frame yet
+_DAMAGE_COUNTS = ("truncated", "truncated_frames", "garbage_words")  # reader counters of damage
 
 
 class _Board:
@@ -121,6 +122,7 @@ class DecodedRun(Run):
                 for name, n in b.decoder.error_counts().items():
                     errors[name] += n
             self._errors, self._source = errors, counts
+            self._note_damage(counts)
 
     def _pass(
         self, start: int, stop: int | None
@@ -180,6 +182,12 @@ class DecodedRun(Run):
                 yield self._as_datagram(payload, i)
         finally:
             self._source = counts
+            self._note_damage(counts)
+
+    def _note_damage(self, counts: dict[str, int]) -> None:
+        """What the last pass found cut or unreadable in the file (``damage``)."""
+        found = {k: int(counts.get(k, 0)) for k in _DAMAGE_COUNTS}
+        self.damage[:] = [f"{k.replace('_', ' ')}: {n}" for k, n in found.items() if n]
 
     def _as_datagram(self, payload: bytes, index: int) -> bytes:
         """The datagram (lead word included) of the ``index``-th payload."""
@@ -284,9 +292,18 @@ class PcapRun(DecodedRun):
         return {**new_stats(), "replies": 0, "other_datagrams": 0, "boards": 0}
 
     def _wanted(self, src: Address) -> bool:
-        if self.board is not None:
-            return src[0] == self.board[0] and self.board[1] in (0, src[1])
+        if self.board is not None:  # host "" or port 0: any
+            return self.board[0] in ("", src[0]) and self.board[1] in (0, src[1])
         return self.port is None or src[1] == self.port
+
+    def sources_seen(self) -> dict[Address, tuple[int, bool]]:
+        """Every UDP source of the capture: (datagrams, sent a board frame?), whatever was
+        chosen (to name them when the chosen one sent nothing)."""
+        seen: dict[Address, tuple[int, bool]] = {}
+        for rec in read_pcap(self.path, new_stats()):
+            n, frames = seen.get(rec.src, (0, False))
+            seen[rec.src] = (n + 1, frames or _is_frame(rec.payload))
+        return seen
 
     def _payloads(self, counts: dict[str, int]) -> Iterator[tuple[Hashable, bytes, float]]:
         known: set[Address] = set()  # sources that sent a board frame

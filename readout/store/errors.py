@@ -13,3 +13,7 @@ class UnknownFormatError(RunFileError):
 
 class DamagedRunFileError(RunFileError):
     """A file of a known format whose content cannot be read (bad header, corrupt table)."""
+
+
+class NewerFormatError(RunFileError):
+    """A run file of a newer format version than this agetdaq reads (upgrade to read it)."""

@@ -12,7 +12,7 @@ from agetdaq.protocol.decode import StreamDecoder, pack_datagrams
 from agetdaq.protocol.event import Event
 from agetdaq.readout.store import layout as L
 from agetdaq.readout.store.errors import DamagedRunFileError
-from agetdaq.readout.store.reader import RunFile
+from agetdaq.readout.store.reader import H5_ERRORS, RunFile, h5_reason
 from agetdaq.readout.store.run import Run, RunInfo, start_unix
 
 DECODE_BATCH = 1024  # raw datagrams per decoder call
@@ -26,15 +26,20 @@ class H5Run(Run):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self.runfile = RunFile(path)  # the tables themselves, for direct access
+        self.notices, self.damage = self.runfile.notices, self.runfile.damage
         self._errors: dict[str, int] = {}
         self._was_closed = False
+        self._version = self.runfile.format_version
+        try:
+            self._attrs = self.runfile.attrs()
+        except H5_ERRORS as exc:
+            self._attrs = {}
+            self.damage.append(f"root attributes unreadable ({h5_reason(exc)})")
         try:
             self._meta = self.runfile.metadata()
-            self._attrs = self.runfile.attrs()
-            self._version = self.runfile.format_version
-        except (OSError, KeyError, ValueError) as exc:
-            self.runfile.close()
-            raise DamagedRunFileError(f"{path}: unreadable metadata: {exc}") from exc
+        except DamagedRunFileError as exc:
+            self._meta = {}
+            self.damage.append(str(exc).removeprefix(f"{path}: "))
 
     @property
     def info(self) -> RunInfo:
@@ -54,9 +59,9 @@ class H5Run(Run):
         )
 
     def _closed(self) -> bool:
-        """Did the writer close the file (``meta_out`` written)? Known while the file is open."""
+        """Did the writer close the file (end-of-run record written)? Known while it is open."""
         with contextlib.suppress(ValueError, KeyError, RuntimeError):
-            self._was_closed = L.META_OUT in self.runfile.file
+            self._was_closed = self.runfile.closed
         return self._was_closed
 
     @property
@@ -123,6 +128,9 @@ class H5Run(Run):
 
     def datagrams(self, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
         return self.runfile.datagrams(start, stop)
+
+    def verify(self) -> list[str]:
+        return self.runfile.verify()
 
     def counters(self) -> dict[str, dict[str, int]]:
         return {"decoder_errors": dict(self._errors), "source": {}}

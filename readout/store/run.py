@@ -78,6 +78,8 @@ class Run(ABC):
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.notices: list[str] = []  # worth knowing (e.g. not closed by its writer)
+        self.damage: list[str] = []  # something of the file is lost or unreadable
 
     # ---- what the run is ----------------------------------------------------------------------
 
@@ -184,6 +186,12 @@ class Run(ABC):
     def card_events(self) -> Iterator[Event]:
         """Every event as the card sent it, in stream order (for comparing files)."""
         return self.events()
+
+    def verify(self) -> list[str]:
+        """Read the whole file; what cannot be read is in :attr:`damage` (and returned)."""
+        for _ in self.events():
+            pass
+        return list(self.damage)
 
     # ---- datagrams ------------------------------------------------------------------------------
 

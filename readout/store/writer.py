@@ -3,13 +3,22 @@
 Every dataset is created before SWMR mode is switched on, so a reader can open the file while it is
 written and a file left by a killed writer stays readable up to the last flush. Appends are buffered
 in memory and written as whole chunks (one resize + one slice assignment per dataset), flushed at
-least every ``flush_interval_s``. The configuration written when the run ends goes into ``meta_out``
-after the SWMR file is closed and re-opened normally (attributes cannot change under SWMR).
+least every ``flush_interval_s``. What the end of the run records (``meta_out/final``, a JSON
+record, and ``meta_out/pedestals``) goes into datasets created empty at the start, so it is written
+while still in SWMR mode: no stop path leaves a file the readers cannot open.
+
+One process writes a file, and never over an existing one unless asked (``overwrite``): a
+:class:`~agetdaq.readout.store.lock.WriterLock` beside the file refuses a second writer. When the
+disk fills up the writer stops writing, frees the lock's space reserve and closes the file valid
+(:meth:`RunWriter.close`); the message says "disk full".
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,10 +32,12 @@ from agetdaq import __version__
 from agetdaq.readout import schema as S
 from agetdaq.readout.config import setting
 from agetdaq.readout.store import layout as L
+from agetdaq.readout.store.failure import WriterError, descriptor, release_descriptor, write_error
+from agetdaq.readout.store.lock import FileBusyError, WriterLock
 
-
-class WriterError(RuntimeError):
-    """The run file could not be written (disk full, permission, closed file...)."""
+__all__ = ["RunWriter", "WriterConfig", "WriterError"]
+_WRITE_ERRORS = (OSError, ValueError, RuntimeError)
+ROOM_MARGIN = 2 << 20  # bytes left free beyond the staged rows when the writer stops (disk full)
 
 
 @dataclass
@@ -158,27 +169,53 @@ class RunWriter:
         metadata: Mapping[str, object] | None = None,
         config: WriterConfig | None = None,
         pedestals: np.ndarray | None = None,
+        *,
+        overwrite: bool = False,
     ) -> None:
         self.path = Path(path)
         self.config = config or WriterConfig()
         self.event_dtype = np.dtype(event_dtype)
         self.closed = False
         self.failed: str | None = None
+        self.error: WriterError | None = None
+        self.dropped_rows = 0  # rows staged when the writer failed (never reached the file)
+        self.out_of_room = False  # stopped before the disk was full (see _check_room)
         self._last_flush = time.monotonic()
         try:
+            self.lock = WriterLock(self.path)
+        except FileBusyError as exc:
+            raise WriterError(str(exc)) from None
+        except OSError as exc:
+            raise write_error(self.path, exc, "create") from None
+        try:
+            if not overwrite and os.path.lexists(self.path):
+                raise WriterError(f"{self.path} exists (a run file is never replaced: --force)")
             # a chunk cache of a few chunks per dataset keeps the partial chunk of each flush
             self.file = h5py.File(
                 self.path,
-                "w",
+                "w" if overwrite else "w-",
                 libver="latest",
                 rdcc_nbytes=4 * self.config.chunk_bytes,
                 rdcc_w0=1.0,
             )
+            self._fd, self._inode = descriptor(self.file)
             self._create(metadata or {}, pedestals)
             if self.config.swmr:
                 self.file.swmr_mode = True
+        except WriterError:
+            self._abandon()
+            raise
         except (OSError, ValueError) as exc:
-            raise WriterError(f"cannot create run file {self.path}: {exc}") from exc
+            self._abandon()
+            raise write_error(self.path, exc, "create run file") from exc
+
+    def _abandon(self) -> None:
+        """Creation failed: close what was opened, release the lock."""
+        file = getattr(self, "file", None)
+        if file is not None:
+            with contextlib.suppress(Exception):
+                file.close()
+        self.lock.release()
 
     # ---- creation ---------------------------------------------------------------------------
 
@@ -220,6 +257,12 @@ class RunWriter:
                 meta.create_dataset(key, data=str(value))
         if pedestals is not None:
             f.create_dataset(L.PEDESTALS, data=np.asarray(pedestals, dtype=S.PEDESTAL_DTYPE))
+        # what the end of the run records, created now so that it is written in SWMR mode
+        out = f.require_group(L.META_OUT)
+        out.create_dataset(L.FINAL.split("/")[-1], shape=(0,), maxshape=(None,), dtype=np.uint8,
+                           chunks=(1 << 14,))  # fmt: skip
+        out.create_dataset(L.PEDESTALS_OUT.split("/")[-1], shape=(0,), maxshape=(None,),
+                           dtype=S.PEDESTAL_DTYPE, chunks=(512,))  # fmt: skip
 
     # ---- appends ----------------------------------------------------------------------------
 
@@ -292,13 +335,35 @@ class RunWriter:
         if time.monotonic() - self._last_flush >= self.config.flush_interval_s:
             self.flush()
             return
+        if self.error is not None:
+            raise self.error
         try:
-            for a in self._appenders():
-                if a.full():
-                    a.write_chunks()
+            if any(a.full() for a in self._appenders()):
+                self._check_room()
+                for a in self._appenders():
+                    if a.full():
+                        a.write_chunks()
         except (OSError, ValueError, RuntimeError) as exc:
-            self.failed = f"write to {self.path} failed: {exc}"
-            raise WriterError(self.failed) from exc
+            raise self._fail(exc) from exc
+
+    def _check_room(self) -> None:
+        """Stop writing before the disk is full (OSError ENOSPC): the staged rows and a margin
+        must fit, so that close() can still write them all, with the lock's reserve."""
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return
+        staged = sum(a.pending * a.buf.dtype.itemsize for a in self._appenders())
+        if st.f_bavail * st.f_frsize < staged + ROOM_MARGIN:
+            self.out_of_room = True
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def _fail(self, exc: BaseException) -> WriterError:
+        """The writer stops writing for good (the run must stop; close() still closes)."""
+        if self.error is None:
+            self.error = write_error(self.path, exc)
+            self.failed = str(self.error)
+        return self.error
 
     def tick(self) -> None:
         """Call periodically: flushes when the flush interval has passed."""
@@ -309,13 +374,15 @@ class RunWriter:
         """Write every pending row and flush the file, so a reader (or a crash) sees them."""
         if self.closed:
             return
+        if self.error is not None:
+            raise self.error
         try:
+            self._check_room()
             for a in self._appenders():
                 a.write()
             self.file.flush()
         except (OSError, ValueError, RuntimeError) as exc:
-            self.failed = f"write to {self.path} failed: {exc}"
-            raise WriterError(self.failed) from exc
+            raise self._fail(exc) from exc
         self._last_flush = time.monotonic()
 
     @property
@@ -333,37 +400,70 @@ class RunWriter:
             return 0
 
     def close(self, final: Mapping[str, object] | None = None) -> None:
-        """Flush, close, and record the final metadata in ``meta_out`` (outside SWMR)."""
+        """Flush, record ``final`` (stop time, reason, counters; ``pedestals``: the table a
+        pedestal run measured) in ``meta_out`` while still in SWMR mode, close, release the lock.
+
+        A full disk: the lock's space reserve is freed; when the writer stopped before the disk
+        was full (the usual case) every staged row is written, after a failed write the rows that
+        never reached the file are dropped; the file is closed valid either way. WriterError only
+        when even that fails, and the file is released anyway.
+        """
         if self.closed:
             return
-        error: Exception | None = None
-        try:
-            self.flush()
-        except WriterError as exc:
-            error = exc
+        error: WriterError | None = None
+        if self.error is None:
+            try:
+                self.flush()
+            except WriterError as exc:
+                error = exc
+        if self.error is not None:
+            self.lock.free_reserve()  # room for the blocks closing the file needs
+            if self.out_of_room:  # nothing failed: the staged rows fit in the reserve's room
+                with contextlib.suppress(*_WRITE_ERRORS):
+                    for a in self._appenders():
+                        a.write()
+            self.dropped_rows = sum(a.pending for a in self._appenders())
+            for a in self._appenders():
+                a.pending = 0
+                with contextlib.suppress(*_WRITE_ERRORS):  # rows of a write that failed
+                    if a.dset.shape[0] > a.written:
+                        a.dset.resize((a.written,))
+        if final is not None:
+            try:
+                self._write_final(final)
+            except (OSError, ValueError, RuntimeError) as exc:
+                error = error or write_error(self.path, exc, "record the end of run in")
         try:
             self.file.close()
         except Exception as exc:  # the file must be released whatever happened
-            error = error or exc
+            error = error or write_error(self.path, exc, "close")
+            self._force_release()
         self.closed = True
-        if final is not None and error is None:
-            try:
-                with h5py.File(self.path, "a") as f:
-                    out = f.require_group(L.META_OUT)
-                    for key, value in final.items():
-                        if key in out:
-                            del out[key]
-                        if isinstance(value, np.ndarray):
-                            out.create_dataset(key, data=value)
-                        else:
-                            text = (
-                                value if isinstance(value, str) else json.dumps(value, default=str)
-                            )
-                            out.create_dataset(key, data=text)
-            except OSError as exc:
-                error = exc
-        if error is not None:
-            raise WriterError(f"closing {self.path}: {error}") from error
+        self.lock.release()
+        if error is not None and error is not self.error:
+            raise error
+
+    def _write_final(self, final: Mapping[str, object]) -> None:
+        record = {}
+        for key, value in final.items():
+            if key == L.PEDESTALS_OUT.split("/")[-1] and isinstance(value, np.ndarray):
+                rows = np.asarray(value, dtype=S.PEDESTAL_DTYPE)
+                table = self.file[L.PEDESTALS_OUT]
+                table.resize((len(rows),))
+                table[:] = rows
+            else:
+                record[key] = value.tolist() if isinstance(value, np.ndarray) else value
+        data = np.frombuffer(json.dumps(record, default=str).encode(), np.uint8)
+        dset = self.file[L.FINAL]
+        dset.resize((len(data),))
+        dset[:] = data
+        self.file.flush()
+
+    def _force_release(self) -> None:
+        """HDF5 could not close the file: release its descriptor anyway (failure.py)."""
+        release_descriptor(self._fd, self._inode)
+        with contextlib.suppress(Exception):
+            self.file.close()
 
     def __enter__(self) -> RunWriter:
         return self
