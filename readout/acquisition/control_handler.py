@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 
 from agetdaq.readout.acquisition.engine import SCRIPTS_DIR, Acquisition, EngineError
 from agetdaq.readout.acquisition.runlog import confine
@@ -19,7 +20,8 @@ def handle(acq: Acquisition, request: dict) -> dict:
         if cmd in ("status", "ping"):
             pass
         elif cmd == "configure":
-            acq.configure(confined_script(acq, request.get("script", "run")))
+            script, root = confined_script(acq, request.get("script", "run"))
+            acq.configure(script, root=root)
         elif cmd == "start":
             acq.start_run(
                 request["run_type"],
@@ -40,9 +42,10 @@ def handle(acq: Acquisition, request: dict) -> dict:
     return {"ok": True, **acq.status()}
 
 
-def confined_script(acq: Acquisition, name: str) -> str:
-    """A script named in a control message: a shipped one by plain name, else a file inside the
-    data directory (ValueError otherwise: a remote client must not make the DAQ read any file)."""
+def confined_script(acq: Acquisition, name: str) -> tuple[str, Path]:
+    """A script named in a control message and the directory it and every file it execs must
+    stay in: a shipped one by plain name, else a file inside the data directory (ValueError
+    otherwise: a remote client must not make the DAQ read any file, nor echo one)."""
     if re.fullmatch(r"[A-Za-z0-9_-]+", name) and (SCRIPTS_DIR / f"{name}.txt").exists():
-        return name
-    return str(confine(acq.data_dir, name))
+        return name, SCRIPTS_DIR
+    return str(confine(acq.data_dir, name)), acq.data_dir

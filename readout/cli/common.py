@@ -48,30 +48,41 @@ def setup_logging(verbose: bool) -> None:
     )
 
 
+# exit codes of the acquisition commands (docs/RELIABILITY.md)
+EXIT_OK = 0  # the run ended as asked (its events, its time, a stop request)
+EXIT_FAILED = 1  # the run ended in error (writer failure, disk full)
+EXIT_USAGE = 2  # refused input (settings, arguments, script, ports): nothing sent to the board
+EXIT_BOARD_LOST = 3  # the board does not answer, or fell silent during the run
+EXIT_INTERRUPTED = 4  # a signal came before the run started: no run was created
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def stop_on_signals() -> threading.Event:
-    """An event set by SIGINT / SIGTERM (the owner stops cleanly when it sees it)."""
+    """An event set by SIGINT / SIGTERM / SIGHUP (the owner stops cleanly when it sees it: a
+    closed terminal stops a run as ``kill`` does, with its end written)."""
     stop = threading.Event()
 
     def handler(signum: int, frame: object) -> None:
         stop.set()
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, handler)
     return stop
 
 
-def fail(message: str, code: int = 2) -> int:
+def fail(message: str, code: int = EXIT_USAGE) -> int:
     print(f"agetdaq: {message}", file=sys.stderr)
     return code
 
 
 def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Turn the expected errors of the acquisition into a clear message and exit code 2."""
+    """Turn the expected errors of the acquisition into a clear message and an exit code: 2
+    (refused input), 3 (the board does not answer), 4 (a signal before the run started)."""
     import zmq
 
     from agetdaq.protocol.mapping import MappingError
     from agetdaq.protocol.script import ScriptError
-    from agetdaq.readout.acquisition.engine import EngineError
+    from agetdaq.readout.acquisition.engine import BoardLost, EngineError, Interrupted
     from agetdaq.readout.link.board_link import BoardError
     from agetdaq.readout.store.errors import RunFileError
     from agetdaq.readout.transport.security import SecurityError
@@ -81,6 +92,10 @@ def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
             return func(args)
         except zmq.ZMQError as exc:  # e.g. the control or stream port is already bound
             return fail(f"cannot use ZeroMQ endpoint: {exc}")
+        except BoardLost as exc:
+            return fail(str(exc), EXIT_BOARD_LOST)
+        except Interrupted as exc:
+            return fail(str(exc), EXIT_INTERRUPTED)
         except (
             ConfigError,
             ScriptError,

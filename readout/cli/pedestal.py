@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import sys
 import time
 
 import numpy as np
 
 from agetdaq.readout.cli.common import (
+    EXIT_BOARD_LOST,
+    EXIT_FAILED,
     add_daq_arguments,
     drive_run,
+    fail,
     guarded,
     load_settings,
     setup_logging,
     stop_on_signals,
 )
+
+MAX_K_SIGMA = 100.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,20 +42,29 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from agetdaq.readout.acquisition.engine import Acquisition
+    from agetdaq.readout.acquisition.limits import run_limits_error
     from agetdaq.readout.datapath.pedestals import upload_commands
     from agetdaq.readout.link.board_link import BoardError
 
     setup_logging(args.verbose)
+    refused = run_limits_error(args.events, args.seconds)  # before anything is sent
+    if refused:
+        return fail(f"--{refused}")
+    if not (math.isfinite(args.k_sigma) and 0 < args.k_sigma <= MAX_K_SIGMA):
+        return fail(f"--k-sigma must be finite, above 0 and at most {MAX_K_SIGMA:g}")
     settings = load_settings(args)
     stop = stop_on_signals()
-    acq = Acquisition(settings, publish=args.publish, metrics_port=args.metrics_port)
+    acq = Acquisition(settings, publish=args.publish, metrics_port=args.metrics_port, stop=stop)
     try:
         acq.start_run("pedestal", "pedestal run", args.output, args.events, args.seconds)
         drive_run(acq, stop)
+        if acq.run.board_lost:
+            print(f"agetdaq: {acq.run.stop_reason}", file=sys.stderr)
+            return EXIT_BOARD_LOST
         rows = acq.pedestal_rows
         if rows is None:
-            print(f"agetdaq: no pedestal events received from {settings.daq.bec}")
-            return 1
+            print(f"agetdaq: no pedestal events received from {settings.daq.bec}", file=sys.stderr)
+            return EXIT_FAILED
         strips = rows[rows["strip"] >= 0]
         summary = {
             "file": args.output,
@@ -65,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
                 for line in commands:
                     acq.link.command(line)
             except BoardError as exc:
-                print(f"agetdaq: upload failed: {exc}")
-                return 1
+                print(f"agetdaq: upload failed: {exc}", file=sys.stderr)
+                return EXIT_FAILED
             summary["uploaded_commands"] = len(commands)
             summary["upload_s"] = round(time.monotonic() - t0, 2)
         print(json.dumps(summary, indent=1))

@@ -6,8 +6,12 @@ import argparse
 import json
 
 from agetdaq.readout.cli.common import (
+    EXIT_BOARD_LOST,
+    EXIT_FAILED,
+    EXIT_OK,
     add_daq_arguments,
     drive_run,
+    fail,
     guarded,
     load_settings,
     setup_logging,
@@ -43,16 +47,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from agetdaq.readout.acquisition.control_handler import handle
-    from agetdaq.readout.acquisition.engine import Acquisition
+    from agetdaq.readout.acquisition.engine import Acquisition, Interrupted
+    from agetdaq.readout.acquisition.limits import run_limits_error
     from agetdaq.readout.store.run import load_pedestals
 
     setup_logging(args.verbose)
+    refused = run_limits_error(args.events, args.seconds)  # before anything is sent
+    if refused:
+        return fail(f"--{refused}")
     settings = load_settings(args)
     stop = stop_on_signals()
     server = _control_server(args, lambda req: handle(acq, req)) if args.control else None
     try:
         acq = Acquisition(
-            settings, publish=args.publish, metrics_port=args.metrics_port, pcap=args.pcap
+            settings,
+            publish=args.publish,
+            metrics_port=args.metrics_port,
+            pcap=args.pcap,
+            stop=stop,
         )
     except BaseException:
         if server is not None:
@@ -63,21 +75,39 @@ def run(args: argparse.Namespace) -> int:
             acq.load_pedestals(load_pedestals(args.pedestals))
         acq.configure(args.script)
         acq.script_name = args.script  # keep the user's script for this run
+        if stop.is_set():
+            raise Interrupted("stopped after the configuration; no run started")
         acq.start_run(args.run_type, args.comment, args.output, args.events, args.seconds)
         drive_run(acq, stop, (lambda: server.poll(0)) if server is not None else None)
-        summary = {
-            "run": acq.run.number,
-            "file": acq.run.path,
-            "stop_reason": acq.run.stop_reason,
-            "state": acq.state,
-            "counters": acq.counters(),
-        }
-        print(json.dumps(summary, indent=1, default=str))
-        return 0 if acq.state != "error" else 1
+        print(json.dumps(run_summary(acq), indent=1, default=str))
+        return exit_code(acq)
     finally:
         if server is not None:
             server.close()
         acq.close()
+
+
+def run_summary(acq) -> dict:
+    """What ``run`` prints at the end: the run, why it stopped, what the file holds, counters."""
+    counters = acq.counters()
+    record = counters["stages"].get("record", {})
+    return {
+        "run": acq.run.number,
+        "file": acq.run.path,
+        "stop_reason": acq.run.stop_reason,
+        "state": acq.state,
+        "board_lost": acq.run.board_lost,
+        "events_in_file": record.get("events_written"),
+        "events_over_limit": record.get("over_limit", 0),
+        "counters": counters,
+    }
+
+
+def exit_code(acq) -> int:
+    """0 the run ended as asked, 1 it ended in error, 3 the board was lost."""
+    if acq.run.board_lost:
+        return EXIT_BOARD_LOST
+    return EXIT_FAILED if acq.state == "error" else EXIT_OK
 
 
 def _control_server(args: argparse.Namespace, handler):

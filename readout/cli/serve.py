@@ -55,7 +55,11 @@ def serve(args: argparse.Namespace) -> int:
     server = ControlServer(args.control, lambda req: handle(acq, req), configure_socket=setup)
     try:
         acq = Acquisition(
-            settings, publish=args.publish, metrics_port=args.metrics_port, pcap=args.pcap
+            settings,
+            publish=args.publish,
+            metrics_port=args.metrics_port,
+            pcap=args.pcap,
+            stop=stop,
         )
     except BaseException:
         server.close()
