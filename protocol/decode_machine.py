@@ -74,6 +74,9 @@ from agetdaq.protocol.decode_tables import (
     ST_NEXT_BIN,
     ST_PEND_KIND,
     ST_PEND_LEFT,
+    RESYNC_RUN,
+    ST_OOW_LEAD,
+    ST_OOW_RUN,
     ST_SYNCED,
     V_DECODED,
     V_DUPLICATE,
@@ -145,6 +148,8 @@ def decode_batch(
     ns = counts[C_SAMPLES]
     naux = counts[C_AUX]
     synced = state[ST_SYNCED]
+    oow_lead = state[ST_OOW_LEAD]
+    oow_run = state[ST_OOW_RUN]
     off = 1 if has_lead else 0
     track = has_lead and check_seq
     saved = np.empty(N_EV_COLS, np.int64)  # the open event's row as it was before a datagram
@@ -181,9 +186,15 @@ def decode_batch(
             if validate and lead < 0x100 and last_lead >= 0:
                 ahead = (lead - last_lead - 1) & 0xFF
                 if window <= ahead < 256 - window:
-                    errors[_E_WINDOW] += 1
-                    verdict[d] = V_OUT_OF_WINDOW
-                    continue
+                    oow_run = oow_run + 1 if lead == ((oow_lead + 1) & 0xFF) else 1
+                    oow_lead = lead
+                    if oow_run < RESYNC_RUN:
+                        errors[_E_WINDOW] += 1
+                        verdict[d] = V_OUT_OF_WINDOW
+                        continue
+                    # numbers in step among themselves: the board's (its first reply was
+                    # lost); followed as after a gap
+                oow_run = 0
         # what a rejected datagram must leave as it was
         s_in_ev, s_er, s_pk, s_pl, s_cur, s_nb = in_ev, er, pk, pl, cur, nb
         s_last, s_nw, s_hi, s_synced = last_lead, nw, eoe_hi, synced
@@ -196,6 +207,7 @@ def decode_batch(
             if cur >= 0:
                 s_cur_n = ch[cur, CH_N_SAMPLES]
         bad = 0
+        restart = track and lead >= 0x100  # the board restarted its sequence (a reboot cuts)
         if track:
             if lead < 0x100 and last_lead >= 0 and lead != ((last_lead + 1) & 0xFF):
                 errors[_E_SEQ] += 1
@@ -407,7 +419,8 @@ def decode_batch(
                     bad += synced
                     continue
                 errors[_E_MISSING_EOE] += 1
-                bad += synced
+                if not restart:
+                    bad += synced
                 _close_event(ev, er, nch, naux, nw - 1, dgi, _F_TRUNCATED)
                 in_ev = False
 
@@ -468,6 +481,8 @@ def decode_batch(
     state[ST_EV_WORDS] = nw
     state[ST_EOE_HI] = eoe_hi
     state[ST_SYNCED] = synced
+    state[ST_OOW_LEAD] = oow_lead
+    state[ST_OOW_RUN] = oow_run
     counts[C_EVENTS] = nev
     counts[C_CHANNELS] = nch
     counts[C_SAMPLES] = ns

@@ -28,6 +28,7 @@ from agetdaq.protocol.words import (
 MAX_DAQ_CHANNEL = 78
 N_TIME_BINS = 512
 SEQ_WINDOW_ALL = 128
+RESYNC_RUN = 3  # consecutive numbers out of the window that are followed (the board moved on)
 _DATA_KINDS = {
     Kind.CHAN_HIT_IX,
     Kind.ADC_SAMPLE,
@@ -83,7 +84,9 @@ class ReferenceDecoder:
         self.seq_window = seq_window
         self.verdicts: list[str] = []  # per datagram: decoded, skipped, duplicate, window, rejected
         self._synced = False  # an event closed on its size word since the sequence last broke
+        self._oow: tuple[int, int] = (-1, 0)  # last lead refused out of the window, run length
         self._bad = 0  # reasons to reject the datagram being decoded
+        self._restart = False  # it carries the first-reply flag
         self.events: list[Event] = []
         self.meta: list[EventMeta] = []
         self.errors = [0] * N_DECODE_ERRORS
@@ -170,6 +173,7 @@ class ReferenceDecoder:
                 return refused
         before = self._snapshot()
         self._bad = 0
+        self._restart = track and bool(words[0] & 0x100)  # a reboot may cut the open event
         if track:
             self._follow_sequence(words[0] & 0x1FF)
         self._source = source
@@ -220,8 +224,14 @@ class ReferenceDecoder:
         if self.validate and not first and last is not None:
             ahead = (seq - (last & 0xFF) - 1) % 256
             if self.seq_window <= ahead < 256 - self.seq_window:
-                self._count(DecodeError.OUT_OF_WINDOW)
-                return "window"
+                before, run = self._oow
+                run = run + 1 if seq == (before + 1) % 256 else 1
+                self._oow = (seq, run)
+                if run < RESYNC_RUN:
+                    self._count(DecodeError.OUT_OF_WINDOW)
+                    return "window"
+                # numbers in step among themselves: the board's (its first reply was lost)
+            self._oow = (self._oow[0], 0)
         return None
 
     def _follow_sequence(self, lead: int) -> None:
@@ -366,7 +376,8 @@ class ReferenceDecoder:
             pass
         elif kind == Kind.START_OF_EVENT:
             self._count(DecodeError.MISSING_EOE)
-            self._bad += self._synced
+            if not self._restart:
+                self._bad += self._synced
             self._close(EventFlag.TRUNCATED, words=o.words - 1)
             self._start_event(w)
         elif kind == Kind.UNKNOWN:

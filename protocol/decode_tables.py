@@ -25,7 +25,9 @@ ST_DATAGRAM = 7  # stream index of the next datagram
 ST_EV_WORDS = 8  # words counted so far in the open event
 ST_EOE_HI = 9  # size bits 19..16 of a pending EOE
 ST_SYNCED = 10  # 1 once an event closed on its size word since the sequence broke (in step)
-N_STATE = 11
+ST_OOW_LEAD = 11  # lead of the last frame refused as out of the window, -1 = none
+ST_OOW_RUN = 12  # consecutive sequence numbers among those refused frames
+N_STATE = 13
 
 PEND_NONE = 0
 PEND_SOE = 1
@@ -101,6 +103,7 @@ V_DUPLICATE = 2  # the same lead word as the datagram before it: a re-sent copy,
 V_OUT_OF_WINDOW = 3  # its sequence number is outside the board's window: dropped whole
 V_REJECTED = 4  # invalid as a whole (grammar, ranges, card, frame size): dropped whole
 SEQ_WINDOW_ALL = 128  # a window this wide accepts every sequence number
+RESYNC_RUN = 3  # this many consecutive numbers out of the window: the board moved on, follow it
 
 _F_TRUNCATED = int(EventFlag.TRUNCATED)
 _F_SIZE = int(EventFlag.SIZE_MISMATCH)
@@ -126,6 +129,7 @@ def new_state() -> np.ndarray:
     st = np.zeros(N_STATE, dtype=np.int64)
     st[ST_CHAN_ROW] = CHAN_NONE
     st[ST_LAST_LEAD] = -1
+    st[ST_OOW_LEAD] = -1
     return st
 
 
