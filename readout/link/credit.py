@@ -29,7 +29,8 @@ Design
   unit B their sizes are unknown: [I] they are credited at the size of the frame showing the gap.
   The board sends only what it was granted, so a tag further ahead than :meth:`sequence_window`
   cannot be its own (a forged or replayed frame): counted ``out_of_window``, credited nothing,
-  and the expected tag stays where it was.
+  and the expected tag stays where it was. (A first-reply flag is always followed: a rebooted
+  card flags its first frame after any request.)
 * **Budget** (client ``DAQ N``): in unit B requests are capped at the bytes left; once the budget is
   received a zero-size request is sent and the next start is a first request again (as feminos-daq).
 * **Stop** = no more grants; :class:`agetdaq.readout.link.board_link.BoardLink` then sends the board
