@@ -240,6 +240,12 @@ class StreamDecoder:
     def datagrams_seen(self) -> int:
         return int(self._state[dk.ST_DATAGRAM])
 
+    @property
+    def last_lead(self) -> int | None:
+        """Bits 8..0 of the lead word of the last datagram taken (None before the first)."""
+        lead = int(self._state[dk.ST_LAST_LEAD])
+        return None if lead < 0 else lead
+
     def _free(self, bufs: tuple[np.ndarray, ...]) -> bool:
         """Whether a buffer set may be overwritten: forced reuse, or no view of it is alive."""
         return self.reuse_buffers or all(sys.getrefcount(a) <= _POOL_REFS for a in bufs)
