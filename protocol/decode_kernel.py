@@ -34,11 +34,14 @@ joins an event spanning frames:
   refused (FOREIGN_CARD, REJECTED_DATAGRAM); a sequence number (no first flag) that is neither
   within ``window`` ahead of the last accepted one nor within ``window`` behind it cannot come
   from the board, which only sends what it was granted: refused whole (OUT_OF_WINDOW), the
-  sequence state untouched (``window`` 128 = every number passes).
+  sequence state untouched (``window`` 128 = every number passes). RESYNC_RUN such numbers in a
+  row, each one more than the one before, are the board's after all (its first reply was
+  lost): the last of them is taken as after a gap.
 - once the stream is in step (an event closed on its size word since the sequence last broke):
   a frame with a flaw no in-step frame can have (size word or EOF wrong, trailing words, an
   unknown or misplaced word, a channel index > 78, a channel or hit count of another card, data
-  outside an event, a START_OF_EVENT inside one) is decoded to its end (every flaw counted),
+  outside an event, a START_OF_EVENT inside one, but in a first reply: a rebooted card cuts its
+  open event) is decoded to its end (every flaw counted),
   then undone: the tables and the state are as they were before it (REJECTED_DATAGRAM). The
   next frame continues the stream: an event around a bad frame stays exact, and a real frame
   that was bad leaves a sequence gap behind it. Before the stream is in step (start, after a

@@ -166,7 +166,7 @@ def test_a_silent_board_ends_the_run_with_exit_3(emu, tmp_path):
     )
     try:
         wait_events(out, 20, proc)
-        t_silent = time.monotonic()
+        t_silent, wall_silent = time.monotonic(), time.time()
         emu_command(emu, f"emu silence {SILENCE_S}")
         stdout, stderr = proc.communicate(timeout=60)  # --events never comes: it must end
         t_end = time.monotonic()
@@ -181,8 +181,12 @@ def test_a_silent_board_ends_the_run_with_exit_3(emu, tmp_path):
     with RunFile(out) as f:
         assert f.final()["stop_reason"].startswith("board lost")
         assert f.n_events == summary["events_in_file"] > 0
-    assert runlog(tmp_path)[-1]["reason"].startswith("board lost")
-    print(f"silence -> exit: {t_end - t_silent:.1f} s (board_timeout_s 2, heartbeat_s 0.5)")
+    end = runlog(tmp_path)[-1]
+    assert end["reason"].startswith("board lost")
+    print(
+        f"silence -> run ended {end['time'] - wall_silent:.1f} s, process exited "
+        f"{t_end - t_silent:.1f} s (board_timeout_s 2, heartbeat_s 0.5)"
+    )
 
 
 def _fds_to(pid: int, path: Path) -> list[str]:

@@ -61,6 +61,8 @@ def _nothing_sent(board: socket.socket) -> bool:
         ("pedestal", ["-o", "p.h5", "--seconds", "nan"], "--seconds must be finite"),
         ("pedestal", ["-o", "p.h5", "--k-sigma", "nan"], "--k-sigma must be finite"),
         ("pedestal", ["-o", "p.h5", "--k-sigma", "-3"], "--k-sigma must be finite"),
+        ("run", ["--metrics-port", "99999"], "--metrics-port must be 1..65535"),
+        ("serve", ["--metrics-port", "0"], "--metrics-port must be 1..65535"),
     ],
 )
 def test_arguments_out_of_range_are_refused_before_anything_is_sent(

@@ -8,7 +8,12 @@ import threading
 import time
 
 from agetdaq.protocol.script import Script
-from agetdaq.readout.link.board_link import BoardError, BoardInterrupted, BoardLink
+from agetdaq.readout.link.board_link import (
+    BoardError,
+    BoardInterrupted,
+    BoardLink,
+    BoardTimeout,
+)
 
 log = logging.getLogger("agetdaq.readout.acquisition.engine")
 
@@ -41,7 +46,7 @@ class BoardSteps:
                 raise
             except BoardError:
                 if time.monotonic() >= end:
-                    raise BoardError(
+                    raise BoardTimeout(
                         f"board {self.board} does not answer "
                         f"(no reply to 'version' within {limit_s:g} s)"
                     ) from None

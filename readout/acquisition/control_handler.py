@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import logging
-import re
-from pathlib import Path
 
-from agetdaq.readout.acquisition.engine import SCRIPTS_DIR, Acquisition, EngineError
-from agetdaq.readout.acquisition.runlog import confine
+from agetdaq.readout.acquisition.engine import Acquisition, EngineError
+from agetdaq.readout.acquisition.scripts import confined_script
 from agetdaq.readout.link.board_link import BoardError
 
 log = logging.getLogger(__name__)
@@ -20,7 +18,7 @@ def handle(acq: Acquisition, request: dict) -> dict:
         if cmd in ("status", "ping"):
             pass
         elif cmd == "configure":
-            script, root = confined_script(acq, request.get("script", "run"))
+            script, root = confined_script(acq.data_dir, request.get("script", "run"))
             acq.configure(script, root=root)
         elif cmd == "start":
             acq.start_run(
@@ -40,12 +38,3 @@ def handle(acq: Acquisition, request: dict) -> dict:
         log.warning("control %s refused: %s", cmd, exc)
         return {"ok": False, "error": str(exc), "state": acq.state}
     return {"ok": True, **acq.status()}
-
-
-def confined_script(acq: Acquisition, name: str) -> tuple[str, Path]:
-    """A script named in a control message and the directory it and every file it execs must
-    stay in: a shipped one by plain name, else a file inside the data directory (ValueError
-    otherwise: a remote client must not make the DAQ read any file, nor echo one)."""
-    if re.fullmatch(r"[A-Za-z0-9_-]+", name) and (SCRIPTS_DIR / f"{name}.txt").exists():
-        return name, SCRIPTS_DIR
-    return str(confine(acq.data_dir, name)), acq.data_dir

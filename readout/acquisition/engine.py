@@ -37,6 +37,7 @@ from agetdaq.readout.acquisition.memtune import pin_malloc_thresholds
 from agetdaq.readout.acquisition.metrics import DaqMetrics
 from agetdaq.readout.acquisition.pedestal_use import PedestalUse
 from agetdaq.readout.acquisition.runlog import RunLog
+from agetdaq.readout.acquisition.scripts import RUN_TYPE_SCRIPT, script_path
 from agetdaq.readout.acquisition.settings import Settings, parse_address
 from agetdaq.readout.acquisition.status import EngineView, StatusReporter
 from agetdaq.readout.acquisition.supervision import BoardWatch
@@ -49,7 +50,7 @@ from agetdaq.readout.datapath.processing.waveforms import StripLayout
 from agetdaq.readout.datapath.stage import PipelineError
 from agetdaq.readout.datapath.stages.calibration import NoTrend
 from agetdaq.readout.datapath.stages.pedestal import OUTPUT as PEDESTAL_TABLE
-from agetdaq.readout.link.board_link import BoardError, BoardInterrupted, BoardLink
+from agetdaq.readout.link.board_link import BoardError, BoardInterrupted, BoardLink, BoardTimeout
 from agetdaq.readout.schema import EVENT_DTYPE
 from agetdaq.readout.store.layout import PEDESTALS_OUT
 from agetdaq.readout.store.writer import RunWriter, WriterError
@@ -58,11 +59,7 @@ from agetdaq.readout.transport.stream import Publisher
 
 log = logging.getLogger(__name__)
 
-SCRIPTS_DIR = Path(__file__).parents[1] / "scripts"
 WARM_UP_LIMIT_S = 180
-# calibration.txt (every channel whole; the accurate low-gain calibration, docs/CALIBRATION.md) is
-# chosen explicitly: at full readout a 2-core DAQ PC answers run control too slowly for the GUI
-RUN_TYPE_SCRIPT = {"pedestal": "pedestal_data", "calibration": "run", "background": "run"}
 STREAM_HWM = 100  # messages queued per subscriber before ZeroMQ drops (a dead GUI costs little)
 
 
@@ -76,17 +73,6 @@ class Interrupted(EngineError):
 
 class BoardLost(EngineError):
     """The board does not answer (at configure or start)."""
-
-
-def script_path(name: str) -> Path:
-    """A shipped script by name (run, pedestal, pedestal_data, startup) or a file path."""
-    shipped = SCRIPTS_DIR / f"{name}.txt"
-    if shipped.exists():
-        return shipped
-    p = Path(name)
-    if not p.exists():
-        raise EngineError(f"no such command script: {name}")
-    return p
 
 
 class Acquisition:
@@ -217,8 +203,9 @@ class Acquisition:
             raise Interrupted(f"{self.message}; no run started") from exc
         except BoardError as exc:
             self._error(f"configuration with {path.name} failed: {exc}")
-            lost = "does not answer" in str(exc) or "no reply" in str(exc)
-            raise (BoardLost if lost else EngineError)(self.message) from exc
+            raise (BoardLost if isinstance(exc, BoardTimeout) else EngineError)(
+                self.message
+            ) from exc
         self.script, self.script_name = parsed, name
         self.script_text = path.read_text()
         self.state = "configured"

@@ -24,6 +24,15 @@ def add_daq_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
+def argument_error(args: argparse.Namespace) -> str | None:
+    """Why an argument shared by the acquisition commands cannot be used (checked before
+    anything is sent), or None."""
+    port = getattr(args, "metrics_port", None)
+    if port is not None and not 1 <= port <= 65535:
+        return f"--metrics-port must be 1..65535, not {port}"
+    return None
+
+
 def load_settings(args: argparse.Namespace) -> Settings:
     """Settings from --config, overridden by the command line; ConfigError on bad input."""
     s = Settings.load(args.config)

@@ -14,6 +14,7 @@ from agetdaq.readout.cli.common import (
     EXIT_BOARD_LOST,
     EXIT_FAILED,
     add_daq_arguments,
+    argument_error,
     drive_run,
     fail,
     guarded,
@@ -47,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
     from agetdaq.readout.link.board_link import BoardError
 
     setup_logging(args.verbose)
-    refused = run_limits_error(args.events, args.seconds)  # before anything is sent
-    if refused:
-        return fail(f"--{refused}")
+    refused = argument_error(args) or run_limits_error(args.events, args.seconds)
+    if refused:  # before anything is sent
+        return fail(refused if refused.startswith("--") else f"--{refused}")
     if not (math.isfinite(args.k_sigma) and 0 < args.k_sigma <= MAX_K_SIGMA):
         return fail(f"--k-sigma must be finite, above 0 and at most {MAX_K_SIGMA:g}")
     settings = load_settings(args)

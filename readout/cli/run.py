@@ -10,6 +10,7 @@ from agetdaq.readout.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     add_daq_arguments,
+    argument_error,
     drive_run,
     fail,
     guarded,
@@ -52,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
     from agetdaq.readout.store.run import load_pedestals
 
     setup_logging(args.verbose)
-    refused = run_limits_error(args.events, args.seconds)  # before anything is sent
-    if refused:
-        return fail(f"--{refused}")
+    refused = argument_error(args) or run_limits_error(args.events, args.seconds)
+    if refused:  # before anything is sent
+        return fail(refused if refused.startswith("--") else f"--{refused}")
     settings = load_settings(args)
     stop = stop_on_signals()
     server = _control_server(args, lambda req: handle(acq, req)) if args.control else None

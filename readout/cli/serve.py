@@ -7,6 +7,8 @@ import logging
 
 from agetdaq.readout.cli.common import (
     add_daq_arguments,
+    argument_error,
+    fail,
     guarded,
     load_settings,
     setup_logging,
@@ -48,6 +50,9 @@ def serve(args: argparse.Namespace) -> int:
     from agetdaq.readout.transport.security import control_socket_setup
 
     setup_logging(args.verbose)
+    refused = argument_error(args)
+    if refused:  # before anything is sent
+        return fail(refused)
     settings = load_settings(args)
     setup = control_socket_setup(args.control, getattr(args, "keys_dir", None))
     stop = stop_on_signals()
