@@ -149,6 +149,9 @@ class Acquisition:
         self.script_name = ""
         self.script_text = ""
         self.writer: RunWriter | None = None
+        # writers whose file HDF5 could not close (a full disk): kept, because freeing them
+        # crashes the HDF5 library; the owner then exits without teardown (cli.common.leave)
+        self.abandoned: list[RunWriter] = []
         self.run = RunInfo()
         self.pedestals = PedestalUse(
             self.processor, self.feed, self.mapping, s.processing.k_hit, s.daq.rst_len
@@ -338,6 +341,7 @@ class Acquisition:
                 writer.close(final)
         except WriterError as exc:
             failure = failure or str(exc)
+            self.abandoned.append(writer)
         finally:
             del writer
         self.run.board_lost = board_lost

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -77,6 +78,18 @@ def stop_on_signals() -> threading.Event:
     for sig in STOP_SIGNALS:
         signal.signal(sig, handler)
     return stop
+
+
+def leave(acq, code: int) -> int:
+    """The exit code. A process holding run files HDF5 could not close (a full disk:
+    ``acq.abandoned``) ends here without the interpreter's teardown, which would crash in the
+    HDF5 library (segfault) freeing them; everything of the run is written by then."""
+    if getattr(acq, "abandoned", None):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+    return code
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> int:

@@ -18,6 +18,7 @@ from agetdaq.readout.cli.common import (
     drive_run,
     fail,
     guarded,
+    leave,
     load_settings,
     setup_logging,
     stop_on_signals,
@@ -44,8 +45,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from agetdaq.readout.acquisition.engine import Acquisition
     from agetdaq.readout.acquisition.limits import run_limits_error
-    from agetdaq.readout.datapath.pedestals import upload_commands
-    from agetdaq.readout.link.board_link import BoardError
 
     setup_logging(args.verbose)
     refused = argument_error(args) or run_limits_error(args.events, args.seconds)
@@ -57,36 +56,45 @@ def run(args: argparse.Namespace) -> int:
     stop = stop_on_signals()
     acq = Acquisition(settings, publish=args.publish, metrics_port=args.metrics_port, stop=stop)
     try:
-        acq.start_run("pedestal", "pedestal run", args.output, args.events, args.seconds)
-        drive_run(acq, stop)
-        if acq.run.board_lost:
-            print(f"agetdaq: {acq.run.stop_reason}", file=sys.stderr)
-            return EXIT_BOARD_LOST
-        rows = acq.pedestal_rows
-        if rows is None:
-            print(f"agetdaq: no pedestal events received from {settings.daq.bec}", file=sys.stderr)
-            return EXIT_FAILED
-        strips = rows[rows["strip"] >= 0]
-        summary = {
-            "file": args.output,
-            "events": acq.datapath.counters.events_processed,
-            "mean_adc": float(np.mean(strips["mean"])),
-            "noise_adc": float(np.median(strips["sigma"])),
-            "dead": [int(s) for s in strips["strip"][(strips["flags"] & 1) != 0]],
-            "noisy": [int(s) for s in strips["strip"][(strips["flags"] & 2) != 0]],
-        }
-        if args.upload:
-            commands = upload_commands(rows, k_sigma=args.k_sigma)
-            t0 = time.monotonic()
-            try:
-                for line in commands:
-                    acq.link.command(line)
-            except BoardError as exc:
-                print(f"agetdaq: upload failed: {exc}", file=sys.stderr)
-                return EXIT_FAILED
-            summary["uploaded_commands"] = len(commands)
-            summary["upload_s"] = round(time.monotonic() - t0, 2)
-        print(json.dumps(summary, indent=1))
-        return 0
+        code = _measure(acq, args, stop)
     finally:
         acq.close()
+    return leave(acq, code)
+
+
+def _measure(acq, args: argparse.Namespace, stop) -> int:
+    """The pedestal run, its summary, the upload; the exit code."""
+    from agetdaq.readout.datapath.pedestals import upload_commands
+    from agetdaq.readout.link.board_link import BoardError
+
+    acq.start_run("pedestal", "pedestal run", args.output, args.events, args.seconds)
+    drive_run(acq, stop)
+    if acq.run.board_lost:
+        print(f"agetdaq: {acq.run.stop_reason}", file=sys.stderr)
+        return EXIT_BOARD_LOST
+    rows = acq.pedestal_rows
+    if rows is None:
+        print(f"agetdaq: no pedestal events received from {acq.settings.daq.bec}", file=sys.stderr)
+        return EXIT_FAILED
+    strips = rows[rows["strip"] >= 0]
+    summary = {
+        "file": args.output,
+        "events": acq.datapath.counters.events_processed,
+        "mean_adc": float(np.mean(strips["mean"])),
+        "noise_adc": float(np.median(strips["sigma"])),
+        "dead": [int(s) for s in strips["strip"][(strips["flags"] & 1) != 0]],
+        "noisy": [int(s) for s in strips["strip"][(strips["flags"] & 2) != 0]],
+    }
+    if args.upload:
+        commands = upload_commands(rows, k_sigma=args.k_sigma)
+        t0 = time.monotonic()
+        try:
+            for line in commands:
+                acq.link.command(line)
+        except BoardError as exc:
+            print(f"agetdaq: upload failed: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        summary["uploaded_commands"] = len(commands)
+        summary["upload_s"] = round(time.monotonic() - t0, 2)
+    print(json.dumps(summary, indent=1))
+    return 0

@@ -14,6 +14,7 @@ from agetdaq.readout.cli.common import (
     drive_run,
     fail,
     guarded,
+    leave,
     load_settings,
     setup_logging,
     stop_on_signals,
@@ -81,11 +82,12 @@ def run(args: argparse.Namespace) -> int:
         acq.start_run(args.run_type, args.comment, args.output, args.events, args.seconds)
         drive_run(acq, stop, (lambda: server.poll(0)) if server is not None else None)
         print(json.dumps(run_summary(acq), indent=1, default=str))
-        return exit_code(acq)
+        code = exit_code(acq)
     finally:
         if server is not None:
             server.close()
         acq.close()
+    return leave(acq, code)
 
 
 def run_summary(acq) -> dict:

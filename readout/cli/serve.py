@@ -6,10 +6,12 @@ import argparse
 import logging
 
 from agetdaq.readout.cli.common import (
+    EXIT_OK,
     add_daq_arguments,
     argument_error,
     fail,
     guarded,
+    leave,
     load_settings,
     setup_logging,
     stop_on_signals,
@@ -78,7 +80,7 @@ def serve(args: argparse.Namespace) -> int:
         while not stop.is_set():
             server.poll(100)
             acq.poll()
-        return 0
     finally:
         server.close()
         acq.close()
+    return leave(acq, EXIT_OK)
