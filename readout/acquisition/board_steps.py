@@ -4,6 +4,7 @@ drain it, restart it. Every wait before a run can be cut short by the owner's st
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 
@@ -22,6 +23,7 @@ RESTART_TRIGGERS = ("sca enable 1",)  # a run after a stopped one (clock and cou
 CLEAR_COUNTERS = ("clr tstamp", "clr evcnt")
 DRAIN_QUIET_S = 0.2  # the card's memory is empty once nothing came for this long
 DRAIN_LIMIT_S = 10.0
+PENDING = re.compile(r"pending:\s*(\d+)\s+frames\s+(\d+)\s+bytes")  # the reply to rbf getpnd
 
 
 class BoardSteps:
@@ -63,18 +65,21 @@ class BoardSteps:
         """Triggers off, data paused, the card's memory drained, clock and event counter cleared;
         the next credit request (without sequence number) restarts its reply sequence. A DAQ
         that died mid-run (kill -9, power) left the card triggering and its memory full of that
-        run's events: none of them may reach the next run. No run is open here, so the data path
-        discards what drains (counted ``outside_run``)."""
+        run's events: none of them may reach the next run. The memory is drained with credit
+        unless the card says it holds nothing (``rbf getpnd``); no run is open here, so the data
+        path discards what drains (counted ``outside_run``)."""
         self.link.command(STOP_TRIGGERS, timeout=self.timeout_s, stop=stop)
         self.link.stop_data(timeout=self.timeout_s)
-        before = self.link.receiver.counters.data_frames
-        self.link.start_data()
-        try:
-            self.wait_quiet(DRAIN_QUIET_S, DRAIN_LIMIT_S, stop)
-        finally:
-            self.link.stop_data(timeout=self.timeout_s)
-        self.wait_quiet(DRAIN_QUIET_S / 2, 1.0, stop)  # the frames that beat the pause
-        self.drained = self.link.receiver.counters.data_frames - before
+        self.drained = 0
+        if self.pending(stop) != (0, 0):  # something, or the card cannot tell: drain it
+            before = self.link.receiver.counters.data_frames
+            self.link.start_data()
+            try:
+                self.wait_quiet(DRAIN_QUIET_S, DRAIN_LIMIT_S, stop)
+            finally:
+                self.link.stop_data(timeout=self.timeout_s)
+            self.wait_quiet(DRAIN_QUIET_S / 2, 1.0, stop)  # the frames that beat the pause
+            self.drained = self.link.receiver.counters.data_frames - before
         if self.drained:
             log.warning(
                 "board %s still held %d data frame(s) of an earlier run: discarded",
@@ -85,6 +90,19 @@ class BoardSteps:
             self.link.command(line, timeout=self.timeout_s, stop=stop)
         if stop is not None and stop.is_set():
             raise BoardInterrupted(f"stopped while preparing board {self.board}")
+
+    def pending(self, stop: threading.Event | None = None) -> tuple[int, int] | None:
+        """(frames, bytes) waiting in the card's memory (``rbf getpnd``), None if it cannot
+        tell (the command refused, or a reply of another form)."""
+        try:
+            reply = self.link.command("rbf getpnd", timeout=self.timeout_s, stop=stop)
+        except BoardInterrupted:
+            raise
+        except BoardError as exc:
+            log.info("board %s cannot tell what its memory holds: %s", self.board, exc)
+            return None
+        found = PENDING.search(reply.text if reply is not None else "")
+        return (int(found[1]), int(found[2])) if found else None
 
     def restart_triggers(self, script_text: str) -> None:
         """After a stop that disabled the triggers, turn them on again if the script left them
