@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +45,7 @@ class DecodedBatch:
     errors: np.ndarray  # int64 (N_DECODE_ERRORS,) counted during this call
     first_datagram: int = 0
     n_datagrams: int = 0
+    verdict: np.ndarray | None = None  # int8 (n_datagrams,): what became of each (dk.V_*)
 
     def __len__(self) -> int:
         return self.events_table.shape[0]
@@ -58,6 +60,7 @@ class DecodedBatch:
             self.errors.copy(),
             self.first_datagram,
             self.n_datagrams,
+            None if self.verdict is None else self.verdict.copy(),
         )
 
     # event columns
@@ -192,7 +195,14 @@ def as_word_rows(buf: np.ndarray) -> np.ndarray:
 
 
 class StreamDecoder:
-    """Stateful decoder of one card's data stream, fed in batches of datagrams."""
+    """Stateful decoder of one card's data stream, fed in batches of datagrams.
+
+    ``validate`` (default): every data frame is judged as a whole before anything of it joins
+    an event (frame size and end, word grammar, channel range, ``card_id`` if >= 0, sequence
+    number within ``seq_window`` of the last one); a bad one is dropped whole and counted
+    (REJECTED_DATAGRAM / OUT_OF_WINDOW, with its reasons). Without it every word that can be
+    used is (the item-level semantics of :mod:`agetdaq.protocol.decode_kernel`).
+    """
 
     def __init__(
         self,
@@ -201,11 +211,21 @@ class StreamDecoder:
         *,
         eoe_size_offset: int = EOE_SIZE_OFFSET_BYTES,
         reuse_buffers: bool = False,
+        validate: bool = True,
+        card_id: int = -1,
+        seq_window: int = dk.SEQ_WINDOW_ALL,
     ) -> None:
+        if not -1 <= card_id <= 31:
+            raise ValueError(f"card_id must be -1 (any) or 0..31, not {card_id}")
+        if not 1 <= seq_window <= dk.SEQ_WINDOW_ALL:
+            raise ValueError(f"seq_window must be 1..{dk.SEQ_WINDOW_ALL}, not {seq_window}")
         self.check_seq = check_seq
         self.has_lead = has_lead
         self.eoe_size_offset = eoe_size_offset
         self.reuse_buffers = reuse_buffers
+        self.validate = validate
+        self.card_id = card_id
+        self.seq_window = seq_window
         self.errors = np.zeros(N_DECODE_ERRORS, dtype=np.int64)
         self._state = dk.new_state()
         self._counts = np.zeros(dk.N_COUNTS, dtype=np.int64)
@@ -219,6 +239,12 @@ class StreamDecoder:
     @property
     def datagrams_seen(self) -> int:
         return int(self._state[dk.ST_DATAGRAM])
+
+    @property
+    def last_lead(self) -> int | None:
+        """Bits 8..0 of the lead word of the last datagram taken (None before the first)."""
+        lead = int(self._state[dk.ST_LAST_LEAD])
+        return None if lead < 0 else lead
 
     def _free(self, bufs: tuple[np.ndarray, ...]) -> bool:
         """Whether a buffer set may be overwritten: forced reuse, or no view of it is alive."""
@@ -285,10 +311,12 @@ class StreamDecoder:
         self._counts[:] = used
         before = self.errors.copy()
         first = self.datagrams_seen
+        verdict = np.empty(words.shape[0], np.int8)
         dk.decode_batch(
             words, dk.quad_view(words), lens, self.has_lead, self.check_seq,
             self.eoe_size_offset, KIND_LUT, self._state, self._counts,
             ev, ch, tb, adc, aux, self.errors,
+            self.validate, self.card_id, self.seq_window, verdict,
         )  # fmt: skip
         end = tuple(int(x) for x in self._counts)
         if self._state[dk.ST_IN_EVENT]:
@@ -309,7 +337,7 @@ class StreamDecoder:
             channels[:, dk.CH_SAMPLE_START] -= s0
         return DecodedBatch(
             events, channels, tb[s0 : closed[2]], adc[s0 : closed[2]], aux[a0 : closed[3]],
-            self.errors - before, first, words.shape[0],
+            self.errors - before, first, words.shape[0], verdict,
         )  # fmt: skip
 
     def flush(self) -> DecodedBatch:
@@ -372,10 +400,11 @@ def pack_datagrams(
 
 
 def decode_datagrams(
-    datagrams: Sequence[bytes], *, check_seq: bool = True, has_lead: bool = True
+    datagrams: Sequence[bytes], *, check_seq: bool = True, has_lead: bool = True, **kw: Any
 ) -> tuple[list[Event], dict[str, int]]:
-    """Decode a whole stream in one batch (flushed at the end): events and error counts."""
-    dec = StreamDecoder(check_seq, has_lead)
+    """Decode a whole stream in one batch (flushed at the end): events and error counts
+    (``kw``: the other :class:`StreamDecoder` options)."""
+    dec = StreamDecoder(check_seq, has_lead, **kw)
     events: list[Event] = []
     if len(datagrams):
         buf, lengths = pack_datagrams(datagrams)

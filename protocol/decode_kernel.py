@@ -27,6 +27,29 @@ Semantics (the plain-Python twin is :mod:`agetdaq.protocol.decode_ref`; tests co
 - Outputs are appended after ``counts`` rows already present (the caller may pre-load the open
   event of a previous batch there); a full output counts OUTPUT_OVERFLOW and drops the item.
 
+Validation (``validate``, the DAQ's mode) judges a data frame as a whole before anything of it
+joins an event spanning frames:
+
+- before decoding: a frame of another card than ``card_id`` (SOF id; ``card_id`` -1 = any) is
+  refused (FOREIGN_CARD, REJECTED_DATAGRAM); a sequence number (no first flag) that is neither
+  within ``window`` ahead of the last accepted one nor within ``window`` behind it cannot come
+  from the board, which only sends what it was granted: refused whole (OUT_OF_WINDOW), the
+  sequence state untouched (``window`` 128 = every number passes). RESYNC_RUN such numbers in a
+  row, each one more than the one before, are the board's after all (its first reply was
+  lost): the last of them is taken as after a gap.
+- once the stream is in step (an event closed on its size word since the sequence last broke):
+  a frame with a flaw no in-step frame can have (size word or EOF wrong, trailing words, an
+  unknown or misplaced word, a channel index > 78, a channel or hit count of another card, data
+  outside an event, a START_OF_EVENT inside one, but in a first reply: a rebooted card cuts its
+  open event) is decoded to its end (every flaw counted),
+  then undone: the tables and the state are as they were before it (REJECTED_DATAGRAM). The
+  next frame continues the stream: an event around a bad frame stays exact, and a real frame
+  that was bad leaves a sequence gap behind it. Before the stream is in step (start, after a
+  gap) frames are decoded item by item as above (a cut event's tail is orphan data there).
+- a time bin past 511 and an EOE size mismatch stay item flaws (PROTOCOL.md §1.4).
+- ``verdict[d]``: V_DECODED, V_SKIPPED (not a data frame), V_DUPLICATE, V_OUT_OF_WINDOW,
+  V_REJECTED.
+
 The kernel is :func:`decode_batch` (:mod:`agetdaq.protocol.decode_machine`); this module is where
 callers find it together with the table layout (:mod:`agetdaq.protocol.decode_tables`) and the
 ADC-run scan (:mod:`agetdaq.protocol.decode_scan`).
@@ -77,6 +100,7 @@ from agetdaq.protocol.decode_tables import (
     PEND_EOE,
     PEND_NONE,
     PEND_SOE,
+    SEQ_WINDOW_ALL,
     SOE_RAW_WORDS,
     ST_CHAN_ROW,
     ST_DATAGRAM,
@@ -88,6 +112,12 @@ from agetdaq.protocol.decode_tables import (
     ST_NEXT_BIN,
     ST_PEND_KIND,
     ST_PEND_LEFT,
+    ST_SYNCED,
+    V_DECODED,
+    V_DUPLICATE,
+    V_OUT_OF_WINDOW,
+    V_REJECTED,
+    V_SKIPPED,
     new_state,
     output_bounds,
 )
@@ -133,6 +163,7 @@ __all__ = [
     "PEND_EOE",
     "PEND_NONE",
     "PEND_SOE",
+    "SEQ_WINDOW_ALL",
     "SOE_RAW_WORDS",
     "ST_CHAN_ROW",
     "ST_DATAGRAM",
@@ -144,6 +175,12 @@ __all__ = [
     "ST_NEXT_BIN",
     "ST_PEND_KIND",
     "ST_PEND_LEFT",
+    "ST_SYNCED",
+    "V_DECODED",
+    "V_DUPLICATE",
+    "V_OUT_OF_WINDOW",
+    "V_REJECTED",
+    "V_SKIPPED",
     "_adc_run_end",
     "decode_batch",
     "new_state",

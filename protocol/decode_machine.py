@@ -16,14 +16,20 @@ from agetdaq.protocol.decode_tables import (
     _E_BIN_OOR,
     _E_CHAN_OOR,
     _E_DUP,
+    _E_FOREIGN,
+    _E_FSIZE,
+    _E_FTRUNC,
     _E_MISSING_EOE,
     _E_NOT_DATA,
     _E_ORPHAN,
     _E_OVERFLOW,
+    _E_REJECTED,
     _E_SEQ,
     _E_SHORT,
+    _E_TRAILING,
     _E_UNEXPECTED,
     _E_UNKNOWN,
+    _E_WINDOW,
     _F_BAD,
     _F_FTRUNC,
     _F_OOR,
@@ -52,10 +58,12 @@ from agetdaq.protocol.decode_tables import (
     EV_FLAGS,
     EV_TIMESTAMP,
     MAX_DAQ_CHANNEL,
+    N_EV_COLS,
     N_TIME_BINS,
     PEND_EOE,
     PEND_NONE,
     PEND_SOE,
+    RESYNC_RUN,
     SOE_RAW_WORDS,
     ST_CHAN_ROW,
     ST_DATAGRAM,
@@ -65,8 +73,16 @@ from agetdaq.protocol.decode_tables import (
     ST_IN_EVENT,
     ST_LAST_LEAD,
     ST_NEXT_BIN,
+    ST_OOW_LEAD,
+    ST_OOW_RUN,
     ST_PEND_KIND,
     ST_PEND_LEFT,
+    ST_SYNCED,
+    V_DECODED,
+    V_DUPLICATE,
+    V_OUT_OF_WINDOW,
+    V_REJECTED,
+    V_SKIPPED,
     _close_event,
     _end_event,
     _event_header,
@@ -93,6 +109,10 @@ def decode_batch(
     adc: np.ndarray,
     aux: np.ndarray,
     errors: np.ndarray,
+    validate: bool,
+    card_id: int,
+    window: int,
+    verdict: np.ndarray,
 ) -> None:
     """Decode datagrams ``buf[d, :lengths[d] // 2]`` (uint16 rows), appending to the tables.
 
@@ -102,6 +122,9 @@ def decode_batch(
     ``counts`` (rows already used: events, channels, samples, aux) and ``state`` are updated in
     place; ``errors`` is incremented by DecodeError index. An event still open at the end stays
     the last row of ``ev`` (``state[ST_IN_EVENT] == 1``) with its channel/aux counts updated.
+    With ``validate`` a datagram is judged as a whole (``card_id`` >= 0: the board's card, any
+    otherwise; ``window``: the board's sequence window) and, if bad, undone: the tables and the
+    state are as if it never came. ``verdict[d]`` says what became of datagram ``d`` (``V_*``).
     """
     n_dg = min(buf.shape[0], lengths.shape[0])
     stride = buf.shape[1]
@@ -124,7 +147,12 @@ def decode_batch(
     nch = counts[C_CHANNELS]
     ns = counts[C_SAMPLES]
     naux = counts[C_AUX]
+    synced = state[ST_SYNCED]
+    oow_lead = state[ST_OOW_LEAD]
+    oow_run = state[ST_OOW_RUN]
     off = 1 if has_lead else 0
+    track = has_lead and check_seq
+    saved = np.empty(N_EV_COLS, np.int64)  # the open event's row as it was before a datagram
 
     for d in range(n_dg):
         dgi = dg0 + d
@@ -134,6 +162,7 @@ def decode_batch(
         if length & 1:
             errors[_E_SHORT] += 1
         nfw = avail - off
+        verdict[d] = V_SKIPPED
         if nfw < 2:
             if not length & 1:
                 errors[_E_SHORT] += 1
@@ -142,11 +171,44 @@ def decode_batch(
         if (sof & 0xFE00) != 0x0800:
             errors[_E_NOT_DATA] += 1
             continue
-        if has_lead and check_seq:
-            lead = np.int64(row[0]) & 0x1FF
+        src = sof & 0x1F
+        if validate and card_id >= 0 and src != card_id:
+            errors[_E_FOREIGN] += 1
+            errors[_E_REJECTED] += 1
+            verdict[d] = V_REJECTED
+            continue
+        lead = np.int64(row[0]) & 0x1FF
+        if track:
             if lead == last_lead:
                 errors[_E_DUP] += 1
+                verdict[d] = V_DUPLICATE
                 continue
+            if validate and lead < 0x100 and last_lead >= 0:
+                ahead = (lead - last_lead - 1) & 0xFF
+                if window <= ahead < 256 - window:
+                    oow_run = oow_run + 1 if lead == ((oow_lead + 1) & 0xFF) else 1
+                    oow_lead = lead
+                    if oow_run < RESYNC_RUN:
+                        errors[_E_WINDOW] += 1
+                        verdict[d] = V_OUT_OF_WINDOW
+                        continue
+                    # numbers in step among themselves: the board's (its first reply was
+                    # lost); followed as after a gap
+                oow_run = 0
+        # what a rejected datagram must leave as it was
+        s_in_ev, s_er, s_pk, s_pl, s_cur, s_nb = in_ev, er, pk, pl, cur, nb
+        s_last, s_nw, s_hi, s_synced = last_lead, nw, eoe_hi, synced
+        s_nev, s_nch, s_ns, s_naux = nev, nch, ns, naux
+        s_cur_n = 0
+        if validate:
+            if in_ev:
+                for c in range(N_EV_COLS):
+                    saved[c] = ev[er, c]
+            if cur >= 0:
+                s_cur_n = ch[cur, CH_N_SAMPLES]
+        bad = 0
+        restart = track and lead >= 0x100  # the board restarted its sequence (a reboot cuts)
+        if track:
             if lead < 0x100 and last_lead >= 0 and lead != ((last_lead + 1) & 0xFF):
                 errors[_E_SEQ] += 1
                 if in_ev:
@@ -155,10 +217,13 @@ def decode_batch(
                 cur = CHAN_NONE
                 pk = PEND_NONE
                 pl = 0
+                synced = 0
             last_lead = lead
-        src = sof & 0x1F
         b0 = off + 2
+        frame_errors = errors[_E_FSIZE] + errors[_E_FTRUNC] + errors[_E_TRAILING]
         b1, truncated = _frame_body_end(row, off, avail, length, 2 * stride, errors)
+        if errors[_E_FSIZE] + errors[_E_FTRUNC] + errors[_E_TRAILING] != frame_errors:
+            bad += synced
 
         i = b0
         while i < b1:
@@ -176,6 +241,7 @@ def decode_batch(
                     nw += 1
                     _end_event(ev, er, eoe_hi, w, nw, eoe_offset, nch, naux, dgi, errors)
                     in_ev = False
+                    synced = 1 if track else 0
                     cur = CHAN_NONE
                 pl -= 1
                 i += 1
@@ -189,6 +255,11 @@ def decode_batch(
                         errors[_E_CHAN_OOR] += 1
                         ev[er, EV_FLAGS] |= _F_OOR
                         cur = CHAN_DROPPED
+                        bad += synced
+                    elif validate and card_id >= 0 and ((w >> 9) & 0x1F) != card_id:
+                        errors[_E_FOREIGN] += 1
+                        cur = CHAN_DROPPED
+                        bad += synced
                     elif nch < cap_ch:
                         ch[nch, CH_CARD] = (w >> 9) & 0x1F
                         ch[nch, CH_CHIP] = (w >> 7) & 0x3
@@ -208,12 +279,14 @@ def decode_batch(
                         cur = CHAN_DROPPED
                 else:
                     errors[_E_ORPHAN] += 1
+                    bad += synced
                 i += 1
                 continue
 
             if (w & 0xF000) == 0x3000:  # ADC sample: copy the whole run
                 if not in_ev:
                     errors[_E_ORPHAN] += 1
+                    bad += synced
                     i += 1
                     continue
                 if cur >= 0:
@@ -272,6 +345,7 @@ def decode_batch(
                 elif cur == CHAN_NONE:
                     errors[_E_UNEXPECTED] += 1
                     ev[er, EV_FLAGS] |= _F_BAD
+                    bad += synced
                 nw += 1
                 i += 1
                 continue
@@ -287,7 +361,9 @@ def decode_batch(
             if not in_ev:
                 if kind != _K_SOE:  # an SOE is opened below
                     if kind != _K_NULL:
-                        errors[_outside_error(kind)] += 1
+                        e = _outside_error(kind)
+                        errors[e] += 1
+                        bad += synced
                     if kind == _K_EOE:
                         pk = PEND_EOE
                         pl = 1
@@ -303,6 +379,7 @@ def decode_batch(
                         )
                         i += 1
                         in_ev = False
+                        synced = 1 if track else 0
                         cur = CHAN_NONE
                     else:
                         pk = PEND_EOE
@@ -314,9 +391,19 @@ def decode_batch(
                     elif cur == CHAN_NONE:
                         errors[_E_UNEXPECTED] += 1
                         ev[er, EV_FLAGS] |= _F_BAD
+                        bad += synced
                     continue
                 if kind in (_K_HIT_CNT, _K_LAST_CELL):
                     cur = CHAN_NONE
+                    if (
+                        validate
+                        and card_id >= 0
+                        and kind == _K_HIT_CNT
+                        and ((w >> 9) & 0x1F) != card_id
+                    ):
+                        errors[_E_FOREIGN] += 1
+                        bad += synced
+                        continue
                     if naux < cap_aux:
                         _write_aux(aux, naux, kind == _K_HIT_CNT, w)
                         naux += 1
@@ -329,8 +416,11 @@ def decode_batch(
                 if kind != _K_SOE:
                     errors[_E_UNKNOWN if kind == _K_UNKNOWN else _E_UNEXPECTED] += 1
                     ev[er, EV_FLAGS] |= _F_BAD
+                    bad += synced
                     continue
                 errors[_E_MISSING_EOE] += 1
+                if not restart:
+                    bad += synced
                 _close_event(ev, er, nch, naux, nw - 1, dgi, _F_TRUNCATED)
                 in_ev = False
 
@@ -364,6 +454,20 @@ def decode_batch(
             pk = PEND_NONE
             pl = 0
 
+        if validate and bad:  # undo the datagram: nothing of it joins the stream
+            if s_in_ev:
+                for c in range(N_EV_COLS):
+                    ev[s_er, c] = saved[c]
+            if s_cur >= 0:
+                ch[s_cur, CH_N_SAMPLES] = s_cur_n
+            in_ev, er, pk, pl, cur, nb = s_in_ev, s_er, s_pk, s_pl, s_cur, s_nb
+            last_lead, nw, eoe_hi, synced = s_last, s_nw, s_hi, s_synced
+            nev, nch, ns, naux = s_nev, s_nch, s_ns, s_naux
+            errors[_E_REJECTED] += 1
+            verdict[d] = V_REJECTED
+        else:
+            verdict[d] = V_DECODED
+
     if in_ev:
         _close_event(ev, er, nch, naux, nw, dg0 + n_dg - 1, 0)
     state[ST_IN_EVENT] = 1 if in_ev else 0
@@ -376,6 +480,9 @@ def decode_batch(
     state[ST_DATAGRAM] = dg0 + n_dg
     state[ST_EV_WORDS] = nw
     state[ST_EOE_HI] = eoe_hi
+    state[ST_SYNCED] = synced
+    state[ST_OOW_LEAD] = oow_lead
+    state[ST_OOW_RUN] = oow_run
     counts[C_EVENTS] = nev
     counts[C_CHANNELS] = nch
     counts[C_SAMPLES] = ns

@@ -24,7 +24,10 @@ ST_LAST_LEAD = 6  # lead & 0x1FF of the last accepted datagram, -1 = none
 ST_DATAGRAM = 7  # stream index of the next datagram
 ST_EV_WORDS = 8  # words counted so far in the open event
 ST_EOE_HI = 9  # size bits 19..16 of a pending EOE
-N_STATE = 10
+ST_SYNCED = 10  # 1 once an event closed on its size word since the sequence broke (in step)
+ST_OOW_LEAD = 11  # lead of the last frame refused as out of the window, -1 = none
+ST_OOW_RUN = 12  # consecutive sequence numbers among those refused frames
+N_STATE = 13
 
 PEND_NONE = 0
 PEND_SOE = 1
@@ -89,6 +92,18 @@ _E_SEQ = int(DecodeError.SEQ_GAP)
 _E_TRAILING = int(DecodeError.TRAILING_WORDS)
 _E_OVERFLOW = int(DecodeError.OUTPUT_OVERFLOW)
 _E_DUP = int(DecodeError.DUPLICATE_DATAGRAM)
+_E_FOREIGN = int(DecodeError.FOREIGN_CARD)
+_E_WINDOW = int(DecodeError.OUT_OF_WINDOW)
+_E_REJECTED = int(DecodeError.REJECTED_DATAGRAM)
+
+# what became of each datagram (the decoder's verdict, one per datagram of a batch)
+V_DECODED = 0  # its words joined the stream
+V_SKIPPED = 1  # not a data frame (too short, or another frame kind): nothing to decode
+V_DUPLICATE = 2  # the same lead word as the datagram before it: a re-sent copy, skipped
+V_OUT_OF_WINDOW = 3  # its sequence number is outside the board's window: dropped whole
+V_REJECTED = 4  # invalid as a whole (grammar, ranges, card, frame size): dropped whole
+SEQ_WINDOW_ALL = 128  # a window this wide accepts every sequence number
+RESYNC_RUN = 3  # this many consecutive numbers out of the window: the board moved on, follow it
 
 _F_TRUNCATED = int(EventFlag.TRUNCATED)
 _F_SIZE = int(EventFlag.SIZE_MISMATCH)
@@ -114,6 +129,7 @@ def new_state() -> np.ndarray:
     st = np.zeros(N_STATE, dtype=np.int64)
     st[ST_CHAN_ROW] = CHAN_NONE
     st[ST_LAST_LEAD] = -1
+    st[ST_OOW_LEAD] = -1
     return st
 
 

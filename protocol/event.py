@@ -48,6 +48,9 @@ class DecodeError(IntEnum):
     TRAILING_WORDS = 12  # non-NULL words after END_OF_FRAME
     OUTPUT_OVERFLOW = 13
     DUPLICATE_DATAGRAM = 14  # same lead sequence number as the previous datagram (re-sent); skipped
+    FOREIGN_CARD = 15  # a frame, channel or hit count of another card than the board's
+    OUT_OF_WINDOW = 16  # sequence number outside the board's window (stale or forged); dropped
+    REJECTED_DATAGRAM = 17  # a data frame dropped whole for what it holds (its reasons counted)
 
 
 N_DECODE_ERRORS = len(DecodeError)

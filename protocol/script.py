@@ -7,10 +7,13 @@ Line rules (as feminos-daq reads a command file):
 * ``LOOP n`` (index 1..n) or ``LOOP a TO b`` (index a..b) ... ``NEXT``; a word ``$loop`` is
   replaced by the innermost loop index in hex (``0x..``). Loops may nest (feminos-daq allows one
   level); ``END`` ends the script; ``exit``/``quit`` stop it;
-* ``exec file`` includes another script, relative to the including file;
-* client commands: ``sleep s``, ``DAQ [N]``, ``fem N|0xMASK|*``, ``credits show|restore c t F|B``,
-  ``event_builder n``, ``verbose``, ``vflags``, ``fopen [asc|bin]``, ``fclose``, ``path dir``,
-  ``file_chunk MB``, ``LIST ped|thr <asic>``, ``drop credit``, ``delay credit [ms]``;
+* ``exec file`` includes another script, relative to the including file; with a ``root`` every
+  script read, the first one and every ``exec`` at any depth (links resolved), must lie inside
+  it, or the line is refused without the file being read;
+* client commands: ``sleep s`` (0..3600 s), ``DAQ [N]``, ``fem N|0xMASK|*``,
+  ``credits show|restore c t F|B``, ``event_builder n``, ``verbose``, ``vflags``,
+  ``fopen [asc|bin]``, ``fclose``, ``path dir``, ``file_chunk MB``, ``LIST ped|thr <asic>``,
+  ``drop credit``, ``delay credit [ms]``;
 * everything else is a board command, checked with :func:`agetdaq.protocol.command_table.validate`.
 
 The result is a flat list of :class:`Step` (loops expanded, at most ``max_steps``); any error raises
@@ -30,6 +33,7 @@ from agetdaq.protocol.command_table import CommandError, ParsedCommand, validate
 STEP_KINDS = ("board", "sleep", "daq", "fem", "credits", "client")
 DEFAULT_MAX_STEPS = 200_000
 MAX_EXEC_DEPTH = 8
+MAX_SLEEP_S = 3600.0  # a longer pause in a command script is a typo
 DEFAULT_CREDITS = (16384, 8192, "B")  # feminos-daq's credit and request threshold, bytes
 RUN_PROLOGUE = ("fem *", "clr tstamp", "clr evcnt")  # feminos-daq prepends these to run scripts
 
@@ -111,8 +115,9 @@ def _int(text: str, src: _Line, what: str) -> int:
 
 
 class _Parser:
-    def __init__(self, max_steps: int) -> None:
+    def __init__(self, max_steps: int, root: Path | None = None) -> None:
         self.max_steps = max_steps
+        self.root = root  # every script read must lie inside it (None: anywhere)
         self.files: list[str] = []
         self.steps: list[Step] = []
         self.work = 0
@@ -178,6 +183,10 @@ class _Parser:
         if len(words) != 2:
             raise ScriptError(src.file, src.line, "expected exec <file>", src.text)
         path = (base / words[1]).resolve()
+        if not inside(path, self.root):
+            raise ScriptError(
+                src.file, src.line, f"exec leaves the scripts' directory {self.root}", src.text
+            )
         if str(path) in stack:
             raise ScriptError(
                 src.file, src.line, "exec loops back to a script being read", src.text
@@ -258,9 +267,12 @@ def _client(words: list[str], src: _Line) -> tuple[str, dict[str, Any]]:
     if head in ("exit", "quit"):
         return "client", {"action": "exit"}
     if head == "sleep":
-        if len(rest) != 1 or not re.fullmatch(r"[0-9]+(\.[0-9]*)?", rest[0]):
+        if len(rest) != 1 or not re.fullmatch(r"[0-9]{1,12}(\.[0-9]{0,12})?", rest[0]):
             raise bad("expected sleep <seconds>")
-        return "sleep", {"seconds": float(rest[0])}
+        seconds = float(rest[0])
+        if seconds > MAX_SLEEP_S:
+            raise bad(f"sleep must be 0..{MAX_SLEEP_S:g} s")
+        return "sleep", {"seconds": seconds}
     if head == "LIST":
         if len(rest) != 2 or rest[0] not in ("ped", "thr"):
             raise bad("expected LIST ped|thr <asic>")
@@ -322,6 +334,15 @@ def _client(words: list[str], src: _Line) -> tuple[str, dict[str, Any]]:
     return "board", {}
 
 
+def inside(path: Path, root: Path | None) -> bool:
+    """Whether ``path`` (resolved) lies inside ``root`` (None: no limit)."""
+    if root is None:
+        return True
+    base = root.resolve()
+    target = path.resolve()
+    return target == base or base in target.parents
+
+
 def parse_script_text(
     text: str,
     name: str = "<text>",
@@ -329,9 +350,11 @@ def parse_script_text(
     *,
     max_steps: int = DEFAULT_MAX_STEPS,
     prologue: bool = False,
+    root: str | Path | None = None,
 ) -> Script:
-    """Parse script text; ``exec`` paths are relative to ``base_dir`` (default: cwd)."""
-    parser = _Parser(max_steps)
+    """Parse script text; ``exec`` paths are relative to ``base_dir`` (default: cwd) and, with
+    ``root``, must stay inside it at every depth."""
+    parser = _Parser(max_steps, Path(root) if root is not None else None)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     nodes = parser.read("\n".join(RUN_PROLOGUE), "<prologue>", base, ()) if prologue else []
     nodes += parser.read(text, name, base, (name,))
@@ -341,7 +364,12 @@ def parse_script_text(
 
 
 def parse_script_file(path: str | Path, **kwargs: Any) -> Script:
+    """Parse a script file (``root``: it and every file it execs must lie inside; refused before
+    it is read otherwise)."""
     path = Path(path)
+    root = kwargs.get("root")
+    if not inside(path, Path(root) if root is not None else None):
+        raise ScriptError(str(path), 0, f"script outside the scripts' directory {root}")
     try:
         text = path.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as exc:

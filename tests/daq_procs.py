@@ -70,7 +70,7 @@ class DaqProcesses:
         return self
 
     def start_server(self) -> subprocess.Popen:
-        args = ["serve", "--bec", f"127.0.0.1:{self.bec_port}", "--control", self.control,
+        args = ["serve", "--board", f"127.0.0.1:{self.bec_port}", "--control", self.control,
                 "--publish", self.stream, "--data-dir", str(self.data)]  # fmt: skip
         if self.settings is not None:
             args += ["--config", str(self.settings)]

@@ -24,7 +24,7 @@ from agetdaq.protocol.encode import DataFramer, datagram, max_frame_bytes_for_mt
 from agetdaq.protocol.script import parse_script
 from agetdaq.protocol.words import eoe_words, soe_words
 from agetdaq.readout import schema as S
-from agetdaq.readout.acquisition.engine import SCRIPTS_DIR
+from agetdaq.readout.acquisition.scripts import SCRIPTS_DIR
 from agetdaq.readout.datapath.build import BuiltBatch, EventBuilder
 from agetdaq.readout.datapath.processing.pedestal import PedestalAccumulator
 from agetdaq.readout.datapath.processing.pipeline import Processor, ProcessorConfig

@@ -36,7 +36,7 @@ def test_sigint_mid_run_exits_zero_with_a_valid_file(emulator, tmp_path):
     cmd = [
         *AGETDAQ,
         "run",
-        "--bec",
+        "--board",
         f"127.0.0.1:{emulator.address[1]}",
         "--data-dir",
         str(tmp_path),
@@ -78,7 +78,7 @@ def test_serve_follows_run_control(emulator, tmp_path):
     cmd = [
         *AGETDAQ,
         "serve",
-        "--bec",
+        "--board",
         f"127.0.0.1:{emulator.address[1]}",
         "--control",
         control,
@@ -131,11 +131,11 @@ def test_serve_follows_run_control(emulator, tmp_path):
     [
         (["--script", "BADSCRIPT"], "no such command script"),
         (["--config", "MISSING.toml"], "cannot read settings"),
-        (["--bec", "127.0.0.1:notaport"], "port is not a number"),
+        (["--board", "127.0.0.1:notaport"], "port is not a number"),
     ],
 )
 def test_bad_input_is_refused_with_a_clear_message(tmp_path, extra, message):
-    cmd = [*AGETDAQ, "run", "--bec", "127.0.0.1:9", "--data-dir", str(tmp_path), *extra]
+    cmd = [*AGETDAQ, "run", "--board", "127.0.0.1:9", "--data-dir", str(tmp_path), *extra]
     proc = subprocess.run(cmd, capture_output=True, timeout=60, env=ENV)
     assert proc.returncode != 0
     assert message in proc.stderr.decode()
@@ -152,7 +152,7 @@ def test_bad_script_line_named_and_nothing_sent(tmp_path, udp_port):
         cmd = [
             *AGETDAQ,
             "run",
-            "--bec",
+            "--board",
             f"127.0.0.1:{udp_port}",
             "--data-dir",
             str(tmp_path),
@@ -167,9 +167,9 @@ def test_bad_script_line_named_and_nothing_sent(tmp_path, udp_port):
 
 
 def test_unreachable_board_times_out_naming_the_address(tmp_path, udp_port):
-    cmd = [*AGETDAQ, "run", "--bec", f"127.0.0.1:{udp_port}", "--data-dir", str(tmp_path)]
+    cmd = [*AGETDAQ, "run", "--board", f"127.0.0.1:{udp_port}", "--data-dir", str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, timeout=60, env=ENV)
-    assert proc.returncode != 0
+    assert proc.returncode == 5  # board lost (docs/RELIABILITY.md, exit codes)
     assert f"127.0.0.1:{udp_port}" in proc.stderr.decode()
     assert "does not answer" in proc.stderr.decode()
 
@@ -179,7 +179,7 @@ def test_pedestal_command_measures_and_uploads(tmp_path):
         cmd = [
             *AGETDAQ,
             "pedestal",
-            "--bec",
+            "--board",
             f"127.0.0.1:{emu.address[1]}",
             "--data-dir",
             str(tmp_path),

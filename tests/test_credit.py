@@ -108,8 +108,12 @@ def test_sequence_gap_counts_lost_frames_and_returns_their_credit():
     assert loop.counters.credit_sent == before  # nothing comes back for it
     loop.on_frame(2, 100, 0)  # the sequence goes on where it was
     before = loop.counters.credit_sent
-    loop.on_frame(0x82, 100, 0)  # 3..0x81 lost: a forward gap of 127 (the most counted as lost)
-    assert loop.counters.lost_replies == 2 + 127
+    assert loop.sequence_window() == 16  # a window of 8 frames, doubled
+    loop.on_frame(0x82, 100, 0)  # 127 ahead: no board granted 8 frames can be there (forged)
+    assert (loop.counters.lost_replies, loop.counters.out_of_window) == (2, 1)
+    assert loop.counters.credit_sent == before  # nothing for it, and the sequence stays
+    loop.on_frame(13, 100, 0)  # 3..12 lost: a forward gap inside the window
+    assert loop.counters.lost_replies == 2 + 10
     assert loop.counters.credit_sent - before <= 8  # never more than the window comes back
 
 

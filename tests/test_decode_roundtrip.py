@@ -102,7 +102,7 @@ def test_truncated_frame_flags_only_its_event(evs, max_bytes, data) -> None:
     dgs[g] = dgs[g][: -2 * cut]
     while dgs[g][-2:] == b"\x0f\x00" and len(dgs[g]) > 6:  # a raw 0x000F would pass for EOF
         dgs[g] = dgs[g][:-2]
-    got, _, errors = assert_numba_matches_reference(dgs)
+    got, _, errors = assert_numba_matches_reference(dgs, validate=False)
     assert errors["FRAME_TRUNCATED"] == 1 and errors["FRAME_SIZE_MISMATCH"] == 1
     clean = [ev for ev in got if ev.flags == F.NONE]
     before = [ev for k, ev in enumerate(evs) if k < owner[g]]

@@ -40,7 +40,7 @@ def daq(tmp_path):
     try:
         if not board_answers(bec, children[0], 120.0):
             pytest.fail("the emulator did not come up: " + (tmp_path / "children.log").read_text())
-        serve = [*PY, "serve", "--bec", f"127.0.0.1:{bec}", "--control", control,
+        serve = [*PY, "serve", "--board", f"127.0.0.1:{bec}", "--control", control,
                  "--publish", stream, "--data-dir", str(data)]  # fmt: skip
         children.append(subprocess.Popen(serve, stdout=log, stderr=subprocess.STDOUT))
         yield control, stream, data

@@ -132,6 +132,8 @@ def rig(tmp_path_factory):
             acq.start_run("background", "fuzz", path)
             client = ("127.0.0.1", acq.link.local_address[1])
             r = FuzzRig(board, acq, client, path)
+            # the decoder the acquisition runs: the mapping's card, the credit window
+            r.ref = ReferenceDecoder(card_id=0, seq_window=acq.link.credit.sequence_window())
             r.rx0 = acq.link.receiver.counters.as_dict()
             build = acq.datapath.stage("build").builder.build
 

@@ -37,7 +37,7 @@ def _nothing_sent(board: socket.socket) -> bool:
 
 def _agetdaq(capsys, board, *argv: str, command: str = "run") -> tuple[int, str]:
     bec = f"127.0.0.1:{board.getsockname()[1]}"
-    code = main([command, "--bec", bec, *argv])
+    code = main([command, "--board", bec, *argv])
     return code, capsys.readouterr().err
 
 

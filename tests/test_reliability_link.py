@@ -59,6 +59,7 @@ def rig(tmp_path_factory):
         data_dir=str(tmp),
         store_waveforms="all",
         heartbeat_s=0.5,
+        board_timeout_s=8.0,  # a 5 s silence is an incident, not a lost board
     )
     r.acq = Acquisition(settings, publish="tcp://127.0.0.1:*")
     try:

@@ -181,7 +181,7 @@ def test_script_paths_from_control_stay_in_the_data_directory(tmp_path):
     acq = SimpleNamespace(
         data_dir=tmp_path,
         state="idle",
-        configure=configured.append,
+        configure=lambda script, root=None: configured.append(script),
         status=lambda: {"state": "configured"},
     )
     for bad in ("/etc/passwd", "../../etc/passwd", "mine/../../x.txt", "../run"):

@@ -88,6 +88,8 @@ def fuzz(n_datagrams: int, block: int, ref_datagrams: int, workdir: Path, seed: 
         try:
             acq.configure(str(script))
             acq.start_run("background", "fuzz", workdir / "fuzz.h5")
+            # the decoder the acquisition runs: the mapping's card, the credit window
+            ref = ReferenceDecoder(card_id=0, seq_window=acq.link.credit.sequence_window())
             client = ("127.0.0.1", acq.link.local_address[1])
             rx = acq.link.receiver
             rx0 = rx.counters.as_dict()
@@ -102,35 +104,41 @@ def fuzz(n_datagrams: int, block: int, ref_datagrams: int, workdir: Path, seed: 
                 return out
 
             acq.datapath.stage("build").builder.build = recording
-            last_lead = None
             count = 1000
 
             def send(d: bytes) -> None:
-                nonlocal sent, last_lead
+                nonlocal sent
                 kind = receiver_kind(d)
                 expected[kind] = expected.get(kind, 0) + 1
-                if kind == "data_frames":
-                    last_lead = int.from_bytes(d[:2], "little") & 0x1FF
-                    if ref_on:
-                        ref.feed(d)
+                if kind == "data_frames" and ref_on:
+                    ref.feed(d)
                 board.send_raw(d, client)
                 sent += 1
+
+            def drained() -> None:
+                end = time.monotonic() + 30  # bounded: a hang fails here
+                while rx.counters.datagrams - rx0["datagrams"] < sent or rx.fill():
+                    if time.monotonic() > end:
+                        raise RuntimeError(f"hang: the receiver stopped after {sent} datagrams")
+                    time.sleep(0.001)
+
+            def taken() -> int | None:
+                """The last sequence number the decoder took (it refuses stale or forged
+                ones, so a good frame follows it, not the last bad frame sent)."""
+                return acq.datapath.stage("decode").decoder.last_lead
 
             while sent < n_datagrams:
                 ref_on = sent < ref_datagrams
                 g1, g2 = good_event(count, rng), good_event(count + 1, rng)
                 want[count], want[count + 1] = g1, g2
                 count += 2
-                lead = 0 if last_lead is None else (last_lead + 1) & 0xFF
-                send(good_datagram(g1, lead, first=last_lead is None))
+                last = taken()
+                send(good_datagram(g1, 0 if last is None else (last + 1) & 0xFF, last is None))
                 for _ in range(block):
                     send(bad_datagram(rng))
-                send(good_datagram(g2, (last_lead + 2) & 0xFF))
-                end = time.monotonic() + 30  # bounded: a hang fails here
-                while rx.counters.datagrams - rx0["datagrams"] < sent or rx.fill():
-                    if time.monotonic() > end:
-                        raise RuntimeError(f"hang: the receiver stopped after {sent} datagrams")
-                    time.sleep(0.001)
+                drained()
+                send(good_datagram(g2, (taken() + 2) & 0xFF))  # after a gap (see RELIABILITY)
+                drained()
                 if ref_on and sent >= ref_datagrams:
                     decoder_matches = (
                         acq.datapath.stage("decode").decoder.error_counts() == ref.error_counts()

@@ -1,17 +1,29 @@
-"""The board's side of the run sequence: wake it, configure it, stop and drain it, restart it."""
+"""The board's side of the run sequence: wake it, put it in a known state, configure it, stop and
+drain it, restart it. Every wait before a run can be cut short by the owner's stop request."""
 
 from __future__ import annotations
 
 import logging
+import re
+import threading
 import time
 
 from agetdaq.protocol.script import Script
-from agetdaq.readout.link.board_link import BoardError, BoardLink
+from agetdaq.readout.link.board_link import (
+    BoardError,
+    BoardInterrupted,
+    BoardLink,
+    BoardTimeout,
+)
 
 log = logging.getLogger("agetdaq.readout.acquisition.engine")
 
 STOP_TRIGGERS = "sca enable 0"
 RESTART_TRIGGERS = ("sca enable 1",)  # a run after a stopped one (clock and counter go on)
+CLEAR_COUNTERS = ("clr tstamp", "clr evcnt")
+DRAIN_QUIET_S = 0.2  # the card's memory is empty once nothing came for this long
+DRAIN_LIMIT_S = 10.0
+PENDING = re.compile(r"pending:\s*(\d+)\s+frames\s+(\d+)\s+bytes")  # the reply to rbf getpnd
 
 
 class BoardSteps:
@@ -22,27 +34,75 @@ class BoardSteps:
         self.board = board
         self.timeout_s = timeout_s
         self.triggers_stopped = False
+        self.drained = 0  # data frames the last configure found left in the card
 
-    def wait_for_board(self, limit_s: float) -> str:
+    def wait_for_board(self, limit_s: float, stop: threading.Event | None = None) -> str:
         """Ask ``version`` until the board answers (a datagram sent before it was up is lost)."""
         end = time.monotonic() + limit_s
         while True:
             left = end - time.monotonic()
             try:
-                reply = self.link.command("version", timeout=max(0.05, min(1.0, left)))
+                reply = self.link.command("version", timeout=max(0.05, min(1.0, left)), stop=stop)
                 return reply.text.strip() if reply is not None else ""
+            except BoardInterrupted:
+                raise
             except BoardError:
                 if time.monotonic() >= end:
-                    raise BoardError(
+                    raise BoardTimeout(
                         f"board {self.board} does not answer "
                         f"(no reply to 'version' within {limit_s:g} s)"
                     ) from None
 
-    def configure(self, script: Script) -> None:
-        """Wait for the board, then send the script's board steps (BoardError if it fails)."""
-        self.wait_for_board(self.timeout_s)
-        self.link.run_script(script, on_daq=lambda step: None)
+    def configure(self, script: Script, stop: threading.Event | None = None) -> None:
+        """Wait for the board, put it in a known state, then send the script's board steps
+        (BoardError if it fails, BoardInterrupted if ``stop`` is set meanwhile)."""
+        self.wait_for_board(self.timeout_s, stop)
+        self.known_state(stop)
+        self.link.run_script(script, on_daq=lambda step: None, stop=stop)
         self.triggers_stopped = False
+
+    def known_state(self, stop: threading.Event | None = None) -> None:
+        """Triggers off, data paused, the card's memory drained, clock and event counter cleared;
+        the next credit request (without sequence number) restarts its reply sequence. A DAQ
+        that died mid-run (kill -9, power) left the card triggering and its memory full of that
+        run's events: none of them may reach the next run. The memory is drained with credit
+        unless the card says it holds nothing (``rbf getpnd``); no run is open here, so the data
+        path discards what drains (counted ``outside_run``)."""
+        self.link.command(STOP_TRIGGERS, timeout=self.timeout_s, stop=stop)
+        self.link.stop_data(timeout=self.timeout_s)
+        self.drained = 0
+        if self.pending(stop) != (0, 0):  # something, or the card cannot tell: drain it
+            before = self.link.receiver.counters.data_frames
+            self.link.start_data()
+            try:
+                self.wait_quiet(DRAIN_QUIET_S, DRAIN_LIMIT_S, stop)
+            finally:
+                self.link.stop_data(timeout=self.timeout_s)
+            self.wait_quiet(DRAIN_QUIET_S / 2, 1.0, stop)  # the frames that beat the pause
+            self.drained = self.link.receiver.counters.data_frames - before
+        if self.drained:
+            log.warning(
+                "board %s still held %d data frame(s) of an earlier run: discarded",
+                self.board,
+                self.drained,
+            )
+        for line in CLEAR_COUNTERS:
+            self.link.command(line, timeout=self.timeout_s, stop=stop)
+        if stop is not None and stop.is_set():
+            raise BoardInterrupted(f"stopped while preparing board {self.board}")
+
+    def pending(self, stop: threading.Event | None = None) -> tuple[int, int] | None:
+        """(frames, bytes) waiting in the card's memory (``rbf getpnd``), None if it cannot
+        tell (the command refused, or a reply of another form)."""
+        try:
+            reply = self.link.command("rbf getpnd", timeout=self.timeout_s, stop=stop)
+        except BoardInterrupted:
+            raise
+        except BoardError as exc:
+            log.info("board %s cannot tell what its memory holds: %s", self.board, exc)
+            return None
+        found = PENDING.search(reply.text if reply is not None else "")
+        return (int(found[1]), int(found[2])) if found else None
 
     def restart_triggers(self, script_text: str) -> None:
         """After a stop that disabled the triggers, turn them on again if the script left them
@@ -69,12 +129,15 @@ class BoardSteps:
             log.warning("pause not acknowledged: %s", exc)
         self.wait_quiet(0.2, 2.0)
 
-    def wait_quiet(self, quiet_s: float, limit_s: float) -> None:
-        """Let in-flight frames arrive: until no datagram for ``quiet_s`` (at most ``limit_s``)."""
+    def wait_quiet(
+        self, quiet_s: float, limit_s: float, stop: threading.Event | None = None
+    ) -> None:
+        """Let in-flight frames arrive: until no datagram for ``quiet_s`` (at most ``limit_s``,
+        or until ``stop`` is set)."""
         end = time.monotonic() + limit_s
         last = self.link.receiver.counters.datagrams
         calm_since = time.monotonic()
-        while time.monotonic() < end:
+        while time.monotonic() < end and not (stop is not None and stop.is_set()):
             time.sleep(0.02)
             now_count = self.link.receiver.counters.datagrams
             if now_count != last:

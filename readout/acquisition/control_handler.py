@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-import re
 
-from agetdaq.readout.acquisition.engine import SCRIPTS_DIR, Acquisition, EngineError
-from agetdaq.readout.acquisition.runlog import confine
+from agetdaq.readout.acquisition.engine import Acquisition, EngineError
+from agetdaq.readout.acquisition.scripts import confined_script
 from agetdaq.readout.link.board_link import BoardError
 
 log = logging.getLogger(__name__)
@@ -19,7 +18,8 @@ def handle(acq: Acquisition, request: dict) -> dict:
         if cmd in ("status", "ping"):
             pass
         elif cmd == "configure":
-            acq.configure(confined_script(acq, request.get("script", "run")))
+            script, root = confined_script(acq.data_dir, request.get("script", "run"))
+            acq.configure(script, root=root)
         elif cmd == "start":
             acq.start_run(
                 request["run_type"],
@@ -38,11 +38,3 @@ def handle(acq: Acquisition, request: dict) -> dict:
         log.warning("control %s refused: %s", cmd, exc)
         return {"ok": False, "error": str(exc), "state": acq.state}
     return {"ok": True, **acq.status()}
-
-
-def confined_script(acq: Acquisition, name: str) -> str:
-    """A script named in a control message: a shipped one by plain name, else a file inside the
-    data directory (ValueError otherwise: a remote client must not make the DAQ read any file)."""
-    if re.fullmatch(r"[A-Za-z0-9_-]+", name) and (SCRIPTS_DIR / f"{name}.txt").exists():
-        return name
-    return str(confine(acq.data_dir, name))

@@ -2,11 +2,15 @@
 
 States: idle -> configuring -> configured -> running -> stopping -> configured; any failure goes
 to error (a new configure leaves it). ``agetdaq run`` drives it directly, ``agetdaq serve`` from
-the control socket. The data path runs in its own thread; ``poll()`` (called by the owner every
-~0.1 s) asks its collaborators, each with a state of its own:
+the control socket. Configure first puts the card in a known state (triggers off, memory drained,
+clock and counter cleared). The owner's stop request (``stop``: its signals) cuts every wait
+before a run short (:class:`Interrupted`: no run is created). The data path runs in its own
+thread; ``poll()`` (called by the owner every ~0.1 s) asks its collaborators, each with a state
+of its own:
 
 - :class:`~agetdaq.readout.acquisition.limits.StopConditions`: writer failure, events, time, disk;
-- :class:`~agetdaq.readout.acquisition.supervision.BoardWatch`: heartbeat, silence, restarts;
+- :class:`~agetdaq.readout.acquisition.supervision.BoardWatch`: heartbeat, silence (a board
+  silent for ``board_timeout_s`` is lost: the run ends in error), restarts;
 - :class:`~agetdaq.readout.acquisition.status.StatusReporter`: status, counters, losses to the
   stream, the metrics and the run file;
 - :class:`~agetdaq.readout.acquisition.board_steps.BoardSteps`: configure, stop and drain, restart
@@ -18,6 +22,7 @@ the control socket. The data path runs in its own thread; ``poll()`` (called by 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -27,11 +32,12 @@ from agetdaq import __version__
 from agetdaq.protocol.mapping import StripMapping
 from agetdaq.protocol.script import Script, parse_script
 from agetdaq.readout.acquisition.board_steps import BoardSteps
-from agetdaq.readout.acquisition.limits import RunInfo, StopConditions
+from agetdaq.readout.acquisition.limits import RunInfo, StopConditions, run_limits_error
 from agetdaq.readout.acquisition.memtune import pin_malloc_thresholds
 from agetdaq.readout.acquisition.metrics import DaqMetrics
 from agetdaq.readout.acquisition.pedestal_use import PedestalUse
 from agetdaq.readout.acquisition.runlog import RunLog
+from agetdaq.readout.acquisition.scripts import RUN_TYPE_SCRIPT, script_path
 from agetdaq.readout.acquisition.settings import Settings, parse_address
 from agetdaq.readout.acquisition.status import EngineView, StatusReporter
 from agetdaq.readout.acquisition.supervision import BoardWatch
@@ -43,7 +49,7 @@ from agetdaq.readout.datapath.processing.waveforms import StripLayout
 from agetdaq.readout.datapath.stage import PipelineError
 from agetdaq.readout.datapath.stages.calibration import NoTrend
 from agetdaq.readout.datapath.stages.pedestal import OUTPUT as PEDESTAL_TABLE
-from agetdaq.readout.link.board_link import BoardError, BoardLink
+from agetdaq.readout.link.board_link import BoardError, BoardInterrupted, BoardLink, BoardTimeout
 from agetdaq.readout.schema import EVENT_DTYPE
 from agetdaq.readout.store.layout import PEDESTALS_OUT
 from agetdaq.readout.store.writer import RunWriter, WriterError
@@ -52,11 +58,7 @@ from agetdaq.readout.transport.stream import Publisher
 
 log = logging.getLogger(__name__)
 
-SCRIPTS_DIR = Path(__file__).parents[1] / "scripts"
 WARM_UP_LIMIT_S = 180
-# calibration.txt (every channel whole; the accurate low-gain calibration, docs/CALIBRATION.md) is
-# chosen explicitly: at full readout a 2-core DAQ PC answers run control too slowly for the GUI
-RUN_TYPE_SCRIPT = {"pedestal": "pedestal_data", "calibration": "run", "background": "run"}
 STREAM_HWM = 100  # messages queued per subscriber before ZeroMQ drops (a dead GUI costs little)
 
 
@@ -64,15 +66,12 @@ class EngineError(RuntimeError):
     """A request the engine cannot carry out in its state, or a failed step."""
 
 
-def script_path(name: str) -> Path:
-    """A shipped script by name (run, pedestal, pedestal_data, startup) or a file path."""
-    shipped = SCRIPTS_DIR / f"{name}.txt"
-    if shipped.exists():
-        return shipped
-    p = Path(name)
-    if not p.exists():
-        raise EngineError(f"no such command script: {name}")
-    return p
+class Interrupted(EngineError):
+    """The owner's stop request came before the run started: no run was created."""
+
+
+class BoardLost(EngineError):
+    """The board does not answer (at configure or start)."""
 
 
 class Acquisition:
@@ -86,9 +85,11 @@ class Acquisition:
         metrics_port: int | None = None,
         mapping: StripMapping | None = None,
         pcap: str | Path | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         pin_malloc_thresholds()  # a flat resident size over weeks (acquisition/memtune.py)
         self.settings = s = settings
+        self.stop_request = stop or threading.Event()  # the owner's: cuts waits before a run
         self.mapping = mapping or (
             StripMapping.load(s.daq.mapping) if s.daq.mapping else StripMapping.default()
         )
@@ -138,13 +139,18 @@ class Acquisition:
             self.metrics.start(metrics_port)
         self.board = BoardSteps(self.link, s.daq.bec, s.daq.board_timeout_s)
         self.stops = StopConditions(self.data_dir, s.daq.disk_stop_gb)
-        self.watch = BoardWatch(self.link, self.datapath, s.daq.bec, s.daq.heartbeat_s)
+        self.watch = BoardWatch(
+            self.link, self.datapath, s.daq.bec, s.daq.heartbeat_s, s.daq.board_timeout_s
+        )
         self.state = "idle"
         self.message = ""
         self.script: Script | None = None
         self.script_name = ""
         self.script_text = ""
         self.writer: RunWriter | None = None
+        # writers whose file HDF5 could not close (a full disk): kept, because freeing them
+        # crashes the HDF5 library; the owner then exits without teardown (cli.common.leave)
+        self.abandoned: list[RunWriter] = []
         self.run = RunInfo()
         self.pedestals = PedestalUse(
             self.processor, self.feed, self.mapping, s.processing.k_hit, s.daq.rst_len
@@ -180,20 +186,29 @@ class Acquisition:
 
     # ---- configuration ----------------------------------------------------------------------
 
-    def configure(self, script: str | Path | None = None) -> None:
-        """Send a command script's board steps (client ``DAQ`` steps are left to start_run)."""
+    def configure(self, script: str | Path | None = None, root: Path | None = None) -> None:
+        """Put the card in a known state, then send a command script's board steps (client
+        ``DAQ`` steps are left to start_run). ``root``: the script and every file it execs must
+        lie inside it (a script named over run control)."""
         if self.state in ("running", "stopping"):
             raise EngineError(f"cannot configure while {self.state}")
         name = str(script or "run")
         path = script_path(name)
-        parsed = parse_script(path)  # a bad script is refused before anything is sent
+        parsed = parse_script(path, root=root)  # a bad script is refused before anything is sent
         self.state = "configuring"
         self._publish_status(force=True)
         try:
-            self.board.configure(parsed)
+            self.board.configure(parsed, self.stop_request)
+        except BoardInterrupted as exc:
+            self.state, self.message = "idle", f"configuration with {path.name} interrupted"
+            log.warning("%s: %s", self.message, exc)
+            self._publish_status(force=True)
+            raise Interrupted(f"{self.message}; no run started") from exc
         except BoardError as exc:
             self._error(f"configuration with {path.name} failed: {exc}")
-            raise EngineError(self.message) from exc
+            raise (BoardLost if isinstance(exc, BoardTimeout) else EngineError)(
+                self.message
+            ) from exc
         self.script, self.script_name = parsed, name
         self.script_text = path.read_text()
         self.state = "configured"
@@ -231,13 +246,15 @@ class Acquisition:
             raise EngineError(f"unknown run type {run_type!r}; choose one of {RUN_TYPES}")
         if self.state == "running":
             raise EngineError("a run is already running")
+        refused = run_limits_error(events, seconds)
+        if refused:
+            raise EngineError(refused)
         wanted = RUN_TYPE_SCRIPT[run_type]
         if self.state != "configured" or (
             self.script_name in RUN_TYPE_SCRIPT.values() and self.script_name != wanted
         ):
             self.configure(wanted)
-        if not self.datapath.warm.wait(WARM_UP_LIMIT_S):  # first start on a fresh machine
-            log.warning("data path still compiling after %d s; starting anyway", WARM_UP_LIMIT_S)
+        self._wait_warm()
         try:
             self.board.restart_triggers(self.script_text)
         except BoardError as exc:
@@ -269,7 +286,13 @@ class Acquisition:
         except WriterError as exc:
             self._error(str(exc))
             raise EngineError(str(exc)) from exc
-        self.datapath.begin_run(self.writer, number, run_type)
+        self.datapath.begin_run(
+            self.writer,
+            number,
+            run_type,
+            seq_window=self.link.credit.sequence_window(),
+            max_events=events,
+        )
         self.runlog.append(
             {
                 "event": "start",
@@ -288,13 +311,18 @@ class Acquisition:
         self._publish_status(force=True)
         return self.run
 
-    def stop_run(self, reason: str = "stop requested") -> dict:
-        """Stop the triggers, drain the card, pause it, close the file; returns the counters."""
+    def stop_run(self, reason: str = "stop requested", *, board_lost: bool = False) -> dict:
+        """Stop the triggers, drain the card, pause it, close the file; returns the counters.
+        ``board_lost``: the board is gone, nothing is asked of it (the run ends in error)."""
         if self.state != "running":
             raise EngineError(f"no run to stop (state {self.state})")
         self.state = "stopping"
         self._publish_status(force=True)
-        self.board.stop_and_drain()
+        if board_lost:
+            self.link.credit.stop()
+            self.board.triggers_stopped = False
+        else:
+            self.board.stop_and_drain()
         self.datapath.end_run()
         counters = self.counters()
         final = {
@@ -307,13 +335,17 @@ class Acquisition:
             rows = self.pedestals.rows_of(table)
             final[PEDESTALS_OUT.split("/")[-1]] = rows
             self.load_pedestals(rows)
-        failure = self.datapath.failure
+        failure = self.datapath.failure or (reason if board_lost else None)
+        writer, self.writer = self.writer, None  # released whatever happens to it
         try:
-            if self.writer is not None:
-                self.writer.close(final)
+            if writer is not None:
+                writer.close(final)
         except WriterError as exc:
             failure = failure or str(exc)
-        self.writer = None
+            self.abandoned.append(writer)
+        finally:
+            del writer
+        self.run.board_lost = board_lost
         self.run.stop_reason = (
             reason if not failure or failure in reason else f"{reason}; {failure}"
         )
@@ -342,7 +374,24 @@ class Acquisition:
             else:
                 for incident in self.watch.check(self.run.number, self.run.start_mono):
                     self._warn(incident)
+                lost = self.watch.lost()
+                if lost is not None:
+                    log.error(lost)
+                    self.stop_run(lost, board_lost=True)
         self._publish_status()
+
+    def _wait_warm(self) -> None:
+        """Wait for the data path's kernels (first start on a fresh machine); a stop request
+        cuts the wait short (:class:`Interrupted`: no run is created)."""
+        end = time.monotonic() + WARM_UP_LIMIT_S
+        while not self.datapath.warm.wait(0.1):
+            if self.stop_request.is_set():
+                raise Interrupted("stopped while the data path was compiling; no run started")
+            if time.monotonic() > end:
+                log.warning(
+                    "data path still compiling after %d s; starting anyway", WARM_UP_LIMIT_S
+                )
+                return
 
     def counters(self) -> dict:
         return self.reporter.counters()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,30 @@ class RunInfo:
     max_events: int | None = None
     max_seconds: float | None = None
     stop_reason: str = ""
+    board_lost: bool = False  # the run ended because the board fell silent
     extra: dict = field(default_factory=dict)
+
+
+MAX_RUN_EVENTS = 2**53  # events of one run (exact in a float, far beyond any real run)
+MAX_RUN_SECONDS = 10 * 365 * 86400.0
+
+
+def run_limits_error(events: object, seconds: object) -> str | None:
+    """Why a run's event or time limit cannot be used (None: both fine; None = no limit)."""
+    if events is not None and (
+        isinstance(events, bool) or not isinstance(events, int) or not 0 < events <= MAX_RUN_EVENTS
+    ):
+        return f"events must be a whole number 1..{MAX_RUN_EVENTS}, not {events!r}"
+    if seconds is not None:
+        try:
+            t = float(seconds)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            t = math.nan
+        if isinstance(seconds, bool) or not (math.isfinite(t) and 0 < t <= MAX_RUN_SECONDS):
+            return (
+                f"seconds must be finite, above 0 and at most {MAX_RUN_SECONDS:g}, not {seconds!r}"
+            )
+    return None
 
 
 class StopConditions:

@@ -189,6 +189,7 @@ class StatusReporter:
                 "lost_datagrams": seq.get("missing", 0),
                 "late_datagrams": seq.get("late", 0),
                 "duplicate_datagrams": seq.get("duplicates", 0),
+                "rejected_datagrams": seq.get("rejected", 0),  # stale, forged or bad: dropped
             },
             "decoder": dict(dp.decode_errors),
             "builder": {

@@ -1,7 +1,9 @@
 """Supervision of the board during a run: heartbeat, silence, credit, restarts.
 
-:class:`BoardWatch` keeps its own state (alive, re-grants, last heartbeat, restarts seen) and
-reports incidents as messages; the engine logs them and puts them on the stream.
+:class:`BoardWatch` keeps its own state (alive, re-grants, last heartbeat, last sign of life,
+restarts seen) and reports incidents as messages; the engine logs them and puts them on the
+stream. A board silent for longer than ``board_timeout_s`` (no reply, no data) is lost: the
+engine ends the run (:meth:`BoardWatch.lost`).
 """
 
 from __future__ import annotations
@@ -29,23 +31,51 @@ class BoardWatch:
 
     Heartbeat: a bare ``daq`` every ``heartbeat_s`` proves the board alive and reads its credit.
     No data is normal at low trigger rates, so silence alone proves nothing. A board that does not
-    answer is reported dead; a board that answers with no credit left while we wait for data (it
-    rebooted, or a grant was lost) gets a fresh window. The data path's builder tells a reboot
-    (event counter and clock back to 0): reported, the run goes on.
+    answer is reported not answering; one that neither answers nor sends data for longer than
+    ``board_timeout_s`` is lost (:meth:`lost`; checked right after each heartbeat, so the run ends
+    within ``board_timeout_s`` plus one heartbeat). A board that answers with no credit left while
+    we wait for data (it rebooted, or a grant was lost) gets a fresh window. The data path's
+    builder tells a reboot (event counter and clock back to 0): reported, the run goes on.
     """
 
-    def __init__(self, link: BoardLink, datapath: Any, board: str, heartbeat_s: float) -> None:
+    def __init__(
+        self,
+        link: BoardLink,
+        datapath: Any,
+        board: str,
+        heartbeat_s: float,
+        board_timeout_s: float = 4.0,
+    ) -> None:
         self.link = link
         self.datapath = datapath
         self.board = board
         self.heartbeat_s = heartbeat_s
+        self.board_timeout_s = board_timeout_s
         self.alive = True
         self.regrants = 0
         self._last_heartbeat = 0.0
+        self._last_answer = time.monotonic()
         self._restarts_seen = 0
 
     def begin_run(self) -> None:
         self._restarts_seen = 0
+        self._last_answer = time.monotonic()
+        self.alive = True
+
+    def silent_s(self) -> float:
+        """Seconds since the board last answered a heartbeat or sent data."""
+        last_data = self.datapath.counters.last_data_ns / 1e9
+        return time.monotonic() - max(self._last_answer, last_data)
+
+    def lost(self) -> str | None:
+        """Why the board counts as lost (silent longer than ``board_timeout_s``), or None."""
+        silent = self.silent_s()
+        if self.alive or silent <= self.board_timeout_s:
+            return None
+        return (
+            f"board lost: {self.board} neither answered nor sent data for {silent:.1f} s "
+            f"(board_timeout_s = {self.board_timeout_s:g})"
+        )
 
     def data_age(self, run_start_mono: float) -> float:
         """Seconds since the last datagram (or since the run started)."""
@@ -77,6 +107,7 @@ class BoardWatch:
                 self.alive = False
                 return [f"board {self.board} not answering: {exc}"]
             return []
+        self._last_answer = time.monotonic()
         out = []
         if not self.alive:
             self.alive = True

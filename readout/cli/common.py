@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -33,11 +34,14 @@ class Exit(IntEnum):
     USAGE = 2  # bad arguments, settings, mapping or script: nothing was tried
     DAMAGED = 3  # file commands: the input is damaged; what could be read was output
     NEWER_FORMAT = 4  # file commands: a run file of a newer format version (upgrade agetdaq)
+    BOARD_LOST = 5  # acquisition commands: the board does not answer, or fell silent in the run
+    INTERRUPTED = 6  # acquisition commands: a signal came before the run started (no run made)
 
 
 EXIT_TEXT = (
     "exit status: 0 ok, 1 failure or unreadable input, 2 usage (bad arguments or settings),\n"
-    "3 damaged input (what could be read was output), 4 run file of a newer format version"
+    "3 damaged input (what could be read was output), 4 run file of a newer format version,\n"
+    "5 the board does not answer or fell silent, 6 a signal before the run started (no run)"
 )
 
 
@@ -193,6 +197,15 @@ def add_daq_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pedestals", metavar="PED.h5", help="pedestal table from a pedestal run")
 
 
+def argument_error(args: argparse.Namespace) -> str | None:
+    """Why an argument shared by the acquisition commands cannot be used (checked before
+    anything is sent), or None."""
+    port = getattr(args, "metrics_port", None)
+    if port is not None and not 1 <= port <= 65535:
+        return f"--metrics-port must be 1..65535, not {port}"
+    return None
+
+
 def load_settings(args: argparse.Namespace):
     """Settings from --config, overridden by the command line; ConfigError on bad input."""
     from agetdaq.readout.acquisition.settings import Settings
@@ -249,22 +262,44 @@ def setup_logging(verbose: bool, quiet: bool = False) -> None:
     )
 
 
+# the acquisition commands' names for the codes of :class:`Exit`
+EXIT_OK = Exit.OK  # the run ended as asked (its events, its time, a stop request)
+EXIT_FAILED = Exit.FAILURE  # the run ended in error (writer failure, disk full)
+EXIT_USAGE = Exit.USAGE  # refused input (settings, arguments, script, ports): nothing sent
+EXIT_BOARD_LOST = Exit.BOARD_LOST
+EXIT_INTERRUPTED = Exit.INTERRUPTED
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def stop_on_signals() -> threading.Event:
-    """An event set by SIGINT / SIGTERM (the owner stops cleanly when it sees it)."""
+    """An event set by SIGINT / SIGTERM / SIGHUP (the owner stops cleanly when it sees it: a
+    closed terminal stops a run as ``kill`` does, with its end written)."""
     stop = threading.Event()
 
     def handler(signum: int, frame: object) -> None:
         stop.set()
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, handler)
     return stop
+
+
+def leave(acq, code: int) -> int:
+    """The exit code. A process holding run files HDF5 could not close (a full disk:
+    ``acq.abandoned``) ends here without the interpreter's teardown, which would crash in the
+    HDF5 library (segfault) freeing them; everything of the run is written by then."""
+    if getattr(acq, "abandoned", None):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+    return code
 
 
 def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """The expected errors of the acquisition commands as a message and an exit code: 2 for
-    bad settings, mapping or script (nothing was sent), 1 for a failure (board, port in use,
-    file)."""
+    bad settings, mapping or script (nothing was sent), 1 for a failure (port in use, file), 5
+    when the board does not answer, 6 for a signal before the run started."""
 
     def wrapper(args: argparse.Namespace) -> int:
         try:  # first, and fast: before anything heavy is imported or sent
@@ -275,7 +310,7 @@ def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
 
         from agetdaq.protocol.mapping import MappingError
         from agetdaq.protocol.script import ScriptError
-        from agetdaq.readout.acquisition.engine import EngineError
+        from agetdaq.readout.acquisition.engine import BoardLost, EngineError, Interrupted
         from agetdaq.readout.config import ConfigError
         from agetdaq.readout.link.board_link import BoardError
         from agetdaq.readout.store.errors import RunFileError
@@ -286,6 +321,10 @@ def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
             return func(args)
         except zmq.ZMQError as exc:  # e.g. the control or stream port is already bound
             return fail(f"cannot use ZeroMQ endpoint: {exc}")
+        except BoardLost as exc:
+            return fail(str(exc), Exit.BOARD_LOST)
+        except Interrupted as exc:
+            return fail(str(exc), Exit.INTERRUPTED)
         except (ConfigError, ScriptError, MappingError, SecurityError) as exc:
             return fail(str(exc), Exit.USAGE)
         except (BoardError, EngineError, WriterError) as exc:
@@ -339,18 +378,28 @@ def drive_run(acq, stop: threading.Event, on_poll: Callable[[], object] | None =
 
 
 def run_result(acq) -> tuple[dict, str, int]:
-    """A finished run as (JSON result, text for people, exit code), and its error on stderr."""
+    """A finished run as (JSON result, text for people, exit code), and its error on stderr:
+    0 the run ended as asked, 1 it ended in error, 5 the board was lost."""
     run = acq.run
     counters = acq.counters()
+    record = counters.get("stages", {}).get("record", {})
     result = {
         "run": run.number,
         "file": run.path,
         "stop_reason": run.stop_reason,
         "state": acq.state,
+        "board_lost": run.board_lost,
+        "events_in_file": record.get("events_written"),
+        "events_over_limit": record.get("over_limit", 0),
         "counters": counters,
     }
-    events = counters.get("datapath", {}).get("events", "?")
+    events = result["events_in_file"]
+    if events is None:
+        events = counters.get("datapath", {}).get("events", "?")
     text = f"run {run.number}: {events} events in {run.path}; stopped: {run.stop_reason}"
+    if run.board_lost:
+        fail(f"run {run.number}: {run.stop_reason}; {run.path} is closed")
+        return result, text, Exit.BOARD_LOST
     if acq.state == "error":
         fail(f"run {run.number} ended in error: {acq.message}; {run.path} is closed")
         return result, text, Exit.FAILURE

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 from agetdaq.readout.cli.common import (
+    Exit,
     add_common,
     add_daq_arguments,
     add_output,
+    argument_error,
     drive_run,
     emit,
     fail,
     guarded,
+    leave,
     load_settings,
     run_result,
     setup_logging,
     stop_on_signals,
 )
+
+MAX_K_SIGMA = 100.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,50 +43,63 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from agetdaq.readout.acquisition.engine import Acquisition
+    from agetdaq.readout.acquisition.limits import run_limits_error
+
+    setup_logging(args.verbose, args.quiet)
+    refused = argument_error(args) or run_limits_error(args.events, args.seconds)
+    if refused:  # before anything is sent
+        return fail(refused if refused.startswith("--") else f"--{refused}", Exit.USAGE)
+    if not (math.isfinite(args.k_sigma) and 0 < args.k_sigma <= MAX_K_SIGMA):
+        return fail(f"--k-sigma must be finite, above 0 and at most {MAX_K_SIGMA:g}", Exit.USAGE)
+    settings = load_settings(args)
+    stop = stop_on_signals()
+    acq = Acquisition(settings, publish=args.publish, metrics_port=args.metrics_port, stop=stop)
+    try:
+        code = _measure(acq, args, stop)
+    finally:
+        acq.close()
+    return leave(acq, code)
+
+
+def _measure(acq, args: argparse.Namespace, stop) -> int:
+    """The pedestal run, its summary, the upload; the exit code."""
     import numpy as np
 
-    from agetdaq.readout.acquisition.engine import Acquisition
     from agetdaq.readout.datapath.pedestals import upload_commands
     from agetdaq.readout.link.board_link import BoardError
 
-    setup_logging(args.verbose, args.quiet)
-    settings = load_settings(args)
-    stop = stop_on_signals()
-    acq = Acquisition(settings, publish=args.publish, metrics_port=args.metrics_port)
-    try:
-        acq.start_run("pedestal", "pedestal run", args.output, args.events, args.seconds)
-        drive_run(acq, stop)
-        code = run_result(acq)[2]  # an error is on stderr
-        if code:
-            return code
-        rows = acq.pedestal_rows
-        if rows is None:
-            return fail(f"no pedestal events received from {settings.daq.bec}")
-        strips = rows[rows["strip"] >= 0]
-        summary = {
-            "file": args.output,
-            "events": acq.datapath.counters.events_processed,
-            "mean_adc": float(np.mean(strips["mean"])),
-            "noise_adc": float(np.median(strips["sigma"])),
-            "dead": [int(s) for s in strips["strip"][(strips["flags"] & 1) != 0]],
-            "noisy": [int(s) for s in strips["strip"][(strips["flags"] & 2) != 0]],
-        }
-        if args.upload:
-            commands = upload_commands(rows, k_sigma=args.k_sigma)
-            t0 = time.monotonic()
-            try:
-                for line in commands:
-                    acq.link.command(line)
-            except BoardError as exc:
-                return fail(f"upload failed: {exc}")
-            summary["uploaded_commands"] = len(commands)
-            summary["upload_s"] = round(time.monotonic() - t0, 2)
-        text = (
-            f"pedestals of {summary['events']} events in {args.output}: mean "
-            f"{summary['mean_adc']:.1f} ADC, noise {summary['noise_adc']:.2f} ADC, "
-            f"{len(summary['dead'])} dead, {len(summary['noisy'])} noisy strips"
-        )
-        emit(args, summary, text)
-        return 0
-    finally:
-        acq.close()
+    acq.start_run("pedestal", "pedestal run", args.output, args.events, args.seconds)
+    drive_run(acq, stop)
+    code = run_result(acq)[2]  # an error is on stderr
+    if code:
+        return code
+    rows = acq.pedestal_rows
+    if rows is None:
+        return fail(f"no pedestal events received from {acq.settings.daq.bec}")
+    strips = rows[rows["strip"] >= 0]
+    summary = {
+        "file": args.output,
+        "events": acq.datapath.counters.events_processed,
+        "mean_adc": float(np.mean(strips["mean"])),
+        "noise_adc": float(np.median(strips["sigma"])),
+        "dead": [int(s) for s in strips["strip"][(strips["flags"] & 1) != 0]],
+        "noisy": [int(s) for s in strips["strip"][(strips["flags"] & 2) != 0]],
+    }
+    if args.upload:
+        commands = upload_commands(rows, k_sigma=args.k_sigma)
+        t0 = time.monotonic()
+        try:
+            for line in commands:
+                acq.link.command(line)
+        except BoardError as exc:
+            return fail(f"upload failed: {exc}")
+        summary["uploaded_commands"] = len(commands)
+        summary["upload_s"] = round(time.monotonic() - t0, 2)
+    text = (
+        f"pedestals of {summary['events']} events in {args.output}: mean "
+        f"{summary['mean_adc']:.1f} ADC, noise {summary['noise_adc']:.2f} ADC, "
+        f"{len(summary['dead'])} dead, {len(summary['noisy'])} noisy strips"
+    )
+    emit(args, summary, text)
+    return 0

@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 
 from agetdaq.readout.cli.common import (
+    Exit,
     add_common,
     add_daq_arguments,
     add_output,
+    argument_error,
     drive_run,
     emit,
+    fail,
     guarded,
+    leave,
     load_settings,
     run_result,
     setup_logging,
@@ -47,16 +51,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from agetdaq.readout.acquisition.control_handler import handle
-    from agetdaq.readout.acquisition.engine import Acquisition
+    from agetdaq.readout.acquisition.engine import Acquisition, Interrupted
+    from agetdaq.readout.acquisition.limits import run_limits_error
     from agetdaq.readout.store.run import load_pedestals
 
     setup_logging(args.verbose, args.quiet)
+    refused = argument_error(args) or run_limits_error(args.events, args.seconds)
+    if refused:  # before anything is sent
+        return fail(refused if refused.startswith("--") else f"--{refused}", Exit.USAGE)
     settings = load_settings(args)
     stop = stop_on_signals()
     server = _control_server(args, lambda req: handle(acq, req)) if args.control else None
     try:
         acq = Acquisition(
-            settings, publish=args.publish, metrics_port=args.metrics_port, pcap=args.pcap
+            settings,
+            publish=args.publish,
+            metrics_port=args.metrics_port,
+            pcap=args.pcap,
+            stop=stop,
         )
     except BaseException:
         if server is not None:
@@ -67,15 +79,17 @@ def run(args: argparse.Namespace) -> int:
             acq.load_pedestals(load_pedestals(args.pedestals))
         acq.configure(args.script)
         acq.script_name = args.script  # keep the user's script for this run
+        if stop.is_set():
+            raise Interrupted("stopped after the configuration; no run started")
         acq.start_run(args.run_type, args.comment, args.output, args.events, args.seconds)
         drive_run(acq, stop, (lambda: server.poll(0)) if server is not None else None)
         result, text, code = run_result(acq)
         emit(args, result, text)
-        return code
     finally:
         if server is not None:
             server.close()
         acq.close()
+    return leave(acq, code)
 
 
 def _control_server(args: argparse.Namespace, handler):

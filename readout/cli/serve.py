@@ -6,9 +6,14 @@ import argparse
 import logging
 
 from agetdaq.readout.cli.common import (
+    EXIT_OK,
+    Exit,
     add_common,
     add_daq_arguments,
+    argument_error,
+    fail,
     guarded,
+    leave,
     load_settings,
     setup_logging,
     stop_on_signals,
@@ -50,6 +55,9 @@ def serve(args: argparse.Namespace) -> int:
     from agetdaq.readout.transport.security import control_socket_setup
 
     setup_logging(args.verbose, args.quiet)
+    refused = argument_error(args)
+    if refused:  # before anything is sent
+        return fail(refused, Exit.USAGE)
     settings = load_settings(args)
     setup = control_socket_setup(args.control, getattr(args, "keys_dir", None))
     stop = stop_on_signals()
@@ -57,7 +65,11 @@ def serve(args: argparse.Namespace) -> int:
     server = ControlServer(args.control, lambda req: handle(acq, req), configure_socket=setup)
     try:
         acq = Acquisition(
-            settings, publish=args.publish, metrics_port=args.metrics_port, pcap=args.pcap
+            settings,
+            publish=args.publish,
+            metrics_port=args.metrics_port,
+            pcap=args.pcap,
+            stop=stop,
         )
     except BaseException:
         server.close()
@@ -71,7 +83,7 @@ def serve(args: argparse.Namespace) -> int:
         while not stop.is_set():
             server.poll(100)
             acq.poll()
-        return 0
     finally:
         server.close()
         acq.close()
+    return leave(acq, EXIT_OK)

@@ -9,22 +9,28 @@ Stages, in the default order (``[pipeline] stages``; contract: stage.py, order a
 registry.py, one module each in stages/); a stage gets a
 :class:`~agetdaq.readout.datapath.batch.Batch`, adds to it and passes it on:
 
-1. ``sequence``    ring views -> link counters (datagram sequence: missing, late, duplicate)
+1. ``sequence``    ring views -> link counters (sequence of the datagrams decode took: missing,
+                   late, duplicate; the ones it refused: rejected)
 2. ``record_raw``  ring views -> the run file's raw record (every datagram as received)
-3. ``decode``      ring views -> ``decoded`` flat tables; the ring slots go back right after
+3. ``decode``      ring views -> ``decoded`` flat tables; each frame judged as a whole first
+                   (card, sequence window, grammar: a bad one dropped whole); the ring slots go
+                   back right after
 4. ``build``       ``decoded`` -> ``built`` (event id, build flags; duplicates dropped)
 5. ``shed``        ``built`` -> chunks of ``chunk_events``, ``shed`` while the ring fills
 6. ``process``     ``built`` -> ``dense`` waveforms, ``processed`` features / hits / class / trigger
 7. ``pedestal``    ``dense`` -> pedestal table (pedestal runs; nothing is shed in them)
 8. ``rows``        ``built`` (+ ``processed``) -> ``rows`` of the event table
-9. ``record``      ``rows`` + kept channels -> the run file (store mode ``hits|events|all|none``)
+9. ``record``      ``rows`` + kept channels -> the run file (store mode ``hits|events|all|none``;
+                   exactly ``max_events`` of a run with an event limit, the rest counted)
 10. ``calibration`` ``rows`` -> the 55Fe gain trend (calibration runs)
 11. ``publish``    ``rows`` (+ hits, sampled waveforms) -> the monitor feed
 
 Counted where something is dropped, per stage (``DataPath.stage_counters()``): datagrams outside
-a run (the path), lost / late / duplicate datagrams (sequence), decoder errors by kind (decode),
+a run (the path), lost / late / duplicate / rejected datagrams (sequence), decoder errors by kind
+including the frames dropped whole (decode),
 missing / duplicate / damaged events and board restarts (build), events shed, i.e. recorded
-NOT_PROCESSED (shed), channel rows the scatter could not place (process), writer errors: the
-first ends the run's recording, the run then stops (record_raw, record), calibration-fit errors
+NOT_PROCESSED (shed), channel rows the scatter could not place (process), events past the run's
+limit (record), writer errors: the first ends the run's recording, the run then stops
+(record_raw, record), calibration-fit errors
 (calibration). ``DataPath.counters`` sums them into the totals the acquisition watches.
 """

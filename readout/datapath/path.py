@@ -113,11 +113,27 @@ class DataPath:
 
     # ---- run boundaries (called from the control thread) ------------------------------------
 
-    def begin_run(self, writer: Any, run_number: int, run_type: str = "") -> None:
-        """Open a run: ``writer`` (a RunWriter, or None: nothing is recorded) takes its data."""
+    def begin_run(
+        self,
+        writer: Any,
+        run_number: int,
+        run_type: str = "",
+        *,
+        seq_window: int = 128,
+        max_events: int | None = None,
+    ) -> None:
+        """Open a run: ``writer`` (a RunWriter, or None: nothing is recorded) takes its data;
+        ``seq_window``: the board's sequence window; ``max_events``: the run's event limit."""
         with self._lock:
             self._ring = PathCounters()
-            self.run = RunState(run_number, run_type, writer, open=True)
+            self.run = RunState(
+                run_number,
+                run_type,
+                writer,
+                open=True,
+                seq_window=seq_window,
+                max_events=max_events,
+            )
             self.pipeline.begin_run(self.run)
 
     def end_run(self) -> None:
@@ -128,6 +144,7 @@ class DataPath:
             if self.run.open:
                 self.pipeline.end_run()
                 self.run.open = False
+            self.run.writer = None  # the caller closes it; nothing here may keep it open
 
     # ---- thread -----------------------------------------------------------------------------
 

@@ -100,6 +100,8 @@ class RunState:
     open: bool = False
     failure: str | None = None  # the first writer failure: nothing more is recorded
     keep_all: bool = False  # a stage needs every event processed (no shedding), e.g. pedestals
+    seq_window: int = 128  # the board's sequence window (frames in flight): decode refuses others
+    max_events: int | None = None  # the run's event limit: record keeps exactly this many
     outputs: dict[str, Any] = field(default_factory=dict)  # results for the acquisition
 
     def fail(self, message: str) -> bool:

@@ -15,10 +15,12 @@ A datagram's path, module by module:
 3. :mod:`.ring` -- the ring: preallocated slots, handed to the data path as views; and
    :mod:`.replies`, the reply queue beside it. :mod:`.receiver` wires 2 and 3 together.
 4. :mod:`.credit` -- the credit loop: returns each frame's credit to the board, holds it while the
-   ring fills; its state (:mod:`.credit_state`) is shared with the GIL-free re-grant in
-   :mod:`.credit_kernel`; settings in :mod:`.credit_config`.
+   ring fills, ignores tags further ahead than the board's window (``out_of_window``); its state
+   (:mod:`.credit_state`) is shared with the GIL-free re-grant in :mod:`.credit_kernel`;
+   settings in :mod:`.credit_config`.
 5. :mod:`.board_link` -- the board commands: one command, one reply; scripts checked in full
-   before anything is sent; start / pause of the data.
+   before anything is sent; start / pause of the data; every wait (reply, script ``sleep``) cut
+   short by the caller's stop request (``BoardInterrupted``).
 6. :mod:`.pcap_tap` -- the pcap tap: both directions into a capture file, never blocking.
 
 What is particular to a board type (frame check, command set, credit request format, pause, port,

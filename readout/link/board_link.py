@@ -19,7 +19,8 @@ reply parser, the credit request format, the pause request, the default port and
 * :meth:`BoardLink.run_script` executes a :class:`agetdaq.protocol.script.Script`: the whole script
   is parsed and validated first (text or path in -> :class:`~agetdaq.protocol.script.ScriptError`
   before any datagram leaves; every board step checked with the board type's command set), then
-  board steps go one by one with their replies logged, ``sleep`` waits (interruptibly), ``fem``
+  board steps go one by one with their replies logged, ``sleep`` waits (a stop request cuts
+  every wait short: :class:`BoardInterrupted`), ``fem``
   selects, ``credits`` configures the credit loop and client ``DAQ`` steps go to ``on_daq`` (default
   :meth:`BoardLink.daq_step`: starts / stops the credit loop).
 """
@@ -57,6 +58,13 @@ class BoardError(RuntimeError):
 
 class BoardTimeout(BoardError, TimeoutError):
     """No reply within the timeout."""
+
+
+class BoardInterrupted(BoardError):
+    """A wait for the board was cut short by the owner's stop request (a signal)."""
+
+
+STOP_POLL_S = 0.05  # how often an interruptible wait looks at its stop request
 
 
 @dataclass(frozen=True)
@@ -167,23 +175,29 @@ class BoardLink:
         *,
         check: bool = True,
         validate_line: bool = True,
+        stop: threading.Event | None = None,
     ) -> Reply | None:
         """Send one command line and return its reply (None for a data request, which gets none).
         The line is checked against the board type's command set first unless ``validate_line``
         is False (then a reply is always awaited). ``check`` raises :class:`BoardError` on an
-        error code."""
+        error code; ``stop`` set cuts the wait for the reply short (:class:`BoardInterrupted`)."""
         if not validate_line:
-            return self._command(" ".join(line.split()), True, timeout, check)
+            return self._command(" ".join(line.split()), True, timeout, check, stop)
         try:
             parsed = self.board.validate(line)
         except CommandError as exc:
             raise BoardError(
                 f"not sent to {self.address}: {exc.message}", code=exc.code, text=line
             ) from None
-        return self._command(parsed.text, self.board.expects_reply(parsed), timeout, check)
+        return self._command(parsed.text, self.board.expects_reply(parsed), timeout, check, stop)
 
     def _command(
-        self, text: str, wants_reply: bool, timeout: float | None, check: bool
+        self,
+        text: str,
+        wants_reply: bool,
+        timeout: float | None,
+        check: bool,
+        stop: threading.Event | None = None,
     ) -> Reply | None:
         if self._closed:
             raise BoardError(f"link to {self.address} is closed")
@@ -200,8 +214,12 @@ class BoardLink:
             self.commands_sent += 1
             if not wants_reply:
                 return None
-            got = self.receiver.get_reply(wait)
+            got = self._wait_reply(wait, stop)
         if got is None:
+            if stop is not None and stop.is_set():
+                raise BoardInterrupted(
+                    f"stopped while waiting for {self.address} to answer {text!r}"
+                )
             self.timeouts += 1
             raise BoardTimeout(f"no reply from board {self.address} to {text!r} within {wait:g} s")
         try:
@@ -219,6 +237,20 @@ class BoardLink:
                 text=reply.text,
             )
         return reply
+
+    def _wait_reply(self, wait: float, stop: threading.Event | None):
+        """The reply, or None after ``wait`` s or once ``stop`` is set."""
+        if stop is None:
+            return self.receiver.get_reply(wait)
+        end = time.monotonic() + wait
+        while not stop.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return None
+            got = self.receiver.get_reply(min(left, STOP_POLL_S))
+            if got is not None:
+                return got
+        return None
 
     def set_tap(self, tap: Callable[[str, bytes | memoryview, int], None] | None) -> None:
         """Hand every datagram sent and received to ``tap(direction, payload, monotonic_ns)``
@@ -283,7 +315,8 @@ class BoardLink:
         stop: threading.Event | None = None,
     ) -> list[StepResult]:
         """Run a script (parsed here first if given as text or path). Returns each board step with
-        its reply. ``stop`` interrupts it between steps and during ``sleep``."""
+        its reply. ``stop`` set interrupts it between steps, in a ``sleep`` and while a reply is
+        awaited: :class:`BoardInterrupted` (the script did not complete)."""
         if not isinstance(script, Script):
             script = parse_script(script)  # raises ScriptError before anything is sent
         plan = self._plan(script)
@@ -291,14 +324,17 @@ class BoardLink:
         results: list[StepResult] = []
         for step, command in plan:
             if stop is not None and stop.is_set():
-                log.info("%s: script stopped before %s:%d", self.address, step.file, step.line)
-                break
+                raise BoardInterrupted(
+                    f"{self.address}: script stopped before {step.file}:{step.line}"
+                )
             if step.kind == "board":
                 if not self.selected:
                     log.info("%s: %r skipped (fem not selected)", self.address, step.text)
                     continue
                 assert command is not None
-                reply = self._command(command.text, self.board.expects_reply(command), None, True)
+                reply = self._command(
+                    command.text, self.board.expects_reply(command), None, True, stop
+                )
                 log.info(
                     "%s %s:%d %r -> %s",
                     self.address,
@@ -312,6 +348,10 @@ class BoardLink:
                     on_reply(step, reply)
             elif step.kind == "sleep":
                 self._sleep(step.args["seconds"], stop)
+                if stop is not None and stop.is_set():
+                    raise BoardInterrupted(
+                        f"{self.address}: script stopped in {step.file}:{step.line} {step.text!r}"
+                    )
             elif step.kind == "fem":
                 self._select(step)
             elif step.kind == "credits":

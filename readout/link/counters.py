@@ -132,6 +132,7 @@ class CreditCounters:
     send_errors: int = 0  # sendto failures (ICMP refused, ENOBUFS...)
     lost_replies: int = 0  # gaps in the data lead-word sequence
     stale_replies: int = 0  # lead words behind the expected one: duplicates, late frames
+    out_of_window: int = 0  # lead words further ahead than the board can be: forged, ignored
     resyncs: int = 0  # first-reply flags (0x0100) seen
     holds: int = 0  # times granting stopped because the ring was filling
     resumes: int = 0  # times it restarted

@@ -27,6 +27,10 @@ Design
   board sent (and charged) never reached us: they are counted in ``lost_replies`` and credited back
   so the window does not shrink over a weeks-long run (never more than the credit in flight). In
   unit B their sizes are unknown: [I] they are credited at the size of the frame showing the gap.
+  The board sends only what it was granted, so a tag further ahead than :meth:`sequence_window`
+  cannot be its own (a forged or replayed frame): counted ``out_of_window``, credited nothing,
+  and the expected tag stays where it was. (A first-reply flag is always followed: a rebooted
+  card flags its first frame after any request.)
 * **Budget** (client ``DAQ N``): in unit B requests are capped at the bytes left; once the budget is
   received a zero-size request is sent and the next start is a first request again (as feminos-daq).
 * **Stop** = no more grants; :class:`agetdaq.readout.link.board_link.BoardLink` then sends the board
@@ -63,6 +67,7 @@ __all__ = ["CreditConfig", "CreditLoop"]
 log = logging.getLogger(__name__)
 
 _CACHE_LIMIT = 4096
+SEQ_WINDOW_ALL = 128  # a sequence window that takes every tag
 _NO_TAG = 0x200  # expected tag before the first frame of a window: matches none
 
 
@@ -169,6 +174,13 @@ class CreditLoop:
         """Credit the board holds or has in flight, as far as we know."""
         return self._window - self.pending if self.state.running else 0
 
+    def sequence_window(self) -> int:
+        """How far ahead of the expected tag a frame of the board may be: the frames it can have
+        in flight (unit F: the window, doubled for margin; unit B: any, 128)."""
+        if self.config.unit != "F":
+            return SEQ_WINDOW_ALL
+        return min(SEQ_WINDOW_ALL, max(16, 2 * self.config.window))
+
     def start(self, budget_bytes: int | None = None) -> None:
         """Open the window (first request, no sequence number); ``budget_bytes`` = stop granting
         after that many bytes (None = no limit). While running, only updates the budget."""
@@ -258,6 +270,9 @@ class CreditLoop:
             gap = (seq - expect) & TAG_SEQ_MASK
             if gap >= 0x80:  # behind: a duplicate (never charged) or a frame already counted lost
                 c.stale_replies += 1
+                return 0
+            if gap >= self.sequence_window():  # not a frame of the board
+                c.out_of_window += 1
                 return 0
             c.lost_replies += gap
             credit += min(gap * credit, max(0, self.outstanding - credit))

@@ -13,6 +13,7 @@ read-only and can be published to the counting room without exposing control.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -40,17 +41,26 @@ def is_loopback(endpoint: str) -> bool:
 
 
 def create_keys(directory: str | Path, clients: tuple[str, ...] = ("gui",)) -> list[Path]:
-    """Server pair plus one pair per client; client public keys go to ``clients/``."""
+    """Server pair plus one pair per client; client public keys go to ``clients/``. The
+    directory is private (0700) and every secret key readable by its owner only (0600), also
+    while it is written (umask 077)."""
     d = Path(directory)
-    (d / "clients").mkdir(parents=True, exist_ok=True)
-    made = []
-    if not (d / "server.key_secret").exists():
-        made += [Path(p) for p in zmq.auth.create_certificates(str(d), "server")]
-    for name in clients:
-        if not (d / f"{name}.key_secret").exists():
-            pub, sec = zmq.auth.create_certificates(str(d), name)
-            shutil.copy(pub, d / "clients" / f"{name}.key")
-            made += [Path(pub), Path(sec), d / "clients" / f"{name}.key"]
+    old_umask = os.umask(0o077)
+    try:
+        (d / "clients").mkdir(parents=True, exist_ok=True)
+        d.chmod(0o700)
+        made = []
+        if not (d / "server.key_secret").exists():
+            made += [Path(p) for p in zmq.auth.create_certificates(str(d), "server")]
+        for name in clients:
+            if not (d / f"{name}.key_secret").exists():
+                pub, sec = zmq.auth.create_certificates(str(d), name)
+                shutil.copy(pub, d / "clients" / f"{name}.key")
+                made += [Path(pub), Path(sec), d / "clients" / f"{name}.key"]
+    finally:
+        os.umask(old_umask)
+    for secret in d.glob("*.key_secret"):  # also the ones an older version left readable
+        secret.chmod(0o600)
     return made
 
 

@@ -5,13 +5,16 @@
 hit strips of triggered events, ``events`` every channel of triggered events, ``all`` every
 channel, ``none`` nothing. A shed event keeps all its channels, or, when the file keeps the raw
 datagrams and the mode is not ``all``, none: its samples are read back from the raw record
-(build flag SAMPLES_IN_RAW). A writer failure is counted, ends the recording of the run
+(build flag SAMPLES_IN_RAW). A run with an event limit (``run.max_events``) gets exactly that
+many events: the ones after (the card's memory draining at the stop, a backlog) are counted
+``over_limit``, not recorded and not passed on (the stages after it see what the file holds).
+A writer failure is counted, ends the recording of the run
 (``run.failure``; the acquisition stops the run) and never the data path.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -49,6 +52,29 @@ class _Recording(Stage):
 
     def add_totals(self, totals: PathCounters) -> None:
         totals.writer_errors += self.errors
+
+
+def first_events(batch: Batch, n: int) -> Batch:
+    """The first ``n`` events of a batch that went through the stages before record (every
+    per-event table cut to them)."""
+    total = len(batch)
+    part = batch.part(0, n)
+    part.rows = batch.rows[:n] if batch.rows is not None else None
+    part.processed = _head(batch.processed, n, total)
+    part.dense = _head(batch.dense, n, total)
+    return part
+
+
+def _head(obj, n: int, total: int):
+    """A dataclass of per-event arrays cut to its first ``n`` events (other fields as they are)."""
+    if obj is None:
+        return None
+    cut = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, np.ndarray) and value.ndim and value.shape[0] == total:
+            cut[f.name] = value[:n]
+    return replace(obj, **cut)
 
 
 class RecordRaw(_Recording):
@@ -91,26 +117,50 @@ class Record(_Recording):
     def __init__(self, context: PathContext, options: RecordOptions | None = None) -> None:
         super().__init__(context, options)
         self.lut = context.layout.lut
+        self.over_limit = 0
+
+    def begin_run(self, run: RunState) -> None:
+        super().begin_run(run)
+        self.over_limit = 0
 
     def process(self, batch: Batch) -> None:
         w = self._writer()
         if w is not None:
             rows, built, proc = batch.rows, batch.built, batch.processed
-            if proc is not None:
-                trig, hit = proc.features["trig"], proc.hit
-                ch, bins, adc, aux = stored_channels(built, self.lut, self.options.store, trig, hit)
-            elif w.config.raw and self.options.store != "all":
-                # the raw record holds every sample: no second, decoded copy (readers decode it)
-                rows["build_flags"] |= SAMPLES_IN_RAW
-                ch, bins, adc, aux = _NO_CHANNELS, _NO_SAMPLES, _NO_SAMPLES, aux_rows(built)
-            else:
-                ch, bins, adc, aux = stored_channels(built, self.lut, "all", None, None)
-            try:
-                w.append_events(rows, ch, bins, adc, aux)
-                self.written += len(rows)
-            except WriterError as exc:
-                self._fail(exc)
+            room = len(rows)
+            if self.run.max_events is not None:
+                room = max(0, min(room, self.run.max_events - self.written))
+                self.over_limit += len(rows) - room
+            if room:
+                self._append(w, rows, built, proc, room)
+            if room < len(rows):
+                if room:
+                    self.emit(first_events(batch, room))
+                return
         self.emit(batch)
+
+    def _append(self, w, rows: np.ndarray, built, proc, n: int) -> None:
+        """The first ``n`` events of the batch into the file."""
+        if proc is not None:
+            trig, hit = proc.features["trig"], proc.hit
+            ch, bins, adc, aux = stored_channels(built, self.lut, self.options.store, trig, hit)
+        elif w.config.raw and self.options.store != "all":
+            # the raw record holds every sample: no second, decoded copy (readers decode it)
+            rows["build_flags"] |= SAMPLES_IN_RAW
+            ch, bins, adc, aux = _NO_CHANNELS, _NO_SAMPLES, _NO_SAMPLES, aux_rows(built)
+        else:
+            ch, bins, adc, aux = stored_channels(built, self.lut, "all", None, None)
+        if n < len(rows):  # rows are in event order: the first n events are a prefix of each
+            rows = rows[:n]
+            k = int(np.searchsorted(ch["event_row"], n))
+            n_samples = int(ch["n_samples"][:k].sum())
+            ch, bins, adc = ch[:k], bins[:n_samples], adc[:n_samples]
+            aux = aux[: int(np.searchsorted(aux["event_row"], n))]
+        try:
+            w.append_events(rows, ch, bins, adc, aux)
+            self.written += len(rows)
+        except WriterError as exc:
+            self._fail(exc)
 
     def tick(self) -> None:
         w = self._writer()
@@ -121,4 +171,8 @@ class Record(_Recording):
                 self._fail(exc)
 
     def counters(self) -> dict[str, int]:
-        return {"events_written": self.written, "errors": self.errors}
+        return {
+            "events_written": self.written,
+            "over_limit": self.over_limit,
+            "errors": self.errors,
+        }

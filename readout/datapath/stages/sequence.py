@@ -1,7 +1,10 @@
 """Stage ``sequence``: the lead-word sequence numbers of the data datagrams say what the link lost.
 
-Reads the ring views; counts missing, late, duplicate and stray datagrams and board resyncs.
-Drops nothing.
+Reads the ring views; counts missing, late, duplicate and stray datagrams and board resyncs over
+the datagrams the decoder took (its verdicts, known once the batch has come back from the stages
+after this one; without a decode stage every datagram counts). Frames the decoder refused (outside
+the board's window, or bad as a whole) are counted ``rejected``, never missing or late. Drops
+nothing.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agetdaq.protocol import decode_kernel as dk
 from agetdaq.readout.datapath.batch import Batch
 from agetdaq.readout.datapath.stage import RunState, Stage
+from agetdaq.readout.datapath.stages.decode import VERDICTS
 
 
 @dataclass
@@ -23,6 +28,7 @@ class SequenceCounters:
     duplicates: int = 0  # a sequence number received twice
     resyncs: int = 0  # first-reply flags (0x0100): the board restarted its sequence
     stray: int = 0  # behind the sequence but neither missing nor seen (e.g. before a resync)
+    rejected: int = 0  # refused by the decoder (stale / forged numbers, bad frames): not counted
 
 
 _UNKNOWN, _RECEIVED, _MISSING = 0, 1, 2
@@ -108,8 +114,15 @@ class Sequence(Stage):
 
     def process(self, batch: Batch) -> None:
         buf = batch.raw.buf
-        self.tracker.feed(buf[:, 0].astype(np.int64) | buf[:, 1].astype(np.int64) << 8)
+        leads = buf[:, 0].astype(np.int64) | buf[:, 1].astype(np.int64) << 8  # before release
         self.emit(batch)
+        verdict = batch.extra.get(VERDICTS)
+        if verdict is not None:
+            refused = (verdict == dk.V_OUT_OF_WINDOW) | (verdict == dk.V_REJECTED)
+            if refused.any():
+                self.tracker.counters.rejected += int(refused.sum())
+                leads = leads[~refused]
+        self.tracker.feed(leads)
 
     def counters(self) -> dict[str, int]:
         return dict(vars(self.tracker.counters))

@@ -1,0 +1,35 @@
+"""The command scripts the engine runs: shipped ones by name, files, and where a script named
+over run control may come from (it and every file it execs stay inside that directory)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from agetdaq.protocol.script import ScriptError
+from agetdaq.readout.acquisition.runlog import confine
+
+SCRIPTS_DIR = Path(__file__).parents[1] / "scripts"
+# calibration.txt (every channel whole; the accurate low-gain calibration, docs/CALIBRATION.md) is
+# chosen explicitly: at full readout a 2-core DAQ PC answers run control too slowly for the GUI
+RUN_TYPE_SCRIPT = {"pedestal": "pedestal_data", "calibration": "run", "background": "run"}
+
+
+def script_path(name: str) -> Path:
+    """A shipped script by name (run, pedestal, pedestal_data, startup) or a file path."""
+    shipped = SCRIPTS_DIR / f"{name}.txt"
+    if shipped.exists():
+        return shipped
+    p = Path(name)
+    if not p.exists():
+        raise ScriptError(name, 0, "no such command script")
+    return p
+
+
+def confined_script(data_dir: Path, name: str) -> tuple[str, Path]:
+    """A script named in a control message and the directory it and every file it execs must
+    stay in: a shipped one by plain name, else a file inside the data directory (ValueError
+    otherwise: a remote client must not make the DAQ read any file, nor echo one)."""
+    if re.fullmatch(r"[A-Za-z0-9_-]+", name) and (SCRIPTS_DIR / f"{name}.txt").exists():
+        return name, SCRIPTS_DIR
+    return str(confine(data_dir, name)), data_dir
