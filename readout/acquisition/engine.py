@@ -37,7 +37,7 @@ from agetdaq.readout.acquisition.memtune import pin_malloc_thresholds
 from agetdaq.readout.acquisition.metrics import DaqMetrics
 from agetdaq.readout.acquisition.pedestal_use import PedestalUse
 from agetdaq.readout.acquisition.runlog import RunLog
-from agetdaq.readout.acquisition.scripts import RUN_TYPE_SCRIPT, script_path
+from agetdaq.readout.acquisition.scripts import RUN_TYPE_SCRIPT, SCRIPTS_DIR, script_path
 from agetdaq.readout.acquisition.settings import Settings, parse_address
 from agetdaq.readout.acquisition.status import EngineView, StatusReporter
 from agetdaq.readout.acquisition.supervision import BoardWatch
