@@ -19,7 +19,7 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/agetdaq demo
 
-test: $(STAMP)
+test: $(STAMP) monitoring-tools
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -47,3 +47,16 @@ soak: $(STAMP)
 
 fuzz: $(STAMP)
 	$(BIN)/python tools/fuzz.py --datagrams 1000000
+
+# Debian's `prometheus` package gives promtool and the server that tests/test_deploy_monitoring.py
+# uses; installed here when running as root with apt-get. Without it those tests skip, saying why.
+.PHONY: monitoring-tools
+monitoring-tools:
+	@if ! command -v promtool >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] \
+		&& command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's prometheus (promtool) for the monitoring tests"; \
+		{ apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 \
+		|| { apt-get update -q >/dev/null 2>&1 \
+		&& apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1; }; } \
+		|| echo "prometheus could not be installed: the monitoring tests will skip"; \
+	fi
