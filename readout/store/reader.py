@@ -20,6 +20,7 @@ from agetdaq.protocol.event import Channel, Event, EventFlag
 from agetdaq.readout import schema as S
 from agetdaq.readout.store import layout as L
 from agetdaq.readout.store.errors import DamagedRunFileError, RunFileError, UnknownFormatError
+from agetdaq.readout.store.metadata import metadata_text, read_attributes
 
 __all__ = ["RunFile", "RunFileError"]
 
@@ -112,11 +113,22 @@ class RunFile:
             yield block[o : o + int(row["nbytes"])]
 
     def status(self) -> list[dict]:
-        """The counter snapshots (one per flush); an unreadable snapshot is left out."""
+        """The counter snapshots (one per flush); an unreadable snapshot is left out. Format
+        version 3 keeps each snapshot's JSON whole in ``status_json``; versions 1-2 cut it at
+        2 048 bytes (such a snapshot is unreadable)."""
         out = []
-        for r in self._table(L.STATUS, S.STATUS_DTYPE)[:]:
+        if self.format_version >= 3:
+            rows = self._table(L.STATUS, S.STATUS_DTYPE)[:]
+            text = self.file[L.STATUS_JSON][:] if L.STATUS_JSON in self.file else np.zeros(0)
+            texts = [
+                bytes(text[int(r["offset"]) : int(r["offset"]) + int(r["nbytes"])]) for r in rows
+            ]
+        else:
+            rows = self._table(L.STATUS, S.STATUS_DTYPE_V2)[:]
+            texts = [bytes(r["json"]).rstrip(b"\0") for r in rows]
+        for r, t in zip(rows, texts):
             try:
-                d = json.loads(bytes(r["json"]).rstrip(b"\0") or b"{}")
+                d = json.loads(t or b"{}")
             except (json.JSONDecodeError, UnicodeDecodeError):
                 continue
             if isinstance(d, dict):
@@ -125,15 +137,14 @@ class RunFile:
         return out
 
     def metadata(self) -> dict[str, str]:
-        """Configuration in: every dataset of /meta as text (pedestals excluded)."""
-        meta = self.file.get(L.META)
-        if meta is None:
-            return {}
-        return {
-            k: _text(meta[k][()])
-            for k in meta
-            if isinstance(meta[k], h5py.Dataset) and meta[k].dtype.kind in "SOU"
-        }
+        """Configuration in, as text: the typed attributes and the text datasets of /meta
+        (format version 3), or its byte-string datasets (1-2); pedestals excluded."""
+        return metadata_text(self.file.get(L.META))
+
+    def attributes(self) -> dict[str, object]:
+        """The run's facts in their types (run_number int, start_unix float s, start_time ISO
+        8601 text ...), from any format version (:mod:`~agetdaq.readout.store.metadata`)."""
+        return read_attributes(self.file.get(L.META))
 
     def final(self) -> dict[str, str]:
         """Configuration out (written on a clean close); empty if the writer died."""

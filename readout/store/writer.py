@@ -23,6 +23,7 @@ from agetdaq import __version__
 from agetdaq.readout import schema as S
 from agetdaq.readout.config import setting
 from agetdaq.readout.store import layout as L
+from agetdaq.readout.store.metadata import write_metadata
 
 
 class WriterError(RuntimeError):
@@ -210,14 +211,9 @@ class RunWriter:
         self.aux = self._dataset(L.AUX, S.AUX_DTYPE)
         self.status = self._dataset(L.STATUS, S.STATUS_DTYPE)
         self.status.flush_rows = 1
-        meta = f.require_group(L.META)
-        for key, value in metadata.items():
-            if isinstance(value, np.ndarray):
-                meta.create_dataset(key, data=value)
-            elif isinstance(value, (dict, list)):
-                meta.create_dataset(key, data=json.dumps(value, default=str))
-            else:
-                meta.create_dataset(key, data=str(value))
+        self.status_json = self._dataset(L.STATUS_JSON, S.STATUS_TEXT_DTYPE)
+        self.status_json.flush_rows = 1
+        write_metadata(f.require_group(L.META), metadata)
         if pedestals is not None:
             f.create_dataset(L.PEDESTALS, data=np.asarray(pedestals, dtype=S.PEDESTAL_DTYPE))
 
@@ -267,9 +263,13 @@ class RunWriter:
         self._maybe_write()
 
     def append_status(self, snapshot: Mapping[str, object]) -> None:
+        """One counter snapshot, its JSON whole (format version 3)."""
+        text = np.frombuffer(json.dumps(snapshot, default=str).encode(), dtype=np.uint8)
         row = np.zeros(1, dtype=S.STATUS_DTYPE)
         row["time_ns"] = time.time_ns()
-        row["json"] = json.dumps(snapshot, default=str).encode()[: S.STATUS_DTYPE["json"].itemsize]
+        row["offset"] = self.status_json.total
+        row["nbytes"] = len(text)
+        self.status_json.append(text)
         self.status.append(row)
 
     # ---- flushing ---------------------------------------------------------------------------
@@ -283,6 +283,7 @@ class RunWriter:
             self.sample_bin,
             self.sample_adc,
             self.aux,
+            self.status_json,
             self.status,
         )
 
