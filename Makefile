@@ -19,7 +19,7 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/agetdaq demo
 
-test: $(STAMP)
+test: $(STAMP) monitoring-tools
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -37,7 +37,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks --quick
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(FLOORS) build *.egg-info .pytest_cache
 
 # Reliability runs outside CI (docs/RELIABILITY.md): 10 kill -9 trials + a 10-minute memory soak
 # at line rate, and >= 1 000 000 fuzzed datagrams into a running acquisition.
@@ -47,3 +47,35 @@ soak: $(STAMP)
 
 fuzz: $(STAMP)
 	$(BIN)/python tools/fuzz.py --datagrams 1000000
+
+# Debian's `prometheus` package gives promtool and the server that tests/test_deploy_monitoring.py
+# uses; installed here when running as root with apt-get. Without it those tests skip, saying why.
+.PHONY: monitoring-tools
+monitoring-tools:
+	@if ! command -v promtool >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] \
+		&& command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's prometheus (promtool) for the monitoring tests"; \
+		{ apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 \
+		|| { apt-get update -q >/dev/null 2>&1 \
+		&& apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1; }; } \
+		|| echo "prometheus could not be installed: the monitoring tests will skip"; \
+	fi
+
+# Honest floors: every dependency at exactly its lower bound in pyproject.toml, on the oldest
+# Python requires-python admits (3.10: pyenv's, else python3.10 on PATH; PYFLOOR=... to choose),
+# then a smoke run: emulator + an 8-second run with its metrics scraped + inspect (tools/floors.py).
+FLOORS := .venv-floors
+PYFLOOR ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python3.10) \
+	$(shell command -v python3.10 2>/dev/null))
+.PHONY: floors
+floors:
+	@test -n "$(PYFLOOR)" || { echo "floors: no Python 3.10 found; set PYFLOOR=/path/to/python3.10" >&2; exit 1; }
+	rm -rf $(FLOORS)
+	$(PYFLOOR) -m venv $(FLOORS)
+	$(FLOORS)/bin/python -m pip install -q --upgrade pip
+	$(FLOORS)/bin/python -c "import sys; assert sys.version_info[:2] == (3, 10), sys.version"
+	$(FLOORS)/bin/python -m pip install -q "tomli==2.0"  # its floor; reads pyproject.toml
+	$(FLOORS)/bin/python tools/floors.py pins > $(FLOORS)/floors.txt
+	$(FLOORS)/bin/python -m pip install -q -r $(FLOORS)/floors.txt
+	$(FLOORS)/bin/python -m pip install -q --no-deps -e .
+	$(FLOORS)/bin/python tools/floors.py smoke

@@ -11,10 +11,15 @@ only in the raw datagram record, by the run's own mapping).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
-import tomllib
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 from agetdaq.readout.analysis.calibsettings import CalibFeedSettings
 from agetdaq.readout.config import ConfigError, build

@@ -23,12 +23,14 @@ import numpy as np
 from agetdaq.protocol.event import EventFlag
 
 FORMAT_NAME = "agetdaq-run"  # root attribute ``format`` of every run file
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 FORMAT_HISTORY = {
     1: "first release",
     2: "event columns raw_first / raw_count; build flag SAMPLES_IN_RAW (samples only in raw/)",
     3: "end of run recorded in SWMR mode: meta_out/final (JSON record), meta_out/pedestals "
     "created empty at the start",
+    4: "run facts as typed attributes of /meta (units in <name>_units), long texts as UTF-8 "
+    "datasets; status rows index their whole JSON in status_json (no 2 048-byte cut)",
 }
 
 # ---- build flags (event column ``build_flags``) -------------------------------------------------
@@ -163,7 +165,15 @@ AUX_DTYPE = np.dtype(
     ]
 )
 
-STATUS_DTYPE = np.dtype([("time_ns", "<u8"), ("json", "S2048")])
+STATUS_DTYPE = np.dtype(
+    [
+        ("time_ns", "<u8"),  # host time of the snapshot
+        ("offset", "<u8"),  # first byte of its JSON in status_json (v4)
+        ("nbytes", "<u4"),  # length of its JSON (v4)
+    ]
+)
+STATUS_TEXT_DTYPE = np.dtype("u1")  # status_json: the snapshots' UTF-8 JSON, back to back (v4)
+STATUS_DTYPE_V3 = np.dtype([("time_ns", "<u8"), ("json", "S2048")])  # versions 1-3: JSON cut
 
 
 class PedestalFlag(IntFlag):
@@ -366,6 +376,7 @@ def describe() -> dict[str, object]:
             "sample": SAMPLE_DTYPE.str,
             "aux": _dtype(AUX_DTYPE),
             "status": _dtype(STATUS_DTYPE),
+            "status_text": STATUS_TEXT_DTYPE.str,
             "pedestals": _dtype(PEDESTAL_DTYPE),
         },
         "build_flags": {f.name: int(f) for f in BuildFlag if f},

@@ -139,7 +139,8 @@ frame_sizes = st.sampled_from([12, 20, 40, 200])
 
 @given(streams, streams, frame_sizes, st.booleans(), st.data())
 def test_mutated_stream_then_clean_stream(evs_a, evs_b, max_bytes, eof_on_eoe, data) -> None:
-    dgs_a = _mutate(encode_events(evs_a, max_frame_bytes=max_bytes, eof_on_eoe=eof_on_eoe), data)
+    dgs_a = encode_events(evs_a, max_frame_bytes=max_bytes, eof_on_eoe=eof_on_eoe, cut="word")
+    dgs_a = _mutate(dgs_a, data)
     ref = ReferenceDecoder()
     ref.feed_all(dgs_a)
     last = ref.last_lead

@@ -124,7 +124,7 @@ class Client:
                 break
         return out
 
-    def run_and_take(self, frames: int = 2000) -> list[bytes]:
+    def run_and_take(self, frames: int = 4000) -> list[bytes]:  # 10 events of 272 frames
         for line in SETUP:
             assert self.cmd(line).error == 0
         time.sleep(0.6)

@@ -13,6 +13,9 @@ from agetdaq.protocol.encode import (
     encode_events,
     event_words,
     event_words_bound,
+    item_ends,
+    item_ends_py,
+    max_datagram_bytes_for_mtu,
     max_frame_bytes_for_mtu,
     write_event_kernel,
 )
@@ -151,8 +154,8 @@ def test_single_frame_and_datagram_bytes() -> None:
     assert datagram(frames[0], seq=0x1FF)[:2] == bytes([0xFF, 0x00])
 
 
-def test_split_event_packed_frames() -> None:
-    framer = DataFramer(source_id=3, max_frame_bytes=16, eof_on_eoe=False)  # 5 body words
+def test_split_event_packed_frames_cut_anywhere() -> None:
+    framer = DataFramer(source_id=3, max_frame_bytes=16, eof_on_eoe=False, cut="word")
     frames = framer.add(event_words(FULL_EVENT)) + framer.flush()
     assert [f.tolist() for f in frames] == [
         [0x0803, 0x0010, 0x00F0, 0x0002, 0x0001, 0x0000, 0x0007, 0x000F],
@@ -163,11 +166,60 @@ def test_split_event_packed_frames() -> None:
 
 
 def test_eof_on_eoe_ends_frame_after_each_event() -> None:
-    framer = DataFramer(max_frame_bytes=30, eof_on_eoe=True)  # 12 body words
+    framer = DataFramer(max_frame_bytes=30, eof_on_eoe=True, cut="word")  # 12 body words
     frames = framer.add(event_words(FULL_EVENT)) + framer.add(event_words(FULL_EVENT))
     assert framer.flush() == []
     assert [f.size for f in frames] == [15, 7, 15, 7]
     assert frames[1].tolist() == [0x0800, 0x000E, 0x30FB, 0x3FFF, 0x00E0, 0x0020, 0x000F]
+
+
+def test_frames_close_at_channel_boundaries() -> None:
+    framer = DataFramer(max_frame_bytes=30, eof_on_eoe=True)  # 12 body words, the card's cuts
+    frames = framer.add(event_words(FULL_EVENT)) + framer.add(event_words(FULL_EVENT))
+    assert (
+        [f.tolist() for f in frames[:2]]
+        == [
+            [0x0800, 26, *FULL_WORDS[:10], 0x000F],  # header + channel 5; channel 6 would not fit
+            [0x0800, 18, *FULL_WORDS[10:], 0x000F],  # channel 6 + EOE + size
+        ]
+    )
+    assert [f.tolist() for f in frames[2:]] == [f.tolist() for f in frames[:2]]
+    packed = DataFramer(source_id=3, max_frame_bytes=16, eof_on_eoe=False)  # 5 body words
+    frames = packed.add(event_words(FULL_EVENT)) + packed.flush()
+    assert [f.tolist() for f in frames] == [
+        [0x0803, 0x0010, *FULL_WORDS[:5], 0x000F],  # the 6-word header is longer than a frame
+        [0x0803, 0x0010, 0x0000, 0xC085, 0x3100, 0x3101, 0x3102, 0x000F],  # its rest + a channel
+        [0x0803, 0x000E, 0xC086, 0x30FA, 0x30FB, 0x3FFF, 0x000F],
+        [0x0803, 0x000A, 0x00E0, 0x0020, 0x000F],  # EOE stays with its size word
+    ]
+
+
+def test_a_channel_longer_than_a_frame_is_the_one_cut_inside_a_channel() -> None:
+    long = ch(1, 2, 40, list(range(0, 40, 2)), list(range(20)))  # ZS: TIME_BIN_IX before each
+    ev = Event(channels=[ch(1, 2, 3, [0], [7]), long, ch(1, 2, 41, [5], [8])])
+    words = event_words(ev)
+    frames = DataFramer(max_frame_bytes=40, eof_on_eoe=True).add(words)  # 17 body words
+    bodies = [f[2:-1] for f in frames]
+    assert np.array_equal(np.concatenate(bodies), words)
+    starts = [int(b[0]) for b in bodies]
+    assert starts[0] == 0x00F0 and starts[1] == 0xC000 | 1 << 9 | 2 << 7 | 40
+    # the long channel's 41 words run over 3 frames, continued before a TIME_BIN_IX (and none
+    # is left at a frame's end); its tail shares the last frame with the next channel and EOE
+    assert len(frames) == 4 and all(s & 0xFE00 == 0x0E00 for s in starts[2:])
+    assert all(int(b[-1]) & 0xFE00 != 0x0E00 for b in bodies)
+    assert [b.size for b in bodies] == [9, 17, 16, 13]
+
+
+@given(st.lists(st.integers(0, 0xFFFF), max_size=200))
+def test_item_ends_kernel_matches_python(words) -> None:
+    assert item_ends(u16(*words)).tolist() == item_ends_py(words)
+
+
+def test_item_ends_keep_timestamps_and_sizes_with_their_words() -> None:
+    # a timestamp word that looks like a channel header (0xC085) and an EOE size word that
+    # looks like an SOE (0x00F4) do not open items
+    words = [0x00F0, 0xC085, 0, 0, 1, 0, 0x1001, 0xC001, 0x3000, 0x8001, 0x00E0, 0x00F4]
+    assert item_ends_py(words) == [7, 9, 10, 12]
 
 
 def test_packed_events_share_frames() -> None:
@@ -181,8 +233,16 @@ def test_packed_events_share_frames() -> None:
 def test_framer_rejects_tiny_frames() -> None:
     with pytest.raises(ValueError):
         DataFramer(max_frame_bytes=6)
-    assert max_frame_bytes_for_mtu(1500) == 1492
-    assert max_frame_bytes_for_mtu(9000) == 8992
+    with pytest.raises(ValueError):
+        DataFramer(cut="sample")
+
+
+def test_datagram_sizes_for_mtu() -> None:
+    # IP packet within the MTU (20 IP + 8 UDP bytes), never over the card's 8 192-byte slot
+    assert max_datagram_bytes_for_mtu(1500) == 1472 and max_frame_bytes_for_mtu(1500) == 1470
+    assert max_datagram_bytes_for_mtu(9000) == 8192 and max_frame_bytes_for_mtu(9000) == 8190
+    with pytest.raises(ValueError):
+        max_datagram_bytes_for_mtu(30)
 
 
 def test_encode_events_sequence_numbers_wrap() -> None:
@@ -190,7 +250,7 @@ def test_encode_events_sequence_numbers_wrap() -> None:
     assert [d[:2] for d in dgs] == [b"\xfe\x01", b"\xff\x00", b"\x00\x00"]
 
 
-sizes = st.sampled_from([8, 10, 16, 40, 1492, 8992])
+sizes = st.sampled_from([8, 10, 16, 40, 1470, 8190])
 events_words = st.lists(
     st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=300).map(lambda x: u16(*x)),
     min_size=1,
@@ -200,7 +260,7 @@ events_words = st.lists(
 
 @given(events_words, sizes, st.booleans(), st.integers(0, 31))
 def test_framing_invariants(words, max_bytes, eof_on_eoe, source) -> None:
-    framer = DataFramer(source, max_bytes, eof_on_eoe)
+    framer = DataFramer(source, max_bytes, eof_on_eoe, cut="word")
     frames, ends = [], []
     for w in words:
         frames += framer.add(w)
@@ -220,3 +280,38 @@ def test_framing_invariants(words, max_bytes, eof_on_eoe, source) -> None:
             assert len(own) == -(-w.size // body_cap)
     else:
         assert all(f.size - 3 == body_cap for f in frames[:-1])
+
+
+@given(events_words, sizes, st.booleans())
+def test_channel_cut_invariants(words, max_bytes, eof_on_eoe) -> None:
+    """Nothing lost, frames within size, each frame starts at an item unless the item it
+    continues is longer than a frame, and a frame is closed early only for an item that does
+    not fit in it."""
+    framer = DataFramer(0, max_bytes, eof_on_eoe)
+    body_cap = max_bytes // 2 - 3
+    frames, starts = [], []  # (event, word) where each frame starts
+    for k, w in enumerate(words):
+        got = framer.add(w)
+        frames += got
+        starts += [k] * len(got)
+    frames += framer.flush()
+    assert np.array_equal(np.concatenate([f[2:-1] for f in frames]), np.concatenate(words))
+    assert all(2 * f.size <= max_bytes and f.size > 3 for f in frames)
+    # the items of the whole stream (per event), by absolute word position
+    bounds, item_len, pos = {0}, {}, 0
+    for w in words:
+        prev = 0
+        for e in item_ends(w).tolist():
+            item_len.update({pos + i: e - prev for i in range(prev, e)})
+            bounds.add(pos + e)
+            prev = e
+        pos += w.size
+    pos = 0
+    for f in frames:
+        n = f.size - 3
+        if pos not in bounds:
+            assert item_len[pos] > body_cap  # only an item longer than a frame is continued
+        end = pos + n
+        if end not in bounds:
+            assert item_len[end - 1] > body_cap
+        pos = end

@@ -1,4 +1,5 @@
-"""ROOT export in feminos-daq's layout, read back with uproot and compared with the run file."""
+"""ROOT export in feminos-daq's layout, written with ROOT, read back from C++ (cling) as REST's
+reader binds it and with uproot, and compared with the run file."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from agetdaq.readout.store.reader import RunFile
 from agetdaq.readout.store.rootexport import event_block, export_root, fill_value
 
 uproot = pytest.importorskip("uproot")
+ROOT = pytest.importorskip("ROOT", reason="the root extra (ROOT's PyPI package) is not installed")
 
 START = 1_700_000_000
 
@@ -143,3 +145,118 @@ def test_a_capture_exports_like_its_run(run_file, tmp_path):
         for name in ("signal_ids", "signal_values", "card_timestamp", "event_count", "event_id"):
             assert c["events"][name].array().tolist() == h["events"][name].array().tolist()
         assert c["run"]["timestamp"].array().tolist() == [START * 1000]
+
+
+# REST's TRestRawFeminosRootToSignalProcess and feminos-daq's own readers bind vector pointers
+CPP_READER = r"""
+#include <TFile.h>
+#include <TTree.h>
+#include <string>
+#include <vector>
+namespace agetdaq_test {
+struct ReadBack {
+    int status_ids = -99, status_values = -99, status_ts = -99, status_name = -99;
+    std::vector<unsigned long long> timestamps;
+    std::vector<std::vector<unsigned short>> ids, values;
+    std::string run_name, ids_class, values_class;
+    unsigned long long run_number = 0;
+};
+ReadBack read(const char* path) {
+    ReadBack out;
+    TFile f(path);
+    auto* events = f.Get<TTree>("events");
+    std::vector<unsigned short>* ids = nullptr;
+    std::vector<unsigned short>* values = nullptr;
+    unsigned long long timestamp = 0;
+    out.status_ids = events->SetBranchAddress("signal_ids", &ids);
+    out.status_values = events->SetBranchAddress("signal_values", &values);
+    out.status_ts = events->SetBranchAddress("timestamp", &timestamp);
+    out.ids_class = events->GetBranch("signal_ids")->GetClassName();
+    out.values_class = events->GetBranch("signal_values")->GetClassName();
+    for (Long64_t i = 0; i < events->GetEntries(); ++i) {
+        events->GetEntry(i);
+        out.timestamps.push_back(timestamp);
+        out.ids.push_back(*ids);
+        out.values.push_back(*values);
+    }
+    auto* run = f.Get<TTree>("run");
+    std::string* name = nullptr;
+    out.status_name = run->SetBranchAddress("name", &name);
+    run->SetBranchAddress("number", &out.run_number);
+    run->GetEntry(0);
+    out.run_name = *name;
+    return out;
+}
+}
+"""
+
+
+def test_cpp_reader_binds_vector_pointers_like_rest(run_file, tmp_path):
+    out = tmp_path / "cpp.root"
+    export_root(run_file, out, fill="zero")
+    if not hasattr(ROOT, "agetdaq_test"):
+        assert ROOT.gInterpreter.Declare(CPP_READER)
+    got = ROOT.agetdaq_test.read(str(out))
+    assert (got.status_ids, got.status_values, got.status_ts, got.status_name) == (0, 0, 0, 0)
+    assert got.ids_class == "vector<unsigned short>" == got.values_class
+    assert got.run_number == 7 and got.run_name == "run"
+    with RunFile(run_file) as h5:
+        want = list(h5.iter_events())
+    assert len(got.ids) == len(want) == 3
+    assert list(got.timestamps) == [START * 1000] * 3
+    for ids, values, ev in zip(got.ids, got.values, want):
+        chans = sorted(ev.channels, key=lambda c: c.signal_id)
+        assert list(ids) == [c.signal_id for c in chans]
+        block = np.array(list(values), dtype=np.uint16).reshape(len(chans), 512)
+        for row, c in zip(block, chans):
+            expect = np.zeros(512, np.uint16)
+            expect[c.bins] = c.adc
+            assert np.array_equal(row, expect)
+
+
+def test_block_kernels_match_their_twins():
+    from agetdaq.readout.store.rootblocks import fill_values, place_samples, place_samples_py
+
+    rng = np.random.default_rng(4)
+    counts = rng.integers(0, 40, 30)
+    starts = np.cumsum(counts) - counts
+    bins = rng.integers(0, 600, int(counts.sum())).astype(np.uint16)  # some past bin 511
+    adc = rng.integers(0, 4096, int(counts.sum())).astype(np.uint16)
+    for fill in ("baseline", "zero", 250):
+        fills = fill_values(starts, counts, adc, fill)
+        a, b = np.empty((30, 512), np.uint16), np.empty((30, 512), np.uint16)
+        assert place_samples(starts, counts, bins, adc, fills, a) == place_samples_py(
+            starts, counts, bins, adc, fills, b
+        )
+        assert np.array_equal(a, b)
+        for k in range(30):  # the fill of each channel is the per-event rule of fill_value
+            s = slice(starts[k], starts[k] + counts[k])
+            assert fills[k] == (fill_value(adc[s], fill) if counts[k] or fill != "baseline" else 0)
+
+
+def test_progress_bar_on_a_terminal(run_file, tmp_path):
+    """On a terminal (a pty) the conversion draws a progress bar on stderr."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    main_fd, tty = pty.openpty()
+    code = (
+        "from agetdaq.readout.store.rootexport import export_root; "
+        f"export_root({str(run_file)!r}, {str(tmp_path / 'p.root')!r})"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=tty, stdout=subprocess.DEVNULL)
+    os.close(tty)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(main_fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait(120) == 0
+    os.close(main_fd)
+    assert b"run.h5" in seen and b"\x1b[" in seen  # the bar, drawn with terminal controls

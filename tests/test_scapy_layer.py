@@ -137,7 +137,7 @@ def test_summary_matches_encoded_events():
         )
         for k in range(3)
     ]
-    datagrams = encode_events(events, max_frame_bytes=200, eof_on_eoe=False)
+    datagrams = encode_events(events, max_frame_bytes=200, eof_on_eoe=False, cut="word")
     dissected = [Ether(ethernet_frame(BOARD, PC, d))[FeminosDatagram] for d in datagrams]
     assert len(dissected) > 3
     assert all(d.malformed == "" for d in dissected)

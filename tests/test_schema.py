@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FINGERPRINTS = {
     2: "d97cbf0c75775a5b3ac3bc980f27413b672e2c3a53e83b3601933bc65140f3f2",
     3: "493edcad317b7de59db7abe674032ee2918a72b54a1d3f57509eea95d4099bcb",
+    4: "4cab114a7ac2317afbfcb7580b0e4c2aabdc2afa6f93e6699f95252e0d38a508",
 }
 
 

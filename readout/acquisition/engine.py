@@ -134,9 +134,10 @@ class Acquisition:
             raise
         self.data_dir = Path(s.daq.data_dir)
         self.runlog = RunLog(self.data_dir)
-        self.metrics = DaqMetrics(str(self.data_dir))
-        if metrics_port is not None:
-            self.metrics.start(metrics_port)
+        self.metrics = DaqMetrics(str(self.data_dir), detector=s.daq.detector, board=s.daq.bec)
+        port = s.daq.metrics_port if metrics_port is None else metrics_port
+        if port:
+            self.metrics.start(port, s.daq.metrics_bind)
         self.board = BoardSteps(self.link, s.daq.bec, s.daq.board_timeout_s)
         self.stops = StopConditions(self.data_dir, s.daq.disk_stop_gb)
         self.watch = BoardWatch(

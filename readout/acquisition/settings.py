@@ -105,6 +105,12 @@ class DaqSettings:
     board_type: str = setting(
         "feminos", "board type, a name in agetdaq.readout.link.board.BOARD_TYPES", nonempty=True
     )
+    metrics_bind: str = setting(
+        "127.0.0.1", "address of the Prometheus endpoint (0.0.0.0: every interface)", nonempty=True
+    )
+    metrics_port: int = setting(
+        0, "Prometheus endpoint port (0: none; --metrics-port)", lo=0, hi=65535
+    )
 
 
 @dataclass(frozen=True)

@@ -184,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"reading the runs failed (damaged): {exc}", Exit.DAMAGED)
     except RuntimeError as exc:  # DamagedRunFileError: the same, from the store
         return fail(f"reading the runs failed (damaged): {exc}", Exit.DAMAGED)
+    out.point_runs = [printable(r) for r in out.point_runs]  # a non-UTF-8 name into the files
     extra = {
         "runs": [
             {"file": printable(str(s.path)), "run": s.run_number, "events": s.n_events}

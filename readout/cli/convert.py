@@ -57,7 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="baseline",
         help="value of the bins zero suppression left out: baseline (default), zero or a number",
     )
-    g.add_argument("--compression", default="lzma", help="lzma (default), zlib, lz4, zstd, none")
+    g.add_argument(
+        "--compression", help="zstd (default, level 1), lzma (feminos-daq's), zlib, lz4, none"
+    )
     g.add_argument("--level", type=int, help="compression level")
     g.add_argument(
         "--waveforms",

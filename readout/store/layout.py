@@ -16,13 +16,17 @@ CHANNELS = "channels"  # one row per stored channel waveform
 SAMPLE_BIN = "samples/bin"  # uint16 time bin of every stored sample
 SAMPLE_ADC = "samples/adc"  # uint16 raw ADC of every stored sample, as received
 AUX = "aux"  # hit counts and last-cell-read values of the events
-STATUS = "status"  # JSON snapshots of the counters, one per flush
-META = "meta"  # group: configuration in (script, config, mapping, pedestals) as datasets
+STATUS = "status"  # one row per counter snapshot (one per flush): time and where its JSON is
+STATUS_JSON = "status_json"  # uint8: the snapshots' JSON back to back (format version 4)
+META = "meta"  # group: run facts as typed attributes; texts (script, config, mapping) and
+# pedestals as datasets
 META_OUT = "meta_out"  # group of what the end of the run records (created empty at the start)
 FINAL = "meta_out/final"  # uint8: the end-of-run record, JSON (stop time, reason, counters) (v3)
 PEDESTALS = "meta/pedestals"  # per-strip mean, sigma, threshold, flags in use at run start
 PEDESTALS_OUT = "meta_out/pedestals"  # the table a pedestal run measured (0 rows: none)
-APPENDED = (RAW_WORDS, RAW_INDEX, EVENTS, CHANNELS, SAMPLE_BIN, SAMPLE_ADC, AUX, STATUS)
+APPENDED = (
+    RAW_WORDS, RAW_INDEX, EVENTS, CHANNELS, SAMPLE_BIN, SAMPLE_ADC, AUX, STATUS, STATUS_JSON,
+)  # fmt: skip
 DATASETS = (*APPENDED, META, META_OUT, PEDESTALS, FINAL, PEDESTALS_OUT)
 
 COMPRESSIONS = ("blosc-lz4", "blosc-zstd", "gzip", "lzf", "none")

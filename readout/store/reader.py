@@ -38,6 +38,7 @@ from agetdaq.readout.store.events import EventReader
 from agetdaq.readout.store.extent import ReadableRows
 from agetdaq.readout.store.h5open import H5_ERRORS, h5_reason
 from agetdaq.readout.store.lock import holder
+from agetdaq.readout.store.metadata import metadata_text, read_attributes
 
 __all__ = ["RunFile", "RunFileError"]
 
@@ -254,11 +255,26 @@ class RunFile:
             yield block[o : o + int(row["nbytes"])]
 
     def status(self) -> list[dict]:
-        """The counter snapshots (one per flush); an unreadable snapshot is left out."""
+        """The counter snapshots (one per flush); an unreadable snapshot is left out. Format
+        version 4 keeps each snapshot's JSON whole in ``status_json``; versions 1-3 cut it at
+        2 048 bytes (such a snapshot is unreadable)."""
         out = []
-        for r in self.read(L.STATUS, S.STATUS_DTYPE):
+        if self.format_version >= 4:
+            rows = self.read(L.STATUS, S.STATUS_DTYPE)
+            text = (
+                self.read(L.STATUS_JSON, S.STATUS_TEXT_DTYPE)
+                if L.STATUS_JSON in self.file
+                else np.zeros(0, np.uint8)
+            )
+            texts = [
+                bytes(text[int(r["offset"]) : int(r["offset"]) + int(r["nbytes"])]) for r in rows
+            ]
+        else:
+            rows = self.read(L.STATUS, S.STATUS_DTYPE_V3)
+            texts = [bytes(r["json"]).rstrip(b"\0") for r in rows]
+        for r, t in zip(rows, texts):
             try:
-                d = json.loads(bytes(r["json"]).rstrip(b"\0") or b"{}")
+                d = json.loads(t or b"{}")
             except (json.JSONDecodeError, UnicodeDecodeError):
                 continue
             if isinstance(d, dict):
@@ -267,16 +283,18 @@ class RunFile:
         return out
 
     def metadata(self) -> dict[str, str]:
-        """Configuration in: every dataset of /meta as text (pedestals excluded)."""
+        """Configuration in, as text: the typed attributes and the text datasets of /meta
+        (format version 4), or its byte-string datasets (1-3); pedestals excluded."""
         try:
-            meta = self.file.get(L.META)
-            if meta is None:
-                return {}
-            return {
-                k: _text(meta[k][()])
-                for k in meta
-                if isinstance(meta[k], h5py.Dataset) and meta[k].dtype.kind in "SOU"
-            }
+            return metadata_text(self.file.get(L.META))
+        except H5_ERRORS as exc:
+            raise DamagedRunFileError(f"{self.path}: meta unreadable: {h5_reason(exc)}") from None
+
+    def attributes(self) -> dict[str, object]:
+        """The run's facts in their types (run_number int, start_unix float s, start_time ISO
+        8601 text ...), from any format version (:mod:`~agetdaq.readout.store.metadata`)."""
+        try:
+            return read_attributes(self.file.get(L.META))
         except H5_ERRORS as exc:
             raise DamagedRunFileError(f"{self.path}: meta unreadable: {h5_reason(exc)}") from None
 

@@ -1,21 +1,24 @@
-"""ROOT export in feminos-daq's layout (PROTOCOL.md §5.2), written with uproot.
+"""ROOT export in feminos-daq's layout (PROTOCOL.md §5.2), written with ROOT itself.
 
-Tree ``events``, one entry per event:
+Tree ``events``, one entry per event, with feminos-daq's C++ types (its ``StorageManager``), so
+that C++ readers that bind ``std::vector<unsigned short>*`` with ``SetBranchAddress`` (REST's
+TRestRawFeminosRootToSignalProcess, feminos-daq's viewer) read it as they read feminos-daq's:
 
-==================  ==================  ===============================================
-branch              type                content
-==================  ==================  ===============================================
-``timestamp``       uint64              PC wall-clock ms when the event was built (as FD)
-``signal_ids``      uint16[]            card·288 + chip·72 + channel, increasing
-``signal_values``   uint16[]            512 samples per signal, in ``signal_ids`` order
-``card_timestamp``  uint64              the card's 48-bit timestamp (20 ns ticks) [extra]
-``event_id``        uint64              DAQ event number (FD has none: entry index) [extra]
-``event_count``     uint32              the card's event counter [extra]
-==================  ==================  ===============================================
+==================  ==============================  ==========================================
+branch              type                            content
+==================  ==============================  ==========================================
+``timestamp``       ``ULong64_t``                   host clock ms when the event was read (FD)
+``signal_ids``      ``std::vector<unsigned short>`` card·288 + chip·72 + channel, increasing
+``signal_values``   ``std::vector<unsigned short>`` 512 samples per signal, in ``signal_ids`` order
+``card_timestamp``  ``ULong64_t``                   the card's 48-bit timestamp (20 ns) [extra]
+``event_id``        ``ULong64_t``                   DAQ event number (FD: entry index) [extra]
+``event_count``     ``UInt_t``                      the card's event counter [extra]
+==================  ==============================  ==========================================
 
-Tree ``run``, one entry: ``number``, ``name``, ``timestamp`` (ms), ``detector``, ``tag``,
-``comments``, ``commands``, ``drift_field_V_cm_bar``, ``mesh_voltage_V``,
-``detector_pressure_bar`` (NaN when not given).
+Tree ``run``, one entry, FD's branches and types: ``number`` (``ULong64_t``), ``name``,
+``timestamp`` (ms), ``detector``, ``tag``, ``drift_field_V_cm_bar``, ``mesh_voltage_V``,
+``detector_pressure_bar`` (``Float_t``, NaN when not given), ``comments``, ``commands``
+(``std::string``).
 
 Differences from feminos-daq, on purpose:
 
@@ -25,20 +28,26 @@ Differences from feminos-daq, on purpose:
   keeps before every kept run (``zs_pre_post``), so a waveform looks like the card's pedestal
   level; ``zero`` = 0; or a number. A channel read in full (512 bins) needs no fill.
 * The card timestamp and the event ids have their own branches.
-* uproot writes variable-length branches as counted C arrays (``uint16_t[nsignal_ids]``, with
-  the counter branches ``nsignal_ids`` and ``nsignal_values``) and strings as ``char*``, not as
-  ``std::vector<unsigned short>`` / ``std::string`` objects. uproot (the feminos-daq viewer),
-  ``TTree::Draw`` and RDataFrame read them alike; C++ code that binds ``std::vector`` pointers
-  (REST's TRestRawFeminosRootToSignalProcess) must bind arrays instead.
+* Compression: ``zstd`` level 1 unless asked (ROOT's default is zstd 5, FD's lzma 1): the
+  samples of full-readout runs are mostly noise, which compresses slowly; level 1 keeps the
+  conversion near the rate it reads its input (docs/FILE_FORMAT.md has the figures).
 
-The file is written as ``<output>.part`` and renamed when complete.
+The conversion streams (:mod:`~agetdaq.readout.store.rootblocks`): a few MB of events at a time,
+whatever the input's size; ROOT fills the trees from flat arrays in compiled code (cling). The file
+is written as ``<output>.part`` and renamed when complete. Needs the ``root`` extra (ROOT's own
+Python package: ``pip install 'agetdaq[root]'``).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+import queue
+import sys
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,12 +56,15 @@ import numpy as np
 from agetdaq.protocol.event import Event
 from agetdaq.readout.store.convert import ConvertError, ConvertReport
 from agetdaq.readout.store.errors import RunFileError
+from agetdaq.readout.store.rootblocks import EventBlock, decoded_blocks, h5_blocks
 from agetdaq.readout.store.run import Run, open_run
 
 N_BINS = 512
 PRE_SAMPLES = 8
 FILLS = ("baseline", "zero")
-COMPRESSIONS = ("lzma", "zlib", "lz4", "zstd", "none")
+COMPRESSIONS = {"zstd": (5, 1), "lzma": (2, 1), "zlib": (1, 1), "lz4": (4, 1), "none": (0, 0)}
+"""name -> (ROOT algorithm code, default level)."""
+BASKET_BYTES = 1 << 22  # per branch: a few full-readout events per basket
 ROOT_OPTIONS = (
     "fill",
     "compression",
@@ -62,7 +74,7 @@ ROOT_OPTIONS = (
     "pressure",
     "detector",
     "waveforms",
-    "chunk_events",
+    "progress",
 )
 
 
@@ -111,23 +123,6 @@ def event_block(event: Event, fill: str | int) -> tuple[np.ndarray, np.ndarray, 
 # ---- sources -------------------------------------------------------------------------------
 
 
-def _events(run: Run, waveforms: str) -> Iterator[tuple[Event, int, int]]:
-    """(event, event_id, time_ns) of a run: for a run file its event ids and host times, for a
-    decoded file the position and the run start."""
-    start_ns = int(run.info.start_unix * 1e9)
-    if run.format != "h5":
-        for i, ev in enumerate(run.events()):
-            yield ev, i, start_ns
-        return
-    raw = run.has_raw if waveforms == "auto" else waveforms == "raw"
-    rows = run.rows()
-    names = rows.dtype.names or ()
-    ids = rows["event_id"] if "event_id" in names else np.arange(len(rows), dtype=np.uint64)
-    times = rows["time_ns"] if "time_ns" in names else np.zeros(len(rows), dtype=np.uint64)
-    for i, ev in enumerate(run.events(raw=raw)):
-        yield ev, int(ids[i]), int(times[i]) or start_ns
-
-
 def run_info(run: Run, **given: object) -> RootRunInfo:
     """The ``run`` entry from a run's metadata and the values given on the command line."""
     nan = math.nan
@@ -152,69 +147,129 @@ def _or(value: object, default: float) -> object:
 
 # ---- writing -------------------------------------------------------------------------------
 
+_CPP = r"""
+#include <TFile.h>
+#include <TTree.h>
+#include <string>
+#include <vector>
 
-def _compression(name: str, level: int | None) -> object:
-    import uproot
+namespace agetdaq_root {
 
+// The events tree with feminos-daq's branch types, filled from flat arrays.
+class EventsTree {
+public:
+    ULong64_t timestamp = 0, card_timestamp = 0, event_id = 0;
+    UInt_t event_count = 0;
+    std::vector<unsigned short> signal_ids, signal_values;
+    TTree* tree = nullptr;
+
+    EventsTree(TFile* file, Int_t basket) {
+        file->cd();
+        tree = new TTree("events", "Signal events: one entry per event, many signals each");
+        tree->Branch("timestamp", &timestamp);
+        tree->Branch("signal_ids", &signal_ids, basket);
+        tree->Branch("signal_values", &signal_values, basket);
+        tree->Branch("card_timestamp", &card_timestamp);
+        tree->Branch("event_id", &event_id);
+        tree->Branch("event_count", &event_count);
+    }
+
+    // numpy's int64 / uint64 are long / unsigned long here (ULong64_t is unsigned long long)
+    Long64_t fill(Long64_t n, const unsigned long* ts, const unsigned long* cts,
+                  const unsigned long* ids, const UInt_t* counts, const long* n_signals,
+                  const unsigned short* sig, const unsigned short* values) {
+        Long64_t s = 0, bytes = 0;
+        for (Long64_t i = 0; i < n; ++i) {
+            timestamp = ts[i];
+            card_timestamp = cts[i];
+            event_id = ids[i];
+            event_count = counts[i];
+            signal_ids.assign(sig + s, sig + s + n_signals[i]);
+            signal_values.assign(values + 512 * s, values + 512 * (s + n_signals[i]));
+            s += n_signals[i];
+            bytes += tree->Fill();
+        }
+        return bytes;
+    }
+};
+
+void write_run(TFile* file, ULong64_t number, std::string name, ULong64_t timestamp,
+               std::string detector, std::string tag, float drift, float mesh, float pressure,
+               std::string comments, std::string commands) {
+    file->cd();
+    TTree run("run", "Run metadata");
+    run.Branch("number", &number);
+    run.Branch("name", &name);
+    run.Branch("timestamp", &timestamp);
+    run.Branch("detector", &detector);
+    run.Branch("tag", &tag);
+    run.Branch("drift_field_V_cm_bar", &drift);
+    run.Branch("mesh_voltage_V", &mesh);
+    run.Branch("detector_pressure_bar", &pressure);
+    run.Branch("comments", &comments);
+    run.Branch("commands", &commands);
+    run.Fill();
+    run.Write();
+}
+
+}  // namespace agetdaq_root
+"""
+
+
+def load_root():
+    """ROOT's Python module with the writer compiled in (once); ConvertError without it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the PyPI build announces itself as alpha
+            import ROOT
+    except ImportError as exc:
+        raise ConvertError(f"ROOT export needs ROOT (pip install 'agetdaq[root]'): {exc}") from None
+    if not hasattr(ROOT, "agetdaq_root"):
+        ROOT.gROOT.SetBatch(True)
+        if not ROOT.gInterpreter.Declare(_CPP):
+            raise ConvertError("ROOT could not compile the agetdaq ROOT writer")
+        # compression runs while the next block is read and decoded
+        ROOT.agetdaq_root.EventsTree.fill.__release_gil__ = True
+    return ROOT
+
+
+def _compression(name: str, level: int | None) -> int:
     if name not in COMPRESSIONS:
         raise ConvertError(f"unknown compression {name!r}; choose one of {', '.join(COMPRESSIONS)}")
+    algorithm, default = COMPRESSIONS[name]
     if name == "none":
-        return None
-    cls = {"lzma": uproot.LZMA, "zlib": uproot.ZLIB, "lz4": uproot.LZ4, "zstd": uproot.ZSTD}[name]
-    return cls(level) if level is not None else cls(1)
+        return 0
+    lv = default if level is None else int(level)
+    if not 1 <= lv <= 9:
+        raise ConvertError(f"compression level {lv} not in 1..9")
+    return 100 * algorithm + lv
 
 
-EVENT_BRANCHES = {
-    "timestamp": "uint64",
-    "signal_ids": "var * uint16",
-    "signal_values": "var * uint16",
-    "card_timestamp": "uint64",
-    "event_id": "uint64",
-    "event_count": "uint32",
-}
-RUN_BRANCHES = {
-    "number": "uint64",
-    "name": "string",
-    "timestamp": "uint64",
-    "detector": "string",
-    "tag": "string",
-    "comments": "string",
-    "commands": "string",
-    "drift_field_V_cm_bar": "float32",
-    "mesh_voltage_V": "float32",
-    "detector_pressure_bar": "float32",
-}
+@contextmanager
+def terminal_progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    """``advance(n_bytes)`` of a progress bar on stderr (none when ``total`` is 0)."""
+    if total <= 0:
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+        TransferSpeedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+        transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
 
 
-def export_root(
-    source: str | Path,
-    output: str | Path,
-    *,
-    fill: str | int = "baseline",
-    compression: str = "lzma",
-    level: int | None = None,
-    drift_field: float | None = None,
-    mesh_voltage: float | None = None,
-    pressure: float | None = None,
-    detector: str | None = None,
-    waveforms: str = "auto",
-    chunk_events: int = 1000,
-) -> ConvertReport:
-    """Write a run (a run file, an ``.aqs`` run or a capture: ``open_run``) as a feminos-daq
-    ROOT file.
-
-    ``waveforms``: ``raw`` decodes the run file's raw datagrams (every channel the card sent, as
-    feminos-daq stores), ``stored`` uses the stored waveforms, ``auto`` raw when present. The
-    events of an ``.aqs`` run or a capture are always those decoded from its datagrams.
-    """
-    try:
-        import awkward as ak
-        import uproot
-    except ImportError as exc:
-        raise ConvertError(
-            f"ROOT export needs uproot and awkward (pip install 'agetdaq[root]'): {exc}"
-        ) from None
-    source, output = Path(source), Path(output)
+def _check_options(fill: str | int, waveforms: str) -> str | int:
     if fill not in FILLS:
         try:
             fill = int(fill)
@@ -224,6 +279,34 @@ def export_root(
             raise ConvertError(f"fill value {fill} is not a 16-bit sample")
     if waveforms not in ("auto", "raw", "stored"):
         raise ConvertError(f"waveforms must be auto, raw or stored, not {waveforms!r}")
+    return fill
+
+
+def export_root(
+    source: str | Path,
+    output: str | Path,
+    *,
+    fill: str | int = "baseline",
+    compression: str = "zstd",
+    level: int | None = None,
+    drift_field: float | None = None,
+    mesh_voltage: float | None = None,
+    pressure: float | None = None,
+    detector: str | None = None,
+    waveforms: str = "auto",
+    progress: bool | None = None,
+) -> ConvertReport:
+    """Write a run (a run file, an ``.aqs`` run or a capture: ``open_run``) as a feminos-daq
+    ROOT file (module docstring).
+
+    ``waveforms``: ``raw`` decodes the run file's raw datagrams (every channel the card sent, as
+    feminos-daq stores), ``stored`` uses the stored waveforms, ``auto`` raw when present. The
+    events of an ``.aqs`` run or a capture are always those decoded from its datagrams.
+    ``progress``: a bar on stderr (``None``: when stderr is a terminal).
+    """
+    source, output = Path(source), Path(output)
+    fill = _check_options(fill, waveforms)
+    setting = _compression(compression, level)
     try:
         run = open_run(source)
     except RunFileError as exc:
@@ -231,27 +314,38 @@ def export_root(
     with run:
         if run.format == "h5" and waveforms == "raw" and not run.has_raw:
             raise ConvertError(f"{source}: no raw datagrams in the file (use --waveforms stored)")
+        ROOT = load_root()
         info = run_info(
             run, detector=detector, drift_field=drift_field,
             mesh_voltage=mesh_voltage, pressure=pressure,
         )  # fmt: skip
+        if run.format == "h5":
+            raw = run.has_raw if waveforms == "auto" else waveforms == "raw"
+            blocks = h5_blocks(run, fill, raw)
+        else:
+            blocks = decoded_blocks(run, fill)
+        total = sum(p.stat().st_size for p in _files(run))
         report = ConvertReport(str(source), str(output))
-        outside = 0
         part = output.with_name(output.name + ".part")
+        outside = 0
+        show = sys.stderr.isatty() if progress is None else progress
         try:
-            with uproot.recreate(part, compression=_compression(compression, level)) as f:
-                tree = f.mktree("events", EVENT_BRANCHES, title="events")
-                chunk: list[tuple[Event, int, int]] = []
-                for item in _events(run, waveforms):
-                    chunk.append(item)
-                    if len(chunk) >= chunk_events:
-                        outside += _extend(tree, chunk, fill, ak)
-                        report.events += len(chunk)
-                        chunk = []
-                if chunk:
-                    outside += _extend(tree, chunk, fill, ak)
-                    report.events += len(chunk)
-                f.mktree("run", RUN_BRANCHES, title="run").extend(_run_entry(info, ak))
+            f = ROOT.TFile.Open(str(part), "RECREATE", "agetdaq run", setting)
+            if not f or f.IsZombie():
+                raise ConvertError(f"{output}: ROOT cannot create the file")
+            try:
+                tree = ROOT.agetdaq_root.EventsTree(f, BASKET_BYTES)
+                with terminal_progress(total if show else 0, source.name) as advance:
+                    for block in read_ahead(blocks):
+                        _fill(tree, block)
+                        report.events += len(block.time_ms)
+                        outside += block.outside
+                        advance(block.input_bytes)
+                f.cd()
+                tree.tree.Write()
+                _write_run(ROOT, f, info)
+            finally:
+                f.Close()
             os.replace(part, output)
         finally:
             if part.exists():
@@ -260,42 +354,71 @@ def export_root(
     return report
 
 
-def _extend(tree: object, chunk: list[tuple[Event, int, int]], fill: str | int, ak) -> int:
-    ids, values, outside = [], [], 0
-    for ev, _, _ in chunk:
-        i, v, o = event_block(ev, fill)
-        ids.append(i)
-        values.append(v.reshape(-1))
-        outside += o
-    n_sig = np.array([len(i) for i in ids], dtype=np.int64)
-    flat_ids = np.concatenate(ids) if ids else np.zeros(0, np.uint16)
-    flat_values = np.concatenate(values) if values else np.zeros(0, np.uint16)
-    tree.extend(
-        {
-            "timestamp": np.array([t // 1_000_000 for _, _, t in chunk], dtype=np.uint64),
-            "signal_ids": ak.unflatten(flat_ids, n_sig),
-            "signal_values": ak.unflatten(flat_values, n_sig * N_BINS),
-            "card_timestamp": np.array([ev.timestamp for ev, _, _ in chunk], dtype=np.uint64),
-            "event_id": np.array([e for _, e, _ in chunk], dtype=np.uint64),
-            "event_count": np.array([ev.event_count for ev, _, _ in chunk], dtype=np.uint32),
-        }
+def read_ahead(blocks: Iterator[EventBlock], depth: int = 2) -> Iterator[EventBlock]:
+    """``blocks`` produced by a thread, at most ``depth`` ahead (bounded memory), so that reading
+    and decoding go on while ROOT compresses; an error in the thread is raised here."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for b in blocks:
+                while not stop.is_set():
+                    try:
+                        q.put(b, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as exc:  # handed to the consumer
+            q.put(exc)
+
+    worker = threading.Thread(target=produce, name="root-export-read", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
+def _files(run: Run) -> list[Path]:
+    files = getattr(run, "files", None)
+    return list(files) if files else [run.path]
+
+
+def _fill(tree: object, b: EventBlock) -> None:
+    n = len(b.time_ms)
+    if not n:
+        return
+    values = np.ascontiguousarray(b.values.reshape(-1))
+    ids = np.ascontiguousarray(b.signal_ids)
+    if not len(ids):  # ROOT needs a valid pointer even when nothing is read from it
+        ids, values = np.zeros(1, np.uint16), np.zeros(N_BINS, np.uint16)
+    tree.fill(
+        n,
+        np.ascontiguousarray(b.time_ms, dtype=np.uint64),
+        np.ascontiguousarray(b.card_timestamp, dtype=np.uint64),
+        np.ascontiguousarray(b.event_id, dtype=np.uint64),
+        np.ascontiguousarray(b.event_count, dtype=np.uint32),
+        np.ascontiguousarray(b.n_signals, dtype=np.int64),
+        ids,
+        values,
     )
-    return outside
 
 
-def _run_entry(info: RootRunInfo, ak) -> dict[str, object]:
-    def text(value: str) -> object:
-        return ak.Array([value])
-
-    return {
-        "number": np.array([info.number], dtype=np.uint64),
-        "name": text(info.name),
-        "timestamp": np.array([info.timestamp_ms], dtype=np.uint64),
-        "detector": text(info.detector),
-        "tag": text(info.tag),
-        "comments": text(info.comments),
-        "commands": text(info.commands),
-        "drift_field_V_cm_bar": np.array([info.drift_field_V_cm_bar], dtype=np.float32),
-        "mesh_voltage_V": np.array([info.mesh_voltage_V], dtype=np.float32),
-        "detector_pressure_bar": np.array([info.detector_pressure_bar], dtype=np.float32),
-    }
+def _write_run(ROOT, f: object, info: RootRunInfo) -> None:
+    ROOT.agetdaq_root.write_run(
+        f, info.number, info.name, info.timestamp_ms, info.detector, info.tag,
+        info.drift_field_V_cm_bar, info.mesh_voltage_V, info.detector_pressure_bar,
+        info.comments, info.commands,
+    )  # fmt: skip

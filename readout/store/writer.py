@@ -34,6 +34,7 @@ from agetdaq.readout.config import setting
 from agetdaq.readout.store import layout as L
 from agetdaq.readout.store.failure import WriterError, descriptor, release_descriptor, write_error
 from agetdaq.readout.store.lock import FileBusyError, WriterLock
+from agetdaq.readout.store.metadata import write_metadata
 
 __all__ = ["RunWriter", "WriterConfig", "WriterError"]
 _WRITE_ERRORS = (OSError, ValueError, RuntimeError)
@@ -247,14 +248,9 @@ class RunWriter:
         self.aux = self._dataset(L.AUX, S.AUX_DTYPE)
         self.status = self._dataset(L.STATUS, S.STATUS_DTYPE)
         self.status.flush_rows = 1
-        meta = f.require_group(L.META)
-        for key, value in metadata.items():
-            if isinstance(value, np.ndarray):
-                meta.create_dataset(key, data=value)
-            elif isinstance(value, (dict, list)):
-                meta.create_dataset(key, data=json.dumps(value, default=str))
-            else:
-                meta.create_dataset(key, data=str(value))
+        self.status_json = self._dataset(L.STATUS_JSON, S.STATUS_TEXT_DTYPE)
+        self.status_json.flush_rows = 1
+        write_metadata(f.require_group(L.META), metadata)
         if pedestals is not None:
             f.create_dataset(L.PEDESTALS, data=np.asarray(pedestals, dtype=S.PEDESTAL_DTYPE))
         # what the end of the run records, created now so that it is written in SWMR mode
@@ -310,9 +306,13 @@ class RunWriter:
         self._maybe_write()
 
     def append_status(self, snapshot: Mapping[str, object]) -> None:
+        """One counter snapshot, its JSON whole (format version 4)."""
+        text = np.frombuffer(json.dumps(snapshot, default=str).encode(), dtype=np.uint8)
         row = np.zeros(1, dtype=S.STATUS_DTYPE)
         row["time_ns"] = time.time_ns()
-        row["json"] = json.dumps(snapshot, default=str).encode()[: S.STATUS_DTYPE["json"].itemsize]
+        row["offset"] = self.status_json.total
+        row["nbytes"] = len(text)
+        self.status_json.append(text)
         self.status.append(row)
 
     # ---- flushing ---------------------------------------------------------------------------
@@ -326,6 +326,7 @@ class RunWriter:
             self.sample_bin,
             self.sample_adc,
             self.aux,
+            self.status_json,
             self.status,
         )
 

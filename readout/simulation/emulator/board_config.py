@@ -19,7 +19,9 @@ class BoardConfig:
     """Card id, MTU, card memory, line pacing, discriminator and readout timing of one card."""
 
     card_id: int = setting(0, "card id (chips 4 x card_id .. + 3)", lo=0, hi=31)
-    mtu: int = setting(1500, "Ethernet MTU: sets the largest frame", choices=(1500, 9000))
+    mtu: int = setting(
+        1500, "Ethernet MTU: datagrams of min(MTU - 28, 8192) bytes at most", choices=(1500, 9000)
+    )
     ring_bytes: int = setting(
         RING_BYTES, "card memory for framed data waiting for credit", lo=1 << 16, hi=1 << 30
     )

@@ -4,8 +4,16 @@ Each datagram sits in the arena as ``lead | SOF_D | size | body... | EOF``; the 
 when the datagram is sent (its sequence number is only known then). An event block is ``SOE(type) ts
 ts ts cnt cnt | body | EOE size``, the layout of :mod:`agetdaq.protocol.encode`, with the EOE size =
 bytes of the whole block. ``eof_on_eoe`` closes the frame after each event; otherwise events are
-packed back to back and split anywhere, and a partly filled frame waits for more data or for
+packed back to back, and a partly filled frame waits for more data or for
 :meth:`FrameRing.close_open` (the ``rbf timed`` flush).
+
+Frames are cut as the card cuts them (the rule of :mod:`agetdaq.protocol.encode`, whose
+``DataFramer`` gives the same frames): only between items, never inside a channel's samples, so
+the PC clients that restart their channel state at each frame read every channel whole. The one
+exception is the card's too: a channel block longer than a whole frame (a zero-suppressed channel
+with many short runs at MTU 1500) continues in the next frame. The frame size comes from
+:func:`~agetdaq.protocol.encode.max_frame_bytes_for_mtu`: datagrams of at most 8 192 bytes whose
+IP packets fit the MTU.
 
 The numba kernels take the event body (see :mod:`agetdaq.readout.simulation.emulator.cardproc`) and
 rewrite only the header words, so pre-encoded bank events are replayed with new timestamps and
@@ -17,12 +25,20 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from agetdaq.protocol.encode import EOE_SIZE_OFFSET_BYTES, FRAME_OVERHEAD_WORDS
-from agetdaq.protocol.words import END_OF_FRAME, START_OF_DFRAME, start_of_frame
+from agetdaq.protocol.encode import EOE_SIZE_OFFSET_BYTES, FRAME_OVERHEAD_WORDS, opens_item
+from agetdaq.protocol.words import END_OF_FRAME, START_OF_DFRAME, TIME_BIN_IX, start_of_frame
 
 # state vector layout
 S_WPOS, S_OPEN, S_FILL, S_NDG = range(4)
 EVENT_OVERHEAD_WORDS = 8  # SOE + 5 header words + EOE + size
+
+
+@njit(cache=True, nogil=True)
+def frames_bound(n: int, cap: int) -> int:
+    """Most frames ``n`` words take, a partly open frame before them included: two frames in a
+    row hold more than ``cap`` words (the second was opened for an item the first had no room
+    for), so at most 2n/cap + 2."""
+    return 2 * n // cap + 3
 
 
 @njit(cache=True, nogil=True)
@@ -42,9 +58,18 @@ def _close(buf: np.ndarray, dg: np.ndarray, st: np.ndarray) -> None:
 
 
 @njit(cache=True, nogil=True)
+def _begin_item(buf: np.ndarray, dg: np.ndarray, st: np.ndarray, cap: int, n: int) -> None:
+    """Close the open frame when an item of ``n`` words does not fit in what is left of it."""
+    if st[S_OPEN] >= 0 and st[S_FILL] > 0 and n > cap - st[S_FILL]:
+        _close(buf, dg, st)
+
+
+@njit(cache=True, nogil=True)
 def _put(
     buf: np.ndarray, dg: np.ndarray, st: np.ndarray, sof: int, cap: int, src: np.ndarray
 ) -> None:
+    """Append words, opening frames as needed; only an item longer than a frame is cut, and
+    never between a TIME_BIN_IX and its sample."""
     n = src.shape[0]
     i = 0
     while i < n:
@@ -56,13 +81,16 @@ def _put(
             st[S_OPEN] = p
             st[S_WPOS] = p + 3
             st[S_FILL] = 0
-        take = min(cap - st[S_FILL], n - i)
+        room = cap - st[S_FILL]
+        take = min(room, n - i)
+        if take < n - i and take > 1 and (src[i + take - 1] & 0xFE00) == TIME_BIN_IX:
+            take -= 1
         p = st[S_WPOS]
         buf[p : p + take] = src[i : i + take]
         st[S_WPOS] = p + take
         st[S_FILL] += take
         i += take
-        if st[S_FILL] == cap:
+        if i < n or st[S_FILL] == cap:
             _close(buf, dg, st)
 
 
@@ -79,7 +107,11 @@ def append_event_kernel(
     event_count: int,
     body: np.ndarray,
 ) -> None:
-    """Frame one event (header + body + EOE) into the arena; the caller checked the space."""
+    """Frame one event (header + body + EOE) into the arena; the caller checked the space.
+
+    Frames close between items only (:func:`agetdaq.protocol.encode.opens_item`): the header
+    with the last-cell words that follow it, each channel block, each hit count, EOE + size.
+    """
     hdr = np.empty(6, dtype=np.uint16)
     hdr[0] = 0x00F0 | (event_type & 0x7)
     hdr[1] = timestamp & 0xFFFF
@@ -91,8 +123,22 @@ def append_event_kernel(
     eoe = np.empty(2, dtype=np.uint16)
     eoe[0] = 0x00E0 | (size >> 16)
     eoe[1] = size & 0xFFFF
+    n = body.shape[0]
+    j = 0
+    while j < n and not opens_item(body[j]):
+        j += 1
+    _begin_item(buf, dg, st, cap, 6 + j)
     _put(buf, dg, st, sof, cap, hdr)
-    _put(buf, dg, st, sof, cap, body)
+    if j > 0:
+        _put(buf, dg, st, sof, cap, body[:j])
+    while j < n:
+        i = j
+        j += 1
+        while j < n and not opens_item(body[j]):
+            j += 1
+        _begin_item(buf, dg, st, cap, j - i)
+        _put(buf, dg, st, sof, cap, body[i:j])
+    _begin_item(buf, dg, st, cap, 2)
     _put(buf, dg, st, sof, cap, eoe)
     if eof_on_eoe and st[S_OPEN] >= 0:
         _close(buf, dg, st)
@@ -120,8 +166,8 @@ def append_bank_kernel(
     for k in range(index.shape[0]):
         i = index[k]
         n = offsets[i + 1] - offsets[i] + EVENT_OVERHEAD_WORDS
-        need = n + (n // cap + 2) * (FRAME_OVERHEAD_WORDS + 1)
-        if st[S_WPOS] + need > limit_words or st[S_NDG] + n // cap + 2 > max_dg:
+        need = n + frames_bound(n, cap) * (FRAME_OVERHEAD_WORDS + 1)
+        if st[S_WPOS] + need > limit_words or st[S_NDG] + frames_bound(n, cap) > max_dg:
             return k
         append_event_kernel(
             buf,
@@ -199,12 +245,13 @@ class FrameRing:
 
     def event_words_needed(self, body_words: int) -> int:
         n = body_words + EVENT_OVERHEAD_WORDS
-        return n + (n // self.cap + 2) * (FRAME_OVERHEAD_WORDS + 1)
+        return n + frames_bound(n, self.cap) * (FRAME_OVERHEAD_WORDS + 1)
 
     def add(self, event_type: int, timestamp: int, event_count: int, body: np.ndarray) -> bool:
         """Frame one event; False (nothing written) when the card memory is full."""
         need = self.event_words_needed(body.shape[0])
-        if need // self.cap + 2 > self.dg.shape[0] - int(self.st[S_NDG]) - 64:
+        n_frames = frames_bound(body.shape[0] + EVENT_OVERHEAD_WORDS, self.cap)
+        if n_frames > self.dg.shape[0] - int(self.st[S_NDG]) - 64:
             self._compact()
         if not self._room(need):
             return False

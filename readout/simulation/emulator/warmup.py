@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from agetdaq.protocol.encode import max_frame_bytes_for_mtu
 from agetdaq.readout.simulation.emulator.cardproc import CardProcessor
 from agetdaq.readout.simulation.emulator.framering import FrameRing
 from agetdaq.readout.simulation.emulator.hped import PedestalHistos
@@ -19,7 +20,7 @@ def compile_kernels(
     processor.discriminate(raw, physics.pedestal, disc_levels, True)
     body = processor.body(raw, np.zeros(4, dtype=np.int64))
     processor.fill_histos(raw, hped.offset, hped.counts.copy())
-    ring = FrameRing(0, 1492, 1 << 16)
+    ring = FrameRing(0, max_frame_bytes_for_mtu(1500), 1 << 16)
     ring.add(0, 0, 0, body)
     one = np.zeros(1, dtype=np.int64)
     ring.add_bank(one, one, one, one, body, np.array([0, body.size], dtype=np.int64))
