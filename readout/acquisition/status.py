@@ -106,7 +106,6 @@ class StatusReporter:
                 "duplicates": b.get("duplicates", 0),
             },
             "writer": {"errors": dp.writer_errors},
-            "processing": {"shed": dp.events_shed},
             "stream": {"dropped": getattr(self.publisher, "dropped", 0)},
         }
 
@@ -135,6 +134,7 @@ class StatusReporter:
             "bytes": dp.bytes,
             "queue_fill": rx.fill() / rx.n_slots,
             "losses": self.losses(),
+            "not_processed": dp.events_shed,  # shed: recorded, not processed online; no loss
             "disk_free_gb": self.stops.free_disk_gb(),
             "file": run.path if running else "",
             "file_mb": (view.writer.file_size() if view.writer else 0) / 1e6,
