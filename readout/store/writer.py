@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -23,6 +24,7 @@ from agetdaq import __version__
 from agetdaq.readout import schema as S
 from agetdaq.readout.config import setting
 from agetdaq.readout.store import layout as L
+from agetdaq.readout.store.chunks import InlineWrites, codec, sink_for
 
 
 class WriterError(RuntimeError):
@@ -40,17 +42,21 @@ class WriterConfig:
 
 
 class _Appender:
-    """Stages rows of one extensible dataset in a buffer of its own and writes them as whole,
-    chunk-aligned slices (a partial chunk only when the file is flushed): HDF5 then compresses
-    every chunk once, never reads one back, and leaves no stale chunk versions in the file."""
+    """Stages rows of one extensible dataset in a buffer of its own and hands them to the chunk
+    sink (store/chunks.py) as whole, chunk-aligned slices: every chunk is compressed once, never
+    read back, and leaves no stale versions in the file. At a flush the open chunk goes too, and
+    its rows stay at the head of the buffer (``held``) until the chunk is full and written again,
+    whole."""
 
-    def __init__(self, dset: h5py.Dataset, chunk_rows: int) -> None:
+    def __init__(self, dset: h5py.Dataset, chunk_rows: int, sink: Any = None) -> None:
         self.dset = dset
         self.chunk_rows = max(1, chunk_rows)
         self.flush_rows = self.chunk_rows  # kept for callers that force small writes
         self.buf = np.empty(2 * self.chunk_rows, dtype=dset.dtype)
-        self.pending = 0
-        self.written = int(dset.shape[0])
+        self.sink = sink if sink is not None else InlineWrites()
+        self.held = 0  # rows at the head of buf already handed over (the open chunk's)
+        self.pending = 0  # rows after them, not handed over yet
+        self.written = int(dset.shape[0])  # rows handed over to the file
 
     @property
     def total(self) -> int:
@@ -59,13 +65,14 @@ class _Appender:
 
     def reserve(self, n: int) -> np.ndarray:
         """The next ``n`` staged rows, to be filled in place by the caller."""
-        end = self.pending + n
+        start = self.held + self.pending
+        end = start + n
         if end > len(self.buf):
             grown = np.empty(max(2 * len(self.buf), end + self.chunk_rows), dtype=self.buf.dtype)
-            grown[: self.pending] = self.buf[: self.pending]
+            grown[:start] = self.buf[:start]
             self.buf = grown
-        view = self.buf[self.pending : end]
-        self.pending = end
+        view = self.buf[start:end]
+        self.pending += n
         return view
 
     def append(self, rows: np.ndarray) -> None:
@@ -73,30 +80,42 @@ class _Appender:
             self.reserve(len(rows))[...] = rows
 
     def full(self) -> bool:
-        return self.pending >= self.flush_rows
+        return self.pending >= self.flush_rows or (
+            self.pending and self.held + self.pending >= self.chunk_rows
+        )
 
     def write_chunks(self) -> None:
-        """Write the staged rows up to the last whole-chunk boundary (at least flush_rows)."""
-        end = (self.total // self.chunk_rows) * self.chunk_rows
+        """Hand over the whole chunks staged (everything when flush_rows < chunk_rows)."""
         if self.flush_rows < self.chunk_rows:
-            end = self.total
-        if end > self.written:
-            self._write(end - self.written)
+            self.write()
+        else:
+            self._whole_chunks()
+
+    def _whole_chunks(self) -> None:
+        staged = self.held + self.pending
+        whole = staged // self.chunk_rows
+        if not whole or not self.pending:
+            return
+        c = self.chunk_rows
+        base = self.written - self.held  # the row of buf[0]
+        for k in range(whole):
+            self.sink.put(self.dset, base + k * c, self.buf[k * c : (k + 1) * c], c)
+        rest = staged - whole * c
+        if rest:
+            self.buf[:rest] = self.buf[whole * c : staged]
+        self.written = base + whole * c
+        self.held = 0
+        self.pending = rest
 
     def write(self) -> None:
-        """Write every staged row."""
+        """Hand over every staged row (the open chunk too)."""
+        self._whole_chunks()
         if self.pending:
-            self._write(self.pending)
-
-    def _write(self, n: int) -> None:
-        start = self.written
-        self.dset.resize((start + n,))
-        self.dset[start : start + n] = self.buf[:n]
-        rest = self.pending - n
-        if rest:
-            self.buf[:rest] = self.buf[n : self.pending]
-        self.pending = rest
-        self.written = start + n
+            staged = self.held + self.pending
+            self.sink.put(self.dset, self.written - self.held, self.buf[:staged], self.chunk_rows)
+            self.written += self.pending
+            self.held = staged
+            self.pending = 0
 
 
 def pack_datagrams(buf: np.ndarray, lengths: np.ndarray, out: np.ndarray) -> None:
@@ -165,6 +184,8 @@ class RunWriter:
         self.closed = False
         self.failed: str | None = None
         self._last_flush = time.monotonic()
+        # Blosc chunks compressed on other threads, outside the GIL (store/chunks.py)
+        self._sink = sink_for(codec(self.config.compression, 0, np.uint8) is not None)
         try:
             # a chunk cache of a few chunks per dataset keeps the partial chunk of each flush
             self.file = h5py.File(
@@ -193,7 +214,10 @@ class RunWriter:
             chunks=(rows,),
             **L.compression_kwargs(self.config.compression, self.config.level, dtype),
         )
-        return _Appender(dset, rows)
+        encode = codec(self.config.compression, self.config.level, dtype)
+        if encode is not None:
+            self._sink.add(dset, encode)
+        return _Appender(dset, rows, self._sink)
 
     def _create(self, metadata: Mapping[str, object], pedestals: np.ndarray | None) -> None:
         f = self.file
@@ -287,10 +311,11 @@ class RunWriter:
         )
 
     def _maybe_write(self) -> None:
-        """Whole chunks go to HDF5 as soon as they are staged; the file itself is flushed (every
-        staged row written, metadata updated for SWMR readers) once per flush interval."""
+        """Whole chunks go to the chunk sink as soon as they are staged; the file itself is
+        flushed (every staged row written, metadata updated for SWMR readers) once per flush
+        interval, by the writer thread, without waiting for it here."""
         if time.monotonic() - self._last_flush >= self.config.flush_interval_s:
-            self.flush()
+            self._flush(wait=False)
             return
         try:
             for a in self._appenders():
@@ -301,18 +326,21 @@ class RunWriter:
             raise WriterError(self.failed) from exc
 
     def tick(self) -> None:
-        """Call periodically: flushes when the flush interval has passed."""
+        """Call periodically: flushes when the flush interval has passed (without waiting)."""
         if time.monotonic() - self._last_flush >= self.config.flush_interval_s:
-            self.flush()
+            self._flush(wait=False)
 
     def flush(self) -> None:
         """Write every pending row and flush the file, so a reader (or a crash) sees them."""
+        self._flush(wait=True)
+
+    def _flush(self, wait: bool) -> None:
         if self.closed:
             return
         try:
             for a in self._appenders():
                 a.write()
-            self.file.flush()
+            self._sink.flush(self.file, wait)
         except (OSError, ValueError, RuntimeError) as exc:
             self.failed = f"write to {self.path} failed: {exc}"
             raise WriterError(self.failed) from exc
@@ -320,7 +348,8 @@ class RunWriter:
 
     @property
     def events_written(self) -> int:
-        return self.events.written
+        """Event rows stored in HDF5 (rows handed to the chunk threads may still wait)."""
+        return self.events.sink.rows_written(self.events.dset)
 
     @property
     def events_total(self) -> int:
