@@ -55,9 +55,9 @@ log = logging.getLogger(__name__)
 
 SCRIPTS_DIR = Path(__file__).parents[1] / "scripts"
 WARM_UP_LIMIT_S = 180
-# calibration.txt (every channel whole; the accurate low-gain calibration, docs/CALIBRATION.md) is
-# chosen explicitly: at full readout a 2-core DAQ PC answers run control too slowly for the GUI
-RUN_TYPE_SCRIPT = {"pedestal": "pedestal_data", "calibration": "run", "background": "run"}
+# calibration runs read every channel whole (calibration.txt: the accurate low-gain calibration,
+# docs/CALIBRATION.md); run control is served beside the data path (acquisition/commands.py)
+RUN_TYPE_SCRIPT = {"pedestal": "pedestal_data", "calibration": "calibration", "background": "run"}
 STREAM_HWM = 100  # messages queued per subscriber before ZeroMQ drops (a dead GUI costs little)
 
 
