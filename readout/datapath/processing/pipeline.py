@@ -27,8 +27,8 @@ from agetdaq.readout.datapath.processing.sparse_waveforms import SparseWaveforms
 from agetdaq.readout.datapath.processing.trigger import (
     SelectionConfig,
     TriggerConfig,
-    classify,
-    trigger,
+    classify_trigger,
+    selection_params,
 )
 from agetdaq.readout.datapath.processing.waveforms import (
     N_SAMPLES,
@@ -116,6 +116,7 @@ class Processor:
         self.order = axis_order(layout.axis, layout.strip)
         self.strip = np.ascontiguousarray(layout.strip, dtype=np.int64)
         self.pos = np.ascontiguousarray(layout.position_mm, dtype=np.float64)
+        self._selection = (None, selection_params(self.config.selection, self.config.trigger))
         self.set_pedestals(pedestals)
 
     @property
@@ -274,8 +275,9 @@ class Processor:
         feats = np.zeros(n, FEATURES_DTYPE)
         feats["event"] = np.arange(n) if events is None else events
         event_features(amp, tbin, width, hit, self.order, self.strip, self.pos, cfg.max_gap, feats)
-        feats["cls"] = classify(feats, cfg.selection)
-        feats["trig"] = trigger(feats, cfg.trigger)
+        if self._selection[0] is not cfg:  # the config was replaced
+            self._selection = (cfg, selection_params(cfg.selection, cfg.trigger))
+        classify_trigger(feats, *self._selection[1])
         return Processed(feats, hit, amp, tbin, integral, width, wf)
 
 

@@ -172,7 +172,7 @@ def sparse_events(
     buf = np.empty(N_SAMPLES, np.float32)
     comp_s = np.empty(n_s, np.int64)
     comp_r = np.empty(n_s, np.int64)
-    craw = np.empty((n_s, N_SAMPLES), np.float32)
+    craw = np.empty((0, N_SAMPLES), np.float32)  # complete rows laid out, when there are any
     cbase = np.empty(n_s, np.float32)
     cchip = np.empty(n_s, np.int64)
     cquiet = np.empty(n_s, np.bool_)
@@ -194,9 +194,11 @@ def sparse_events(
             if s < 0 and k < 0:
                 counters[0] += 1
                 continue
-            if not full:
-                for i in range(lo, lo + ns):
-                    counters[1] += bins[i] >= N_SAMPLES
+            if not full:  # bins increase: the late ones are at the end
+                i = lo + ns - 1
+                while i >= lo and bins[i] >= N_SAMPLES:
+                    counters[1] += 1
+                    i -= 1
             if s >= 0:
                 mark[s] = stamp
                 if full:  # kept for the complete-row part, in strip order
@@ -231,6 +233,8 @@ def sparse_events(
                 fpn_row[ch, k] = r
         if n_comp:
             counters[2] += 1
+            if craw.shape[0] == 0:
+                craw = np.empty((n_s, N_SAMPLES), np.float32)
             moved |= _complete_rows(
                 comp_s, comp_r, n_comp, sample_start, adc, fpn_row, chip, ped, state,
                 fpn_ped, fpn_state, running, cm_method, b0, b1, alpha, quiet_lim, thr_hit,

@@ -43,7 +43,9 @@ class Process(Stage):
             c = self._counts
             p = self.processor
             waveforms = self.context.wanted("waveforms")
-            if not self.context.wanted("dense") and p.wants_sparse(flat):
+            told = batch.extra.get("shed")  # the shed stage looked at the whole batch
+            sparse = p.wants_sparse(flat) if told is None else told == "sparse"
+            if sparse and not self.context.wanted("dense"):
                 batch.processed, ignored, bad = p.process_sparse(
                     flat, batch.built.event_id, keep_waveforms=waveforms
                 )

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from agetdaq.readout.datapath.batch import Batch
 from agetdaq.readout.datapath.stage import PathContext, PathCounters, RunState, Stage
 
+SPARSE, DENSE = "sparse", "dense"  # batch.extra["shed"]: the path the batch's chunks take
+
 
 @dataclass(frozen=True)
 class ShedOptions:
@@ -62,15 +64,21 @@ class Shed(Stage):
             return
         step = self.options.chunk_events
         p = self.context.processor
-        if p is not None and not self.context.wanted("dense") and p.wants_sparse(batch.flat_rows()):
+        sparse = (
+            p is not None and not self.context.wanted("dense") and p.wants_sparse(batch.flat_rows())
+        )
+        if sparse:
             step = self.options.sparse_chunk_events
+        batch.extra[self.name] = SPARSE if sparse else DENSE  # the process stage's path
         for a in range(0, n, step):
             if a and not keep_all and self._shed_now():
                 # the ring filled while the chunks before were processed: the rest is shed
                 self._pass_shed(batch.part(a, n), n - a)
                 return
             self.chunks += 1
-            self.emit(batch.part(a, min(n, a + step)))
+            part = batch.part(a, min(n, a + step))
+            part.extra[self.name] = batch.extra[self.name]
+            self.emit(part)
 
     def _pass_shed(self, batch: Batch, n: int) -> None:
         batch.shed = True
