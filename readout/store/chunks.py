@@ -70,6 +70,15 @@ class InlineWrites:
             dset.resize((end,))
         dset[first:end] = rows
 
+    def put_chunks(
+        self, dset: h5py.Dataset, first: int, buf: np.ndarray, n_chunks: int, chunk_rows: int
+    ) -> None:
+        """The first ``n_chunks`` whole chunks of ``buf`` (the caller does not use it again)."""
+        self.put(dset, first, buf[: n_chunks * chunk_rows], chunk_rows)
+
+    def buffer(self, nbytes: int) -> np.ndarray:
+        return np.empty(nbytes, np.uint8)
+
     def flush(self, file: h5py.File, wait: bool = True) -> None:
         file.flush()
 
@@ -99,6 +108,24 @@ class _Pool:
             free = self._free.setdefault(buf.nbytes, [])
             if len(free) < MAX_QUEUED + COMPRESS_THREADS:
                 free.append(buf)
+
+    def give_back(self, buf: np.ndarray | _Shared) -> None:
+        """A chunk's buffer after its write (a shared one when its last chunk is written)."""
+        if isinstance(buf, _Shared):
+            buf.left[0] -= 1
+            if buf.left[0]:
+                return
+            buf = buf.raw
+        self.give(buf)
+
+
+class _Shared:
+    """A staging buffer whose whole chunks are written one by one (count of those left)."""
+
+    __slots__ = ("left", "raw")
+
+    def __init__(self, raw: np.ndarray, left: list[int]) -> None:
+        self.raw, self.left = raw, left
 
 
 class _Service:
@@ -133,7 +160,7 @@ class _Service:
             except BaseException as exc:  # kept for the owner's next call; the thread goes on
                 owner.error = f"{type(exc).__name__}: {exc}"
             if kind == "chunk":
-                self.pool.give(args[4])
+                self.pool.give_back(args[4])
             elif kind in ("flush", "mark"):
                 args[-1].set()
 
@@ -173,6 +200,26 @@ class DirectChunks:
     def _check(self) -> None:
         if self.error is not None:
             raise ChunkError(self.error)
+
+    def buffer(self, nbytes: int) -> np.ndarray:
+        """A staging buffer (uint8), recycled from the ones handed over with put_chunks."""
+        return self.service.pool.take(nbytes)
+
+    def put_chunks(
+        self, dset: h5py.Dataset, first: int, buf: np.ndarray, n_chunks: int, chunk_rows: int
+    ) -> None:
+        """The first ``n_chunks`` whole chunks of ``buf``, which is handed over (no copy): the
+        caller does not touch it again; it goes back to the pool once they are written."""
+        self._check()
+        s = self.service
+        raw = buf.view(np.uint8).reshape(-1)
+        step = chunk_rows * buf.dtype.itemsize
+        left = [n_chunks]  # chunks of buf still to write; the last one recycles it
+        for k in range(n_chunks):
+            view = raw[k * step : (k + 1) * step]
+            fut = s.executor.submit(self._codecs[dset.name], view)
+            s.jobs.put((self, "chunk", (dset, first + k * chunk_rows, chunk_rows, fut,
+                                        _Shared(raw, left))))  # fmt: skip
 
     def put(self, dset: h5py.Dataset, first: int, rows: np.ndarray, chunk_rows: int) -> None:
         self._check()

@@ -98,11 +98,12 @@ class _Appender:
             return
         c = self.chunk_rows
         base = self.written - self.held  # the row of buf[0]
-        for k in range(whole):
-            self.sink.put(self.dset, base + k * c, self.buf[k * c : (k + 1) * c], c)
         rest = staged - whole * c
+        old = self.buf  # handed over whole: only the rest is copied, into a fresh buffer
+        self.buf = self.sink.buffer(old.nbytes).view(old.dtype)
         if rest:
-            self.buf[:rest] = self.buf[whole * c : staged]
+            self.buf[:rest] = old[whole * c : staged]
+        self.sink.put_chunks(self.dset, base, old, whole, c)
         self.written = base + whole * c
         self.held = 0
         self.pending = rest

@@ -28,6 +28,8 @@ from numba import njit
 
 from agetdaq.readout.datapath.processing.baseline import (
     BASELINE_RUNNING,
+    any_above,
+    any_above_m,
     corrected,
     corrected_m,
     is_quiet,
@@ -329,10 +331,17 @@ def _complete_rows(
         b = cbase[j]
         cm_row = cm[chip[s]]
         if materialised:
-            corrected_m(r, no_cells[0], b, False, cm_row, buf)
+            above = write_wf or any_above_m(r, no_cells[0], b, False, cm_row, thr_hit[s])
         else:
-            corrected(r, cm_row, b, buf)
-        a, tb, q, w, h = row_pulse(buf, thr_hit[s], thr_sample[s], n_min)
+            above = write_wf or any_above(r, cm_row, b, thr_hit[s])
+        if above:
+            if materialised:
+                corrected_m(r, no_cells[0], b, False, cm_row, buf)
+            else:
+                corrected(r, cm_row, b, buf)
+            a, tb, q, w, h = row_pulse(buf, thr_hit[s], thr_sample[s], n_min)
+        else:
+            a, tb, q, w, h = np.float32(0.0), -1, np.float32(0.0), 0, False
         amp[e, s] = a
         tbin[e, s] = tb
         integral[e, s] = q
