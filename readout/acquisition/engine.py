@@ -144,6 +144,7 @@ class Acquisition:
         self.message = ""
         self.script: Script | None = None
         self.script_name = ""
+        self.script_chosen = False  # the script was chosen by start_run for a run type
         self.script_text = ""
         self.writer: RunWriter | None = None
         self.run = RunInfo()
@@ -195,6 +196,7 @@ class Acquisition:
             self._error(f"configuration with {path.name} failed: {exc}")
             raise EngineError(self.message) from exc
         self.script, self.script_name = parsed, name
+        self.script_chosen = False
         self.script_text = path.read_text()
         self.state = "configured"
         self.message = f"configured with {path.name}"
@@ -232,10 +234,12 @@ class Acquisition:
         if self.state == "running":
             raise EngineError("a run is already running")
         wanted = RUN_TYPE_SCRIPT[run_type]
-        if self.state != "configured" or (
-            self.script_name in RUN_TYPE_SCRIPT.values() and self.script_name != wanted
-        ):
+        # a script the operator configured stays (a pedestal run needs every channel whole: it
+        # takes pedestal_data over another run type's script); one start_run chose changes
+        other = self.script_name in RUN_TYPE_SCRIPT.values() and self.script_name != wanted
+        if self.state != "configured" or (other and (self.script_chosen or run_type == "pedestal")):
             self.configure(wanted)
+            self.script_chosen = True
         if not self.datapath.warm.wait(WARM_UP_LIMIT_S):  # first start on a fresh machine
             log.warning("data path still compiling after %d s; starting anyway", WARM_UP_LIMIT_S)
         try:

@@ -81,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
         if not _wait_ready(client, children, 60.0):
             print("demo: the DAQ server did not come up", file=sys.stderr)
             return 1
+        # the physics script (zero suppression): the calibration run type's own reads every
+        # channel whole, which needs a DAQ pedestal table the demo does not take
+        client.request("configure", script="run", wait=True)
         reply = client.request("start", run_type=args.run_type, comment="agetdaq demo")
         if not reply.get("ok"):
             print(f"demo: start refused: {reply.get('error')}", file=sys.stderr)

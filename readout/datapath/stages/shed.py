@@ -1,13 +1,16 @@
 """Stage ``shed``: cuts a built batch into chunks and decides, chunk by chunk, to shed them.
 
-Shedding is a safety valve: when the link's ring fills past ``fill`` of its slots (the data path
-fell behind: more offered than it processes, or the machine took its core away for a while) the
-processing (not the recording) is shed: the events pass on marked ``shed`` and are recorded
-NOT_PROCESSED ("not processed online": their data is in the file, nothing is lost). The credit
-loop holds grants at half a ring and resumes at a quarter, so shedding starts below that (0.2)
-and goes on until the ring is almost empty (no more than one batch of datagrams: no flip-flop
-under overload). A batch found shed is passed on whole; otherwise the decision is taken again
-before every chunk, and the rest of the batch is shed at once when the ring has filled meanwhile.
+Shedding is a safety valve: when the link's ring fills past ``fill`` of its slots the processing
+(not the recording) is shed: the events pass on marked ``shed`` and are recorded NOT_PROCESSED
+("not processed online": their data is in the file, nothing is lost). The credit loop holds
+grants at half a ring (the board then holds its data: no loss either) and resumes at a quarter;
+what is in flight then (a window) still arrives. So the default ``fill`` (0.6) sits above that:
+the data path processes everything it is given while flow control works, and sheds only data that
+keeps coming past the hold (a board without credit flow, a window larger than the ring's room)
+or when it falls so far behind; then until the ring is almost empty (no more than one batch of
+datagrams: no flip-flop under overload). A batch found shed is passed on whole; otherwise the
+decision is taken again before every chunk, and the rest of the batch is shed at once when the
+ring has filled meanwhile.
 A chunk is ``chunk_events`` events of a batch processed densely (it bounds the dense waveforms'
 memory, 0.5 MB an event) and ``sparse_chunk_events`` of a zero-suppressed batch the sparse path
 takes (a few us an event). Nothing is shed while a stage needs every event (``run.keep_all``:
@@ -26,7 +29,7 @@ SPARSE, DENSE = "sparse", "dense"  # batch.extra["shed"]: the path the batch's c
 
 @dataclass(frozen=True)
 class ShedOptions:
-    fill: float = 0.2  # ring fill (of its slots) above which processing is shed; 1.0 = never
+    fill: float = 0.6  # ring fill (of its slots) above which processing is shed; 1.0 = never
     chunk_events: int = 32  # events processed at a time (bounds the dense waveforms' memory)
     sparse_chunk_events: int = 1024  # the same for zero-suppressed batches (sparse path)
 
