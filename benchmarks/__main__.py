@@ -1,13 +1,22 @@
-"""Run the benchmarks, print a table and append JSON lines to benchmarks/results/results.jsonl."""
+"""Run the benchmarks, print a table and append JSON lines to benchmarks/results/results.jsonl.
+
+Each benchmark module runs in a process of its own, in a session of its own, with a time limit
+(``TIMEOUT_S`` of the module, else 900 s with --quick and 3600 s without): a benchmark that hangs
+is ended with every process it started and reported FAILED, the others still run.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
+import os
 import pkgutil
 import re
+import signal
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from datetime import datetime, timezone
@@ -49,12 +58,57 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
 
 
+def _in_child(mod: Any, quick: bool) -> tuple[list[dict[str, Any]], bool]:
+    """Run one module in a process (and session) of its own within its time limit."""
+    bench_id = getattr(mod, "ID", mod.__name__)
+    limit = getattr(mod, "TIMEOUT_S", 900 if quick else 3600)
+    with tempfile.NamedTemporaryFile("r", suffix=".json", delete=False) as out:
+        path = out.name
+    cmd = [sys.executable, "-m", "benchmarks", "--child", mod.__name__, "--rows-to", path]
+    cmd += ["--quick"] if quick else []
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    try:
+        proc.wait(limit)
+        with open(path, encoding="utf-8") as f:
+            return json.load(f), proc.returncode == 0
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the benchmark and every process it started
+        proc.wait(30)
+        print(f"  {bench_id}: no result within {limit} s: ended", file=sys.stderr)
+    except (OSError, ValueError):
+        pass
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+    return [{"id": bench_id, "name": "FAILED", "value": None, "unit": None, "met": False}], False
+
+
+def _child(name: str, quick: bool, rows_to: str) -> int:
+    mod = importlib.import_module(name)
+    ok = True
+    try:
+        got = mod.run(quick)
+    except Exception:
+        traceback.print_exc()
+        ok = False
+        got = [{"id": getattr(mod, "ID", name), "name": "FAILED", "value": None, "unit": None,
+                "met": False}]  # fmt: skip
+    with open(rows_to, "w", encoding="utf-8") as f:
+        json.dump(got, f)
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="smaller data sets, fewer repeats")
     ap.add_argument("--only", default="", help="comma-separated ids, e.g. B1,B3")
     ap.add_argument("--no-save", action="store_true", help="do not append to results.jsonl")
+    ap.add_argument("--in-process", action="store_true", help="no child process, no time limit")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--rows-to", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.child:
+        return _child(args.child, args.quick, args.rows_to)
     only = {s.strip().upper() for s in args.only.split(",") if s.strip()}
     machine = machine_info()
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -66,12 +120,17 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"running {bench_id} ({mod.__name__}) ...", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
-        try:
-            got = mod.run(args.quick)
-        except Exception:
-            traceback.print_exc()
-            failed += 1
-            got = [{"id": bench_id, "name": "FAILED", "value": None, "unit": None, "met": False}]
+        if args.in_process:
+            try:
+                got = mod.run(args.quick)
+            except Exception:
+                traceback.print_exc()
+                failed += 1
+                got = [{"id": bench_id, "name": "FAILED", "value": None, "unit": None,
+                        "met": False}]  # fmt: skip
+        else:
+            got, ok = _in_child(mod, args.quick)
+            failed += not ok
         print(f"  {bench_id} took {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         rows.extend(got)
     if not rows:

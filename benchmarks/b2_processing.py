@@ -1,10 +1,12 @@
 """B2: online processing throughput (pedestal + common mode + k-sigma hits + features + trigger).
 
-Synthetic events of 240 strips x 512 samples (70 % 5.9 keV X-rays, 15 % muons, 15 % noise) go
-through :class:`agetdaq.readout.datapath.processing.Processor` with a pedestal table and FPN common
-mode. References, same run: a numpy copy of each event (240 x 512 float32) out of the same batch,
-and the numpy reference chain (:func:`agetdaq.readout.datapath.processing.reference.process_ref`) on
-a subset.
+Synthetic events of 240 strips x 512 samples (70 % 5.9 keV X-rays, 15 % muons, 15 % noise),
+rounded to whole ADC counts as the card delivers them, go through
+:class:`agetdaq.readout.datapath.processing.Processor` with a pedestal table and FPN common mode.
+References, same run: a numpy copy of each event (240 x 512 float32) out of the same batch, and
+the numpy reference chain (:func:`agetdaq.readout.datapath.processing.reference.process_ref`) on
+a subset. The common mode without FPN channels (median of the quiet strips) against the FPN path,
+measured alternately (target >= 0.5).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from benchmarks.common import best_time, make_row
 ID = "B2"
 TARGET_COPY_RATIO = 0.5
 TARGET_SPEEDUP = 2.0
+TARGET_MEDIAN_VS_FPN = 0.5
 
 
 def make_events(det: SyntheticDetector, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -35,8 +38,8 @@ def make_events(det: SyntheticDetector, n: int) -> tuple[np.ndarray, np.ndarray]
     n_x = n - n_mu - n_noise
     parts = [det.xrays(n_x)[:2], det.muons(n_mu)[:2], det.baseline(n_noise)[:2]]
     order = det.rng.permutation(n)
-    strips = np.concatenate([p[0] for p in parts])[order]
-    fpn = np.concatenate([p[1] for p in parts])[order]
+    strips = np.rint(np.concatenate([p[0] for p in parts])[order])  # whole ADC counts
+    fpn = np.rint(np.concatenate([p[1] for p in parts])[order])
     return strips, fpn
 
 
@@ -73,7 +76,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     det = SyntheticDetector(layout, seed=2)
     acc = PedestalAccumulator(layout.chip, cm_method="fpn")
     ped_strips, ped_fpn, _ = det.baseline(100)
-    acc.add(ped_strips, fpn=ped_fpn)
+    acc.add(np.rint(ped_strips), fpn=np.rint(ped_fpn))
     table = acc.result()
     del ped_strips, ped_fpn
     strips, fpn = make_events(det, n_events)
@@ -94,10 +97,15 @@ def run(quick: bool) -> list[dict[str, Any]]:
                  "events/s", reference=n_ref / t_ref, ref_unit="events/s (numpy reference)",
                  target=TARGET_SPEEDUP)
     )  # fmt: skip
-    proc = Processor(layout, ProcessorConfig(baseline="table", cm_method="median"), table)
-    n_med = max(20, n_events // 20)
-    proc.process(strips[:2], fpn[:2])
-    t_med = best_time(lambda: proc.process(strips[:n_med], fpn[:n_med]), max(1, repeat // 2))
-    rows.append(make_row(ID, "process table+median (common mode without FPN)", n_med / t_med,
-                         "events/s"))  # fmt: skip
+    med = Processor(layout, ProcessorConfig(baseline="table", cm_method="median"), table)
+    fpn_p = Processor(layout, ProcessorConfig(baseline="table", cm_method="fpn"), table)
+    n_med = max(20, n_events // 4)
+    med.process(strips[:2], fpn[:2])
+    t_med = t_fpn = float("inf")
+    for _ in range(max(1, repeat // 2)):  # alternated: a change of load hits both
+        t_med = min(t_med, best_time(lambda: med.process(strips[:n_med], fpn[:n_med]), 1))
+        t_fpn = min(t_fpn, best_time(lambda: fpn_p.process(strips[:n_med], fpn[:n_med]), 1))
+    rows.append(make_row(ID, "process table+median (common mode without FPN) vs table+fpn",
+                         n_med / t_med, "events/s", reference=n_med / t_fpn,
+                         ref_unit="events/s (FPN path)", target=TARGET_MEDIAN_VS_FPN))  # fmt: skip
     return rows

@@ -13,7 +13,8 @@ Cases:
   than anything being lost; once with the monitoring stream and once without;
 * zero-suppressed X-ray events (card-side pedestals and thresholds), burst mode: the highest rate
   the emulator reaches.
-Rows: events in the file / events the board sent (target 1.000 exactly), events/s, the highest
+Rows: events in the file / events the board sent (target 1.000 exactly), events shed (recorded,
+not processed online) / events written (target 0), events/s, the highest
 ring fill, the DAQ process's CPU, and the full-readout rate with the monitor / without (the
 subscriber process competes for the same two cores) and the DAQ's CPU per event without / with
 the monitor (its own cost); the CPU per event of the data path and capture threads, the rate the
@@ -246,6 +247,13 @@ def _report(label: str, r: dict[str, Any]) -> None:
         print(f"B6 {label}: losses {bad}")
 
 
+def _shed_row(label: str, r: dict[str, Any]) -> dict[str, Any]:
+    """Events recorded but not processed online (shed under load) / events written (target 0)."""
+    return make_row(ID, f"{label}: shed (not processed online) / written", float(r["shed"]),
+                    "events", reference=float(max(r["written"], 1)), ref_unit="events written",
+                    target=0.0, higher_is_better=False)  # fmt: skip
+
+
 def _exact_row(label: str, r: dict[str, Any]) -> dict[str, Any]:
     ok = r["contiguous"] and r["damaged"] == 0
     row = make_row(ID, f"{label}: events written / sent by the board", float(r["written"]),
@@ -278,6 +286,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
         _report("ZS burst, monitor on", zsr)
     line = f"full readout at 2.4x line rate, credit {window}/{threshold} F"
     rows.append(_exact_row(f"{line}, monitor on", with_mon))
+    rows.append(_shed_row(f"{line}, monitor on", with_mon))
     rows.append(make_row(ID, f"{line}: events/s (monitor on)", with_mon["events_s"], "events/s",
                          reference=LINE_EVENTS_S_FULL, ref_unit="events/s GbE line"))  # fmt: skip
     rows.append(make_row(ID, f"{line}: max ring fill", with_mon["max_fill"], "of ring"))
@@ -291,6 +300,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     rows.append(make_row(ID, f"{line}: emulator CPU (same machine)", with_mon["emulator_cores"],
                          "cores"))  # fmt: skip
     rows.append(_exact_row(f"{line}, monitor off", without))
+    rows.append(_shed_row(f"{line}, monitor off", without))
     rows.append(make_row(ID, f"{line}: events/s monitor on / off", with_mon["events_s"],
                          "events/s", reference=without["events_s"],
                          ref_unit="events/s no monitor",
@@ -301,6 +311,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
                          "ms/event", reference=cpu_on * 1e3, ref_unit="ms/event monitor on",
                          target=1 - TARGET_MONITOR_COST))  # fmt: skip
     rows.append(_exact_row("ZS burst, monitor on", zsr))
+    rows.append(_shed_row("ZS burst, monitor on", zsr))
     rows.append(make_row(ID, "ZS burst: events/s written", zsr["events_s"], "events/s",
                          target=TARGET_ZS_EVENTS_S, target_on="value"))  # fmt: skip
     rows.append(make_row(ID, "ZS burst: max ring fill", zsr["max_fill"], "of ring"))

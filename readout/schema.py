@@ -235,6 +235,7 @@ STATUS_FIELDS = (
     "bytes",
     "queue_fill",
     "losses",
+    "not_processed",  # events recorded but not processed online (shed under load): no loss
     "disk_free_gb",
     "file",
     "file_mb",

@@ -94,12 +94,12 @@ def test_serve_follows_run_control(emulator, tmp_path):
         assert client.request("status")["state"] == "idle"
         bad = client.request("start", run_type="physics")
         assert bad["ok"] is False and "out of range" in bad["error"]
-        started = client.request("start", run_type="calibration", comment="ctl test")
+        started = client.request("start", run_type="calibration", comment="ctl test", wait=True)
         assert started["ok"] and started["state"] == "running", started
         time.sleep(2.0)
         status = client.request("status")
         assert status["events"] > 0 and status["run_type"] == "calibration"
-        stopped = client.request("stop")
+        stopped = client.request("stop", wait=True)
         assert stopped["ok"] and stopped["state"] == "configured"
         assert client.request("stop")["ok"] is False  # nothing to stop
         states = set()

@@ -8,7 +8,13 @@ import threading
 import pytest
 import zmq
 
-from agetdaq.readout.transport.control import ControlClient, ControlServer, RequestError, validate
+from agetdaq.readout.transport.control import (
+    ControlClient,
+    ControlServer,
+    ControlService,
+    RequestError,
+    validate,
+)
 
 
 @pytest.mark.parametrize(
@@ -77,3 +83,41 @@ def test_round_trip_and_rejection_over_zmq():
     assert dead["ok"] is False and "timeout" in dead["error"]
     client.close()
     ctx.term()
+
+
+def test_service_answers_from_its_own_thread_while_a_command_runs():
+    """ControlService: a command whose reply is a Future (a long one the caller waits for) does
+    not hold up the other clients; a quick reply comes at once; a failing handler still answers."""
+    from concurrent.futures import Future
+
+    ctx = zmq.Context()
+    slow: Future = Future()
+
+    def handler(req: dict) -> dict | Future:
+        if req["cmd"] == "stop":
+            return slow  # done by someone else, later
+        if req["cmd"] == "mask":
+            raise RuntimeError("boom")
+        return {"ok": True, "state": "running"}
+
+    service = ControlService("tcp://127.0.0.1:*", handler, context=ctx).start()
+    waiting = ControlClient(service.address, timeout_ms=5000, context=ctx)
+    other = ControlClient(service.address, timeout_ms=5000, context=ctx)
+    result: dict = {}
+    t = threading.Thread(target=lambda: result.update(waiting.request("stop", wait=True)))
+    t.start()
+    try:
+        for _ in range(5):  # answered while the stop is still in progress
+            assert other.request("status") == {"ok": True, "state": "running"}
+        assert not result
+        failed = other.request("mask", strips=[1])
+        assert failed["ok"] is False and "boom" in failed["error"]
+        assert other.request("start", run_type="physics")["ok"] is False  # refused by the schema
+        slow.set_result({"ok": True, "state": "configured"})
+        t.join(5)
+        assert result == {"ok": True, "state": "configured"}
+    finally:
+        waiting.close()
+        other.close()
+        service.close()
+        ctx.term()

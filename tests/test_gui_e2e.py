@@ -40,8 +40,14 @@ def daq(tmp_path):
     try:
         if not board_answers(bec, children[0], 120.0):
             pytest.fail("the emulator did not come up: " + (tmp_path / "children.log").read_text())
-        serve = [*PY, "serve", "--board", f"127.0.0.1:{bec}", "--control", control,
-                 "--publish", stream, "--data-dir", str(data)]  # fmt: skip
+        # the crew's order: a pedestal run first (the calibration run type reads every channel
+        # whole, raw pedestals included), its table for the DAQ server
+        peds = tmp_path / "pedestals.h5"
+        pedestal = [*PY, "pedestal", "--board", f"127.0.0.1:{bec}", "--data-dir", str(data),
+                    "--events", "60", "-o", str(peds)]  # fmt: skip
+        subprocess.run(pedestal, stdout=log, stderr=subprocess.STDOUT, timeout=180, check=True)
+        serve = [*PY, "serve", "--board", f"127.0.0.1:{bec}", "--control", control, "--publish",
+                 stream, "--data-dir", str(data), "--pedestals", str(peds)]  # fmt: skip
         children.append(subprocess.Popen(serve, stdout=log, stderr=subprocess.STDOUT))
         yield control, stream, data
     finally:

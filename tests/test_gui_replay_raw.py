@@ -72,6 +72,7 @@ def _record(path, datagrams, rst_len: int, fills: list[int] | None = None) -> No
         chunk_events=8,
         store_waveforms="hits",
         shed_fill=0.0,
+        options={"shed": {"sparse_chunk_events": 8}},  # these events are zero-suppressed
     )
     writer = RunWriter(path, EVENT_DTYPE, meta, WriterConfig(raw=True, swmr=False), peds)
     dp.begin_run(writer, 1)

@@ -67,6 +67,7 @@ def _record(tmp_path, datagrams, *, store="hits", raw=True, shed=True, fills=Non
         chunk_events=8,
         store_waveforms=store,
         shed_fill=0.0 if shed else 1.0,
+        options={"shed": {"sparse_chunk_events": 8}},  # the zero-suppressed cases too
     )
     path = tmp_path / f"run-{store}-{raw}.h5"
     writer = RunWriter(path, EVENT_DTYPE, {}, WriterConfig(raw=raw, swmr=False))

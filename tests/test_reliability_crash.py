@@ -15,6 +15,7 @@ import pytest
 from agetdaq.readout.acquisition.engine import Acquisition
 from agetdaq.readout.acquisition.settings import Settings
 from agetdaq.readout.simulation.emulator.server import Emulator
+from agetdaq.readout.store import chunks
 from agetdaq.readout.store.reader import RunFile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
@@ -53,6 +54,7 @@ def test_disk_full_stops_the_run_cleanly_with_a_clear_message(tmp_path, monkeypa
             raise OSError(errno.ENOSPC, "No space left on device")
 
         monkeypatch.setattr(h5py.Dataset, "__setitem__", no_space)
+        monkeypatch.setattr(chunks, "write_chunk", lambda *a: no_space(None, None, None))
         end = time.monotonic() + 30
         while acq.state == "running" and time.monotonic() < end:
             acq.poll()

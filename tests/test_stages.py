@@ -215,7 +215,7 @@ def _run(tmp_path, stages, batch: int = 16, **options) -> tuple[DataPath, _Ring]
 
 
 def test_every_stage_counts_and_the_totals_add_up(tmp_path):
-    dp, ring = _run(tmp_path, DEFAULT_STAGES, shed={"chunk_events": 8})
+    dp, ring = _run(tmp_path, DEFAULT_STAGES, shed={"chunk_events": 8, "sparse_chunk_events": 8})
     c = dp.counters
     per_stage = dp.stage_counters()
     assert list(per_stage) == list(DEFAULT_STAGES)

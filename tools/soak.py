@@ -58,7 +58,7 @@ def memory_soak(
         dead.setsockopt(zmq.SUBSCRIBE, b"")
         dead.connect(acq.publisher.address)  # connected, subscribed, never read
     try:
-        acq.configure("run")
+        acq.configure("run")  # kept for the calibration run: zero suppression at the full rate
         acq.start_run("calibration", "soak", workdir / "soak.h5", seconds=seconds)
         t0 = time.monotonic()
         next_sample = t0

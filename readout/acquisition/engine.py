@@ -147,6 +147,7 @@ class Acquisition:
         self.message = ""
         self.script: Script | None = None
         self.script_name = ""
+        self.script_chosen = False  # the script was chosen by start_run for a run type
         self.script_text = ""
         self.writer: RunWriter | None = None
         # writers whose file HDF5 could not close (a full disk): kept, because freeing them
@@ -211,6 +212,7 @@ class Acquisition:
                 self.message
             ) from exc
         self.script, self.script_name = parsed, name
+        self.script_chosen = False
         self.script_text = path.read_text()
         self.state = "configured"
         self.message = f"configured with {path.name}"
@@ -251,10 +253,12 @@ class Acquisition:
         if refused:
             raise EngineError(refused)
         wanted = RUN_TYPE_SCRIPT[run_type]
-        if self.state != "configured" or (
-            self.script_name in RUN_TYPE_SCRIPT.values() and self.script_name != wanted
-        ):
+        # a script the operator configured stays (a pedestal run needs every channel whole: it
+        # takes pedestal_data over another run type's script); one start_run chose changes
+        other = self.script_name in RUN_TYPE_SCRIPT.values() and self.script_name != wanted
+        if self.state != "configured" or (other and (self.script_chosen or run_type == "pedestal")):
             self.configure(wanted)
+            self.script_chosen = True
         self._wait_warm()
         try:
             self.board.restart_triggers(self.script_text)

@@ -10,9 +10,9 @@ from agetdaq.protocol.script import ScriptError
 from agetdaq.readout.acquisition.runlog import confine
 
 SCRIPTS_DIR = Path(__file__).parents[1] / "scripts"
-# calibration.txt (every channel whole; the accurate low-gain calibration, docs/CALIBRATION.md) is
-# chosen explicitly: at full readout a 2-core DAQ PC answers run control too slowly for the GUI
-RUN_TYPE_SCRIPT = {"pedestal": "pedestal_data", "calibration": "run", "background": "run"}
+# calibration runs read every channel whole (calibration.txt: the accurate low-gain calibration,
+# docs/CALIBRATION.md); run control is served beside the data path (transport/control.py)
+RUN_TYPE_SCRIPT = {"pedestal": "pedestal_data", "calibration": "calibration", "background": "run"}
 
 
 def script_path(name: str) -> Path:

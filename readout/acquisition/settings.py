@@ -9,13 +9,13 @@ Example (every key optional; defaults as below)::
     mapping = ""                  # strip mapping CSV; empty = the shipped BabyIAXO mapping
     rst_len = 0
     store_waveforms = "hits"      # hits | events | all | none
-    batch = 256                   # datagrams per processing step
+    batch = 1024                  # datagrams per processing step (at most)
     status_interval_s = 1.0
     disk_warn_gb = 20.0
     disk_stop_gb = 5.0
     board_timeout_s = 4.0
     heartbeat_s = 1.0             # a bare `daq` this often proves the board alive
-    shed_fill = 0.2               # ring fill above which processing (not recording) is shed
+    shed_fill = 0.6               # ring fill above which processing (not recording) is shed
 
     [credit]                      # like `credits restore 8 1 F`
     unit = "F"
@@ -91,7 +91,7 @@ class DaqSettings:
     mapping: str = setting("", "strip mapping CSV; empty = the shipped BabyIAXO mapping")
     rst_len: int = setting(0, choices=(0, 1))
     store_waveforms: str = setting("hits", choices=STORE_MODES)
-    batch: int = setting(256, "datagrams per processing step", lo=1, hi=65536)
+    batch: int = setting(1024, "datagrams per processing step (at most)", lo=1, hi=65536)
     status_interval_s: float = setting(1.0, gt=0.0, hi=MAX_INTERVAL_S, unit="s")
     disk_warn_gb: float = setting(20.0, lo=0.0, unit="GB")
     disk_stop_gb: float = setting(5.0, lo=0.0, unit="GB")
@@ -100,7 +100,11 @@ class DaqSettings:
         1.0, "a bare `daq` this often proves the board alive", gt=0.0, hi=MAX_INTERVAL_S, unit="s"
     )
     shed_fill: float = setting(
-        0.2, "ring fill above which online processing is shed (1.0 = never)", gt=0.0, hi=1.0
+        0.6,
+        "ring fill above which online processing is shed (1.0 = never); above the credit "
+        "loop's hold (0.5 + a window): a safety valve for data that keeps coming past it",
+        gt=0.0,
+        hi=1.0,
     )
     board_type: str = setting(
         "feminos", "board type, a name in agetdaq.readout.link.board.BOARD_TYPES", nonempty=True

@@ -198,7 +198,6 @@ class StatusReporter:
                 "duplicates": b.get("duplicates", 0),
             },
             "writer": {"errors": dp.writer_errors},
-            "processing": {"shed": dp.events_shed},
             "stream": {"dropped": getattr(self.publisher, "dropped", 0)},
         }
 
@@ -241,7 +240,7 @@ class StatusReporter:
             "masked": list(view.masked),
             "message": view.message,
             "data_lost": max(0, data_lost(losses) - self._lost_base),
-            "not_processed": int(dp.events_shed),
+            "not_processed": int(dp.events_shed),  # shed: recorded, not processed online
             "board_restarts": int(dp.restarts),
             "script": view.script,
             "pedestal_table": view.pedestals,

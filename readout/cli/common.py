@@ -341,10 +341,12 @@ def progress_line(st: dict) -> str:
     losses = sum(
         int(v) for kinds in st.get("losses", {}).values() for v in kinds.values() if int(v) > 0
     )
+    shed = int(st.get("not_processed", 0))
     return (
         f"run {st['run_number']} {st['state']}: {st['events']} ev, "
         f"{st['events_per_s']:.1f} ev/s, {st['mb_per_s']:.2f} MB/s, losses {losses}, "
-        f"file {st['file_mb']:.1f} MB, queue {100 * st['queue_fill']:.0f}%"
+        + (f"not processed online {shed}, " if shed else "")
+        + f"file {st['file_mb']:.1f} MB, queue {100 * st['queue_fill']:.0f}%"
     )
 
 

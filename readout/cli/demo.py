@@ -200,6 +200,9 @@ def _start_run(client, children: Children, emulator, port: int, run_type: str, s
         client.timeout_ms = 1000
         if board and client.request("ping").get("ok"):
             client.timeout_ms = 60000  # the first start may wait for the DAQ's kernels
+            # the physics script (zero suppression): the calibration run type's own reads every
+            # channel whole, which needs a DAQ pedestal table the demo does not take
+            client.request("configure", script="run", wait=True)
             reply = client.request("start", run_type=run_type, comment="agetdaq demo")
             if not reply.get("ok"):
                 print(f"demo: start refused: {reply.get('error')}", file=sys.stderr)

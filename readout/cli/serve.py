@@ -48,10 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from agetdaq.readout.acquisition.control_handler import handle
+    from agetdaq.readout.acquisition.commands import EngineCommands
     from agetdaq.readout.acquisition.engine import Acquisition
     from agetdaq.readout.store.run import load_pedestals
-    from agetdaq.readout.transport.control import ControlServer
+    from agetdaq.readout.transport.control import ControlService
     from agetdaq.readout.transport.security import control_socket_setup
 
     setup_logging(args.verbose, args.quiet)
@@ -61,8 +61,9 @@ def serve(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     setup = control_socket_setup(args.control, getattr(args, "keys_dir", None))
     stop = stop_on_signals()
-    # bound first: a port in use is refused before the board link or the stream exist
-    server = ControlServer(args.control, lambda req: handle(acq, req), configure_socket=setup)
+    # bound first: a port in use is refused before the board link or the stream exist; served
+    # by a thread of its own, the commands carried out by this one (acquisition/commands.py)
+    server = ControlService(args.control, lambda req: commands.handle(req), configure_socket=setup)
     try:
         acq = Acquisition(
             settings,
@@ -74,14 +75,16 @@ def serve(args: argparse.Namespace) -> int:
     except BaseException:
         server.close()
         raise
+    commands = EngineCommands(acq)
     log.info("run control on %s, stream on %s", server.address, args.publish)
     try:
         if args.pedestals:
             acq.load_pedestals(load_pedestals(args.pedestals))
         if args.configure:
             acq.configure(args.configure)
+        server.start()
         while not stop.is_set():
-            server.poll(100)
+            commands.run_pending(0.1)
             acq.poll()
     finally:
         server.close()

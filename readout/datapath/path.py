@@ -45,9 +45,9 @@ class DataPath:
         processor: Processor,
         feed: Any = None,
         *,
-        batch: int = 256,
+        batch: int = 1024,
         chunk_events: int = 32,
-        shed_fill: float = 0.2,  # below the credit loop's low-water mark (0.25): stages/shed.py
+        shed_fill: float = 0.6,  # above the credit loop's hold (0.5 + a window): stages/shed.py
         store_waveforms: str = "hits",
         calib: Any = None,
         stages: Sequence[str] = DEFAULT_STAGES,

@@ -74,7 +74,7 @@ class PathContext:
 
     layout: StripLayout
     ring: Ring | None = None  # the link's ring (fill level)
-    batch: int = 256  # datagrams taken from the ring per step
+    batch: int = 1024  # datagrams taken from the ring per step (at most)
     wall_offset_ns: int = 0  # time.time_ns() - time.monotonic_ns() (ring times are monotonic)
     processor: Processor | None = None  # the online processing (pedestals, baselines, trigger)
     feed: MonitorSink | None = None  # the monitor feed (publish)

@@ -23,6 +23,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -32,6 +33,7 @@ from agetdaq import __version__
 from agetdaq.readout import schema as S
 from agetdaq.readout.config import setting
 from agetdaq.readout.store import layout as L
+from agetdaq.readout.store.chunks import InlineWrites, codec, sink_for
 from agetdaq.readout.store.failure import WriterError, descriptor, release_descriptor, write_error
 from agetdaq.readout.store.lock import FileBusyError, WriterLock
 from agetdaq.readout.store.metadata import write_metadata
@@ -52,17 +54,21 @@ class WriterConfig:
 
 
 class _Appender:
-    """Stages rows of one extensible dataset in a buffer of its own and writes them as whole,
-    chunk-aligned slices (a partial chunk only when the file is flushed): HDF5 then compresses
-    every chunk once, never reads one back, and leaves no stale chunk versions in the file."""
+    """Stages rows of one extensible dataset in a buffer of its own and hands them to the chunk
+    sink (store/chunks.py) as whole, chunk-aligned slices: every chunk is compressed once, never
+    read back, and leaves no stale versions in the file. At a flush the open chunk goes too, and
+    its rows stay at the head of the buffer (``held``) until the chunk is full and written again,
+    whole."""
 
-    def __init__(self, dset: h5py.Dataset, chunk_rows: int) -> None:
+    def __init__(self, dset: h5py.Dataset, chunk_rows: int, sink: Any = None) -> None:
         self.dset = dset
         self.chunk_rows = max(1, chunk_rows)
         self.flush_rows = self.chunk_rows  # kept for callers that force small writes
         self.buf = np.empty(2 * self.chunk_rows, dtype=dset.dtype)
-        self.pending = 0
-        self.written = int(dset.shape[0])
+        self.sink = sink if sink is not None else InlineWrites()
+        self.held = 0  # rows at the head of buf already handed over (the open chunk's)
+        self.pending = 0  # rows after them, not handed over yet
+        self.written = int(dset.shape[0])  # rows handed over to the file
 
     @property
     def total(self) -> int:
@@ -71,13 +77,14 @@ class _Appender:
 
     def reserve(self, n: int) -> np.ndarray:
         """The next ``n`` staged rows, to be filled in place by the caller."""
-        end = self.pending + n
+        start = self.held + self.pending
+        end = start + n
         if end > len(self.buf):
             grown = np.empty(max(2 * len(self.buf), end + self.chunk_rows), dtype=self.buf.dtype)
-            grown[: self.pending] = self.buf[: self.pending]
+            grown[:start] = self.buf[:start]
             self.buf = grown
-        view = self.buf[self.pending : end]
-        self.pending = end
+        view = self.buf[start:end]
+        self.pending += n
         return view
 
     def append(self, rows: np.ndarray) -> None:
@@ -85,30 +92,43 @@ class _Appender:
             self.reserve(len(rows))[...] = rows
 
     def full(self) -> bool:
-        return self.pending >= self.flush_rows
+        return self.pending >= self.flush_rows or (
+            self.pending and self.held + self.pending >= self.chunk_rows
+        )
 
     def write_chunks(self) -> None:
-        """Write the staged rows up to the last whole-chunk boundary (at least flush_rows)."""
-        end = (self.total // self.chunk_rows) * self.chunk_rows
+        """Hand over the whole chunks staged (everything when flush_rows < chunk_rows)."""
         if self.flush_rows < self.chunk_rows:
-            end = self.total
-        if end > self.written:
-            self._write(end - self.written)
+            self.write()
+        else:
+            self._whole_chunks()
+
+    def _whole_chunks(self) -> None:
+        staged = self.held + self.pending
+        whole = staged // self.chunk_rows
+        if not whole or not self.pending:
+            return
+        c = self.chunk_rows
+        base = self.written - self.held  # the row of buf[0]
+        rest = staged - whole * c
+        old = self.buf  # handed over whole: only the rest is copied, into a fresh buffer
+        self.buf = self.sink.buffer(old.nbytes).view(old.dtype)
+        if rest:
+            self.buf[:rest] = old[whole * c : staged]
+        self.sink.put_chunks(self.dset, base, old, whole, c)
+        self.written = base + whole * c
+        self.held = 0
+        self.pending = rest
 
     def write(self) -> None:
-        """Write every staged row."""
+        """Hand over every staged row (the open chunk too)."""
+        self._whole_chunks()
         if self.pending:
-            self._write(self.pending)
-
-    def _write(self, n: int) -> None:
-        start = self.written
-        self.dset.resize((start + n,))
-        self.dset[start : start + n] = self.buf[:n]
-        rest = self.pending - n
-        if rest:
-            self.buf[:rest] = self.buf[n : self.pending]
-        self.pending = rest
-        self.written = start + n
+            staged = self.held + self.pending
+            self.sink.put(self.dset, self.written - self.held, self.buf[:staged], self.chunk_rows)
+            self.written += self.pending
+            self.held = staged
+            self.pending = 0
 
 
 def pack_datagrams(buf: np.ndarray, lengths: np.ndarray, out: np.ndarray) -> None:
@@ -182,6 +202,8 @@ class RunWriter:
         self.dropped_rows = 0  # rows staged when the writer failed (never reached the file)
         self.out_of_room = False  # stopped before the disk was full (see _check_room)
         self._last_flush = time.monotonic()
+        # Blosc chunks compressed on other threads, outside the GIL (store/chunks.py)
+        self._sink = sink_for(codec(self.config.compression, 0, np.uint8) is not None)
         try:
             self.lock = WriterLock(self.path)
         except FileBusyError as exc:
@@ -231,7 +253,10 @@ class RunWriter:
             chunks=(rows,),
             **L.compression_kwargs(self.config.compression, self.config.level, dtype),
         )
-        return _Appender(dset, rows)
+        encode = codec(self.config.compression, self.config.level, dtype)
+        if encode is not None:
+            self._sink.add(dset, encode)
+        return _Appender(dset, rows, self._sink)
 
     def _create(self, metadata: Mapping[str, object], pedestals: np.ndarray | None) -> None:
         f = self.file
@@ -331,10 +356,11 @@ class RunWriter:
         )
 
     def _maybe_write(self) -> None:
-        """Whole chunks go to HDF5 as soon as they are staged; the file itself is flushed (every
-        staged row written, metadata updated for SWMR readers) once per flush interval."""
+        """Whole chunks go to the chunk sink as soon as they are staged; the file itself is
+        flushed (every staged row written, metadata updated for SWMR readers) once per flush
+        interval, by the writer thread, without waiting for it here."""
         if time.monotonic() - self._last_flush >= self.config.flush_interval_s:
-            self.flush()
+            self._flush(wait=False)
             return
         if self.error is not None:
             raise self.error
@@ -367,12 +393,15 @@ class RunWriter:
         return self.error
 
     def tick(self) -> None:
-        """Call periodically: flushes when the flush interval has passed."""
+        """Call periodically: flushes when the flush interval has passed (without waiting)."""
         if time.monotonic() - self._last_flush >= self.config.flush_interval_s:
-            self.flush()
+            self._flush(wait=False)
 
     def flush(self) -> None:
         """Write every pending row and flush the file, so a reader (or a crash) sees them."""
+        self._flush(wait=True)
+
+    def _flush(self, wait: bool) -> None:
         if self.closed:
             return
         if self.error is not None:
@@ -381,14 +410,15 @@ class RunWriter:
             self._check_room()
             for a in self._appenders():
                 a.write()
-            self.file.flush()
+            self._sink.flush(self.file, wait)
         except (OSError, ValueError, RuntimeError) as exc:
             raise self._fail(exc) from exc
         self._last_flush = time.monotonic()
 
     @property
     def events_written(self) -> int:
-        return self.events.written
+        """Event rows stored in HDF5 (rows handed to the chunk threads may still wait)."""
+        return self.events.sink.rows_written(self.events.dset)
 
     @property
     def events_total(self) -> int:
@@ -418,11 +448,14 @@ class RunWriter:
             except WriterError as exc:
                 error = exc
         if self.error is not None:
+            with contextlib.suppress(*_WRITE_ERRORS):
+                self._sink.drain()  # no chunk thread writes into the file from here on
             self.lock.free_reserve()  # room for the blocks closing the file needs
             if self.out_of_room:  # nothing failed: the staged rows fit in the reserve's room
                 with contextlib.suppress(*_WRITE_ERRORS):
                     for a in self._appenders():
                         a.write()
+                    self._sink.flush(self.file, True)
             self.dropped_rows = sum(a.pending for a in self._appenders())
             for a in self._appenders():
                 a.pending = 0

@@ -1,15 +1,26 @@
-"""Run control over ZeroMQ: a REP server with validated JSON requests, and its client.
+"""Run control over ZeroMQ: validated JSON requests, the servers that answer them, and a client.
 
 Requests are JSON objects ``{"cmd": NAME, ...}``; replies are ``{"ok": bool, ...}`` with ``error``
 when ``ok`` is false. Every request is checked against ``SCHEMA`` (names, types, ranges) before the
-handler sees it; nothing is ever unpickled. The server binds 127.0.0.1 unless told otherwise.
+handler sees it; nothing is ever unpickled. The servers bind 127.0.0.1 unless told otherwise.
+
+Two serving models. :class:`ControlServer` (REP) answers one request per ``poll()`` of its owner's
+loop. :class:`ControlService` (ROUTER) runs in a thread of its own that does nothing but ZeroMQ,
+validation and the handler's quick answer, so data-path work cannot hold it up (ZeroMQ releases
+the GIL while it waits; the data path's kernels release it while they run). Its handler answers at
+once, or returns a :class:`~concurrent.futures.Future` whose reply is sent when it is done while
+the service goes on answering other clients (the request's ``wait`` field asks for that; without
+it a long command is acknowledged with ``pending``: see acquisition/commands.py).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import queue
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 import zmq
@@ -26,19 +37,25 @@ SCHEMA: dict[str, dict[str, _Field]] = {
     "configure": {
         "script": (str, False, lambda s: 0 < len(s) <= 256),
         "scenario": (str, False, lambda s: 0 < len(s) <= 256),
+        "wait": (bool, False, None),  # reply when done (default: acknowledge a long command)
     },
     "start": {
         "run_type": (str, True, lambda s: s in RUN_TYPES),
         "comment": (str, False, lambda s: len(s) <= 2000),
         "events": (int, False, lambda n: 0 < n <= 10**12),
         "seconds": ((int, float), False, lambda t: 0 < t <= 10**8),
+        "wait": (bool, False, None),
     },
-    "stop": {},
+    "stop": {"wait": (bool, False, None)},
     "mask": {
         "strips": (list, True, lambda v: len(v) <= 4096 and all(type(i) is int for i in v)),
         "masked": (bool, False, None),
+        "wait": (bool, False, None),
     },
-    "reference": {"gain_adc": ((int, float), True, lambda g: 0 < g < 1e6)},
+    "reference": {
+        "gain_adc": ((int, float), True, lambda g: 0 < g < 1e6),
+        "wait": (bool, False, None),
+    },
     "ping": {},
 }
 
@@ -97,12 +114,9 @@ class ControlServer:
     def poll(self, timeout_ms: int = 0) -> bool:
         if not self.socket.poll(timeout_ms):
             return False
-        raw = self.socket.recv()
-        try:
-            request = validate(json.loads(raw))
-        except (RequestError, ValueError, RecursionError) as exc:  # incl. JSON, UTF-8 errors
+        request, reply = _decode(self.socket.recv())
+        if request is None:
             self.rejected += 1
-            reply = {"ok": False, "error": f"bad request: {str(exc)[:200]}"}
         else:
             try:
                 reply = self.handler(request)
@@ -114,6 +128,102 @@ class ControlServer:
 
     def close(self) -> None:
         self.socket.close(linger=0)
+
+
+def _decode(raw: bytes) -> tuple[dict | None, dict | None]:
+    """(valid request, None) or (None, the refusal to send back)."""
+    try:
+        return validate(json.loads(raw)), None
+    except (RequestError, ValueError, RecursionError) as exc:  # incl. JSON, UTF-8 errors
+        return None, {"ok": False, "error": f"bad request: {str(exc)[:200]}"}
+
+
+def _failed(request: dict, exc: BaseException) -> dict:
+    log.error("control request %r failed: %s", request.get("cmd"), exc)
+    return {"ok": False, "error": f"{request['cmd']} failed: {exc}"}
+
+
+class ControlService:
+    """ROUTER socket served by a thread of its own (module docstring). ``handler(request)``
+    returns the reply, or a Future of it; it runs in the service thread and must be quick."""
+
+    def __init__(
+        self,
+        address: str,
+        handler: Callable[[dict], dict | Future],
+        context: zmq.Context | None = None,
+        configure_socket: Callable[[zmq.Socket], None] | None = None,
+    ) -> None:
+        self.context = context or zmq.Context.instance()
+        self.socket = self.context.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
+        if configure_socket is not None:
+            configure_socket(self.socket)
+        self.socket.bind(address)  # here: a port in use is refused before anything starts
+        self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.handler = handler
+        self.rejected = 0
+        self.answered = 0
+        self._done: queue.SimpleQueue = queue.SimpleQueue()  # (envelope, reply) of futures
+        self._parked = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> ControlService:
+        self._thread = threading.Thread(target=self._run, name="run-control", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout)
+        else:
+            self.socket.close(linger=0)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if self.socket.poll(10 if self._parked else 50):
+                    self._answer(self.socket.recv_multipart())
+                while not self._done.empty():
+                    envelope, reply = self._done.get()
+                    self._parked -= 1
+                    self._send(envelope, reply)
+        finally:
+            self.socket.close(linger=0)
+
+    def _answer(self, frames: list[bytes]) -> None:
+        if len(frames) < 3 or frames[-2] != b"":
+            return  # not a REQ envelope: nothing to answer
+        envelope, raw = frames[:-1], frames[-1]
+        request, reply = _decode(raw)
+        if request is None:
+            self.rejected += 1
+            self._send(envelope, reply)
+            return
+        try:
+            reply = self.handler(request)
+        except Exception as exc:  # every request gets an answer
+            reply = _failed(request, exc)
+        if isinstance(reply, Future):
+            self._parked += 1
+            reply.add_done_callback(lambda f: self._done.put((envelope, _outcome(request, f))))
+            return
+        self._send(envelope, reply)
+
+    def _send(self, envelope: list[bytes], reply: dict) -> None:
+        try:
+            self.socket.send_multipart([*envelope, json.dumps(reply, default=str).encode()])
+            self.answered += 1
+        except zmq.ZMQError as exc:  # the client went away: nothing to do
+            log.debug("control reply not sent: %s", exc)
+
+
+def _outcome(request: dict, fut: Future) -> dict:
+    exc = fut.exception()
+    return _failed(request, exc) if exc is not None else fut.result()
 
 
 class ControlClient:

@@ -2,8 +2,10 @@
 -> classification -> software trigger.
 
 :class:`Processor` keeps the configuration and the state (running baselines) and calls one fused
-numba kernel, :func:`process_events`, that walks the batch event by event so that each event's
-waveforms stay in cache; it is built from the per-row / per-event kernels of the other modules.
+numba kernel that walks the batch event by event: :func:`~.dense.process_events` over dense
+waveforms (n, strips, 512), or :func:`~.sparse.sparse_events` over the flat channel rows of
+zero-suppressed events (the same results, on the samples that exist); both are built from the
+per-row / per-event kernels of the other modules.
 """
 
 from __future__ import annotations
@@ -13,40 +15,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 from agetdaq.readout.config import ConfigError, load, setting
-from agetdaq.readout.datapath.processing.commonmode import (
-    CM_FPN,
-    CM_MEAN,
-    CM_MEDIAN,
-    CM_METHODS,
-    CM_NONE,
-    fpn_common_mode_event,
-    quiet_common_mode_event,
-)
+from agetdaq.readout.datapath.processing.baseline import BASELINE_MODES
+from agetdaq.readout.datapath.processing.commonmode import CM_METHODS
+from agetdaq.readout.datapath.processing.dense import process_events
 from agetdaq.readout.datapath.processing.features import FEATURES_DTYPE, axis_order, event_features
-from agetdaq.readout.datapath.processing.hits import row_pulse
-from agetdaq.readout.datapath.processing.pedestal import (
-    DEFAULT_WINDOW,
-    PedestalTable,
-    row_window_mean,
-)
+from agetdaq.readout.datapath.processing.pedestal import DEFAULT_WINDOW, PedestalTable
+from agetdaq.readout.datapath.processing.sparse import sparse_check, sparse_events
+from agetdaq.readout.datapath.processing.sparse_waveforms import SparseWaveforms
 from agetdaq.readout.datapath.processing.trigger import (
     SelectionConfig,
     TriggerConfig,
-    classify,
-    trigger,
+    classify_trigger,
+    selection_params,
 )
 from agetdaq.readout.datapath.processing.waveforms import (
+    N_SAMPLES,
     DenseBatch,
     FlatBatch,
     StripLayout,
     scatter,
 )
-
-BASELINE_TABLE, BASELINE_EVENT, BASELINE_RUNNING = 0, 1, 2
-BASELINE_MODES = {"table": BASELINE_TABLE, "event": BASELINE_EVENT, "running": BASELINE_RUNNING}
 
 
 @dataclass(frozen=True)
@@ -106,145 +96,8 @@ class Processed:
     peak_bin: np.ndarray  # int16, -1 when not a candidate
     integral: np.ndarray  # float32
     width: np.ndarray  # int16, bins
-    waveforms: np.ndarray | None = None  # float32 (n, S, T) corrected, when asked for
-
-
-@njit(cache=True, nogil=True)
-def _any_above(row, cm_row, off, thr):
-    """Whether any (row - cm_row) - off > thr: an OR reduction vectorises, a max does not."""
-    k = False
-    for t in range(row.shape[0]):
-        k |= (row[t] - cm_row[t]) - off > thr
-    return k
-
-
-@njit(cache=True, nogil=True, fastmath={"reassoc"})
-def _window_mean_minus(row, cm_row, b0, b1):
-    """Mean of row[b0:b1] - cm_row[b0:b1] (float64 accumulation, any order)."""
-    acc = 0.0
-    for t in range(b0, b1):
-        acc += row[t] - cm_row[t]
-    return acc / (b1 - b0)
-
-
-@njit(cache=True, nogil=True)
-def _fpn_baselines(fpn_e, mode, fpn_ped, fpn_state, b0, b1, fbase):
-    """This event's FPN baselines (C, K); a NaN running state starts here."""
-    n_c, n_k = fbase.shape
-    for c in range(n_c):
-        for k in range(n_k):
-            if mode == BASELINE_TABLE:
-                fbase[c, k] = fpn_ped[c, k]
-            elif mode == BASELINE_EVENT:
-                fbase[c, k] = row_window_mean(fpn_e[c, k], b0, b1)
-            else:
-                if np.isnan(fpn_state[c, k]):
-                    fpn_state[c, k] = row_window_mean(fpn_e[c, k], b0, b1)
-                fbase[c, k] = fpn_state[c, k]
-
-
-@njit(cache=True, nogil=True)
-def _strip_baseline(raw, s, mode, ped, use_cells, state, b0, b1):
-    """Baseline of strip s in this event (0 with per-cell pedestals); NaN running states start."""
-    if mode == BASELINE_TABLE:
-        return np.float32(0.0) if use_cells else ped[s]
-    if mode == BASELINE_EVENT:
-        return np.float32(row_window_mean(raw[s], b0, b1))
-    if np.isnan(state[s]):
-        state[s] = row_window_mean(raw[s], b0, b1)
-    return np.float32(state[s])
-
-
-@njit(cache=True, nogil=True)
-def _quiet_estimate(
-    raw, complete_e, base, cells, use_cells, chip, quiet_lim, cm_method, x_e, cm, ok
-):
-    """Pedestal-subtracted copy x_e, then the quiet-strip common mode of the chips still without
-    an estimate (all chips unless FPN). Quiet = complete row with max |x| < quiet_lim."""
-    n_s, n_t = x_e.shape
-    quiet = np.empty(n_s, np.bool_)
-    for s in range(n_s):
-        hi = np.float32(0.0)
-        for t in range(n_t):
-            v = raw[s, t] - (cells[s, t] if use_cells else base[s])
-            x_e[s, t] = v
-            hi = max(hi, abs(v))
-        quiet[s] = complete_e[s] and hi < quiet_lim[s]
-    if cm_method != CM_NONE:
-        quiet_common_mode_event(
-            x_e, chip, quiet, cm_method == CM_MEDIAN, cm, ok, cm_method == CM_FPN
-        )
-
-
-@njit(cache=True, nogil=True)
-def process_events(
-    strips, complete, fpn, fpn_ok, chip, ped, cells, fpn_ped, state, fpn_state,
-    mode, cm_method, b0, b1, alpha, quiet_lim, thr_hit, thr_sample, n_min,
-    amp, tbin, integral, width, hit, wf_out, write_wf,
-):  # fmt: skip
-    """Fused chain over a batch, event by event (see Processor).
-
-    ``cells`` (S, T) replaces ``ped`` when its first dimension is S (table mode). Only complete
-    rows get the common mode subtracted. ``state`` / ``fpn_state`` (float64) are updated in running
-    mode from complete, hit-free strips whose window mean is within ``quiet_lim`` of the state.
-    Outputs (n, S): amp, tbin, integral, width, hit; corrected waveforms if ``write_wf``.
-    Each strip row is read in one sweep (window, then the whole row) to keep memory access linear.
-    """
-    n, n_s, n_t = strips.shape
-    n_c, n_k = fpn_ped.shape
-    use_cells = mode == BASELINE_TABLE and cells.shape[0] == n_s
-    base = np.empty(n_s, np.float32)
-    fbase = np.empty((n_c, n_k), np.float32)
-    cm = np.zeros((n_c, n_t), np.float32)
-    no_cm = np.zeros(n_t, np.float32)
-    ok = np.zeros(n_c, np.bool_)
-    x_e = np.empty((n_s, n_t), np.float32)
-    buf = np.empty(n_t, np.float32)
-    for e in range(n):
-        raw = strips[e]
-        _fpn_baselines(fpn[e], mode, fpn_ped, fpn_state, b0, b1, fbase)
-        ok[:] = False
-        if cm_method == CM_FPN:
-            fpn_common_mode_event(fpn[e], fpn_ok[e], fbase, cm, ok)
-        materialised = use_cells or cm_method in (CM_MEDIAN, CM_MEAN)
-        if cm_method == CM_FPN and not ok.all():
-            materialised = True
-        if materialised:
-            for s in range(n_s):
-                base[s] = _strip_baseline(raw, s, mode, ped, use_cells, state, b0, b1)
-            _quiet_estimate(raw, complete[e], base, cells, use_cells, chip, quiet_lim, cm_method,
-                            x_e, cm, ok)  # fmt: skip
-        for c in range(n_c):
-            if not ok[c]:
-                cm[c, :] = 0.0
-        for s in range(n_s):
-            if not materialised:
-                base[s] = _strip_baseline(raw, s, mode, ped, use_cells, state, b0, b1)
-            row = x_e[s] if materialised else raw[s]
-            off = np.float32(0.0) if materialised else base[s]
-            cm_row = cm[chip[s]] if complete[e, s] else no_cm
-            if write_wf or _any_above(row, cm_row, off, thr_hit[s]):
-                out = wf_out[e, s] if write_wf else buf
-                for t in range(n_t):
-                    out[t] = row[t] - cm_row[t] - off
-                a, tb, q, w, h = row_pulse(out, thr_hit[s], thr_sample[s], n_min)
-            else:
-                a, tb, q, w, h = np.float32(0.0), -1, np.float32(0.0), 0, False
-            amp[e, s] = a
-            tbin[e, s] = tb
-            integral[e, s] = q
-            width[e, s] = w
-            hit[e, s] = h
-            if mode == BASELINE_RUNNING and complete[e, s] and not h:
-                m = _window_mean_minus(raw[s], cm_row, b0, b1)
-                if abs(m - state[s]) < quiet_lim[s]:
-                    state[s] += alpha * (m - state[s])
-        if mode == BASELINE_RUNNING:
-            for c in range(n_c):
-                for k in range(n_k):
-                    if fpn_ok[e, c, k]:
-                        m = row_window_mean(fpn[e, c, k], b0, b1)
-                        fpn_state[c, k] += alpha * (m - fpn_state[c, k])
+    waveforms: np.ndarray | SparseWaveforms | None = None  # float32 (n, S, T) corrected, when
+    # asked for (a sparse batch lays an event out when it is indexed)
 
 
 class Processor:
@@ -263,6 +116,7 @@ class Processor:
         self.order = axis_order(layout.axis, layout.strip)
         self.strip = np.ascontiguousarray(layout.strip, dtype=np.int64)
         self.pos = np.ascontiguousarray(layout.position_mm, dtype=np.float64)
+        self._selection = (None, selection_params(self.config.selection, self.config.trigger))
         self.set_pedestals(pedestals)
 
     @property
@@ -354,12 +208,77 @@ class Processor:
             self.thr_hit, self.thr_sample, cfg.n_min, amp, tbin, integral, width, hit, wf,
             keep_waveforms,
         )  # fmt: skip
+        return self._finish(amp, tbin, integral, width, hit, events, wf if keep_waveforms else None)
+
+    # ---- the sparse path (sparse.py) ---------------------------------------------------------
+
+    def sparse_ready(self) -> bool:
+        """Whether the settings and the state allow the sparse path: baselines from the table
+        (per strip) or running (and started), not per event nor per cell."""
+        cfg = self.config
+        if cfg.baseline == "event" or self.cells.shape[0] == self.n_strips:
+            return False
+        return not (
+            cfg.baseline == "running"
+            and (np.isnan(self.state).any() or np.isnan(self.fpn_state).any())
+        )
+
+    def wants_sparse(self, flat: FlatBatch) -> bool:
+        """A zero-suppressed batch (fewer than half of its channel rows carry 512 samples) that
+        the sparse path can take (:meth:`sparse_ready`, :func:`sparse_check`)."""
+        n_rows = len(flat.n_samples)
+        if not n_rows or 2 * np.count_nonzero(flat.n_samples == N_SAMPLES) >= n_rows:
+            return False
+        if not self.sparse_ready():
+            return False
+        f = flat
+        usable, _, _ = sparse_check(
+            f.chan_start, f.n_chan, f.card, f.chip, f.channel, f.sample_start, f.n_samples,
+            f.bins, self.layout.lut, self.layout.fpn_lut, self.n_strips,
+        )  # fmt: skip
+        return bool(usable)
+
+    def process_sparse(
+        self, flat: FlatBatch, events: np.ndarray | None = None, keep_waveforms: bool = False
+    ) -> tuple[Processed, int, int]:
+        """Process a flat batch on its samples (no dense layout): the same results as
+        :meth:`process_flat` when :meth:`wants_sparse` (or :func:`sparse_check` and
+        :meth:`sparse_ready`) said yes. Returns (processed, ignored rows, bins past the last
+        cell); ``processed.waveforms`` lays events out on demand (SparseWaveforms)."""
+        cfg = self.config
+        f = flat
+        n, n_s = f.n_events, self.n_strips
+        amp = np.zeros((n, n_s), np.float32)
+        tbin = np.full((n, n_s), -1, np.int16)
+        integral = np.zeros((n, n_s), np.float32)
+        width = np.zeros((n, n_s), np.int16)
+        hit = np.zeros((n, n_s), np.bool_)
+        corr = np.empty(len(f.adc) if keep_waveforms else 1, np.float32)
+        bg = np.empty((n, n_s) if keep_waveforms else (1, 1), np.float32)
+        fill, _ = self.fill_values()
+        counters = sparse_events(
+            f.chan_start, f.n_chan, f.card, f.chip, f.channel, f.sample_start, f.n_samples,
+            f.bins, f.adc, self.layout.lut, self.layout.fpn_lut, self.chip, self.ped, fill,
+            self.fpn_ped, self.state, self.fpn_state, BASELINE_MODES[cfg.baseline],
+            CM_METHODS[cfg.cm_method], cfg.window[0], cfg.window[1], cfg.alpha, self.quiet_lim,
+            self.thr_hit, self.thr_sample, cfg.n_min, amp, tbin, integral, width, hit, corr, bg,
+            keep_waveforms,
+        )  # fmt: skip
+        wf = SparseWaveforms(f, self.layout.lut, corr, bg) if keep_waveforms else None
+        proc = self._finish(amp, tbin, integral, width, hit, events, wf)
+        return proc, int(counters[0]), int(counters[1])
+
+    def _finish(self, amp, tbin, integral, width, hit, events, wf) -> Processed:
+        """Features, class and software trigger from the per-strip hit arrays (n, S)."""
+        cfg = self.config
+        n = amp.shape[0]
         feats = np.zeros(n, FEATURES_DTYPE)
         feats["event"] = np.arange(n) if events is None else events
         event_features(amp, tbin, width, hit, self.order, self.strip, self.pos, cfg.max_gap, feats)
-        feats["cls"] = classify(feats, cfg.selection)
-        feats["trig"] = trigger(feats, cfg.trigger)
-        return Processed(feats, hit, amp, tbin, integral, width, wf if keep_waveforms else None)
+        if self._selection[0] is not cfg:  # the config was replaced
+            self._selection = (cfg, selection_params(cfg.selection, cfg.trigger))
+        classify_trigger(feats, *self._selection[1])
+        return Processed(feats, hit, amp, tbin, integral, width, wf)
 
 
 def _mask(mask: np.ndarray | None, shape: tuple[int, ...], name: str) -> np.ndarray:

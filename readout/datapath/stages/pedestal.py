@@ -36,6 +36,7 @@ class Pedestal(Stage):
         self.n_chips = context.layout.n_chips
         self.accumulator: PedestalAccumulator | None = None
         self.events = 0
+        context.want("dense", lambda: self.accumulator is not None)  # no sparse path here
 
     def begin_run(self, run: RunState) -> None:
         self.events = 0

@@ -1,12 +1,16 @@
-"""Stage ``process``: built events -> dense waveforms -> features, hits, class, trigger.
+"""Stage ``process``: built events -> features, hits, class, software trigger.
 
-Scatters the events' channels into dense (events, strips, samples) waveforms, missing samples
-filled with the current baselines, and runs the fused processing kernel over them
-(:class:`~agetdaq.readout.datapath.processing.pipeline.Processor`: pedestal, common mode, hits,
-features, classification, software trigger). Shed batches pass untouched. Keeps the corrected
-waveforms when a later stage wants them ("waveforms", e.g. the monitor's sampled event). Counts
-the events processed and the channel rows the scatter could not place (no strip nor FPN channel,
-bins past the last cell, a channel sent twice).
+A zero-suppressed batch goes through the sparse path (the processing on the samples that exist:
+:meth:`~agetdaq.readout.datapath.processing.pipeline.Processor.process_sparse`); a full-readout
+batch, or one the sparse path cannot take (a channel sent twice in an event, per-cell or
+per-event baselines) or when a later stage wants the dense waveforms ("dense", e.g. the pedestal
+run), is scattered into dense (events, strips, samples) waveforms, missing samples filled with the
+current baselines, and run through the fused dense kernel. Both give the same results (pedestal,
+common mode, hits, features, classification, software trigger). Shed batches pass untouched.
+Keeps the corrected waveforms when a later stage wants them ("waveforms", e.g. the monitor's
+sampled event). Counts the events processed (and how many of them sparse) and the channel rows
+the scatter could not place (no strip nor FPN channel, bins past the last cell, a channel sent
+twice).
 """
 
 from __future__ import annotations
@@ -27,44 +31,59 @@ class Process(Stage):
             raise PipelineError("stage 'process' needs a processor (none was given)")
         self.processor = context.processor
         self.layout = self.processor.layout
-        self._counts = [0, 0, 0, 0]  # processed, ignored rows, bad bins, duplicate rows
+        self._counts = [0, 0, 0, 0, 0]  # processed, ignored rows, bad bins, duplicates, sparse
 
     def begin_run(self, run: RunState) -> None:
         self.processor.reset()
-        self._counts = [0, 0, 0, 0]
+        self._counts = [0, 0, 0, 0, 0]
 
     def process(self, batch: Batch) -> None:
         if not batch.shed:
-            p = self.processor
-            fill, fpn_fill = p.fill_values()
-            dense = scatter(batch.flat_rows(), self.layout, fill, fpn_fill)
-            batch.dense = dense
-            batch.processed = p.process(
-                dense.strips,
-                dense.fpn,
-                dense.fpn_complete,
-                dense.complete,
-                events=batch.built.event_id,
-                keep_waveforms=self.context.wanted("waveforms"),
-            )
+            flat = batch.flat_rows()
             c = self._counts
+            p = self.processor
+            waveforms = self.context.wanted("waveforms")
+            told = batch.extra.get("shed")  # the shed stage looked at the whole batch
+            sparse = p.wants_sparse(flat) if told is None else told == "sparse"
+            if sparse and not self.context.wanted("dense"):
+                batch.processed, ignored, bad = p.process_sparse(
+                    flat, batch.built.event_id, keep_waveforms=waveforms
+                )
+                c[1] += ignored
+                c[2] += bad
+                c[4] += len(batch.built)
+            else:
+                fill, fpn_fill = p.fill_values()
+                dense = scatter(flat, self.layout, fill, fpn_fill)
+                batch.dense = dense
+                batch.processed = p.process(
+                    dense.strips,
+                    dense.fpn,
+                    dense.fpn_complete,
+                    dense.complete,
+                    events=batch.built.event_id,
+                    keep_waveforms=waveforms,
+                )
+                c[1] += dense.ignored_rows
+                c[2] += dense.bad_bins
+                c[3] += dense.duplicate_rows
             c[0] += len(batch.built)
-            c[1] += dense.ignored_rows
-            c[2] += dense.bad_bins
-            c[3] += dense.duplicate_rows
         self.emit(batch)
 
     def warm_up(self, batch: Batch) -> None:
         if batch.built is None:
             return
         p = self.processor
-        dense = scatter(batch.flat_rows(), self.layout, 250.0, 250.0)
+        flat = batch.flat_rows()
+        dense = scatter(flat, self.layout, 250.0, 250.0)
         batch.dense = dense
         batch.processed = p.process(dense.strips, dense.fpn, dense.fpn_complete, dense.complete)
+        p.wants_sparse(flat)
+        p.process_sparse(flat, keep_waveforms=True)[0].waveforms[0]
         p.reset()
 
     def counters(self) -> dict[str, int]:
-        names = ("events_processed", "ignored_rows", "bad_bins", "duplicate_rows")
+        names = ("events_processed", "ignored_rows", "bad_bins", "duplicate_rows", "sparse")
         return dict(zip(names, self._counts))
 
     def add_totals(self, totals: PathCounters) -> None:

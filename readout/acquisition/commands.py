@@ -1,0 +1,89 @@
+"""Run control served beside the engine: requests answered at once, long commands run by the
+engine's own thread.
+
+The control service (transport/control.py ``ControlService``) runs in a thread of its own and
+calls :meth:`EngineCommands.handle` for every valid request: ``status`` and ``ping`` are answered
+from the engine's status right away; ``configure``, ``start``, ``stop``, ``mask`` and
+``reference`` are queued for the engine thread (the owner's loop calls :meth:`run_pending`). Their
+reply comes when they are done if that takes less than ``ack_s`` (a refusal, a mask: at once);
+otherwise the command is acknowledged ``{"ok": true, "pending": "<cmd>", "state": ...}`` with the
+state it is heading through (``configuring``, ``stopping``), and its outcome shows in the status
+(state, message) when it ends. ``"wait": true`` in the request makes the reply wait for the end
+(the service meanwhile answers everyone else).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from agetdaq.readout.acquisition.control_handler import handle
+from agetdaq.readout.acquisition.engine import Acquisition
+
+log = logging.getLogger(__name__)
+
+QUICK = ("status", "ping")
+ACK_S = 0.05  # a long command is acknowledged after this long
+# the state a command goes through, shown from the moment it is accepted
+TRANSIT = {"configure": "configuring", "start": "configuring", "stop": "stopping"}
+SETTLED = ("idle", "configured", "running", "error")
+
+
+class EngineCommands:
+    """The control handler of ``agetdaq serve`` (module docstring)."""
+
+    def __init__(self, acq: Acquisition, ack_s: float = ACK_S) -> None:
+        self.acq = acq
+        self.ack_s = ack_s
+        self._queue: queue.Queue[tuple[dict, Future]] = queue.Queue()
+        self._lock = threading.Lock()
+        self._busy: list[str] = []  # commands accepted and not done, in order
+
+    # ---- the control service's thread --------------------------------------------------------
+
+    def handle(self, request: dict) -> dict | Future:
+        cmd = request["cmd"]
+        if cmd in QUICK:
+            return self.status()
+        fut: Future = Future()
+        with self._lock:
+            self._busy.append(cmd)
+        self._queue.put((request, fut))
+        if request.get("wait"):
+            return fut
+        try:
+            return fut.result(timeout=self.ack_s)
+        except FutureTimeout:
+            return {**self.status(), "ok": True, "pending": cmd}
+
+    def status(self) -> dict:
+        """The engine's status, with the state a queued or running command goes through."""
+        st = self.acq.status()
+        with self._lock:
+            busy = self._busy[0] if self._busy else None
+        if busy in TRANSIT and st.get("state") in SETTLED:
+            st["state"] = TRANSIT[busy]
+        return {"ok": True, **st}
+
+    # ---- the engine's thread -----------------------------------------------------------------
+
+    def run_pending(self, timeout: float = 0.0) -> int:
+        """Carry out the queued commands (waiting up to ``timeout`` for one); returns how many."""
+        done = 0
+        while True:
+            try:
+                request, fut = self._queue.get(timeout=timeout if not done else 0.0)
+            except queue.Empty:
+                return done
+            try:
+                reply = handle(self.acq, request)
+            except Exception as exc:  # never leaves a client without an answer
+                log.exception("control %s failed", request["cmd"])
+                reply = {"ok": False, "error": f"{request['cmd']} failed: {exc}"}
+            with self._lock:
+                self._busy.remove(request["cmd"])
+            fut.set_result(reply)
+            done += 1
