@@ -93,7 +93,7 @@ def imports(name: str, path: Path) -> list[tuple[str, int, bool]]:
             elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
                 visit(child, False)
             elif isinstance(child, ast.If) and _is_type_checking(child):
-                visit(child, top)
+                visit(child, False)  # for the type checker only: layered, but no runtime cycle
             else:
                 visit(child, top)
 

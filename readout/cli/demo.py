@@ -156,8 +156,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         gui = None
         if not headless:  # first: its window shows while the DAQ comes up
-            # the monitor alone (python -m agetdaq.gui): no DAQ code to load, its window is fast
-            argv = [sys.executable, "-m", "agetdaq.gui", "--connect", stream, "--control", control]
+            # the command line loads no DAQ code to build its parser: the window shows fast
+            argv = [*py, "gui", "--connect", stream, "--control", control]
             if seconds:
                 argv += ["--quit-after", str(seconds)]
             gui = children.start("monitor", argv)
