@@ -127,11 +127,11 @@ def test_serve_releases_the_failed_file_and_runs_again_once_space_is_back(
                             env=ENV)  # fmt: skip
     client = ControlClient(control, timeout_ms=60000)
     try:
-        started = client.request("start", run_type="background", comment="fill the disk")
+        started = client.request("start", run_type="background", comment="fill the disk", wait=True)
         assert started["ok"], started
         end = time.monotonic() + 120
         status = started
-        while time.monotonic() < end and status.get("state") == "running":
+        while time.monotonic() < end and status.get("state") in ("running", "stopping"):
             time.sleep(0.5)
             status = client.request("status")
         assert status["state"] == "error", status
@@ -143,10 +143,10 @@ def test_serve_releases_the_failed_file_and_runs_again_once_space_is_back(
         failed.unlink()  # deleting it frees its space at once
         assert _free_mb(small_disk) > before + 5
         emulator.card.faults.set_burst(False)  # the normal rate: the next run fits
-        again = client.request("start", run_type="background", comment="space is back")
+        again = client.request("start", run_type="background", comment="space is back", wait=True)
         assert again["ok"] and again["state"] == "running", again
         time.sleep(1.0)
-        stopped = client.request("stop")
+        stopped = client.request("stop", wait=True)
         assert stopped["ok"] and stopped["state"] == "configured", stopped
         assert _closed_and_valid(small_disk / "R00002_background.h5")["stop_reason"]
     finally:

@@ -94,7 +94,8 @@ def test_two_lines_keep_their_data_apart_and_share_one_subscriber(tmp_path):
             ch = f.channels()
             assert set(np.unique(ch["card"]).tolist()) == {card}  # its own card id only
             assert (ch["strip"] >= 0).any()  # the per-line mapping finds its strips
-        assert [r["event"] for r in RunLog(tmp_path / name).records()] == ["start", "end"]
+        events = [r["event"] for r in RunLog(tmp_path / name).records()]
+        assert events == ["allocate", "start", "end"]
         msgs = by_source[name]
         status = [m for m in msgs if m.topic == "status"]
         assert status and all(

@@ -42,6 +42,13 @@ def maybe_full(self, key, value):
         raise OSError(errno.ENOSPC, "No space left on device")
     return setitem(self, key, value)
 h5py.Dataset.__setitem__ = maybe_full
+from agetdaq.readout.store import chunks  # Blosc tables: chunks written directly by a thread
+write_chunk = chunks.write_chunk
+def chunk_maybe_full(*args):
+    if os.path.exists(flag):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return write_chunk(*args)
+chunks.write_chunk = chunk_maybe_full
 from agetdaq.readout.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -235,7 +242,7 @@ def test_serve_full_disk_and_lost_board_are_error_states_it_leaves(emu, tmp_path
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
     client = ControlClient(control, timeout_ms=30000)
     try:
-        assert client.request("start", run_type="background")["state"] == "running"
+        assert client.request("start", run_type="background", wait=True)["state"] == "running"
         _until(client, lambda st: st["events"] >= 20)
         failed = Path(runlog(data)[-1]["file"])
         full.touch()  # the disk fills up
@@ -243,14 +250,14 @@ def test_serve_full_disk_and_lost_board_are_error_states_it_leaves(emu, tmp_path
         assert "No space left on device" in st["message"], st
         assert _fds_to(proc.pid, failed) == []  # the failed file is released
         full.unlink()  # space is back: the next start works
-        again = client.request("start", run_type="background")
+        again = client.request("start", run_type="background", wait=True)
         assert again["ok"] and again["state"] == "running", again
         _until(client, lambda st: st["events"] >= 20)
         emu_command(emu, f"emu silence {SILENCE_S}")  # the board falls silent
         st = _until(client, lambda st: st["state"] == "error")
         assert st["message"].startswith("board lost"), st
         wait_answering(emu)
-        assert client.request("start", run_type="background")["state"] == "running"
+        assert client.request("start", run_type="background", wait=True)["state"] == "running"
         _until(client, lambda st: st["events"] >= 20)
         full.touch()
         _until(client, lambda st: st["state"] == "error")

@@ -281,11 +281,11 @@ def test_two_serve_on_one_data_dir_never_take_the_same_run_number(tmp_path):
     numbers: list[int] = []
 
     def start(i: int, replies: list[dict]) -> None:
-        replies[i] = clients[i].request("start", run_type="background")
+        replies[i] = clients[i].request("start", run_type="background", wait=True)
 
     try:
         for c in clients:  # both up and configured (the first start also waits for warm-up)
-            assert c.request("configure", script="run")["ok"]
+            assert c.request("configure", script="run", wait=True)["ok"]
         for _ in range(2):
             replies: list[dict] = [{}, {}]
             threads = [threading.Thread(target=start, args=(i, replies)) for i in range(2)]
@@ -296,7 +296,7 @@ def test_two_serve_on_one_data_dir_never_take_the_same_run_number(tmp_path):
             assert all(r.get("ok") for r in replies), replies
             numbers += [r["run_number"] for r in replies]
             for c in clients:
-                assert c.request("stop")["ok"]
+                assert c.request("stop", wait=True)["ok"]
     finally:
         for c in clients:
             c.close()

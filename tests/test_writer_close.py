@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from agetdaq.readout import schema as S
-from agetdaq.readout.store import h5open
+from agetdaq.readout.store import chunks, h5open
 from agetdaq.readout.store.lock import lock_path
 from agetdaq.readout.store.reader import RunFile
 from agetdaq.readout.store.writer import RunWriter, WriterError
@@ -64,7 +64,9 @@ def test_a_failed_write_closes_the_file_valid_with_what_was_written(tmp_path, mo
     def no_space(self, key, value):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(h5py.Dataset, "__setitem__", no_space)
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", no_space)  # HDF5-compressed tables
+    real_chunk = chunks.write_chunk
+    monkeypatch.setattr(chunks, "write_chunk", lambda *a: no_space(None, None, None))  # Blosc
     w.append_events(*_rows(5, 10))
     with pytest.raises(WriterError, match=r"^disk full: cannot write .*run\.h5 \(No space") as e:
         w.flush()
@@ -72,6 +74,7 @@ def test_a_failed_write_closes_the_file_valid_with_what_was_written(tmp_path, mo
     with pytest.raises(WriterError):  # it stays failed: no more writes
         w.append_events(*_rows(1, 15))
     monkeypatch.setattr(h5py.Dataset, "__setitem__", real)
+    monkeypatch.setattr(chunks, "write_chunk", real_chunk)
     w.close({"stop_reason": "disk full"})
     assert reserved > 0 and w.lock.reserved == 0 and w.dropped_rows > 0
     with RunFile(path) as f:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import h5py
 
-_ERRNO = re.compile(r"errno = (\d+)")
+_ERRNO = re.compile(r"errno = (\d+)|\[Errno (\d+)\]")  # HDF5's message; a chunk thread's
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -35,7 +35,7 @@ def error_number(exc: BaseException) -> int | None:
     if isinstance(code, int) and code > 0:
         return code
     found = _ERRNO.search(str(exc))
-    return int(found.group(1)) if found else None
+    return int(found.group(1) or found.group(2)) if found else None
 
 
 def write_error(path: Path, exc: BaseException, doing: str = "write") -> WriterError:

@@ -460,8 +460,9 @@ class RunWriter:
             for a in self._appenders():
                 a.pending = 0
                 with contextlib.suppress(*_WRITE_ERRORS):  # rows of a write that failed
-                    if a.dset.shape[0] > a.written:
-                        a.dset.resize((a.written,))
+                    kept = min(a.written, a.sink.rows_written(a.dset))
+                    if a.dset.shape[0] > kept:
+                        a.dset.resize((kept,))
         if final is not None:
             try:
                 self._write_final(final)
