@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import numpy as np
@@ -17,6 +18,15 @@ from agetdaq.readout.cli.common import (
     stop_on_signals,
 )
 
+EQUALISED_SCRIPT = "pedestal_equalised"  # pedestal_data.txt with the card's subtract_ped on
+RAW_COMMENT = "raw pedestals, before the upload (agetdaq pedestal --upload, pass 1)"
+EQUALISED_COMMENT = (
+    "pedestals measured after the upload, card pedestal equalisation on: the table that fits the "
+    "data of the runs that follow (agetdaq pedestal --upload, pass 2)"
+)
+UPLOAD_TOLERANCE_ADC = 3.0  # a strip's mean after the upload vs raw mean + uploaded ped
+UPLOAD_OFF_FRACTION = 0.05  # more strips off than this: the upload did not take
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pedestal", help="pedestal run: mean, noise, thresholds, dead/noisy flags")
@@ -28,14 +38,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--upload",
         action="store_true",
-        help="send ped/thr to the board (baselines equalised at 250, like hped)",
+        help="send ped/thr to the board (baselines equalised at 250, like hped), then measure "
+        "again with the equalisation on: --output holds that table, the raw run goes to the data "
+        "dir, and the data dir keeps the table in force (pedestals.h5) for the runs that follow",
     )
     p.set_defaults(func=guarded(run))
 
 
 def run(args: argparse.Namespace) -> int:
     from agetdaq.readout.acquisition.engine import Acquisition
-    from agetdaq.readout.datapath.pedestals import upload_commands
     from agetdaq.readout.link.board_link import BoardError
 
     setup_logging(args.verbose)
@@ -43,33 +54,104 @@ def run(args: argparse.Namespace) -> int:
     stop = stop_on_signals()
     acq = Acquisition(settings, publish=args.publish, metrics_port=args.metrics_port)
     try:
-        acq.start_run("pedestal", "pedestal run", args.output, args.events, args.seconds)
-        drive_run(acq, stop)
-        rows = acq.pedestal_rows
-        if rows is None:
-            print(f"agetdaq: no pedestal events received from {settings.daq.bec}")
+        if not args.upload:
+            rows = _measure(acq, stop, args.output, args.events, args.seconds, "pedestal run")
+            if rows is None:
+                return _nothing(settings)
+            print(json.dumps(_summary(acq, args.output, rows), indent=1))
+            return 0
+        try:
+            return _upload_run(acq, stop, args, settings)
+        except BoardError as exc:
+            print(f"agetdaq: upload failed: {exc}")
             return 1
-        strips = rows[rows["strip"] >= 0]
-        summary = {
-            "file": args.output,
-            "events": acq.datapath.counters.events_processed,
-            "mean_adc": float(np.mean(strips["mean"])),
-            "noise_adc": float(np.median(strips["sigma"])),
-            "dead": [int(s) for s in strips["strip"][(strips["flags"] & 1) != 0]],
-            "noisy": [int(s) for s in strips["strip"][(strips["flags"] & 2) != 0]],
-        }
-        if args.upload:
-            commands = upload_commands(rows, k_sigma=args.k_sigma)
-            t0 = time.monotonic()
-            try:
-                for line in commands:
-                    acq.link.command(line)
-            except BoardError as exc:
-                print(f"agetdaq: upload failed: {exc}")
-                return 1
-            summary["uploaded_commands"] = len(commands)
-            summary["upload_s"] = round(time.monotonic() - t0, 2)
-        print(json.dumps(summary, indent=1))
-        return 0
     finally:
         acq.close()
+
+
+def _upload_run(acq, stop, args: argparse.Namespace, settings) -> int:
+    """Raw pedestals (a run in the data directory), upload, then the pedestals measured with the
+    card's equalisation on (``--output``): the table that fits the data from now on, also left
+    in the data directory as the table in force on the board."""
+    from agetdaq.readout.acquisition.pedestal_use import save_in_force
+    from agetdaq.readout.datapath.pedestals import upload_commands, uploaded_rows
+
+    raw = _measure(acq, stop, None, args.events, args.seconds, RAW_COMMENT)
+    if raw is None:
+        return _nothing(settings)
+    if stop.is_set():
+        print("agetdaq: interrupted before the upload: nothing sent", file=sys.stderr)
+        return 1
+    raw_file = acq.run.path
+    commands = upload_commands(raw, k_sigma=args.k_sigma)
+    t0 = time.monotonic()
+    for line in commands:
+        acq.link.command(line)
+    upload_s = time.monotonic() - t0
+    expected = uploaded_rows(raw)
+    acq.load_pedestals(expected)  # the equalised run records it as the table in use at its start
+    acq.configure(EQUALISED_SCRIPT)
+    rows = _measure(acq, stop, args.output, args.events, args.seconds, EQUALISED_COMMENT)
+    if rows is None:
+        return _nothing(settings)
+    summary = _summary(acq, args.output, rows)
+    summary["raw_file"] = raw_file
+    summary["raw_mean_adc"] = _strip_mean(raw)
+    summary["uploaded_commands"] = len(commands)
+    summary["upload_s"] = round(upload_s, 2)
+    check = upload_check(rows, expected)
+    summary["upload_check"] = check
+    if check["strips_off"] > UPLOAD_OFF_FRACTION * check["strips"]:
+        print(json.dumps(summary, indent=1))
+        print(
+            f"agetdaq: the board's baselines after the upload are not where the upload puts them "
+            f"({check['strips_off']} of {check['strips']} strips more than {UPLOAD_TOLERANCE_ADC} "
+            f"ADC off, up to {check['largest_adc']} ADC): the table in force is left as it was",
+            file=sys.stderr,
+        )
+        return 1
+    source = {"file": str(args.output), "run": acq.run.number, "raw_file": raw_file,
+              "table": "measured after the upload (card pedestal equalisation on)"}  # fmt: skip
+    summary["in_force"] = str(save_in_force(acq.data_dir, rows, source))
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def _measure(acq, stop, output, events: int, seconds: float, comment: str):
+    """One pedestal run; the table it measured, or None when no pedestal event came."""
+    acq.start_run("pedestal", comment, output, events, seconds)
+    drive_run(acq, stop)
+    return acq.pedestal_rows if acq.datapath.outputs.get("pedestals") is not None else None
+
+
+def _nothing(settings) -> int:
+    print(f"agetdaq: no pedestal events received from {settings.daq.bec}")
+    return 1
+
+
+def _strip_mean(rows: np.ndarray) -> float:
+    return float(np.mean(rows["mean"][rows["strip"] >= 0]))
+
+
+def _summary(acq, output: str, rows: np.ndarray) -> dict:
+    strips = rows[rows["strip"] >= 0]
+    return {
+        "file": output,
+        "events": acq.datapath.counters.events_processed,
+        "mean_adc": _strip_mean(rows),
+        "noise_adc": float(np.median(strips["sigma"])),
+        "dead": [int(s) for s in strips["strip"][(strips["flags"] & 1) != 0]],
+        "noisy": [int(s) for s in strips["strip"][(strips["flags"] & 2) != 0]],
+    }
+
+
+def upload_check(measured: np.ndarray, expected: np.ndarray) -> dict:
+    """Strips whose mean measured after the upload is more than UPLOAD_TOLERANCE_ADC from where
+    the upload puts it (rows in the same order: both tables come from the same mapping)."""
+    s = (measured["strip"] >= 0) & (expected["strip"] >= 0)
+    d = np.abs(measured["mean"][s] - expected["mean"][s])
+    return {
+        "strips": int(s.sum()),
+        "strips_off": int((d > UPLOAD_TOLERANCE_ADC).sum()),
+        "largest_adc": round(float(d.max()), 1) if d.size else 0.0,
+    }

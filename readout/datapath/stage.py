@@ -101,6 +101,7 @@ class RunState:
     failure: str | None = None  # the first writer failure: nothing more is recorded
     keep_all: bool = False  # a stage needs every event processed (no shedding), e.g. pedestals
     outputs: dict[str, Any] = field(default_factory=dict)  # results for the acquisition
+    notices: list[str] = field(default_factory=list)  # for the operator: log, status, run file
 
     def fail(self, message: str) -> bool:
         """Record a failure; True if it is the first of the run."""
