@@ -21,11 +21,13 @@ import numpy as np
 from agetdaq.protocol.commands import parse_reply
 from agetdaq.protocol.decode import StreamDecoder, pack_datagrams
 from agetdaq.protocol.encode import DataFramer, datagram, max_frame_bytes_for_mtu
+from agetdaq.protocol.mapping import StripMapping
 from agetdaq.protocol.script import parse_script
 from agetdaq.protocol.words import eoe_words, soe_words
 from agetdaq.readout import schema as S
 from agetdaq.readout.acquisition.scripts import SCRIPTS_DIR
 from agetdaq.readout.datapath.build import BuiltBatch, EventBuilder
+from agetdaq.readout.datapath.pedestals import table_rows, upload_commands
 from agetdaq.readout.datapath.processing.pedestal import PedestalAccumulator
 from agetdaq.readout.datapath.processing.pipeline import Processor, ProcessorConfig
 from agetdaq.readout.datapath.processing.trigger import TriggerConfig
@@ -70,6 +72,8 @@ class EmulatedDaq:
         seed: int = 1,
         energy_min_adc: float = 0.0,
         script: str = "run",
+        pedestals: str = "card",
+        processing: ProcessorConfig | None = None,
     ):
         self.scenario = Scenario.load(scenario) if isinstance(scenario, str) else scenario
         self.card = Card(self.scenario, seed=seed, bank_events=0)
@@ -78,14 +82,24 @@ class EmulatedDaq:
         self.rng = np.random.default_rng([seed, 99])
         self.layout = StripLayout.default()
         trigger = TriggerConfig(energy_min=energy_min_adc)
-        self.processor = Processor(self.layout, ProcessorConfig(trigger=trigger))
+        config = replace(processing or ProcessorConfig(), trigger=trigger)
+        self.processor = Processor(self.layout, config)
         self.evcnt = 0
         self._seq = 0
         self._builder = EventBuilder()
         self._decoder = StreamDecoder()
         self.run_script("startup")
-        self.run_script("pedestal")  # card pedestal equalisation and ZS thresholds
-        self.run_script("pedestal_data", ["subtract_ped 1"])
+        if pedestals == "card":  # the card's own equalisation and ZS thresholds (hped)
+            self.run_script("pedestal")
+            self.run_script("pedestal_data", ["subtract_ped 1"])
+        elif pedestals == "upload":  # agetdaq pedestal --upload: raw pass, upload, equalised pass
+            self.run_script("pedestal_data")
+            self.processor.set_pedestals(self._pedestal_table())
+            for line in upload_commands(table_rows(self.processor.table, StripMapping.default())):
+                self.command(line)
+            self.run_script("pedestal_equalised")
+        else:
+            raise ValueError(f"pedestals must be 'card' or 'upload', not {pedestals!r}")
         self.processor.set_pedestals(self._pedestal_table())
         self.run_script(script)
 
@@ -117,7 +131,9 @@ class EmulatedDaq:
                     proc.fill_histos(raw, self.board.hped.offset, self.board.hped.counts)
 
     def _pedestal_table(self):
-        acc = PedestalAccumulator(self.processor.chip, per_cell=False)
+        acc = PedestalAccumulator(
+            self.processor.chip, per_cell=False, cm_method=self.processor.config.cm_method
+        )
         for a in range(0, PED_RUN_EVENTS, CHUNK):
             kinds = ["pedestal"] * min(CHUNK, PED_RUN_EVENTS - a)
             built, _ = self._built(kinds, np.zeros(len(kinds)))

@@ -197,6 +197,10 @@ def test_pedestal_command_measures_and_uploads(tmp_path):
         assert summary["events"] >= 100
         assert 200 < summary["mean_adc"] < 300 and 1 < summary["noise_adc"] < 10
         assert summary["uploaded_commands"] == 2 * 240
+        # the equalised pass holds its own events only: none left in the card by the raw pass
+        assert summary["upload_check"]["strips_off"] == 0, summary["upload_check"]
+        with RunFile(tmp_path / "ped.h5") as f:
+            assert next(iter(f.iter_events())).event_count == 0
         physics_ped = emu.card.physics.pedestal
     # the board now equalises each strip's baseline at 250: ped = 250 - round(mean)
     from agetdaq.protocol.mapping import StripMapping

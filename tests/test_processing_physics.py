@@ -85,6 +85,26 @@ def test_pedestal_run_recovers_means_sigmas_and_flags(det, pedestal_run) -> None
     assert np.isinf(thr[[17, 200]]).all() and np.allclose(thr[good], 5 * table.noise[good])
 
 
+def test_pedestal_noise_is_the_noise_the_fpn_correction_leaves_flags_on_the_own_noise(
+    layout,
+) -> None:
+    """With cm_method fpn (the processing's default) the noise is what the FPN-corrected data
+    show (the strip's own plus the error of a 4-channel FPN mean), so hit thresholds are k sigma
+    of the data; dead and noisy strips are still judged on the strip's own noise."""
+    d = SyntheticDetector(layout, seed=9, fpn_noise=4.0)
+    d.noise[17] = 0.3  # dead: its own noise far below the FPN error it would carry
+    d.noise[200] = 20.0
+    acc = PedestalAccumulator(layout.chip, cm_method="fpn")
+    for _ in range(2):
+        strips, fpn, _ = d.baseline(100)
+        acc.add(strips, fpn=fpn)
+    t = acc.result()
+    good = _good(d)
+    seen = np.sqrt(d.noise**2 + 4.0**2 / 4)  # 4 FPN channels of sigma 4: their mean, sigma 2
+    assert np.abs(t.noise[good] / seen[good] - 1).max() < 0.05
+    assert list(np.flatnonzero(t.dead)) == [17] and list(np.flatnonzero(t.noisy)) == [200]
+
+
 def test_pedestal_run_per_cell(layout) -> None:
     d = SyntheticDetector(layout, seed=3, cm_sigma=0.0, cm_offset_sigma=0.0)
     pattern = np.random.default_rng(1).normal(0, 5, (layout.n_strips, 512)).astype(np.float32)

@@ -157,6 +157,7 @@ class Acquisition:
         self.pedestals = PedestalUse(
             self.processor, self.feed, self.mapping, s.processing.k_hit, s.daq.rst_len
         )
+        self.pedestals.load_in_force(self.data_dir)  # the board's table, if this dir has one
         self.gain_reference: float | None = None
         self.capture = (
             None  # agetdaq.readout.link.pcap_tap.PcapTap: the board traffic, both directions

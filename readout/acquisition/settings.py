@@ -46,8 +46,8 @@ Example (every key optional; defaults as below)::
     [processing]                  # agetdaq.readout.datapath.processing.pipeline.ProcessorConfig
 
     [pipeline]                    # the data path's stages in order (agetdaq.readout.datapath)
-    stages = ["sequence", "record_raw", "decode", "build", "shed", "process", "pedestal", "rows",
-              "record", "calibration", "publish"]   # a stage of your own: "package.module:Class"
+    stages = ["sequence", "record_raw", "decode", "build", "shed", "process", "pedcheck",
+              "pedestal", "rows", "record", "calibration", "publish"]   # or "package.module:Class"
     [pipeline.options.shed]       # a stage's options (daq.shed_fill / daq.store_waveforms are
     chunk_events = 32             # the shed / record stages' fill / store unless set here)
 

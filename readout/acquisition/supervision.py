@@ -1,7 +1,8 @@
 """Supervision of the board during a run: heartbeat, silence, credit, restarts.
 
 :class:`BoardWatch` keeps its own state (alive, re-grants, last heartbeat, last sign of life,
-restarts seen) and reports incidents as messages; the engine logs them and puts them on the
+restarts seen) and reports incidents as messages, and passes on the notices of the data path's
+stages (e.g. pedestals that do not fit the data); the engine logs them and puts them on the
 stream. A board silent for longer than ``board_timeout_s`` (no reply, no data) is lost: the
 engine ends the run (:meth:`BoardWatch.lost`).
 """
@@ -56,9 +57,11 @@ class BoardWatch:
         self._last_heartbeat = 0.0
         self._last_answer = time.monotonic()
         self._restarts_seen = 0
+        self._notices_seen = 0
 
     def begin_run(self) -> None:
         self._restarts_seen = 0
+        self._notices_seen = 0
         self._last_answer = time.monotonic()
         self.alive = True
 
@@ -93,6 +96,9 @@ class BoardWatch:
                 f"board {self.board} restarted (event counter and clock back to 0); "
                 f"{n} restart(s) in run {run_number}, the run goes on"
             )
+        notices = self.datapath.notices
+        out += notices[self._notices_seen :]
+        self._notices_seen = len(notices)
         return out
 
     def _heartbeat(self, run_start_mono: float) -> list[str]:

@@ -18,12 +18,13 @@ registry.py, one module each in stages/); a stage gets a
 4. ``build``       ``decoded`` -> ``built`` (event id, build flags; duplicates dropped)
 5. ``shed``        ``built`` -> chunks of ``chunk_events``, ``shed`` while the ring fills
 6. ``process``     ``built`` -> ``dense`` waveforms, ``processed`` features / hits / class / trigger
-7. ``pedestal``    ``dense`` -> pedestal table (pedestal runs; nothing is shed in them)
-8. ``rows``        ``built`` (+ ``processed``) -> ``rows`` of the event table
-9. ``record``      ``rows`` + kept channels -> the run file (store mode ``hits|events|all|none``;
+7. ``pedcheck``    ``built`` -> do the pedestals in use fit the data? (a run notice if not)
+8. ``pedestal``    ``dense`` -> pedestal table (pedestal runs; nothing is shed in them)
+9. ``rows``        ``built`` (+ ``processed``) -> ``rows`` of the event table
+10. ``record``     ``rows`` + kept channels -> the run file (store mode ``hits|events|all|none``;
                    exactly ``max_events`` of a run with an event limit, the rest counted)
-10. ``calibration`` ``rows`` -> the 55Fe gain trend (calibration runs)
-11. ``publish``    ``rows`` (+ hits, sampled waveforms) -> the monitor feed
+11. ``calibration`` ``rows`` -> the 55Fe gain trend (calibration runs)
+12. ``publish``    ``rows`` (+ hits, sampled waveforms) -> the monitor feed
 
 Counted where something is dropped, per stage (``DataPath.stage_counters()``): datagrams outside
 a run (the path), lost / late / duplicate / rejected datagrams (sequence), decoder errors by kind
@@ -32,5 +33,7 @@ missing / duplicate / damaged events and board restarts (build), events shed, i.
 NOT_PROCESSED (shed), channel rows the scatter could not place (process), events past the run's
 limit (record), writer errors: the first ends the run's recording, the run then stops
 (record_raw, record), calibration-fit errors
-(calibration). ``DataPath.counters`` sums them into the totals the acquisition watches.
+(calibration). ``DataPath.counters`` sums them into the totals the acquisition watches. What needs
+the operator (pedestals that do not fit the data: pedcheck) goes into ``run.notices``
+(``DataPath.notices``): the acquisition logs it and makes it its status message.
 """

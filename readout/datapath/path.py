@@ -107,6 +107,11 @@ class DataPath:
         return self.run.failure
 
     @property
+    def notices(self) -> list[str]:
+        """What the stages told the operator during the current (or last) run, in order."""
+        return self.run.notices
+
+    @property
     def outputs(self) -> dict[str, Any]:
         """What the stages left for the acquisition at the end of the last run."""
         return self.run.outputs

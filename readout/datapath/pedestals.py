@@ -78,16 +78,37 @@ def table_from_rows(rows: np.ndarray, n_strips: int, n_chips: int = 4) -> Pedest
     )
 
 
+PED_MIN, PED_MAX = -256, 255  # the card's signed ped values
+THR_MAX = 511
+
+
+def uploaded_ped(mean: np.ndarray | float, target: int = 250) -> np.ndarray:
+    """The ``ped`` value :func:`upload_commands` sends for a raw pedestal ``mean``."""
+    return np.clip(target - np.round(np.asarray(mean, np.float64)), PED_MIN, PED_MAX).astype(int)
+
+
+def uploaded_rows(rows: np.ndarray, target: int = 250) -> np.ndarray:
+    """The table the card's data fit after :func:`upload_commands` (pedestal subtraction on):
+    every uploaded channel's mean shifted by its ``ped``, the rest as they were."""
+    out = rows.copy()
+    sent = _uploaded(rows)
+    out["mean"][sent] = rows["mean"][sent] + uploaded_ped(rows["mean"][sent], target)
+    return out
+
+
+def _uploaded(rows: np.ndarray) -> np.ndarray:
+    """The rows :func:`upload_commands` sends (FPN rows carry no noise estimate: not sent)."""
+    return ~((rows["strip"] < 0) & (rows["sigma"] == 0))
+
+
 def upload_commands(rows: np.ndarray, target: int = 250, k_sigma: float = 5.0) -> list[str]:
     """``ped`` and ``thr`` board commands that equalise baselines at ``target`` (§2)."""
     out = []
-    for r in rows:
-        if r["strip"] < 0 and r["sigma"] == 0:
-            continue  # FPN rows carry no noise estimate: leave the card's values
-        ped = int(np.clip(target - round(float(r["mean"])), -256, 255))
-        thr = int(min(511, target + round(k_sigma * float(r["sigma"]))))
+    for r in rows[_uploaded(rows)]:
+        ped = int(uploaded_ped(float(r["mean"]), target))
+        thr = int(min(THR_MAX, target + round(k_sigma * float(r["sigma"]))))
         if r["flags"] & (_DEAD | _NOISY | _MASKED):
-            thr = 511
+            thr = THR_MAX
         out.append(f"ped {r['chip']} {r['channel']} {ped}")
         out.append(f"thr {r['chip']} {r['channel']} {thr}")
     return out

@@ -103,6 +103,7 @@ class RunState:
     seq_window: int = 128  # the board's sequence window (frames in flight): decode refuses others
     max_events: int | None = None  # the run's event limit: record keeps exactly this many
     outputs: dict[str, Any] = field(default_factory=dict)  # results for the acquisition
+    notices: list[str] = field(default_factory=list)  # for the operator: log, status, run file
 
     def fail(self, message: str) -> bool:
         """Record a failure; True if it is the first of the run."""

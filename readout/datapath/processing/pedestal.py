@@ -10,8 +10,12 @@ Baseline modes (all per strip; the window is the pre-trigger bins ``b0:b1``, def
   initialised from the first window mean.
 
 Pedestal runs accumulate, per strip, the mean and RMS of all samples (Welford/Chan, float64), the
-*noise* = RMS after removing each event's strip mean and the per-chip common mode (the sigma that
-k-sigma thresholds need), optionally per-cell mean/RMS, and the FPN channels' means.
+*noise* = RMS after removing each event's strip mean and the per-chip common mode as the
+processing removes it (``cm_method``: the sigma that k-sigma thresholds need), optionally per-cell
+mean/RMS, and the FPN channels' means. With the FPN estimate (4 channels per chip) the common mode
+is known only to ~half an FPN channel's noise, which the data then carry: a quiet strip's noise
+is its own plus that error. Dead and noisy strips are judged on the strip's own noise (the common
+mode from the median of the chip's quiet strips), where that shared error does not hide a dead one.
 """
 
 from __future__ import annotations
@@ -227,6 +231,10 @@ class PedestalAccumulator:
         self.noise_count = np.zeros(n_s, np.int64)
         self.noise_mean = np.zeros(n_s)
         self.noise_m2 = np.zeros(n_s)
+        self.own = (  # the strips' own noise (flags), when the thresholds' noise differs
+            None if self.cm == CM_MEDIAN else
+            (np.zeros(n_s, np.int64), np.zeros(n_s), np.zeros(n_s))
+        )  # fmt: skip
         self.fpn_count = np.zeros(n_chips * 4, np.int64)
         self.fpn_mean = np.zeros(n_chips * 4)
         self.fpn_m2 = np.zeros(n_chips * 4)
@@ -257,6 +265,11 @@ class PedestalAccumulator:
         if self.cell_mean is not None:
             accumulate_cell_stats(strips, use, self.cell_count, self.cell_mean, self.cell_m2)
         resid = strips - strips.mean(axis=2, keepdims=True, dtype=np.float64).astype(np.float32)
+        if self.own is not None:
+            own = resid.copy()
+            cm, ok = quiet_common_mode(own, self.chip, use, True, self.n_chips)
+            subtract_common_mode(own, cm, self.chip, ok)
+            accumulate_row_stats(own, use, *self.own)
         cm_ok = np.zeros((n, self.n_chips), np.bool_)
         if fpn is not None:
             fpn = np.ascontiguousarray(fpn, dtype=np.float32)
@@ -283,7 +296,8 @@ class PedestalAccumulator:
             return np.sqrt(m2 / np.maximum(count, 1)).astype(np.float32)
 
         noise = rms(self.noise_m2, self.noise_count)
-        dead, noisy = flag_channels(noise, self.events, dead_ratio, noisy_ratio)
+        own = noise if self.own is None else rms(self.own[2], self.own[0])
+        dead, noisy = flag_channels(own, self.events, dead_ratio, noisy_ratio)
         table = PedestalTable(
             mean=self.mean.astype(np.float32),
             sigma=rms(self.m2, self.count),

@@ -2,7 +2,12 @@
 
 Active in the runs of ``run_types`` only; there no event may be shed (``run.keep_all``). At the
 end of the run the table (mean, raw and common-mode-free noise, dead and noisy strips) is left in
-``run.outputs["pedestals"]`` when it saw any event. Counts the events accumulated.
+``run.outputs["pedestals"]`` when it saw any event. The noise is measured after the common-mode
+correction the processing applies (``[processing] cm_method``, FPN channels by default), since the
+processing's hit thresholds are k times that noise: a noise measured with a better correction
+(the median of the quiet strips) reads low-noise strips up to ~2x too quiet against what the
+FPN-corrected data show, and their noise then makes spurious clusters. Counts the events
+accumulated.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ class Pedestal(Stage):
         super().__init__(context, options)
         self.chip = context.layout.chip
         self.n_chips = context.layout.n_chips
+        processor = context.processor
+        self.cm_method = processor.config.cm_method if processor is not None else "median"
         self.accumulator: PedestalAccumulator | None = None
         self.events = 0
         context.want("dense", lambda: self.accumulator is not None)  # no sparse path here
@@ -44,7 +51,7 @@ class Pedestal(Stage):
         if run.type in self.options.run_types:
             run.keep_all = True
             self.accumulator = PedestalAccumulator(
-                self.chip, self.n_chips, per_cell=self.options.per_cell
+                self.chip, self.n_chips, per_cell=self.options.per_cell, cm_method=self.cm_method
             )
 
     def process(self, batch: Batch) -> None:
@@ -59,7 +66,9 @@ class Pedestal(Stage):
 
     def warm_up(self, batch: Batch) -> None:
         if batch.dense is not None:
-            PedestalAccumulator(self.chip, self.n_chips).add_dense(batch.dense)
+            PedestalAccumulator(self.chip, self.n_chips, cm_method=self.cm_method).add_dense(
+                batch.dense
+            )
 
     def counters(self) -> dict[str, int]:
         return {"events": self.events}
