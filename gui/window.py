@@ -10,6 +10,7 @@ nothing of the data: fits and histograms are the DAQ's (live or replayed), shown
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,8 +61,12 @@ class MainWindow(QMainWindow):
         rules: list[Rule] | None = None,
         snapshot_dir: str | Path = "snapshots",
         defer_views: bool = False,
+        views: Sequence[type[View]] = VIEWS,
     ) -> None:
+        """``views``: the tabs in order (default :data:`~agetdaq.gui.views.VIEWS`); a site's own
+        view plugin is one more class here."""
         super().__init__()
+        self.view_classes = tuple(views)
         if not sources:
             raise ValueError("the monitor needs at least one source")
         self.mapping = mapping or StripMapping.default()
@@ -114,7 +119,7 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.banner.widget)
         self.tabs = QTabWidget()
         self.views: list[View] = []
-        for i, cls in enumerate(VIEWS):
+        for i, cls in enumerate(self.view_classes):
             if defer and i > 0:  # the first frame shows before the other tabs are built
                 self.tabs.addTab(QLabel("  building the view ..."), cls.title)
                 self._pending.append((i, cls))
