@@ -61,9 +61,14 @@ def world(tmp_path_factory):
             proc.wait(10)
 
 
-def _env() -> dict[str, str]:
+def _env(argv: list[str] | None = None) -> dict[str, str]:
+    """No display here, as on a DAQ PC reached by ssh: the monitor commands draw offscreen, the
+    demo finds no display and runs headless for its 20 s, as README says it does."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "QT_QPA_PLATFORM": "offscreen"}
-    env.pop("DISPLAY", None)  # `agetdaq demo` runs headless here
+    env.pop("DISPLAY", None)
+    env.pop("WAYLAND_DISPLAY", None)
+    if argv and "demo" in argv[:2]:
+        env.pop("QT_QPA_PLATFORM")
     return env
 
 
@@ -97,7 +102,7 @@ def test_documented_command(cmd: DocCommand, world: World):
         run_argv, cwd = argv, ROOT
     if _is_server(argv):
         proc = subprocess.Popen(
-            run_argv, cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            run_argv, cwd=cwd, env=_env(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
         world.servers.append((cmd, proc))
         _wait_up(cmd, argv, proc)
@@ -105,7 +110,7 @@ def test_documented_command(cmd: DocCommand, world: World):
         return
     try:
         done = subprocess.run(
-            run_argv, cwd=cwd, env=_env(), capture_output=True, text=True,
+            run_argv, cwd=cwd, env=_env(argv), capture_output=True, text=True,
             timeout=FOREGROUND_LIMIT_S,
         )  # fmt: skip
     except subprocess.TimeoutExpired as exc:
