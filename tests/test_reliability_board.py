@@ -1,8 +1,8 @@
 """A detector's real life, with real processes, real signals and a real board on 127.0.0.1:
 a run after a DAQ killed mid-run holds only its own events; a board that falls silent ends the
-run (exit 3) in ``run`` and in ``serve``; a full disk in ``serve`` is an error state the next
-start leaves; SIGHUP stops a run like SIGTERM; a signal during configure creates no run; an
-event limit is exact."""
+run (board lost: its own exit code) in ``run`` and in ``serve``; a full disk in ``serve`` is an
+error state the next start leaves; SIGHUP stops a run like SIGTERM; a signal during configure
+creates no run; an event limit is exact."""
 
 from __future__ import annotations
 
@@ -172,7 +172,7 @@ def test_a_run_after_a_killed_one_holds_only_its_own_events_and_sighup_stops_it(
     assert end and end[-1]["reason"] == "interrupted (signal)"
 
 
-def test_a_silent_board_ends_the_run_with_exit_3(emu, tmp_path):
+def test_a_silent_board_ends_the_run_as_board_lost(emu, tmp_path):
     cfg = tmp_path / "fast.toml"
     cfg.write_text(FAST)
     out = tmp_path / "silent.h5"
