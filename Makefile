@@ -61,9 +61,10 @@ monitoring-tools:
 		|| echo "prometheus could not be installed: the monitoring tests will skip"; \
 	fi
 
-# Honest floors: every dependency at exactly its lower bound in pyproject.toml, on the oldest
-# Python requires-python admits (3.10: pyenv's, else python3.10 on PATH; PYFLOOR=... to choose),
-# then a smoke run: emulator + an 8-second run with its metrics scraped + inspect (tools/floors.py).
+# Honest floors: every dependency (and the gui extra's) at exactly its lower bound in
+# pyproject.toml, on the oldest Python requires-python admits (3.10: pyenv's, else python3.10 on
+# PATH; PYFLOOR=... to choose), then a smoke run: emulator + an 8-second run with its metrics
+# scraped + inspect + the monitor replaying the run offscreen (tools/floors.py).
 FLOORS := .venv-floors
 PYFLOOR ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python3.10) \
 	$(shell command -v python3.10 2>/dev/null))
@@ -75,7 +76,7 @@ floors:
 	$(FLOORS)/bin/python -m pip install -q --upgrade pip
 	$(FLOORS)/bin/python -c "import sys; assert sys.version_info[:2] == (3, 10), sys.version"
 	$(FLOORS)/bin/python -m pip install -q "tomli==2.0"  # its floor; reads pyproject.toml
-	$(FLOORS)/bin/python tools/floors.py pins > $(FLOORS)/floors.txt
+	$(FLOORS)/bin/python tools/floors.py pins gui > $(FLOORS)/floors.txt
 	$(FLOORS)/bin/python -m pip install -q -r $(FLOORS)/floors.txt
 	$(FLOORS)/bin/python -m pip install -q --no-deps -e .
-	$(FLOORS)/bin/python tools/floors.py smoke
+	$(FLOORS)/bin/python tools/floors.py smoke gui

@@ -22,7 +22,15 @@ from agetdaq.protocol.encode import (
     item_ends,
     max_datagram_bytes_for_mtu,
 )
-from agetdaq.protocol.words import ADC_SAMPLE, TIME_BIN_IX
+from agetdaq.protocol.words import (
+    ADC_SAMPLE,
+    CHAN_HIT_IX,
+    END_OF_EVENT,
+    END_OF_FRAME,
+    N_SOE_WORDS,
+    START_OF_EVENT,
+    TIME_BIN_IX,
+)
 from agetdaq.readout.simulation.emulator.server import Emulator
 
 pytestmark = pytest.mark.network
@@ -84,6 +92,70 @@ def check_datagrams(datagrams: list[bytes], mtu: int) -> dict[str, int]:
     return seen
 
 
+CLIENT_RECV_BYTES = 8192  # what feminos-daq's and restDAQ's recvfrom read of a datagram
+
+
+def per_frame_client(datagrams: list[bytes]) -> list[tuple[int | None, tuple[int, ...]]]:
+    """The signals a C++ client that reads each data frame on its own gets, in stream order.
+
+    A model, written from PROTOCOL.md, of how feminos-daq's ROOT output reads frames (and, for
+    the channel state, its ``Frame_Print``, rawlib and restDAQ): at most 8 192 bytes of a
+    datagram are read; each frame starts with no open channel; a channel header opens a signal
+    (id card*288 + chip*72 + channel, computed here independently); ADC samples append to the
+    open signal in order, their time bins ignored; the next channel header or the frame's end
+    closes it, an empty one is dropped. Samples before any header in a frame make a signal of
+    id None (feminos-daq files them under signal id 0). A frame cut short (no END_OF_FRAME)
+    gives a (None, ()) marker.
+    """
+    signals: list[tuple[int | None, tuple[int, ...]]] = []
+    for d in datagrams:
+        read = d[: CLIENT_RECV_BYTES & ~1]
+        words = np.frombuffer(read, dtype="<u2")[3:].tolist()  # lead, SOF_D, size
+        current: int | None = None
+        samples: list[int] = []
+        i, closed = 0, False
+        while i < len(words):
+            w = words[i]
+            if w & 0xC000 == CHAN_HIT_IX or w == END_OF_FRAME:
+                if samples:
+                    signals.append((current, tuple(samples)))
+                if w == END_OF_FRAME:
+                    closed = True
+                    break
+                current = (w >> 9 & 0x1F) * 288 + (w >> 7 & 0x3) * 72 + (w & 0x7F)
+                samples = []
+                i += 1
+            elif w & 0xF000 == ADC_SAMPLE:
+                samples.append(w & 0x0FFF)
+                i += 1
+            elif w & 0xFFF0 == START_OF_EVENT:
+                i += 1 + N_SOE_WORDS  # timestamp and event count
+            elif w & 0xFFF0 == END_OF_EVENT:
+                i += 2  # with its size word
+            else:
+                i += 1  # hit counts, last cells, time bins: no channel state
+        if not closed:
+            signals.append((None, ()))
+    return signals
+
+
+def check_client_reads_whole_channels(datagrams: list[bytes], events, long_cuts: int) -> None:
+    """The per-frame client reads every channel our decoder reads, with the same samples; only
+    a channel longer than a frame arrives in pieces (``long_cuts`` continuations)."""
+    got = per_frame_client(datagrams)
+    want = [(c.signal_id, tuple(c.adc.tolist())) for e in events for c in e.channels if c.adc.size]
+    orphans = [k for k, (sid, _) in enumerate(got) if sid is None]
+    assert len(orphans) == long_cuts, f"{len(orphans)} signals without their channel header"
+    merged: list[tuple[int | None, tuple[int, ...]]] = []
+    for sid, samples in got:  # a continuation belongs to the signal before it
+        if sid is None and merged:
+            merged[-1] = (merged[-1][0], merged[-1][1] + samples)
+        else:
+            merged.append((sid, samples))
+    assert len(merged) == len(want)
+    assert merged == want
+
+
 @pytest.mark.parametrize(
     "setup, eof_on_eoe",
     [(FULL, 1), (ZS, 1), (ZS, 0)],
@@ -99,6 +171,7 @@ def test_emulator_datagrams_follow_the_card_rule(emu, setup, eof_on_eoe) -> None
     assert {k: v for k, v in errors.items() if v} == {}
     assert [e.event_count for e in events] == list(range(len(events))) and events
     assert sum(len(e.channels) for e in events) > 0
+    check_client_reads_whole_channels(data, events, seen["cut_inside_long_channel"])
     if setup is FULL:
         assert len(events) == 10 and all(len(e.channels) == 4 * 68 for e in events)
         assert seen["cut_inside_long_channel"] == 0  # 513-word channels fit any frame
@@ -116,8 +189,20 @@ def test_the_rule_check_catches_a_mid_channel_cut() -> None:
     ev = Event(channels=[Channel(0, 1, c, np.arange(512), np.full(512, 300)) for c in range(3)])
     good = encode_events([ev], max_frame_bytes=1470)
     assert check_datagrams(good, 1500)["cut_inside_long_channel"] == 0
+    check_client_reads_whole_channels(good, [ev], 0)
+    bad = encode_events([ev], max_frame_bytes=1470, cut="word")
     with pytest.raises(AssertionError, match="inside an item"):
-        check_datagrams(encode_events([ev], max_frame_bytes=1470, cut="word"), 1500)
+        check_datagrams(bad, 1500)
+    # cut inside channels (1 539 words in 732-word frames: two cuts), the per-frame client gets
+    # headless samples (feminos-daq files them under signal id 0)
+    assert [sid for sid, _ in per_frame_client(bad)] == [72, 73, None, 74, None]
+    with pytest.raises(AssertionError, match="without their channel header"):
+        check_client_reads_whole_channels(bad, [ev], 0)
+    # a datagram over 8 192 bytes is cut by the client's read: its frame arrives without its end
+    big = Event(channels=[Channel(0, 1, c, np.arange(512), np.full(512, 300)) for c in range(12)])
+    jumbo = encode_events([big], max_frame_bytes=8990)  # the old emulator's MTU 9000 frames
+    assert max(map(len, jumbo)) > CLIENT_RECV_BYTES
+    assert (None, ()) in per_frame_client(jumbo)
     short = Event(
         channels=[Channel(0, c // 64, c % 64, np.arange(9), np.ones(9)) for c in range(256)]
     )

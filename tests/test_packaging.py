@@ -61,3 +61,30 @@ def test_metadata_licence_classifiers_and_python_floor(sdist) -> None:
     assert "License :: " not in pkg_info  # no licence classifier beside the SPDX expression
     assert "project.license` as a TOML table is deprecated" not in log
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+
+
+def test_every_floor_is_pinned_for_make_floors() -> None:
+    """`make floors` installs `tools/floors.py pins gui`: each dependency and gui requirement at
+    exactly its declared lower bound (PyQt6's Qt libraries at the same release), markers kept."""
+    import re
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "floors.py"), "pins", "gui"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    pinned = dict(line.split("==", 1) for line in done.stdout.splitlines())
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = [*project["dependencies"], *project["optional-dependencies"]["gui"]]
+    for req in declared:
+        name, floor = re.match(r"([\w.\-]+)>=([\w.]+)", req).groups()
+        assert pinned[name].split(";")[0] == floor, req
+    assert pinned["tomli"].endswith("; python_version < '3.11'")
+    assert pinned["PyQt6-Qt6"] == pinned["PyQt6"]
+    assert len(pinned) == len(declared) + 1

@@ -1,15 +1,18 @@
 """Honest floors (``make floors``): every dependency at its declared lower bound, on the oldest
 Python that ``requires-python`` admits, runs a smoke run.
 
-``python tools/floors.py pins`` prints the requirements pinned at the lower bounds of
-pyproject.toml (``name==floor``, markers kept); ``python tools/floors.py smoke`` (in the venv that
-has them) checks that the installed versions are those floors, then runs an emulator, a short run
-with the Prometheus endpoint scraped, and ``agetdaq inspect`` of its run file.
+``python tools/floors.py pins [EXTRA ...]`` prints the requirements pinned at the lower bounds of
+pyproject.toml (``name==floor``, markers kept), the given extras' too; ``python tools/floors.py
+smoke [EXTRA ...]`` (in the venv that has them) checks that the installed versions are those
+floors, then runs an emulator, a short run with the Prometheus endpoint scraped, ``agetdaq
+inspect`` of its run file and, with the ``gui`` extra, the monitor replaying that run file
+offscreen into a screenshot.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -22,6 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = [sys.executable, "-m", "agetdaq"]
+# PyQt6 X needs the Qt libraries of release X: it declares only PyQt6-Qt6 >= X, and PyQt6 6.6.0
+# on PyQt6-Qt6 6.6.3 or 6.11 fails to load (a private Qt symbol), so the floor pins both.
+COMPANIONS = {"PyQt6": "PyQt6-Qt6"}
 _REQ = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*>=\s*([0-9][^,;\s]*)\s*(;.*)?$")
 
 
@@ -46,6 +52,8 @@ def pins(extras: tuple[str, ...] = ()) -> list[str]:
             raise SystemExit(f"pyproject.toml: {req!r} has no '>=' lower bound")
         name, floor, marker = m.groups()
         out.append(f"{name}=={floor}{marker or ''}")
+        if name in COMPANIONS:
+            out.append(f"{COMPANIONS[name]}=={floor}")
     return out
 
 
@@ -69,10 +77,10 @@ def _wait_board(port: int, timeout: float = 120.0) -> None:
     raise SystemExit("the emulator did not answer")
 
 
-def check_versions() -> None:
+def check_versions(extras: tuple[str, ...] = ()) -> None:
     """The installed versions are the pinned floors."""
     wrong = []
-    for pin in pins():
+    for pin in pins(extras):
         name, _, rest = pin.partition("==")
         floor, _, marker = rest.partition(";")
         if marker and not _marker_true(marker):
@@ -97,9 +105,9 @@ def _marker_true(marker: str) -> bool:
     return sys.version_info[:2] < (int(m.group(1)), int(m.group(2)))
 
 
-def smoke() -> None:
+def smoke(extras: tuple[str, ...] = ()) -> None:
     print(f"Python {sys.version.split()[0]}; dependencies at their floors:")
-    check_versions()
+    check_versions(extras)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         bec, metrics = _free_port(socket.SOCK_DGRAM), _free_port(socket.SOCK_STREAM)
@@ -148,13 +156,28 @@ def smoke() -> None:
         info = json.loads(done.stdout)
         print(f"smoke run: {run_file.name}, inspect ok ({len(done.stdout)} bytes of JSON)")
         del info
+        if "gui" in extras:
+            _gui_smoke(run_file, work / "monitor.png")
+
+
+def _gui_smoke(run_file: Path, shot: Path) -> None:
+    """The monitor (PyQt6, pyqtgraph at their floors) replays the run offscreen and saves itself."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    cmd = [*PY, "gui", "--replay", str(run_file), "--speed", "0", "--screenshot", str(shot)]
+    done = subprocess.run(
+        [*cmd, "--after", "2"], env=env, capture_output=True, text=True, timeout=180
+    )
+    if done.returncode != 0 or not shot.is_file() or shot.stat().st_size < 10_000:
+        out = (done.stdout + done.stderr)[-3000:]
+        raise SystemExit(f"agetdaq gui failed ({done.returncode}):\n{out}")
+    print(f"monitor: replayed {run_file.name} offscreen, screenshot {shot.stat().st_size} bytes")
 
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["pins"]:
         print("\n".join(pins(tuple(argv[1:]))))
     elif argv[:1] == ["smoke"]:
-        smoke()
+        smoke(tuple(argv[1:]))
     else:
         print(__doc__)
         return 2

@@ -135,9 +135,9 @@ class Acquisition:
         self.data_dir = Path(s.daq.data_dir)
         self.runlog = RunLog(self.data_dir)
         self.metrics = DaqMetrics(str(self.data_dir), detector=s.daq.detector, board=s.daq.bec)
-        port = s.daq.metrics_port if metrics_port is None else metrics_port
-        if port:
-            self.metrics.start(port, s.daq.metrics_bind)
+        http_port = s.daq.metrics_port if metrics_port is None else metrics_port
+        if http_port:  # `port` stays the board's: the capture tap below names it
+            self.metrics.start(http_port, s.daq.metrics_bind)
         self.board = BoardSteps(self.link, s.daq.bec, s.daq.board_timeout_s)
         self.stops = StopConditions(self.data_dir, s.daq.disk_stop_gb)
         self.watch = BoardWatch(

@@ -131,11 +131,13 @@ def _block(
         starts, counts, bins.astype(np.uint16, copy=False), adc.astype(np.uint16, copy=False),
         fills, values,
     )  # fmt: skip
+    # copies: a one-row field view of the event table counts as contiguous for numpy but keeps
+    # the table's row stride, which ROOT's buffer conversion refuses
     return EventBlock(
-        time_ms=np.asarray(time_ms, dtype=np.uint64),
-        card_timestamp=np.asarray(card_ts, dtype=np.uint64),
-        event_id=np.asarray(event_id, dtype=np.uint64),
-        event_count=np.asarray(event_count, dtype=np.uint32),
+        time_ms=np.array(time_ms, dtype=np.uint64),
+        card_timestamp=np.array(card_ts, dtype=np.uint64),
+        event_id=np.array(event_id, dtype=np.uint64),
+        event_count=np.array(event_count, dtype=np.uint32),
         n_signals=np.bincount(ev_of_ch, minlength=len(time_ms)).astype(np.int64),
         signal_ids=sid[order].astype(np.uint16),
         values=values,
