@@ -117,7 +117,9 @@ def smoke(extras: tuple[str, ...] = ()) -> None:
             f"metrics_port = {metrics}\n"
         )
         log = (work / "emulator.log").open("w")
-        emu = subprocess.Popen([*PY, "emulate", "--port", str(bec)], stdout=log, stderr=log)
+        emu = subprocess.Popen(
+            [*PY, "emulate", "--board", "127.0.0.1:" + str(bec)], stdout=log, stderr=log
+        )
         try:
             _wait_board(bec)
             run = subprocess.Popen(
