@@ -176,14 +176,50 @@ def subtract_common_mode(x, cm, chip, ok):
 
 
 @njit(cache=True, nogil=True)
+def quiet_common_mode_chip(raw, cells, base, use_cells, members, m, use_median, cm_c, scratch):
+    """cm_c (T,) of one chip from its quiet strips ``members[:m]`` (ascending), on x = raw -
+    baseline (``cells`` (S, T) when ``use_cells``, else ``base`` (S,)) computed on the fly: no
+    corrected copy of the event. The median goes through
+    :func:`~agetdaq.readout.datapath.processing.median.median_rows` (vectorised over the time
+    bins) and falls back to the quickselect per bin. Returns whether there was a quiet strip."""
+    n_t = raw.shape[1]
+    if m == 0:
+        cm_c[:] = 0.0
+        return False
+    if use_median:
+        if not use_cells and median_rows(raw, base, members, m, cm_c):
+            return True
+        for t in range(n_t):
+            for i in range(m):
+                s = members[i]
+                scratch[i] = raw[s, t] - (cells[s, t] if use_cells else base[s])
+            cm_c[t] = median_inplace(scratch, m)
+    else:
+        cm_c[:] = 0.0
+        for i in range(m):
+            s = members[i]
+            r = raw[s]
+            if use_cells:
+                cr = cells[s]
+                for t in range(n_t):
+                    cm_c[t] += r[t] - cr[t]
+            else:
+                b = base[s]
+                for t in range(n_t):
+                    cm_c[t] += r[t] - b
+        fm = np.float32(m)
+        for t in range(n_t):
+            cm_c[t] /= fm
+    return True
+
+
+@njit(cache=True, nogil=True)
 def quiet_common_mode_raw(
     raw, cells, base, use_cells, chip, quiet, use_median, cm, ok, only_missing
 ):
-    """As :func:`quiet_common_mode_event` on x = raw - baseline (``cells`` (S, T) when
-    ``use_cells``, else ``base`` (S,)), computed on the fly: no corrected copy of the event.
-    The median goes through :func:`~agetdaq.readout.datapath.processing.median.median_rows`
-    (vectorised over the time bins) and falls back to the quickselect per bin."""
-    n_s, n_t = raw.shape
+    """:func:`quiet_common_mode_chip` for every chip (only those without an estimate when
+    ``only_missing``): cm (C, T), ok (C,)."""
+    n_s = raw.shape[0]
     n_chips = cm.shape[0]
     members = np.empty(n_s, dtype=np.int64)
     scratch = np.empty(n_s, dtype=np.float32)
@@ -195,32 +231,5 @@ def quiet_common_mode_raw(
             if chip[s] == c and quiet[s]:
                 members[m] = s
                 m += 1
-        ok[c] = m > 0
-        cm_c = cm[c]
-        if m == 0:
-            cm_c[:] = 0.0
-            continue
-        if use_median:
-            if not use_cells and median_rows(raw, base, members, m, cm_c):
-                continue
-            for t in range(n_t):
-                for i in range(m):
-                    s = members[i]
-                    scratch[i] = raw[s, t] - (cells[s, t] if use_cells else base[s])
-                cm_c[t] = median_inplace(scratch, m)
-        else:
-            cm_c[:] = 0.0
-            for i in range(m):
-                s = members[i]
-                r = raw[s]
-                if use_cells:
-                    cr = cells[s]
-                    for t in range(n_t):
-                        cm_c[t] += r[t] - cr[t]
-                else:
-                    b = base[s]
-                    for t in range(n_t):
-                        cm_c[t] += r[t] - b
-            fm = np.float32(m)
-            for t in range(n_t):
-                cm_c[t] /= fm
+        ok[c] = quiet_common_mode_chip(raw, cells, base, use_cells, members, m, use_median,
+                                       cm[c], scratch)  # fmt: skip

@@ -29,7 +29,7 @@ from agetdaq.readout.datapath.processing.commonmode import (
     CM_MEDIAN,
     CM_NONE,
     fpn_common_mode_event,
-    quiet_common_mode_raw,
+    quiet_common_mode_chip,
 )
 from agetdaq.readout.datapath.processing.hits import row_pulse
 from agetdaq.readout.datapath.processing.pedestal import row_window_mean
@@ -52,7 +52,7 @@ def process_events(
     mode, cm_method, b0, b1, alpha, quiet_lim, thr_hit, thr_sample, n_min,
     amp, tbin, integral, width, hit, wf_out, write_wf,
 ):  # fmt: skip
-    """Fused chain over a batch, event by event (see Processor).
+    """Fused chain over a batch, event by event and in an event chip by chip (see Processor).
 
     ``cells`` (S, T) replaces ``ped`` when its first dimension is S (table mode). Only complete
     rows get the common mode subtracted. ``state`` / ``fpn_state`` (float64) are updated in running
@@ -69,8 +69,17 @@ def process_events(
     cm = np.zeros((n_c, n_t), np.float32)
     no_cm = np.zeros(n_t, np.float32)
     ok = np.zeros(n_c, np.bool_)
-    quiet = np.empty(n_s, np.bool_)
     buf = np.empty(n_t, np.float32)
+    members = np.empty(n_s, np.int64)
+    scratch = np.empty(n_s, np.float32)
+    # the strips chip by chip (ascending within a chip): a chip's rows stay in cache from the
+    # quiet test through the common mode to the hits
+    by_chip = np.argsort(chip, kind="mergesort")
+    first = np.zeros(n_c + 1, np.int64)
+    for s in range(n_s):
+        first[chip[s] + 1] += 1
+    for c in range(n_c):
+        first[c + 1] += first[c]
     for e in range(n):
         raw = strips[e]
         fpn_baselines(fpn[e], mode, fpn_ped, fpn_state, b0, b1, fbase)
@@ -80,44 +89,50 @@ def process_events(
         materialised = use_cells or cm_method in (CM_MEDIAN, CM_MEAN)
         if cm_method == CM_FPN and not ok.all():
             materialised = True
-        for s in range(n_s):
-            base[s] = strip_baseline(raw, s, mode, ped, use_cells, state, b0, b1)
-        if materialised and cm_method != CM_NONE:
-            for s in range(n_s):
-                quiet[s] = complete[e, s] and is_quiet(
-                    raw[s], cells[s % cells.shape[0]], base[s], use_cells, quiet_lim[s]
-                )
-            quiet_common_mode_raw(raw, cells, base, use_cells, chip, quiet, cm_method == CM_MEDIAN,
-                                  cm, ok, cm_method == CM_FPN)  # fmt: skip
         for c in range(n_c):
+            for o in range(first[c], first[c + 1]):
+                s = by_chip[o]
+                base[s] = strip_baseline(raw, s, mode, ped, use_cells, state, b0, b1)
+            if materialised and cm_method != CM_NONE and not ok[c]:
+                m = 0
+                for o in range(first[c], first[c + 1]):
+                    s = by_chip[o]
+                    if complete[e, s] and is_quiet(
+                        raw[s], cells[s % cells.shape[0]], base[s], use_cells, quiet_lim[s]
+                    ):
+                        members[m] = s
+                        m += 1
+                ok[c] = quiet_common_mode_chip(raw, cells, base, use_cells, members, m,
+                                               cm_method == CM_MEDIAN, cm[c], scratch)  # fmt: skip
             if not ok[c]:
                 cm[c, :] = 0.0
-        for s in range(n_s):
-            r = raw[s]
-            cr = cells[s % cells.shape[0]]
-            b = base[s]
-            cm_row = cm[chip[s]] if complete[e, s] else no_cm
-            if materialised:
-                above = write_wf or any_above_m(r, cr, b, use_cells, cm_row, thr_hit[s])
-            else:
-                above = write_wf or any_above(r, cm_row, b, thr_hit[s])
-            if above:
-                out = wf_out[e, s] if write_wf else buf
+            for o in range(first[c], first[c + 1]):
+                s = by_chip[o]
+                r = raw[s]
+                cr = cells[s % cells.shape[0]]
+                b = base[s]
+                cm_row = cm[c] if complete[e, s] else no_cm
                 if materialised:
-                    corrected_m(r, cr, b, use_cells, cm_row, out)
+                    above = write_wf or any_above_m(r, cr, b, use_cells, cm_row, thr_hit[s])
                 else:
-                    corrected(r, cm_row, b, out)
-                a, tb, q, w, h = row_pulse(out, thr_hit[s], thr_sample[s], n_min)
-            else:
-                a, tb, q, w, h = np.float32(0.0), -1, np.float32(0.0), 0, False
-            amp[e, s] = a
-            tbin[e, s] = tb
-            integral[e, s] = q
-            width[e, s] = w
-            hit[e, s] = h
-            if mode == BASELINE_RUNNING and complete[e, s] and not h:
-                m = window_mean_minus(r, cm_row, b0, b1)
-                if abs(m - state[s]) < quiet_lim[s]:
-                    state[s] += alpha * (m - state[s])
+                    above = write_wf or any_above(r, cm_row, b, thr_hit[s])
+                if above:
+                    out = wf_out[e, s] if write_wf else buf
+                    if materialised:
+                        corrected_m(r, cr, b, use_cells, cm_row, out)
+                    else:
+                        corrected(r, cm_row, b, out)
+                    a, tb, q, w, h = row_pulse(out, thr_hit[s], thr_sample[s], n_min)
+                else:
+                    a, tb, q, w, h = np.float32(0.0), -1, np.float32(0.0), 0, False
+                amp[e, s] = a
+                tbin[e, s] = tb
+                integral[e, s] = q
+                width[e, s] = w
+                hit[e, s] = h
+                if mode == BASELINE_RUNNING and complete[e, s] and not h:
+                    m_w = window_mean_minus(r, cm_row, b0, b1)
+                    if abs(m_w - state[s]) < quiet_lim[s]:
+                        state[s] += alpha * (m_w - state[s])
         if mode == BASELINE_RUNNING:
             running_fpn_update(fpn[e], fpn_ok[e], b0, b1, alpha, fpn_state)

@@ -6,9 +6,10 @@ The values are ``raw[s, t] - base[s]``: raw ADC (whole numbers) minus a per-stri
 number ``key = raw - fb``, so the values sort by ``key`` first and, among equal keys, by ``frac``
 descending (a property of the strip, not of the time bin). :func:`median_rows` finds, for all the
 time bins of a tile at once, the key of the wanted order statistic by a bisection of counts (the
-bracket starts around the mean and falls back to the tile's whole range), then picks the element
-among equal keys in one pass over the strips in ``frac`` order. Floating-point subtraction is
-monotonic, so the result is exactly ``np.median`` of the float32 values ``raw - base``.
+bracket starts around the mean and falls back to the tile's whole range), then picks the row
+among equal keys in one pass over the keys in ``frac`` order (for each middle of an even
+count) and rebuilds its value from the key (``raw = fb + key`` exactly). Floating-point subtraction
+is monotonic, so the result is exactly ``np.median`` of the float32 values ``raw - base``.
 
 Every loop runs over the time bins of a tile (int16 counters: the compiler vectorises them).
 Rows that are not whole numbers, or keys beyond +-16 000, make it return False: the caller then
@@ -87,12 +88,12 @@ def _bisect(keys, m, w, k, lo, hi, clo, chi, mid, cnt):
         for j in range(w):
             mid[j] = (np.int32(lo[j]) + np.int32(hi[j])) >> 1
         _count_le(keys, m, w, mid, cnt)
-        for j in range(w):
-            up = cnt[j] >= k + 1
-            hi[j] = mid[j] if up else hi[j]
-            chi[j] = cnt[j] if up else chi[j]
-            clo[j] = clo[j] if up else cnt[j]
-            lo[j] = lo[j] if up else mid[j]
+        for j in range(w):  # arithmetic, not selects: these vectorise
+            up = np.int16(cnt[j] >= k + 1)
+            hi[j] += (mid[j] - hi[j]) * up
+            chi[j] += (cnt[j] - chi[j]) * up
+            clo[j] = cnt[j] + (clo[j] - cnt[j]) * up
+            lo[j] = mid[j] + (lo[j] - mid[j]) * up
         span = (span + 1) >> 1
 
 
@@ -126,20 +127,18 @@ def _bracket(keys, m, w, k, mean, lo, hi, clo, chi):
 
 
 @njit(cache=True, nogil=True)
-def _pick(raw, base, rows, order, m, keys, t0, w, key, rank, seen, out):
-    """out[j] = the value of the rank[j]-th row (in order) whose key is key[j]."""
-    kw, rw, sw, ow = key[:w], rank[:w], seen[:w], out[:w]
+def _pick(keys, order, m, w, key, rank, seen, idx):
+    """idx[j] = the row index i of the rank[j]-th row (in frac order) whose key is key[j]. Keys
+    only: the value is rebuilt from the key (raw = fb + key exactly)."""
+    kw, rw, sw, iw = key[:w], rank[:w], seen[:w], idx[:w]
     sw[:] = 0
+    iw[:] = 0
     for o in range(m):
-        i = order[o]
-        s = rows[i]
-        r = raw[s, t0 : t0 + w]
-        b = base[s]
-        kr = keys[i, :w]
+        i = np.int16(order[o])
+        kr = keys[order[o], :w]
         for j in range(w):
             e = kr[j] == kw[j]
-            x = r[j] - b
-            ow[j] = x if e & (sw[j] == rw[j]) else ow[j]
+            iw[j] += i * np.int16(e & (sw[j] == rw[j]))  # one row matches: a sum, not a select
             sw[j] += np.int16(e)
 
 
@@ -167,10 +166,11 @@ def median_rows(raw, base, rows, m, out):
     r2 = np.empty(TILE, np.int16)
     s1 = np.empty(TILE, np.int16)
     s2 = np.empty(TILE, np.int16)
-    a1 = np.empty(TILE, np.float32)
-    a2 = np.empty(TILE, np.float32)
+    i1 = np.zeros(TILE, np.int16)
+    i2 = np.zeros(TILE, np.int16)
     k = (m - 1) // 2  # the lower middle for an even m, the middle for an odd one
     even = m % 2 == 0
+    half = np.float32(0.5)
     for t0 in range(0, n_t, TILE):
         w = min(TILE, n_t - t0)
         if not _keys(raw, rows, m, fb, t0, w, keys, mean, dev):
@@ -188,16 +188,23 @@ def median_rows(raw, base, rows, m, out):
                 kr = keys[i, :w]
                 for j in range(w):
                     v = kr[j]
-                    nxt[j] = min(nxt[j], v if v > top[j] else np.int16(KEY_LIMIT))
+                    nxt[j] = min(nxt[j], v + (KEY_LIMIT - v) * np.int16(v <= top[j]))
             for j in range(w):
                 same = chi[j] >= k + 2
                 k2[j] = hi[j] if same else mid[j]
                 r2[j] = r1[j] + 1 if same else 0
-        _pick(raw, base, rows, order, m, keys, t0, w, hi, r1, s1, a1)
+        _pick(keys, order, m, w, hi, r1, s1, i1)
         if even:
-            _pick(raw, base, rows, order, m, keys, t0, w, k2, r2, s2, a2)
+            _pick(keys, order, m, w, k2, r2, s2, i2)
         for j in range(w):
-            out[t0 + j] = 0.5 * (a1[j] + a2[j]) if even else a1[j]
+            a = i1[j]
+            x1 = (fb[a] + np.float32(hi[j])) - base[rows[a]]  # = raw - base, bit for bit
+            if even:
+                b = i2[j]
+                x2 = (fb[b] + np.float32(k2[j])) - base[rows[b]]
+                out[t0 + j] = half * (x1 + x2)
+            else:
+                out[t0 + j] = x1
     return True
 
 
