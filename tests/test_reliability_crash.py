@@ -29,7 +29,7 @@ def test_kill_9_at_random_moments_leaves_a_readable_file(tmp_path):
     for t in trials:
         assert t["returncode"] == -9, t
         assert t["events_in_file"] >= t["events_seen_before_kill"] >= 20, t
-        assert t["tail_events_readable"] == 50, t
+        assert t["tail_events_readable"] == min(50, t["events_in_file"]), t  # all readable
         # flush interval 1 s: the newest event on disk is at most ~1 s older than the kill
         assert t["newest_event_age_s"] < 2.5, t
         assert t["ok"]
