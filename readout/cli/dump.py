@@ -104,8 +104,8 @@ def no_board_traffic(run: Run) -> str | None:
     """Why a capture holds nothing to read (no board frames, or none from the chosen --source),
     naming the sources it does hold; None for a capture with board traffic or any other file.
     The file commands then fail (exit 1) instead of printing 0 events and exiting 0."""
-    boards = getattr(run, "boards", None)
-    if boards is None or boards():
+    has_traffic = getattr(run, "has_board_traffic", None)
+    if has_traffic is None or has_traffic():
         return None
     return sources_note(run)
 
