@@ -97,7 +97,7 @@ def test_every_command_follows_the_convention() -> None:
         assert "exit status: 0 ok, 1 failure" in (p.epilog or ""), name
     for name in ("run", "serve", "pedestal", "emulate", "replay"):
         assert "--board" in _visible(parsers[name]), name
-    for name in ("dump", "convert", "replay"):
+    for name in ("dump", "inspect", "convert", "replay"):
         assert "--source" in _visible(parsers[name]), name
 
 
@@ -142,15 +142,41 @@ def test_a_capture_s_board_is_found_on_any_port_or_the_sources_are_named(files, 
     assert main(["dump", str(files["capture"]), "--json"]) == 0
     out, _ = capsys.readouterr()
     assert len(out.splitlines()) == 20  # the board sends from port 40000, not 1122
-    assert main(["dump", str(files["capture"]), "--source", ":1122"]) == 0
-    out, err = capsys.readouterr()
-    assert "-- 0 events" in out
-    assert "10.0.0.2:40000 (" in err and "board frames" in err  # which sources there are
-    assert (
-        main(["convert", str(files["capture"]), "-o", str(files["capture"].with_suffix(".h5"))])
-        == 0
-    )
+    # no traffic of the chosen source: not readable (exit 1, it was 0 events and exit 0), the
+    # sources the capture holds named, for every file command
+    for argv in (["dump", "-q"], ["inspect", "--json"], ["convert", "-o", "none.h5"]):
+        code = main([*argv, str(files["capture"]), "--source", ":1122"])
+        out, err = capsys.readouterr()
+        assert code == 1 and err.startswith(f"agetdaq {argv[0]}: "), (argv, code, err)
+        assert "10.0.0.2:40000 (20 datagrams, board frames)" in err, err
+        assert "{" not in out and "none.h5" not in os.listdir(files["capture"].parent)
+    # past the end of a capture with board traffic: an empty result, not an error
+    assert main(["dump", str(files["capture"]), "--events", "100:"]) == 0
+    assert "board traffic" not in capsys.readouterr().err
+    h5 = str(files["capture"].with_suffix(".h5"))
+    assert main(["convert", str(files["capture"]), "-o", h5]) == 0
     assert "20 events" in capsys.readouterr().out
+
+
+def test_force_replaces_an_output_only_once_the_conversion_can_be_made(files, capsys, tmp_path):
+    """``convert --force`` to an existing run file replaced nothing (an unexpected WriterError:
+    the run writer never replaces a file); now the output is removed just before the writing,
+    after every check, and never when it is a folder or the conversion impossible."""
+    out = tmp_path / "board.h5"
+    for _ in range(2):
+        assert main(["convert", str(files["capture"]), "-o", str(out), "--force"]) == 0
+        assert "20 events" in capsys.readouterr().out
+    assert main(["convert", str(files["capture"]), "-o", str(out)]) == 2  # no --force
+    assert "exists (use --force" in capsys.readouterr().err
+    aqs = tmp_path / "keep.aqs"
+    aqs.write_bytes(b"mine")
+    assert main(["convert", str(files["capture"]), "-o", str(aqs), "--force"]) == 2
+    assert "no conversion from pcap to aqs" in capsys.readouterr().err
+    assert aqs.read_bytes() == b"mine"  # an impossible conversion removes nothing
+    folder = tmp_path / "folder.h5"
+    folder.mkdir()
+    assert main(["convert", str(files["capture"]), "-o", str(folder), "--force"]) == 2
+    assert "is a directory" in capsys.readouterr().err and folder.is_dir()
 
 
 def test_non_utf8_file_names_as_real_processes(files) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -130,3 +131,25 @@ def test_real_processes_answer_on_a_cut_file_and_the_gui_replay_says_so(files) -
                           timeout=100)  # fmt: skip
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "cut short" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["missing", "good", "cut50", "random", "empty", "future"])
+def test_run_and_serve_refuse_a_pedestal_file_they_cannot_use(files, name, capsys, tmp_path):
+    """``--pedestals`` with a file that holds no pedestal table (a missing, damaged or foreign
+    file, a plain run file) is one line and exit 1 (4: newer format) before any socket exists:
+    nothing reaches the board, no run file, no run log (it was a ValueError traceback)."""
+    path = str(files.get(name, tmp_path / "missing.h5"))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as board:
+        board.bind(("127.0.0.1", 0))
+        board.setblocking(False)
+        address = "{}:{}".format(*board.getsockname())
+        for command in ("run", "serve"):
+            data = tmp_path / command
+            argv = ["--board", address, "--data-dir", str(data), "--pedestals", path]
+            code, out, err = _run(capsys, command, *argv, "--control", "tcp://127.0.0.1:0")
+            assert code == (4 if name == "future" else 1), err
+            assert err.startswith(f"agetdaq {command}: ") and Path(path).name in err, err
+            assert err.count("\n") == 1 and not out
+            assert not data.exists()
+        with pytest.raises(BlockingIOError):
+            board.recv(2048)

@@ -271,8 +271,9 @@ def test_a_capture_from_any_port_dumps_and_inspects(tmp_path, capsys) -> None:
     write_pcap(tmp_path / "emu.pcap", records)
     assert main(["dump", str(tmp_path / "emu.pcap"), "--json"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3
-    assert main(["dump", str(tmp_path / "emu.pcap"), "--json", "--source", ":1122"]) == 0
-    assert capsys.readouterr().out == ""
+    assert main(["dump", str(tmp_path / "emu.pcap"), "--json", "--source", ":1122"]) == 1
+    out, err = capsys.readouterr()  # no traffic from the chosen source: not readable
+    assert out == "" and "no board traffic read" in err and "127.0.0.1:40123" in err
     assert main(["inspect", str(tmp_path / "emu.pcap"), "--json"]) == 0
     out = capsys.readouterr().out
     assert '"format": "pcap"' in out and '"events": 3' in out

@@ -186,7 +186,8 @@ def report_damage(args: argparse.Namespace, run: Any, extra: list[str] | None = 
 # ---- the acquisition commands (run, serve, pedestal) -----------------------------------------
 
 
-def add_daq_arguments(p: argparse.ArgumentParser) -> None:
+def add_daq_arguments(p: argparse.ArgumentParser, pedestals: bool = True) -> None:
+    """The options of the acquisition commands (``pedestals``: takes a pedestal table to use)."""
     add_board(p, "board address (default: [daq] bec of the settings)")
     alias(p, "--bec", dest="board", new="--board")
     p.add_argument("--config", metavar="FILE.toml", help="software settings (TOML)")
@@ -194,7 +195,8 @@ def add_daq_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mapping", metavar="FILE.csv", help="strip mapping (default: BabyIAXO)")
     p.add_argument("--publish", metavar="ENDPOINT", help="ZeroMQ stream, e.g. tcp://127.0.0.1:5556")
     p.add_argument("--metrics-port", type=int, metavar="PORT", help="Prometheus endpoint port")
-    p.add_argument("--pedestals", metavar="PED.h5", help="pedestal table from a pedestal run")
+    if pedestals:
+        p.add_argument("--pedestals", metavar="PED.h5", help="pedestal table from a pedestal run")
 
 
 def argument_error(args: argparse.Namespace) -> str | None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from agetdaq.readout.cli.common import (
     Exit,
+    OutputError,
     add_common,
     add_output,
     add_source,
@@ -75,10 +76,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=convert_command)
 
 
-def convert(source: str | Path, output: str | Path, **options: object) -> ConvertReport:
-    """Dispatch on the two formats. Options: ``built``, ``chunk_bytes`` (to .aqs), ``board`` (from
-    a capture), ``lut`` (to .h5), and :func:`agetdaq.readout.store.rootexport.export_root`'s (to
-    .root)."""
+def convert(
+    source: str | Path, output: str | Path, replace: bool = False, **options: object
+) -> ConvertReport:
+    """Dispatch on the two formats (``replace``: an existing output is removed once the
+    conversion is known to be possible). Options: ``built``, ``chunk_bytes`` (to .aqs),
+    ``board`` (from a capture), ``lut`` (to .h5), and
+    :func:`agetdaq.readout.store.rootexport.export_root`'s (to .root)."""
     from agetdaq.readout.store.convert import ConvertError, output_format
     from agetdaq.readout.store.errors import RunFileError
     from agetdaq.readout.store.run import sniff_format
@@ -93,6 +97,10 @@ def convert(source: str | Path, output: str | Path, **options: object) -> Conver
     except RunFileError as exc:
         raise ConvertError(str(exc)) from None
     dst = output_format(output)
+    if not (dst == "root" or (dst, src) in (("h5", "aqs"), ("h5", "pcap"), ("aqs", "h5"))):
+        raise ConvertError(f"no conversion from {src} to {dst} (aqs/pcap->h5, h5->aqs, any->root)")
+    if replace:
+        _remove_output(output)
 
     def pick(*names: str) -> dict[str, object]:
         return {k: v for k, v in options.items() if k in names and v is not None}
@@ -110,6 +118,21 @@ def convert(source: str | Path, output: str | Path, **options: object) -> Conver
 
         return export_root(source, output, **pick(*ROOT_OPTIONS))
     raise ConvertError(f"no conversion from {src} to {dst} (aqs/pcap->h5, h5->aqs, any->root)")
+
+
+def _remove_output(output: Path) -> None:
+    """Make room for ``--force``: never a folder, never a run file a live process writes
+    (ConvertError); the run writer itself never replaces a file."""
+    from agetdaq.readout.store.convert import ConvertError
+    from agetdaq.readout.store.lock import holder
+
+    if output.is_dir():
+        raise ConvertError(f"{output} is a directory")
+    who = holder(output)
+    if who is not None and who.alive() is not False:
+        raise OutputError(f"{output} is being written by {who}", Exit.FAILURE)
+    if output.exists() or output.is_symlink():
+        output.unlink()
 
 
 def _usage(args: argparse.Namespace) -> tuple[Path, dict[str, object]]:
@@ -141,6 +164,7 @@ def _usage(args: argparse.Namespace) -> tuple[Path, dict[str, object]]:
 
 
 def convert_command(args: argparse.Namespace) -> int:
+    from agetdaq.readout.cli.dump import no_board_traffic
     from agetdaq.readout.store.convert import ConvertError, compare_events, record_events
     from agetdaq.readout.store.errors import DamagedRunFileError, RunFileError
     from agetdaq.readout.store.run import open_run
@@ -152,10 +176,13 @@ def convert_command(args: argparse.Namespace) -> int:
     try:  # an unreadable input is a failure (1), not a usage error
         with open_run(args.input, board=options["board"]) as run:  # type: ignore[arg-type]
             notices, damage = list(run.notices), list(run.damage)
+            empty = no_board_traffic(run)
     except RunFileError as exc:
         return fail(f"{exc}", file_error_code(exc))
     except OSError as exc:
         return fail(f"{args.input}: {exc.strerror or exc}")
+    if empty:  # a capture without the board's traffic: nothing to convert
+        return fail(f"{args.input}: {empty}", Exit.FAILURE)
     for text in notices:
         if not args.quiet:
             note(args, f"{args.input}: {text}")
@@ -168,7 +195,9 @@ def convert_command(args: argparse.Namespace) -> int:
                 options["lut"] = StripLayout.from_mapping(StripMapping.load(args.mapping)).lut
             except MappingError as exc:
                 return fail(f"{exc}", Exit.USAGE)
-        report = convert(args.input, output, **options)
+        report = convert(args.input, output, replace=args.force, **options)
+    except OutputError as exc:
+        return fail(f"{exc}", exc.code)
     except DamagedRunFileError as exc:
         partial = f"; {output} holds what was read before" if output.exists() else ""
         return fail(f"{args.input}: damaged: {exc}{partial}", Exit.DAMAGED)

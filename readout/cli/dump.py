@@ -11,7 +11,8 @@ when --events stopped the reading early, so the counters cover only what was rea
 the summary follows the events on stdout. ``-o FILE`` writes the events there instead of stdout.
 
 A capture is read for every source that sends board frames, whatever its port; ``--source``
-picks one. When a capture gives no event, the sources it holds are named.
+picks one. A capture without board traffic (from the chosen source) is not readable: exit 1,
+with the UDP sources it holds named.
 
 Exit status: 0 when the file was read, 1 when it cannot be read at all, 2 for bad arguments,
 3 when it is damaged (the events before the damage are printed, the damage on stderr), 4 for a
@@ -34,7 +35,6 @@ from agetdaq.readout.cli.common import (
     alias,
     fail,
     file_error_code,
-    note,
     parse_source,
     report_damage,
 )
@@ -100,6 +100,16 @@ def sources_note(run: Run) -> str | None:
     return f"no board traffic read; UDP sources in the capture: {text}"
 
 
+def no_board_traffic(run: Run) -> str | None:
+    """Why a capture holds nothing to read (no board frames, or none from the chosen --source),
+    naming the sources it does hold; None for a capture with board traffic or any other file.
+    The file commands then fail (exit 1) instead of printing 0 events and exiting 0."""
+    has_traffic = getattr(run, "has_board_traffic", None)
+    if has_traffic is None or has_traffic():
+        return None
+    return sources_note(run)
+
+
 def run(args: argparse.Namespace) -> int:
     from agetdaq.protocol.dumpfmt import event_to_dict, event_to_text, strip_namer
     from agetdaq.readout.store.errors import DamagedRunFileError, RunFileError
@@ -148,15 +158,14 @@ def run(args: argparse.Namespace) -> int:
                 extra.append(f"reading stopped after {n} events: {exc}")
             summary = _summary(path, source, n, stop is None and not extra)
             summary["damage"] += extra
-            if n == 0 and source.format == "pcap" and not extra:
-                hint = sources_note(source)
-                if hint:
-                    note(args, f"{path}: {hint}")
+            empty = no_board_traffic(source) if n == 0 and not extra else None
             if args.json:
                 print(json.dumps({"summary": summary}), file=sys.stderr)
             else:
                 _print_text_summary(summary, out)
             out.flush()
+            if empty:
+                return fail(f"{path}: {empty}", Exit.FAILURE)
             return report_damage(args, source, extra)
     finally:
         if out is not sys.stdout:

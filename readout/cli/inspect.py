@@ -17,10 +17,13 @@ import json
 from typing import Any
 
 from agetdaq.readout.cli.common import (
+    Exit,
     add_common,
+    add_source,
     emit,
     fail,
     file_error_code,
+    parse_source,
     report_damage,
 )
 
@@ -32,17 +35,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("file", help="run file (.h5), .aqs run or .pcap/.pcapng capture")
     p.add_argument("--check", action="store_true", help="read every table to the end")
+    add_source(p)
     add_common(p)
     p.set_defaults(func=run)
 
 
-def summarise(path: str, check: bool = False) -> tuple[dict, Any]:
-    """(summary, the run) of a file; RunFileError when it cannot be opened. What cannot be read
-    is left out of the summary and listed in ``run.damage``."""
+def summarise(
+    path: str, check: bool = False, board: tuple[str, int] | None = None
+) -> tuple[dict, Any]:
+    """(summary, the run) of a file (``board``: the source to read in a capture); RunFileError
+    when it cannot be opened. What cannot be read is left out of the summary and listed in
+    ``run.damage``."""
     from agetdaq.readout.store.errors import RunFileError
     from agetdaq.readout.store.run import open_run
 
-    with open_run(path) as f:
+    with open_run(path, board=board) as f:
         info = f.info
         out: dict = {"file": path, "format": info.format}
 
@@ -133,10 +140,19 @@ def run(args: argparse.Namespace) -> int:
     from agetdaq.readout.store.errors import RunFileError
 
     try:
-        info, source = summarise(args.file, args.check)
+        board = parse_source(args.source)
+    except ValueError as exc:
+        return fail(f"{exc}", Exit.USAGE)
+    try:
+        info, source = summarise(args.file, args.check, board)
     except RunFileError as exc:
         return fail(f"{exc}", file_error_code(exc))
     except OSError as exc:
         return fail(f"{args.file}: {exc.strerror or exc}")
+    from agetdaq.readout.cli.dump import no_board_traffic
+
+    empty = no_board_traffic(source)
+    if empty:
+        return fail(f"{args.file}: {empty}", Exit.FAILURE)
     emit(args, info)
     return report_damage(args, source)

@@ -49,7 +49,7 @@ class _RunEnded(Exception):
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pedestal", help="pedestal run: mean, noise, thresholds, dead/noisy flags")
-    add_daq_arguments(p)
+    add_daq_arguments(p, pedestals=False)  # it measures them
     add_output(p, "PED.h5", "pedestal run file", required=True)
     p.add_argument("--events", type=int, default=500, help="generator events (default 500)")
     p.add_argument("--seconds", type=float, default=120.0, help="at most this long (default 120)")

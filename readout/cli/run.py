@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if refused:  # before anything is sent
         return fail(refused if refused.startswith("--") else f"--{refused}", Exit.USAGE)
     settings = load_settings(args)
+    pedestals = load_pedestals(args.pedestals) if args.pedestals else None  # before any socket
     stop = stop_on_signals()
     server = _control_server(args, lambda req: handle(acq, req)) if args.control else None
     try:
@@ -75,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
             server.close()
         raise
     try:
-        if args.pedestals:
-            acq.load_pedestals(load_pedestals(args.pedestals))
+        if pedestals is not None:
+            acq.load_pedestals(pedestals)
         acq.configure(args.script)
         acq.script_name = args.script  # keep the user's script for this run
         if stop.is_set():

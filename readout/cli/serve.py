@@ -59,6 +59,7 @@ def serve(args: argparse.Namespace) -> int:
     if refused:  # before anything is sent
         return fail(refused, Exit.USAGE)
     settings = load_settings(args)
+    pedestals = load_pedestals(args.pedestals) if args.pedestals else None  # before any socket
     setup = control_socket_setup(args.control, getattr(args, "keys_dir", None))
     stop = stop_on_signals()
     # bound first: a port in use is refused before the board link or the stream exist; served
@@ -78,8 +79,8 @@ def serve(args: argparse.Namespace) -> int:
     commands = EngineCommands(acq)
     log.info("run control on %s, stream on %s", server.address, args.publish)
     try:
-        if args.pedestals:
-            acq.load_pedestals(load_pedestals(args.pedestals))
+        if pedestals is not None:
+            acq.load_pedestals(pedestals)
         if args.configure:
             acq.configure(args.configure)
         server.start()

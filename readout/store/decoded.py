@@ -333,6 +333,15 @@ class PcapRun(DecodedRun):
             counts["boards"] = len(data)
             counts["other_datagrams"] += sum(len(v) for v in waiting.values())
 
+    def has_board_traffic(self) -> bool:
+        """Whether any data datagram of a (chosen) board is in the capture: stops at the first
+        one, so a capture with board traffic costs a few records, not a pass."""
+        payloads = self._payloads(self._new_counts())
+        try:
+            return next(payloads, None) is not None
+        finally:
+            payloads.close()
+
     def boards(self) -> dict[Address, int]:
         """The boards of the capture with the number of data datagrams each sent."""
         if self._boards is None:
