@@ -57,7 +57,7 @@ def world(tmp_path_factory):
     yield w
     for _, proc in w.servers:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
 
 
@@ -102,19 +102,24 @@ def test_documented_command(cmd: DocCommand, world: World):
         run_argv, cwd = argv, ROOT
     if _is_server(argv):
         proc = subprocess.Popen(
-            run_argv, cwd=cwd, env=_env(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
+            run_argv, cwd=cwd, env=_env(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
         world.servers.append((cmd, proc))
         _wait_up(cmd, argv, proc)
         world.ran.append(cmd.text)
         return
+    # a session of its own: a command that hangs is ended with everything it started (make's
+    # children too), not only the process this test started
+    proc = subprocess.Popen(run_argv, cwd=cwd, env=_env(argv), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     try:
-        done = subprocess.run(
-            run_argv, cwd=cwd, env=_env(argv), capture_output=True, text=True,
-            timeout=FOREGROUND_LIMIT_S,
-        )  # fmt: skip
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"{cmd}\ndid not end within {FOREGROUND_LIMIT_S} s: {exc.output!r:.2000}")
+        out, err = proc.communicate(timeout=FOREGROUND_LIMIT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"{cmd}\ndid not end within {FOREGROUND_LIMIT_S} s: {out!r:.2000}")
+    done = subprocess.CompletedProcess(run_argv, proc.returncode, out, err)
     assert done.returncode == 0, (
         f"{cmd}\nexit {done.returncode}\nstdout: {done.stdout[-3000:]}\n"
         f"stderr: {done.stderr[-3000:]}"
@@ -133,12 +138,12 @@ def test_servers_stop_cleanly_on_ctrl_c(world: World):
             out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
             problems.append(f"{cmd}: exited early with {proc.returncode}: {out[-1500:]}")
             continue
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: to the whole foreground group
     for cmd, proc in world.servers:
         try:
             rc = proc.wait(30)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             problems.append(f"{cmd}: did not stop within 30 s of SIGINT")
             continue
         if rc != 0 and f"{cmd}:" not in " ".join(problems):
