@@ -51,6 +51,22 @@ def make_sources(
     return out
 
 
+def unreadable_replay(paths: list[str] | None) -> str | None:
+    """Why one of the ``--replay`` files cannot be replayed (None: all open as run files)."""
+    if not paths:
+        return None
+    from agetdaq.gui.recorded import RecordedRun, RunFileError
+
+    for path in paths:
+        try:
+            RecordedRun(path).close()
+        except RunFileError as exc:
+            return str(exc)
+        except OSError as exc:
+            return f"{path}: {exc.strerror or exc}"
+    return None
+
+
 def build(args: argparse.Namespace, defer_views: bool = False) -> MainWindow:
     """The window with its workers (not started); OptionError / ConfigError / MappingError.
     ``defer_views``: only the first tab is built (``MainWindow.finish_build`` builds the rest)."""
@@ -70,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
     """Run the GUI until its window closes (or after ``--screenshot``); returns the exit code."""
     if args.screenshot and args.after is None:
         args.after = 3.0
+    problem = unreadable_replay(args.replay)
+    if problem:  # before any window: a file that is not there is a failure, not a picture
+        print(f"agetdaq gui: --replay {problem}", file=sys.stderr)
+        return 1
     _app = QApplication.instance() or QApplication(sys.argv[:1])  # must outlive the window
     try:
         window = build(args, defer_views=True)

@@ -157,6 +157,13 @@ def test_cli_rejects_bad_options(qapp, tmp_path, capsys):
     assert not shot.exists()
 
 
+def test_cli_replay_of_a_missing_file_fails_before_any_window(qapp, tmp_path, capsys):
+    missing, shot = tmp_path / "R00042_none.h5", tmp_path / "x.png"
+    assert cli_main(["gui", "--replay", str(missing), "--screenshot", str(shot)]) == 1
+    assert f"--replay {missing}: no such file" in capsys.readouterr().err
+    assert not shot.exists()
+
+
 @pytest.mark.slow
 def test_agetdaq_gui_subprocess_writes_a_screenshot(tmp_path):
     """The real command line, in its own process (what a shift crew or CI runs)."""
