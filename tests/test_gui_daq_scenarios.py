@@ -193,6 +193,7 @@ def test_a_calibration_run_through_outage_restart_frozen_daq_and_stop(line):
     )
     w.redraw()
     assert "stop requested by run control" in rc.summary_label.text()
+    assert f"R{run:05d}_calibration.h5" in rc.summary_label.text()
     wait(lambda: rc.runs_table.rowCount() >= 2 and rc.runs_table.item(0, 5).text() != "running",
          15, "the run list")  # fmt: skip
     assert rc.runs_table.item(0, 0).text() == str(run)
