@@ -51,6 +51,22 @@ def make_sources(
     return out
 
 
+def unreadable_replay(paths: list[str] | None) -> str | None:
+    """Why one of the ``--replay`` files cannot be replayed (None: all open as run files)."""
+    if not paths:
+        return None
+    from agetdaq.gui.recorded import RecordedRun, RunFileError
+
+    for path in paths:
+        try:
+            RecordedRun(path).close()
+        except RunFileError as exc:
+            return str(exc)
+        except OSError as exc:
+            return f"{path}: {exc.strerror or exc}"
+    return None
+
+
 def build(args: argparse.Namespace, defer_views: bool = False) -> MainWindow:
     """The window with its workers (not started); OptionError / ConfigError / MappingError.
     ``defer_views``: only the first tab is built (``MainWindow.finish_build`` builds the rest)."""
@@ -67,15 +83,36 @@ def build(args: argparse.Namespace, defer_views: bool = False) -> MainWindow:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the GUI until its window closes (or after ``--screenshot``); returns the exit code."""
+    """Run the GUI until its window closes (or after ``--screenshot``); returns the exit code.
+    Ctrl-C (SIGINT) closes it with exit 0 at any moment, also while it is still starting."""
     if args.screenshot and args.after is None:
         args.after = 3.0
+    state: dict = {"window": None, "interrupted": False}
+
+    def interrupt(*_: object) -> None:
+        state["interrupted"] = True
+        if state["window"] is not None:
+            state["window"].close()
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        return _show(args, state)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _show(args: argparse.Namespace, state: dict) -> int:
+    problem = unreadable_replay(args.replay)
+    if problem:  # before any window: a file that is not there is a failure, not a picture
+        print(f"agetdaq gui: --replay {problem}", file=sys.stderr)
+        return 1
     _app = QApplication.instance() or QApplication(sys.argv[:1])  # must outlive the window
     try:
         window = build(args, defer_views=True)
     except (OptionError, ConfigError, MappingError, ValueError, OSError) as exc:
         print(f"agetdaq gui: {exc}", file=sys.stderr)
         return 2
+    state["window"] = window
     result = {"code": 0}
     tab = getattr(args, "tab", None)
     if tab:
@@ -85,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"agetdaq gui: no tab {tab!r}; tabs: {', '.join(titles)}", file=sys.stderr)
             return 2
         window.tabs.setCurrentIndex(match[0])
+    if state["interrupted"]:  # Ctrl-C while starting
+        return 0
     window.show()
     _app.processEvents()  # the first frame, before the other tabs are built
     window.finish_build()
@@ -102,17 +141,15 @@ def run(args: argparse.Namespace) -> int:
     quit_after = getattr(args, "quit_after", None)
     if quit_after is not None:
         QTimer.singleShot(int(1000 * quit_after), window.close)
-    previous = signal.signal(signal.SIGINT, lambda *_: window.close())
     keepalive = QTimer()  # lets Python see Ctrl-C while Qt runs
     keepalive.timeout.connect(lambda: None)
-    keepalive.start(500)
+    keepalive.start(200)
     # a local loop that ends when the window closes (QApplication.quit would also end any
     # later event loop of a process that embeds the monitor, e.g. a test session)
     loop = QEventLoop()
     window.closed.connect(loop.quit)
-    if window.isVisible():
+    if window.isVisible() and not state["interrupted"]:
         loop.exec()
     keepalive.stop()
-    signal.signal(signal.SIGINT, previous)
     window.shutdown()
     return result["code"]

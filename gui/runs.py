@@ -41,8 +41,10 @@ class RunWatch:
             start = float(start) if isinstance(start, (int, float)) else t
             if not self.starts or self.starts[-1][1] != rn:
                 self.starts.append((start, rn))
+            same = self._open if self._open and self._open["run_number"] == rn else {}
             self._open = {"run_number": rn, "run_type": new.get("run_type", ""),
-                          "file": new.get("file", ""), "start_time": start,
+                          # the file is closed (and no longer named) while stopping
+                          "file": new.get("file") or same.get("file", ""), "start_time": start,
                           "comment": new.get("comment", "")}  # fmt: skip
             self._stall(new, rn, t)
             return False

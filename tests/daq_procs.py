@@ -112,6 +112,8 @@ class DaqProcesses:
                 return None
 
     def stop_server(self, sig: int = signal.SIGTERM, wait_s: float = 20.0) -> None:
+        """``sig`` to the DAQ server: it ends within ``wait_s`` (else SIGKILL); SIGSTOP and SIGCONT
+        return at once (a frozen, then thawed DAQ)."""
         _end(self.server, sig, wait_s)
 
     def log(self) -> str:
@@ -135,8 +137,8 @@ def _end(proc: subprocess.Popen | None, sig: int, wait_s: float) -> None:
         return
     with contextlib.suppress(ProcessLookupError):
         proc.send_signal(sig)
-        if sig == signal.SIGSTOP:
-            return
+    if sig in (signal.SIGSTOP, signal.SIGCONT):  # freeze / thaw: the process goes on
+        return
     try:
         proc.wait(wait_s)
     except subprocess.TimeoutExpired:

@@ -288,3 +288,20 @@ def test_monitor_config_from_toml(tmp_path):
     p.write_text("[monitor]\nslice_xrays = 'many'\n")
     with pytest.raises(ValueError, match="slice_xrays"):
         MonitorConfig.load(p)
+
+
+def test_end_of_run_keeps_the_file_the_stopping_status_no_longer_names():
+    from agetdaq.gui.runs import RunWatch
+
+    watch = RunWatch()
+    running = {"state": "running", "run_number": 3, "run_type": "calibration",
+               "file": "/data/R00003_calibration.h5", "events": 10,
+               "start_time": 100.0}  # fmt: skip
+    stopping = {**running, "state": "stopping", "file": ""}
+    last = {"run_number": 3, "stop_reason": "600 s reached", "events": 12}
+    done = {"state": "configured", "run_number": 3, "file": "", "events": 12, "last_run": last}
+    assert not watch.on_status({}, running, 101.0, {}, None)
+    assert not watch.on_status(running, stopping, 102.0, {}, None)
+    assert watch.on_status(stopping, done, 103.0, {}, None)
+    assert watch.ended["file"] == "/data/R00003_calibration.h5"
+    assert watch.ended["stop_reason"] == "600 s reached" and watch.ended["events"] == 12

@@ -157,6 +157,36 @@ def test_cli_rejects_bad_options(qapp, tmp_path, capsys):
     assert not shot.exists()
 
 
+def test_cli_replay_of_a_missing_file_fails_before_any_window(qapp, tmp_path, capsys):
+    missing, shot = tmp_path / "R00042_none.h5", tmp_path / "x.png"
+    assert cli_main(["gui", "--replay", str(missing), "--screenshot", str(shot)]) == 1
+    assert f"--replay {missing}: no such file" in capsys.readouterr().err
+    assert not shot.exists()
+
+
+def test_ctrl_c_while_the_monitor_starts_closes_it_with_exit_0(qapp, tmp_path, monkeypatch):
+    import signal
+
+    from agetdaq.gui import app
+
+    path = tmp_path / "run.h5"
+    write_run(path)
+    real_build, built = app.build, []
+
+    def build_then_ctrl_c(*a, **kw):
+        built.append(real_build(*a, **kw))
+        signal.raise_signal(signal.SIGINT)  # the operator's Ctrl-C, before the window shows
+        return built[-1]
+
+    monkeypatch.setattr(app, "build", build_then_ctrl_c)
+    before = signal.getsignal(signal.SIGINT)
+    shot = tmp_path / "x.png"
+    assert cli_main(["gui", "--replay", str(path), "--screenshot", str(shot)]) == 0
+    assert built and not built[0].isVisible() and not shot.exists()
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is given back
+    built[0].shutdown()
+
+
 @pytest.mark.slow
 def test_agetdaq_gui_subprocess_writes_a_screenshot(tmp_path):
     """The real command line, in its own process (what a shift crew or CI runs)."""

@@ -440,3 +440,17 @@ def test_control_worker_refuses_invalid_requests_without_sending(qtbot):
     assert replies[0][0] == "start" and "run_type" in replies[0][1]["error"]
     assert replies[1][1]["ok"] is False and not ctl.busy
     assert ctl.submit("stop") and ctl.busy and ctl.requests.qsize() == 1
+
+
+def test_run_list_end_column_tells_running_killed_and_just_ended_apart():
+    from agetdaq.gui.views.runcontrol import run_row
+
+    open_entry = {"run_number": 7, "run_type": "calibration", "start_time": 0.0, "end_time": None}
+    last = {"run_number": 7, "stop_reason": "600 s reached"}
+    assert run_row(open_entry, current=7)[5] == "running"
+    assert run_row(open_entry, current=8, killed=7)[5].startswith("KILLED")
+    # the run list lags the status by a moment: a run that just ended is not "killed"
+    assert run_row(open_entry, current=None, last=last)[5] == "600 s reached"
+    assert run_row(open_entry)[5] == "ended"
+    ended = {**open_entry, "end_time": 5.0, "stop_reason": "stop requested by run control"}
+    assert run_row(ended, current=None, killed=7)[5] == "stop requested by run control"

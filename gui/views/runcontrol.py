@@ -338,7 +338,11 @@ class RunControlView(View):
     def _draw_runs(self) -> None:
         watch = self.host.model.runs
         runs = watch.listed[-RUNS_SHOWN:][::-1]
-        key = (len(watch.listed), tuple(sorted(runs[0].items())) if runs else ())
+        s = self.host.model.status
+        current = s.get("run_number") if s.get("state") in OPEN_STATES else None
+        ended, killed = _number(s.get("last_run")), _number(s.get("killed_run"))
+        key = (len(watch.listed), tuple(sorted(runs[0].items())) if runs else (), current,
+               ended, killed)  # fmt: skip
         scripts = tuple(watch.scripts)
         if scripts and scripts != getattr(self, "_scripts", ()):
             self._scripts = scripts
@@ -351,7 +355,7 @@ class RunControlView(View):
         self._runs_key = key
         self.runs_table.setRowCount(len(runs))
         for r, run in enumerate(runs):
-            for c, text in enumerate(run_row(run)):
+            for c, text in enumerate(run_row(run, current, s.get("last_run"), killed)):
                 item = QTableWidgetItem(text)
                 if c == 5 and text.startswith("KILLED"):
                     item.setForeground(_red())
@@ -371,17 +375,32 @@ def _red():
     return QColor(ERROR_COLOUR)
 
 
-def run_row(run: dict) -> list[str]:
-    """The run-list cells of a ``run`` entry."""
+def _number(run: object) -> int | None:
+    """The run number of a status' ``last_run`` / ``killed_run`` entry (None: none)."""
+    number = run.get("run_number") if isinstance(run, dict) else None
+    return number if isinstance(number, int) else None
+
+
+def run_row(
+    run: dict, current: int | None = None, last: object = None, killed: int | None = None
+) -> list[str]:
+    """The run-list cells of a ``run`` entry. From the DAQ's status: ``current`` the run in
+    progress, ``last`` the run that ended last (its entry), ``killed`` a run the DAQ died in.
+    A run without an end in the list is running, killed, or just ended (the list lags)."""
     start = run.get("start_time")
     started = (time.strftime("%Y-%m-%d %H:%M", time.localtime(start))
                if isinstance(start, (int, float)) else "-")  # fmt: skip
+    number = run.get("run_number")
     if run.get("end_time") is not None:
         end = run.get("stop_reason") or "ended"
-    elif run.get("killed"):
-        end = "KILLED / running"
+    elif number == current:
+        end = "running"
+    elif number == killed:
+        end = "KILLED (the DAQ stopped during it)"
+    elif number is not None and number == _number(last):
+        end = str(last.get("stop_reason") or "ended")  # type: ignore[union-attr]
     else:
-        end = "-"
+        end = "ended"
     return [
         str(run.get("run_number", "-")), str(run.get("run_type", "")), started,
         fmt.duration(run.get("elapsed_s")), fmt.count(run.get("events")), end,
