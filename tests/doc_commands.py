@@ -139,4 +139,6 @@ class Substitution:
             return f"{m.group('scheme') or ''}{m.group('host')}:{self.port(int(m.group('port')))}"
         if w.startswith("/") and not w.startswith("/dev/"):
             return str(self.sandbox / w.lstrip("/"))
+        if "/" in w and not w.startswith("-") and (ROOT / w).exists():
+            return str(ROOT / w)  # a file the repository ships (docs name it from its root)
         return w
