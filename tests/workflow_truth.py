@@ -93,6 +93,15 @@ class RunEvents:
         mine = self.selected & (self.time_s >= t0) & (self.time_s <= t1) & np.isfinite(self.gain)
         return self.gain[mine]
 
+    def minority(self, point: dict, step: float = 0.05) -> float:
+        """Share of a point's X-rays on the minority side of a step inside it: 0 when their
+        true gain spans less than ``step``, else the smaller share above / below the middle."""
+        g = self.point_gains(point)
+        if g.size == 0 or np.ptp(g) <= step * np.min(g):
+            return 0.0
+        mid = 0.5 * (g.max() + g.min())
+        return float(min(np.mean(g > mid), np.mean(g < mid)))
+
     def gain_error(self, point: dict, scenario: Scenario) -> float:
         """A point's fitted gain (ADC/keV) over the emulator's scale at the mean true gain of
         its own X-rays, minus 1."""

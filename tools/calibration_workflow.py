@@ -28,7 +28,8 @@ from agetdaq.readout.simulation.emulator.scenario import Scenario
 
 RUN_S = 30.0  # the README's calibration run
 SCENARIOS = ("calibration", "calibration-noisy", "calibration-steps")
-STEP = 0.05  # a good point's X-rays whose true gain spans more than this straddle a step
+STEP = 0.05  # a true gain span beyond this inside a run or a point is a step
+EDGE = 0.1  # a good point over a step: at least this share of its X-rays on each side
 
 
 @dataclass
@@ -42,7 +43,7 @@ class RunResult:
     ka_clear: int
     status: str  # of the run's slice
     stepped: bool  # the true gain of the run's X-rays spans a step
-    good: list[tuple[float, float]]  # per good point: gain error, true gain span
+    good: list[tuple[float, float]]  # per good point: gain error, minority share over a step
     bad_strips: int
 
 
@@ -74,8 +75,7 @@ def one_run(scenario: str, seed: int, workdir: Path) -> RunResult:
     good = []
     for p in trend_rows(out / "trend.csv"):
         if p["ok"] == "True":
-            g = ev.point_gains(p)
-            good.append((ev.gain_error(p, sc), float(np.ptp(g) / np.min(g))))
+            good.append((ev.gain_error(p, sc), ev.minority(p, STEP)))
     gains = ev.gain[ev.selected & np.isfinite(ev.gain)]
     return RunResult(
         scenario, seed, t0, eff, n, eff_clear, n_clear, slices[0]["status"] if slices else "none",
@@ -109,7 +109,7 @@ def table(results: list[RunResult]) -> list[str]:
         eff_all = np.array([r.efficiency for r in rs])
         status = [r.status for r in rs]
         stepped = [r for r in rs if r.stepped]
-        clean = sum(all(span <= STEP for _, span in r.good) for r in stepped)
+        clean = sum(all(share < EDGE for _, share in r.good) for r in stepped)
         dev = np.array([d for r in rs for d, _ in r.good])
         ka = sum(r.ka_clear for r in rs)
         lines.append(
