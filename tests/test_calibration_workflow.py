@@ -62,7 +62,8 @@ def readme_workflow() -> list[list[str]]:
 def _adapt(argv: list[str], port: int, scenario: str, extra_emulate: list[str]) -> list[str]:
     out = [a.replace(f"127.0.0.1:{README_PORT}", f"127.0.0.1:{port}") for a in argv[1:]]
     if argv[1] == "emulate":
-        out[out.index("--port") + 1] = str(port)
+        if "--port" in out:  # the old spelling; --board 127.0.0.1:PORT is replaced above
+            out[out.index("--port") + 1] = str(port)
         out[out.index("--scenario") + 1] = scenario
         out += extra_emulate
     return [*AGETDAQ, *out]
