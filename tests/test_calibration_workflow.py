@@ -178,7 +178,7 @@ def check_common(wf: Workflow, ev: RunEvents) -> dict:
 def default_case(tmp_path_factory) -> tuple[Workflow, RunEvents]:
     # after the README: a run with the raw table of `pedestal --upload`'s first pass (the
     # mistake of issue 15: a table that no longer fits what the card sends)
-    stale = ["run", "--bec", "BEC", "--pedestals", "data/R00001_pedestal.h5", "--script",
+    stale = ["run", "--board", "BEC", "--pedestals", "data/R00001_pedestal.h5", "--script",
              "calibration", "--run-type", "calibration", "--seconds", "5",
              "-o", "stale.h5"]  # fmt: skip
     wf = run_workflow(tmp_path_factory.mktemp("readme"), "calibration", seed=41,

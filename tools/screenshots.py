@@ -90,7 +90,7 @@ class Session:
         self.children.start("emulator", [*AGETDAQ, "emulate", "--port", str(bec), "--scenario",
                                          str(self.workdir / "scenario.toml")], **out)  # fmt: skip
         self.children.start("DAQ server", [
-            *AGETDAQ, "serve", "--bec", f"127.0.0.1:{bec}", "--control", control, "--publish",
+            *AGETDAQ, "serve", "--board", f"127.0.0.1:{bec}", "--control", control, "--publish",
             stream, "--data-dir", str(self.workdir / "data"), "--config",
             str(self.workdir / "daq.toml")], **out)  # fmt: skip
         ctl = ControlWorker(control, poll_s=0.5, timeout_ms=20000)

@@ -129,7 +129,7 @@ def kill_trial(
     from agetdaq.readout.store.reader import RunFile
 
     out = workdir / f"{name}.h5"
-    cmd = [*AGETDAQ, "run", "--bec", bec, "--data-dir", str(workdir), "--output", str(out)]
+    cmd = [*AGETDAQ, "run", "--board", bec, "--data-dir", str(workdir), "--output", str(out)]
     with open(workdir / f"{name}.log", "wb") as err:
         proc = subprocess.Popen([*cmd, "--seconds", "600"], stdout=subprocess.DEVNULL, stderr=err)
         try:
