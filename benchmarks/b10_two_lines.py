@@ -74,7 +74,7 @@ def run_lines(script: str, burst: bool, seconds: float, work: Path, n_lines: int
             p.start()
             subs.append(p)
             logs.append((work / f"line{k}.log").open("w"))
-            cmd = [sys.executable, "-m", "agetdaq", "run", "--bec", e.bec, "--script",
+            cmd = [sys.executable, "-m", "agetdaq", "run", "--board", e.bec, "--script",
                    str(work / "line.txt"), "--seconds", str(seconds), "--publish", stream,
                    "--data-dir", str(work / f"d{k}"), "-o", str(work / f"line{k}.h5")]  # fmt: skip
             procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=logs[k]))

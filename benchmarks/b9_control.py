@@ -63,7 +63,7 @@ def run_case(script: str, burst: bool, cycles: int, seconds: float, work: Path) 
     times: dict[str, list[float]] = {"status": [], "start": [], "stop": []}
     to_running, to_configured, events, errors = [], [], [], []
     with EmulatorProcess(seed=1, bank=64, faults={"burst": True} if burst else None) as emu:
-        cmd = [sys.executable, "-m", "agetdaq", "serve", "--bec", emu.bec, "--control", control,
+        cmd = [sys.executable, "-m", "agetdaq", "serve", "--board", emu.bec, "--control", control,
                "--publish", f"tcp://127.0.0.1:{_free_port()}", "--data-dir", str(work)]  # fmt: skip
         log = (work / "serve.log").open("w")
         serve = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)

@@ -30,7 +30,7 @@ def measure(first_s: float, last_s: float, work: Path) -> dict[str, Any]:
     script.write_text(FULL_SCRIPT.format(window=256, threshold=32, limit=0))
     with EmulatorProcess(seed=3, bank=64) as emu:
         cmd = [
-            sys.executable, "-m", "agetdaq", "run", "--bec", emu.bec, "--data-dir", str(work),
+            sys.executable, "-m", "agetdaq", "run", "--board", emu.bec, "--data-dir", str(work),
             "--script", str(script), "--seconds", str(last_s + 30), "--output",
             str(work / "mem.h5"), "--publish", "tcp://127.0.0.1:*",
         ]  # fmt: skip

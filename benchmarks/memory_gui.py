@@ -42,7 +42,7 @@ def record_run(work: Path, seconds: float) -> Path:
     path = work / "calib.h5"
     with EmulatorProcess(scenario="calibration", seed=5, bank=64) as emu:
         cmd = [
-            sys.executable, "-m", "agetdaq", "run", "--bec", emu.bec, "--data-dir", str(work),
+            sys.executable, "-m", "agetdaq", "run", "--board", emu.bec, "--data-dir", str(work),
             "--script", "calibration", "--run-type", "calibration", "--seconds", str(seconds),
             "--output", str(path), "--comment", "MEM-GUI replay source",
         ]  # fmt: skip

@@ -63,7 +63,7 @@ class DaqProcesses:
     def start(self) -> DaqProcesses:
         self.started = time.monotonic()
         self.emulator = self._spawn(
-            "emulate", "--port", str(self.bec_port), "--scenario", self.scenario,
+            "emulate", "--board", f"127.0.0.1:{self.bec_port}", "--scenario", self.scenario,
             *self.emulate_args,
         )  # fmt: skip
         self.start_server()
