@@ -87,8 +87,9 @@ class Session:
         control = f"tcp://127.0.0.1:{free_port()}"
         stream = f"tcp://127.0.0.1:{free_port()}"
         out = {"stdout": self.log, "stderr": self.log}
-        self.children.start("emulator", [*AGETDAQ, "emulate", "--board", f"127.0.0.1:{bec}", "--scenario",
-                                         str(self.workdir / "scenario.toml")], **out)  # fmt: skip
+        emulate = [*AGETDAQ, "emulate", "--board", f"127.0.0.1:{bec}",
+                   "--scenario", str(self.workdir / "scenario.toml")]  # fmt: skip
+        self.children.start("emulator", emulate, **out)
         self.children.start("DAQ server", [
             *AGETDAQ, "serve", "--board", f"127.0.0.1:{bec}", "--control", control, "--publish",
             stream, "--data-dir", str(self.workdir / "data"), "--config",
