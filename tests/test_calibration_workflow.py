@@ -2,14 +2,14 @@
 from `agetdaq emulate` to `agetdaq calibrate`, in order, each a real process in a fresh directory,
 against the emulator; then the X-ray efficiency and the gain against the emulator's truth.
 
-The commands are read from README.md, not copied here. What the test changes: the UDP port (a free
-one), the scenario (the noisy-detector and gain-step cases), and three emulator-only options
-(`--seed`, `--truth FILE` for the truth side file, `--bank 0` in the gain-step case so that no
-pre-generated event with a frozen gain is replayed). The truth is matched to the calibration
-run's events by the card's event counter (the last run of the truth file: `clr evcnt` restarts it
-at every run). Efficiency = K-alpha photons converting inside the fiducial square that the DAQ
-processed (events shed under load are counted apart) and `agetdaq calibrate`'s selection keeps.
-"""
+The commands are read from README.md, not copied here. What the test changes: --json (results to
+compare), the UDP port (a free one), the scenario (the noisy-detector and gain-step cases), and
+three emulator-only options (`--seed`, `--truth FILE` for the truth side file, `--bank 0` in the
+gain-step case so that no pre-generated event with a frozen gain is replayed). The truth is matched
+to the calibration run's events by the card's event counter (the last run of the truth file: `clr
+evcnt` restarts it at every run). Efficiency = K-alpha photons converting inside the fiducial
+square that the DAQ processed (events shed under load are counted apart) and `agetdaq calibrate`'s
+selection keeps."""
 
 from __future__ import annotations
 
@@ -61,6 +61,8 @@ def readme_workflow() -> list[list[str]]:
 
 def _adapt(argv: list[str], port: int, scenario: str, extra_emulate: list[str]) -> list[str]:
     out = [a.replace(f"127.0.0.1:{README_PORT}", f"127.0.0.1:{port}") for a in argv[1:]]
+    if argv[1] in ("pedestal", "run", "calibrate"):
+        out.append("--json")  # the result as JSON on stdout, to compare with the truth
     if argv[1] == "emulate":
         if "--port" in out:  # the old spelling; --board 127.0.0.1:PORT is replaced above
             out[out.index("--port") + 1] = str(port)
@@ -180,7 +182,7 @@ def default_case(tmp_path_factory) -> tuple[Workflow, RunEvents]:
     # mistake of issue 15: a table that no longer fits what the card sends)
     stale = ["run", "--board", "BEC", "--pedestals", "data/R00001_pedestal.h5", "--script",
              "calibration", "--run-type", "calibration", "--seconds", "5",
-             "-o", "stale.h5"]  # fmt: skip
+             "-o", "stale.h5", "--json"]  # fmt: skip
     wf = run_workflow(tmp_path_factory.mktemp("readme"), "calibration", seed=41,
                       after={"stale": stale})  # fmt: skip
     return wf, calibration_run_events(wf)

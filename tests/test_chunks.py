@@ -88,8 +88,10 @@ def test_a_failed_chunk_write_reaches_the_writer(tmp_path, monkeypatch) -> None:
                             np.zeros(0, np.uint16))  # fmt: skip
             w.flush()
     monkeypatch.undo()
-    with pytest.raises(WriterError):
-        w.close()
+    w.close()  # the failure was reported once; the file is closed valid with what was stored
+    assert w.failed and w.closed
+    with h5py.File(tmp_path / "fail.h5", "r") as f:
+        assert f[L.EVENTS].shape[0] < 20 * 1000
 
 
 def test_compression_lets_other_python_threads_run() -> None:
