@@ -25,7 +25,7 @@ from test_gui_drift_live import Audit
 from agetdaq.readout.store.reader import RunFile
 
 pytestmark = [pytest.mark.slow, pytest.mark.network, pytest.mark.timeout(400)]
-DELAY_S, DURATION_S, AFTER_S = 30.0, 20.0, 6.0  # emulator time: the run starts well before
+DELAY_S, DURATION_S, AFTER_S = 30.0, 30.0, 6.0  # emulator time: the run starts well before
 SCENARIO = f"""base = "gain-drift"
 description = "gain 100 % -> 50 % (geometric) from t = {DELAY_S} s in {DURATION_S} s"
 [source.fe55]
@@ -116,10 +116,23 @@ def _true_gain(d: dict, t_start: float, t_end: float) -> float:
     return float(d["xray_gain"][sel].mean())
 
 
-def _against_truth(d: dict, points: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    ref = _true_gain(d, points[0]["t_start"], points[0]["t_end"])
-    true_rel = np.array([_true_gain(d, p["t_start"], p["t_end"]) / ref for p in points])
+def _against_truth(
+    d: dict, points: list[dict], start: str = "t_start", end: str = "t_end"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fitted and true gains relative to the first point's (the DAQ's reference)."""
+    ref = _true_gain(d, points[0][start], points[0][end])
+    true_rel = np.array([_true_gain(d, p[start], p[end]) / ref for p in points])
     return np.array([p["gain_rel"] for p in points]), true_rel
+
+
+def _stream_points(d: dict) -> list[dict]:
+    """The stream's full trend points; a slice over which the gain moved much may be flagged
+    (not ok), but most are fitted."""
+    full = [h for h in d["calib_msgs"] if h["kind"] == "point" and h["counts"] >= 400]
+    good = [h for h in full if h["ok"]]
+    assert len(good) >= 8 and len(good) >= 0.75 * len(full), [h["reason"] for h in full]
+    assert good[0] is full[0]  # the reference
+    return good
 
 
 def test_the_run_took_the_whole_drift(drift):
@@ -131,8 +144,7 @@ def test_the_run_took_the_whole_drift(drift):
 
 
 def test_the_streams_trend_points_follow_the_truth(drift):
-    points = [h for h in drift["calib_msgs"] if h["kind"] == "point" and h["counts"] >= 400]
-    assert len(points) >= 8 and all(p["ok"] for p in points), [p["reason"] for p in points]
+    points = _stream_points(drift)
     fitted, true_rel = _against_truth(drift, points)
     assert true_rel.min() < 0.6
     assert np.all(np.abs(fitted / true_rel - 1) < 0.04), np.c_[fitted, true_rel]
@@ -140,7 +152,7 @@ def test_the_streams_trend_points_follow_the_truth(drift):
 
 
 def test_the_live_gain_and_the_monitor_follow_to_50_percent(drift):
-    points = [h for h in drift["calib_msgs"] if h["kind"] == "point" and h["counts"] >= 400]
+    points = _stream_points(drift)
     live = [h for h in drift["calib_msgs"] if h["kind"] == "live" and h["ok"]]
     assert len(live) >= 10
     ref = _true_gain(drift, points[0]["t_start"], points[0]["t_end"])
@@ -156,9 +168,9 @@ def test_the_live_gain_and_the_monitor_follow_to_50_percent(drift):
 
 
 def test_agetdaq_calibrate_finds_the_same_drift(drift):
-    points = [p for p in drift["trend"] if p["counts"] >= 400]
-    assert len(points) >= 8 and drift["calib"]["points_ok"] >= 8
-    fitted, true_rel = _against_truth(drift, points)
+    points = [p for p in drift["trend"] if p["status"] == "ok" and p["n_xrays"] >= 400]
+    assert len(points) >= 8 and drift["trend"][0] is points[0]
+    fitted, true_rel = _against_truth(drift, points, "t_start_s", "t_stop_s")
     assert true_rel.min() < 0.6
     assert np.all(np.abs(fitted / true_rel - 1) < 0.04), np.c_[fitted, true_rel]
     print("calibrate points fitted/true:", np.round(fitted / true_rel, 3).tolist())
