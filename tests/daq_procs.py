@@ -4,11 +4,15 @@ on free loopback ports, for scenario tests and tools (test helper, no pytest).
 ``DaqProcesses`` starts both at once (the server needs the board only to configure), waits until
 the board answers and run control pings, and always leaves nothing behind: SIGTERM, then SIGKILL.
 ``emu("silence 6")`` sends an emulator-only command (``emu stat|fault|silence|reboot|burst``).
+For a crew's sequence the pieces start one by one: ``start_emulator()``, ``cli("pedestal", ...)``
+(a command run to its end in the work directory, bounded), ``start_server()``; ``truth_runs()``
+reads the emulator's truth file (once it stopped) cut into the card's runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import socket
 import subprocess
@@ -53,6 +57,7 @@ class DaqProcesses:
         self.serve_args = serve_args
         self.log_path = self.workdir / "children.log"
         self._log = self.log_path.open("a")
+        self.serve_launcher = PY  # how ``serve`` is started (a wrapper that injects a fault)
         self.emulator: subprocess.Popen | None = None
         self.server: subprocess.Popen | None = None
         self.started = 0.0  # monotonic launch time of the emulator
@@ -61,24 +66,49 @@ class DaqProcesses:
     # ---- processes ---------------------------------------------------------------------------
 
     def start(self) -> DaqProcesses:
-        self.started = time.monotonic()
-        self.emulator = self._spawn(
-            "emulate", "--board", f"127.0.0.1:{self.bec_port}", "--scenario", self.scenario,
-            *self.emulate_args,
-        )  # fmt: skip
+        self.start_emulator()
         self.start_server()
         return self
+
+    def start_emulator(self) -> subprocess.Popen:
+        self.started = time.monotonic()
+        self.emulator = self._spawn(
+            "emulate", "--board", self.board, "--scenario", self.scenario,
+            *self.emulate_args,
+        )  # fmt: skip
+        return self.emulator
+
+    @property
+    def board(self) -> str:
+        return f"127.0.0.1:{self.bec_port}"
+
+    def wait_board(self, limit_s: float = 120.0) -> None:
+        """Until the emulator answers (RuntimeError with the log if not)."""
+        end = time.monotonic() + limit_s
+        while time.monotonic() < end:
+            if self.emulator is None or self.emulator.poll() is not None:
+                break
+            if self.emu("stat", timeout=0.5) is not None:
+                self.board_up = self.board_up or time.monotonic()
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"emulator not up: {self.log()[-3000:]}")
+
+    def cli(self, *args: str, limit_s: float = 240.0) -> subprocess.CompletedProcess:
+        """``agetdaq ARGS`` run to its end in the work directory (text output, bounded)."""
+        return subprocess.run([*PY, *args], cwd=self.workdir, capture_output=True, text=True,
+                              timeout=limit_s)  # fmt: skip
 
     def start_server(self) -> subprocess.Popen:
         args = ["serve", "--board", f"127.0.0.1:{self.bec_port}", "--control", self.control,
                 "--publish", self.stream, "--data-dir", str(self.data)]  # fmt: skip
         if self.settings is not None:
             args += ["--config", str(self.settings)]
-        self.server = self._spawn(*args, *self.serve_args)
+        self.server = self._spawn(*args, *self.serve_args, launcher=self.serve_launcher)
         return self.server
 
-    def _spawn(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([*PY, *args], stdout=self._log, stderr=subprocess.STDOUT)
+    def _spawn(self, *args: str, launcher: list[str] = PY) -> subprocess.Popen:
+        return subprocess.Popen([*launcher, *args], stdout=self._log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, limit_s: float = 120.0) -> None:
         """Until the board answers and run control pings (RuntimeError with the log if not)."""
@@ -111,13 +141,30 @@ class DaqProcesses:
             except OSError:
                 return None
 
+    def truth_runs(self, path: Path) -> list[list[dict]]:
+        """The truth file cut where the card's event counter restarts (one list per run the
+        card was configured for); read it once the emulator has stopped (it buffers)."""
+        runs: list[list[dict]] = []
+        last = None
+        for line in Path(path).read_text().splitlines():
+            t = json.loads(line)
+            if last is None or t["event_count"] <= last:
+                runs.append([])
+            runs[-1].append(t)
+            last = t["event_count"]
+        return runs
+
+    def stop_emulator(self) -> None:
+        _end(self.emulator, signal.SIGTERM, 20.0)
+
     def stop_server(self, sig: int = signal.SIGTERM, wait_s: float = 20.0) -> None:
         """``sig`` to the DAQ server: it ends within ``wait_s`` (else SIGKILL); SIGSTOP and SIGCONT
         return at once (a frozen, then thawed DAQ)."""
         _end(self.server, sig, wait_s)
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def close(self) -> None:

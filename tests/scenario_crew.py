@@ -1,0 +1,146 @@
+"""Helpers of the crew scenarios (tests/test_scenario_*.py): the monitor as the crew has it (the
+real MainWindow, offscreen, fed by the DAQ's stream and run control), and the checks of a run file
+against the emulator's truth (test helper, no pytest)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+from PyQt6.QtWidgets import QApplication
+
+from agetdaq.gui.alarms import load_rules
+from agetdaq.gui.config import MonitorConfig
+from agetdaq.gui.control_worker import ControlWorker
+from agetdaq.gui.views import RunControlView
+from agetdaq.gui.window import MainWindow
+from agetdaq.gui.worker import StreamWorker
+from agetdaq.protocol.mapping import StripMapping
+from agetdaq.readout.schema import EventClass
+from agetdaq.readout.store.run import open_run
+
+XRAY_LINES = ("Ka", "Kb")  # the 55Fe lines the selection keeps (escape peak aside)
+
+
+class Timeout(AssertionError):
+    pass
+
+
+def wait_for(cond: Callable[[], object], limit_s: float, what: str) -> None:
+    """Until ``cond()`` holds, Qt events processed meanwhile; Timeout naming ``what``."""
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end:
+        QApplication.processEvents()
+        if cond():
+            return
+        time.sleep(0.05)
+    raise Timeout(f"timed out after {limit_s:.0f} s waiting for {what}")
+
+
+class Monitor:
+    """``agetdaq gui --connect S --control C [...]`` in process: one MainWindow, one line per
+    (stream, control) pair; run control answers yes to its questions (the crew clicks 'yes')."""
+
+    def __init__(self, lines: list[tuple[str, str | None]]) -> None:
+        sources = [
+            (StreamWorker(s), ControlWorker(c, poll_s=0.5, timeout_ms=5000) if c else None)
+            for s, c in lines
+        ]
+        self.window = MainWindow(sources, StripMapping.default(), MonitorConfig(), load_rules())
+        self.window.resize(1400, 900)
+        self.window.show()
+        for slot in range(len(lines)):
+            self.select(slot)
+            self.run_control.ask = lambda *_: True
+        self.select(0)
+        self.started = False
+
+    def start(self) -> Monitor:
+        self.window.start()
+        self.started = True
+        return self
+
+    @property
+    def model(self):
+        return self.window.model
+
+    @property
+    def run_control(self) -> RunControlView:
+        return self.window.view(RunControlView)
+
+    def select(self, slot: int) -> None:
+        self.window.selector.setCurrentIndex(slot)
+        self.window.select(slot)
+
+    def refresh(self) -> None:
+        QApplication.processEvents()
+        self.window.tick()
+        self.window.redraw(force=True)
+
+    def start_run(self, run_type: str, script: str, seconds: float = 0.0, limit_s=90) -> None:
+        """The crew's clicks: run type, script, time limit, Start; until the DAQ runs."""
+        rc = self.run_control
+        wait_for(lambda: rc.start_button.isEnabled(), limit_s, "run control to allow a start")
+        rc.run_type.setCurrentText(run_type)
+        rc.script.setCurrentText(script)
+        rc.events_limit.setValue(0)
+        rc.seconds_limit.setValue(seconds)
+        rc.start_button.click()
+        wait_for(lambda: self.model.state() == "running", limit_s, f"the {run_type} run to start")
+
+    def stop_run(self, limit_s: float = 60) -> None:
+        self.run_control.stop_button.click()
+        wait_for(lambda: self.model.state() == "configured", limit_s, "the run to stop")
+
+    def alarm_names(self) -> set[str]:
+        return {a.rule.name for a in self.model.alarms.active}
+
+    def alarm_history(self) -> list[tuple[str, str]]:
+        return [(e.kind, e.rule) for e in self.model.alarms.history]
+
+    def close(self) -> None:
+        if self.started:
+            self.window.shutdown()
+        self.window.close()
+
+
+# ---- run files against the truth ----------------------------------------------------------------
+
+
+def truth_of(events: np.ndarray, truth_runs: list[list[dict]]) -> dict[int, dict]:
+    """The truth of a run file's events: the card run whose (event counter, timestamp) pairs are
+    the file's, as {event_count: truth}. AssertionError when no card run holds them all."""
+    keys = set(zip(events["event_count"].tolist(), events["timestamp"].tolist()))
+    best: dict[int, dict] = {}
+    for run in truth_runs:
+        by_count = {t["event_count"]: t for t in run}
+        held = sum((c, ts) in keys for c, ts in ((t["event_count"], t["timestamp"]) for t in run))
+        if held == len(keys) and len(keys) > 0:
+            return by_count
+        if held > len(best):
+            best = by_count
+    raise AssertionError(f"no card run holds the file's {len(keys)} events (best {len(best)})")
+
+
+def xray_efficiency(events: np.ndarray, truth: dict[int, dict]) -> tuple[float, int, float]:
+    """(fraction of the true 55Fe X-rays in the file the DAQ classed X-ray-like, their number,
+    fraction of the true muons it classed X-ray-like)."""
+    kinds = [truth[int(c)] for c in events["event_count"]]
+    xray = np.array([t.get("kind") == "xray" and t.get("line") in XRAY_LINES for t in kinds])
+    muon = np.array([t.get("kind") == "muon" for t in kinds])
+    is_x = events["cls"] == int(EventClass.XRAY)
+    eff = float(is_x[xray].mean()) if xray.any() else float("nan")
+    fake = float(is_x[muon].mean()) if muon.any() else 0.0
+    return eff, int(xray.sum()), fake
+
+
+def opens(path) -> dict:
+    """Every file opens: events readable from first to last; returns its info."""
+    with open_run(path) as run:
+        n = run.n_events
+        if n:
+            list(run.events(0, min(n, 5)))
+            list(run.events(max(0, n - 5), n))
+        return {"n_events": n, "closed": run.info.closed, "damage": list(run.damage),
+                "final": run.final}  # fmt: skip
