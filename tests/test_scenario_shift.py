@@ -126,9 +126,6 @@ def test_pedestal_run_with_upload_measures_the_emulators_noise(shift):
     print(f"pedestal noise {noise:.2f} ADC (emulator {sc.noise.sigma_mean} ADC)")
 
 
-@pytest.mark.xfail(strict=True, reason="agetdaq pedestal --events N: the summary's 'events' "
-                   "counts the events accumulated into the table (N plus what came after the "
-                   "limit), not the N the file holds")  # fmt: skip
 def test_pedestal_summary_counts_the_events_of_its_file(shift):
     assert shift["ped"]["events"] == PED_EVENTS
 

@@ -189,7 +189,7 @@ def _summary(acq, output: str | None, rows: np.ndarray) -> dict:
     strips = rows[rows["strip"] >= 0]
     return {
         "file": output,
-        "events": acq.datapath.counters.events_processed,
+        "events": acq.counters()["stages"]["pedestal"]["events"],  # the table's, the file's
         "mean_adc": _strip_mean(rows),
         "noise_adc": float(np.median(strips["sigma"])),
         "dead": [int(s) for s in strips["strip"][(strips["flags"] & 1) != 0]],

@@ -7,7 +7,7 @@ correction the processing applies (``[processing] cm_method``, FPN channels by d
 processing's hit thresholds are k times that noise: a noise measured with a better correction
 (the median of the quiet strips) reads low-noise strips up to ~2x too quiet against what the
 FPN-corrected data show, and their noise then makes spurious clusters. Counts the events
-accumulated.
+accumulated: in a run with an event limit, the first ``max_events`` (those its file holds).
 """
 
 from __future__ import annotations
@@ -56,8 +56,16 @@ class Pedestal(Stage):
 
     def process(self, batch: Batch) -> None:
         if self.accumulator is not None and batch.dense is not None:
-            self.accumulator.add_dense(batch.dense)
-            self.events += len(batch)
+            n = len(batch)
+            if self.run.max_events is not None:  # the events of the file only (record's limit)
+                n = max(0, min(n, self.run.max_events - self.events))
+            if n == len(batch):
+                self.accumulator.add_dense(batch.dense)
+            elif n:
+                d = batch.dense
+                self.accumulator.add(d.strips[:n], _head(d.complete, n), _head(d.fpn, n),
+                                     _head(d.fpn_complete, n))  # fmt: skip
+            self.events += n
         self.emit(batch)
 
     def end_run(self) -> None:
@@ -72,3 +80,7 @@ class Pedestal(Stage):
 
     def counters(self) -> dict[str, int]:
         return {"events": self.events}
+
+
+def _head(a, n: int):
+    return None if a is None else a[:n]
