@@ -188,7 +188,7 @@ def _udp_port(argv: list[str]) -> int:
     port = _option(argv, "--port")
     if port:
         return int(port)
-    listen = _option(argv, "--listen", "--to")
+    listen = _option(argv, "--board", "--listen", "--to")
     if listen:
         return int(listen.rsplit(":", 1)[1])
     return 1122

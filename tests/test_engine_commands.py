@@ -54,7 +54,7 @@ def test_commands_are_acknowledged_and_carried_out_by_the_engine_thread(tmp_path
         assert st["run_type"] == "background"
         again = client.request("start", run_type="background")
         assert again["ok"] is False and "already running" in again["error"]
-        masked = client.request("mask", strips=[3, 4])
+        masked = client.request("mask", strips=[3, 4], wait=True)  # quick, but not on a loaded host
         assert masked["ok"] and "pending" not in masked and masked["masked"] == [3, 4]
         stopped = client.request("stop", wait=True)
         assert stopped["ok"] and stopped["state"] == "configured" and "pending" not in stopped

@@ -160,7 +160,7 @@ def test_cli_rejects_bad_options(qapp, tmp_path, capsys):
 def test_cli_replay_of_a_missing_file_fails_before_any_window(qapp, tmp_path, capsys):
     missing, shot = tmp_path / "R00042_none.h5", tmp_path / "x.png"
     assert cli_main(["gui", "--replay", str(missing), "--screenshot", str(shot)]) == 1
-    assert f"--replay {missing}: no such file" in capsys.readouterr().err
+    assert f"{missing}: no such file" in capsys.readouterr().err
     assert not shot.exists()
 
 
