@@ -53,7 +53,9 @@ def active(w: MainWindow) -> dict[str, tuple[str, bool]]:
 @pytest.fixture(scope="module")
 def line(tmp_path_factory, qapp):
     """(DaqProcesses, window) of one detector line: emulator + DAQ server + monitor."""
-    procs = DaqProcesses(tmp_path_factory.mktemp("line"), "calibration")
+    # an outage shorter than the board-lost timeout: the run goes on and the crew sees it
+    procs = DaqProcesses(tmp_path_factory.mktemp("line"), "calibration",
+                         settings="[daq]\nboard_timeout_s = 30.0\n")  # fmt: skip
     rules = [replace(r, max=NO_EVENTS_T[0], alarm_max=NO_EVENTS_T[1])
              if r.name == "no-events" else r for r in load_rules()]  # fmt: skip
     ctl = ControlWorker(procs.control, poll_s=0.25, timeout_ms=5000)
@@ -138,9 +140,12 @@ def test_a_calibration_run_through_outage_restart_frozen_daq_and_stop(line):
     latency["board silent -> red"] = wait(
         lambda: active(w).get("board-silent") == ("alarm", True) and w.banner.colour == "alarm",
         10, "the board-silent alarm")  # fmt: skip
-    assert "not answering" in w.banner.labels["message"].text()
+    # the DAQ's message, unless a newer one (e.g. the pedestal check's notice for a batch still
+    # in the pipeline) replaced it; the latched alarm keeps the board's
+    shown = [w.banner.labels["message"].text(), *(a.text for a in w.model.alarms.active)]
+    assert any("not answering" in t or "silent" in t for t in shown), shown
     latency["no events -> red"] = wait(
-        lambda: active(w).get("no-events", ("",))[0] == "alarm", 15, "no-events to escalate"
+        lambda: active(w).get("no-events", ("",))[0] == "alarm", 30, "no-events to escalate"
     )
     texts = [a.text for a in w.model.alarms.active]
     assert any(t.startswith("running, but no new event for") for t in texts), texts
