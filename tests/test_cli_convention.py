@@ -259,7 +259,7 @@ def _options(command: str, files: dict, tmp: Path) -> st.SearchStrategy[list[str
     return pick.map(lambda items: [str(x) for item in items for x in item])
 
 
-@settings(max_examples=50)
+@settings(max_examples=50, derandomize=True)  # the same 50 cases in every CI run
 @given(data=st.data())
 def test_fuzzed_file_commands_never_end_in_a_traceback(files, tmp_path_factory, data) -> None:
     tmp = tmp_path_factory.mktemp("fuzz", numbered=True)

@@ -185,7 +185,12 @@ def test_the_trend_follows_the_drift_slice_by_slice_within_2_percent(drift):
     points = [h for h in audit.calib if h["kind"] == "point"]
     full = [h for h in points if h["counts"] >= 500]  # the run's last slice may be cut short
     assert len(full) >= 4, len(full)  # ~6 on a quiet machine; the fall is covered below
-    assert all(h["ok"] for h in full), [h["reason"] for h in full if not h["ok"]]
+    # a slice the gain moved inside is split by the DAQ's judge (never a good point): the only
+    # unfitted points; every fitted one follows the truth
+    bad = [h["reason"] for h in full if not h["ok"]]
+    assert all("inside the slice" in r and r.endswith("split") for r in bad), bad
+    full = [h for h in full if h["ok"]]
+    assert len(full) >= 2, bad
     ref = _truth(truth_t, truth_g, full[0])
     true_rel = np.array([_truth(truth_t, truth_g, h) / ref for h in full])
     fitted = np.array([h["gain_rel"] for h in full])
