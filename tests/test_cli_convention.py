@@ -22,8 +22,10 @@ from damaged_files import damaged, write_aqs, write_capture, write_run_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agetdaq.readout import schema as S
 from agetdaq.readout.cli import COMMANDS, build_parser, main
 from agetdaq.readout.cli.emulate import board_address
+from agetdaq.readout.store.writer import RunWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -282,3 +284,13 @@ def test_fuzzed_file_commands_never_end_in_a_traceback(files, tmp_path_factory, 
     text = err.getvalue()
     assert code in (0, 1, 2, 3, 4), (argv, code, text)
     assert "Traceback" not in text and "unexpected error" not in text, (argv, text)
+
+
+def test_dump_of_a_non_utf8_name_into_an_aqs_says_its_name_escaped(tmp_path, capsys) -> None:
+    """Found by the fuzz: the text summary printed the name's surrogates (unexpected error)."""
+    name = tmp_path / os.fsdecode(b"run-\xff\xfe.h5")
+    with RunWriter(name, S.EVENT_DTYPE):
+        pass
+    assert main(["dump", str(name), "-o", str(tmp_path / "out.aqs")]) == 0
+    assert "unexpected error" not in capsys.readouterr().err
+    assert "run-\\xff\\xfe.h5" in (tmp_path / "out.aqs").read_text(errors="replace")

@@ -36,6 +36,7 @@ from agetdaq.readout.cli.common import (
     fail,
     file_error_code,
     parse_source,
+    printable,
     report_damage,
 )
 
@@ -64,7 +65,7 @@ def parse_range(text: str) -> tuple[int | None, int | None]:
 def _summary(path: Path, run: Run, n_events: int, complete: bool) -> dict:
     counters = run.counters()
     return {
-        "file": str(path),
+        "file": printable(str(path)),  # a non-UTF-8 name as \xNN
         "format": run.format,
         "events": n_events,
         "complete": complete,  # False: reading stopped after --events, counters are partial
