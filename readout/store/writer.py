@@ -20,6 +20,7 @@ import errno
 import json
 import os
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,6 +203,8 @@ class RunWriter:
         self.dropped_rows = 0  # rows staged when the writer failed (never reached the file)
         self.out_of_room = False  # stopped before the disk was full (see _check_room)
         self._last_flush = time.monotonic()
+        # append_status from any thread (bounded: a writer that stopped writing drops the oldest)
+        self._status_inbox: deque[tuple[int, bytes]] = deque(maxlen=4096)
         # Blosc chunks compressed on other threads, outside the GIL (store/chunks.py)
         self._sink = sink_for(codec(self.config.compression, 0, np.uint8) is not None)
         try:
@@ -331,14 +334,23 @@ class RunWriter:
         self._maybe_write()
 
     def append_status(self, snapshot: Mapping[str, object]) -> None:
-        """One counter snapshot, its JSON whole (format version 4)."""
-        text = np.frombuffer(json.dumps(snapshot, default=str).encode(), dtype=np.uint8)
-        row = np.zeros(1, dtype=S.STATUS_DTYPE)
-        row["time_ns"] = time.time_ns()
-        row["offset"] = self.status_json.total
-        row["nbytes"] = len(text)
-        self.status_json.append(text)
-        self.status.append(row)
+        """One counter snapshot, its JSON whole (format version 4). Safe from any thread: the
+        engine calls it beside the data path, whose thread alone touches the appenders; the
+        snapshot waits in an inbox until that thread's next write, flush or close."""
+        text = json.dumps(snapshot, default=str).encode()
+        self._status_inbox.append((time.time_ns(), text))
+
+    def _take_status(self) -> None:
+        """Stage the snapshots waiting in the inbox (in the thread that writes)."""
+        inbox = self._status_inbox
+        while inbox:
+            t_ns, text = inbox.popleft()
+            row = np.zeros(1, dtype=S.STATUS_DTYPE)
+            row["time_ns"] = t_ns
+            row["offset"] = self.status_json.total
+            row["nbytes"] = len(text)
+            self.status_json.append(np.frombuffer(text, dtype=np.uint8))
+            self.status.append(row)
 
     # ---- flushing ---------------------------------------------------------------------------
 
@@ -364,6 +376,7 @@ class RunWriter:
             return
         if self.error is not None:
             raise self.error
+        self._take_status()
         try:
             if any(a.full() for a in self._appenders()):
                 self._check_room()
@@ -406,6 +419,7 @@ class RunWriter:
             return
         if self.error is not None:
             raise self.error
+        self._take_status()
         try:
             self._check_room()
             for a in self._appenders():
