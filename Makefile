@@ -44,10 +44,14 @@ clean:
 	rm -rf $(VENV) $(FLOORS) build *.egg-info .pytest_cache
 
 # Reliability runs outside CI (docs/RELIABILITY.md): 10 kill -9 trials + a 10-minute memory soak
-# at line rate, and >= 1 000 000 fuzzed datagrams into a running acquisition.
-.PHONY: soak fuzz
+# at line rate, >= 1 000 000 fuzzed datagrams into a running acquisition, and 30 minutes of the
+# monitoring stream checked frame by frame (docs/STREAM.md).
+.PHONY: soak fuzz stream-soak
 soak: $(STAMP)
 	$(BIN)/python tools/soak.py --kills 10 --minutes 10
+
+stream-soak: $(STAMP)
+	$(BIN)/python tools/stream_soak.py --minutes 30
 
 fuzz: $(STAMP)
 	$(BIN)/python tools/fuzz.py --datagrams 1000000

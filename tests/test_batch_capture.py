@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from agetdaq.readout.link import mmsg
 from agetdaq.readout.link.credit import CreditConfig, CreditLoop
 from agetdaq.readout.link.receiver import Receiver, open_board_socket
-from agetdaq.readout.store.writer import RunWriter, WriterConfig, pack_datagrams, pack_datagrams_ref
+from agetdaq.readout.store.rawpack import pack_raw, pack_raw_ref
+from agetdaq.readout.store.writer import RunWriter, WriterConfig
 
 pytestmark = pytest.mark.skipif(not mmsg.available(), reason="recvmmsg needs Linux, 64-bit")
 
@@ -101,7 +102,7 @@ def test_multireceiver_reads_a_batch_with_lengths_and_monotonic_stamp():
 
 
 @given(st.lists(st.integers(0, 40), min_size=0, max_size=10), st.sampled_from([48, 47]))
-def test_pack_datagrams_matches_reference(sizes, stride):
+def test_pack_raw_matches_reference(sizes, stride):
     """Word copy (even row stride) and byte copy (odd stride): same bytes, zero padding."""
     rng = np.random.default_rng(len(sizes))
     buf = rng.integers(0, 256, (len(sizes), stride), dtype=np.uint8)
@@ -109,8 +110,8 @@ def test_pack_datagrams_matches_reference(sizes, stride):
     total = int(((lengths + 1) // 2).sum()) * 2
     got = np.full(total, 0xAA, np.uint8)
     want = np.full(total, 0xAA, np.uint8)
-    pack_datagrams(buf, lengths, got)
-    pack_datagrams_ref(buf, lengths, want)
+    pack_raw(buf, lengths, got)
+    pack_raw_ref(buf, lengths, want)
     np.testing.assert_array_equal(got, want)
 
 

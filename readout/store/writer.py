@@ -24,20 +24,20 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
-from numba import njit
 
 from agetdaq import __version__
 from agetdaq.readout import schema as S
 from agetdaq.readout.config import setting
 from agetdaq.readout.store import layout as L
-from agetdaq.readout.store.chunks import InlineWrites, codec, sink_for
+from agetdaq.readout.store.appender import Appender
+from agetdaq.readout.store.chunks import codec, sink_for
 from agetdaq.readout.store.failure import WriterError, descriptor, release_descriptor, write_error
 from agetdaq.readout.store.lock import FileBusyError, WriterLock
 from agetdaq.readout.store.metadata import write_metadata
+from agetdaq.readout.store.rawpack import pack_raw
 
 __all__ = ["RunWriter", "WriterConfig", "WriterError"]
 _WRITE_ERRORS = (OSError, ValueError, RuntimeError)
@@ -52,133 +52,6 @@ class WriterConfig:
     flush_interval_s: float = setting(1.0, gt=0.0, hi=3600.0, unit="s")
     raw: bool = True  # keep every datagram as received
     chunk_bytes: int = setting(1 << 20, "bytes per chunk", lo=4096, hi=64 << 20)
-
-
-class _Appender:
-    """Stages rows of one extensible dataset in a buffer of its own and hands them to the chunk
-    sink (store/chunks.py) as whole, chunk-aligned slices: every chunk is compressed once, never
-    read back, and leaves no stale versions in the file. At a flush the open chunk goes too, and
-    its rows stay at the head of the buffer (``held``) until the chunk is full and written again,
-    whole."""
-
-    def __init__(self, dset: h5py.Dataset, chunk_rows: int, sink: Any = None) -> None:
-        self.dset = dset
-        self.chunk_rows = max(1, chunk_rows)
-        self.flush_rows = self.chunk_rows  # kept for callers that force small writes
-        self.buf = np.empty(2 * self.chunk_rows, dtype=dset.dtype)
-        self.sink = sink if sink is not None else InlineWrites()
-        self.held = 0  # rows at the head of buf already handed over (the open chunk's)
-        self.pending = 0  # rows after them, not handed over yet
-        self.written = int(dset.shape[0])  # rows handed over to the file
-
-    @property
-    def total(self) -> int:
-        """Rows written plus rows pending: the index the next appended row will get."""
-        return self.written + self.pending
-
-    def reserve(self, n: int) -> np.ndarray:
-        """The next ``n`` staged rows, to be filled in place by the caller."""
-        start = self.held + self.pending
-        end = start + n
-        if end > len(self.buf):
-            grown = np.empty(max(2 * len(self.buf), end + self.chunk_rows), dtype=self.buf.dtype)
-            grown[:start] = self.buf[:start]
-            self.buf = grown
-        view = self.buf[start:end]
-        self.pending += n
-        return view
-
-    def append(self, rows: np.ndarray) -> None:
-        if len(rows):
-            self.reserve(len(rows))[...] = rows
-
-    def full(self) -> bool:
-        return self.pending >= self.flush_rows or (
-            self.pending and self.held + self.pending >= self.chunk_rows
-        )
-
-    def write_chunks(self) -> None:
-        """Hand over the whole chunks staged (everything when flush_rows < chunk_rows)."""
-        if self.flush_rows < self.chunk_rows:
-            self.write()
-        else:
-            self._whole_chunks()
-
-    def _whole_chunks(self) -> None:
-        staged = self.held + self.pending
-        whole = staged // self.chunk_rows
-        if not whole or not self.pending:
-            return
-        c = self.chunk_rows
-        base = self.written - self.held  # the row of buf[0]
-        rest = staged - whole * c
-        old = self.buf  # handed over whole: only the rest is copied, into a fresh buffer
-        self.buf = self.sink.buffer(old.nbytes).view(old.dtype)
-        if rest:
-            self.buf[:rest] = old[whole * c : staged]
-        self.sink.put_chunks(self.dset, base, old, whole, c)
-        self.written = base + whole * c
-        self.held = 0
-        self.pending = rest
-
-    def write(self) -> None:
-        """Hand over every staged row (the open chunk too)."""
-        self._whole_chunks()
-        if self.pending:
-            staged = self.held + self.pending
-            self.sink.put(self.dset, self.written - self.held, self.buf[:staged], self.chunk_rows)
-            self.written += self.pending
-            self.held = staged
-            self.pending = 0
-
-
-def pack_datagrams(buf: np.ndarray, lengths: np.ndarray, out: np.ndarray) -> None:
-    """Rows of ``buf`` (``lengths[i]`` bytes each) back to back into ``out`` (uint8), each padded
-    to a whole 16-bit word with a zero byte. Copies 16-bit words where the layout allows (twice
-    the speed of a byte copy)."""
-    if (
-        buf.ndim == 2
-        and buf.shape[1] % 2 == 0
-        and out.shape[0] % 2 == 0
-        and buf.flags.c_contiguous
-        and out.flags.c_contiguous
-    ):
-        _pack_words(buf.view("<u2"), lengths, out.view("<u2"))
-    else:
-        _pack_bytes(buf, lengths, out)
-
-
-@njit(cache=True, nogil=True)
-def _pack_words(buf16: np.ndarray, lengths: np.ndarray, out16: np.ndarray) -> None:
-    o = 0
-    for i in range(lengths.shape[0]):
-        n = lengths[i]
-        nw = (n + 1) >> 1
-        out16[o : o + nw] = buf16[i, :nw]
-        if n & 1:
-            out16[o + nw - 1] &= 0x00FF  # the byte after the datagram (little-endian words)
-        o += nw
-
-
-@njit(cache=True, nogil=True)
-def _pack_bytes(buf: np.ndarray, lengths: np.ndarray, out: np.ndarray) -> None:
-    o = 0
-    for i in range(lengths.shape[0]):
-        n = lengths[i]
-        out[o : o + n] = buf[i, :n]
-        if n & 1:
-            out[o + n] = 0
-        o += n + (n & 1)
-
-
-def pack_datagrams_ref(buf: np.ndarray, lengths: np.ndarray, out: np.ndarray) -> None:
-    """Plain-Python reference of :func:`pack_datagrams`."""
-    o = 0
-    for row, n in zip(buf, lengths):
-        n = int(n)
-        padded = bytes(row[:n]) + (b"\0" if n % 2 else b"")
-        out[o : o + len(padded)] = np.frombuffer(padded, np.uint8)
-        o += len(padded)
 
 
 class RunWriter:
@@ -245,7 +118,7 @@ class RunWriter:
 
     # ---- creation ---------------------------------------------------------------------------
 
-    def _dataset(self, name: str, dtype: np.dtype) -> _Appender:
+    def _dataset(self, name: str, dtype: np.dtype) -> Appender:
         dtype = np.dtype(dtype)
         rows = max(1, self.config.chunk_bytes // dtype.itemsize)
         dset = self.file.create_dataset(
@@ -259,7 +132,7 @@ class RunWriter:
         encode = codec(self.config.compression, self.config.level, dtype)
         if encode is not None:
             self._sink.add(dset, encode)
-        return _Appender(dset, rows, self._sink)
+        return Appender(dset, rows, self._sink)
 
     def _create(self, metadata: Mapping[str, object], pedestals: np.ndarray | None) -> None:
         f = self.file
@@ -305,7 +178,7 @@ class RunWriter:
         index["nbytes"] = lengths
         index["arrival_ns"] = arrival_ns
         words = self.raw_words.reserve(int(nwords.sum()))
-        pack_datagrams(buf, lengths, words.view(np.uint8))
+        pack_raw(buf, lengths, words.view(np.uint8))
         self._maybe_write()
 
     def append_events(
@@ -354,7 +227,7 @@ class RunWriter:
 
     # ---- flushing ---------------------------------------------------------------------------
 
-    def _appenders(self) -> tuple[_Appender, ...]:
+    def _appenders(self) -> tuple[Appender, ...]:
         return (
             self.raw_words,
             self.raw_index,
