@@ -3,6 +3,7 @@ data start / pause, and script execution (validated in full before anything is s
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -57,6 +58,20 @@ def test_timeout_names_the_board_address_and_late_reply_is_discarded():
         reply = link.command("state")
         assert reply is not None and "state" in reply.text
         assert link.stale_replies == 1
+
+
+def test_many_stale_replies_make_one_log_line(caplog):
+    with FakeBoard() as board, link_to(board, timeout=1.0) as link:
+        for i in range(40):
+            board.send_raw(encode_cframe(f"0 Fem(00) late {i} " + "x" * 200 + "\n"),
+                           link.local_address)  # fmt: skip
+        assert board.wait_for(lambda: link.receiver.counters.replies == 40)
+        with caplog.at_level(logging.WARNING, logger="agetdaq.readout.link.board_link"):
+            reply = link.command("state")
+        assert reply is not None and "state" in reply.text
+        assert link.stale_replies == 40
+        lines = [r.getMessage() for r in caplog.records if "stale" in r.getMessage()]
+        assert len(lines) == 1 and "40 stale replies" in lines[0] and len(lines[0]) < 300
 
 
 def test_invalid_command_is_refused_before_sending():

@@ -25,7 +25,7 @@ from agetdaq.readout.transport.control import ControlClient
 from agetdaq.readout.transport.streamcheck import StreamAudit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from daq_procs import DaqProcesses  # noqa: E402  (the tests' process helper, no pytest)
+from daq_procs import DaqProcesses  # the tests' process helper (no pytest)
 
 SCENARIO = """\
 base = "gain-drift"

@@ -207,9 +207,13 @@ class BoardLink:
         with self._cmd_lock:
             if not self.receiver.running:
                 self.receiver.start()
-            for stale in self.receiver.drain_replies():
-                self.stale_replies += 1
-                log.warning("%s: stale reply discarded before %r: %r", self.address, text, stale)
+            stale = self.receiver.drain_replies()
+            if stale:  # one line however many (a confused board can send hundreds)
+                self.stale_replies += len(stale)
+                first = repr(stale[0])
+                first = first if len(first) <= 120 else first[:117] + "..."
+                log.warning("%s: %d stale repl%s discarded before %r (first: %s)", self.address,
+                            len(stale), "y" if len(stale) == 1 else "ies", text, first)  # fmt: skip
             self._send(text.encode("ascii"))
             self.commands_sent += 1
             if not wants_reply:
