@@ -127,7 +127,10 @@ def test_a_calibration_run_through_outage_restart_frozen_daq_and_stop(line):
     run = w.model.status["run_number"]
     text = w.banner.text()
     assert f"RUNNING  run {run} calibration" in text and f"R{run:05d}_calibration.h5" in text
-    assert rc.run_type.currentText() == "calibration" and not rc.run_type.isEnabled()
+    # the form follows the run (a control reply older than the stream's status can lag a moment)
+    wait(lambda: rc.redraw() or not rc.run_type.isEnabled(), 5, "the form to follow the run",
+         lambda: (rc.current_state(), rc.control_reply_state))  # fmt: skip
+    assert rc.run_type.currentText() == "calibration"
     hitmap = w.view(HitmapView)
     w.tabs.setCurrentWidget(hitmap.widget)
     wait(lambda: w.model.hist.total >= 50, 30, "X-ray-like events on the hitmap")

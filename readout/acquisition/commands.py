@@ -3,9 +3,10 @@ engine's own thread.
 
 The control service (transport/control.py ``ControlService``) runs in a thread of its own and
 calls :meth:`EngineCommands.handle` for every valid request: ``status`` and ``ping`` are answered
-from the engine's status right away; ``configure``, ``start``, ``stop``, ``mask`` and
-``reference`` are queued for the engine thread (the owner's loop calls :meth:`run_pending`). Their
-reply comes when they are done if that takes less than ``ack_s`` (a refusal, a mask: at once);
+from the engine's status right away; a refusal the state alone decides (``start`` during a run,
+``stop`` with none) is answered at once too; ``configure``, ``start``, ``stop``, ``mask`` and
+``reference`` are queued for the engine thread (the owner's loop calls :meth:`run_pending`).
+Their reply comes when they are done if that takes less than ``ack_s`` (a mask: at once);
 otherwise the command is acknowledged ``{"ok": true, "pending": "<cmd>", "state": ...}`` with the
 state it is heading through (``configuring``, ``stopping``), and its outcome shows in the status
 (state, message) when it ends. ``"wait": true`` in the request makes the reply wait for the end
@@ -48,6 +49,10 @@ class EngineCommands:
         cmd = request["cmd"]
         if cmd in QUICK:
             return self.status()
+        refusal = self._refusal(cmd)
+        if refusal is not None:
+            log.warning("control %s refused: %s", cmd, refusal)
+            return {"ok": False, "error": refusal, "state": self.acq.state}
         fut: Future = Future()
         with self._lock:
             self._busy.append(cmd)
@@ -58,6 +63,20 @@ class EngineCommands:
             return fut.result(timeout=self.ack_s)
         except FutureTimeout:
             return {**self.status(), "ok": True, "pending": cmd}
+
+    def _refusal(self, cmd: str) -> str | None:
+        """A refusal certain from the state alone, answered at once however busy the engine is:
+        ``start`` while a run is running, ``stop`` with no run, and nothing queued that could
+        change that (the engine refuses the same way; this only spares the client the wait)."""
+        with self._lock:
+            if self._busy:
+                return None
+        state = self.acq.state
+        if cmd == "start" and state == "running":
+            return "a run is already running"
+        if cmd == "stop" and state in ("idle", "configured", "error"):
+            return f"no run to stop (state {state})"
+        return None
 
     def status(self) -> dict:
         """The engine's status, with the state a queued or running command goes through."""
