@@ -36,6 +36,18 @@ from scipy.stats import rankdata
 MIN_VALUES = 20  # fewer values: no test (p = 1)
 EDGE_SHARE, EDGE_MIN = 0.01, 10  # the standardised maximum skips this many values at each end
 N_TESTS = 3  # Bonferroni factor: Kolmogorov, standardised (edges), range (excursion)
+SEPARATION_WINDOW = 250  # values either side of a cut that measure its separation
+LENGTH_STEP = 1.15  # excursion lengths scanned: a geometric grid with this ratio
+
+
+def excursion_lengths(n: int) -> list[int]:
+    """The lengths of the segments scanned for an excursion."""
+    out, length = [], float(EDGE_MIN)
+    while length < n - EDGE_MIN:
+        if not out or int(length) > out[-1]:
+            out.append(int(length))
+        length *= LENGTH_STEP
+    return out
 
 
 @dataclass(frozen=True)
@@ -58,11 +70,13 @@ class ChangePoint:
 
 
 def _separation(ranks: np.ndarray, k: int) -> float:
-    """Standardised difference of the mean ranks of values ``[0, k)`` and ``[k, n)``."""
-    a, b = ranks[:k], ranks[k:]
+    """Standardised difference of the mean ranks of the ``SEPARATION_WINDOW`` values before
+    and after ``k`` (fewer near an end): the shift at the cut, whatever happens farther away."""
+    h = min(k, ranks.size - k, SEPARATION_WINDOW)
+    a, b = ranks[k - h : k], ranks[k : k + h]
     if a.size < 2 or b.size < 2:
         return 0.0
-    pooled = ((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / (ranks.size - 2)
+    pooled = 0.5 * (a.var(ddof=1) + b.var(ddof=1))
     return float(abs(a.mean() - b.mean()) / math.sqrt(pooled)) if pooled > 0 else math.inf
 
 
@@ -102,6 +116,23 @@ def _tests(u: np.ndarray, n: int) -> tuple[float, int, float, float, int]:
     return float(kolmogorov(stat)), k, stat, _edge_tail(float(z[j]), m / n), j
 
 
+def _excursion(u: np.ndarray, n: int) -> int:
+    """Where to cut for an excursion: the segment ``[a, b)`` (inside the values) whose rank sum
+    is the most standardised, cut at the end of it where the single-split statistic is larger;
+    returns the index into ``U_1..U_{n-1}``."""
+    s = np.concatenate([[0.0], u, [0.0]])  # U_0..U_n
+    best, at = -1.0, (1, n - 1)
+    for length in excursion_lengths(n):
+        d = np.abs(s[length:] - s[:-length]) / math.sqrt(length * (n - length) * (n + 1.0) / 3.0)
+        d[0] = d[-1] = 0.0  # a prefix or suffix is a step, not an excursion
+        a = int(np.argmax(d))
+        if d[a] > best:
+            best, at = float(d[a]), (a, a + length)
+    t = np.array(at, dtype=np.float64)
+    z = np.abs(s[list(at)]) / np.sqrt(t * (n - t) * (n + 1.0) / 3.0)
+    return int(at[int(np.argmax(z))]) - 1
+
+
 def change_point(values: np.ndarray) -> ChangePoint:
     """Rank test for a change of level in ``values`` (in time order); NaN values are dropped."""
     x = np.asarray(values, dtype=np.float64)
@@ -113,7 +144,10 @@ def change_point(values: np.ndarray) -> ChangePoint:
     u = 2.0 * np.cumsum(ranks)[:-1] - np.arange(1, n) * (n + 1.0)
     p_mid, k_mid, stat, p_edge, k_edge = _tests(u, n)
     p_range = _range_p(u, n)
-    k = k_edge if p_edge < min(p_mid, p_range) else k_mid
+    if p_edge < min(p_mid, p_range):
+        k = k_edge
+    else:
+        k = _excursion(u, n) if p_range < p_mid else k_mid
     # U_t < 0: the first t values rank low, i.e. the later ones are larger
     direction = 1 if u[k] < 0 else -1
     p = min(1.0, N_TESTS * min(p_mid, p_edge, p_range))
@@ -134,5 +168,16 @@ def change_point_reference(values: np.ndarray) -> tuple[float, int]:
     p_edge = _edge_tail(z[j], m / n)
     span = max(max(u), 0) - min(min(u), 0)
     p_range = kuiper_tail(span / math.sqrt(n * n * (n + 1.0) / 3.0))
-    at = m + j if p_edge < min(p_mid, p_range) else best + 1
+    if p_edge < min(p_mid, p_range):
+        at = m + j
+    elif p_range < p_mid:  # the most standardised inner segment, cut at its stronger end
+        full = [0, *u, 0]
+        var = [t * (n - t) * (n + 1.0) / 3.0 for t in range(n + 1)]
+        seg = max(
+            ((a, a + ln) for ln in excursion_lengths(n) for a in range(1, n - ln)),
+            key=lambda e: abs(full[e[1]] - full[e[0]]) / math.sqrt(var[e[1] - e[0]]),
+        )
+        at = max(seg, key=lambda t: abs(full[t]) / math.sqrt(var[t]))
+    else:
+        at = best + 1
     return min(1.0, N_TESTS * min(p_mid, p_edge, p_range)), at
