@@ -299,3 +299,14 @@ def test_slow_drift_is_not_flagged_more_than_the_test_level() -> None:
             energy = np.concatenate([fe55_adc(rng, 100, gi, 0.18) for gi in g])
             statuses.append(judge.judge(slice_of(energy), 0).status)
     assert statuses == ["ok"] * 20
+
+
+def test_pieces_at_the_ends_of_a_slice_may_be_empty() -> None:
+    """A cut whose guard reaches the slice's end leaves an empty side: no X-ray, the events
+    that follow the last X-ray, the slice's end time."""
+    xr = slice_of(np.arange(30.0), 2)
+    end, start = xr.take(30, 30), xr.take(0, 0)
+    assert end.size == 0 and end.n_events == 0 and end.t_range == (0.3, 0.3)
+    assert start.size == 0 and start.n_events == 0 and start.t_range == (0.0, 0.0)
+    pieces = [xr.take(0, 0), xr.take(0, 12), xr.take(12, 30), xr.take(30, 30)]
+    assert sum(p.n_events for p in pieces) == 60 and sum(p.size for p in pieces) == 30

@@ -77,10 +77,13 @@ class SliceXrays:
         """X-rays ``a`` to ``b - 1`` with the events from the first to just before the X-ray
         that follows them (the slice's first events go with the first part)."""
         n = self.size
-        ev_lo = 0 if a == 0 else int(self.ordinal[a])
+        if a >= n:  # none: the events after the last X-ray, at the slice's end
+            ev_lo, t_lo = self.n_events, self.t_range[1]
+        else:
+            ev_lo = 0 if a == 0 else int(self.ordinal[a])
+            t_lo = self.t_range[0] if a == 0 else float(self.time[a])
         ev_hi = self.n_events if b >= n else int(self.ordinal[b])
-        t_lo = self.t_range[0] if a == 0 else float(self.time[a])
-        t_hi = self.t_range[1] if b >= n else float(self.time[b - 1])
+        t_hi = self.t_range[1] if b >= n else (float(self.time[b - 1]) if b > a else t_lo)
         return SliceXrays(
             self.energy[a:b], self.ordinal[a:b] - ev_lo, self.time[a:b], ev_hi - ev_lo, (t_lo, t_hi)
         )
