@@ -5,7 +5,7 @@ carries no information, whatever the spectrum's shape (lines, escape, background
 A gain step or drift scales every line, so energies after the change rank systematically higher
 or lower than before it. The statistic is the rank CUSUM (Pettitt's test)
 ``U_t = 2 * sum(rank_i, i <= t) - t * (n + 1)``, with null variance ``t (n - t) (n + 1) / 3``.
-Two maxima are used, each with its own tail:
+Three statistics are used, each with its own tail:
 
 - ``max |U_t| / sqrt(n^2 (n + 1) / 3)``: the supremum of a Brownian bridge, Kolmogorov tail
   (most powerful for a change near the middle);
@@ -18,10 +18,13 @@ Two maxima are used, each with its own tail:
   close together (the gain leaves and comes back: an excursion inside the slice) move the bridge
   down then up again, so neither end of it is far from zero while its range is.
 
-The p-value is three times the smallest one (Bonferroni); the change is located at the argmax
-of the standardised statistic when it gives the smallest p-value, else at the argmax of
-``|U_t|`` (an excursion's larger edge: the judge splits there and finds the other edge in the
-part that holds it). The tails are exact for large ``n`` (the second is slightly conservative).
+The p-value is three times the smallest one (Bonferroni). The change is located at the argmax
+of the statistic that gives the smallest p-value; for the range (an excursion, whose outer
+extremes of ``U_t`` are poorly placed) at the edge of the most standardised segment of rank sums
+(lengths on a geometric grid), the edge where the single split is stronger: the judge splits
+there and finds the other edge in the part that holds it. The tails are exact for large ``n``
+(the second is slightly conservative). ``separation`` (mean ranks either side of the cut over
+their spread) gives how far off the located change may be.
 """
 
 from __future__ import annotations
