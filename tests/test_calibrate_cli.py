@@ -95,16 +95,20 @@ def test_daily_runs_give_one_point_each_in_time_order(runs, tmp_path, capsys) ->
 
 def test_a_run_with_a_gain_step_is_split_and_reported_with_its_parts(runs, tmp_path) -> None:
     """The run's one slice holds a 70 % -> 50 % step: trend.csv holds its two parts (flagged,
-    each its own gain), trend.json the split slice with its reason, slices/ its spectrum; the
-    X-rays next to the strips the run's pedestal table flags are left out and counted."""
+    each its own gain) and between them the X-rays within the cut's uncertainty (failed, with
+    the reason), trend.json the split slice with its reason, slices/ its spectrum; the X-rays
+    next to the strips the run's pedestal table flags are left out and counted."""
     out = tmp_path / "out"
     assert main(["calibrate", str(runs["step"]), "-o", str(out)]) == 0
     rows = _trend(out)
-    assert [(r["status"], r["part"]) for r in rows] == [("flagged", "1/2"), ("flagged", "2/2")]
-    assert float(rows[1]["gain"]) / float(rows[0]["gain"]) == pytest.approx(0.5 / 0.7, abs=0.02)
+    assert [(r["status"], r["part"]) for r in rows] == [
+        ("flagged", "1/3"), ("failed", "2/3"), ("flagged", "3/3")
+    ]  # fmt: skip
+    assert "X-rays around the change" in rows[1]["reason"]
+    assert float(rows[2]["gain"]) / float(rows[0]["gain"]) == pytest.approx(0.5 / 0.7, abs=0.02)
     (slice_,) = json.loads((out / "trend.json").read_text())["slices"]
     assert slice_["status"] == "split" and "inside the slice" in slice_["reason"]
-    assert slice_["gain"] is None and slice_["parts"] == 2
+    assert slice_["gain"] is None and slice_["parts"] == 3
     assert (out / "slices" / "slice_0000.png").read_bytes()[:4] == b"\x89PNG"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["slices"]["split"] == 1 and summary["slices"]["good_points"] == 2

@@ -40,12 +40,13 @@ def test_a_gain_step_inside_a_calibration_run_is_split_not_reported() -> None:
     assert after.gain_rel == pytest.approx(0.8, abs=3 * after.gain_rel_err + 0.002)
     assert step.status == "split" and not step.ok, step.reason
     assert step.change_rel == pytest.approx(-0.2, abs=0.02)
-    first, second = step.parts
-    assert first.good and second.good
+    first, guard, second = step.parts  # the X-rays within the cut's uncertainty left out
+    assert first.good and second.good and not guard.good
     assert first.gain_rel == pytest.approx(1.0, abs=0.012)
     assert second.gain_rel == pytest.approx(0.8, abs=0.012)
     # the split falls at the step: the parts' time ranges bracket t = 60 s
     assert first.t_stop_s <= 60.05 and second.t_start_s >= 59.95
+    assert guard.t_start_s <= 60.05 and guard.t_stop_s >= 59.95
 
 
 def test_dead_strips_do_not_read_as_gain_in_the_map() -> None:

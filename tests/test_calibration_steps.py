@@ -68,14 +68,16 @@ def test_gain_step_inside_a_slice_is_split_at_the_step() -> None:
     assert point.status == "split" and not point.ok and math.isnan(point.gain)
     assert point.change_p < 1e-20 and point.change_rel == pytest.approx(-0.23, abs=0.02)
     assert "inside the slice" in point.reason
-    first, second = point.parts
-    assert [q.status for q in point.parts] == ["flagged", "flagged"]
-    assert abs(first.n_xrays - 600) <= 25 and first.n_xrays + second.n_xrays == 1000
-    assert first.n_events + second.n_events == 3000 and first.n_events == 3 * first.n_xrays
+    first, guard, second = point.parts  # the X-rays around the cut are left out
+    assert [q.status for q in point.parts] == ["flagged", "failed", "flagged"]
+    assert "its place is uncertain to +- " in guard.reason and 0 < guard.n_xrays <= 40
+    assert abs(first.n_xrays + guard.n_xrays / 2 - 600) <= 25
+    assert sum(q.n_xrays for q in point.parts) == 1000
+    assert sum(q.n_events for q in point.parts) == 3000 and first.n_events == 3 * first.n_xrays
     assert first.gain == pytest.approx(GAIN0, rel=0.015)
     assert second.gain == pytest.approx(0.77 * GAIN0, rel=0.015)
-    assert first.part == "1/2" and first.index == 4 and "part 1/2 of slice 4" in first.flag
-    assert first.t_stop_s <= second.t_start_s
+    assert first.part == "1/3" and first.index == 4 and "part 1/3 of slice 4" in first.flag
+    assert first.t_stop_s <= guard.t_start_s <= guard.t_stop_s <= second.t_start_s
 
 
 def test_a_step_near_the_end_leaves_a_failed_short_part_and_a_good_one() -> None:
@@ -85,15 +87,16 @@ def test_a_step_near_the_end_leaves_a_failed_short_part_and_a_good_one() -> None
     good = [q for q in point.parts if q.good]
     failed = [q for q in point.parts if not q.good]
     assert len(good) == 1 and good[0].gain == pytest.approx(GAIN0, rel=0.015)
-    assert len(failed) == 1 and "too few X-rays in this part" in failed[0].reason
+    assert "too few X-rays in this part" in failed[-1].reason
 
 
 def test_a_halved_gain_whose_one_line_fit_fails_is_split_too() -> None:
     """At -50 % the whole slice's fit fails its quality checks; the rank test needs no fit."""
     rng = np.random.default_rng(55)
     point = SliceJudge().judge(slice_of(stepped(rng, 1000, 500, GAIN0, 0.5 * GAIN0, 0.3)), 0)
-    assert point.status == "split" and [q.good for q in point.parts] == [True, True]
-    assert point.parts[1].gain / point.parts[0].gain == pytest.approx(0.5, rel=0.02)
+    good = [q for q in point.parts if q.good]
+    assert point.status == "split" and len(good) == 2 and not point.parts[1].good
+    assert good[1].gain / good[0].gain == pytest.approx(0.5, rel=0.02)
 
 
 def test_clean_slices_are_good_points() -> None:
@@ -149,12 +152,12 @@ def test_a_trend_never_reports_a_stepped_slice_and_the_map_sees_its_parts() -> N
     trend.feed(xray_events(fe55_adc(rng, 1000, GAIN0, 0.18)))
     (p,) = trend.feed(xray_events(stepped(rng, 1000, 400, 0.9 * GAIN0, 0.7 * GAIN0), t0=200))
     assert p.status == "split" and not p.ok and math.isnan(p.gain_rel)
-    rel = [q.gain_rel for q in p.parts]
+    rel = [q.gain_rel for q in p.parts if q.good]
     assert rel == pytest.approx([0.9, 0.7], abs=0.02)
     rows = expand(trend.points)
-    assert [q.status for q in rows] == ["ok", "flagged", "flagged"] and rows[0].reference
+    assert [q.status for q in rows] == ["ok", "flagged", "failed", "flagged"] and rows[0].reference
     a = trend.arrays(expanded=True)
-    assert a["n_xrays"].tolist() == [1000, p.parts[0].n_xrays, p.parts[1].n_xrays]
+    assert a["n_xrays"].tolist() == [1000, *(q.n_xrays for q in p.parts)]
 
 
 def test_relative_gain_error_includes_the_reference_error() -> None:
@@ -206,3 +209,104 @@ def test_a_bad_chi2_alone_keeps_a_flagged_point_with_scaled_errors() -> None:
     assert point.status == "flagged" and point.ok and "sqrt(chi2/ndf)" in point.flag
     assert point.chi2_ndf > 1.6 and point.gain == pytest.approx(GAIN0, rel=0.02)
     assert point.gain_err == pytest.approx(plain.gain_err * math.sqrt(point.chi2_ndf))
+
+
+def toggled(rng, n: int, steps: tuple[int, ...], low: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+    """Energies and true gains of ``n`` X-rays whose gain toggles 1 <-> ``low`` at ``steps``."""
+    gains = np.where(np.searchsorted(steps, np.arange(n), side="right") % 2 == 1, low, 1.0)
+    energy = np.empty(n)
+    for g in (1.0, low):
+        energy[gains == g] = fe55_adc(rng, int(np.sum(gains == g)), GAIN0 * g, 0.18)
+    return energy, gains
+
+
+def good_parts(point, gains: np.ndarray) -> list[tuple[np.ndarray, float]]:
+    """(true gains of its X-rays, fitted gain) of each good piece of a judged slice."""
+    out, a = [], 0
+    for q in point.parts if point.status == "split" else [point]:
+        if q.good:
+            out.append((gains[a : a + q.n_xrays], q.gain))
+        a += q.n_xrays
+    assert a == gains.size
+    return out
+
+
+def test_the_rank_test_sees_an_excursion_that_leaves_no_step() -> None:
+    """Two steps close together in the middle (the gain leaves and comes back): the bridge goes
+    down and up again, neither maximum of |U_t| is significant, its range is."""
+    rng = np.random.default_rng(64)
+    x = np.concatenate([rng.normal(0, 1, 1100), rng.normal(-1.5, 1, 80), rng.normal(0, 1, 1100)])
+    cp = change_point(x)
+    assert cp.p_value < 1e-3 and min(abs(cp.index - 1100), abs(cp.index - 1180)) <= 10, cp
+    p, _ = change_point_reference(x[::4])  # the twin (O(n^2)) on a shorter series
+    assert change_point(x[::4]).p_value == pytest.approx(p, rel=1e-9)
+    ranks_clean = change_point(rng.normal(0, 1, 2280))
+    assert ranks_clean.p_value > 1e-3
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [(1150, 1275), (2200, 2400), (60,), (2440,), (1250, 2450)],
+    ids=[
+        "excursion-middle",
+        "two-steps-at-the-end",
+        "first-seconds",
+        "last-seconds",
+        "middle-and-last-seconds",
+    ],
+)
+def test_no_good_point_holds_a_step_wherever_it_is(steps) -> None:
+    """A 30 s run (2 500 X-rays) with 20 % steps near its edges or close together: every good
+    piece has the gain of its own X-rays (a part that still holds a step is split again or
+    refused; the X-rays within the cut's uncertainty are left out)."""
+    rng = np.random.default_rng([65, *steps])
+    judge = SliceJudge(check=FAST)
+    for _ in range(3):
+        energy, gains = toggled(rng, 2500, steps)
+        point = judge.judge(slice_of(energy), 0)
+        assert point.status == "split", point.reason
+        for own, gain in good_parts(point, gains):
+            low = np.mean(own < 0.9)
+            assert min(low, 1 - low) < 0.02, (own.size, low)  # a few stray X-rays at most
+            assert gain / (GAIN0 * own.mean()) == pytest.approx(1.0, abs=0.015)
+
+
+def test_the_cut_leaves_out_the_x_rays_it_cannot_place() -> None:
+    """A step 200 X-rays into a slice: the rank test places it to within a few X-rays, and
+    those (one side's gain inside the other's part: a 204-X-ray part once kept 11 and read
+    1.5 % off) are a failed piece of their own."""
+    rng = np.random.default_rng(66)
+    kept_other = []
+    for _ in range(6):
+        energy, gains = toggled(rng, 2500, (200,))
+        point = SliceJudge(check=FAST).judge(slice_of(energy), 0)
+        guard = [q for q in point.parts if "its place is uncertain" in q.reason]
+        assert len(guard) == 1 and 2 <= guard[0].n_xrays <= 40
+        for own, _ in good_parts(point, gains):
+            kept_other.append(min(np.sum(own < 0.9), np.sum(own >= 0.9)))
+    assert sum(kept_other) <= 2, kept_other
+
+
+def test_slow_drift_is_not_flagged_more_than_the_test_level() -> None:
+    """Clean slices and a slow drift of 0.5 % across the slice: plain good points (the three
+    maxima of the rank test share its 1e-3 level)."""
+    rng = np.random.default_rng(67)
+    judge = SliceJudge(check=FAST)
+    statuses = []
+    for drift in (0.0, 0.005):
+        for _ in range(10):
+            g = GAIN0 * (1 + drift * (np.arange(25) / 24 - 0.5))
+            energy = np.concatenate([fe55_adc(rng, 100, gi, 0.18) for gi in g])
+            statuses.append(judge.judge(slice_of(energy), 0).status)
+    assert statuses == ["ok"] * 20
+
+
+def test_pieces_at_the_ends_of_a_slice_may_be_empty() -> None:
+    """A cut whose guard reaches the slice's end leaves an empty side: no X-ray, the events
+    that follow the last X-ray, the slice's end time."""
+    xr = slice_of(np.arange(30.0), 2)
+    end, start = xr.take(30, 30), xr.take(0, 0)
+    assert end.size == 0 and end.n_events == 0 and end.t_range == (0.3, 0.3)
+    assert start.size == 0 and start.n_events == 0 and start.t_range == (0.0, 0.0)
+    pieces = [xr.take(0, 0), xr.take(0, 12), xr.take(12, 30), xr.take(30, 30)]
+    assert sum(p.n_events for p in pieces) == 60 and sum(p.size for p in pieces) == 30

@@ -232,17 +232,11 @@ def test_noisy_detector(tmp_path) -> None:
     assert abs(ev.gain_error(points[0], wf.scenario)) < NOISY_GAIN_TOLERANCE, points[0]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="CI 2026-12-07: a good point of the gain-step run read "
-    "2.8 % off the truth (tolerance 1.5 %): the judge's handling of a step near a "
-    "slice edge is open (issue 15)",
-)
 def test_gain_steps_are_split_or_refused(tmp_path) -> None:
     """Gain 100 % <-> 80 % every 12 s: a 30 s run holds at least two steps; no good point has a
-    step inside with a tenth of its X-rays on each side (the split cuts at most twice, so a step
-    in the run's first or last seconds may stay inside a part: an edge), and every good point
-    has the gain of its own X-rays."""
+    step inside with a tenth of its X-rays on each side (a part that still holds a step is
+    split again or refused; the X-rays around each cut are left out), and every good point has
+    the gain of its own X-rays."""
     wf = run_workflow(tmp_path, "calibration-steps", seed=47, bank=False, may_refuse=True)
     ev = calibration_run_events(wf)
     check_common(wf, ev)

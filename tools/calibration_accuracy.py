@@ -289,8 +289,8 @@ def workflow_block(args: argparse.Namespace) -> list[str]:
         "Kα efficiency: K-alpha photons converting inside the fiducial square that calibrate's "
         "selection keeps. A run with a step: the true gain of its X-rays spans more than "
         f"{100 * STEP:.0f} %; counted when no good point has a step inside with at least "
-        f"{100 * EDGE:.0f} % of its X-rays on each side (the split cuts at most twice: a step in "
-        "the run's first or last seconds may stay inside a part). Gain error: fitted ADC/keV "
+        f"{100 * EDGE:.0f} % of its X-rays on each side (a part that still holds a step is split "
+        "again or refused; the X-rays around each cut are left out). Gain error: fitted ADC/keV "
         "of each good point (the run's slice or its parts) over the emulator's scale at the mean "
         "true gain of its own X-rays.",
         "",

@@ -2,12 +2,16 @@
 
 A slice (its selected X-rays in time order) is fitted; then
 
-1. the rank test of stationarity.py asks whether the gain changed inside the slice. If it did
+1. the rank test of stationarity.py asks whether the gain changed inside the slice (a step
+   anywhere, near either end, or an excursion: the gain leaves and comes back). If it did
    (p < ``change_p``) the slice is cut where the change most likely happened and both sides are
    fitted. A change within ``change_tolerance`` leaves a good point, flagged with the change
    (and its RMS over the slice removed from the intrinsic resolution). A larger one splits the
-   slice: both sides are judged again (at most ``max_split_depth`` times over) and become the
-   slice's ``parts``; a side with fewer than ``min_part_xrays`` X-rays is a failed part.
+   slice: the X-rays within the cut's uncertainty (``cut_guard / separation^2`` either side:
+   they may belong to the other gain) are a failed piece, and both sides are judged again the
+   same way (a part that still holds a change is split again, up to ``max_split_depth`` times
+   over, or refused) and become the slice's ``parts``; a side with fewer than
+   ``min_part_xrays`` X-rays is a failed part.
 2. Otherwise the fitted spectrum is checked for the symptoms of linecheck.py (escape ratio,
    chi2, double peak). A slice that shows one is cut into halves by time and both are refitted:
    if their gains differ (a change the rank test missed) the halves are judged as parts, else
@@ -30,7 +34,7 @@ import numpy as np
 from agetdaq.readout.analysis.calibration.fit import FitConfig, FitResult, fit_spectrum
 from agetdaq.readout.analysis.calibration.linecheck import LineCheckConfig, symptoms
 from agetdaq.readout.analysis.calibration.spectrum import Spectrum
-from agetdaq.readout.analysis.calibration.stationarity import change_point
+from agetdaq.readout.analysis.calibration.stationarity import ChangePoint, change_point
 from agetdaq.readout.analysis.calibration.trendpoint import TrendPoint, point_from_fit
 
 _NAN = float("nan")
@@ -73,10 +77,13 @@ class SliceXrays:
         """X-rays ``a`` to ``b - 1`` with the events from the first to just before the X-ray
         that follows them (the slice's first events go with the first part)."""
         n = self.size
-        ev_lo = 0 if a == 0 else int(self.ordinal[a])
+        if a >= n:  # none: the events after the last X-ray, at the slice's end
+            ev_lo, t_lo = self.n_events, self.t_range[1]
+        else:
+            ev_lo = 0 if a == 0 else int(self.ordinal[a])
+            t_lo = self.t_range[0] if a == 0 else float(self.time[a])
         ev_hi = self.n_events if b >= n else int(self.ordinal[b])
-        t_lo = self.t_range[0] if a == 0 else float(self.time[a])
-        t_hi = self.t_range[1] if b >= n else float(self.time[b - 1])
+        t_hi = self.t_range[1] if b >= n else (float(self.time[b - 1]) if b > a else t_lo)
         return SliceXrays(
             self.energy[a:b], self.ordinal[a:b] - ev_lo, self.time[a:b], ev_hi - ev_lo, (t_lo, t_hi)
         )
@@ -149,13 +156,27 @@ class SliceJudge:
         counts = (xrays.n_events, xrays.size)
         return point_from_fit(fit, index, xrays.t_range, counts, None, self.threshold_adc)
 
+    def _failed(self, xr: SliceXrays, index: int, reason: str) -> TrendPoint:
+        fit = FitResult(False, reason, n_counts=xr.size, lines=self.fit_config.lines)
+        counts = (xr.n_events, xr.size)
+        return point_from_fit(fit, index, xr.t_range, counts, None, self.threshold_adc)
+
+    def _guard(self, cp: ChangePoint, k: int, n: int) -> int:
+        """X-rays left out on either side of a cut at ``k``: where the change happened is
+        uncertain to ``cut_guard / separation^2`` X-rays (a part that kept the other side's
+        X-rays would read between the two gains)."""
+        return int(min(math.ceil(cp.uncertainty(self.check.cut_guard)), k, n - k))
+
+    def _guard_piece(self, xr: SliceXrays, index: int, w: int) -> TrendPoint:
+        return self._failed(
+            xr, index, f"X-rays around the change (its place is uncertain to +- {w} X-rays)"
+        )
+
     def _judge(self, xr: SliceXrays, index: int, depth: int) -> TrendPoint:
         cfg = self.check
         if depth > 0 and xr.size < cfg.min_part_xrays:
             reason = f"too few X-rays in this part ({xr.size} < {cfg.min_part_xrays})"
-            fit = FitResult(False, reason, n_counts=xr.size, lines=self.fit_config.lines)
-            counts = (xr.n_events, xr.size)
-            return point_from_fit(fit, index, xr.t_range, counts, None, self.threshold_adc)
+            return self._failed(xr, index, reason)
         point = self.fit_xrays(xr, index)
         cp = change_point(xr.energy)  # needs no fit: a slice whose fit failed is tested too
         point.change_p = cp.p_value
@@ -163,7 +184,8 @@ class SliceJudge:
         can_split = depth < cfg.max_split_depth and xr.size >= 2 * cfg.min_part_xrays
         if cp.p_value < cfg.change_p:
             k = cp.index
-            sides = [xr.take(0, k), xr.take(k, xr.size)]
+            w = self._guard(cp, k, xr.size) if can_split else 0
+            sides = [xr.take(0, k - w), xr.take(k + w, xr.size)]
             if can_split:
                 before, after = (self._judge(s, index, depth + 1) for s in sides)
             else:
@@ -187,7 +209,8 @@ class SliceJudge:
                 point.set_spread(drift_rms=math.sqrt(max(change**2 - err**2, 0.0) * f * (1 - f)))
                 return point
             if can_split:
-                return self._split(point, [before, after], f"{what}: split")
+                guard = [self._guard_piece(xr.take(k - w, k + w), index, w)] if w else []
+                return self._split(point, [before, *guard, after], f"{what}: split")
             if not point.ok:
                 what = f"{point.reason}; {what}"
             return _not_good(point, "failed", f"{what}; too few X-rays to split it further")

@@ -50,11 +50,12 @@ class LineCheckConfig:
     change_p: float = 1e-3  # in-slice rank test: "gain not constant" below this p-value
     change_tolerance: float = 0.01  # |relative gain change| tolerated inside a good slice
     min_part_xrays: int = 200  # smallest part of a split slice that is fitted
-    max_split_depth: int = 2  # a slice is split at most this many times over (<= 4 parts)
+    max_split_depth: int = 6  # a slice is split at most this many times over (<= 64 parts)
+    cut_guard: float = 16.0  # X-rays either side of a cut left out: this / separation^2
 
     def __post_init__(self) -> None:
-        if self.min_part_xrays < 1 or self.max_split_depth < 0:
-            raise ValueError("min_part_xrays must be >= 1 and max_split_depth >= 0")
+        if self.min_part_xrays < 1 or self.max_split_depth < 0 or self.cut_guard < 0:
+            raise ValueError("min_part_xrays must be >= 1, max_split_depth >= 0 and cut_guard >= 0")
         if not 0.0 < self.change_p < 1.0:
             raise ValueError(f"change_p must be in (0, 1), got {self.change_p}")
 
