@@ -179,6 +179,19 @@ class EmulatedDaq:
         decoded = self._decoder.decode(buf, lengths)
         return self._builder.build(decoded), truths
 
+    def _process(self, built: BuiltBatch):
+        """As the data path's process stage: a zero-suppressed batch on the sparse path, else
+        dense with the common mode on complete rows only (a zero-suppressed row is not one)."""
+        p = self.processor
+        flat = FlatBatch.from_decoded(built.decoded)
+        if p.wants_sparse(flat):
+            return p.process_sparse(flat, built.event_id)[0]
+        fill, fpn_fill = p.fill_values()
+        dense = scatter(flat, self.layout, fill, fpn_fill)
+        return p.process(
+            dense.strips, dense.fpn, dense.fpn_complete, dense.complete, events=built.event_id
+        )
+
     def rows(
         self,
         kinds: list[str],
@@ -194,11 +207,7 @@ class EmulatedDaq:
             built, tr = self._built(kinds[a : a + CHUNK], times[a : a + CHUNK], clock_zero_s)
             truths += tr
             n = len(built)
-            fill, fpn_fill = self.processor.fill_values()
-            dense = scatter(FlatBatch.from_decoded(built.decoded), self.layout, fill, fpn_fill)
-            proc = self.processor.process(
-                dense.strips, dense.fpn, dense.fpn_present, dense.present, events=built.event_id
-            )
+            proc = self._process(built)
             rows = event_rows(built, proc.features, 0)
             ticks = rows["timestamp"].astype(np.float64) / TICKS_PER_S
             rows["time_ns"] = ((run_start_unix + ticks + 0.01) * 1e9).astype(np.uint64)
