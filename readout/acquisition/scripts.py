@@ -10,9 +10,14 @@ from agetdaq.protocol.script import ScriptError
 from agetdaq.readout.acquisition.runlog import confine
 
 SCRIPTS_DIR = Path(__file__).parents[1] / "scripts"
-# calibration runs read every channel whole (calibration.txt: the accurate low-gain calibration,
-# docs/CALIBRATION.md); run control is served beside the data path (transport/control.py)
-RUN_TYPE_SCRIPT = {"pedestal": "pedestal_data", "calibration": "calibration", "background": "run"}
+# calibration runs keep the card's zero suppression on every channel (calibration-zs.txt, ~1 kB
+# per event, on the thresholds `agetdaq pedestal --upload` leaves; calibration.txt reads every
+# channel whole: docs/CALIBRATION.md "Calibration with the card's zero suppression")
+RUN_TYPE_SCRIPT = {
+    "pedestal": "pedestal_data",
+    "calibration": "calibration-zs",
+    "background": "run",
+}
 
 
 def script_path(name: str) -> Path:
