@@ -113,3 +113,37 @@ def test_zero_suppressed_energy_sum_loses_less_than_the_physics_script(zs_daq) -
     physics = EmulatedDaq("gain-drift", seed=23, script="run", pedestals="upload")
     _, run_loss = _kalpha_loss(physics, LOW, 400)
     assert zs_loss < 14.0 and run_loss - zs_loss > 6.0, (zs_loss, run_loss)
+
+
+def test_the_calibration_run_type_takes_the_zero_suppressed_script(tmp_path) -> None:
+    """A calibration run started without a configured script takes calibration-zs; a pedestal
+    run still replaces calibration.txt configured by the operator (every channel whole on the
+    generator, not self-triggered X-rays)."""
+    import time
+
+    from agetdaq.readout.acquisition.engine import Acquisition
+    from agetdaq.readout.acquisition.scripts import RUN_TYPE_SCRIPT, RUN_TYPE_SCRIPTS
+    from agetdaq.readout.acquisition.settings import Settings
+    from agetdaq.readout.simulation.emulator.server import Emulator
+
+    assert RUN_TYPE_SCRIPT["calibration"] == "calibration-zs" and "calibration" in RUN_TYPE_SCRIPTS
+    emu = Emulator("calibration", port=0, seed=8).start()
+    settings = Settings().with_daq(bec=f"127.0.0.1:{emu.address[1]}", data_dir=str(tmp_path))
+    acq = Acquisition(settings)
+    try:
+        for run_type, configured, expected in (
+            ("calibration", None, "calibration-zs"),
+            ("pedestal", "calibration", "pedestal_data"),
+        ):
+            if configured:
+                acq.configure(configured)
+            acq.start_run(run_type, "zs test", tmp_path / f"{run_type}.h5", seconds=0.5)
+            assert acq.script_name == expected, (run_type, acq.script_name)
+            end = time.monotonic() + 30.0
+            while acq.state == "running" and time.monotonic() < end:
+                time.sleep(0.05)
+                acq.poll()
+            assert acq.state != "running", "run did not stop by itself"
+    finally:
+        acq.close()
+        emu.stop()

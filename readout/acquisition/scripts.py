@@ -18,6 +18,8 @@ RUN_TYPE_SCRIPT = {
     "calibration": "calibration-zs",
     "background": "run",
 }
+# the shipped scripts that belong to a run type (a pedestal run replaces any of them)
+RUN_TYPE_SCRIPTS = frozenset(RUN_TYPE_SCRIPT.values()) | {"calibration"}
 
 
 def script_path(name: str) -> Path:
