@@ -63,8 +63,9 @@ def drift_time_for_gain(scenario: Scenario, rel_gain: float) -> float:
 
 class EmulatedDaq:
     """One emulated card + the DAQ's decoding and processing; reproducible from ``seed``.
-    ``script``: the shipped run script sent last (``run``, or ``calibration``: every channel
-    read whole, no zero suppression)."""
+    ``script``: the shipped run script sent last (``run``, ``calibration``: every channel
+    read whole, no zero suppression, or ``calibration-zs``: every channel through the card's
+    zero suppression, with ``pedestals="upload"``)."""
 
     def __init__(
         self,
@@ -85,6 +86,8 @@ class EmulatedDaq:
         config = replace(processing or ProcessorConfig(), trigger=trigger)
         self.processor = Processor(self.layout, config)
         self.evcnt = 0
+        self.data_bytes = 0  # datagram bytes of the events made by rows() (not pedestal runs)
+        self.data_events = 0
         self._seq = 0
         self._builder = EventBuilder()
         self._decoder = StreamDecoder()
@@ -169,6 +172,9 @@ class EmulatedDaq:
             for frame in framer.add(words):
                 out.append(datagram(frame, self._seq & 0xFF, self._seq == 0))
                 self._seq += 1
+        if kinds and kinds[0] != "pedestal":
+            self.data_bytes += sum(len(d) for d in out)
+            self.data_events += len(kinds)
         return out, truths
 
     def _built(
@@ -178,6 +184,19 @@ class EmulatedDaq:
         buf, lengths = pack_datagrams(dgrams)
         decoded = self._decoder.decode(buf, lengths)
         return self._builder.build(decoded), truths
+
+    def _process(self, built: BuiltBatch):
+        """As the data path's process stage: a zero-suppressed batch on the sparse path, else
+        dense with the common mode on complete rows only (a zero-suppressed row is not one)."""
+        p = self.processor
+        flat = FlatBatch.from_decoded(built.decoded)
+        if p.wants_sparse(flat):
+            return p.process_sparse(flat, built.event_id)[0]
+        fill, fpn_fill = p.fill_values()
+        dense = scatter(flat, self.layout, fill, fpn_fill)
+        return p.process(
+            dense.strips, dense.fpn, dense.fpn_complete, dense.complete, events=built.event_id
+        )
 
     def rows(
         self,
@@ -194,11 +213,7 @@ class EmulatedDaq:
             built, tr = self._built(kinds[a : a + CHUNK], times[a : a + CHUNK], clock_zero_s)
             truths += tr
             n = len(built)
-            fill, fpn_fill = self.processor.fill_values()
-            dense = scatter(FlatBatch.from_decoded(built.decoded), self.layout, fill, fpn_fill)
-            proc = self.processor.process(
-                dense.strips, dense.fpn, dense.fpn_present, dense.present, events=built.event_id
-            )
+            proc = self._process(built)
             rows = event_rows(built, proc.features, 0)
             ticks = rows["timestamp"].astype(np.float64) / TICKS_PER_S
             rows["time_ns"] = ((run_start_unix + ticks + 0.01) * 1e9).astype(np.uint64)
@@ -304,6 +319,10 @@ def gain_sweep(
             ]
         )
         true_gain = float(np.mean([t["gain"] for t, m in zip(tr, mask[:last]) if m and t["gain"]]))
+        sel_ka = mask[:last] & np.array([t["kind"] == "xray" and t["line"] == "Ka" for t in tr])
+        charge = np.array([t["charge_fc"] for t in tr]) * sc.detector.adc_per_fc
+        # measured energy sum over true charge of the slice's selected K-alpha X-rays
+        sum_scale = float(np.mean(events["energy_adc"][:last][sel_ka]) / np.mean(charge[sel_ka]))
         ref_truth = ref_truth or true_gain
         fwhm = sc.resolution.fwhm_at(sc.detector.resolution_fwhm, true_gain)
         out.append(
@@ -320,6 +339,7 @@ def gain_sweep(
                 "thr_spectrum_kev": p.threshold_kev_spectrum,
                 "scale": p.gain / adc_per_kev(sc, true_gain),
                 "ka_kept": float(mask[:last][ka].mean()),
+                "sum_scale": sum_scale,
                 "ok": p.ok,
                 "reason": p.reason,
             }

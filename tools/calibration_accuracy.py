@@ -5,9 +5,10 @@
 
 ``--sweep``: gain 100 % -> 20 % (gain-drift scenario, resolution following the gain), 1 000
 selected X-rays per point, ``--repeats`` independent emulators: with the shipped calibration run
-script (readout/scripts/calibration.txt: every channel read whole), with the same script but the
-card's zero suppression on, and with the physics run script (run.txt: hit channels only, zero
-suppression); muon rejection; the 6 x 6 gain map over the full area.
+script (readout/scripts/calibration.txt: every channel read whole), with calibration-zs.txt (the
+card's zero suppression on every channel, thresholds uploaded at 4 sigma), and with the physics
+run script (run.txt: hit channels only, zero suppression); muon rejection; the 6 x 6 gain map
+over the full area.
 
 ``--cases``: the cases of issue 15 streamed through the trend as a DAQ would feed it (slices of
 1 000 X-rays; tools/calibration_cases.py): gain steps inside slices at 100 % and at 30 % gain, a
@@ -58,12 +59,14 @@ PULLS_BEGIN, PULLS_END = "<!-- emulator-pulls:begin -->", "<!-- emulator-pulls:e
 FLOW_BEGIN, FLOW_END = "<!-- emulator-workflow:begin -->", "<!-- emulator-workflow:end -->"
 
 
-def sweep(repeats: int, script: str, extra: tuple[str, ...] = ()) -> dict[float, list[dict]]:
+def sweep(
+    repeats: int, script: str, extra: tuple[str, ...] = (), pedestals: str = "card"
+) -> dict[float, list[dict]]:
     """The gain sweep on ``repeats`` emulators running ``script`` then the board commands
-    ``extra``."""
+    ``extra``; ``pedestals``: the card's own (pedestal.txt) or uploaded by the DAQ."""
     out: dict[float, list[dict]] = {g: [] for g in GAINS}
     for r in range(repeats):
-        daq = EmulatedDaq("gain-drift", seed=100 + r, energy_min_adc=THRESHOLD_ADC, script=script)
+        daq = EmulatedDaq("gain-drift", 100 + r, THRESHOLD_ADC, script=script, pedestals=pedestals)
         for line in extra:
             daq.command(line)
         for p in gain_sweep(GAINS, 1000, threshold_adc=THRESHOLD_ADC, daq=daq):
@@ -122,7 +125,7 @@ def sweep_table(res: dict[float, list[dict]], title: str) -> list[str]:
 def sweep_block(args: argparse.Namespace) -> list[str]:
     t0 = time.time()
     calib = sweep(args.repeats, "calibration")
-    calib_zs = sweep(args.repeats, "calibration", ("zero_suppress 1", "zs_pre_post 8 4"))
+    calib_zs = sweep(args.repeats, "calibration-zs", pedestals="upload")
     physics = sweep(args.repeats, "run")
     rejection = muon_rejection((1.0, 0.5, 0.2), args.muons // 3, seed=7)
     fitted, truth = gain_map_check(args.map_xrays, seed=8)
@@ -138,7 +141,9 @@ def sweep_block(args: argparse.Namespace) -> list[str]:
         *sweep_table(calib, "Calibration run script (calibration.txt: every channel read whole)"),
         "",
         *sweep_table(
-            calib_zs, "calibration.txt with the card's zero suppression on (zero_suppress 1)"
+            calib_zs,
+            "calibration-zs.txt (every channel through the card's zero suppression, "
+            "thresholds uploaded at 4 sigma)",
         ),
         "",
         *sweep_table(physics, "Physics run script (run.txt: hit channels only, aget mode 0)"),

@@ -37,7 +37,12 @@ from agetdaq.readout.acquisition.memtune import pin_malloc_thresholds
 from agetdaq.readout.acquisition.metrics import DaqMetrics
 from agetdaq.readout.acquisition.pedestal_use import PedestalUse
 from agetdaq.readout.acquisition.runlog import RunLog
-from agetdaq.readout.acquisition.scripts import RUN_TYPE_SCRIPT, SCRIPTS_DIR, script_path
+from agetdaq.readout.acquisition.scripts import (
+    RUN_TYPE_SCRIPT,
+    RUN_TYPE_SCRIPTS,
+    SCRIPTS_DIR,
+    script_path,
+)
 from agetdaq.readout.acquisition.settings import Settings, parse_address
 from agetdaq.readout.acquisition.status import EngineView, StatusReporter
 from agetdaq.readout.acquisition.supervision import BoardWatch
@@ -256,7 +261,7 @@ class Acquisition:
         wanted = RUN_TYPE_SCRIPT[run_type]
         # a script the operator configured stays (a pedestal run needs every channel whole: it
         # takes pedestal_data over another run type's script); one start_run chose changes
-        other = self.script_name in RUN_TYPE_SCRIPT.values() and self.script_name != wanted
+        other = self.script_name in RUN_TYPE_SCRIPTS and self.script_name != wanted
         if self.state != "configured" or (other and (self.script_chosen or run_type == "pedestal")):
             self.configure(wanted)
             self.script_chosen = True

@@ -11,8 +11,12 @@ from agetdaq.readout.acquisition.runlog import confine
 
 SCRIPTS_DIR = Path(__file__).parents[1] / "scripts"
 # calibration runs read every channel whole (calibration.txt: the accurate low-gain calibration,
-# docs/CALIBRATION.md); run control is served beside the data path (transport/control.py)
+# docs/CALIBRATION.md); calibration-zs.txt keeps the card's zero suppression (~1 kB per event)
+# but loses X-rays to noise clusters on a detector with a large common mode (no common mode on
+# zero-suppressed rows): not the default. Run control is served beside the data path.
 RUN_TYPE_SCRIPT = {"pedestal": "pedestal_data", "calibration": "calibration", "background": "run"}
+# the shipped scripts that belong to a run type (a pedestal run replaces any of them)
+RUN_TYPE_SCRIPTS = frozenset(RUN_TYPE_SCRIPT.values()) | {"calibration-zs"}
 
 
 def script_path(name: str) -> Path:

@@ -53,7 +53,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_output(p, "PED.h5", "pedestal run file", required=True)
     p.add_argument("--events", type=int, default=500, help="generator events (default 500)")
     p.add_argument("--seconds", type=float, default=120.0, help="at most this long (default 120)")
-    p.add_argument("--k-sigma", type=float, default=5.0, help="threshold = k * noise")
+    p.add_argument(
+        "--k-sigma",
+        type=float,
+        default=4.0,  # agetdaq.readout.datapath.pedestals.ZS_K_SIGMA
+        help="with --upload: card zero-suppression threshold = k * noise (default 4: one sigma "
+        "under the DAQ's 5 sigma hit threshold, so the card keeps every strip the DAQ calls hit)",
+    )
     p.add_argument(
         "--upload",
         action="store_true",

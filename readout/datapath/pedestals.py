@@ -6,7 +6,8 @@ mapping's strips and the FPN channels of every chip. Reading the table a pedesta
 the store's (``agetdaq.readout.store.run.load_pedestals``). Board upload follows the card's
 convention (PROTOCOL.md §2):
 ``subtract_ped`` ADDS the signed ``ped`` value, so ``ped = target - round(mean)`` puts every
-baseline at ``target`` (250 like ``hped centermean``), and ``thr = target + round(k * sigma)``.
+baseline at ``target`` (250 like ``hped centermean``), and ``thr = target + round(k * sigma)``
+(k = 4 by default: under the DAQ's 5 sigma hit threshold).
 """
 
 from __future__ import annotations
@@ -101,8 +102,14 @@ def _uploaded(rows: np.ndarray) -> np.ndarray:
     return ~((rows["strip"] < 0) & (rows["sigma"] == 0))
 
 
-def upload_commands(rows: np.ndarray, target: int = 250, k_sigma: float = 5.0) -> list[str]:
-    """``ped`` and ``thr`` board commands that equalise baselines at ``target`` (§2)."""
+ZS_K_SIGMA = 4.0  # card ZS threshold: one noise sigma under the DAQ's hit threshold (k_hit 5)
+
+
+def upload_commands(rows: np.ndarray, target: int = 250, k_sigma: float = ZS_K_SIGMA) -> list[str]:
+    """``ped`` and ``thr`` board commands that equalise baselines at ``target`` (§2). ``thr``
+    is ``k_sigma`` x the noise the DAQ measured: under its own hit threshold (5 sigma) so the
+    card's zero suppression, which cannot remove the common mode and rounds to 1 ADC, keeps
+    every strip the DAQ would call hit (docs/CALIBRATION.md)."""
     out = []
     for r in rows[_uploaded(rows)]:
         ped = int(uploaded_ped(float(r["mean"]), target))
