@@ -3,13 +3,15 @@ engine's own thread.
 
 The control service (transport/control.py ``ControlService``) runs in a thread of its own and
 calls :meth:`EngineCommands.handle` for every valid request: ``status`` and ``ping`` are answered
-from the engine's status right away; ``configure``, ``start``, ``stop``, ``mask`` and
+from the engine's status right away; ``configure``, ``start``, ``stop``, ``pedestal``, ``mask`` and
 ``reference`` are queued for the engine thread (the owner's loop calls :meth:`run_pending`). Their
 reply comes when they are done if that takes less than ``ack_s`` (a refusal, a mask: at once);
 otherwise the command is acknowledged ``{"ok": true, "pending": "<cmd>", "state": ...}`` with the
 state it is heading through (``configuring``, ``stopping``), and its outcome shows in the status
 (state, message) when it ends. ``"wait": true`` in the request makes the reply wait for the end
-(the service meanwhile answers everyone else).
+(the service meanwhile answers everyone else). A ``pedestal`` upload keeps the engine thread for
+its two runs (tens of seconds): a ``stop`` meanwhile is not queued behind it but cancels it
+(pedestal_upload.py: before the upload nothing is sent).
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ class EngineCommands:
         cmd = request["cmd"]
         if cmd in QUICK:
             return self.status()
+        if cmd == "stop" and self.acq.uploads.busy:  # the engine thread is in the upload
+            self.acq.uploads.cancel()
+            return {**self.status(), "ok": True, "pending": "stop"}
         fut: Future = Future()
         with self._lock:
             self._busy.append(cmd)
@@ -66,6 +71,8 @@ class EngineCommands:
             busy = self._busy[0] if self._busy else None
         if busy in TRANSIT and st.get("state") in SETTLED:
             st["state"] = TRANSIT[busy]
+        elif busy == "pedestal" and st.get("state") in ("idle", "configured"):
+            st["state"] = "configuring"  # between the passes of an upload (or before its run)
         return {"ok": True, **st}
 
     # ---- the engine's thread -----------------------------------------------------------------
