@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from agetdaq.readout.acquisition.pedestal_use import save_in_force
+from agetdaq.readout.acquisition.scripts import RUN_TYPE_SCRIPT
 from agetdaq.readout.datapath.pedestals import upload_commands, uploaded_rows
 from agetdaq.readout.datapath.stages.pedestal import OUTPUT as PEDESTAL_TABLE
 from agetdaq.readout.link.board_link import BoardError
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+RAW_SCRIPT = RUN_TYPE_SCRIPT["pedestal"]  # internal generator, every channel, equalisation off
 EQUALISED_SCRIPT = "pedestal_equalised"  # pedestal_data.txt with the card's subtract_ped on
 RAW_COMMENT = "raw pedestals, before the upload (agetdaq pedestal --upload, pass 1)"
 EQUALISED_COMMENT = (
@@ -161,6 +163,9 @@ class PedestalUpload:
     def _two_passes(self, output, events, seconds, k_sigma, drive) -> Outcome:
         acq = self.acq
         self.phase = "raw pass"
+        # the raw pass always with the pedestal script (card equalisation off), whatever the
+        # operator configured before (e.g. pedestal.txt, whose hped leaves no data path on)
+        acq.configure(RAW_SCRIPT)
         raw = self.measure(None, events, seconds, RAW_COMMENT, drive)
         if raw is None:
             return self._no_events()
@@ -216,8 +221,7 @@ class PedestalUpload:
                   "table": "measured after the upload (card pedestal equalisation on)"}  # fmt: skip
         path = save_in_force(acq.data_dir, rows, source)
         summary["in_force"] = str(path)
-        acq.pedestals.load(rows, number, f"{path} (in force on the board: pedestal run {number} "
-                                         "after the upload)")  # fmt: skip
+        acq.pedestals.load(rows, number, f"pedestal run {number}, uploaded, in force ({path})")
         return Outcome(
             IN_FORCE,
             f"pedestal upload: table in force {path} (run {number}, "
