@@ -43,6 +43,7 @@ class EngineCommands:
         self._queue: queue.Queue[tuple[dict, Future]] = queue.Queue()
         self._lock = threading.Lock()
         self._busy: list[str] = []  # commands accepted and not done, in order
+        self._uploads = 0  # pedestal uploads accepted and not done
 
     # ---- the control service's thread --------------------------------------------------------
 
@@ -50,7 +51,11 @@ class EngineCommands:
         cmd = request["cmd"]
         if cmd in QUICK:
             return self.status()
-        if cmd == "stop" and self.acq.uploads.busy:  # the engine thread is in the upload
+        upload = cmd == "pedestal" and bool(request.get("upload"))
+        with self._lock:
+            cancel = cmd == "stop" and self._uploads > 0
+            self._uploads += upload
+        if cancel:  # the engine thread is in the upload (or about to be): not behind it
             self.acq.uploads.cancel()
             return {**self.status(), "ok": True, "pending": "stop"}
         fut: Future = Future()
@@ -92,5 +97,6 @@ class EngineCommands:
                 reply = {"ok": False, "error": f"{request['cmd']} failed: {exc}"}
             with self._lock:
                 self._busy.remove(request["cmd"])
+                self._uploads -= request["cmd"] == "pedestal" and bool(request.get("upload"))
             fut.set_result(reply)
             done += 1

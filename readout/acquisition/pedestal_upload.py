@@ -86,8 +86,9 @@ class PedestalUpload:
     # ---- any thread --------------------------------------------------------------------------
 
     def cancel(self) -> None:
-        """Stop the pass in progress (run control's ``stop`` during an upload): before the
-        upload nothing is sent; during the equalised pass its table is checked as measured."""
+        """Stop the upload in progress or about to start (run control's ``stop`` meanwhile):
+        before the upload nothing is sent; during the equalised pass its table is checked as
+        measured."""
         self._cancel.set()
 
     @property
@@ -147,7 +148,6 @@ class PedestalUpload:
         """The two-pass upload (module docstring; the engine refuses it while a run is open).
         An engine error (a configuration or a run start that failed) propagates after it is
         recorded; every other end is an :class:`Outcome`, also in the run log."""
-        self._cancel.clear()
         try:
             outcome = self._two_passes(output, events, seconds, k_sigma, drive)
         except RunEnded as ended:
@@ -157,6 +157,7 @@ class PedestalUpload:
             raise
         finally:
             self.phase = "idle"
+            self._cancel.clear()  # a cancel counts from its request (even before the start)
         self._finish(outcome)
         return outcome
 
@@ -165,12 +166,17 @@ class PedestalUpload:
         self.phase = "raw pass"
         # the raw pass always with the pedestal script (card equalisation off), whatever the
         # operator configured before (e.g. pedestal.txt, whose hped leaves no data path on)
+        stopped = Outcome(INTERRUPTED, "interrupted before the upload: nothing sent")
+        if self._cancel.is_set():  # by run control before it began
+            return stopped
         acq.configure(RAW_SCRIPT)
         raw = self.measure(None, events, seconds, RAW_COMMENT, drive)
+        if self._cancel.is_set():
+            return stopped
         if raw is None:
             return self._no_events()
-        if self._cancel.is_set() or acq.stop_request.is_set():
-            return Outcome(INTERRUPTED, "interrupted before the upload: nothing sent")
+        if acq.stop_request.is_set():
+            return stopped
         raw_file = acq.run.path
         self.phase = "uploading"
         acq.announce(f"pedestal upload: raw pedestals of run {acq.run.number}, uploading")
