@@ -96,7 +96,7 @@ class PedestalUpload:
         return self.phase != "idle"
 
     def report(self) -> dict[str, Any]:
-        """For the status: the phase and the last outcome ({} before any)."""
+        """For the status: the phase, and the last outcome once there is one."""
         last = self.last
         out: dict[str, Any] = {"phase": self.phase}
         if last is not None:
@@ -151,9 +151,9 @@ class PedestalUpload:
         try:
             outcome = self._two_passes(output, events, seconds, k_sigma, drive)
         except RunEnded as ended:
-            outcome = Outcome(RUN_FAILED, f"pedestal upload failed: {ended}")
+            outcome = Outcome(RUN_FAILED, str(ended))
         except Exception as exc:
-            self._finish(Outcome(RUN_FAILED, f"pedestal upload failed: {exc}"))
+            self._finish(Outcome(RUN_FAILED, str(exc)))
             raise
         finally:
             self.phase = "idle"
@@ -248,12 +248,12 @@ class PedestalUpload:
             if key in outcome.summary:
                 record[key] = outcome.summary[key]
         self.acq.runlog.append(record)
+        what = {STRIPS_OFF: "pedestal upload refused: ", RUN_FAILED: "pedestal upload failed: ",
+                IN_FORCE: ""}.get(outcome.kind, "pedestal upload: ")  # fmt: skip
         if self.acq.state == "error":  # the engine's message says why
-            log.error("pedestal upload: %s", outcome.message)
-        elif outcome.ok:
-            self.acq.announce(outcome.message)
+            log.error("%s%s", what, outcome.message)
         else:
-            self.acq.announce(f"pedestal upload refused: {outcome.message}", logging.ERROR)
+            self.acq.announce(what + outcome.message, logging.INFO if outcome.ok else logging.ERROR)
 
     def drain_leftovers(self) -> None:
         """Empty the card before the upload: a run stopped at its event count leaves the events
