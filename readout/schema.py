@@ -254,6 +254,7 @@ STATUS_FIELDS = (
     "pedestal_table",  # the pedestal table the processing uses ("" = none)
     "last_run",  # the run that ended last: {RUN_ENTRY_FIELDS} ({} before any)
     "killed_run",  # a run the run log saw start but never end (the DAQ died): {...} or {}
+    "pedestal_upload",  # the pedestal upload: {phase, and its last outcome} (not in run files)
 )
 
 # ``summary`` arrays: stream name -> event column, one entry per processed event of a batch

@@ -1,8 +1,8 @@
 """What the shift crew sees, against the real BEC emulator and DAQ server (child processes on
-127.0.0.1), driven through the monitor's run-control panel: no pedestal table, a pedestal run from
-its preset (event limit, end-of-run summary, the table then in use), a calibration run with an
-outage of the board, a board restart and a frozen DAQ (SIGSTOP), the stop that asks first, the run
-list, a replay of the run file, and a run killed with the DAQ server (named after its restart).
+127.0.0.1), driven through the monitor's run-control panel: no pedestal table, a pedestal upload
+from its preset (event limit, end-of-run summary, the table then in force), a calibration run with
+an outage of the board, a board restart and a frozen DAQ (SIGSTOP), the stop that asks first, the
+run list, a replay of the run file, and a run killed with the DAQ server (named after its restart).
 (Replaces the former test_gui_e2e.py: the panel drives a run and the file replays.)"""
 
 from __future__ import annotations
@@ -77,38 +77,48 @@ def line(tmp_path_factory, qapp):
         procs.close()
 
 
-def test_no_pedestal_table_then_a_pedestal_run_from_its_preset(line):
+def test_no_pedestal_table_then_a_pedestal_upload_from_its_preset(line):
+    """The preset uploads: raw run 1, upload, run 2 with the card's equalisation on, whose table
+    is then in force (tests/test_gui_pedestal_upload.py: the calibration run that follows)."""
     _, w = line
     rc = w.view(RunControlView)
     w.redraw()
     assert "NO PEDESTAL TABLE" in w.banner.labels["pedestals"].text()
     rc.apply_preset("pedestal")
-    assert (rc.run_type.currentText(), rc.script.currentText(), rc.events_limit.value()) == (
-        "pedestal", "pedestal_data", 1000)  # fmt: skip
-    rc.events_limit.setValue(PEDESTAL_EVENTS)  # the crew's choice: a short one
+    assert (rc.run_type.currentText(), rc.script.currentText(), rc.events_limit.value(),
+            rc.upload.isChecked()) == ("pedestal", "pedestal_data", 1000, True)  # fmt: skip
+    rc.events_limit.setValue(PEDESTAL_EVENTS)  # the crew's choice: a short one (per run)
     rc.start_button.click()
-    wait(lambda: w.model.state() == "running", 30, "the pedestal run")
+    wait(lambda: w.model.state() == "running", 30, "the raw pedestal run")
     w.redraw()
     assert rc.run_type.currentText() == "pedestal" and not rc.run_type.isEnabled()
-    wait(lambda: w.model.runs.ended_count >= 1 and w.model.state() == "configured", 60,
-         "the pedestal run to stop at its limit")  # fmt: skip
-    wait(lambda: w.model.status.get("pedestal_table"), 10, "the new pedestal table")
+
+    def upload() -> dict:
+        return w.model.status.get("pedestal_upload") or {}
+
+    wait(lambda: upload().get("outcome") and upload()["phase"] == "idle", 150,
+         "the upload to end", lambda: w.model.status.get("message"))  # fmt: skip
+    assert upload()["ok"] and upload()["run"] == 2, upload()
+    wait(lambda: w.model.runs.ended_count >= 1 and w.model.state() == "configured", 30,
+         "the second pedestal run to stop at its limit")  # fmt: skip
     w.redraw()
     summary = rc.summary_label.text()
-    assert "run 1 (pedestal)" in summary and f"{PEDESTAL_EVENTS} events reached" in summary
+    assert "run 2 (pedestal)" in summary and f"{PEDESTAL_EVENTS} events reached" in summary
     peds = w.banner.labels["pedestals"].text()
-    assert peds.startswith("pedestals: pedestal run 1") and "NO PEDESTAL" not in peds
-    assert "last run 1: " in w.banner.labels["last_run"].text()
-    wait(lambda: rc.runs_table.rowCount() >= 1, 15, "the run list")
+    assert peds.startswith("pedestals: pedestal run 2, uploaded, in force"), peds
+    assert "last run 2: " in w.banner.labels["last_run"].text()
+    assert rc.upload_label.text().startswith("pedestal table in force: ")
+    wait(lambda: rc.runs_table.rowCount() >= 2, 15, "the run list")
 
-    def row() -> list[str]:
-        return [rc.runs_table.item(0, c).text() for c in range(rc.runs_table.columnCount())]
+    def row(r: int = 0) -> list[str]:
+        return [rc.runs_table.item(r, c).text() for c in range(rc.runs_table.columnCount())]
 
     # the run list may lag the status: the run is never "running" or "KILLED" meanwhile
-    assert row()[:2] == ["1", "pedestal"] and row()[5] == f"{PEDESTAL_EVENTS} events reached"
+    assert row()[:2] == ["2", "pedestal"] and row()[5] == f"{PEDESTAL_EVENTS} events reached"
     wait(lambda: w.model.runs.listed[-1].get("end_time") is not None, 15, "the run's end listed")
     w.redraw()
     assert row()[5] == f"{PEDESTAL_EVENTS} events reached" and int(row()[4]) >= PEDESTAL_EVENTS
+    assert row(1)[:2] == ["1", "pedestal"] and row(1)[5] == f"{PEDESTAL_EVENTS} events reached"
     assert w.model.pedestal.present  # the table reached the Channels view too
 
 
@@ -117,6 +127,7 @@ def test_a_calibration_run_through_outage_restart_frozen_daq_and_stop(line):
     rc = w.view(RunControlView)
     alarms = w.view(AlarmsView)
     latency: dict[str, float] = {}
+    ended = w.model.runs.ended_count  # the runs before (the pedestal upload's two)
     rc.apply_preset("calibration")
     assert rc.script.currentText() == "calibration" and rc.seconds_limit.value() == 600
     rc.script.setCurrentText("run")  # hit channels only: light for a shared 2-core machine
@@ -194,7 +205,7 @@ def test_a_calibration_run_through_outage_restart_frozen_daq_and_stop(line):
     wait(lambda: rc.stop_button.isEnabled(), 30, "run control after the freeze")
     rc.stop_button.click()
     wait(
-        lambda: w.model.runs.ended_count >= 2,
+        lambda: w.model.runs.ended_count > ended,
         60,
         "the end of the run",
         lambda: f"status {w.model.status}; log {rc.log.toPlainText()[-1500:]}",

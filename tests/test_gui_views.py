@@ -454,3 +454,53 @@ def test_run_list_end_column_tells_running_killed_and_just_ended_apart():
     assert run_row(open_entry)[5] == "ended"
     ended = {**open_entry, "end_time": 5.0, "stop_reason": "stop requested by run control"}
     assert run_row(ended, current=None, killed=7)[5] == "stop requested by run control"
+
+
+def test_pedestal_preset_sends_the_upload_and_shows_its_outcome(qtbot, tmp_path):
+    """The pedestal preset's Start is the DAQ's ``pedestal`` command with ``upload`` (the upload
+    unticked: a plain pedestal run); the upload's phase locks the panel, a failed one is red."""
+    requests: list[dict] = []
+    server, stop = start_control_server(requests)
+    ctl = ControlWorker(server.address, poll_s=0.2)
+    w = make_window(qtbot, tmp_path, controls={0: ctl})
+    view = w.view(RunControlView)
+    w.tabs.setCurrentWidget(view.widget)
+    w.start()
+    try:
+        qtbot.waitUntil(lambda: view.start_button.isEnabled(), timeout=5000)
+        view.preset_buttons["pedestal"].click()
+        assert view.upload.isChecked() and view.upload.isEnabled()
+        view.start_button.click()
+        qtbot.waitUntil(lambda: any(r["cmd"] == "pedestal" for r in requests), timeout=5000)
+        sent = [r for r in requests if r["cmd"] != "status"]
+        assert sent == [{"cmd": "pedestal", "upload": True, "events": 1000}]
+        # the DAQ's status during and after the upload
+        up = {"phase": "uploading"}  # between its runs: the DAQ is "configured"
+        st = {**status_payload(state="configured", run_type="pedestal"), "pedestal_upload": up}
+        w._on_batch(0, [wire("status", 1, st)])
+        w.redraw()
+        assert view.upload_label.text() == "pedestal upload in progress: uploading"
+        assert not view.start_button.isEnabled() and not view.configure_button.isEnabled()
+        up = {"phase": "idle", "ok": False, "outcome": "strips_off", "run": 2,
+              "message": "the board's baselines after the upload are not where ..."}  # fmt: skip
+        st = {**status_payload(run_number=2, state="configured"), "pedestal_upload": up}
+        w._on_batch(0, [wire("status", 2, st)])
+        w.redraw()
+        assert view.upload_label.text().startswith("pedestal upload failed: the board's")
+        assert "c62828" in view.upload_label.styleSheet()  # red
+        assert "pedestal upload FAILED" in view.log.toPlainText()
+        # unticked: a plain pedestal run (its script first)
+        qtbot.waitUntil(lambda: view.start_button.isEnabled(), timeout=5000)
+        view.upload.setChecked(False)
+        assert view.upload_request() is None
+        view.start_button.click()
+        qtbot.waitUntil(lambda: any(r["cmd"] == "start" for r in requests), timeout=5000)
+        sent = [r for r in requests if r["cmd"] in ("configure", "start")]
+        assert sent == [{"cmd": "configure", "script": "pedestal_data"},
+                        {"cmd": "start", "run_type": "pedestal", "events": 1000}]  # fmt: skip
+        # another run type: no upload
+        view.run_type.setCurrentText("background")
+        assert not view.upload.isChecked() and not view.upload.isEnabled()
+    finally:
+        w.shutdown()
+        stop()

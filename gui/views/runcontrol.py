@@ -1,9 +1,13 @@
 """Run control: presets (pedestal with an event limit, calibration with the calibration script and a
 time limit, background), the DAQ's shipped scripts to choose from, start / stop (stop asks
 first), the DAQ's state machine, the end-of-run summary of the last run and the DAQ's run list
-(its run log). Requests go through the window's ControlWorker (never blocking); buttons are
-enabled only where the state allows (agetdaq.gui.runstate.allowed_actions); while a run is open
-the form shows that run (its type), not the crew's choice; refusals and errors are in red."""
+(its run log). The pedestal preset uploads: its Start sends the DAQ's ``pedestal`` command with
+``upload`` (raw run, ped/thr to the card, run with the card's equalisation on, whose table is then
+in force: what a calibration run with ``subtract_ped`` needs); the upload's phase and outcome come
+from the DAQ's status (``pedestal_upload``). Requests go through the window's ControlWorker (never
+blocking); buttons are enabled only where the state allows (agetdaq.gui.runstate.allowed_actions)
+and not during an upload; while a run is open the form shows that run (its type), not the crew's
+choice; refusals and errors are in red."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from PyQt6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -38,7 +43,8 @@ from agetdaq.gui.views.base import View
 from agetdaq.readout.transport.control import RUN_TYPES
 
 ERROR_COLOUR = "#c62828"
-# run type -> (script, stop after events, stop after seconds); the presets' buttons
+# run type -> (script, stop after events, stop after seconds); the presets' buttons. The pedestal
+# preset uploads (its event limit per pass; the DAQ chooses the scripts of the two passes)
 PRESETS: dict[str, tuple[str, int, float]] = {
     "pedestal": ("pedestal_data", 1000, 0.0),
     "calibration": ("calibration", 0, 600.0),
@@ -87,7 +93,11 @@ class RunControlView(View):
         split.addWidget(self._build_form())
         split.addWidget(self._build_runs())
         split.setSizes([420, 700])
+        self.upload_label = QLabel("")
+        self.upload_label.setWordWrap(True)
+        layout.addWidget(self.upload_label)
         self.control_reply_state: tuple[float, str] | None = None
+        self._upload_shown: tuple | None = None  # the upload outcome last logged
         self._shown_state: str | None = None
         self._shown_ended = 0
         self._runs_key: tuple = ()
@@ -109,9 +119,15 @@ class RunControlView(View):
         self.preset_buttons: dict[str, QPushButton] = {}
         for run_type, (script, events, seconds) in PRESETS.items():
             limit = f"{events} events" if events else (f"{seconds / 60:g} min" if seconds else "")
-            button = QPushButton(f"{run_type.capitalize()}" + (f"\n{limit}" if limit else ""))
-            button.setToolTip(f"{run_type} run with the {script} script"
-                              + (f", stops after {limit}" if limit else ""))  # fmt: skip
+            upload = run_type == "pedestal"
+            label = f"{run_type.capitalize()}" + (" + upload" if upload else "")
+            button = QPushButton(label + (f"\n{limit}" if limit else ""))
+            tip = (f"pedestal run, upload of its pedestals and thresholds to the card, pedestal "
+                   f"run with the card's equalisation on ({limit} each): its table is then in "
+                   f"force for the runs that follow" if upload else
+                   f"{run_type} run with the {script} script"
+                   + (f", stops after {limit}" if limit else ""))  # fmt: skip
+            button.setToolTip(tip)
             button.clicked.connect(lambda _c=False, t=run_type: self.apply_preset(t))
             row.addWidget(button)
             self.preset_buttons[run_type] = button
@@ -134,6 +150,10 @@ class RunControlView(View):
         self.seconds_limit = QDoubleSpinBox()
         self.seconds_limit.setRange(0, 1e7)
         self.seconds_limit.setSpecialValueText("no limit")
+        self.upload = QCheckBox("upload to the card, then measure again (table in force)")
+        self.upload.setToolTip("pedestal runs: raw pedestals, upload of ped/thr to the card, "
+                               "pedestals with the card's equalisation on; the limits apply to "
+                               "each of the two runs")  # fmt: skip
         buttons = QHBoxLayout()
         self.configure_button = QPushButton("Configure")
         self.start_button = QPushButton("Start")
@@ -148,6 +168,7 @@ class RunControlView(View):
         form.addRow("comment", self.comment)
         form.addRow("stop after events", self.events_limit)
         form.addRow("stop after seconds", self.seconds_limit)
+        form.addRow("pedestals", self.upload)
         form.addRow(buttons)
         col.addWidget(box)
         self.form_box = box
@@ -185,7 +206,9 @@ class RunControlView(View):
         self.script.setCurrentText(script)
         self.events_limit.setValue(events)
         self.seconds_limit.setValue(seconds)
+        self.upload.setChecked(run_type == "pedestal")
         self._log(f"preset: {run_type} run, script {script}"
+                  + (" + upload to the card" if run_type == "pedestal" else "")
                   + (f", {events} events" if events else "")
                   + (f", {seconds:g} s" if seconds else ""))  # fmt: skip
 
@@ -195,6 +218,8 @@ class RunControlView(View):
             return
         script, events, _ = PRESETS[run_type]
         self.script.setCurrentText(script)
+        self.upload.setEnabled(run_type == "pedestal")
+        self.upload.setChecked(run_type == "pedestal")
         auto = PRESETS["pedestal"][1]
         if run_type == "pedestal" and self.events_limit.value() == 0:
             self.events_limit.setValue(events)
@@ -217,8 +242,21 @@ class RunControlView(View):
             fields["seconds"] = float(self.seconds_limit.value())
         return fields
 
+    def upload_request(self) -> dict | None:
+        """The ``pedestal`` command of a pedestal run with the upload ticked (None: a plain run)."""
+        if self.run_type.currentText() != "pedestal" or not self.upload.isChecked():
+            return None
+        fields = self.start_request()
+        del fields["run_type"]
+        return {"upload": True, **fields}
+
     def start(self) -> None:
-        """Start; first configure with the chosen script when the DAQ has another one."""
+        """Start; first configure with the chosen script when the DAQ has another one. A pedestal
+        run with the upload: the DAQ's ``pedestal`` command (it configures both of its runs)."""
+        upload = self.upload_request()
+        if upload is not None:
+            self._send("pedestal", **upload)
+            return
         fields = self.start_request()
         script = self.script.currentText().strip()
         if script and script != self.host.model.status.get("script"):
@@ -285,7 +323,10 @@ class RunControlView(View):
     def redraw(self) -> None:
         state = self.current_state()
         reachable, busy = self.host.control_state()
+        uploading = self._draw_upload()
         allowed = allowed_actions(state, reachable, busy)
+        if uploading:  # between its runs the DAQ is "configured": nothing else meanwhile
+            allowed = allowed & {"stop"}
         for name, button in self.buttons.items():
             button.setEnabled(name in allowed)
         for button in self.preset_buttons.values():
@@ -310,6 +351,37 @@ class RunControlView(View):
         self._draw_summary()
         self._draw_runs()
 
+    def _draw_upload(self) -> bool:
+        """The pedestal upload's phase (True while it runs) and, once, each outcome: logged, and
+        in red when it failed."""
+        up = self.host.model.status.get("pedestal_upload")
+        if not isinstance(up, dict):
+            self.upload_label.setText("")
+            return False
+        phase = up.get("phase", "idle")
+        if phase != "idle":
+            s = self.host.model.status
+            run = f" (run {s.get('run_number')})" if s.get("state") in OPEN_STATES else ""
+            self.upload_label.setStyleSheet("font-weight: bold;")
+            self.upload_label.setText(f"pedestal upload in progress: {phase}{run}")
+            return True
+        if up.get("outcome") is None:
+            self.upload_label.setText("")
+            return False
+        key = (up.get("outcome"), up.get("run"), up.get("message"))
+        if key != self._upload_shown:
+            self._upload_shown = key
+            ok = bool(up.get("ok"))
+            message = str(up.get("message", ""))
+            self._log(message if ok else f"pedestal upload FAILED: {message}", error=not ok)
+            if ok:
+                self.upload_label.setStyleSheet("")
+                self.upload_label.setText(upload_text(up))
+            else:
+                self.upload_label.setStyleSheet(f"color: {ERROR_COLOUR}; font-weight: bold;")
+                self.upload_label.setText(f"pedestal upload failed: {message}")
+        return False
+
     def _follow_run(self, state: str | None) -> None:
         """While a run is open the form shows it (type, script) and cannot be edited."""
         s = self.host.model.status
@@ -325,6 +397,7 @@ class RunControlView(View):
                 self.script.setCurrentText(script)
         for widget in (self.run_type, self.script, self.events_limit, self.seconds_limit):
             widget.setEnabled(not open_run)
+        self.upload.setEnabled(not open_run and self.run_type.currentText() == "pedestal")
 
     def _draw_summary(self) -> None:
         watch = self.host.model.runs
@@ -406,6 +479,14 @@ def run_row(
         fmt.duration(run.get("elapsed_s")), fmt.count(run.get("events")), end,
         str(run.get("comment", "")), os.path.basename(str(run.get("file", ""))),
     ]  # fmt: skip
+
+
+def upload_text(up: dict) -> str:
+    """A pedestal upload that left its table in force, for the crew."""
+    check = up.get("upload_check") or {}
+    return (f"pedestal table in force: {up.get('in_force')} (pedestal run {up.get('run')} after "
+            f"the upload; {check.get('strips_off', '?')} of {check.get('strips', '?')} strips "
+            f"off by more than 3 ADC)")  # fmt: skip
 
 
 def end_of_run_text(e: dict) -> str:

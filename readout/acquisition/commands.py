@@ -4,13 +4,15 @@ engine's own thread.
 The control service (transport/control.py ``ControlService``) runs in a thread of its own and
 calls :meth:`EngineCommands.handle` for every valid request: ``status`` and ``ping`` are answered
 from the engine's status right away; a refusal the state alone decides (``start`` during a run,
-``stop`` with none) is answered at once too; ``configure``, ``start``, ``stop``, ``mask`` and
-``reference`` are queued for the engine thread (the owner's loop calls :meth:`run_pending`).
-Their reply comes when they are done if that takes less than ``ack_s`` (a mask: at once);
-otherwise the command is acknowledged ``{"ok": true, "pending": "<cmd>", "state": ...}`` with the
-state it is heading through (``configuring``, ``stopping``), and its outcome shows in the status
+``stop`` with none) is answered at once too; ``configure``, ``start``, ``stop``, ``pedestal``,
+``mask`` and ``reference`` are queued for the engine thread (the owner's loop calls
+:meth:`run_pending`). Their reply comes when they are done if that takes less than ``ack_s`` (a
+mask: at once); otherwise the command is acknowledged ``{"ok": true, "pending": "<cmd>", "state":
+...}`` with the state it is heading through (``configuring``, ``stopping``), and its outcome shows in the status
 (state, message) when it ends. ``"wait": true`` in the request makes the reply wait for the end
-(the service meanwhile answers everyone else).
+(the service meanwhile answers everyone else). A ``pedestal`` upload keeps the engine thread for
+its two runs (tens of seconds): a ``stop`` meanwhile is not queued behind it but cancels it
+(pedestal_upload.py: before the upload nothing is sent).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class EngineCommands:
         self._queue: queue.Queue[tuple[dict, Future]] = queue.Queue()
         self._lock = threading.Lock()
         self._busy: list[str] = []  # commands accepted and not done, in order
+        self._uploads = 0  # pedestal uploads accepted and not done
 
     # ---- the control service's thread --------------------------------------------------------
 
@@ -49,6 +52,13 @@ class EngineCommands:
         cmd = request["cmd"]
         if cmd in QUICK:
             return self.status()
+        upload = cmd == "pedestal" and bool(request.get("upload"))
+        with self._lock:
+            cancel = cmd == "stop" and self._uploads > 0
+            self._uploads += upload
+        if cancel:  # the engine thread is in the upload (or about to be): not behind it
+            self.acq.uploads.cancel()
+            return {**self.status(), "ok": True, "pending": "stop"}
         refusal = self._refusal(cmd)
         if refusal is not None:
             log.warning("control %s refused: %s", cmd, refusal)
@@ -85,6 +95,8 @@ class EngineCommands:
             busy = self._busy[0] if self._busy else None
         if busy in TRANSIT and st.get("state") in SETTLED:
             st["state"] = TRANSIT[busy]
+        elif busy == "pedestal" and st.get("state") in ("idle", "configured"):
+            st["state"] = "configuring"  # between the passes of an upload (or before its run)
         return {"ok": True, **st}
 
     # ---- the engine's thread -----------------------------------------------------------------
@@ -104,5 +116,6 @@ class EngineCommands:
                 reply = {"ok": False, "error": f"{request['cmd']} failed: {exc}"}
             with self._lock:
                 self._busy.remove(request["cmd"])
+                self._uploads -= request["cmd"] == "pedestal" and bool(request.get("upload"))
             fut.set_result(reply)
             done += 1

@@ -16,7 +16,9 @@ of its own:
 - :class:`~agetdaq.readout.acquisition.board_steps.BoardSteps`: configure, stop and drain, restart
   the board's triggers;
 - :class:`~agetdaq.readout.acquisition.pedestal_use.PedestalUse`: the pedestal table and strip
-  masks the processing uses.
+  masks the processing uses;
+- :class:`~agetdaq.readout.acquisition.pedestal_upload.PedestalUpload`: the two-pass pedestal
+  upload (``agetdaq pedestal --upload`` and run control's ``pedestal``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +38,7 @@ from agetdaq.readout.acquisition.board_steps import BoardSteps
 from agetdaq.readout.acquisition.limits import RunInfo, StopConditions, run_limits_error
 from agetdaq.readout.acquisition.memtune import pin_malloc_thresholds
 from agetdaq.readout.acquisition.metrics import DaqMetrics
+from agetdaq.readout.acquisition.pedestal_upload import Outcome, PedestalUpload
 from agetdaq.readout.acquisition.pedestal_use import PedestalUse
 from agetdaq.readout.acquisition.runlog import RunLog
 from agetdaq.readout.acquisition.scripts import (
@@ -163,6 +167,7 @@ class Acquisition:
             self.processor, self.feed, self.mapping, s.processing.k_hit, s.daq.rst_len
         )
         self.pedestals.load_in_force(self.data_dir)  # the board's table, if this dir has one
+        self.uploads = PedestalUpload(self)
         self.gain_reference: float | None = None
         self.capture = (
             None  # agetdaq.readout.link.pcap_tap.PcapTap: the board traffic, both directions
@@ -236,6 +241,24 @@ class Acquisition:
     def load_pedestals(self, rows: np.ndarray) -> None:
         """Use a per-channel pedestal table (PEDESTAL_DTYPE rows) for the processing."""
         self.pedestals.load(rows, self.run.number)
+
+    def upload_pedestals(
+        self,
+        output: str | Path | None = None,
+        events: int | None = None,
+        seconds: float | None = None,
+        k_sigma: float = 5.0,
+        drive: Callable[[], None] | None = None,
+    ) -> Outcome:
+        """Raw pedestal run, upload of ped/thr, pedestal run with the card's equalisation on:
+        its table is then in force (acquisition/pedestal_upload.py). Refused while a run is open.
+        ``drive``: drives each pass to its end (default: poll, stop on ``uploads.cancel()``)."""
+        if self.state in ("running", "stopping"):
+            raise EngineError(f"cannot upload pedestals while a run is {self.state}: stop it first")
+        refused = run_limits_error(events, seconds)
+        if refused:
+            raise EngineError(refused)
+        return self.uploads.upload(output, events, seconds, k_sigma, drive)
 
     def set_masked(self, strips: list[int], masked: bool = True) -> None:
         """Masked strips give no hits (like noisy ones) from the next batch on."""
@@ -415,10 +438,18 @@ class Acquisition:
 
     def _view(self) -> EngineView:
         return EngineView(self.state, self.message, self.run, sorted(self.masked), self.writer,
-                          self.script_name, self.pedestals.source)  # fmt: skip
+                          self.script_name, self.pedestals.source,
+                          self.uploads.report())  # fmt: skip
 
     def _publish_status(self, force: bool = False) -> None:
         self.reporter.publish(self._view(), force)
+
+    def announce(self, message: str, level: int = logging.INFO) -> None:
+        """A note of the engine's own (a step of a pedestal upload): log it, put it on the
+        stream at once."""
+        self.message = message
+        log.log(level, message)
+        self._publish_status(force=True)
 
     def _warn(self, message: str) -> None:
         """A board incident: log it and put it on the stream at once."""

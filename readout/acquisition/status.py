@@ -23,6 +23,7 @@ from agetdaq.readout.link.board_link import BoardLink
 from agetdaq.readout.schema import CLASS_NAMES, TOPIC_RUN, TOPIC_STATUS
 
 OTHER_RUNS = ("last_run", "killed_run")  # status fields about other runs
+NOT_IN_FILE = (*OTHER_RUNS, "pedestal_upload")  # nor the upload procedure across runs
 RUNS_LISTED = 50  # runs of the run log in a ``run`` message
 RUN_LIST_PERIOD_S = 10.0  # a ``run`` message at least this often (late subscribers)
 # loss kinds that are data lost (the rest: late or duplicate datagrams, which are not lost)
@@ -45,6 +46,7 @@ class EngineView:
     writer: Any = None  # the open RunWriter, if any
     script: str = ""  # the command script the board was configured with
     pedestals: str = ""  # the pedestal table the processing uses ("" = none)
+    pedestal_upload: dict | None = None  # the pedestal upload's phase and last outcome
 
 
 class RunList:
@@ -246,6 +248,7 @@ class StatusReporter:
             "pedestal_table": view.pedestals,
             "last_run": self.run_list.last_ended(),
             "killed_run": self.run_list.killed(run.number if open_run else None),
+            "pedestal_upload": view.pedestal_upload or {"phase": "idle"},
         }
 
     def publish(self, view: EngineView, force: bool = False) -> None:
@@ -262,7 +265,7 @@ class StatusReporter:
             self._publish_runs(now)
         if view.writer is not None and view.state == "running":
             # the run file keeps this run's status (its rows hold 2 kB of JSON): not other runs
-            view.writer.append_status({k: v for k, v in st.items() if k not in OTHER_RUNS})
+            view.writer.append_status({k: v for k, v in st.items() if k not in NOT_IN_FILE})
 
     def _publish_runs(self, now: float) -> None:
         """The ``run`` message: when the run log changed (read by ``status``) or now and then."""

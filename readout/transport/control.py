@@ -47,6 +47,16 @@ SCHEMA: dict[str, dict[str, _Field]] = {
         "wait": (bool, False, None),
     },
     "stop": {"wait": (bool, False, None)},
+    # a pedestal run; ``upload``: raw run, ped/thr to the card, run with its equalisation on
+    # (its table then in force; acquisition/pedestal_upload.py). Limits per pass.
+    "pedestal": {
+        "upload": (bool, False, None),
+        "events": (int, False, lambda n: 0 < n <= 10**7),
+        "seconds": ((int, float), False, lambda t: 0 < t <= 10**5),
+        "k_sigma": ((int, float), False, lambda k: 0 < k <= 100),
+        "comment": (str, False, lambda s: len(s) <= 2000),
+        "wait": (bool, False, None),
+    },
     "mask": {
         "strips": (list, True, lambda v: len(v) <= 4096 and all(type(i) is int for i in v)),
         "masked": (bool, False, None),
