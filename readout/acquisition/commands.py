@@ -7,12 +7,12 @@ from the engine's status right away; a refusal the state alone decides (``start`
 ``stop`` with none) is answered at once too; ``configure``, ``start``, ``stop``, ``pedestal``,
 ``mask`` and ``reference`` are queued for the engine thread (the owner's loop calls
 :meth:`run_pending`). Their reply comes when they are done if that takes less than ``ack_s`` (a
-mask: at once); otherwise the command is acknowledged ``{"ok": true, "pending": "<cmd>", "state":
-...}`` with the state it is heading through (``configuring``, ``stopping``), and its outcome
-shows in the status (state, message) when it ends. ``"wait": true`` in the request makes the reply wait for the end
-(the service meanwhile answers everyone else). A ``pedestal`` upload keeps the engine thread for
-its two runs (tens of seconds): a ``stop`` meanwhile is not queued behind it but cancels it
-(pedestal_upload.py: before the upload nothing is sent).
+mask: at once); otherwise the command is acknowledged ``{"ok": true, "pending": "<cmd>",
+"state": ...}`` with the state it is heading through (``configuring``, ``stopping``), and its
+outcome shows in the status (state, message) when it ends. ``"wait": true`` in the request makes
+the reply wait for the end (the service meanwhile answers everyone else). A ``pedestal`` upload
+keeps the engine thread for its two runs (tens of seconds): a ``stop`` meanwhile is not queued
+behind it but cancels it (pedestal_upload.py: before the upload nothing is sent).
 """
 
 from __future__ import annotations
