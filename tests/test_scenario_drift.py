@@ -171,7 +171,10 @@ def test_the_live_gain_and_the_monitor_follow_to_50_percent(drift):
 
 def test_agetdaq_calibrate_finds_the_same_drift(drift):
     trend = drift["trend"]  # split slices replaced by their parts
-    assert all("too few X-rays" in p["reason"] for p in trend if not p["ok"])
+    # unfitted parts of a split slice: too small, or the X-rays around a change (the judge leaves
+    # out those whose side of the cut is uncertain)
+    unfitted = [p["reason"] for p in trend if not p["ok"]]
+    assert all("too few X-rays" in r or "X-rays around the change" in r for r in unfitted), unfitted
     points = [p for p in trend if p["ok"]]
     assert len(points) >= 8 and trend[0] is points[0]
     fitted, true_rel = _against_truth(drift, points, "t_start_s", "t_stop_s")
