@@ -7,7 +7,9 @@ to the wider limits the same alarm escalates to "alarm" (and needs a new acknowl
 fires once its condition held for ``delay_s`` and latches: it stays active until the condition is
 gone AND an operator acknowledged it (acknowledging stops the sound; the banner keeps the colour of
 the worst level the alarm reached until it is gone and acknowledged). A missing metric (None /
-NaN) never fires. Rules load from TOML: an array of tables ``[[rule]]`` (see
+NaN) never fires. ``deadband`` is the rule's hysteresis: a fired alarm clears only once the value
+is that far back inside its range, so a value that hovers at a limit does not fire and clear in
+turn. Rules load from TOML: an array of tables ``[[rule]]`` (see
 gui/data/alarms.toml), through the one settings loader (:mod:`agetdaq.readout.config`): errors
 read ``file: rule[i].key: reason``.
 """
@@ -42,6 +44,9 @@ class Rule:
     alarm_min: float | None = setting(None, "below this the alarm escalates to 'alarm'")
     alarm_max: float | None = setting(None, "above this the alarm escalates to 'alarm'")
     delay_s: float = setting(0.0, "out of range this long before firing", lo=0.0, unit="s")
+    deadband: float = setting(
+        0.0, "a fired alarm clears only this far inside the range (hysteresis)", lo=0.0
+    )
     severity: str = setting("warning", choices=SEVERITIES)
     message: str = setting("", "banner text; may use {value}")
     states: tuple[str, ...] = setting(
@@ -56,14 +61,24 @@ class Rule:
             lo, hi = getattr(self, a), getattr(self, b)
             if lo is not None and hi is not None and lo > hi:
                 raise ConfigError(f"{a} {lo} is above {b} {hi}", a)
+        span = None if self.min is None or self.max is None else self.max - self.min
+        if span is not None and 2 * self.deadband >= span:
+            raise ConfigError(
+                f"deadband {self.deadband} leaves nothing of the range {self.min} .. {self.max}",
+                "deadband",
+            )
 
-    def level(self, value: float | None) -> str | None:
-        """The severity ``value`` calls for: None (in range), the rule's, or "alarm"."""
+    def level(self, value: float | None, holding: bool = False) -> str | None:
+        """The severity ``value`` calls for: None (in range), the rule's, or "alarm". While an
+        alarm holds (``holding``) its range is narrower by the deadband."""
         if value is None or not math.isfinite(value):
             return None
         if _outside(value, self.alarm_min, self.alarm_max):
             return "alarm"
-        return self.severity if _outside(value, self.min, self.max) else None
+        band = self.deadband if holding else 0.0
+        lo = None if self.min is None else self.min + band
+        hi = None if self.max is None else self.max - band
+        return self.severity if _outside(value, lo, hi) else None
 
     def violated(self, value: float | None) -> bool:
         return self.level(value) is not None
@@ -132,8 +147,9 @@ class AlarmEngine:
         for rule in self.rules:
             applies = not rule.states or state in rule.states
             value = metrics.get(rule.metric)
-            level = rule.level(value) if applies else None
             alarm = self.pending.get(rule.name)
+            holding = alarm is not None and alarm.fired and alarm.holding
+            level = rule.level(value, holding) if applies else None
             if level is not None:
                 if alarm is None:
                     alarm = self.pending[rule.name] = Alarm(rule, now, value, level)

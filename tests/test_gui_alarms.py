@@ -69,6 +69,9 @@ def test_shipped_defaults_load_and_cover_the_required_rules():
         ("[[rule]]\nname='a'\nmetric='m'\nmin=2\nmax=1\n", "rule[0].min: min 2.0 is above max"),
         ("[[rule]]\nname='a'\nmetric='m'\nmax=2\nalarm_max=1\n", "rule[0].max: max 2.0 is above"),
         ("[[rule]]\nname='a'\nmax=1\n", "rule[0].metric: missing (required)"),
+        ("[[rule]]\nname='a'\nmetric='m'\nmin=0.9\nmax=1.1\ndeadband=0.15\n",
+         "rule[0].deadband: deadband 0.15 leaves nothing of the range 0.9 .. 1.1"),
+        ("[[rule]]\nname='a'\nmetric='m'\nmax=1\ndeadband=-1\n", "rule[0].deadband: -1.0 is below"),
         ("[[rule]]\nname=''\nmetric='m'\nmax=1\n", "rule[0].name: must not be empty"),
         ("[[rule]]\nname='a'\nmetric='m'\nmax=1\nstates=['runing']\n",
          "rule[0].states[0]: 'runing'"),
@@ -127,6 +130,26 @@ def test_one_cause_one_alarm_that_escalates_and_asks_again():
     assert engine.active == []
     assert [e.kind for e in engine.history] == ["fired", "acknowledged", "escalated", "cleared",
                                                 "acknowledged"]  # fmt: skip
+
+
+def test_a_value_hovering_at_a_limit_does_not_fire_and_clear_in_turn():
+    """The gain falls through 0.9 with fit noise: with a deadband the warning holds until the gain
+    is clearly back (CI once saw warning, cleared, warning again during a monotonic drift)."""
+    noisy_fall = [0.93, 0.899, 0.903, 0.897, 0.905, 0.88, 0.85, 0.78, 0.74]
+    kinds = {}
+    for band in (0.0, 0.02):
+        rule = Rule("gain-drift", "gain_rel", min=0.9, max=1.1, alarm_min=0.75, deadband=band)
+        engine = AlarmEngine([rule])
+        for i, g in enumerate(noisy_fall):
+            engine.evaluate({"gain_rel": g}, now=float(i))
+        kinds[band] = [(e.kind, e.severity) for e in engine.history]
+    assert kinds[0.0][:2] == [("fired", "warning"), ("cleared", "warning")]  # the flicker
+    assert kinds[0.02] == [("fired", "warning"), ("escalated", "alarm")]
+    engine.evaluate({"gain_rel": 0.91}, now=20.0)  # inside the range, not by the deadband
+    assert engine.active[0].holding
+    engine.evaluate({"gain_rel": 0.93}, now=21.0)
+    assert not engine.active[0].holding
+    assert load_rules()[[r.name for r in load_rules()].index("gain-drift")].deadband > 0
 
 
 def test_condition_that_recovers_before_the_delay_never_fires():
