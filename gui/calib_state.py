@@ -3,7 +3,11 @@
 Everything here comes from agetdaq.readout.analysis.calibfeed.CalibFeed, in the DAQ or in the
 replay: trend points (kind ``point``), the fit of the live window with its spectrum and curve
 (``live``) and the gain map (``map``). :meth:`CalibState.gain_now` is the one gain number the
-monitor shows and its gain-drift alarm watches: the DAQ's newest good fit.
+monitor shows and its gain-drift alarm watches: the run's newest good live-window fit, or the
+newest good trend point while the run has none. One source, not the newer of two: a trend point
+(a short slice, or a part of one) and the live window (the last N X-rays) lag a drift by
+different amounts, so taking whichever ended later made the number jump back and forth, and the
+gain alarm fire and clear in turn while the gain fell.
 """
 
 from __future__ import annotations
@@ -163,6 +167,7 @@ class CalibState:
         """A new run: its live fit and map are not yet known (the trend goes on)."""
         self.live: LiveFit | None = None
         self.live_rx: float | None = None  # monotonic arrival
+        self.live_good: LiveFit | None = None  # the run's newest good live fit
         self.gain_map: GainMapView | None = None
 
     def apply(self, h: Mapping[str, object], a: Mapping[str, np.ndarray]) -> bool:
@@ -179,6 +184,8 @@ class CalibState:
             if live is None:
                 return False
             self.live, self.live_rx = live, time.monotonic()
+            if live.ok and math.isfinite(live.gain) and math.isfinite(live.gain_rel):
+                self.live_good = live
             return True
         if kind == "map":
             gain_map = GainMapView.from_message(h, a)
@@ -211,38 +218,26 @@ class CalibState:
         return True
 
     def last_gain(self) -> float | None:
-        """ADC per keV of the DAQ's newest good fit (live window or trend point)."""
-        candidates = []
-        if self.live is not None and self.live.ok and math.isfinite(self.live.gain):
-            candidates.append((self.live.t_end, self.live.gain))
-        p = self.last_point
-        g, t = _num(p, "gain"), _num(p, "t_end")
-        if p.get("ok") and math.isfinite(g):
-            candidates.append((t, g))
-        if not candidates:
-            return None
-        return max(candidates, key=lambda c: c[0] if math.isfinite(c[0]) else math.inf)[1]
+        """ADC per keV of the fit :meth:`gain_now` describes."""
+        if self.live_good is not None:
+            return self.live_good.gain
+        g = _num(self.last_point, "gain")
+        return g if self.last_point.get("ok") and math.isfinite(g) else None
 
     def gain_now(self) -> tuple[float | None, float | None, float | None, str]:
-        """(gain_rel, FWHM/E %, threshold keV, what it is) of the DAQ's newest good fit: the live
-        window or the last trend point, whichever ends later."""
-        best: tuple[float, tuple[float | None, float | None, float | None], str] | None = None
-        ok = self.trend.column("ok")
-        idx = np.flatnonzero(ok > 0.5)
-        if len(idx):
-            i = int(idx[-1])
-            vals = tuple(_finite(self.trend.column(n)[i])
-                         for n in ("gain_rel", "resolution_pct", "threshold_kev"))  # fmt: skip
-            best = (float(self.trend.t[i]), vals, "trend point")
-        live = self.live
-        if live is not None and live.ok and math.isfinite(live.gain_rel):
-            t = live.t_end if math.isfinite(live.t_end) else math.inf
-            if best is None or t >= best[0]:
-                vals = (live.gain_rel, 100.0 * live.resolution, _finite(live.threshold_kev))
-                best = (t, vals, f"live window of {live.counts} X-rays")
-        if best is None:
+        """(gain_rel, FWHM/E %, threshold keV, what it is): the run's newest good live-window
+        fit, or the newest good trend point while the run has none (see the module doc)."""
+        live = self.live_good
+        if live is not None:
+            vals = (live.gain_rel, 100.0 * live.resolution, _finite(live.threshold_kev))
+            return (*vals, f"live window of {live.counts} X-rays")
+        idx = np.flatnonzero(self.trend.column("ok") > 0.5)
+        if not len(idx):
             return None, None, None, ""
-        return (*best[1], best[2])
+        i = int(idx[-1])
+        vals = tuple(_finite(self.trend.column(n)[i])
+                     for n in ("gain_rel", "resolution_pct", "threshold_kev"))  # fmt: skip
+        return (*vals, "trend point")
 
 
 def _finite(v: float) -> float | None:

@@ -315,6 +315,8 @@ CALIB_HEADER = (  # kind "point": a closed trend slice
     "threshold_kev_spectrum",
     "chi2_ndf",
     "reason",
+    "part",  # "k/n": part k of a slice split where the gain changed; "" for a whole slice
+    "flag",  # why a good point is marked (e.g. "part 1/2 of slice 3: <why split>")
 )
 CALIB_ARRAYS = ("spectrum", "edges")
 CALIB_LIVE_HEADER = (  # kind "live": the fit of the last N selected X-rays (or T minutes)

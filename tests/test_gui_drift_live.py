@@ -129,7 +129,13 @@ def drift(tmp_path_factory, qapp):
         gain = w.view(GainView)
         w.tabs.setCurrentWidget(gain.widget)
         _wait(lambda: time.monotonic() > end, end - time.monotonic() + 5, "the drift")
-        w.tick()
+
+        def fell() -> bool:  # the live window (the last 600 X-rays) lags more on a busy machine
+            w.tick()
+            gain_rel = w.model.metrics()["gain_rel"]
+            return gain_rel is not None and gain_rel < 0.6
+
+        _wait(fell, 60, "the monitor's gain to follow the fall below 0.6")
         w.redraw()
         seen = {
             "gain_label": gain.gain_label.text(),
@@ -137,6 +143,7 @@ def drift(tmp_path_factory, qapp):
             "boundaries": sum(line.isVisible() for line in gain.boundaries["gain_rel"]),
             "alarms": [(a.rule.name, a.severity) for a in w.model.alarms.active],
             "history": [(e.kind, e.rule, e.severity) for e in w.model.alarms.history],
+            "history_text": [(e.time, e.kind, e.text) for e in w.model.alarms.history],
             "banner": w.banner.text(),
             "banner_colour": w.banner.colour,
             "map": w.model.calib.gain_map,
@@ -183,13 +190,14 @@ def test_the_stream_is_whole_while_run_control_is_polled(drift):
 def test_the_trend_follows_the_drift_slice_by_slice_within_2_percent(drift):
     _, audit, truth_t, truth_g = drift
     points = [h for h in audit.calib if h["kind"] == "point"]
-    full = [h for h in points if h["counts"] >= 500]  # the run's last slice may be cut short
-    assert len(full) >= 4, len(full)  # ~6 on a quiet machine; the fall is covered below
-    # a slice the gain moved inside is split by the DAQ's judge (never a good point): the only
-    # unfitted points; every fitted one follows the truth
-    bad = [h["reason"] for h in full if not h["ok"]]
-    assert all("inside the slice" in r and r.endswith("split") for r in bad), bad
-    full = [h for h in full if h["ok"]]
+    # the run's last slice may be cut short; a slice the gain moved inside is split by the DAQ's
+    # judge and comes as its parts (only parts may be unfitted: too few X-rays, or the X-rays
+    # around a change); every fitted point follows the truth
+    slices = {h["slice"] for h in points if h["counts"] >= 500 or h["part"]}
+    assert len(slices) >= 4, len(slices)  # ~6 on a quiet machine; the fall is covered below
+    bad = [(h["part"], h["reason"]) for h in points if not h["ok"] and h["counts"] >= 500]
+    assert all(k for k, _ in bad), bad
+    full = [h for h in points if h["ok"] and h["counts"] >= 400]  # not the small parts
     assert len(full) >= 2, bad
     ref = _truth(truth_t, truth_g, full[0])
     true_rel = np.array([_truth(truth_t, truth_g, h) / ref for h in full])
@@ -219,7 +227,7 @@ def test_one_gain_alarm_escalates_from_warning_to_alarm(drift):
     gain_alarms = [a for a in seen["alarms"] if a[0] == "gain-drift"]
     assert gain_alarms == [("gain-drift", "alarm")]
     kinds = [(k, s) for k, r, s in seen["history"] if r == "gain-drift"]
-    assert kinds[:2] == [("fired", "warning"), ("escalated", "alarm")]
+    assert kinds[:2] == [("fired", "warning"), ("escalated", "alarm")], seen["history_text"]
     assert seen["banner_colour"] == "alarm" and "gain at 0." in seen["banner"]
 
 

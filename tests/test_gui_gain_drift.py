@@ -66,3 +66,41 @@ def test_gain_drift_alarm_fires(drift):
     fired = model.evaluate_alarms(now=600.0)  # past every rule's delay
     names = {a.rule.name for a in model.alarms.active if a.fired} | {a.rule.name for a in fired}
     assert "gain-drift" in names
+
+
+def test_a_slice_with_a_gain_step_is_published_as_its_parts():
+    """The DAQ's judge splits a slice where the gain changed; the stream carries its parts (each
+    with its own fit, as ``agetdaq calibrate`` reports them), so the monitor's trend shows the
+    step instead of one failed point."""
+    daq = EmulatedDaq("gain-drift", seed=5, energy_min_adc=THRESHOLD)
+    sink = Collect("d0")
+    calib = CalibFeed(sink, TrendConfig(slice_xrays=10**6, threshold_adc=THRESHOLD))
+    calib.begin_run(1, "calibration")
+    truths = []
+    for gains in ((1.0,), (0.93, 0.8)):  # the reference slice, then a slice with a step
+        for g in gains:
+            rows, truth = daq.calibration_run(
+                int(N_XRAYS * 1.3), drift_time_for_gain(daq.scenario, g)
+            )
+            calib.on_rows(rows)
+            truths.append(
+                np.mean([t["gain"] for t in truth if t["kind"] == "xray" and t.get("gain")])
+            )
+        calib.close_slice()
+    calib.close_run()
+    points = [m.header for m in sink.messages if m.topic == "calib" and m.header["kind"] == "point"]
+    assert points[0]["ok"] and points[0]["part"] == ""
+    parts = points[1:]
+    assert len(parts) >= 2 and all(h["slice"] == points[1]["slice"] for h in parts)
+    assert [h["part"] for h in parts] == [f"{k}/{len(parts)}" for k in range(1, len(parts) + 1)]
+    good = [h for h in parts if h["ok"]]
+    assert len(good) >= 2 and all("part" in h["flag"] for h in good)
+    assert sum(h["counts"] for h in parts) == calib.points[1].n_xrays
+    first, last = good[0]["gain_rel"], good[-1]["gain_rel"]
+    assert first == pytest.approx(truths[1] / truths[0], rel=0.02)
+    assert last == pytest.approx(truths[2] / truths[0], rel=0.02)
+    assert sum(h["events"] for h in parts) == calib.points[1].n_events
+    model = StreamModel("tcp://d0", StripMapping.default(), MonitorConfig(), load_rules(None))
+    for msg in sink.messages:
+        model.apply(msg)
+    assert model.calib.trend.column("ok").sum() == 1 + len(good)

@@ -8,6 +8,7 @@ import pytest
 
 from agetdaq.gui.accumulators import RateTracker, class_key, total_losses
 from agetdaq.gui.batching import Coalescer, SeqTracker
+from agetdaq.gui.calib_state import CalibState
 from agetdaq.gui.config import MonitorConfig
 from agetdaq.gui.history import TimeSeries
 from agetdaq.gui.model import LinkInfo, StreamModel
@@ -219,6 +220,37 @@ def test_model_shows_the_daq_55fe_feed_trend_live_fit_and_map():
     assert any(t[0].isdigit() and "." in t for t in texts)  # fitted cells
     assert any("/" in t for t in texts)  # the sparse corners say why not: "120/200" X-rays
     assert "with too few X-rays (200 needed)" in gm.summary()
+
+
+def test_the_one_gain_number_comes_from_one_source_and_does_not_jump_back():
+    """The live window (the last N X-rays) and a trend point (a slice, or a part of one) lag a
+    drift by different amounts: taking whichever ended later made the gain read 0.88, 0.95, ...
+    while it fell, and the gain alarm fire and clear in turn (seen in CI). The run's newest good
+    live fit is the number; a failed live fit does not replace it; a trend point is the number
+    only while the run has no good live fit."""
+    cs = CalibState(100)
+    arrays = {"edges": np.arange(3.0), "spectrum": np.ones(2)}
+
+    def live(t: float, rel: float | None) -> None:
+        ok = rel is not None
+        cs.apply({"kind": "live", "ok": ok, "t_end": t, "gain": 500.0 * (rel or 0), "counts": 600,
+                  "gain_rel": rel if ok else None, "fwhm_rel": 0.2}, arrays)  # fmt: skip
+
+    def point(t: float, rel: float) -> None:
+        cs.apply({"kind": "point", "ok": True, "t_end": t, "gain": 500.0 * rel, "gain_rel": rel,
+                  "fwhm_rel": 0.2}, arrays)  # fmt: skip
+
+    point(5.0, 0.99)
+    assert cs.gain_now()[0] == pytest.approx(0.99) and cs.gain_now()[3] == "trend point"
+    seen = []
+    for step in (lambda: live(10.0, 0.95), lambda: point(11.0, 0.88), lambda: live(12.0, None),
+                 lambda: live(13.0, 0.90)):  # fmt: skip
+        step()
+        seen.append(cs.gain_now()[0])
+    assert seen == pytest.approx([0.95, 0.95, 0.95, 0.90])
+    assert cs.last_gain() == pytest.approx(450.0)
+    cs.reset_run()  # a new run: its own live fits; until then the newest trend point
+    assert cs.gain_now()[0] == pytest.approx(0.88)
 
 
 # ---- worker bookkeeping -------------------------------------------------------------------------

@@ -73,7 +73,13 @@ def drift(tmp_path_factory, qapp) -> dict:
         out["started_at_model_s"] = time.monotonic() - procs.board_up
         end = procs.board_up + DELAY_S + DURATION_S + AFTER_S
         wait_for(lambda: time.monotonic() > end or run.poll() is not None, 120, "the drift")
-        monitor.refresh()
+
+        def fell() -> bool:  # the live window lags more on a busy machine
+            monitor.refresh()
+            gain_rel = monitor.model.metrics()["gain_rel"]
+            return run.poll() is not None or (gain_rel is not None and gain_rel < 0.6)
+
+        wait_for(fell, 60, "the monitor's gain to follow the fall below 0.6")
         m = monitor.model
         out["monitor"] = {
             "gain": m.metrics()["gain_rel"],
@@ -127,11 +133,12 @@ def _against_truth(
 
 def _stream_points(d: dict) -> list[dict]:
     """The stream's fitted trend points. A slice over which the gain moved is split where it
-    changed (that slice not ok, 'split'; its parts come as points of their own); a part too
-    short is not fitted (not ok, 'too few X-rays')."""
+    changed and comes as its parts (``part`` "k/n"); a part too short is not fitted (not ok,
+    'too few X-rays'), nor are the X-rays around a change (the judge leaves out those whose side
+    of the cut is uncertain); the run's last slice may be too short."""
     points = [h for h in d["calib_msgs"] if h["kind"] == "point"]
-    bad = [h["reason"] for h in points if not h["ok"]]
-    assert all("split" in r or "too few X-rays" in r for r in bad), bad
+    bad = [(h["part"], h["reason"]) for h in points if not h["ok"]]
+    assert all(r.startswith("too few") or (k and "around the change" in r) for k, r in bad), bad
     good = [h for h in points if h["ok"]]
     assert len(good) >= 8 and good[0] is points[0], [h["reason"] for h in points]
     return good
@@ -174,7 +181,7 @@ def test_agetdaq_calibrate_finds_the_same_drift(drift):
     # unfitted parts of a split slice: too small, or the X-rays around a change (the judge leaves
     # out those whose side of the cut is uncertain)
     unfitted = [p["reason"] for p in trend if not p["ok"]]
-    assert all("too few X-rays" in r or "X-rays around the change" in r for r in unfitted), unfitted
+    assert all(r.startswith("too few") or "around the change" in r for r in unfitted), unfitted
     points = [p for p in trend if p["ok"]]
     assert len(points) >= 8 and trend[0] is points[0]
     fitted, true_rel = _against_truth(drift, points, "t_start_s", "t_stop_s")

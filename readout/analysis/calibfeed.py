@@ -6,6 +6,8 @@ filtered by :class:`~agetdaq.readout.analysis.calibration.runs.EventFilter`, tim
 clock). Three kinds of ``calib`` message (header ``kind``, docs/STREAM.md):
 
 - ``point``: each slice the trend closes, fitted there (once per slice, ~50 ms), with its spectrum;
+  a slice the gain changed in is published as its parts (``part`` "k/n"; the judge split it
+  where the gain changed), each with its own fit and spectrum, as ``agetdaq calibrate`` reports;
 - ``live``: every ``live_interval_s`` of host time, the fit of the last ``window_xrays`` selected
   X-rays within the last ``window_minutes`` (a rolling window that follows a drifting gain without
   a reset, :class:`~agetdaq.readout.analysis.livecalib.LiveWindow`) with its spectrum, the fitted
@@ -230,13 +232,14 @@ class CalibFeed:
         if points:
             self._open_since = None
         for p in points:
-            xrays = self._buffer.take(p.n_events)
             self.points.append(p)
-            if p.ok:
-                self._gain_seen(p.gain)
             if self.reference_gain is None and self.trend.reference_gain is not None:
                 self.reference_gain = self.trend.reference_gain
-            self.publish(p, xrays["energy_adc"])
+            for piece in p.parts if p.status == "split" and p.parts else [p]:
+                xrays = self._buffer.take(piece.n_events)
+                if piece.ok:
+                    self._gain_seen(piece.gain)
+                self.publish(piece, xrays["energy_adc"])
 
     def publish(self, point: TrendPoint, energies: np.ndarray) -> bool:
         """One ``calib`` message of kind ``point``: the trend point and the slice's spectrum."""
@@ -261,6 +264,8 @@ class CalibFeed:
             "threshold_kev_spectrum": spectral,
             "chi2_ndf": point.chi2_ndf,
             "reason": point.reason,
+            "part": point.part,
+            "flag": point.flag,
         }
         arrays = {"spectrum": counts.astype(np.int64), "edges": edges}
         sent = self._send("point", header, arrays)
