@@ -34,7 +34,7 @@ from agetdaq.gui.control_worker import ControlWorker
 from agetdaq.gui.views import AlarmsView, RunControlView
 from agetdaq.gui.window import MainWindow
 from agetdaq.gui.worker import StreamWorker
-from agetdaq.readout.cli.demo import Children
+from agetdaq.readout.cli.demo import Children, board_answers
 
 AGETDAQ = [sys.executable, "-m", "agetdaq"]
 SIZE = (1600, 1000)
@@ -89,7 +89,8 @@ class Session:
         out = {"stdout": self.log, "stderr": self.log}
         emulate = [*AGETDAQ, "emulate", "--board", f"127.0.0.1:{bec}",
                    "--scenario", str(self.workdir / "scenario.toml")]  # fmt: skip
-        self.children.start("emulator", emulate, **out)
+        self.emulator = self.children.start("emulator", emulate, **out)
+        self.bec_port = bec
         self.children.start("DAQ server", [
             *AGETDAQ, "serve", "--board", f"127.0.0.1:{bec}", "--control", control, "--publish",
             stream, "--data-dir", str(self.workdir / "data"), "--config",
@@ -135,11 +136,22 @@ def shoot(w: MainWindow, index: int, path: Path) -> Path:
     return path
 
 
+def upload_failed(w: MainWindow) -> str:
+    """Why the DAQ's pedestal upload failed ("" while it runs or when it worked)."""
+    up = w.model.status.get("pedestal_upload")
+    if isinstance(up, dict) and up.get("phase", "idle") == "idle" and up.get("outcome"):
+        return "" if up.get("ok") else str(up.get("message") or up.get("outcome"))
+    return ""
+
+
 def take(session: Session, out: Path, seconds: float) -> list[Path]:
     w = session.start()
     rc = w.view(RunControlView)
     rc.ask = lambda *_: True  # the Stop confirmation, answered
     print("screenshots: waiting for the emulator and the DAQ server ...", flush=True)
+    # the board first: an idle DAQ whose board still builds its event bank refuses the upload
+    board = lambda: board_answers(session.bec_port, session.emulator, 0.2)  # noqa: E731
+    session.wait(board, 240, "the emulator to answer")
     session.wait(lambda: rc.start_button.isEnabled() and w.model.status, 240, "the DAQ, idle")
     w.tick()
     w.view(AlarmsView).acknowledge(None)  # the shift starts: "no message from the DAQ" (start-up)
@@ -148,8 +160,11 @@ def take(session: Session, out: Path, seconds: float) -> list[Path]:
     rc.events_limit.setValue(PEDESTAL_EVENTS)
     rc.start_button.click()
     print(f"screenshots: pedestal run of {PEDESTAL_EVENTS} events ...", flush=True)
-    session.wait(lambda: w.model.runs.ended_count >= 1 and rc.start_button.isEnabled(), 180,
-                 "the pedestal run to end")  # fmt: skip
+    session.wait(lambda: upload_failed(w) or (w.model.runs.ended_count >= 1
+                                              and rc.start_button.isEnabled()),
+                 180, "the pedestal run to end")  # fmt: skip
+    if upload_failed(w):
+        raise Failed(f"the pedestal upload failed: {upload_failed(w)}")
     session.wait(lambda: w.model.status.get("pedestal_table"), 30, "the pedestal table")
 
     rc.apply_preset("calibration")

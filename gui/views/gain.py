@@ -22,7 +22,6 @@ DASH = Qt.PenStyle.DashLine
 MAX_SYMBOLS = 100
 MAX_BOUNDARIES = 12  # run boundaries drawn on the trends (the newest)
 GAP_FACTOR = 4.0  # trend points further apart than this x the median spacing: a gap
-REF_KEV = 5.9
 SHOWN_BINS = 512  # bins of the live spectrum as drawn
 KEV_SHOWN = 12.0  # energy axis of the spectra: 0 .. 12 keV (0 .. 8192 ADC without a scale)
 ADC_SHOWN = 8192.0
@@ -100,7 +99,7 @@ class GainView(View):
         legend = outside_legend(left.ci, 1, 0, colCount=4)
         legend.addItem(self.spec_curve, "live window")
         legend.addItem(self.fit_curve, "DAQ fit")
-        legend.addItem(pg.PlotDataItem(pen=pg.mkPen("#ff3030", style=DASH)), "5.9 keV peak")
+        legend.addItem(pg.PlotDataItem(pen=pg.mkPen("#ff3030", style=DASH)), "fitted 5.9 keV peak")
         legend.addItem(pg.PlotDataItem(pen=pg.mkPen("#ffa000", style=DASH)), "escape peak")
         self.run_plot = left.addPlot(row=2, col=0, title="run: X-ray-like events (DAQ hist)")
         self.run_plot.setLabel("left", "counts / bin")
@@ -233,7 +232,9 @@ class GainView(View):
         scale = self.energy_scale()
         if scale != self._scale:
             self._scale = scale
-            unit = ("energy (X + Y)", "keV") if scale else ("energy (X + Y)", "ADC")
+            # keV at the reference gain: a drift moves the peaks off 5.9 keV by the gain ratio
+            unit = (("energy (X + Y) at the reference gain", "keV") if scale
+                    else ("energy (X + Y)", "ADC"))  # fmt: skip
             self.spec_plot.setLabel("bottom", *unit)
             self.run_plot.setLabel("bottom", *unit)
             # a fixed energy range (the plots are linked: neither may follow its own data)
@@ -331,8 +332,7 @@ class GainView(View):
     def fit_text(self) -> str:
         cs = self.host.model.calib
         live = cs.live
-        ref = cs.reference_gain
-        ref_text = f"reference {ref * REF_KEV:.1f} ADC at 5.9 keV" if ref else "no reference yet"
+        ref_text = cs.reference_text()
         if live is None:
             return f"no live fit from the DAQ yet (calibration runs only); {ref_text}"
         head = f"live window: {live.counts} X-rays; "
