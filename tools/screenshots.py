@@ -152,25 +152,25 @@ def take(session: Session, out: Path, seconds: float) -> list[Path]:
     # the board first: an idle DAQ whose board still builds its event bank refuses the upload
     board = lambda: board_answers(session.bec_port, session.emulator, 0.2)  # noqa: E731
     session.wait(board, 240, "the emulator to answer")
-    session.wait(lambda: rc.start_button.isEnabled() and w.model.status, 240, "the DAQ, idle")
+    session.wait(lambda: rc.form.start_button.isEnabled() and w.model.status, 240, "the DAQ, idle")
     w.tick()
     w.view(AlarmsView).acknowledge(None)  # the shift starts: "no message from the DAQ" (start-up)
 
-    rc.apply_preset("pedestal")
-    rc.events_limit.setValue(PEDESTAL_EVENTS)
-    rc.start_button.click()
+    rc.form.apply_preset("pedestal")
+    rc.form.events_limit.setValue(PEDESTAL_EVENTS)
+    rc.form.start_button.click()
     print(f"screenshots: pedestal run of {PEDESTAL_EVENTS} events ...", flush=True)
     session.wait(lambda: upload_failed(w) or (w.model.runs.ended_count >= 1
-                                              and rc.start_button.isEnabled()),
+                                              and rc.form.start_button.isEnabled()),
                  180, "the pedestal run to end")  # fmt: skip
     if upload_failed(w):
         raise Failed(f"the pedestal upload failed: {upload_failed(w)}")
     session.wait(lambda: w.model.status.get("pedestal_table"), 30, "the pedestal table")
 
-    rc.apply_preset("calibration")
-    rc.script.setCurrentText("run")
-    rc.comment.setText("make screenshots")
-    rc.start_button.click()
+    rc.form.apply_preset("calibration")
+    rc.form.script.setCurrentText("run")
+    rc.form.comment.setText("make screenshots")
+    rc.form.start_button.click()
     session.wait(lambda: w.model.state() == "running", 60, "the calibration run")
     print(f"screenshots: calibration run for {seconds:.0f} s ...", flush=True)
     end = time.monotonic() + seconds
@@ -180,9 +180,9 @@ def take(session: Session, out: Path, seconds: float) -> list[Path]:
     w.tick()
     shots = [shoot(w, i, out / tab_file(w.tabs.tabText(i))) for i in range(w.tabs.count())]
     w.tabs.setCurrentWidget(rc.widget)
-    rc.stop_button.click()
+    rc.form.stop_button.click()
     session.wait(lambda: w.model.runs.ended_count >= 2, 90, "the end of the calibration run")
-    session.wait(lambda: rc.start_button.isEnabled(), 30, "run control after the run")
+    session.wait(lambda: rc.form.start_button.isEnabled(), 30, "run control after the run")
     end = time.monotonic() + 2.0  # the run list follows the DAQ's next run message
     session.wait(lambda: time.monotonic() >= end, 5, "the run list")
     shots.append(shoot(w, w.tabs.indexOf(rc.widget), out / "run-control-end-of-run.png"))
