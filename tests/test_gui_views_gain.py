@@ -3,6 +3,7 @@ DAQ's feed publishes them, and the reference it sends back."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from gui_views_support import (
     feed_calibration,
@@ -15,6 +16,7 @@ from gui_views_support import (
 
 from agetdaq.gui.control_worker import ControlWorker
 from agetdaq.gui.views import GainView
+from agetdaq.gui.views.gain import boundary_labels
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +76,12 @@ def test_gain_view_sends_the_daq_its_newest_gain_as_reference(qtbot, tmp_path):
     finally:
         w.shutdown()
         stop()
+
+
+def test_run_labels_leave_out_a_boundary_too_close_to_the_next() -> None:
+    """Two short pedestal runs just before a calibration run: one readable label, not three on
+    top of each other."""
+    starts, runs = [1000.0, 1024.0, 1030.0], [1, 2, 3]
+    t = np.array([1045.0, 1100.0, 1150.0])
+    assert boundary_labels(starts, runs, t) == ["run 1", "", "run 3"]
+    assert boundary_labels([1000.0, 1100.0], [4, 5], t) == ["run 4", "run 5"]

@@ -1,15 +1,19 @@
 """``make screenshots``: every tab of the monitor from a real run, into docs/screenshots/.
 
-The BEC emulator (55Fe over the whole area at 40 Hz whose gain starts to fall 45 s after the
-emulator starts) and ``agetdaq serve`` run as child processes on free loopback ports; the monitor
-drives them through its own run-control panel as a shift crew does: it acknowledges the start-up
-alarms (no DAQ yet), takes a short pedestal run from its preset (so the pedestal table is in
-use), then a calibration run from its preset (with the light ``run`` script: hit channels only,
-for a busy machine). After ``--seconds`` of calibration every tab is rendered (offscreen unless a
-display is wanted, 1600 x 1000) to ``<out>/<tab>.png``; the run is then stopped and the
-run-control tab is shot once more with the end-of-run summary and the run list
-(``run-control-end-of-run.png``). The children run in process groups of their own and are always
-ended (as ``agetdaq demo`` does).
+The BEC emulator (55Fe over the whole area at 40 Hz whose gain falls from 100 % towards 80 % from
+60 s after the emulator starts) and ``agetdaq serve`` run as child processes on free loopback
+ports; the monitor drives them through its own run-control panel as a shift crew does: it waits
+for the board to answer, acknowledges the start-up alarms (no DAQ yet), takes a short pedestal
+run from its preset (so the pedestal table is in use), then a calibration run from its preset
+(with the light ``run`` script: hit channels only, for a busy machine). The DAQ's gain reference
+is that run's first good slice (the reference belongs to the run's readout), taken before the
+drift starts, so the gain the pictures show (~0.85, a warning) is the emulated drift; the gain map
+has 4 x 4 regions, enough X-rays each in two minutes. After ``--seconds`` of calibration every tab
+is rendered (offscreen unless a display is wanted, 1600 x 1000) to ``<out>/<tab>.png``; the run is
+then stopped and the run-control tab is shot once more with the end-of-run summary and the run
+list (``run-control-end-of-run.png``). The children run in process groups of their own and are
+always ended (as ``agetdaq demo`` does). On a loaded machine the DAQ may fall behind (alarms such
+as "no new event" then say so, truthfully): look at the pictures before committing them.
 
     python tools/screenshots.py --out docs/screenshots [--seconds 120]
 """
@@ -40,18 +44,19 @@ AGETDAQ = [sys.executable, "-m", "agetdaq"]
 SIZE = (1600, 1000)
 PEDESTAL_EVENTS = 200
 SCENARIO = """base = "gain-drift"
-description = "55Fe at 40 Hz, gain 100 % -> 60 % (geometric) from t = 45 s in 120 s"
+description = "55Fe at 40 Hz, gain 100 % -> 80 % (geometric) from t = 60 s in 120 s"
 [source.fe55]
 rate_hz = 40.0
 [gain]
-end = 0.6
-delay_s = 45.0
+end = 0.8
+delay_s = 60.0
 duration_s = 120.0
 """
 SETTINGS = """[calibration]
 slice_xrays = 500
 window_xrays = 1500
 window_minutes = 1.0
+map_n = 4
 """
 
 

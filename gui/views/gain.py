@@ -21,6 +21,7 @@ from agetdaq.gui.widgets import align_left_axis, colour_bar, outside_legend
 DASH = Qt.PenStyle.DashLine
 MAX_SYMBOLS = 100
 MAX_BOUNDARIES = 12  # run boundaries drawn on the trends (the newest)
+LABEL_ROOM = 0.08  # a run label needs this fraction of the time shown before the next boundary
 GAP_FACTOR = 4.0  # trend points further apart than this x the median spacing: a gap
 SHOWN_BINS = 512  # bins of the live spectrum as drawn
 KEV_SHOWN = 12.0  # energy axis of the spectra: 0 .. 12 keV (0 .. 8192 ADC without a scale)
@@ -280,6 +281,7 @@ class GainView(View):
         cs = self.host.model.calib
         starts = [t for t, _ in self.host.model.runs.starts][-MAX_BOUNDARIES:]
         runs = [rn for _, rn in self.host.model.runs.starts][-MAX_BOUNDARIES:]
+        labels = boundary_labels(starts, runs, cs.trend.t)
         for name, _ in TRENDS:
             item = self.trend_items[name]
             y = cs.trend.column(name)
@@ -294,7 +296,7 @@ class GainView(View):
                 if k < len(starts):
                     line.setPos(starts[k])
                     if line.label is not None:
-                        line.label.setFormat(f"run {runs[k]}")
+                        line.label.setFormat(labels[k])
                     line.show()
                 else:
                     line.hide()
@@ -348,6 +350,16 @@ class GainView(View):
 
     def summary(self) -> list[str]:
         return ["55Fe: " + self.gain_text(), "55Fe: " + self.fit_text()]
+
+
+def boundary_labels(starts: list[float], runs: list[int], t: np.ndarray) -> list[str]:
+    """``run N`` at each run boundary, left out where the next run starts too soon after it to
+    be read beside it (short pedestal runs just before a calibration run)."""
+    times = [*starts, *(float(x) for x in t[-1:])]
+    span = max(times) - min(times) if times else 0.0
+    room = LABEL_ROOM * span
+    return [f"run {rn}" if k + 1 == len(starts) or starts[k + 1] - t0 > room else ""
+            for k, (t0, rn) in enumerate(zip(starts, runs))]  # fmt: skip
 
 
 def coarse(edges: np.ndarray, counts: np.ndarray, most: int = SHOWN_BINS):
