@@ -82,6 +82,8 @@ def test_run_labels_leave_out_a_boundary_too_close_to_the_next() -> None:
     """Two short pedestal runs just before a calibration run: one readable label, not three on
     top of each other."""
     starts, runs = [1000.0, 1024.0, 1030.0], [1, 2, 3]
-    t = np.array([1045.0, 1100.0, 1150.0])
+    t = np.array([1005.0, 1100.0, 1150.0])
     assert boundary_labels(starts, runs, t) == ["run 1", "", "run 3"]
     assert boundary_labels([1000.0, 1100.0], [4, 5], t) == ["run 4", "run 5"]
+    # long before the first point (the plot's left edge): no label to clip
+    assert boundary_labels(starts, runs, t + 40.0) == ["", "", "run 3"]

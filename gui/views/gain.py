@@ -354,12 +354,17 @@ class GainView(View):
 
 def boundary_labels(starts: list[float], runs: list[int], t: np.ndarray) -> list[str]:
     """``run N`` at each run boundary, left out where the next run starts too soon after it to
-    be read beside it (short pedestal runs just before a calibration run)."""
+    be read beside it (short pedestal runs just before a calibration run) and where it lies well
+    before every trend point (at the plot's edge, clipped)."""
     times = [*starts, *(float(x) for x in t[-1:])]
     span = max(times) - min(times) if times else 0.0
     room = LABEL_ROOM * span
-    return [f"run {rn}" if k + 1 == len(starts) or starts[k + 1] - t0 > room else ""
-            for k, (t0, rn) in enumerate(zip(starts, runs))]  # fmt: skip
+    first = float(t[0]) if len(t) else -math.inf
+    out = []
+    for k, (t0, rn) in enumerate(zip(starts, runs)):
+        crowded = k + 1 < len(starts) and starts[k + 1] - t0 <= room
+        out.append("" if crowded or t0 < first - room else f"run {rn}")
+    return out
 
 
 def coarse(edges: np.ndarray, counts: np.ndarray, most: int = SHOWN_BINS):

@@ -54,8 +54,9 @@ class RatesView(View):
             if self.plots:
                 p.setXLink(self.plots[0])
             legend = outside_legend(glw.ci, row, 1)
-            for name, text, colour in series:
+            for i, (name, text, colour) in enumerate(series):
                 self.curves[name] = p.plot([], [], pen=pg.mkPen(colour, width=1.5))
+                self.curves[name].setZValue(-i)  # the first on top (trigger over events)
                 legend.addItem(self.curves[name], text)
             self.plots.append(p)
         align_left_axis(*self.plots)

@@ -18,6 +18,7 @@ from agetdaq.gui.views.runcontrol.replies import ERROR_COLOUR, ReplyLog
 # the comment last: it takes the width left (the file name stays in sight)
 RUN_COLUMNS = ("run", "type", "started", "duration", "events", "end", "file", "comment")
 END_COLUMN = RUN_COLUMNS.index("end")
+COMMENT_COLUMN = RUN_COLUMNS.index("comment")
 RUNS_SHOWN = 50
 
 
@@ -39,7 +40,8 @@ class RunList:
         col.addWidget(QLabel("Runs (the DAQ's run log, newest first)"))
         self.table = QTableWidget(0, len(RUN_COLUMNS))
         self.table.setHorizontalHeaderLabels(RUN_COLUMNS)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()
+        header.setStretchLastSection(True)  # the comment: the width left, elided (tooltip: all)
         self.table.verticalHeader().setVisible(False)
         col.addWidget(self.table, 1)
 
@@ -72,10 +74,13 @@ class RunList:
         for r, run in enumerate(runs):
             for c, text in enumerate(run_row(run, current, status.get("last_run"), killed)):
                 item = QTableWidgetItem(text)
+                if c == COMMENT_COLUMN:
+                    item.setToolTip(text)
                 if c == END_COLUMN and text.startswith("KILLED"):
                     item.setForeground(QColor(ERROR_COLOUR))
                 self.table.setItem(r, c, item)
-        self.table.resizeColumnsToContents()
+        for c in range(len(RUN_COLUMNS) - 1):  # the last one stretches: no scroll bar
+            self.table.resizeColumnToContents(c)
 
     @staticmethod
     def summary(watch: RunWatch) -> list[str]:
