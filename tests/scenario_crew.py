@@ -90,7 +90,7 @@ class Monitor:
         wait_for(lambda: self.model.state() == "running", limit_s, f"the {run_type} run to start")
 
     def stop_run(self, limit_s: float = 60) -> None:
-        self.run_control.stop_button.click()
+        self.run_control.form.stop_button.click()
         wait_for(lambda: self.model.state() == "configured", limit_s, "the run to stop")
 
     def alarm_names(self) -> set[str]:
