@@ -21,6 +21,7 @@ import numpy as np
 
 from agetdaq.gui.history import TimeSeries
 
+REF_KEV = 5.9  # the energy the reference is quoted at (Mn K-alpha)
 TREND_NAMES = ("peak_adc", "gain_rel", "resolution_pct", "threshold_kev", "counts", "ok")
 _NAN = float("nan")
 
@@ -156,6 +157,8 @@ class CalibState:
     def __init__(self, capacity: int) -> None:
         self.trend = TimeSeries(TREND_NAMES, capacity)
         self.reference_gain: float | None = None  # ADC per keV, the DAQ's
+        self.reference_from = ""  # where the DAQ's reference comes from ("run 3 slice 0", ...)
+        self.readout = ""  # the command script of the run the DAQ analyses (its reference's)
         self.slice_xrays: int | None = None
         self.slice_minutes: float | None = None
         self.points = 0
@@ -173,7 +176,13 @@ class CalibState:
     def apply(self, h: Mapping[str, object], a: Mapping[str, np.ndarray]) -> bool:
         """Take one ``calib`` message; False when it is not understood."""
         ref = _num(h, "reference_gain")
-        self.reference_gain = ref if math.isfinite(ref) and ref > 0 else self.reference_gain
+        if math.isfinite(ref) and ref > 0:
+            self.reference_gain = ref
+            source = h.get("reference_from")
+            self.reference_from = str(source) if isinstance(source, str) else ""
+        readout = h.get("readout")
+        if isinstance(readout, str):
+            self.readout = readout
         n, minutes = h.get("slice_xrays"), h.get("slice_minutes")
         if isinstance(n, int):
             self.slice_xrays = n
@@ -216,6 +225,17 @@ class CalibState:
         if edges is not None and spectrum is not None and len(edges) == len(spectrum) + 1:
             self.point_spectrum = (np.asarray(edges), np.asarray(spectrum))
         return True
+
+    def reference_text(self) -> str:
+        """The DAQ's reference for the crew: ``reference 2959.2 ADC at 5.9 keV (run 3 slice 0;
+        readout run)``."""
+        if not self.reference_gain:
+            readout = f" for readout {self.readout}" if self.readout else ""
+            return f"no reference yet{readout}"
+        readout = f"readout {self.readout}" if self.readout else ""
+        where = "; ".join(x for x in (self.reference_from, readout) if x)
+        return (f"reference {self.reference_gain * REF_KEV:.1f} ADC at {REF_KEV} keV"
+                + (f" ({where})" if where else ""))  # fmt: skip
 
     def last_gain(self) -> float | None:
         """ADC per keV of the fit :meth:`gain_now` describes."""

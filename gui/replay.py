@@ -62,6 +62,9 @@ class ReplayFeed:
         """Start the run (and send its pedestal table, as the DAQ does at run start)."""
         self.now = t
         run = self.run
+        # the run's readout as the DAQ's status recorded it: its gain reference belongs to it
+        scripts = [d.get("script") for d in self._snaps]
+        self.feed.calib.use_readout(next((x for x in scripts if isinstance(x, str) and x), ""))
         self.feed.begin_run(run.run_number, run.run_type)
         peds = run.pedestals()
         if peds is not None and len(peds):

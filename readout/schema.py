@@ -295,7 +295,8 @@ PEDESTAL_HEADER = ("run_number", "k_sigma")
 PEDESTAL_ARRAYS: tuple[str, ...] = tuple(PEDESTAL_DTYPE.names)
 
 CALIB_KINDS = ("point", "live", "map")  # header ``kind`` of a ``calib`` message
-CALIB_COMMON = ("kind", "run_number", "reference_gain", "slice_xrays", "slice_minutes")
+CALIB_COMMON = ("kind", "run_number", "readout", "reference_gain", "reference_from",
+                "slice_xrays", "slice_minutes")  # fmt: skip
 CALIB_HEADER = (  # kind "point": a closed trend slice
     *CALIB_COMMON,
     "slice",

@@ -81,16 +81,16 @@ class Monitor:
     def start_run(self, run_type: str, script: str, seconds: float = 0.0, limit_s=90) -> None:
         """The crew's clicks: run type, script, time limit, Start; until the DAQ runs."""
         rc = self.run_control
-        wait_for(lambda: rc.start_button.isEnabled(), limit_s, "run control to allow a start")
-        rc.run_type.setCurrentText(run_type)
-        rc.script.setCurrentText(script)
-        rc.events_limit.setValue(0)
-        rc.seconds_limit.setValue(seconds)
-        rc.start_button.click()
+        wait_for(lambda: rc.form.start_button.isEnabled(), limit_s, "run control to allow a start")
+        rc.form.run_type.setCurrentText(run_type)
+        rc.form.script.setCurrentText(script)
+        rc.form.events_limit.setValue(0)
+        rc.form.seconds_limit.setValue(seconds)
+        rc.form.start_button.click()
         wait_for(lambda: self.model.state() == "running", limit_s, f"the {run_type} run to start")
 
     def stop_run(self, limit_s: float = 60) -> None:
-        self.run_control.stop_button.click()
+        self.run_control.form.stop_button.click()
         wait_for(lambda: self.model.state() == "configured", limit_s, "the run to stop")
 
     def alarm_names(self) -> set[str]:

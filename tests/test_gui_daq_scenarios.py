@@ -69,7 +69,7 @@ def line(tmp_path_factory, qapp):
         procs.start()
         procs.wait_ready()
         w.start()
-        wait(lambda: rc.start_button.isEnabled() and w.model.status, 60, "the DAQ, idle")
+        wait(lambda: rc.form.start_button.isEnabled() and w.model.status, 60, "the DAQ, idle")
         yield procs, w
     finally:
         w.shutdown()
@@ -84,14 +84,15 @@ def test_no_pedestal_table_then_a_pedestal_upload_from_its_preset(line):
     rc = w.view(RunControlView)
     w.redraw()
     assert "NO PEDESTAL TABLE" in w.banner.labels["pedestals"].text()
-    rc.apply_preset("pedestal")
-    assert (rc.run_type.currentText(), rc.script.currentText(), rc.events_limit.value(),
-            rc.upload.isChecked()) == ("pedestal", "pedestal_data", 1000, True)  # fmt: skip
-    rc.events_limit.setValue(PEDESTAL_EVENTS)  # the crew's choice: a short one (per run)
-    rc.start_button.click()
+    rc.form.apply_preset("pedestal")
+    form = rc.form
+    assert (form.run_type.currentText(), form.script.currentText(), form.events_limit.value(),
+            form.upload.isChecked()) == ("pedestal", "pedestal_data", 1000, True)  # fmt: skip
+    rc.form.events_limit.setValue(PEDESTAL_EVENTS)  # the crew's choice: a short one (per run)
+    rc.form.start_button.click()
     wait(lambda: w.model.state() == "running", 30, "the raw pedestal run")
     w.redraw()
-    assert rc.run_type.currentText() == "pedestal" and not rc.run_type.isEnabled()
+    assert rc.form.run_type.currentText() == "pedestal" and not rc.form.run_type.isEnabled()
 
     def upload() -> dict:
         return w.model.status.get("pedestal_upload") or {}
@@ -102,16 +103,16 @@ def test_no_pedestal_table_then_a_pedestal_upload_from_its_preset(line):
     wait(lambda: w.model.runs.ended_count >= 1 and w.model.state() == "configured", 30,
          "the second pedestal run to stop at its limit")  # fmt: skip
     w.redraw()
-    summary = rc.summary_label.text()
+    summary = rc.run_list.summary_label.text()
     assert "run 2 (pedestal)" in summary and f"{PEDESTAL_EVENTS} events reached" in summary
     peds = w.banner.labels["pedestals"].text()
     assert peds.startswith("pedestals: pedestal run 2, uploaded, in force"), peds
     assert "last run 2: " in w.banner.labels["last_run"].text()
-    assert rc.upload_label.text().startswith("pedestal table in force: ")
-    wait(lambda: rc.runs_table.rowCount() >= 2, 15, "the run list")
+    assert rc.upload_status.label.text().startswith("pedestal table in force: ")
+    wait(lambda: rc.run_list.table.rowCount() >= 2, 15, "the run list")
 
     def row(r: int = 0) -> list[str]:
-        return [rc.runs_table.item(r, c).text() for c in range(rc.runs_table.columnCount())]
+        return [rc.run_list.table.item(r, c).text() for c in range(rc.run_list.table.columnCount())]
 
     # the run list may lag the status: the run is never "running" or "KILLED" meanwhile
     assert row()[:2] == ["2", "pedestal"] and row()[5] == f"{PEDESTAL_EVENTS} events reached"
@@ -128,20 +129,20 @@ def test_a_calibration_run_through_outage_restart_frozen_daq_and_stop(line):
     alarms = w.view(AlarmsView)
     latency: dict[str, float] = {}
     ended = w.model.runs.ended_count  # the runs before (the pedestal upload's two)
-    rc.apply_preset("calibration")
-    assert rc.script.currentText() == "calibration" and rc.seconds_limit.value() == 600
-    rc.script.setCurrentText("run")  # hit channels only: light for a shared 2-core machine
-    rc.comment.setText("GUI scenario test")
-    rc.start_button.click()
+    rc.form.apply_preset("calibration")
+    assert rc.form.script.currentText() == "calibration" and rc.form.seconds_limit.value() == 600
+    rc.form.script.setCurrentText("run")  # hit channels only: light for a shared 2-core machine
+    rc.form.comment.setText("GUI scenario test")
+    rc.form.start_button.click()
     wait(lambda: w.model.state() == "running", 30, "the calibration run")
     w.redraw()
     run = w.model.status["run_number"]
     text = w.banner.text()
     assert f"RUNNING  run {run} calibration" in text and f"R{run:05d}_calibration.h5" in text
     # the form follows the run (a control reply older than the stream's status can lag a moment)
-    wait(lambda: rc.redraw() or not rc.run_type.isEnabled(), 5, "the form to follow the run",
+    wait(lambda: rc.redraw() or not rc.form.run_type.isEnabled(), 5, "the form to follow the run",
          lambda: (rc.current_state(), rc.control_reply_state))  # fmt: skip
-    assert rc.run_type.currentText() == "calibration"
+    assert rc.form.run_type.currentText() == "calibration"
     hitmap = w.view(HitmapView)
     w.tabs.setCurrentWidget(hitmap.widget)
     wait(lambda: w.model.hist.total >= 50, 30, "X-ray-like events on the hitmap")
@@ -199,25 +200,26 @@ def test_a_calibration_run_through_outage_restart_frozen_daq_and_stop(line):
     # stop asks first, then the end-of-run summary and the run list
     w.tabs.setCurrentWidget(rc.widget)
     rc.ask = lambda *_: False
-    rc.stop_button.click()
+    rc.form.stop_button.click()
     assert w.model.state() == "running"
     rc.ask = lambda *_: True
-    wait(lambda: rc.stop_button.isEnabled(), 30, "run control after the freeze")
-    rc.stop_button.click()
+    wait(lambda: rc.form.stop_button.isEnabled(), 30, "run control after the freeze")
+    rc.form.stop_button.click()
     wait(
         lambda: w.model.runs.ended_count > ended,
         60,
         "the end of the run",
-        lambda: f"status {w.model.status}; log {rc.log.toPlainText()[-1500:]}",
+        lambda: f"status {w.model.status}; log {rc.replies.text()[-1500:]}",
     )
     w.redraw()
-    assert "stop requested by run control" in rc.summary_label.text()
-    assert f"R{run:05d}_calibration.h5" in rc.summary_label.text()
-    wait(lambda: rc.runs_table.rowCount() >= 2 and rc.runs_table.item(0, 5).text() != "running",
-         15, "the run list")  # fmt: skip
-    assert rc.runs_table.item(0, 0).text() == str(run)
-    assert rc.runs_table.item(0, 5).text() == "stop requested by run control"
-    assert "start: ok" in rc.log.toPlainText() and "stop: ok" in rc.log.toPlainText()
+    assert "stop requested by run control" in rc.run_list.summary_label.text()
+    assert f"R{run:05d}_calibration.h5" in rc.run_list.summary_label.text()
+    table = rc.run_list.table
+    wait(lambda: table.rowCount() >= 2 and table.item(0, 5).text() != "running", 15,
+         "the run list")  # fmt: skip
+    assert rc.run_list.table.item(0, 0).text() == str(run)
+    assert rc.run_list.table.item(0, 5).text() == "stop requested by run control"
+    assert "start: ok" in rc.replies.text() and "stop: ok" in rc.replies.text()
     print("latencies (s):", {k: round(v, 2) for k, v in latency.items()})
 
     # the run file replays through the same feed
@@ -242,9 +244,9 @@ def test_a_run_killed_with_the_daq_is_named_after_its_restart(line):
     rc = w.view(RunControlView)
     if w.model.state() == "running":  # left so by an earlier test
         procs.request("stop")
-    wait(lambda: rc.start_button.isEnabled(), 30, "run control")
-    rc.apply_preset("background")
-    rc.start_button.click()
+    wait(lambda: rc.form.start_button.isEnabled(), 30, "run control")
+    rc.form.apply_preset("background")
+    rc.form.start_button.click()
     wait(lambda: w.model.state() == "running", 30, "the background run")
     run = w.model.status["run_number"]
     procs.stop_server(signal.SIGKILL)
@@ -256,8 +258,8 @@ def test_a_run_killed_with_the_daq_is_named_after_its_restart(line):
     w.redraw()
     assert f"RUN {run} KILLED" in w.banner.labels["last_run"].text()
     assert "killed-run" in active(w)
-    wait(lambda: rc.runs_table.rowCount() >= 3, 15, "the run list")
-    assert rc.runs_table.item(0, 0).text() == str(run)
-    assert rc.runs_table.item(0, 5).text().startswith("KILLED")
+    wait(lambda: rc.run_list.table.rowCount() >= 3, 15, "the run list")
+    assert rc.run_list.table.item(0, 0).text() == str(run)
+    assert rc.run_list.table.item(0, 5).text().startswith("KILLED")
     pngs, txt = w.snapshot()  # the logbook: every tab and the text
     assert len(pngs) == w.tabs.count() and "killed run: " in txt.read_text()

@@ -119,11 +119,11 @@ def drift(tmp_path_factory, qapp):
         procs.start()
         procs.wait_ready()  # its model time (the gain curve) starts about when it answers
         w.start()
-        _wait(lambda: rc.start_button.isEnabled(), 60, "run control")
-        rc.run_type.setCurrentText("calibration")
-        rc.script.setCurrentText("run")  # hit channels only: light for a loaded 2-core machine
-        rc.seconds_limit.setValue(0)
-        rc.start_button.click()
+        _wait(lambda: rc.form.start_button.isEnabled(), 60, "run control")
+        rc.form.run_type.setCurrentText("calibration")
+        rc.form.script.setCurrentText("run")  # hit channels only: light for a loaded 2-core machine
+        rc.form.seconds_limit.setValue(0)
+        rc.form.start_button.click()
         _wait(lambda: w.model.state() == "running", 60, "the run to start")
         end = procs.board_up + DELAY_S + DURATION_S + AFTER_S
         gain = w.view(GainView)
@@ -152,10 +152,10 @@ def drift(tmp_path_factory, qapp):
             "link": w.model.link,
             "metrics_gain": w.model.metrics()["gain_rel"],
         }
-        rc.stop_button.click()
+        rc.form.stop_button.click()
         _wait(lambda: w.model.state() == "configured", 60, "the run to stop")
-        _wait(lambda: "ended" in rc.log.toPlainText(), 10, "the end-of-run summary")
-        seen["summary"] = rc.summary_label.text()
+        _wait(lambda: "ended" in rc.replies.text(), 10, "the end-of-run summary")
+        seen["summary"] = rc.run_list.summary_label.text()
         time.sleep(1.0)
     finally:
         w.shutdown()

@@ -56,7 +56,7 @@ def line(tmp_path_factory, qapp):
         procs.start()
         procs.wait_ready()
         w.start()
-        wait(lambda: rc.start_button.isEnabled() and w.model.status, 60, "the DAQ, idle")
+        wait(lambda: rc.form.start_button.isEnabled() and w.model.status, 60, "the DAQ, idle")
         yield procs, w
     finally:
         w.shutdown()
@@ -76,11 +76,11 @@ def test_pedestal_preset_uploads_then_a_calibration_run_keeps_its_xrays(line):
     reply = procs.request("configure", 60000, script="pedestal", wait=True)
     assert reply["ok"] and reply["state"] == "configured", reply
     # the pedestal preset: the upload ticked, an event limit
-    rc.preset_buttons["pedestal"].click()
-    assert rc.upload.isChecked() and rc.events_limit.value() > 0
-    rc.events_limit.setValue(PEDESTAL_EVENTS)
-    assert rc.upload_request() == {"upload": True, "events": PEDESTAL_EVENTS}
-    rc.start_button.click()
+    rc.form.preset_buttons["pedestal"].click()
+    assert rc.form.upload.isChecked() and rc.form.events_limit.value() > 0
+    rc.form.events_limit.setValue(PEDESTAL_EVENTS)
+    assert rc.form.upload_request() == {"upload": True, "events": PEDESTAL_EVENTS}
+    rc.form.start_button.click()
     phases: set[str] = set()
     locked: list[bool] = []
 
@@ -89,7 +89,7 @@ def test_pedestal_preset_uploads_then_a_calibration_run_keeps_its_xrays(line):
         if phase != "idle":
             phases.add(phase)
             w.redraw()
-            locked.append(not rc.start_button.isEnabled())
+            locked.append(not rc.form.start_button.isEnabled())
 
     wait(lambda: "raw pass" in phases, 30, "the upload's raw pass", watch)
     wait(lambda: (w.model.status.get("pedestal_upload") or {}).get("outcome") is not None
@@ -103,16 +103,16 @@ def test_pedestal_preset_uploads_then_a_calibration_run_keeps_its_xrays(line):
     w.redraw()
     peds = w.banner.labels["pedestals"].text()
     assert peds.startswith(f"pedestals: pedestal run {up['run']}, uploaded, in force"), peds
-    assert rc.upload_label.text().startswith("pedestal table in force: ")
-    assert "0 of 240 strips off" in rc.upload_label.text()
-    assert "table in force" in rc.log.toPlainText() and "FAILED" not in rc.log.toPlainText()
+    assert rc.upload_status.label.text().startswith("pedestal table in force: ")
+    assert "0 of 240 strips off" in rc.upload_status.label.text()
+    assert "table in force" in rc.replies.text() and "FAILED" not in rc.replies.text()
 
     # a calibration run from its preset (calibration script: subtract_ped 1, no suppression)
-    wait(lambda: rc.start_button.isEnabled(), 30, "run control to allow a start")
-    rc.preset_buttons["calibration"].click()
-    assert not rc.upload.isChecked() and rc.script.currentText() == "calibration"
-    rc.seconds_limit.setValue(CALIBRATION_S)
-    rc.start_button.click()
+    wait(lambda: rc.form.start_button.isEnabled(), 30, "run control to allow a start")
+    rc.form.preset_buttons["calibration"].click()
+    assert not rc.form.upload.isChecked() and rc.form.script.currentText() == "calibration"
+    rc.form.seconds_limit.setValue(CALIBRATION_S)
+    rc.form.start_button.click()
     wait(lambda: w.model.state() == "running" and w.model.status.get("run_type") == "calibration",
          60, "the calibration run")  # fmt: skip
     run = w.model.status["run_number"]

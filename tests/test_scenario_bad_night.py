@@ -86,9 +86,9 @@ def night(tmp_path_factory, qapp) -> dict:
 
         # the next run: the crew configures (the way out of the error state), then starts
         rc = monitor.run_control
-        wait_for(lambda: rc.configure_button.isEnabled(), 30, "Configure to be offered")
-        assert not rc.start_button.isEnabled()
-        rc.configure_button.click()
+        wait_for(lambda: rc.form.configure_button.isEnabled(), 30, "Configure to be offered")
+        assert not rc.form.start_button.isEnabled()
+        rc.form.configure_button.click()
         wait_for(lambda: m.state() == "configured", 60, "the DAQ to be configured again")
         monitor.start_run("background", "run")
         out["clean_run"] = m.status.get("run_number")

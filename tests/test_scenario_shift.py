@@ -75,13 +75,13 @@ def shift(tmp_path_factory, qapp) -> dict:
                  f"{BG_EVENTS} events")  # fmt: skip
         out["table_in_force"] = monitor.model.status.get("pedestal_table")
         monitor.stop_run()
-        wait_for(lambda: "ended" in monitor.run_control.log.toPlainText(), 20, "the run's end")
+        wait_for(lambda: "ended" in monitor.run_control.replies.text(), 20, "the run's end")
         monitor.refresh()
         out["monitor"] = {
             "events": monitor.model.status.get("events"),
             "classes": monitor.model.class_totals.tolist(),
             "alarms": monitor.alarm_names(),
-            "summary": monitor.run_control.summary_label.text(),
+            "summary": monitor.run_control.run_list.summary_label.text(),
         }
         monitor.close()
         monitor = None

@@ -21,8 +21,8 @@ from agetdaq.gui.widgets import align_left_axis, colour_bar, outside_legend
 DASH = Qt.PenStyle.DashLine
 MAX_SYMBOLS = 100
 MAX_BOUNDARIES = 12  # run boundaries drawn on the trends (the newest)
+LABEL_ROOM = 0.08  # a run label needs this fraction of the time shown before the next boundary
 GAP_FACTOR = 4.0  # trend points further apart than this x the median spacing: a gap
-REF_KEV = 5.9
 SHOWN_BINS = 512  # bins of the live spectrum as drawn
 KEV_SHOWN = 12.0  # energy axis of the spectra: 0 .. 12 keV (0 .. 8192 ADC without a scale)
 ADC_SHOWN = 8192.0
@@ -100,7 +100,7 @@ class GainView(View):
         legend = outside_legend(left.ci, 1, 0, colCount=4)
         legend.addItem(self.spec_curve, "live window")
         legend.addItem(self.fit_curve, "DAQ fit")
-        legend.addItem(pg.PlotDataItem(pen=pg.mkPen("#ff3030", style=DASH)), "5.9 keV peak")
+        legend.addItem(pg.PlotDataItem(pen=pg.mkPen("#ff3030", style=DASH)), "fitted 5.9 keV peak")
         legend.addItem(pg.PlotDataItem(pen=pg.mkPen("#ffa000", style=DASH)), "escape peak")
         self.run_plot = left.addPlot(row=2, col=0, title="run: X-ray-like events (DAQ hist)")
         self.run_plot.setLabel("left", "counts / bin")
@@ -233,7 +233,9 @@ class GainView(View):
         scale = self.energy_scale()
         if scale != self._scale:
             self._scale = scale
-            unit = ("energy (X + Y)", "keV") if scale else ("energy (X + Y)", "ADC")
+            # keV at the reference gain: a drift moves the peaks off 5.9 keV by the gain ratio
+            unit = (("energy (X + Y) at the reference gain", "keV") if scale
+                    else ("energy (X + Y)", "ADC"))  # fmt: skip
             self.spec_plot.setLabel("bottom", *unit)
             self.run_plot.setLabel("bottom", *unit)
             # a fixed energy range (the plots are linked: neither may follow its own data)
@@ -279,6 +281,7 @@ class GainView(View):
         cs = self.host.model.calib
         starts = [t for t, _ in self.host.model.runs.starts][-MAX_BOUNDARIES:]
         runs = [rn for _, rn in self.host.model.runs.starts][-MAX_BOUNDARIES:]
+        labels = boundary_labels(starts, runs, cs.trend.t)
         for name, _ in TRENDS:
             item = self.trend_items[name]
             y = cs.trend.column(name)
@@ -293,7 +296,7 @@ class GainView(View):
                 if k < len(starts):
                     line.setPos(starts[k])
                     if line.label is not None:
-                        line.label.setFormat(f"run {runs[k]}")
+                        line.label.setFormat(labels[k])
                     line.show()
                 else:
                     line.hide()
@@ -331,8 +334,7 @@ class GainView(View):
     def fit_text(self) -> str:
         cs = self.host.model.calib
         live = cs.live
-        ref = cs.reference_gain
-        ref_text = f"reference {ref * REF_KEV:.1f} ADC at 5.9 keV" if ref else "no reference yet"
+        ref_text = cs.reference_text()
         if live is None:
             return f"no live fit from the DAQ yet (calibration runs only); {ref_text}"
         head = f"live window: {live.counts} X-rays; "
@@ -348,6 +350,21 @@ class GainView(View):
 
     def summary(self) -> list[str]:
         return ["55Fe: " + self.gain_text(), "55Fe: " + self.fit_text()]
+
+
+def boundary_labels(starts: list[float], runs: list[int], t: np.ndarray) -> list[str]:
+    """``run N`` at each run boundary, left out where the next run starts too soon after it to
+    be read beside it (short pedestal runs just before a calibration run) and where it lies well
+    before every trend point (at the plot's edge, clipped)."""
+    times = [*starts, *(float(x) for x in t[-1:])]
+    span = max(times) - min(times) if times else 0.0
+    room = LABEL_ROOM * span
+    first = float(t[0]) if len(t) else -math.inf
+    out = []
+    for k, (t0, rn) in enumerate(zip(starts, runs)):
+        crowded = k + 1 < len(starts) and starts[k + 1] - t0 <= room
+        out.append("" if crowded or t0 < first - room else f"run {rn}")
+    return out
 
 
 def coarse(edges: np.ndarray, counts: np.ndarray, most: int = SHOWN_BINS):

@@ -16,7 +16,7 @@ PLOTS = (  # title, unit, [(series, legend, colour)]
     ("trigger", "Hz", [("trigger_rate", "trigger", "#5090ff"), ("events_per_s", "events", "#aaa")]),
     ("per class", "Hz", [("rate_xray", "X-ray-like", "#3cb44b"), ("rate_muon", "muon-like",
      "#e6194b"), ("rate_noise", "noise", "#aaaaaa"), ("rate_other", "other", "#911eb4")]),
-    ("dead time / queue", "%", [("dead_time_pct", "dead time", "#f58231"),
+    ("busy", "%", [("dead_time_pct", "dead time", "#f58231"),
                                 ("queue_fill_pct", "queue fill", "#42d4f4")]),
     ("losses", "1/s", [("data_lost_rate", "data lost", "#ff3030"),
                        ("not_processed_rate", "not processed online", "#f58231")]),
@@ -48,13 +48,15 @@ class RatesView(View):
         self.plots = []
         for row, (title, unit, series) in enumerate(PLOTS):
             p = glw.addPlot(row=row, col=0, axisItems={"bottom": pg.DateAxisItem()})
-            p.setLabel("left", f"{title} ({unit})")  # no SI prefixes on rates
+            p.setLabel("left", f"{title} ({unit})")
+            p.getAxis("left").enableAutoSIPrefix(False)  # no "(x0.001)" on a quiet plot
             p.showGrid(y=True, alpha=0.3)
             if self.plots:
                 p.setXLink(self.plots[0])
             legend = outside_legend(glw.ci, row, 1)
-            for name, text, colour in series:
+            for i, (name, text, colour) in enumerate(series):
                 self.curves[name] = p.plot([], [], pen=pg.mkPen(colour, width=1.5))
+                self.curves[name].setZValue(-i)  # the first on top (trigger over events)
                 legend.addItem(self.curves[name], text)
             self.plots.append(p)
         align_left_axis(*self.plots)

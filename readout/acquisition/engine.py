@@ -320,6 +320,7 @@ class Acquisition:
         except WriterError as exc:
             self._error(str(exc))
             raise EngineError(str(exc)) from exc
+        self.calib.use_readout(self.script_name)  # its gain reference belongs to the script
         self.datapath.begin_run(
             self.writer,
             number,

@@ -20,8 +20,17 @@ clock). Three kinds of ``calib`` message (header ``kind``, docs/STREAM.md):
 
 The DAQ's ``[calibration]`` settings table (:class:`CalibFeedSettings`) sets the slicing, the
 window and the map. Publishing never blocks; a failure of the analysis is logged and counted,
-never raised into the data path. The reference gain is kept across runs, so ``gain_rel`` compares
-days, not slices.
+never raised into the data path.
+
+The reference gain is kept across runs, so ``gain_rel`` compares days, not slices; but it belongs
+to a readout (the command script the runs take, :meth:`CalibFeed.use_readout`): the energy sum of
+an X-ray depends on what the card sends (a script that zero-suppresses on the card loses a few
+per cent of the charge at low gain against one that reads every channel whole, docs/
+CALIBRATION.md), so a gain measured with one script is no reference for another. Each readout
+keeps its own (:class:`GainReference`: the gain and where it comes from); a run whose readout has
+none starts a new one from its first good slice, and every message says the readout and the
+reference's origin (``readout``, ``reference_from``). A reference from the settings
+(``reference_gain``) stands for every readout that has not got one of its own.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -62,8 +72,18 @@ from agetdaq.readout.schema import TOPIC_CALIB
 log = logging.getLogger(__name__)
 
 TOPIC = TOPIC_CALIB
-__all__ = ["CALIBRATION_RUN", "TOPIC", "CalibFeed", "CalibFeedSettings"]
+__all__ = ["CALIBRATION_RUN", "TOPIC", "CalibFeed", "CalibFeedSettings", "GainReference"]
 CALIBRATION_RUN = "calibration"
+
+
+@dataclass(frozen=True)
+class GainReference:
+    """The gain ``gain_rel`` compares with (ADC per keV, its error) and where it comes from
+    (``run 3 slice 0``, ``run control``, ``settings``)."""
+
+    gain: float
+    source: str
+    err: float = 0.0
 
 
 class CalibFeed:
@@ -83,7 +103,12 @@ class CalibFeed:
         self.sink = sink
         self.config = config or st.trend()
         self.event_filter = event_filter or EventFilter()
-        self.reference_gain: float | None = self.config.reference_gain
+        ref = self.config.reference_gain
+        # the settings' reference, for every readout without one of its own
+        self.configured_reference = GainReference(ref, "settings") if ref else None
+        self.references: dict[str, GainReference] = {}  # by readout (command script)
+        self.readout = ""  # the readout of the runs that begin from now on ("": not told)
+        self.run_readout = ""  # ... and of the current run
         self.live_interval_s = st.live_interval_s
         self.window_xrays = st.window_xrays
         self.window_minutes = st.window_minutes
@@ -130,23 +155,53 @@ class CalibFeed:
         self._last_live = now
         self._last_map_step = now
 
+    @property
+    def reference(self) -> GainReference | None:
+        """The reference of the current run's readout (or the settings'), None before one."""
+        return self.references.get(self.run_readout, self.configured_reference)
+
+    @property
+    def reference_gain(self) -> float | None:
+        """ADC per keV of :attr:`reference` (None: none yet)."""
+        ref = self.reference
+        return ref.gain if ref is not None else None
+
+    def use_readout(self, readout: str) -> None:
+        """The readout (command script name) of the runs that begin from now on: it chooses
+        their reference (the acquisition says it before each run)."""
+        self.readout = str(readout)
+
     def set_reference(self, gain_adc_per_kev: float) -> None:
-        """Reference gain (ADC/keV) for ``gain_rel`` from now on (e.g. the control command)."""
+        """Reference gain (ADC/keV) for ``gain_rel`` of the current readout from now on (e.g.
+        the control command)."""
         if not gain_adc_per_kev > 0:
             raise ValueError(f"reference gain must be > 0, got {gain_adc_per_kev}")
-        self.reference_gain = float(gain_adc_per_kev)
+        ref = GainReference(float(gain_adc_per_kev), "run control")
+        self.references[self.run_readout] = ref
+        log.info("gain reference of readout %r: %.3f ADC/keV (%s)",
+                 self.run_readout, ref.gain, ref.source)  # fmt: skip
         if self.trend is not None:
-            self.trend.set_reference(self.reference_gain)
+            self.trend.set_reference(ref.gain)
 
     def begin_run(self, run_number: int, run_type: str) -> None:
-        """Start a run; only runs of type "calibration" are analysed."""
+        """Start a run; only runs of type "calibration" are analysed, against the reference of
+        their readout (none yet: their first good slice becomes it)."""
         self.run_number = int(run_number)
+        self.run_readout = self.readout
         self.active = run_type == CALIBRATION_RUN
         self.points = []
         self._new_run_state()
         self.trend = GainTrend(self.config) if self.active else None
-        if self.trend is not None and self.reference_gain is not None:
-            self.trend.set_reference(self.reference_gain)
+        ref = self.reference
+        if self.trend is not None:
+            if ref is not None:
+                self.trend.set_reference(ref.gain, ref.err)
+            else:
+                others = ", ".join(repr(r) for r in sorted(self.references))
+                if others:
+                    log.info("run %d: readout %r has no gain reference yet (that of %s is not "
+                             "comparable): its first good slice becomes it", self.run_number,
+                             self.run_readout, others)  # fmt: skip
 
     def on_rows(self, rows: np.ndarray) -> None:
         """Event-table rows as the data path writes them (any batch size)."""
@@ -233,8 +288,10 @@ class CalibFeed:
             self._open_since = None
         for p in points:
             self.points.append(p)
-            if self.reference_gain is None and self.trend.reference_gain is not None:
-                self.reference_gain = self.trend.reference_gain
+            if self.reference is None and self.trend.reference_gain is not None:
+                self.references[self.run_readout] = GainReference(
+                    self.trend.reference_gain, f"run {self.run_number} slice {p.index}",
+                    self.trend.reference_gain_err)  # fmt: skip
             for piece in p.parts if p.status == "split" and p.parts else [p]:
                 xrays = self._buffer.take(piece.n_events)
                 if piece.ok:
@@ -313,6 +370,13 @@ class CalibFeed:
         ref = self.trend.reference_gain if self.trend is not None else None
         return ref if ref is not None else self.reference_gain
 
+    def _reference_from(self) -> str | None:
+        """Where the reference of the messages comes from (None: no reference yet)."""
+        ref = self.reference
+        if ref is not None:
+            return ref.source
+        return "this run's first good slice" if self._reference() is not None else None
+
     def _send(self, kind: str, header: dict, arrays: dict[str, np.ndarray]) -> bool:
         if self.sink is None:
             return False
@@ -321,6 +385,8 @@ class CalibFeed:
             "kind": kind,
             "run_number": self.run_number,
             "reference_gain": self._reference(),
+            "reference_from": self._reference_from(),
+            "readout": self.run_readout,
             "slice_xrays": cfg.slice_xrays,
             "slice_minutes": cfg.slice_minutes,
         }
