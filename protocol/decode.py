@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from agetdaq.protocol import decode_kernel as dk
-from agetdaq.protocol.encode import EOE_SIZE_OFFSET_BYTES
 from agetdaq.protocol.event import (
     N_DECODE_ERRORS,
     Channel,
@@ -24,6 +23,7 @@ from agetdaq.protocol.event import (
     EventFlag,
     signal_id,
 )
+from agetdaq.protocol.event_block import EOE_SIZE_OFFSET_BYTES
 from agetdaq.protocol.words import KIND_LUT
 
 

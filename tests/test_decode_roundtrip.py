@@ -18,8 +18,9 @@ from test_decode import (
 )
 
 from agetdaq.protocol.decode import StreamDecoder, decode_datagrams, pack_datagrams
-from agetdaq.protocol.encode import CUTS, DataFramer, datagram, encode_events, event_words
+from agetdaq.protocol.encode import CUTS, DataFramer, datagram, encode_events
 from agetdaq.protocol.event import Channel, Event
+from agetdaq.protocol.event_block import event_words
 
 # ---- round trips ----------------------------------------------------------------------------
 
