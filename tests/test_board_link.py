@@ -13,7 +13,8 @@ from fake_board import FakeBoard
 from agetdaq.protocol.command_table import validate
 from agetdaq.protocol.commands import ERR_ILLEGAL_PARAMETER, encode_cframe
 from agetdaq.protocol.script import ScriptError, Step, parse_script
-from agetdaq.readout.link.board_link import BoardError, BoardInterrupted, BoardLink, BoardTimeout
+from agetdaq.readout.link.board_link import BoardLink
+from agetdaq.readout.link.errors import BoardError, BoardInterrupted, BoardTimeout
 from agetdaq.readout.link.feminos import FeminosBoard
 
 

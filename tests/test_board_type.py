@@ -38,8 +38,9 @@ from agetdaq.protocol.commands import ProtocolError, Reply
 from agetdaq.protocol.script import Script, Step
 from agetdaq.readout.link import board as kinds
 from agetdaq.readout.link.board import BOARD_TYPES, Board, register_board
-from agetdaq.readout.link.board_link import BoardError, BoardLink
+from agetdaq.readout.link.board_link import BoardLink
 from agetdaq.readout.link.credit import CreditConfig
+from agetdaq.readout.link.errors import BoardError
 from agetdaq.readout.link.receiver import Receiver, open_board_socket
 
 HEAD = struct.Struct("<2sHH")  # magic, tag, payload bytes

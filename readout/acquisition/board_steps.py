@@ -9,12 +9,8 @@ import threading
 import time
 
 from agetdaq.protocol.script import Script
-from agetdaq.readout.link.board_link import (
-    BoardError,
-    BoardInterrupted,
-    BoardLink,
-    BoardTimeout,
-)
+from agetdaq.readout.link.board_link import BoardLink
+from agetdaq.readout.link.errors import BoardError, BoardInterrupted, BoardTimeout
 
 log = logging.getLogger("agetdaq.readout.acquisition.engine")
 

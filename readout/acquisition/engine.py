@@ -58,7 +58,8 @@ from agetdaq.readout.datapath.processing.waveforms import StripLayout
 from agetdaq.readout.datapath.stage import PipelineError
 from agetdaq.readout.datapath.stages.calibration import NoTrend
 from agetdaq.readout.datapath.stages.pedestal import OUTPUT as PEDESTAL_TABLE
-from agetdaq.readout.link.board_link import BoardError, BoardInterrupted, BoardLink, BoardTimeout
+from agetdaq.readout.link.board_link import BoardLink
+from agetdaq.readout.link.errors import BoardError, BoardInterrupted, BoardTimeout
 from agetdaq.readout.schema import EVENT_DTYPE
 from agetdaq.readout.store.layout import PEDESTALS_OUT
 from agetdaq.readout.store.writer import RunWriter, WriterError

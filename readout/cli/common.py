@@ -314,7 +314,7 @@ def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
         from agetdaq.protocol.script import ScriptError
         from agetdaq.readout.acquisition.engine import BoardLost, EngineError, Interrupted
         from agetdaq.readout.config import ConfigError
-        from agetdaq.readout.link.board_link import BoardError
+        from agetdaq.readout.link.errors import BoardError
         from agetdaq.readout.store.errors import RunFileError
         from agetdaq.readout.store.writer import WriterError
         from agetdaq.readout.transport.security import SecurityError
