@@ -161,7 +161,7 @@ class Acquisition:
         self.script_text = ""
         self.writer: RunWriter | None = None
         # writers whose file HDF5 could not close (a full disk): kept, because freeing them
-        # crashes the HDF5 library; the owner then exits without teardown (cli.common.leave)
+        # crashes the HDF5 library; the owner then exits without teardown (cli.daq_common.leave)
         self.abandoned: list[RunWriter] = []
         self.run = RunInfo()
         self.pedestals = PedestalUse(

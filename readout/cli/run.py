@@ -7,18 +7,20 @@ import argparse
 from agetdaq.readout.cli.common import (
     Exit,
     add_common,
-    add_daq_arguments,
     add_output,
-    argument_error,
-    drive_run,
     emit,
     fail,
+    setup_logging,
+    stop_on_signals,
+)
+from agetdaq.readout.cli.daq_common import (
+    add_daq_arguments,
+    argument_error,
+    drive_run,
     guarded,
     leave,
     load_settings,
     run_result,
-    setup_logging,
-    stop_on_signals,
 )
 
 

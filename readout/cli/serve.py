@@ -5,18 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 
-from agetdaq.readout.cli.common import (
-    EXIT_OK,
-    Exit,
-    add_common,
+from agetdaq.readout.cli.common import Exit, add_common, fail, setup_logging, stop_on_signals
+from agetdaq.readout.cli.daq_common import (
     add_daq_arguments,
     argument_error,
-    fail,
     guarded,
     leave,
     load_settings,
-    setup_logging,
-    stop_on_signals,
 )
 
 log = logging.getLogger(__name__)
@@ -90,4 +85,4 @@ def serve(args: argparse.Namespace) -> int:
     finally:
         server.close()
         acq.close()
-    return leave(acq, EXIT_OK)
+    return leave(acq, Exit.OK)
