@@ -339,9 +339,9 @@ def test_toy_board_script_steps_are_checked_with_its_command_set():
     bad = [Step("board", "ping"), Step("board", "pul_amp 0x10", line=2)]
     with ToyBoardSim() as sim, toy_link(sim) as link:
         with pytest.raises(BoardError, match="no command"):
-            link.run_script(Script("", bad, ()))
+            link.scripts.run(Script("", bad, ()))
         assert sim.received == []  # refused before anything was sent
-        results = link.run_script(Script("", steps, ()))
+        results = link.scripts.run(Script("", steps, ()))
         assert [r.reply.kind for r in results if r.reply is not None] == ["C", "M"]
         assert sim.received == [b"ping", b"mon"]
 

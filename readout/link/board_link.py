@@ -16,7 +16,7 @@ reply parser, the credit request format, the pause request, the default port and
 * Error codes (< 0) raise :class:`BoardError` with the card's text; a reply that is not a valid
   frame raises it too. Data requests (Feminos: ``daq 0x.. U [0x..]``) get no reply: sent without
   waiting.
-* :meth:`BoardLink.run_script` executes a :class:`agetdaq.protocol.script.Script`, checked in
+* ``link.scripts.run(script)`` executes a :class:`agetdaq.protocol.script.Script`, checked in
   full before anything is sent (:class:`~agetdaq.readout.link.script_runner.ScriptRunner`, which
   also keeps the ``fem`` selection); client ``DAQ`` steps go to :meth:`BoardLink.daq_step` by
   default (starts / stops the credit loop). The errors are those of :mod:`.errors`.
@@ -28,16 +28,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from agetdaq.protocol.command_table import CommandError
 from agetdaq.protocol.commands import ProtocolError, Reply
-from agetdaq.protocol.script import Script, Step
+from agetdaq.protocol.script import Step
 from agetdaq.readout.link.board import Board, board_type
 from agetdaq.readout.link.credit import CreditConfig, CreditLoop
 from agetdaq.readout.link.errors import BoardError, BoardInterrupted, BoardTimeout
 from agetdaq.readout.link.receiver import DEFAULT_RCVBUF, DEFAULT_SLOTS, RcvbufReport, Receiver
-from agetdaq.readout.link.script_runner import ScriptRunner, StepResult
+from agetdaq.readout.link.script_runner import ScriptRunner
 from agetdaq.readout.link.udp import open_board_socket
 
 log = logging.getLogger(__name__)
@@ -283,20 +282,6 @@ class BoardLink:
             self.stop_data()
         else:
             self.start_data(None if n < 0 else n)
-
-    # ---- scripts -----------------------------------------------------------------------------
-    def run_script(
-        self,
-        script: Script | str | Path,
-        *,
-        on_daq: Callable[[Step], object] | None = None,
-        on_client: Callable[[Step], object] | None = None,
-        on_reply: Callable[[Step, Reply | None], object] | None = None,
-        stop: threading.Event | None = None,
-    ) -> list[StepResult]:
-        """Run a script on this board (:meth:`.script_runner.ScriptRunner.run`)."""
-        return self.scripts.run(script, on_daq=on_daq, on_client=on_client, on_reply=on_reply,
-                                stop=stop)  # fmt: skip
 
     def stats(self) -> dict[str, object]:
         return {
