@@ -75,6 +75,25 @@ def check_output(args: argparse.Namespace) -> None:
         make_room(Path(output), getattr(args, "force", False))
 
 
+def open_acquisition(args: argparse.Namespace, settings, stop: threading.Event, server=None):
+    """The acquisition engine of the command (``--publish``, ``--metrics-port``, ``--pcap``);
+    ``server``, the run control bound before it, is closed if the engine cannot be made."""
+    from agetdaq.readout.acquisition.engine import Acquisition
+
+    try:
+        return Acquisition(
+            settings,
+            publish=args.publish,
+            metrics_port=args.metrics_port,
+            pcap=getattr(args, "pcap", None),
+            stop=stop,
+        )
+    except BaseException:
+        if server is not None:
+            server.close()
+        raise
+
+
 def leave(acq, code: int) -> int:
     """The exit code. A process holding run files HDF5 could not close (a full disk:
     ``acq.abandoned``) ends here without the interpreter's teardown, which would crash in the

@@ -21,6 +21,7 @@ from agetdaq.readout.cli.daq_common import (
     guarded,
     leave,
     load_settings,
+    open_acquisition,
     run_result,
 )
 
@@ -52,7 +53,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agetdaq.readout.acquisition.engine import Acquisition
     from agetdaq.readout.acquisition.limits import run_limits_error
     from agetdaq.readout.acquisition.pedestal_upload import RunEnded
 
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"--k-sigma must be finite, above 0 and at most {MAX_K_SIGMA:g}", Exit.USAGE)
     settings = load_settings(args)
     stop = stop_on_signals()
-    acq = Acquisition(settings, publish=args.publish, metrics_port=args.metrics_port, stop=stop)
+    acq = open_acquisition(args, settings, stop)
     try:
         if args.upload:
             code = _upload_run(acq, stop, args)

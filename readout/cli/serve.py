@@ -12,6 +12,7 @@ from agetdaq.readout.cli.daq_common import (
     guarded,
     leave,
     load_settings,
+    open_acquisition,
 )
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     from agetdaq.readout.acquisition.commands import EngineCommands
-    from agetdaq.readout.acquisition.engine import Acquisition
     from agetdaq.readout.store.run import load_pedestals
     from agetdaq.readout.transport.control import ControlService
     from agetdaq.readout.transport.security import control_socket_setup
@@ -60,17 +60,7 @@ def serve(args: argparse.Namespace) -> int:
     # bound first: a port in use is refused before the board link or the stream exist; served
     # by a thread of its own, the commands carried out by this one (acquisition/commands.py)
     server = ControlService(args.control, lambda req: commands.handle(req), configure_socket=setup)
-    try:
-        acq = Acquisition(
-            settings,
-            publish=args.publish,
-            metrics_port=args.metrics_port,
-            pcap=args.pcap,
-            stop=stop,
-        )
-    except BaseException:
-        server.close()
-        raise
+    acq = open_acquisition(args, settings, stop, server)
     commands = EngineCommands(acq)
     log.info("run control on %s, stream on %s", server.address, args.publish)
     try:
