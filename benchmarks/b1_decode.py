@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from agetdaq.protocol.decode import StreamDecoder
-from agetdaq.protocol.encode import DataFramer, event_words_bound, write_event_kernel
+from agetdaq.protocol.encode import DataFramer
+from agetdaq.protocol.event_block import event_words_bound, write_event_kernel
 from agetdaq.protocol.words import lead_word
 from benchmarks.common import make_row
 

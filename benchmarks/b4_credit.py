@@ -73,7 +73,7 @@ def measure(seconds: float) -> dict[str, Any]:
         consumer = _Releaser(link.receiver)
         consumer.start()
         try:
-            link.run_script(parse_script(SETUP.format(window=WINDOW)), on_daq=lambda step: None)
+            link.scripts.run(parse_script(SETUP.format(window=WINDOW)), on_daq=lambda step: None)
             link.start_data()
             time.sleep(1.0)  # steady state
             rx = link.receiver

@@ -25,12 +25,8 @@ from typing import Any
 import numpy as np
 
 from agetdaq.protocol.decode import StreamDecoder
-from agetdaq.protocol.encode import (
-    DataFramer,
-    event_words_bound,
-    max_frame_bytes_for_mtu,
-    write_event_kernel,
-)
+from agetdaq.protocol.encode import DataFramer, max_frame_bytes_for_mtu
+from agetdaq.protocol.event_block import event_words_bound, write_event_kernel
 from agetdaq.protocol.mapping import StripMapping
 from agetdaq.protocol.words import lead_word
 from agetdaq.readout.datapath.build import EventBuilder, select_events

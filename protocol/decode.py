@@ -7,7 +7,6 @@ at the boundary continues in the same row). Datagram indices count from the star
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from agetdaq.protocol import decode_kernel as dk
-from agetdaq.protocol.encode import EOE_SIZE_OFFSET_BYTES
+from agetdaq.protocol.decode_buffers import Carry, OutputBuffers
 from agetdaq.protocol.event import (
     N_DECODE_ERRORS,
     Channel,
@@ -24,6 +23,7 @@ from agetdaq.protocol.event import (
     EventFlag,
     signal_id,
 )
+from agetdaq.protocol.event_block import EOE_SIZE_OFFSET_BYTES
 from agetdaq.protocol.words import KIND_LUT
 
 
@@ -157,29 +157,6 @@ class DecodedBatch:
         return out
 
 
-@dataclass
-class _Carry:
-    """Where the open event lies: buffers, first rows, ends (events, chans, samples, aux)."""
-
-    bufs: tuple[np.ndarray, ...]
-    start: tuple[int, int, int, int]
-    end: tuple[int, int, int, int]
-
-    def sizes(self) -> tuple[int, int, int, int]:
-        return tuple(e - s for s, e in zip(self.start, self.end))  # type: ignore[return-value]
-
-    def rebased(self) -> tuple[np.ndarray, np.ndarray]:
-        """Copies of the event row and channel rows with offsets from row / sample 0."""
-        ev, ch = self.bufs[0], self.bufs[1]
-        e0, c0, s0, a0 = self.start
-        event = ev[e0].copy()
-        event[dk.EV_CHAN_START] -= c0
-        event[dk.EV_AUX_START] -= a0
-        channels = ch[c0 : self.end[1]].copy()
-        channels[:, dk.CH_SAMPLE_START] -= s0
-        return event, channels
-
-
 def as_word_rows(buf: np.ndarray) -> np.ndarray:
     """A 2-D uint8 (little-endian pairs) or uint16 array as C-contiguous uint16 rows."""
     a = np.asarray(buf)
@@ -222,15 +199,13 @@ class StreamDecoder:
         self.check_seq = check_seq
         self.has_lead = has_lead
         self.eoe_size_offset = eoe_size_offset
-        self.reuse_buffers = reuse_buffers
         self.validate = validate
         self.card_id = card_id
         self.seq_window = seq_window
         self.errors = np.zeros(N_DECODE_ERRORS, dtype=np.int64)
         self._state = dk.new_state()
         self._counts = np.zeros(dk.N_COUNTS, dtype=np.int64)
-        self._carry: _Carry | None = None
-        self._pool: list[tuple[np.ndarray, ...]] = []  # output buffer sets
+        self.buffers = OutputBuffers(reuse_buffers)
 
     def error_counts(self) -> dict[str, int]:
         """Cumulative error counters by name."""
@@ -246,59 +221,6 @@ class StreamDecoder:
         lead = int(self._state[dk.ST_LAST_LEAD])
         return None if lead < 0 else lead
 
-    def _free(self, bufs: tuple[np.ndarray, ...]) -> bool:
-        """Whether a buffer set may be overwritten: forced reuse, or no view of it is alive."""
-        return self.reuse_buffers or all(sys.getrefcount(a) <= _POOL_REFS for a in bufs)
-
-    def _buffers(self, need: tuple[int, int, int, int]) -> tuple[np.ndarray, ...]:
-        """A free buffer set with room for ``need`` rows (fresh memory is slow to touch)."""
-        for b in self._pool:
-            if _fits(b, need) and self._free(b):
-                return b
-        n_ev, n_ch, n_s, n_aux = (2 * x + 1 for x in need)  # room to continue in place
-        b = (
-            np.empty((n_ev, dk.N_EV_COLS), np.int64),
-            np.empty((n_ch, dk.N_CH_COLS), np.int32),
-            np.empty(n_s, np.uint16),
-            np.empty(n_s, np.uint16),
-            np.empty((n_aux, dk.N_AUX_COLS), np.int32),
-        )
-        max_sets = 1 if self.reuse_buffers else _POOL_SETS
-        free = [k for k, old in enumerate(self._pool) if self._free(old)]
-        if len(self._pool) < max_sets:
-            self._pool.append(b)
-        elif free:  # replace a set too small for this batch
-            self._pool[free[0]] = b
-        return b
-
-    def _place_carry(self, bound: tuple[int, int, int, int]):
-        """Buffers, first rows of this batch and rows in use. A large open event stays where
-        it is if the reused buffers have room after it; otherwise it moves to the front (the
-        output then starts at the same, cache-warm, place each call)."""
-        c = self._carry
-        if c is None:
-            return self._buffers(bound), (0, 0, 0, 0), (0, 0, 0, 0)
-        if (
-            c.end[2] - c.start[2] > bound[2] // 8
-            and any(c.bufs is b for b in self._pool)
-            and self._free(c.bufs)
-            and _fits(c.bufs, tuple(e + b for e, b in zip(c.end, bound)))
-        ):
-            return c.bufs, c.start, c.end
-        sizes = c.sizes()
-        bufs = self._buffers(tuple(n + b for n, b in zip(sizes, bound)))
-        ev, ch, tb, adc, aux = bufs
-        _, c0, s0, a0 = c.start
-        ev[0], ch[: sizes[1]] = c.rebased()
-        tb[: sizes[2]] = c.bufs[2][s0 : c.end[2]]  # numpy copes with overlap
-        adc[: sizes[2]] = c.bufs[3][s0 : c.end[2]]
-        aux[: sizes[3]] = c.bufs[4][a0 : c.end[3]]
-        st = self._state
-        st[dk.ST_EV_ROW] = 0
-        if st[dk.ST_CHAN_ROW] >= 0:
-            st[dk.ST_CHAN_ROW] -= c0
-        return bufs, (0, 0, 0, 0), sizes
-
     def decode(self, buf: np.ndarray, lengths: Sequence[int] | np.ndarray) -> DecodedBatch:
         """Decode rows ``buf[d]`` holding ``lengths[d]`` bytes each; events that ended here."""
         words = as_word_rows(buf)
@@ -306,7 +228,12 @@ class StreamDecoder:
         if lens.ndim != 1 or lens.shape[0] != words.shape[0]:
             raise ValueError(f"lengths shape {lens.shape} does not match {words.shape[0]} rows")
         bound = dk.output_bounds(words.size, words.shape[0])  # as if every row were full
-        bufs, start, used = self._place_carry(bound)
+        bufs, start, used, moved = self.buffers.place(bound)
+        if moved is not None:  # the open event moved to the front of other buffers
+            st = self._state
+            st[dk.ST_EV_ROW] = 0
+            if st[dk.ST_CHAN_ROW] >= 0:
+                st[dk.ST_CHAN_ROW] -= moved
         ev, ch, tb, adc, aux = bufs
         self._counts[:] = used
         before = self.errors.copy()
@@ -324,10 +251,10 @@ class StreamDecoder:
             c0 = int(ev[row, dk.EV_CHAN_START])
             s0 = int(ch[c0, dk.CH_SAMPLE_START]) if ev[row, dk.EV_N_CHAN] > 0 else end[2]
             closed = (row, c0, s0, int(ev[row, dk.EV_AUX_START]))
-            self._carry = _Carry(bufs, closed, end)  # type: ignore[arg-type]
+            self.buffers.carry = Carry(bufs, closed, end)  # type: ignore[arg-type]
         else:
             closed = end
-            self._carry = None
+            self.buffers.carry = None
         e0, c0, s0, a0 = start
         events = ev[e0 : closed[0]]
         channels = ch[c0 : closed[1]]
@@ -342,8 +269,7 @@ class StreamDecoder:
 
     def flush(self) -> DecodedBatch:
         """End of stream: return the open event, if any, closed TRUNCATED; reset the state."""
-        c = self._carry
-        self._carry = None
+        c, self.buffers.carry = self.buffers.carry, None
         first = self.datagrams_seen
         last_lead = self._state[dk.ST_LAST_LEAD]
         self._state = dk.new_state()
@@ -365,19 +291,6 @@ class StreamDecoder:
             event[None, :], channels, tb[s0 : c.end[2]].copy(), adc[s0 : c.end[2]].copy(),
             aux[a0 : c.end[3]].copy(), no_errors, first, 0,
         )  # fmt: skip
-
-
-_POOL_SETS = 4  # buffer sets kept while batches are still referenced
-_POOL_REFS = 3  # getrefcount of an array held only by its pool tuple (+ loop name + argument)
-
-
-def _fits(bufs: tuple[np.ndarray, ...], need: tuple[int, ...]) -> bool:
-    return (
-        bufs[0].shape[0] >= need[0]
-        and bufs[1].shape[0] >= need[1]
-        and bufs[2].shape[0] >= need[2]
-        and bufs[4].shape[0] >= need[3]
-    )
 
 
 def pack_datagrams(

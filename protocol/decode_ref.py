@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agetdaq.protocol.encode import EOE_SIZE_OFFSET_BYTES
 from agetdaq.protocol.event import N_DECODE_ERRORS, Channel, DecodeError, Event, EventFlag
+from agetdaq.protocol.event_block import EOE_SIZE_OFFSET_BYTES
 from agetdaq.protocol.words import (
     END_OF_FRAME,
     N_SOE_WORDS,

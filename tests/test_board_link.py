@@ -13,7 +13,8 @@ from fake_board import FakeBoard
 from agetdaq.protocol.command_table import validate
 from agetdaq.protocol.commands import ERR_ILLEGAL_PARAMETER, encode_cframe
 from agetdaq.protocol.script import ScriptError, Step, parse_script
-from agetdaq.readout.link.board_link import BoardError, BoardInterrupted, BoardLink, BoardTimeout
+from agetdaq.readout.link.board_link import BoardLink
+from agetdaq.readout.link.errors import BoardError, BoardInterrupted, BoardTimeout
 from agetdaq.readout.link.feminos import FeminosBoard
 
 
@@ -157,7 +158,7 @@ def test_script_runs_steps_in_order_with_fem_selection_and_credits():
             daq_steps.append(step)
             link.daq_step(step)
 
-        results = link.run_script(SCRIPT, on_daq=on_daq)
+        results = link.scripts.run(SCRIPT, on_daq=on_daq)
         sent_commands = [d for d in board.received if not d.startswith(b"daq")]
         # `sca wckdiv 4` skipped: fem 3 selected, this link is fem 0
         assert sent_commands == [b"sca cnt 0x200", b"pul_amp 0x1", b"pul_amp 0x2"]
@@ -173,7 +174,7 @@ def test_script_validation_failure_sends_nothing():
     bad = "sca cnt 0x200\nsca wckdiv 4\nfoo_bar 3\n"
     with FakeBoard() as board, link_to(board) as link:
         with pytest.raises(ScriptError, match=r":3:"):
-            link.run_script(bad)
+            link.scripts.run(bad)
         time.sleep(0.05)
         assert board.received == []
         assert link.commands_sent == 0
@@ -183,7 +184,7 @@ def test_script_error_reply_stops_the_script():
     replies = {"sca": (-10, "sca: syntax error")}
     with FakeBoard(replies=replies) as board, link_to(board) as link:
         with pytest.raises(BoardError, match="syntax error"):
-            link.run_script("version\nsca cnt 0x200\nstate\n")
+            link.scripts.run("version\nsca cnt 0x200\nstate\n")
         assert board.received == [b"version", b"sca cnt 0x200"]
 
 
@@ -197,7 +198,7 @@ def test_script_from_a_file_and_stop_event(tmp_path):
         timer.start()
         t0 = time.monotonic()
         with pytest.raises(BoardInterrupted, match="sleep 30"):
-            link.run_script(script, stop=stop)
+            link.scripts.run(script, stop=stop)
         assert time.monotonic() - t0 < 10
         timer.cancel()
         assert board.received == [b"version"]
@@ -206,7 +207,7 @@ def test_script_from_a_file_and_stop_event(tmp_path):
 def test_client_steps_go_to_their_callback():
     seen: list[str] = []
     with FakeBoard() as board, link_to(board) as link:
-        link.run_script("verbose 1\nfopen bin\nversion\n", on_client=lambda s: seen.append(s.text))
+        link.scripts.run("verbose 1\nfopen bin\nversion\n", on_client=lambda s: seen.append(s.text))
         assert seen == ["verbose 1", "fopen bin"]
         assert board.received == [b"version"]
 

@@ -38,8 +38,9 @@ from agetdaq.protocol.commands import ProtocolError, Reply
 from agetdaq.protocol.script import Script, Step
 from agetdaq.readout.link import board as kinds
 from agetdaq.readout.link.board import BOARD_TYPES, Board, register_board
-from agetdaq.readout.link.board_link import BoardError, BoardLink
+from agetdaq.readout.link.board_link import BoardLink
 from agetdaq.readout.link.credit import CreditConfig
+from agetdaq.readout.link.errors import BoardError
 from agetdaq.readout.link.receiver import Receiver, open_board_socket
 
 HEAD = struct.Struct("<2sHH")  # magic, tag, payload bytes
@@ -338,9 +339,9 @@ def test_toy_board_script_steps_are_checked_with_its_command_set():
     bad = [Step("board", "ping"), Step("board", "pul_amp 0x10", line=2)]
     with ToyBoardSim() as sim, toy_link(sim) as link:
         with pytest.raises(BoardError, match="no command"):
-            link.run_script(Script("", bad, ()))
+            link.scripts.run(Script("", bad, ()))
         assert sim.received == []  # refused before anything was sent
-        results = link.run_script(Script("", steps, ()))
+        results = link.scripts.run(Script("", steps, ()))
         assert [r.reply.kind for r in results if r.reply is not None] == ["C", "M"]
         assert sim.received == [b"ping", b"mon"]
 

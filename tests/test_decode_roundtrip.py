@@ -18,8 +18,9 @@ from test_decode import (
 )
 
 from agetdaq.protocol.decode import StreamDecoder, decode_datagrams, pack_datagrams
-from agetdaq.protocol.encode import CUTS, DataFramer, datagram, encode_events, event_words
+from agetdaq.protocol.encode import CUTS, DataFramer, datagram, encode_events
 from agetdaq.protocol.event import Channel, Event
+from agetdaq.protocol.event_block import event_words
 
 # ---- round trips ----------------------------------------------------------------------------
 
@@ -220,9 +221,9 @@ def test_output_buffers_are_recycled_only_when_unreferenced() -> None:
     del first
     second = dec.decode(buf[3:], lengths[3:])
     assert kept.tolist() == [0, 1, 2] and second.event_count.tolist() == [3, 4, 5]
-    assert len(dec._pool) == 2  # the first set was still in use: a second one was made
+    assert len(dec.buffers.sets) == 2  # the first set was still in use: a second one was made
     del second, kept
     third = dec.decode(buf[:3], lengths[:3])
     assert third.event_count.tolist() == [0, 1, 2]
-    assert len(dec._pool) == 2
-    assert any(third.events_table.base is b[0] for b in dec._pool)
+    assert len(dec.buffers.sets) == 2
+    assert any(third.events_table.base is b[0] for b in dec.buffers.sets)

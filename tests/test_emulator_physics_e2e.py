@@ -15,7 +15,7 @@ from agetdaq.protocol import monitoring as mon
 from agetdaq.protocol.channels import daq_index, physical_channel
 from agetdaq.protocol.commands import parse_reply
 from agetdaq.protocol.decode import decode_datagrams
-from agetdaq.protocol.encode import event_words
+from agetdaq.protocol.event_block import event_words
 from agetdaq.protocol.mapping import StripMapping
 from agetdaq.readout.simulation.emulator.cardproc import (
     CardProcessor,

@@ -11,15 +11,13 @@ from agetdaq.protocol.encode import (
     DataFramer,
     datagram,
     encode_events,
-    event_words,
-    event_words_bound,
     item_ends,
     item_ends_py,
     max_datagram_bytes_for_mtu,
     max_frame_bytes_for_mtu,
-    write_event_kernel,
 )
 from agetdaq.protocol.event import Channel, Event
+from agetdaq.protocol.event_block import event_words, event_words_bound, write_event_kernel
 
 
 def u16(*values: int) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agetdaq.readout.cli.common import progress_line
+from agetdaq.readout.cli.daq_common import progress_line
 
 STATUS = {
     "run_number": 3,

@@ -21,7 +21,7 @@ from conftest import free_tcp_port
 
 from agetdaq.readout.acquisition.engine import Acquisition
 from agetdaq.readout.acquisition.settings import Settings
-from agetdaq.readout.cli.common import run_result
+from agetdaq.readout.cli.daq_common import run_result
 from agetdaq.readout.simulation.emulator.server import Emulator
 from agetdaq.readout.store.reader import RunFile
 from agetdaq.readout.transport.control import ControlClient

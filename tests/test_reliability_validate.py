@@ -15,8 +15,9 @@ import pytest
 from fake_board import FakeBoard
 from test_reliability_fuzz import good_event, receiver_kind
 
-from agetdaq.protocol.encode import DataFramer, datagram, encode_events, event_words
+from agetdaq.protocol.encode import DataFramer, datagram, encode_events
 from agetdaq.protocol.event import Event
+from agetdaq.protocol.event_block import event_words
 from agetdaq.readout.acquisition.engine import Acquisition
 from agetdaq.readout.acquisition.settings import Settings
 from agetdaq.readout.store.reader import RunFile

@@ -15,7 +15,8 @@ from agetdaq.readout.cli import main
 from agetdaq.readout.datapath.offline import to_h5
 from agetdaq.readout.store.convert import ConvertError
 from agetdaq.readout.store.reader import RunFile
-from agetdaq.readout.store.rootexport import event_block, export_root, fill_value
+from agetdaq.readout.store.rootblocks import event_block, fill_value
+from agetdaq.readout.store.rootexport import export_root
 
 uproot = pytest.importorskip("uproot")
 ROOT = pytest.importorskip("ROOT", reason="the root extra (ROOT's PyPI package) is not installed")

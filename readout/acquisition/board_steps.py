@@ -9,12 +9,8 @@ import threading
 import time
 
 from agetdaq.protocol.script import Script
-from agetdaq.readout.link.board_link import (
-    BoardError,
-    BoardInterrupted,
-    BoardLink,
-    BoardTimeout,
-)
+from agetdaq.readout.link.board_link import BoardLink
+from agetdaq.readout.link.errors import BoardError, BoardInterrupted, BoardTimeout
 
 log = logging.getLogger("agetdaq.readout.acquisition.engine")
 
@@ -58,7 +54,7 @@ class BoardSteps:
         (BoardError if it fails, BoardInterrupted if ``stop`` is set meanwhile)."""
         self.wait_for_board(self.timeout_s, stop)
         self.known_state(stop)
-        self.link.run_script(script, on_daq=lambda step: None, stop=stop)
+        self.link.scripts.run(script, on_daq=lambda step: None, stop=stop)
         self.triggers_stopped = False
 
     def known_state(self, stop: threading.Event | None = None) -> None:

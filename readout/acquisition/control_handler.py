@@ -11,7 +11,7 @@ from agetdaq.readout.acquisition.pedestal_upload import (
     DEFAULT_SECONDS,
 )
 from agetdaq.readout.acquisition.scripts import confined_script
-from agetdaq.readout.link.board_link import BoardError
+from agetdaq.readout.link.errors import BoardError
 
 log = logging.getLogger(__name__)
 

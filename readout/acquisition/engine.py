@@ -15,6 +15,7 @@ of its own:
   stream, the metrics and the run file;
 - :class:`~agetdaq.readout.acquisition.board_steps.BoardSteps`: configure, stop and drain, restart
   the board's triggers;
+- :class:`~agetdaq.readout.acquisition.recorder.RunRecorder`: the run file and the run log;
 - :class:`~agetdaq.readout.acquisition.pedestal_use.PedestalUse`: the pedestal table and strip
   masks the processing uses;
 - :class:`~agetdaq.readout.acquisition.pedestal_upload.PedestalUpload`: the two-pass pedestal
@@ -31,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 
-from agetdaq import __version__
 from agetdaq.protocol.mapping import StripMapping
 from agetdaq.protocol.script import Script, parse_script
 from agetdaq.readout.acquisition.board_steps import BoardSteps
@@ -40,6 +40,7 @@ from agetdaq.readout.acquisition.memtune import pin_malloc_thresholds
 from agetdaq.readout.acquisition.metrics import DaqMetrics
 from agetdaq.readout.acquisition.pedestal_upload import Outcome, PedestalUpload
 from agetdaq.readout.acquisition.pedestal_use import PedestalUse
+from agetdaq.readout.acquisition.recorder import RunRecorder
 from agetdaq.readout.acquisition.runlog import RunLog
 from agetdaq.readout.acquisition.scripts import (
     RUN_TYPE_SCRIPT,
@@ -58,8 +59,8 @@ from agetdaq.readout.datapath.processing.waveforms import StripLayout
 from agetdaq.readout.datapath.stage import PipelineError
 from agetdaq.readout.datapath.stages.calibration import NoTrend
 from agetdaq.readout.datapath.stages.pedestal import OUTPUT as PEDESTAL_TABLE
-from agetdaq.readout.link.board_link import BoardError, BoardInterrupted, BoardLink, BoardTimeout
-from agetdaq.readout.schema import EVENT_DTYPE
+from agetdaq.readout.link.board_link import BoardLink
+from agetdaq.readout.link.errors import BoardError, BoardInterrupted, BoardTimeout
 from agetdaq.readout.store.layout import PEDESTALS_OUT
 from agetdaq.readout.store.writer import RunWriter, WriterError
 from agetdaq.readout.transport.control import RUN_TYPES
@@ -143,6 +144,9 @@ class Acquisition:
             raise
         self.data_dir = Path(s.daq.data_dir)
         self.runlog = RunLog(self.data_dir)
+        identity = {"detector": s.daq.detector, "board": s.daq.bec, "config": s.source,
+                    "mapping": self.mapping.to_text()}  # fmt: skip
+        self.recorder = RunRecorder(self.runlog, s.writer, identity)
         self.metrics = DaqMetrics(str(self.data_dir), detector=s.daq.detector, board=s.daq.bec)
         http_port = s.daq.metrics_port if metrics_port is None else metrics_port
         if http_port:  # `port` stays the board's: the capture tap below names it
@@ -158,10 +162,6 @@ class Acquisition:
         self.script_name = ""
         self.script_chosen = False  # the script was chosen by start_run for a run type
         self.script_text = ""
-        self.writer: RunWriter | None = None
-        # writers whose file HDF5 could not close (a full disk): kept, because freeing them
-        # crashes the HDF5 library; the owner then exits without teardown (cli.common.leave)
-        self.abandoned: list[RunWriter] = []
         self.run = RunInfo()
         self.pedestals = PedestalUse(
             self.processor, self.feed, self.mapping, s.processing.k_hit, s.daq.rst_len
@@ -230,6 +230,16 @@ class Acquisition:
         log.info(self.message)
 
     @property
+    def writer(self) -> RunWriter | None:
+        """The run file being written (None between runs)."""
+        return self.recorder.writer
+
+    @property
+    def abandoned(self) -> list[RunWriter]:
+        """Writers of files HDF5 could not close (:class:`RunRecorder`)."""
+        return self.recorder.abandoned
+
+    @property
     def pedestal_rows(self) -> np.ndarray | None:
         """The per-channel pedestal table in use (None before any)."""
         return self.pedestals.rows
@@ -294,49 +304,19 @@ class Acquisition:
         except BoardError as exc:
             self._error(f"run start failed: {exc}")
             raise EngineError(self.message) from exc
-        number = self.runlog.allocate_run_number()  # atomic across processes sharing data_dir
-        path = Path(output) if output else self.runlog.run_path(number, run_type)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        number, path = self.recorder.allocate(run_type, output)
         self.stops.watch(path)  # the disk guard watches the run file's filesystem
         self.run = RunInfo(
             number, run_type, comment, str(path), time.time(), time.monotonic(), events, seconds
         )
-        meta = {
-            "run_number": str(number),
-            "run_type": run_type,
-            "comment": comment,
-            "detector": self.settings.daq.detector,
-            "board": self.settings.daq.bec,
-            "start_time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "software_version": __version__,
-            "script": self.script_text,
-            "config": self.settings.source,
-            "mapping": self.mapping.to_text(),
-        }
         try:
-            self.writer = RunWriter(
-                path, EVENT_DTYPE, meta, self.settings.writer, pedestals=self.pedestal_rows
-            )
+            writer = self.recorder.open(self.run, self.script_text, self.pedestal_rows)
         except WriterError as exc:
             self._error(str(exc))
             raise EngineError(str(exc)) from exc
         self.calib.use_readout(self.script_name)  # its gain reference belongs to the script
-        self.datapath.begin_run(
-            self.writer,
-            number,
-            run_type,
-            seq_window=self.link.credit.sequence_window(),
-            max_events=events,
-        )
-        self.runlog.append(
-            {
-                "event": "start",
-                "run": number,
-                "type": run_type,
-                "comment": comment,
-                "file": str(path),
-            }
-        )
+        seq_window = self.link.credit.sequence_window()
+        self.datapath.begin_run(writer, number, run_type, seq_window=seq_window, max_events=events)
         self.link.start_data()
         self.state = "running"
         self.message = f"run {number} ({run_type}) started"
@@ -371,27 +351,13 @@ class Acquisition:
             final[PEDESTALS_OUT.split("/")[-1]] = rows
             self.load_pedestals(rows)
         failure = self.datapath.failure or (reason if board_lost else None)
-        writer, self.writer = self.writer, None  # released whatever happens to it
-        try:
-            if writer is not None:
-                writer.close(final)
-        except WriterError as exc:
-            failure = failure or str(exc)
-            self.abandoned.append(writer)
-        finally:
-            del writer
+        closing = self.recorder.close(final)  # the file is closed whatever failed before
+        failure = failure or closing
         self.run.board_lost = board_lost
         self.run.stop_reason = (
             reason if not failure or failure in reason else f"{reason}; {failure}"
         )
-        self.runlog.append(
-            {
-                "event": "end",
-                "run": self.run.number,
-                "reason": self.run.stop_reason,
-                "events": counters["datapath"]["events"],
-            }
-        )
+        self.recorder.log_end(self.run, counters["datapath"]["events"])
         self.state = "error" if failure else "configured"
         self.message = failure or f"run {self.run.number} stopped: {reason}"
         log.info(self.message)
@@ -408,7 +374,7 @@ class Acquisition:
                 self.stop_run(reason)
             else:
                 for incident in self.watch.check(self.run.number, self.run.start_mono):
-                    self._warn(incident)
+                    self.announce(incident, logging.WARNING)
                 lost = self.watch.lost()
                 if lost is not None:
                     log.error(lost)
@@ -446,23 +412,15 @@ class Acquisition:
         self.reporter.publish(self._view(), force)
 
     def announce(self, message: str, level: int = logging.INFO) -> None:
-        """A note of the engine's own (a step of a pedestal upload): log it, put it on the
-        stream at once."""
+        """A note of the engine's own (a step of a pedestal upload, a board incident): log it,
+        put it on the stream at once."""
         self.message = message
         log.log(level, message)
         self._publish_status(force=True)
 
-    def _warn(self, message: str) -> None:
-        """A board incident: log it and put it on the stream at once."""
-        self.message = message
-        log.warning(message)
-        self._publish_status(force=True)
-
     def _error(self, message: str) -> None:
         self.state = "error"
-        self.message = message
-        log.error(message)
-        self._publish_status(force=True)
+        self.announce(message, logging.ERROR)
 
     def close(self) -> None:
         if self.state == "running":

@@ -12,7 +12,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from agetdaq.readout.link.board_link import BoardError, BoardLink
+from agetdaq.readout.link.board_link import BoardLink
+from agetdaq.readout.link.errors import BoardError
 
 
 def credit_left(text: str) -> int | None:

@@ -1,8 +1,9 @@
 """The ``agetdaq`` command: one sub-command per module in this package.
 
-Each module ``readout/cli/<name>.py`` defines ``register(subparsers)``, which adds its parser and
-sets ``func`` (called with the parsed namespace; returns the exit code). The options follow one
-convention (:mod:`~agetdaq.readout.cli.common`). Building the parser imports no module heavier
+Each module ``readout/cli/<name>.py`` but ``common`` and ``daq_common`` (what they share) defines
+``register(subparsers)``, which adds its parser and sets ``func`` (called with the parsed
+namespace; returns the exit code). The options follow one convention
+(:mod:`~agetdaq.readout.cli.common`). Building the parser imports no module heavier
 than argparse (``agetdaq --help`` is fast: ``tests/test_cli_convention.py`` counts the modules it
 loads); a sub-command imports what it needs when it runs, so a missing optional extra only breaks
 its own sub-command. No input, however bad, ends in a traceback: an unexpected error is one line
@@ -14,11 +15,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import logging
 import sys
 
 from agetdaq import __version__
-from agetdaq.readout.cli.common import EXIT_TEXT, PREFIX, Exit
+from agetdaq.readout.cli.common import EXIT_TEXT, PREFIX, Exit, setup_logging
 
 # sub-command module names, in the order `agetdaq --help` lists them
 COMMANDS = (
@@ -91,11 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         return Exit.USAGE
     PREFIX[0] = f"agetdaq {args.command}"
     verbose, quiet = getattr(args, "verbose", False), getattr(args, "quiet", False)
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(verbose, quiet)
     if not quiet:
         for text in getattr(args, "_deprecated", None) or ():
             print(f"agetdaq {args.command}: {text}", file=sys.stderr)

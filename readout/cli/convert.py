@@ -26,6 +26,7 @@ from agetdaq.readout.cli.common import (
     emit,
     fail,
     file_error_code,
+    make_room,
     note,
     parse_source,
 )
@@ -100,7 +101,7 @@ def convert(
     if not (dst == "root" or (dst, src) in (("h5", "aqs"), ("h5", "pcap"), ("aqs", "h5"))):
         raise ConvertError(f"no conversion from {src} to {dst} (aqs/pcap->h5, h5->aqs, any->root)")
     if replace:
-        _remove_output(output)
+        make_room(output, force=True)  # never a folder, never a run file a live process writes
 
     def pick(*names: str) -> dict[str, object]:
         return {k: v for k, v in options.items() if k in names and v is not None}
@@ -118,21 +119,6 @@ def convert(
 
         return export_root(source, output, **pick(*ROOT_OPTIONS))
     raise ConvertError(f"no conversion from {src} to {dst} (aqs/pcap->h5, h5->aqs, any->root)")
-
-
-def _remove_output(output: Path) -> None:
-    """Make room for ``--force``: never a folder, never a run file a live process writes
-    (ConvertError); the run writer itself never replaces a file."""
-    from agetdaq.readout.store.convert import ConvertError
-    from agetdaq.readout.store.lock import holder
-
-    if output.is_dir():
-        raise ConvertError(f"{output} is a directory")
-    who = holder(output)
-    if who is not None and who.alive() is not False:
-        raise OutputError(f"{output} is being written by {who}", Exit.FAILURE)
-    if output.exists() or output.is_symlink():
-        output.unlink()
 
 
 def _usage(args: argparse.Namespace) -> tuple[Path, dict[str, object]]:

@@ -246,7 +246,7 @@ def board_answers(port: int, child: subprocess.Popen, limit_s: float) -> bool:
 
 
 def _headless(stream: str, seconds: float | None, stop: threading.Event) -> int:
-    from agetdaq.readout.cli.common import progress_line
+    from agetdaq.readout.cli.daq_common import progress_line
     from agetdaq.readout.transport.stream import Subscriber
 
     sub = Subscriber(stream, topics=("status",))

@@ -8,18 +8,21 @@ import math
 from agetdaq.readout.cli.common import (
     Exit,
     add_common,
-    add_daq_arguments,
     add_output,
-    argument_error,
-    drive_run,
     emit,
     fail,
+    setup_logging,
+    stop_on_signals,
+)
+from agetdaq.readout.cli.daq_common import (
+    add_daq_arguments,
+    argument_error,
+    drive_run,
     guarded,
     leave,
     load_settings,
+    open_acquisition,
     run_result,
-    setup_logging,
-    stop_on_signals,
 )
 
 MAX_K_SIGMA = 100.0
@@ -50,7 +53,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agetdaq.readout.acquisition.engine import Acquisition
     from agetdaq.readout.acquisition.limits import run_limits_error
     from agetdaq.readout.acquisition.pedestal_upload import RunEnded
 
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"--k-sigma must be finite, above 0 and at most {MAX_K_SIGMA:g}", Exit.USAGE)
     settings = load_settings(args)
     stop = stop_on_signals()
-    acq = Acquisition(settings, publish=args.publish, metrics_port=args.metrics_port, stop=stop)
+    acq = open_acquisition(args, settings, stop)
     try:
         if args.upload:
             code = _upload_run(acq, stop, args)

@@ -7,18 +7,21 @@ import argparse
 from agetdaq.readout.cli.common import (
     Exit,
     add_common,
-    add_daq_arguments,
     add_output,
-    argument_error,
-    drive_run,
     emit,
     fail,
+    setup_logging,
+    stop_on_signals,
+)
+from agetdaq.readout.cli.daq_common import (
+    add_daq_arguments,
+    argument_error,
+    drive_run,
     guarded,
     leave,
     load_settings,
+    open_acquisition,
     run_result,
-    setup_logging,
-    stop_on_signals,
 )
 
 
@@ -51,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from agetdaq.readout.acquisition.control_handler import handle
-    from agetdaq.readout.acquisition.engine import Acquisition, Interrupted
+    from agetdaq.readout.acquisition.engine import Interrupted
     from agetdaq.readout.acquisition.limits import run_limits_error
     from agetdaq.readout.store.run import load_pedestals
 
@@ -63,18 +66,7 @@ def run(args: argparse.Namespace) -> int:
     pedestals = load_pedestals(args.pedestals) if args.pedestals else None  # before any socket
     stop = stop_on_signals()
     server = _control_server(args, lambda req: handle(acq, req)) if args.control else None
-    try:
-        acq = Acquisition(
-            settings,
-            publish=args.publish,
-            metrics_port=args.metrics_port,
-            pcap=args.pcap,
-            stop=stop,
-        )
-    except BaseException:
-        if server is not None:
-            server.close()
-        raise
+    acq = open_acquisition(args, settings, stop, server)
     try:
         if pedestals is not None:
             acq.load_pedestals(pedestals)

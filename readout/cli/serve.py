@@ -5,18 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 
-from agetdaq.readout.cli.common import (
-    EXIT_OK,
-    Exit,
-    add_common,
+from agetdaq.readout.cli.common import Exit, add_common, fail, setup_logging, stop_on_signals
+from agetdaq.readout.cli.daq_common import (
     add_daq_arguments,
     argument_error,
-    fail,
     guarded,
     leave,
     load_settings,
-    setup_logging,
-    stop_on_signals,
+    open_acquisition,
 )
 
 log = logging.getLogger(__name__)
@@ -49,7 +45,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     from agetdaq.readout.acquisition.commands import EngineCommands
-    from agetdaq.readout.acquisition.engine import Acquisition
     from agetdaq.readout.store.run import load_pedestals
     from agetdaq.readout.transport.control import ControlService
     from agetdaq.readout.transport.security import control_socket_setup
@@ -65,17 +60,7 @@ def serve(args: argparse.Namespace) -> int:
     # bound first: a port in use is refused before the board link or the stream exist; served
     # by a thread of its own, the commands carried out by this one (acquisition/commands.py)
     server = ControlService(args.control, lambda req: commands.handle(req), configure_socket=setup)
-    try:
-        acq = Acquisition(
-            settings,
-            publish=args.publish,
-            metrics_port=args.metrics_port,
-            pcap=args.pcap,
-            stop=stop,
-        )
-    except BaseException:
-        server.close()
-        raise
+    acq = open_acquisition(args, settings, stop, server)
     commands = EngineCommands(acq)
     log.info("run control on %s, stream on %s", server.address, args.publish)
     try:
@@ -90,4 +75,4 @@ def serve(args: argparse.Namespace) -> int:
     finally:
         server.close()
         acq.close()
-    return leave(acq, EXIT_OK)
+    return leave(acq, Exit.OK)

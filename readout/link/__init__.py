@@ -18,9 +18,10 @@ A datagram's path, module by module:
    ring fills, ignores tags further ahead than the board's window (``out_of_window``); its state
    (:mod:`.credit_state`) is shared with the GIL-free re-grant in :mod:`.credit_kernel`;
    settings in :mod:`.credit_config`.
-5. :mod:`.board_link` -- the board commands: one command, one reply; scripts checked in full
-   before anything is sent; start / pause of the data; every wait (reply, script ``sleep``) cut
-   short by the caller's stop request (``BoardInterrupted``).
+5. :mod:`.board_link` -- the board commands: one command, one reply; start / pause of the data;
+   :mod:`.script_runner` runs scripts, checked in full before anything is sent; every wait
+   (reply, script ``sleep``) cut short by the caller's stop request (``BoardInterrupted``, with
+   the link's other errors in :mod:`.errors`).
 6. :mod:`.pcap_tap` -- the pcap tap: both directions into a capture file, never blocking.
 
 What is particular to a board type (frame check, command set, credit request format, pause, port,

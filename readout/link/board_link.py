@@ -16,13 +16,10 @@ reply parser, the credit request format, the pause request, the default port and
 * Error codes (< 0) raise :class:`BoardError` with the card's text; a reply that is not a valid
   frame raises it too. Data requests (Feminos: ``daq 0x.. U [0x..]``) get no reply: sent without
   waiting.
-* :meth:`BoardLink.run_script` executes a :class:`agetdaq.protocol.script.Script`: the whole script
-  is parsed and validated first (text or path in -> :class:`~agetdaq.protocol.script.ScriptError`
-  before any datagram leaves; every board step checked with the board type's command set), then
-  board steps go one by one with their replies logged, ``sleep`` waits (a stop request cuts
-  every wait short: :class:`BoardInterrupted`), ``fem``
-  selects, ``credits`` configures the credit loop and client ``DAQ`` steps go to ``on_daq`` (default
-  :meth:`BoardLink.daq_step`: starts / stops the credit loop).
+* ``link.scripts.run(script)`` executes a :class:`agetdaq.protocol.script.Script`, checked in
+  full before anything is sent (:class:`~agetdaq.readout.link.script_runner.ScriptRunner`, which
+  also keeps the ``fem`` selection); client ``DAQ`` steps go to :meth:`BoardLink.daq_step` by
+  default (starts / stops the credit loop). The errors are those of :mod:`.errors`.
 """
 
 from __future__ import annotations
@@ -31,15 +28,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 from agetdaq.protocol.command_table import CommandError
 from agetdaq.protocol.commands import ProtocolError, Reply
-from agetdaq.protocol.script import Script, Step, parse_script
-from agetdaq.readout.link.board import Board, Command, board_type
+from agetdaq.protocol.script import Step
+from agetdaq.readout.link.board import Board, board_type
 from agetdaq.readout.link.credit import CreditConfig, CreditLoop
+from agetdaq.readout.link.errors import BoardError, BoardInterrupted, BoardTimeout
 from agetdaq.readout.link.receiver import DEFAULT_RCVBUF, DEFAULT_SLOTS, RcvbufReport, Receiver
+from agetdaq.readout.link.script_runner import ScriptRunner
 from agetdaq.readout.link.udp import open_board_socket
 
 log = logging.getLogger(__name__)
@@ -47,30 +44,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 4.0
 
 
-class BoardError(RuntimeError):
-    """The board refused a command (``code`` < 0, ``text`` = its reply) or did not answer well."""
-
-    def __init__(self, message: str, *, code: int | None = None, text: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.text = text
-
-
-class BoardTimeout(BoardError, TimeoutError):
-    """No reply within the timeout."""
-
-
-class BoardInterrupted(BoardError):
-    """A wait for the board was cut short by the owner's stop request (a signal)."""
-
-
 STOP_POLL_S = 0.05  # how often an interruptible wait looks at its stop request
-
-
-@dataclass(frozen=True)
-class StepResult:
-    step: Step
-    reply: Reply | None  # None for steps without a reply
 
 
 class BoardLink:
@@ -105,7 +79,6 @@ class BoardLink:
         self.host, self.port = host, port
         self.address = f"{host}:{port}"
         self.timeout = timeout
-        self.fem_index = fem_index
         if not 0 < port < 65536:
             raise ValueError(f"board port must be 1..65535, not {port}")
         try:
@@ -126,7 +99,7 @@ class BoardLink:
         )
         self._cmd_lock = threading.Lock()
         self._closed = False
-        self.selected = True
+        self.scripts = ScriptRunner(self, fem_index)  # keeps the `fem` selection
         self.commands_sent = 0
         self.stale_replies = 0
         self.timeouts = 0
@@ -182,23 +155,25 @@ class BoardLink:
         is False (then a reply is always awaited). ``check`` raises :class:`BoardError` on an
         error code; ``stop`` set cuts the wait for the reply short (:class:`BoardInterrupted`)."""
         if not validate_line:
-            return self._command(" ".join(line.split()), True, timeout, check, stop)
+            return self.exchange(" ".join(line.split()), True, timeout, check, stop)
         try:
             parsed = self.board.validate(line)
         except CommandError as exc:
             raise BoardError(
                 f"not sent to {self.address}: {exc.message}", code=exc.code, text=line
             ) from None
-        return self._command(parsed.text, self.board.expects_reply(parsed), timeout, check, stop)
+        return self.exchange(parsed.text, self.board.expects_reply(parsed), timeout, check, stop)
 
-    def _command(
+    def exchange(
         self,
         text: str,
         wants_reply: bool,
-        timeout: float | None,
-        check: bool,
+        timeout: float | None = None,
+        check: bool = True,
         stop: threading.Event | None = None,
     ) -> Reply | None:
+        """Send a command already checked against the board type's command set, and await its
+        reply if it ``wants_reply`` (:meth:`command` without the check)."""
         if self._closed:
             raise BoardError(f"link to {self.address} is closed")
         if not text:
@@ -308,118 +283,6 @@ class BoardLink:
         else:
             self.start_data(None if n < 0 else n)
 
-    # ---- scripts -----------------------------------------------------------------------------
-    def run_script(
-        self,
-        script: Script | str | Path,
-        *,
-        on_daq: Callable[[Step], object] | None = None,
-        on_client: Callable[[Step], object] | None = None,
-        on_reply: Callable[[Step, Reply | None], object] | None = None,
-        stop: threading.Event | None = None,
-    ) -> list[StepResult]:
-        """Run a script (parsed here first if given as text or path). Returns each board step with
-        its reply. ``stop`` set interrupts it between steps, in a ``sleep`` and while a reply is
-        awaited: :class:`BoardInterrupted` (the script did not complete)."""
-        if not isinstance(script, Script):
-            script = parse_script(script)  # raises ScriptError before anything is sent
-        plan = self._plan(script)
-        daq = on_daq or self.daq_step
-        results: list[StepResult] = []
-        for step, command in plan:
-            if stop is not None and stop.is_set():
-                raise BoardInterrupted(
-                    f"{self.address}: script stopped before {step.file}:{step.line}"
-                )
-            if step.kind == "board":
-                if not self.selected:
-                    log.info("%s: %r skipped (fem not selected)", self.address, step.text)
-                    continue
-                assert command is not None
-                reply = self._command(
-                    command.text, self.board.expects_reply(command), None, True, stop
-                )
-                log.info(
-                    "%s %s:%d %r -> %s",
-                    self.address,
-                    step.file,
-                    step.line,
-                    step.text,
-                    _reply_summary(reply),
-                )
-                results.append(StepResult(step, reply))
-                if on_reply is not None:
-                    on_reply(step, reply)
-            elif step.kind == "sleep":
-                self._sleep(step.args["seconds"], stop)
-                if stop is not None and stop.is_set():
-                    raise BoardInterrupted(
-                        f"{self.address}: script stopped in {step.file}:{step.line} {step.text!r}"
-                    )
-            elif step.kind == "fem":
-                self._select(step)
-            elif step.kind == "credits":
-                self._credits(step)
-            elif step.kind == "daq":
-                daq(step)
-            elif on_client is not None:
-                on_client(step)
-            else:
-                log.info("%s: client step %r has no handler here; skipped", self.address, step.text)
-        return results
-
-    def _plan(self, script: Script) -> list[tuple[Step, Command | None]]:
-        """Every step with its board command validated by the board type (before any is sent)."""
-        plan: list[tuple[Step, Command | None]] = []
-        for step in script:
-            command = None
-            if step.kind == "board":
-                try:
-                    command = self.board.validate_step(step)
-                except CommandError as exc:
-                    raise BoardError(
-                        f"{step.file}:{step.line}: {exc.message}", code=exc.code, text=step.text
-                    ) from None
-            plan.append((step, command))
-        return plan
-
-    def _select(self, step: Step) -> None:
-        a = step.args
-        if a.get("query"):
-            log.info(
-                "%s: fem %d %s",
-                self.address,
-                self.fem_index,
-                "selected" if self.selected else "not selected",
-            )
-        elif a.get("all"):
-            self.selected = True
-        elif "mask" in a:
-            self.selected = bool(a["mask"] >> self.fem_index & 1)
-        else:
-            self.selected = a["fem"] == self.fem_index
-
-    def _credits(self, step: Step) -> None:
-        a = step.args
-        if a["action"] == "show":
-            log.info("%s: %s", self.address, self.credit.describe())
-            return
-        config = CreditConfig(
-            unit=a["unit"],
-            window=a["credit"],
-            threshold=a["threshold"],
-            high_water=self.credit.config.high_water,
-            low_water=self.credit.config.low_water,
-        )
-        self.credit.configure(config)
-
-    @staticmethod
-    def _sleep(seconds: float, stop: threading.Event | None) -> None:
-        if stop is None:
-            time.sleep(seconds)
-        else:
-            stop.wait(seconds)
-
     def stats(self) -> dict[str, object]:
         return {
             "board": self.address,
@@ -431,11 +294,3 @@ class BoardLink:
             "rcvbuf_requested": self.rcvbuf_report.requested,
             "rcvbuf_granted": self.rcvbuf_report.granted,
         }
-
-
-def _reply_summary(reply: Reply | None) -> str:
-    if reply is None:
-        return "(no reply expected)"
-    if reply.kind == "C":
-        return repr(reply.text.strip())
-    return f"MFRAME of {len(reply.payload)} words"

@@ -27,6 +27,7 @@ from numba import njit
 
 from agetdaq.protocol import decode_tables as dk
 from agetdaq.protocol.decode import DecodedBatch, StreamDecoder
+from agetdaq.protocol.event import Event
 from agetdaq.readout.store import layout as L
 from agetdaq.readout.store.run import Run
 
@@ -107,6 +108,33 @@ def fill_values(
     if some.any():
         med[some] = np.nanmedian(first[some], axis=1)
     return np.round(med).astype(np.uint16)
+
+
+def fill_value(adc: np.ndarray, fill: str | int) -> int:
+    """The fill of one channel's unsent bins (the per-channel rule of :func:`fill_values`)."""
+    if fill == "zero":
+        return 0
+    if fill == "baseline":
+        return int(np.round(np.median(adc[:PRE_SAMPLES]))) if len(adc) else 0
+    return int(fill)
+
+
+def event_block(event: Event, fill: str | int) -> tuple[np.ndarray, np.ndarray, int]:
+    """One event, plainly (the tests' reference for the blocks): (signal ids increasing,
+    (n, 512) samples at their bins, samples outside 0..511)."""
+    chans = sorted(event.channels, key=lambda c: c.signal_id)
+    ids = np.array([c.signal_id for c in chans], dtype=np.uint16)
+    values = np.empty((len(chans), N_BINS), dtype=np.uint16)
+    outside = 0
+    for row, c in zip(values, chans):
+        bins = np.asarray(c.bins, dtype=np.int64)
+        adc = np.asarray(c.adc, dtype=np.uint16)
+        inside = bins < N_BINS
+        if len(bins) != N_BINS or not inside.all():
+            row.fill(fill_value(adc, fill))
+        row[bins[inside]] = adc[inside]
+        outside += int((~inside).sum())
+    return ids, values, outside
 
 
 @njit(cache=True, nogil=True)

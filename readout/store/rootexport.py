@@ -33,9 +33,10 @@ Differences from feminos-daq, on purpose:
   conversion near the rate it reads its input (docs/FILE_FORMAT.md has the figures).
 
 The conversion streams (:mod:`~agetdaq.readout.store.rootblocks`): a few MB of events at a time,
-whatever the input's size; ROOT fills the trees from flat arrays in compiled code (cling). The file
-is written as ``<output>.part`` and renamed when complete. Needs the ``root`` extra (ROOT's own
-Python package: ``pip install 'agetdaq[root]'``).
+whatever the input's size; ROOT fills the trees from flat arrays in compiled code (cling:
+:mod:`~agetdaq.readout.store.rootwriter`). The file is written as ``<output>.part`` and renamed
+when complete. Needs the ``root`` extra (ROOT's own Python package: ``pip install
+'agetdaq[root]'``).
 """
 
 from __future__ import annotations
@@ -45,26 +46,22 @@ import os
 import queue
 import sys
 import threading
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from agetdaq.protocol.event import Event
 from agetdaq.readout.store.convert import ConvertError, ConvertReport
 from agetdaq.readout.store.errors import RunFileError
 from agetdaq.readout.store.rootblocks import EventBlock, decoded_blocks, h5_blocks
+from agetdaq.readout.store.rootwriter import (
+    RootFile,
+    RootRunInfo,
+    compression_setting,
+    load_root,
+)
 from agetdaq.readout.store.run import Run, open_run
 
-N_BINS = 512
-PRE_SAMPLES = 8
 FILLS = ("baseline", "zero")
-COMPRESSIONS = {"zstd": (5, 1), "lzma": (2, 1), "zlib": (1, 1), "lz4": (4, 1), "none": (0, 0)}
-"""name -> (ROOT algorithm code, default level)."""
-BASKET_BYTES = 1 << 22  # per branch: a few full-readout events per basket
 ROOT_OPTIONS = (
     "fill",
     "compression",
@@ -76,48 +73,6 @@ ROOT_OPTIONS = (
     "waveforms",
     "progress",
 )
-
-
-@dataclass
-class RootRunInfo:
-    """The ``run`` tree's single entry."""
-
-    number: int = 0
-    name: str = ""
-    timestamp_ms: int = 0
-    detector: str = ""
-    tag: str = ""
-    comments: str = ""
-    commands: str = ""
-    drift_field_V_cm_bar: float = math.nan
-    mesh_voltage_V: float = math.nan
-    detector_pressure_bar: float = math.nan
-
-
-def fill_value(adc: np.ndarray, fill: str | int) -> int:
-    """The value of the bins a channel did not send (see the module docstring)."""
-    if fill == "zero":
-        return 0
-    if fill == "baseline":
-        return int(np.round(np.median(adc[:PRE_SAMPLES]))) if len(adc) else 0
-    return int(fill)
-
-
-def event_block(event: Event, fill: str | int) -> tuple[np.ndarray, np.ndarray, int]:
-    """(signal ids increasing, (n, 512) samples at their bins, samples outside 0..511)."""
-    chans = sorted(event.channels, key=lambda c: c.signal_id)
-    ids = np.array([c.signal_id for c in chans], dtype=np.uint16)
-    values = np.empty((len(chans), N_BINS), dtype=np.uint16)
-    outside = 0
-    for row, c in zip(values, chans):
-        bins = np.asarray(c.bins, dtype=np.int64)
-        adc = np.asarray(c.adc, dtype=np.uint16)
-        inside = bins < N_BINS
-        if len(bins) != N_BINS or not inside.all():
-            row.fill(fill_value(adc, fill))
-        row[bins[inside]] = adc[inside]
-        outside += int((~inside).sum())
-    return ids, values, outside
 
 
 # ---- sources -------------------------------------------------------------------------------
@@ -143,106 +98,6 @@ def run_info(run: Run, **given: object) -> RootRunInfo:
 
 def _or(value: object, default: float) -> object:
     return default if value is None else value
-
-
-# ---- writing -------------------------------------------------------------------------------
-
-_CPP = r"""
-#include <TFile.h>
-#include <TTree.h>
-#include <string>
-#include <vector>
-
-namespace agetdaq_root {
-
-// The events tree with feminos-daq's branch types, filled from flat arrays.
-class EventsTree {
-public:
-    ULong64_t timestamp = 0, card_timestamp = 0, event_id = 0;
-    UInt_t event_count = 0;
-    std::vector<unsigned short> signal_ids, signal_values;
-    TTree* tree = nullptr;
-
-    EventsTree(TFile* file, Int_t basket) {
-        file->cd();
-        tree = new TTree("events", "Signal events: one entry per event, many signals each");
-        tree->Branch("timestamp", &timestamp);
-        tree->Branch("signal_ids", &signal_ids, basket);
-        tree->Branch("signal_values", &signal_values, basket);
-        tree->Branch("card_timestamp", &card_timestamp);
-        tree->Branch("event_id", &event_id);
-        tree->Branch("event_count", &event_count);
-    }
-
-    // numpy's int64 / uint64 are long / unsigned long here (ULong64_t is unsigned long long)
-    Long64_t fill(Long64_t n, const unsigned long* ts, const unsigned long* cts,
-                  const unsigned long* ids, const UInt_t* counts, const long* n_signals,
-                  const unsigned short* sig, const unsigned short* values) {
-        Long64_t s = 0, bytes = 0;
-        for (Long64_t i = 0; i < n; ++i) {
-            timestamp = ts[i];
-            card_timestamp = cts[i];
-            event_id = ids[i];
-            event_count = counts[i];
-            signal_ids.assign(sig + s, sig + s + n_signals[i]);
-            signal_values.assign(values + 512 * s, values + 512 * (s + n_signals[i]));
-            s += n_signals[i];
-            bytes += tree->Fill();
-        }
-        return bytes;
-    }
-};
-
-void write_run(TFile* file, ULong64_t number, std::string name, ULong64_t timestamp,
-               std::string detector, std::string tag, float drift, float mesh, float pressure,
-               std::string comments, std::string commands) {
-    file->cd();
-    TTree run("run", "Run metadata");
-    run.Branch("number", &number);
-    run.Branch("name", &name);
-    run.Branch("timestamp", &timestamp);
-    run.Branch("detector", &detector);
-    run.Branch("tag", &tag);
-    run.Branch("drift_field_V_cm_bar", &drift);
-    run.Branch("mesh_voltage_V", &mesh);
-    run.Branch("detector_pressure_bar", &pressure);
-    run.Branch("comments", &comments);
-    run.Branch("commands", &commands);
-    run.Fill();
-    run.Write();
-}
-
-}  // namespace agetdaq_root
-"""
-
-
-def load_root():
-    """ROOT's Python module with the writer compiled in (once); ConvertError without it."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the PyPI build announces itself as alpha
-            import ROOT
-    except ImportError as exc:
-        raise ConvertError(f"ROOT export needs ROOT (pip install 'agetdaq[root]'): {exc}") from None
-    if not hasattr(ROOT, "agetdaq_root"):
-        ROOT.gROOT.SetBatch(True)
-        if not ROOT.gInterpreter.Declare(_CPP):
-            raise ConvertError("ROOT could not compile the agetdaq ROOT writer")
-        # compression runs while the next block is read and decoded
-        ROOT.agetdaq_root.EventsTree.fill.__release_gil__ = True
-    return ROOT
-
-
-def _compression(name: str, level: int | None) -> int:
-    if name not in COMPRESSIONS:
-        raise ConvertError(f"unknown compression {name!r}; choose one of {', '.join(COMPRESSIONS)}")
-    algorithm, default = COMPRESSIONS[name]
-    if name == "none":
-        return 0
-    lv = default if level is None else int(level)
-    if not 1 <= lv <= 9:
-        raise ConvertError(f"compression level {lv} not in 1..9")
-    return 100 * algorithm + lv
 
 
 @contextmanager
@@ -306,7 +161,7 @@ def export_root(
     """
     source, output = Path(source), Path(output)
     fill = _check_options(fill, waveforms)
-    setting = _compression(compression, level)
+    setting = compression_setting(compression, level)
     try:
         run = open_run(source)
     except RunFileError as exc:
@@ -314,7 +169,7 @@ def export_root(
     with run:
         if run.format == "h5" and waveforms == "raw" and not run.has_raw:
             raise ConvertError(f"{source}: no raw datagrams in the file (use --waveforms stored)")
-        ROOT = load_root()
+        load_root()  # before any file is made: ConvertError without ROOT
         info = run_info(
             run, detector=detector, drift_field=drift_field,
             mesh_voltage=mesh_voltage, pressure=pressure,
@@ -330,22 +185,14 @@ def export_root(
         outside = 0
         show = sys.stderr.isatty() if progress is None else progress
         try:
-            f = ROOT.TFile.Open(str(part), "RECREATE", "agetdaq run", setting)
-            if not f or f.IsZombie():
-                raise ConvertError(f"{output}: ROOT cannot create the file")
-            try:
-                tree = ROOT.agetdaq_root.EventsTree(f, BASKET_BYTES)
+            with RootFile(part, setting, output) as out:
                 with terminal_progress(total if show else 0, source.name) as advance:
                     for block in read_ahead(blocks):
-                        _fill(tree, block)
+                        out.fill(block)
                         report.events += len(block.time_ms)
                         outside += block.outside
                         advance(block.input_bytes)
-                f.cd()
-                tree.tree.Write()
-                _write_run(ROOT, f, info)
-            finally:
-                f.Close()
+                out.finish(info)
             os.replace(part, output)
         finally:
             if part.exists():
@@ -394,31 +241,3 @@ def read_ahead(blocks: Iterator[EventBlock], depth: int = 2) -> Iterator[EventBl
 def _files(run: Run) -> list[Path]:
     files = getattr(run, "files", None)
     return list(files) if files else [run.path]
-
-
-def _fill(tree: object, b: EventBlock) -> None:
-    n = len(b.time_ms)
-    if not n:
-        return
-    values = np.ascontiguousarray(b.values.reshape(-1))
-    ids = np.ascontiguousarray(b.signal_ids)
-    if not len(ids):  # ROOT needs a valid pointer even when nothing is read from it
-        ids, values = np.zeros(1, np.uint16), np.zeros(N_BINS, np.uint16)
-    tree.fill(
-        n,
-        np.ascontiguousarray(b.time_ms, dtype=np.uint64),
-        np.ascontiguousarray(b.card_timestamp, dtype=np.uint64),
-        np.ascontiguousarray(b.event_id, dtype=np.uint64),
-        np.ascontiguousarray(b.event_count, dtype=np.uint32),
-        np.ascontiguousarray(b.n_signals, dtype=np.int64),
-        ids,
-        values,
-    )
-
-
-def _write_run(ROOT, f: object, info: RootRunInfo) -> None:
-    ROOT.agetdaq_root.write_run(
-        f, info.number, info.name, info.timestamp_ms, info.detector, info.tag,
-        info.drift_field_V_cm_bar, info.mesh_voltage_V, info.detector_pressure_bar,
-        info.comments, info.commands,
-    )  # fmt: skip

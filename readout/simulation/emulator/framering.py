@@ -25,7 +25,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from agetdaq.protocol.encode import EOE_SIZE_OFFSET_BYTES, FRAME_OVERHEAD_WORDS, opens_item
+from agetdaq.protocol.encode import FRAME_OVERHEAD_WORDS, opens_item
+from agetdaq.protocol.event_block import EOE_SIZE_OFFSET_BYTES
 from agetdaq.protocol.words import END_OF_FRAME, START_OF_DFRAME, TIME_BIN_IX, start_of_frame
 
 # state vector layout
