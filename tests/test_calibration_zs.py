@@ -145,9 +145,9 @@ def test_zero_suppressed_energy_sum_loses_less_than_the_physics_script(zs_daq) -
 
 
 def test_a_pedestal_run_replaces_the_zero_suppressed_calibration_script(tmp_path) -> None:
-    """The calibration run type keeps calibration.txt (calibration-zs loses X-rays on a noisy
-    detector: docs/CALIBRATION.md); a pedestal run replaces calibration-zs configured by the
-    operator (every channel whole on the generator, not zero-suppressed X-rays)."""
+    """The calibration run type defaults to calibration-zs.txt (a fresh engine); calibration.txt
+    configured by the operator stays (the same run type); a pedestal run replaces calibration-zs
+    (every channel whole on the generator, not zero-suppressed X-rays)."""
     import time
 
     from agetdaq.readout.acquisition.engine import Acquisition
@@ -155,17 +155,21 @@ def test_a_pedestal_run_replaces_the_zero_suppressed_calibration_script(tmp_path
     from agetdaq.readout.acquisition.settings import Settings
     from agetdaq.readout.simulation.emulator.server import Emulator
 
-    assert RUN_TYPE_SCRIPT["calibration"] == "calibration" and "calibration-zs" in RUN_TYPE_SCRIPTS
+    assert RUN_TYPE_SCRIPT["calibration"] == "calibration-zs" and "calibration" in RUN_TYPE_SCRIPTS
     emu = Emulator("calibration", port=0, seed=8).start()
     settings = Settings().with_daq(bec=f"127.0.0.1:{emu.address[1]}", data_dir=str(tmp_path))
     acq = Acquisition(settings)
     try:
-        for run_type, configured, expected in (
-            ("calibration", "calibration-zs", "calibration-zs"),
-            ("pedestal", "calibration-zs", "pedestal_data"),
+        for k, (run_type, configured, expected) in enumerate(
+            (
+                ("calibration", None, "calibration-zs"),  # nothing configured: the run type's
+                ("calibration", "calibration", "calibration"),
+                ("pedestal", "calibration-zs", "pedestal_data"),
+            )
         ):
-            acq.configure(configured)
-            acq.start_run(run_type, "zs test", tmp_path / f"{run_type}.h5", seconds=0.5)
+            if configured:
+                acq.configure(configured)
+            acq.start_run(run_type, "zs test", tmp_path / f"{run_type}{k}.h5", seconds=0.5)
             assert acq.script_name == expected, (run_type, acq.script_name)
             end = time.monotonic() + 30.0
             while acq.state == "running" and time.monotonic() < end:
