@@ -3,9 +3,10 @@
 The dense path (:mod:`~agetdaq.readout.datapath.processing.dense`) fills a missing sample with the
 strip's fill value (its baseline at the start of the batch), so after the baseline subtraction it
 reads ``fill - baseline``: 0, unless a running baseline moved since the batch started. It
-subtracts the common mode from complete rows only (all 512 bins) and estimates it from complete
-rows only (FPN channels, or the median / mean of quiet strips). :func:`sparse_events` gives the
-same bits on the flat channel rows:
+estimates the common mode from complete rows only (FPN channels, or the median / mean of quiet
+strips) and subtracts it from complete rows (all 512 bins) and, when the chip's FPN channels were
+sent whole, from the samples sent of zero-suppressed rows. :func:`sparse_events` gives the same
+bits on the flat channel rows:
 
 - a row with missing bins: the pulse search runs over its samples, the missing bins standing for
   the background ``fill - baseline`` (when that background could matter, i.e. above a threshold,
