@@ -187,16 +187,15 @@ class EmulatedDaq:
 
     def _process(self, built: BuiltBatch):
         """As the data path's process stage: a zero-suppressed batch on the sparse path, else
-        dense with the common mode on complete rows only (a zero-suppressed row is not one)."""
+        dense (the common mode on complete rows, and on zero-suppressed ones when their chip's
+        FPN channels were sent whole)."""
         p = self.processor
         flat = FlatBatch.from_decoded(built.decoded)
         if p.wants_sparse(flat):
             return p.process_sparse(flat, built.event_id)[0]
         fill, fpn_fill = p.fill_values()
         dense = scatter(flat, self.layout, fill, fpn_fill)
-        return p.process(
-            dense.strips, dense.fpn, dense.fpn_complete, dense.complete, events=built.event_id
-        )
+        return p.process_dense(dense, built.event_id)
 
     def rows(
         self,

@@ -1,11 +1,14 @@
 """55Fe calibration with the card's zero suppression (issue 15; docs/CALIBRATION.md "Calibration
 with the card's zero suppression"): the shipped script calibration-zs.txt (AGET mode 1, every
-channel through the card's zero suppression, 8 samples before and 4 after) on thresholds uploaded
-at 4 sigma of the DAQ's noise, through the real chain in process (tests/emulated_fe55.py), the
-zero-suppressed batches on the data path's sparse path.
+channel through the card's zero suppression, 8 samples before and 4 after, the FPN channels sent
+whole) on thresholds uploaded at 4 sigma of the DAQ's noise, through the real chain in process
+(tests/emulated_fe55.py), the zero-suppressed batches on the data path's sparse path, their rows
+corrected with the FPN common mode.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,7 +21,9 @@ from agetdaq.readout.acquisition.scripts import SCRIPTS_DIR, confined_script
 from agetdaq.readout.analysis.calibration import select_xrays
 from agetdaq.readout.analysis.calibration.runs import calibration_events
 from agetdaq.readout.datapath.pedestals import ZS_K_SIGMA, table_rows, upload_commands
-from agetdaq.readout.datapath.processing.waveforms import FlatBatch
+from agetdaq.readout.datapath.processing.pipeline import Processor
+from agetdaq.readout.datapath.processing.reference import process_ref
+from agetdaq.readout.datapath.processing.waveforms import FlatBatch, scatter
 from agetdaq.readout.schema import PEDESTAL_DTYPE
 
 LOW = 0.2
@@ -49,7 +54,7 @@ def test_the_script_is_shipped_and_may_be_named_over_run_control(tmp_path) -> No
     assert "zero_suppress 1" in steps and "aget * mode 0x1" in steps
     assert "zs_pre_post 8 4" in steps
     for idx in fpn_indices(0):
-        assert f"thr * {idx} 511" in steps
+        assert f"thr * {idx} 0" in steps  # the FPN channels whole: the common mode
     assert confined_script(tmp_path, "calibration-zs") == ("calibration-zs", SCRIPTS_DIR)
 
 
@@ -58,20 +63,44 @@ def zs_daq() -> EmulatedDaq:
     return EmulatedDaq("gain-drift", seed=23, script="calibration-zs", pedestals="upload")
 
 
-def test_only_strip_channels_are_sent_and_an_event_costs_under_30_kb(zs_daq) -> None:
+def test_strips_zero_suppressed_fpn_whole_and_an_event_costs_under_30_kb(zs_daq) -> None:
     daq = zs_daq
     t = drift_time_for_gain(daq.scenario, LOW)
     built, _ = daq._built(["xray"] * 32, np.full(32, t), t)
     flat = FlatBatch.from_decoded(built.decoded)
     strips = daq.layout.lut[flat.card, flat.chip, flat.channel] >= 0
-    assert strips.all(), "FPN, reset and unconnected channels are not sent"
-    assert (flat.n_samples < 512).all(), "every channel zero-suppressed"
+    fpn = daq.layout.fpn_lut[flat.card, flat.chip, flat.channel] >= 0
+    assert (strips | fpn).all(), "reset and unconnected channels are not sent"
+    assert (flat.n_samples[strips] < 512).all(), "every strip zero-suppressed"
+    assert (flat.n_samples[fpn] == 512).all() and fpn.sum() == 32 * 16, "every FPN channel whole"
     assert daq.processor.wants_sparse(flat), "the data path takes the sparse path"
     mapping = StripMapping.default()
     assert len(table_rows(daq.processor.table, mapping)) > 0
     daq.data_bytes = daq.data_events = 0
     daq.rows(["xray"] * 64 + ["muon"] * 4, np.full(68, t), t)
     assert daq.data_bytes / daq.data_events < 30_000, daq.data_bytes / daq.data_events
+
+
+def test_zero_suppressed_rows_take_the_fpn_common_mode(zs_daq) -> None:
+    """On the card's events the sparse path removes the FPN common mode from the zero-suppressed
+    strips' samples, as the dense path and the numpy reference do, and it changes what is hit."""
+    daq = zs_daq
+    t = drift_time_for_gain(daq.scenario, LOW)
+    built, _ = daq._built(["xray"] * 24 + ["muon"] * 2, np.full(26, t), t)
+    flat = FlatBatch.from_decoded(built.decoded)
+    table = daq.processor.table
+    cfg = replace(daq.processor.config, baseline="table")
+    ps, pd, pr = (Processor(daq.layout, cfg, table) for _ in range(3))
+    sparse, _, _ = ps.process_sparse(flat, keep_waveforms=True)
+    dense = pd.process_flat(flat)
+    for name in ("hit", "amplitude", "peak_bin", "integral", "width"):
+        np.testing.assert_array_equal(getattr(dense, name), getattr(sparse, name), err_msg=name)
+    d = scatter(flat, daq.layout, *pr.fill_values())
+    _, hit_ref, *_ = process_ref(pr, d.strips, d.fpn, d.fpn_complete, d.complete, d.sampled())
+    np.testing.assert_array_equal(hit_ref, sparse.hit)
+    off = Processor(daq.layout, replace(cfg, cm_zero_suppressed=False), table)
+    without = off.process_sparse(flat)[0]
+    assert (without.amplitude != sparse.amplitude).any(), "the common mode changed nothing"
 
 
 def _kalpha_loss(daq: EmulatedDaq, gain: float, n: int) -> tuple[float, float]:
@@ -116,9 +145,9 @@ def test_zero_suppressed_energy_sum_loses_less_than_the_physics_script(zs_daq) -
 
 
 def test_a_pedestal_run_replaces_the_zero_suppressed_calibration_script(tmp_path) -> None:
-    """The calibration run type keeps calibration.txt (calibration-zs loses X-rays on a noisy
-    detector: docs/CALIBRATION.md); a pedestal run replaces calibration-zs configured by the
-    operator (every channel whole on the generator, not zero-suppressed X-rays)."""
+    """The calibration run type defaults to calibration-zs.txt (a fresh engine); calibration.txt
+    configured by the operator stays (the same run type); a pedestal run replaces calibration-zs
+    (every channel whole on the generator, not zero-suppressed X-rays)."""
     import time
 
     from agetdaq.readout.acquisition.engine import Acquisition
@@ -126,17 +155,21 @@ def test_a_pedestal_run_replaces_the_zero_suppressed_calibration_script(tmp_path
     from agetdaq.readout.acquisition.settings import Settings
     from agetdaq.readout.simulation.emulator.server import Emulator
 
-    assert RUN_TYPE_SCRIPT["calibration"] == "calibration" and "calibration-zs" in RUN_TYPE_SCRIPTS
+    assert RUN_TYPE_SCRIPT["calibration"] == "calibration-zs" and "calibration" in RUN_TYPE_SCRIPTS
     emu = Emulator("calibration", port=0, seed=8).start()
     settings = Settings().with_daq(bec=f"127.0.0.1:{emu.address[1]}", data_dir=str(tmp_path))
     acq = Acquisition(settings)
     try:
-        for run_type, configured, expected in (
-            ("calibration", "calibration-zs", "calibration-zs"),
-            ("pedestal", "calibration-zs", "pedestal_data"),
+        for k, (run_type, configured, expected) in enumerate(
+            (
+                ("calibration", None, "calibration-zs"),  # nothing configured: the run type's
+                ("calibration", "calibration", "calibration"),
+                ("pedestal", "calibration-zs", "pedestal_data"),
+            )
         ):
-            acq.configure(configured)
-            acq.start_run(run_type, "zs test", tmp_path / f"{run_type}.h5", seconds=0.5)
+            if configured:
+                acq.configure(configured)
+            acq.start_run(run_type, "zs test", tmp_path / f"{run_type}{k}.h5", seconds=0.5)
             assert acq.script_name == expected, (run_type, acq.script_name)
             end = time.monotonic() + 30.0
             while acq.state == "running" and time.monotonic() < end:

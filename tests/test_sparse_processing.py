@@ -1,8 +1,9 @@
 """The sparse processing path (zero-suppressed events on the samples that exist) against the dense
 path (scatter to 240 x 512, then the fused kernel) and the numpy reference: the same features,
 hits, class, trigger, running baselines and corrected waveforms, bit for bit, on the emulator's
-physics (tests/emulated_fe55.py, the card's zero suppression) and on random batches that mix
-partial rows, complete rows, FPN channels, unknown channels and bins past the last cell."""
+physics (tests/emulated_fe55.py, the card's zero suppression, with and without the FPN channels
+sent whole) and on random batches that mix partial rows, complete rows, FPN channels, unknown
+channels and bins past the last cell; the FPN common mode on zero-suppressed rows."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from agetdaq.readout.datapath.processing.waveforms import (
 )
 
 MODES = [(b, cm) for b in ("table", "running") for cm in ("fpn", "median", "mean", "none")]
+MODES += [(b, "fpn-complete-rows") for b in ("table", "running")]  # cm_zero_suppressed off
 
 
 @pytest.fixture(scope="module", name="layout")
@@ -103,7 +105,7 @@ def random_batch(layout: StripLayout, table: PedestalTable, n: int, seed: int) -
 def _dense(p: Processor, flat: FlatBatch, events=None):
     fill, fpn_fill = p.fill_values()
     d = scatter(flat, p.layout, fill, fpn_fill)
-    proc = p.process(d.strips, d.fpn, d.fpn_complete, d.complete, events, keep_waveforms=True)
+    proc = p.process_dense(d, events, keep_waveforms=True)
     return proc, d
 
 
@@ -119,6 +121,7 @@ def assert_same(dense, sparse) -> None:
 
 def _compare(layout, table, cfg, batches) -> tuple[Processor, Processor]:
     pd, ps = Processor(layout, cfg, table), Processor(layout, cfg, table)
+    pr = Processor(layout, cfg, table)
     for flat in batches:
         assert ps.sparse_ready()
         usable, _, _ = sparse_check(flat.chan_start, flat.n_chan, flat.card, flat.chip,
@@ -129,6 +132,12 @@ def _compare(layout, table, cfg, batches) -> tuple[Processor, Processor]:
         sparse, ignored, bad = ps.process_sparse(flat, keep_waveforms=True)
         assert (ignored, bad) == (d.ignored_rows, d.bad_bins)
         assert_same(dense, sparse)
+        np.testing.assert_array_equal(d.sampled(), ref.sampled_ref(flat, layout))
+        fill, fpn_fill = pr.fill_values()
+        r = ref.scatter_ref(flat, layout, fill, fpn_fill)
+        _, hit_ref, amp_ref, *_ = ref.process_ref(pr, r[0], r[1], r[5], r[4], d.sampled())
+        np.testing.assert_array_equal(hit_ref, sparse.hit)
+        np.testing.assert_allclose(amp_ref, sparse.amplitude, rtol=1e-6)
         np.testing.assert_array_equal(pd.state, ps.state)
         np.testing.assert_array_equal(pd.fpn_state, ps.fpn_state)
     return pd, ps
@@ -136,7 +145,10 @@ def _compare(layout, table, cfg, batches) -> tuple[Processor, Processor]:
 
 @pytest.mark.parametrize(("baseline", "cm"), MODES)
 def test_sparse_equals_dense_on_random_batches(layout, table, baseline, cm) -> None:
-    cfg = ProcessorConfig(baseline=baseline, cm_method=cm, alpha=0.3)
+    zs = cm != "fpn-complete-rows"
+    cfg = ProcessorConfig(
+        baseline=baseline, cm_method=cm if zs else "fpn", cm_zero_suppressed=zs, alpha=0.3
+    )
     batches = [random_batch(layout, table, 24, seed) for seed in range(4)]
     _compare(layout, table, cfg, batches)
 
@@ -186,6 +198,47 @@ def test_a_running_baseline_that_moves_within_a_batch(layout, table) -> None:
     assert dense.hit[4, s], "the moved baseline makes the absent strip a hit in the dense path"
 
 
+def test_zero_suppressed_rows_take_the_fpn_common_mode_on_their_samples(layout, table) -> None:
+    """A chip-wide +40 ADC common-mode bump (bins 200-259) on the FPN channels, sent whole, and on
+    two zero-suppressed strips of that chip, one with a 150 ADC pulse at bin 230, and a -60 ADC
+    dip (bins 400-459) where the strips were not sent: with ``cm_zero_suppressed`` the bump is
+    removed from the samples sent (the quiet strip is no hit, the pulse reads 150), the missing
+    bins stay at the background (no hit from the dip); without, the bump makes both hits."""
+    strips, fpn = _addresses(layout)
+    s_quiet, s_pulse = 60, 62
+    chip = int(layout.chip[s_quiet])
+    assert layout.chip[s_pulse] == chip
+    t = np.arange(512)
+    bump = np.where((t >= 200) & (t < 260), 40.0, 0.0) + np.where((t >= 400) & (t < 460), -60.0, 0)
+    chans = []
+    for card, c, ix in fpn:
+        if c == chip:
+            k = int(layout.fpn_lut[card, c, ix])
+            adc = np.rint(table.fpn_mean[chip, k] + bump).astype(np.uint16)
+            chans.append(Channel(card, c, ix, t.astype(np.uint16), adc))
+    sent = np.arange(180, 290)
+    pulse = 150.0 * np.exp(-0.5 * ((sent - 230) / 6.0) ** 2)
+    for s, extra in ((s_quiet, 0.0), (s_pulse, pulse)):
+        adc = np.rint(table.mean[s] + bump[sent] + extra).astype(np.uint16)
+        chans.append(Channel(*strips[s], sent.astype(np.uint16), adc))
+    flat = flatten_events([Event(channels=chans)] * 3)
+    for zs in (True, False):
+        for baseline in ("table", "running"):
+            cfg = ProcessorConfig(baseline=baseline, cm_method="fpn", cm_zero_suppressed=zs)
+            _compare(layout, table, cfg, [flat])
+        sparse, _, _ = Processor(layout, cfg, table).process_sparse(flat, keep_waveforms=True)
+        hit, amp, width = sparse.hit[0], sparse.amplitude[0], sparse.width[0]
+        assert hit[s_pulse] and hit[s_quiet] != zs, (zs, hit[s_quiet])
+        if zs:
+            assert abs(amp[s_pulse] - 150.0) < 3.0 and width[s_pulse] < 60, (amp, width)
+            assert np.count_nonzero(hit) == 1
+            wf = sparse.waveforms[0]
+            assert np.abs(wf[s_quiet, sent]).max() < 3.0  # the bump removed where sent
+            assert np.abs(wf[s_quiet, 400:460]).max() < 3.0  # missing bins: the background
+        else:
+            assert abs(amp[s_pulse] - 190.0) < 3.0, amp[s_pulse]
+
+
 def test_batches_the_sparse_path_refuses(layout, table) -> None:
     strips, _ = _addresses(layout)
     ch = strips[10]
@@ -207,6 +260,7 @@ def test_batches_the_sparse_path_refuses(layout, table) -> None:
 
 def test_sparse_row_pulse_matches_a_laid_out_row() -> None:
     rng = np.random.default_rng(9)
+    no_cm = np.zeros(512, np.float32)
     for _ in range(300):
         a = int(rng.integers(0, 472))
         bins = np.unique(rng.integers(a, a + 40, int(rng.integers(1, 30)))).astype(np.uint16)
@@ -216,7 +270,7 @@ def test_sparse_row_pulse_matches_a_laid_out_row() -> None:
         n_min = int(rng.integers(1, 5))
         row = np.zeros(512, np.float32)
         row[bins] = adc.astype(np.float32) - b
-        got = sparse_row_pulse(bins, adc, 0, bins.size, b, thr_hit, thr_s, n_min)
+        got = sparse_row_pulse(bins, adc, 0, bins.size, b, no_cm, False, thr_hit, thr_s, n_min)
         want = ref.find_hits_ref(row[None, None], np.array([thr_hit]), np.array([thr_s]), n_min)
         assert got[0] == want[0][0, 0] and got[1] == want[1][0, 0] and got[4] == want[4][0, 0]
         assert got[3] == want[3][0, 0] and np.isclose(got[2], want[2][0, 0], rtol=1e-5)

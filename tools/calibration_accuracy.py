@@ -278,7 +278,7 @@ def pulls_block(args: argparse.Namespace) -> list[str]:
 
 
 def workflow_block(args: argparse.Namespace) -> list[str]:
-    from calibration_workflow import EDGE, STEP, study, table
+    from calibration_workflow import EDGE, SCRIPT, STEP, study, table
 
     t0 = time.time()
     first = args.seed + 2000
@@ -289,7 +289,7 @@ def workflow_block(args: argparse.Namespace) -> list[str]:
         f"{args.seed}` ({time.strftime('%Y-%m-%d')}, {time.time() - t0:.0f} s; seeds not used by "
         "any test or earlier study: the scenario's k-th at seed + 2000 + 100 k). Per emulator: "
         "pedestal run with the upload (raw pass, ped/thr upload, pass with the card's "
-        "equalisation on: the table the run uses), a 30 s calibration run (calibration.txt) at a "
+        f"equalisation on: the table the run uses), a 30 s calibration run ({SCRIPT}.txt) at a "
         "random time of the scenario, `agetdaq calibrate` on its run file (one point per run). "
         "Kα efficiency: K-alpha photons converting inside the fiducial square that calibrate's "
         "selection keeps. A run with a step: the true gain of its X-rays spans more than "

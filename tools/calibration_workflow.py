@@ -3,8 +3,9 @@
 Per emulator (a scenario and a seed): `agetdaq pedestal --upload` as the DAQ does it (a raw
 pedestal pass, the upload of ped/thr, a pass with the card's equalisation on whose table the runs
 use: tests/emulated_fe55.py ``EmulatedDaq(pedestals="upload")``), a 30 s calibration run
-(calibration.txt) at a random time of the scenario, written as a run file with that table, and
-`agetdaq calibrate` on it as a user runs it (a process; one point per run). Against the truth
+with the calibration run type's script (``SCRIPT``: calibration-zs.txt) at a random time of the
+scenario, written as a run file with that table, and `agetdaq calibrate` on it as a user runs it
+(a process; one point per run). Against the truth
 (tests/workflow_truth.py): the K-alpha efficiency, the gain of every good point against the true
 gain of its own X-rays, and whether a run whose gain stepped gave a good point over the step. The
 CI test of the same workflow with real processes is tests/test_calibration_workflow.py.
@@ -23,10 +24,12 @@ import numpy as np
 from emulated_fe55 import EmulatedDaq, _by_count, pedestal_rows, write_run
 from workflow_truth import RunEvents, trend_rows
 
+from agetdaq.readout.acquisition.scripts import RUN_TYPE_SCRIPT
 from agetdaq.readout.analysis.calibration.badstrips import BadStrips
 from agetdaq.readout.simulation.emulator.scenario import Scenario
 
 RUN_S = 30.0  # the README's calibration run
+SCRIPT = RUN_TYPE_SCRIPT["calibration"]  # the README's calibration run script
 SCENARIOS = ("calibration", "calibration-noisy", "calibration-steps")
 STEP = 0.05  # a true gain span beyond this inside a run or a point is a step
 EDGE = 0.1  # a good point over a step: at least this share of its X-rays on each side
@@ -49,7 +52,7 @@ class RunResult:
 
 def one_run(scenario: str, seed: int, workdir: Path) -> RunResult:
     sc = Scenario.load(scenario)
-    daq = EmulatedDaq(sc, seed, script="calibration", pedestals="upload")
+    daq = EmulatedDaq(sc, seed, script=SCRIPT, pedestals="upload")
     rng = np.random.default_rng([seed, 15])
     t0 = float(rng.uniform(0.0, 600.0))
     n_x = int(rng.poisson(sc.fe55.rate_hz * RUN_S))

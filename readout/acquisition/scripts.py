@@ -10,13 +10,18 @@ from agetdaq.protocol.script import ScriptError
 from agetdaq.readout.acquisition.runlog import confine
 
 SCRIPTS_DIR = Path(__file__).parents[1] / "scripts"
-# calibration runs read every channel whole (calibration.txt: the accurate low-gain calibration,
-# docs/CALIBRATION.md); calibration-zs.txt keeps the card's zero suppression (~1 kB per event)
-# but loses X-rays to noise clusters on a detector with a large common mode (no common mode on
-# zero-suppressed rows): not the default. Run control is served beside the data path.
-RUN_TYPE_SCRIPT = {"pedestal": "pedestal_data", "calibration": "calibration", "background": "run"}
+# calibration runs keep the card's zero suppression with the FPN channels sent whole
+# (calibration-zs.txt, ~17 kB per event: the DAQ removes their common mode from the
+# zero-suppressed rows; as accurate as reading every channel whole, docs/CALIBRATION.md);
+# calibration.txt reads every channel whole (~280 kB per event). Run control is served beside
+# the data path.
+RUN_TYPE_SCRIPT = {
+    "pedestal": "pedestal_data",
+    "calibration": "calibration-zs",
+    "background": "run",
+}
 # the shipped scripts that belong to a run type (a pedestal run replaces any of them)
-RUN_TYPE_SCRIPTS = frozenset(RUN_TYPE_SCRIPT.values()) | {"calibration-zs"}
+RUN_TYPE_SCRIPTS = frozenset(RUN_TYPE_SCRIPT.values()) | {"calibration"}
 
 
 def script_path(name: str) -> Path:

@@ -48,15 +48,18 @@ def running_fpn_update(fpn_e, fpn_ok_e, b0, b1, alpha, fpn_state):
 
 @njit(cache=True, nogil=True)
 def process_events(
-    strips, complete, fpn, fpn_ok, chip, ped, cells, fpn_ped, state, fpn_state,
-    mode, cm_method, b0, b1, alpha, quiet_lim, thr_hit, thr_sample, n_min,
+    strips, complete, zs_slot, zs_mask, fpn, fpn_ok, chip, ped, cells, fpn_ped, state, fpn_state,
+    mode, cm_method, cm_zs, b0, b1, alpha, quiet_lim, thr_hit, thr_sample, n_min,
     amp, tbin, integral, width, hit, wf_out, write_wf,
 ):  # fmt: skip
     """Fused chain over a batch, event by event and in an event chip by chip (see Processor).
 
-    ``cells`` (S, T) replaces ``ped`` when its first dimension is S (table mode). Only complete
-    rows get the common mode subtracted. ``state`` / ``fpn_state`` (float64) are updated in running
-    mode from complete, hit-free strips whose window mean is within ``quiet_lim`` of the state.
+    ``cells`` (S, T) replaces ``ped`` when its first dimension is S (table mode). Complete rows
+    get the common mode subtracted; with ``cm_zs`` also the zero-suppressed rows (``zs_slot``
+    (n, S) >= 0) of a chip whose common mode came from its complete FPN rows, at the bins they
+    were sent with (``zs_mask``, see waveforms.scatter_batch). ``state`` / ``fpn_state``
+    (float64) are updated in running mode from complete, hit-free strips whose window mean is
+    within ``quiet_lim`` of the state.
     Outputs (n, S): amp, tbin, integral, width, hit; corrected waveforms if ``write_wf``.
     A materialised event (see baseline.py) computes raw - baseline on the fly: no corrected copy
     of the event is written unless the waveforms are asked for.
@@ -69,6 +72,8 @@ def process_events(
     cm = np.zeros((n_c, n_t), np.float32)
     no_cm = np.zeros(n_t, np.float32)
     ok = np.zeros(n_c, np.bool_)
+    zs_cm = np.zeros(n_c, np.bool_)
+    cm_zs_row = np.zeros(n_t, np.float32)  # a zero-suppressed row's: 0 at its missing bins
     buf = np.empty(n_t, np.float32)
     members = np.empty(n_s, np.int64)
     scratch = np.empty(n_s, np.float32)
@@ -86,6 +91,8 @@ def process_events(
         ok[:] = False
         if cm_method == CM_FPN:
             fpn_common_mode_event(fpn[e], fpn_ok[e], fbase, cm, ok)
+        for c in range(n_c):
+            zs_cm[c] = cm_zs and ok[c]  # an FPN estimate: zero-suppressed rows take it too
         materialised = use_cells or cm_method in (CM_MEDIAN, CM_MEAN)
         if cm_method == CM_FPN and not ok.all():
             materialised = True
@@ -111,7 +118,15 @@ def process_events(
                 r = raw[s]
                 cr = cells[s % cells.shape[0]]
                 b = base[s]
-                cm_row = cm[c] if complete[e, s] else no_cm
+                if complete[e, s]:
+                    cm_row = cm[c]
+                elif zs_cm[c] and zs_slot[e, s] >= 0:
+                    sent = zs_mask[zs_slot[e, s]]
+                    for t in range(n_t):
+                        cm_zs_row[t] = cm[c, t] if sent[t] else np.float32(0.0)
+                    cm_row = cm_zs_row
+                else:
+                    cm_row = no_cm
                 if materialised:
                     above = write_wf or any_above_m(r, cr, b, use_cells, cm_row, thr_hit[s])
                 else:

@@ -54,6 +54,11 @@ class ProcessorConfig:
     cm_method: str = setting(
         "fpn", "fpn | median | mean | none (fpn falls back to mean)", choices=tuple(CM_METHODS)
     )
+    cm_zero_suppressed: bool = setting(
+        True,
+        "fpn: zero-suppressed rows get the common mode of their chip's FPN channels too, when "
+        "those were sent whole (card threshold 0); else only complete rows",
+    )
     quiet_k: float = setting(5.0, "quiet strip: max |x| < quiet_k * raw sigma", gt=0.0)
     k_hit: float = setting(5.0, "hit: maximum > k_hit * noise", gt=0.0)
     k_sample: float = setting(2.0, "pulse samples: > k_sample * noise", gt=0.0)
@@ -163,9 +168,15 @@ class Processor:
         fill, fpn_fill = self.fill_values()
         return self.process_dense(scatter(flat, self.layout, fill, fpn_fill), events)
 
-    def process_dense(self, dense: DenseBatch, events: np.ndarray | None = None) -> Processed:
-        """Process a scattered batch (only complete rows are common-mode corrected)."""
-        return self.process(dense.strips, dense.fpn, dense.fpn_complete, dense.complete, events)
+    def process_dense(
+        self, dense: DenseBatch, events: np.ndarray | None = None, keep_waveforms: bool = False
+    ) -> Processed:
+        """Process a scattered batch (the common mode on complete rows and on the samples sent
+        of zero-suppressed ones, ``cm_zero_suppressed``)."""
+        return self.process(
+            dense.strips, dense.fpn, dense.fpn_complete, dense.complete, events, keep_waveforms,
+            (dense.zs_slot, dense.zs_mask),
+        )  # fmt: skip
 
     def process(
         self,
@@ -175,12 +186,15 @@ class Processor:
         complete: np.ndarray | None = None,
         events: np.ndarray | None = None,
         keep_waveforms: bool = False,
+        zero_suppressed: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Processed:
         """Process raw strips (n, S, T) and FPN (n, C, 4, T) (float32 ADC; see :class:`Processed`).
 
         ``fpn_complete`` (n, C, 4) marks the usable FPN rows (default: all when fpn is given);
-        ``complete`` (n, S) the strips read with all their samples (default: all). ``events``
-        fills the "event" feature (default: 0..n-1).
+        ``complete`` (n, S) the strips read with all their samples (default: all);
+        ``zero_suppressed`` (``DenseBatch.zs_slot``, ``.zs_mask``) the bins the zero-suppressed
+        rows were sent with (default: none; ``cm_zero_suppressed``). ``events`` fills the
+        "event" feature (default: 0..n-1).
         """
         cfg = self.config
         if strips.ndim != 3 or strips.shape[1] != self.n_strips:
@@ -195,6 +209,7 @@ class Processor:
             raise ValueError(f"fpn must be ({n}, {self.n_chips}, 4, {n_t}), got {fpn.shape}")
         fpn_complete = _mask(fpn_complete, fpn.shape[:3], "fpn_complete")
         complete = _mask(complete, (n, n_s), "complete")
+        zs_slot, zs_mask = _zero_suppressed(zero_suppressed, (n, n_s))
         amp = np.empty((n, n_s), np.float32)
         tbin = np.empty((n, n_s), np.int16)
         integral = np.empty((n, n_s), np.float32)
@@ -202,9 +217,10 @@ class Processor:
         hit = np.empty((n, n_s), np.bool_)
         wf = np.empty((n, n_s, n_t) if keep_waveforms else (1, 1, 1), np.float32)
         process_events(
-            strips, complete, fpn, fpn_complete, self.chip, self.ped, self.cells,
+            strips, complete, zs_slot, zs_mask, fpn, fpn_complete, self.chip, self.ped, self.cells,
             self.fpn_ped, self.state, self.fpn_state, BASELINE_MODES[cfg.baseline],
-            CM_METHODS[cfg.cm_method], cfg.window[0], cfg.window[1], cfg.alpha, self.quiet_lim,
+            CM_METHODS[cfg.cm_method], cfg.cm_zero_suppressed, cfg.window[0], cfg.window[1],
+            cfg.alpha, self.quiet_lim,
             self.thr_hit, self.thr_sample, cfg.n_min, amp, tbin, integral, width, hit, wf,
             keep_waveforms,
         )  # fmt: skip
@@ -224,14 +240,24 @@ class Processor:
         )
 
     def wants_sparse(self, flat: FlatBatch) -> bool:
-        """A zero-suppressed batch (fewer than half of its channel rows carry 512 samples) that
-        the sparse path can take (:meth:`sparse_ready`, :func:`sparse_check`)."""
-        n_rows = len(flat.n_samples)
-        if not n_rows or 2 * np.count_nonzero(flat.n_samples == N_SAMPLES) >= n_rows:
+        """A zero-suppressed batch (fewer than half of its strip rows carry 512 samples; FPN
+        channels sent whole do not count) that the sparse path can take (:meth:`sparse_ready`,
+        :func:`sparse_check`)."""
+        f = flat
+        n_rows = len(f.n_samples)
+        if not n_rows:
+            return False
+        lut = self.layout.lut
+        valid = np.ones(n_rows, np.bool_)
+        for col, size in zip((f.card, f.chip, f.channel), lut.shape):
+            valid &= (col >= 0) & (col < size)
+        strip = np.zeros(n_rows, np.bool_)
+        strip[valid] = lut[f.card[valid], f.chip[valid], f.channel[valid]] >= 0
+        n_strip = np.count_nonzero(strip)
+        if n_strip and 2 * np.count_nonzero(f.n_samples[strip] == N_SAMPLES) >= n_strip:
             return False
         if not self.sparse_ready():
             return False
-        f = flat
         usable, _, _ = sparse_check(
             f.chan_start, f.n_chan, f.card, f.chip, f.channel, f.sample_start, f.n_samples,
             f.bins, self.layout.lut, self.layout.fpn_lut, self.n_strips,
@@ -260,9 +286,9 @@ class Processor:
             f.chan_start, f.n_chan, f.card, f.chip, f.channel, f.sample_start, f.n_samples,
             f.bins, f.adc, self.layout.lut, self.layout.fpn_lut, self.chip, self.ped, fill,
             self.fpn_ped, self.state, self.fpn_state, BASELINE_MODES[cfg.baseline],
-            CM_METHODS[cfg.cm_method], cfg.window[0], cfg.window[1], cfg.alpha, self.quiet_lim,
-            self.thr_hit, self.thr_sample, cfg.n_min, amp, tbin, integral, width, hit, corr, bg,
-            keep_waveforms,
+            CM_METHODS[cfg.cm_method], cfg.cm_zero_suppressed, cfg.window[0], cfg.window[1],
+            cfg.alpha, self.quiet_lim, self.thr_hit, self.thr_sample, cfg.n_min, amp, tbin,
+            integral, width, hit, corr, bg, keep_waveforms,
         )  # fmt: skip
         wf = SparseWaveforms(f, self.layout.lut, corr, bg) if keep_waveforms else None
         proc = self._finish(amp, tbin, integral, width, hit, events, wf)
@@ -279,6 +305,21 @@ class Processor:
             self._selection = (cfg, selection_params(cfg.selection, cfg.trigger))
         classify_trigger(feats, *self._selection[1])
         return Processed(feats, hit, amp, tbin, integral, width, wf)
+
+
+def _zero_suppressed(
+    zs: tuple[np.ndarray, np.ndarray] | None, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(zs_slot int64 (n, S), zs_mask bool (m, 512)) checked; none when ``zs`` is None."""
+    if zs is None:
+        return np.full(shape, -1, np.int64), np.zeros((0, N_SAMPLES), np.bool_)
+    slot = np.ascontiguousarray(zs[0], dtype=np.int64)
+    mask = np.ascontiguousarray(zs[1], dtype=np.bool_)
+    if slot.shape != shape or mask.ndim != 2 or mask.shape[1] != N_SAMPLES:
+        raise ValueError(f"zero_suppressed must be ({shape} slots, (m, {N_SAMPLES}) mask)")
+    if slot.size and slot.max() >= mask.shape[0]:
+        raise ValueError("zero_suppressed: a slot past the mask's rows")
+    return slot, mask
 
 
 def _mask(mask: np.ndarray | None, shape: tuple[int, ...], name: str) -> np.ndarray:

@@ -63,6 +63,20 @@ def scatter_ref(flat: FlatBatch, layout: StripLayout, fill: np.ndarray, fpn_fill
     return strips, fpn, present, fpn_present, complete, fpn_complete, counters
 
 
+def sampled_ref(flat: FlatBatch, layout: StripLayout) -> np.ndarray:
+    """bool (n, S, 512): the bins each strip not sent complete was sent with."""
+    *_, complete, _, _ = scatter_ref(flat, layout, np.zeros(layout.n_strips), np.zeros((4, 4)))
+    out = np.zeros((flat.n_events, layout.n_strips, N_SAMPLES), bool)
+    for e in range(flat.n_events):
+        for r in range(flat.chan_start[e], flat.chan_start[e] + flat.n_chan[e]):
+            ca, ch, ix = int(flat.card[r]), int(flat.chip[r]), int(flat.channel[r])
+            s = layout.lut[ca, ch, ix] if 0 <= ca < 32 and 0 <= ch < 4 and 0 <= ix < 79 else -1
+            if s >= 0 and not complete[e, s]:
+                b = flat.bins[flat.sample_start[r] : flat.sample_start[r] + flat.n_samples[r]]
+                out[e, s, b[b < N_SAMPLES].astype(np.int64)] = True
+    return out
+
+
 # -- pedestals ------------------------------------------------------------------------------------
 
 
@@ -273,21 +287,23 @@ def trigger_ref(features: np.ndarray, cfg: TriggerConfig) -> np.ndarray:
 # -- whole chain ----------------------------------------------------------------------------------
 
 
-def process_ref(proc, strips, fpn, fpn_complete, complete):
+def process_ref(proc, strips, fpn, fpn_complete, complete, sampled=None):
     """The chain of a ``Processor`` in numpy; updates ``proc.state`` / ``proc.fpn_state``.
+    ``sampled`` (n, S, T) (default none): the bins the zero-suppressed rows were sent with.
 
     Returns (features, hit, amplitude, peak bin, integral, width, corrected waveforms).
     """
     cfg = proc.config
+    sampled = np.zeros(strips.shape, bool) if sampled is None else sampled & ~complete[..., None]
     if cfg.baseline == "running":  # sequential: each event sees the state left by the previous
         parts = [
             _chain_ref(proc, strips[e : e + 1], fpn[e : e + 1], fpn_complete[e : e + 1],
-                       complete[e : e + 1])
+                       complete[e : e + 1], sampled[e : e + 1])
             for e in range(strips.shape[0])
         ]  # fmt: skip
         x, amp, tb, q, w, hit = (np.concatenate(p) for p in zip(*parts))
     else:
-        x, amp, tb, q, w, hit = _chain_ref(proc, strips, fpn, fpn_complete, complete)
+        x, amp, tb, q, w, hit = _chain_ref(proc, strips, fpn, fpn_complete, complete, sampled)
     feats = features_ref(amp, tb, w, hit, proc.layout.axis, proc.strip, proc.pos, cfg.max_gap)
     feats["cls"] = classify_ref(feats, cfg.selection)
     feats["trig"] = trigger_ref(feats, cfg.trigger)
@@ -312,7 +328,7 @@ def _baselines_ref(proc, strips, fpn, b0, b1):
     return proc.state.astype(np.float32)[None], proc.fpn_state.astype(np.float32)[None]
 
 
-def _chain_ref(proc, strips, fpn, fpn_complete, complete):
+def _chain_ref(proc, strips, fpn, fpn_complete, complete, sampled):
     cfg, chip = proc.config, proc.chip
     b0, b1 = cfg.window
     cm_m = CM_METHODS[cfg.cm_method]
@@ -325,6 +341,10 @@ def _chain_ref(proc, strips, fpn, fpn_complete, complete):
     ok = np.zeros((n, 4), bool)
     if cm_m == CM_FPN:
         cm, ok = fpn_common_mode_ref(fpn, fpn_complete, fbase)
+    # the samples that take the common mode: complete rows; the bins zero-suppressed rows were
+    # sent with, where the chip's estimate came from its FPN channels
+    zs = sampled & (ok[:, chip] & cfg.cm_zero_suppressed)[..., None]
+    with_cm = complete[..., None] | zs
     materialised = np.full(n, use_cells or cm_m in (CM_MEDIAN, CM_MEAN)) | ~ok.all(axis=1)
     xp = strips - (proc.cells[None] if use_cells else base[..., None])
     if cm_m != CM_NONE and materialised.any():
@@ -333,7 +353,7 @@ def _chain_ref(proc, strips, fpn, fpn_complete, complete):
         cm = np.where(ok[..., None], cm, cmq)
         ok |= okq
     cm[~ok] = 0.0
-    cms = cm[:, chip, :] * complete[..., None]
+    cms = cm[:, chip, :] * with_cm
     x = np.where(materialised[:, None, None], xp - cms, (strips - cms) - base[..., None])
     amp, tb, q, w, hit = find_hits_ref(x, proc.thr_hit, proc.thr_sample, cfg.n_min)
     if cfg.baseline == "running":

@@ -14,12 +14,13 @@ suppression).
 
 Missing samples (zero suppression, or a channel not sent at all) are filled with a per-strip
 *fill value*, normally the current pedestal/baseline: after pedestal subtraction they read 0, so
-they never make hits. The common mode cannot be known at a missing sample, so the pipeline corrects
-only complete rows, estimates the common mode only from complete rows, and updates running
-baselines only from complete rows. A channel repeated in one event adds its samples to the first
-row's (counted). Rows that are neither a strip nor an FPN channel (reset, unconnected channels) and
-bins > 511 are skipped and counted. The FPN array is indexed by chip number only: one back-end
-card per detector (PROTOCOL.md §9).
+they never make hits. The common mode cannot be known at a missing sample, so the pipeline
+estimates the common mode only from complete rows, corrects complete rows and the samples that
+were sent of zero-suppressed rows (``zs_slot`` / ``zs_mask``: which bins a strip row that is not
+complete was sent with), and updates running baselines only from complete rows. A channel
+repeated in one event adds its samples to the first row's (counted). Rows that are neither a
+strip nor an FPN channel (reset, unconnected channels) and bins > 511 are skipped and counted.
+The FPN array is indexed by chip number only: one back-end card per detector (PROTOCOL.md §9).
 """
 
 from __future__ import annotations
@@ -178,17 +179,36 @@ def _put_row(dst, fill, bins, adc, lo, hi, fresh):
 
 
 @njit(cache=True, nogil=True)
+def partial_rows(n_samples, sample_start, bins):
+    """Rows that are not all 512 bins in order (a bound on the zero-suppressed strip rows)."""
+    m = 0
+    for r in range(n_samples.shape[0]):
+        lo, n = sample_start[r], n_samples[r]
+        full = n == N_SAMPLES
+        if full:
+            for t in range(N_SAMPLES):
+                full &= bins[lo + t] == t
+        m += not full
+    return m
+
+
+@njit(cache=True, nogil=True)
 def scatter_batch(
     chan_start, n_chan, card, chip, channel, sample_start, n_samples, bins, adc,
     lut, fpn_lut, fill, fpn_fill, out, fpn_out, present, fpn_present, complete, fpn_complete,
+    zs_slot, zs_mask,
 ):  # fmt: skip
     """Scatter a flat batch into ``out`` (n, 240, 512) and ``fpn_out`` (n, 4, 4, 512).
 
-    ``fill`` (240,) / ``fpn_fill`` (4, 4) fill missing samples. Returns int64 counters
-    [ignored rows (neither strip nor FPN), out-of-range samples, duplicate rows].
+    ``fill`` (240,) / ``fpn_fill`` (4, 4) fill missing samples. A strip row that is not complete
+    gets a slot ``zs_slot`` (n, 240) (else -1) in ``zs_mask`` (rows >= :func:`partial_rows`,
+    512): the bins it was sent with. Returns int64 counters [ignored rows (neither strip nor FPN),
+    out-of-range samples, duplicate rows].
     """
     counters = np.zeros(3, dtype=np.int64)
+    n_zs = 0
     for e in range(chan_start.shape[0]):
+        zs_slot[e, :] = -1
         present[e, :] = False
         fpn_present[e, :, :] = False
         complete[e, :] = False
@@ -206,6 +226,14 @@ def scatter_batch(
                 bad, full = _put_row(out[e, s], fill[s], bins, adc, lo, lo + n_samples[r], not dup)
                 counters[1] += bad
                 complete[e, s] |= full
+                if not full:
+                    if zs_slot[e, s] < 0:
+                        zs_slot[e, s] = n_zs
+                        zs_mask[n_zs, :] = False
+                        n_zs += 1
+                    for i in range(lo, lo + n_samples[r]):
+                        if bins[i] < N_SAMPLES:
+                            zs_mask[zs_slot[e, s], bins[i]] = True
                 continue
             k = fpn_lut[ca, ch, ix]
             if k >= 0:
@@ -239,6 +267,8 @@ class DenseBatch:
     fpn_present: np.ndarray  # bool (n, 4, 4)
     complete: np.ndarray  # bool (n, 240) strip sent with all 512 bins
     fpn_complete: np.ndarray  # bool (n, 4, 4)
+    zs_slot: np.ndarray  # int64 (n, 240) row of zs_mask of a strip sent not complete, else -1
+    zs_mask: np.ndarray  # bool (m, 512) the bins such a strip was sent with
     ignored_rows: int = 0
     bad_bins: int = 0
     duplicate_rows: int = 0
@@ -252,7 +282,17 @@ class DenseBatch:
             fpn_present=np.zeros((n_events, n_chips, N_FPN), np.bool_),
             complete=np.zeros((n_events, n_strips), np.bool_),
             fpn_complete=np.zeros((n_events, n_chips, N_FPN), np.bool_),
+            zs_slot=np.full((n_events, n_strips), -1, np.int64),
+            zs_mask=np.zeros((0, N_SAMPLES), np.bool_),
         )
+
+    def sampled(self) -> np.ndarray:
+        """bool (n, S, 512): the bins each zero-suppressed strip row was sent with (False
+        elsewhere, complete rows included)."""
+        out = np.zeros(self.strips.shape, np.bool_)
+        has = (self.zs_slot >= 0) & ~self.complete
+        out[has] = self.zs_mask[self.zs_slot[has]]
+        return out
 
 
 def scatter(
@@ -272,11 +312,15 @@ def scatter(
         dense = DenseBatch.empty(n, layout.n_strips, layout.n_chips)
     fill_a = np.broadcast_to(np.asarray(fill, np.float32), (dense.strips.shape[1],))
     fpn_fill_a = np.broadcast_to(np.asarray(fpn_fill, np.float32), dense.fpn.shape[1:3])
+    m = partial_rows(flat.n_samples, flat.sample_start, flat.bins)
+    if dense.zs_mask.shape[0] < m:
+        dense.zs_mask = np.zeros((m, N_SAMPLES), np.bool_)
     counters = scatter_batch(
         flat.chan_start, flat.n_chan, flat.card, flat.chip, flat.channel, flat.sample_start,
         flat.n_samples, flat.bins, flat.adc, layout.lut, layout.fpn_lut,
         np.ascontiguousarray(fill_a), np.ascontiguousarray(fpn_fill_a), dense.strips, dense.fpn,
-        dense.present, dense.fpn_present, dense.complete, dense.fpn_complete,
+        dense.present, dense.fpn_present, dense.complete, dense.fpn_complete, dense.zs_slot,
+        dense.zs_mask,
     )  # fmt: skip
     dense.ignored_rows, dense.bad_bins, dense.duplicate_rows = (int(c) for c in counters)
     return dense

@@ -56,14 +56,7 @@ class Process(Stage):
                 fill, fpn_fill = p.fill_values()
                 dense = scatter(flat, self.layout, fill, fpn_fill)
                 batch.dense = dense
-                batch.processed = p.process(
-                    dense.strips,
-                    dense.fpn,
-                    dense.fpn_complete,
-                    dense.complete,
-                    events=batch.built.event_id,
-                    keep_waveforms=waveforms,
-                )
+                batch.processed = p.process_dense(dense, batch.built.event_id, waveforms)
                 c[1] += dense.ignored_rows
                 c[2] += dense.bad_bins
                 c[3] += dense.duplicate_rows
@@ -77,7 +70,7 @@ class Process(Stage):
         flat = batch.flat_rows()
         dense = scatter(flat, self.layout, 250.0, 250.0)
         batch.dense = dense
-        batch.processed = p.process(dense.strips, dense.fpn, dense.fpn_complete, dense.complete)
+        batch.processed = p.process_dense(dense)
         p.wants_sparse(flat)
         p.process_sparse(flat, keep_waveforms=True)[0].waveforms[0]
         p.reset()
