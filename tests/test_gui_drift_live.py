@@ -13,14 +13,13 @@ messages and zero gaps while run control is polled (the CI version of ``make str
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import numpy as np
 import pytest
-import zmq
 from daq_procs import DaqProcesses
 from PyQt6.QtWidgets import QApplication
+from stream_audit import AuditSubscriber
 
 from agetdaq.gui.alarms import load_rules
 from agetdaq.gui.config import MonitorConfig
@@ -29,7 +28,6 @@ from agetdaq.gui.views import GainView, RunControlView
 from agetdaq.gui.window import MainWindow
 from agetdaq.gui.worker import StreamWorker
 from agetdaq.protocol.mapping import StripMapping
-from agetdaq.readout.transport.streamcheck import StreamAudit
 
 pytestmark = [pytest.mark.network, pytest.mark.slow, pytest.mark.timeout(300)]
 TICK_S = 20e-9
@@ -49,41 +47,6 @@ window_xrays = 1000
 window_minutes = 0.5
 map_n = 3
 """
-
-
-class Audit(threading.Thread):
-    """A second subscriber: every frame through StreamAudit; keeps the summaries' clocks and the
-    calib messages."""
-
-    def __init__(self, address: str) -> None:
-        super().__init__(daemon=True)
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.SUB)
-        self.sock.setsockopt(zmq.RCVHWM, 0)
-        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
-        self.sock.connect(address)
-        self.audit = StreamAudit()
-        self.clock: list[tuple[np.ndarray, np.ndarray]] = []  # (card ticks, host s)
-        self.calib: list[dict] = []
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            if not self.sock.poll(100):
-                continue
-            msg = self.audit.feed(self.sock.recv_multipart())
-            if msg is None:
-                continue
-            if msg.topic == "summary" and len(msg.arrays["timestamp"]):
-                self.clock.append((msg.arrays["timestamp"], msg.arrays["time_s"]))
-            elif msg.topic == "calib":
-                self.calib.append(msg.header)
-
-    def close(self) -> None:
-        self.done.set()
-        self.join(5)
-        self.sock.close(linger=0)
-        self.ctx.term()
 
 
 def _wait(cond, limit_s: float, what: str) -> None:
@@ -106,7 +69,7 @@ def drift(tmp_path_factory, qapp):
         tmp, str(tmp / "scenario.toml"), SETTINGS,
         emulate_args=("--truth", str(truth_path), "--bank", "0"),
     )  # fmt: skip
-    audit = Audit(procs.stream)
+    audit = AuditSubscriber(procs.stream)
     audit.start()
     ctl = ControlWorker(procs.control, poll_s=0.25, timeout_ms=5000)  # run control 4x/s
     w = MainWindow([(StreamWorker(procs.stream), ctl)], StripMapping.default(), MonitorConfig(),
