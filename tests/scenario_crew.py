@@ -72,8 +72,8 @@ class Monitor:
             for s, c in lines
         ]
         rules = load_rules() if rules is None else rules
-        self.window = MainWindow(sources, StripMapping.default(), MonitorConfig(), rules,
-                                 snapshot_dir=snapshot_dir)  # fmt: skip
+        where = {} if snapshot_dir is None else {"snapshot_dir": snapshot_dir}
+        self.window = MainWindow(sources, StripMapping.default(), MonitorConfig(), rules, **where)
         self.window.resize(*size)
         self.window.show()
         if answer_yes:
