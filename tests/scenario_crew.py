@@ -17,6 +17,7 @@ from PyQt6.QtWidgets import QApplication
 from agetdaq.gui.alarms import Rule, load_rules
 from agetdaq.gui.config import MonitorConfig
 from agetdaq.gui.control_worker import ControlWorker
+from agetdaq.gui.replay import ReplayWorker
 from agetdaq.gui.views import RunControlView
 from agetdaq.gui.window import MainWindow
 from agetdaq.gui.worker import StreamWorker
@@ -150,6 +151,23 @@ def crew_line(procs: DaqProcesses, **monitor: object) -> Iterator[MainWindow]:
     finally:
         mon.close()
         procs.close()
+
+
+def replay_messages(qtbot, path: Path, limit_s: float = 60.0) -> list:
+    """Every message the real ReplayWorker emits for the run file ``path``, as fast as it can."""
+    worker = ReplayWorker(path, speed=0.0)
+    got: list = []
+
+    def on_batch(_slot: int, msgs: list) -> None:
+        got.extend(msgs)
+        worker.acknowledge()
+
+    worker.batch.connect(on_batch)
+    with qtbot.waitSignal(worker.finished, timeout=int(limit_s * 1000)):
+        worker.start()
+    QApplication.processEvents()
+    assert worker.info.state == "finished", worker.info.note
+    return got
 
 
 # ---- run files against the truth ----------------------------------------------------------------
