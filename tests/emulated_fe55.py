@@ -364,6 +364,23 @@ def muon_rejection(
     return 1.0 - kept / total
 
 
+def kalpha_charge_loss(daq: EmulatedDaq, gain: float, n: int) -> tuple[float, float]:
+    """(mean true X+Y charge, mean charge minus measured energy sum) of the K-alpha X-rays the
+    calibration selection keeps among ``n`` X-rays at relative gain ``gain``, ADC."""
+    from agetdaq.readout.analysis.calibration import select_xrays
+    from agetdaq.readout.analysis.calibration.runs import calibration_events
+
+    t = drift_time_for_gain(daq.scenario, gain)
+    rows, truths = daq.rows(["xray"] * n, np.full(n, t), t)
+    events = calibration_events(rows, np.zeros(len(rows)))
+    keep = np.isfinite(events["energy_adc"]) & select_xrays(events)
+    truth = _by_count(truths)
+    tr = [truth[int(c)] for c in rows["event_count"]]
+    ka = keep & np.array([t["line"] == "Ka" for t in tr])
+    charge = np.array([t["charge_fc"] for t in tr])[ka] * daq.scenario.detector.adc_per_fc
+    return float(charge.mean()), float(np.mean(charge - events["energy_adc"][ka]))
+
+
 def gain_map_check(
     n_xrays: int, seed: int = 3, spot_mm: tuple[float, float, float] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

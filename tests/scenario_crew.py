@@ -1,18 +1,23 @@
-"""Helpers of the crew scenarios (tests/test_scenario_*.py): the monitor as the crew has it (the
-real MainWindow, offscreen, fed by the DAQ's stream and run control), and the checks of a run file
-against the emulator's truth (test helper, no pytest)."""
+"""Helpers of the crew scenarios (tests/test_scenario_*.py, tests/test_gui_*.py against real
+processes): the monitor as the crew has it (the real MainWindow, offscreen, fed by the DAQ's stream
+and run control), one detector line (emulator + DAQ server + monitor) ready for a test, and the
+checks of a run file against the emulator's truth (test helper, no pytest)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
+from daq_procs import DaqProcesses
 from PyQt6.QtWidgets import QApplication
 
-from agetdaq.gui.alarms import load_rules
+from agetdaq.gui.alarms import Rule, load_rules
 from agetdaq.gui.config import MonitorConfig
 from agetdaq.gui.control_worker import ControlWorker
+from agetdaq.gui.replay import ReplayWorker
 from agetdaq.gui.views import RunControlView
 from agetdaq.gui.window import MainWindow
 from agetdaq.gui.worker import StreamWorker
@@ -27,32 +32,55 @@ class Timeout(AssertionError):
     pass
 
 
-def wait_for(cond: Callable[[], object], limit_s: float, what: str) -> None:
-    """Until ``cond()`` holds, Qt events processed meanwhile; Timeout naming ``what``."""
-    end = time.monotonic() + limit_s
-    while time.monotonic() < end:
+def wait_for(
+    cond: Callable[[], object],
+    limit_s: float,
+    what: str,
+    each: Callable[[], object] | None = None,
+    detail: Callable[[], object] | None = None,
+) -> float:
+    """Until ``cond()`` holds, Qt events processed meanwhile and ``each()`` called on every turn
+    (to collect); the seconds it took (for the record). Timeout naming ``what`` (and ``detail()``)
+    when it does not hold within ``limit_s``."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit_s:
         QApplication.processEvents()
+        if each is not None:
+            each()
         if cond():
-            return
-        time.sleep(0.05)
-    raise Timeout(f"timed out after {limit_s:.0f} s waiting for {what}")
+            return time.monotonic() - t0
+        time.sleep(0.02)
+    more = f": {detail()}" if detail is not None else ""
+    raise Timeout(f"timed out after {limit_s:.0f} s waiting for {what}{more}")
 
 
 class Monitor:
     """``agetdaq gui --connect S --control C [...]`` in process: one MainWindow, one line per
-    (stream, control) pair; run control answers yes to its questions (the crew clicks 'yes')."""
+    (stream, control) pair, run control polled every ``poll_s``; with ``answer_yes`` run control
+    answers yes to its questions (the crew clicks 'yes')."""
 
-    def __init__(self, lines: list[tuple[str, str | None]]) -> None:
+    def __init__(
+        self,
+        lines: list[tuple[str, str | None]],
+        poll_s: float = 0.5,
+        rules: list[Rule] | None = None,
+        snapshot_dir: Path | None = None,
+        size: tuple[int, int] = (1400, 900),
+        answer_yes: bool = True,
+    ) -> None:
         sources = [
-            (StreamWorker(s), ControlWorker(c, poll_s=0.5, timeout_ms=5000) if c else None)
+            (StreamWorker(s), ControlWorker(c, poll_s=poll_s, timeout_ms=5000) if c else None)
             for s, c in lines
         ]
-        self.window = MainWindow(sources, StripMapping.default(), MonitorConfig(), load_rules())
-        self.window.resize(1400, 900)
+        rules = load_rules() if rules is None else rules
+        where = {} if snapshot_dir is None else {"snapshot_dir": snapshot_dir}
+        self.window = MainWindow(sources, StripMapping.default(), MonitorConfig(), rules, **where)
+        self.window.resize(*size)
         self.window.show()
-        for slot in range(len(lines)):
-            self.select(slot)
-            self.run_control.ask = lambda *_: True
+        if answer_yes:
+            for slot in range(len(lines)):
+                self.select(slot)
+                self.run_control.ask = lambda *_: True
         self.select(0)
         self.started = False
 
@@ -103,6 +131,43 @@ class Monitor:
         if self.started:
             self.window.shutdown()
         self.window.close()
+
+
+@contextmanager
+def crew_line(procs: DaqProcesses, **monitor: object) -> Iterator[MainWindow]:
+    """One detector line for a test: the monitor (``Monitor(**monitor)`` on the line's stream and
+    run control, the run-control tab shown) made first, then the emulator and the DAQ server
+    started; the window once the DAQ is up and idle. Everything is stopped afterwards."""
+    mon = Monitor([(procs.stream, procs.control)], **monitor)  # type: ignore[arg-type]
+    w = mon.window
+    rc = mon.run_control
+    w.tabs.setCurrentWidget(rc.widget)
+    try:
+        procs.start()
+        procs.wait_ready()
+        mon.start()
+        wait_for(lambda: rc.form.start_button.isEnabled() and w.model.status, 60, "the DAQ, idle")
+        yield w
+    finally:
+        mon.close()
+        procs.close()
+
+
+def replay_messages(qtbot, path: Path, limit_s: float = 60.0) -> list:
+    """Every message the real ReplayWorker emits for the run file ``path``, as fast as it can."""
+    worker = ReplayWorker(path, speed=0.0)
+    got: list = []
+
+    def on_batch(_slot: int, msgs: list) -> None:
+        got.extend(msgs)
+        worker.acknowledge()
+
+    worker.batch.connect(on_batch)
+    with qtbot.waitSignal(worker.finished, timeout=int(limit_s * 1000)):
+        worker.start()
+    QApplication.processEvents()
+    assert worker.info.state == "finished", worker.info.note
+    return got
 
 
 # ---- run files against the truth ----------------------------------------------------------------

@@ -12,15 +12,11 @@ import numpy as np
 import pytest
 from emulated_fe55 import (
     EmulatedDaq,
-    _by_count,
-    drift_time_for_gain,
     gain_map_check,
     gain_sweep,
+    kalpha_charge_loss,
     muon_rejection,
 )
-
-from agetdaq.readout.analysis.calibration import select_xrays
-from agetdaq.readout.analysis.calibration.runs import calibration_events
 
 pytestmark = pytest.mark.slow
 
@@ -93,22 +89,11 @@ def test_gain_map_finds_the_region_with_10_percent_less_gain() -> None:
     assert np.all(np.abs(fitted[seen] - truth[seen]) < 0.02), fitted
 
 
-def _kalpha_charge_loss(script: str, n: int = 300) -> float:
-    """Mean true X+Y charge (ADC) minus measured energy sum of selected K-alpha X-rays at 20 %."""
-    daq = EmulatedDaq("gain-drift", seed=21, script=script)
-    t = drift_time_for_gain(daq.scenario, LOW)
-    rows, truths = daq.rows(["xray"] * n, np.full(n, t), t)
-    events = calibration_events(rows, np.zeros(len(rows)))
-    keep = np.isfinite(events["energy_adc"]) & select_xrays(events)
-    truth = _by_count(truths)
-    tr = [truth[int(c)] for c in rows["event_count"]]
-    ka = keep & np.array([t["line"] == "Ka" for t in tr])
-    charge = np.array([t["charge_fc"] for t in tr]) * daq.scenario.detector.adc_per_fc
-    return float(np.mean(charge[ka] - events["energy_adc"][ka]))
-
-
 def test_calibration_script_keeps_the_charge_the_physics_script_loses() -> None:
     """At 20 % gain run.txt (hit channels, card zero suppression) loses ~25 ADC of a ~600 ADC
     K-alpha sum; calibration.txt (every channel read whole) keeps it to a few ADC."""
-    physics, calib = _kalpha_charge_loss("run"), _kalpha_charge_loss("calibration")
+    physics, calib = (
+        kalpha_charge_loss(EmulatedDaq("gain-drift", seed=21, script=script), LOW, 300)[1]
+        for script in ("run", "calibration")
+    )
     assert 15.0 < physics < 35.0 and abs(calib) < 6.0, (physics, calib)

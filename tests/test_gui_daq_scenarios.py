@@ -8,21 +8,19 @@ run list, a replay of the run file, and a run killed with the DAQ server (named 
 from __future__ import annotations
 
 import signal
-import time
 from dataclasses import replace
 
 import numpy as np
 import pytest
 from daq_procs import DaqProcesses
-from PyQt6.QtWidgets import QApplication
+from scenario_crew import crew_line
+from scenario_crew import wait_for as wait
 
 from agetdaq.gui.alarms import load_rules
 from agetdaq.gui.config import MonitorConfig
-from agetdaq.gui.control_worker import ControlWorker
 from agetdaq.gui.replay import ReplayWorker
 from agetdaq.gui.views import AlarmsView, HitmapView, RunControlView
 from agetdaq.gui.window import MainWindow
-from agetdaq.gui.worker import StreamWorker
 from agetdaq.protocol.mapping import StripMapping
 from agetdaq.readout.store.reader import RunFile
 
@@ -30,19 +28,6 @@ pytestmark = [pytest.mark.network, pytest.mark.slow, pytest.mark.timeout(240)]
 MAPPING = StripMapping.default()
 PEDESTAL_EVENTS = 150
 NO_EVENTS_T = (2.0, 4.0)  # "running, no new event": warning / alarm after (configurable rule)
-
-
-def wait(cond, limit_s: float, what: str, detail=None) -> float:
-    """Process Qt events until ``cond()``; the seconds it took (for the record, not asserted).
-    ``detail()``: what to add to the failure."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < limit_s:
-        QApplication.processEvents()
-        if cond():
-            return time.monotonic() - t0
-        time.sleep(0.02)
-    more = f": {detail()}" if detail is not None else ""
-    pytest.fail(f"timed out after {limit_s} s waiting for {what}{more}")
 
 
 def active(w: MainWindow) -> dict[str, tuple[str, bool]]:
@@ -58,23 +43,9 @@ def line(tmp_path_factory, qapp):
                          settings="[daq]\nboard_timeout_s = 30.0\n")  # fmt: skip
     rules = [replace(r, max=NO_EVENTS_T[0], alarm_max=NO_EVENTS_T[1])
              if r.name == "no-events" else r for r in load_rules()]  # fmt: skip
-    ctl = ControlWorker(procs.control, poll_s=0.25, timeout_ms=5000)
-    w = MainWindow([(StreamWorker(procs.stream), ctl)], MAPPING, MonitorConfig(), rules,
-                   snapshot_dir=procs.workdir / "logbook")  # fmt: skip
-    w.resize(1600, 1000)
-    w.show()
-    rc = w.view(RunControlView)
-    w.tabs.setCurrentWidget(rc.widget)
-    try:
-        procs.start()
-        procs.wait_ready()
-        w.start()
-        wait(lambda: rc.form.start_button.isEnabled() and w.model.status, 60, "the DAQ, idle")
+    with crew_line(procs, poll_s=0.25, rules=rules, snapshot_dir=procs.workdir / "logbook",
+                   size=(1600, 1000), answer_yes=False) as w:  # fmt: skip
         yield procs, w
-    finally:
-        w.shutdown()
-        w.close()
-        procs.close()
 
 
 def test_no_pedestal_table_then_a_pedestal_upload_from_its_preset(line):
@@ -98,7 +69,7 @@ def test_no_pedestal_table_then_a_pedestal_upload_from_its_preset(line):
         return w.model.status.get("pedestal_upload") or {}
 
     wait(lambda: upload().get("outcome") and upload()["phase"] == "idle", 150,
-         "the upload to end", lambda: w.model.status.get("message"))  # fmt: skip
+         "the upload to end", detail=lambda: w.model.status.get("message"))  # fmt: skip
     assert upload()["ok"] and upload()["run"] == 2, upload()
     wait(lambda: w.model.runs.ended_count >= 1 and w.model.state() == "configured", 30,
          "the second pedestal run to stop at its limit")  # fmt: skip
@@ -141,7 +112,7 @@ def test_a_calibration_run_through_outage_restart_frozen_daq_and_stop(line):
     assert f"RUNNING  run {run} calibration" in text and f"R{run:05d}_calibration.h5" in text
     # the form follows the run (a control reply older than the stream's status can lag a moment)
     wait(lambda: rc.redraw() or not rc.form.run_type.isEnabled(), 5, "the form to follow the run",
-         lambda: (rc.current_state(), rc.control_reply_state))  # fmt: skip
+         detail=lambda: (rc.current_state(), rc.control_reply_state))  # fmt: skip
     assert rc.form.run_type.currentText() == "calibration"
     hitmap = w.view(HitmapView)
     w.tabs.setCurrentWidget(hitmap.widget)
@@ -209,7 +180,7 @@ def test_a_calibration_run_through_outage_restart_frozen_daq_and_stop(line):
         lambda: w.model.runs.ended_count > ended,
         60,
         "the end of the run",
-        lambda: f"status {w.model.status}; log {rc.replies.text()[-1500:]}",
+        detail=lambda: f"status {w.model.status}; log {rc.replies.text()[-1500:]}",
     )
     w.redraw()
     assert "stop requested by run control" in rc.run_list.summary_label.text()

@@ -13,23 +13,15 @@ messages and zero gaps while run control is polled (the CI version of ``make str
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import numpy as np
 import pytest
-import zmq
 from daq_procs import DaqProcesses
-from PyQt6.QtWidgets import QApplication
+from scenario_crew import crew_line, wait_for
+from stream_audit import AuditSubscriber
 
-from agetdaq.gui.alarms import load_rules
-from agetdaq.gui.config import MonitorConfig
-from agetdaq.gui.control_worker import ControlWorker
 from agetdaq.gui.views import GainView, RunControlView
-from agetdaq.gui.window import MainWindow
-from agetdaq.gui.worker import StreamWorker
-from agetdaq.protocol.mapping import StripMapping
-from agetdaq.readout.transport.streamcheck import StreamAudit
 
 pytestmark = [pytest.mark.network, pytest.mark.slow, pytest.mark.timeout(300)]
 TICK_S = 20e-9
@@ -51,51 +43,6 @@ map_n = 3
 """
 
 
-class Audit(threading.Thread):
-    """A second subscriber: every frame through StreamAudit; keeps the summaries' clocks and the
-    calib messages."""
-
-    def __init__(self, address: str) -> None:
-        super().__init__(daemon=True)
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.SUB)
-        self.sock.setsockopt(zmq.RCVHWM, 0)
-        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
-        self.sock.connect(address)
-        self.audit = StreamAudit()
-        self.clock: list[tuple[np.ndarray, np.ndarray]] = []  # (card ticks, host s)
-        self.calib: list[dict] = []
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            if not self.sock.poll(100):
-                continue
-            msg = self.audit.feed(self.sock.recv_multipart())
-            if msg is None:
-                continue
-            if msg.topic == "summary" and len(msg.arrays["timestamp"]):
-                self.clock.append((msg.arrays["timestamp"], msg.arrays["time_s"]))
-            elif msg.topic == "calib":
-                self.calib.append(msg.header)
-
-    def close(self) -> None:
-        self.done.set()
-        self.join(5)
-        self.sock.close(linger=0)
-        self.ctx.term()
-
-
-def _wait(cond, limit_s: float, what: str) -> None:
-    end = time.monotonic() + limit_s
-    while time.monotonic() < end:
-        QApplication.processEvents()
-        if cond():
-            return
-        time.sleep(0.02)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def drift(tmp_path_factory, qapp):
     """Run the drifting calibration run; returns what was seen, the truth and the window."""
@@ -106,61 +53,49 @@ def drift(tmp_path_factory, qapp):
         tmp, str(tmp / "scenario.toml"), SETTINGS,
         emulate_args=("--truth", str(truth_path), "--bank", "0"),
     )  # fmt: skip
-    audit = Audit(procs.stream)
+    audit = AuditSubscriber(procs.stream)
     audit.start()
-    ctl = ControlWorker(procs.control, poll_s=0.25, timeout_ms=5000)  # run control 4x/s
-    w = MainWindow([(StreamWorker(procs.stream), ctl)], StripMapping.default(), MonitorConfig(),
-                   load_rules())  # fmt: skip
-    w.resize(1600, 1000)
-    w.show()
-    rc = w.view(RunControlView)
-    rc.ask = lambda *_: True
-    try:
-        procs.start()
-        procs.wait_ready()  # its model time (the gain curve) starts about when it answers
-        w.start()
-        _wait(lambda: rc.form.start_button.isEnabled(), 60, "run control")
-        rc.form.run_type.setCurrentText("calibration")
-        rc.form.script.setCurrentText("run")  # hit channels only: light for a loaded 2-core machine
-        rc.form.seconds_limit.setValue(0)
-        rc.form.start_button.click()
-        _wait(lambda: w.model.state() == "running", 60, "the run to start")
-        end = procs.board_up + DELAY_S + DURATION_S + AFTER_S
-        gain = w.view(GainView)
-        w.tabs.setCurrentWidget(gain.widget)
-        _wait(lambda: time.monotonic() > end, end - time.monotonic() + 5, "the drift")
+    try:  # run control polled 4x/s; the emulator's model time (its gain curve) starts when it is up
+        with crew_line(procs, poll_s=0.25, size=(1600, 1000)) as w:
+            rc = w.view(RunControlView)
+            rc.form.run_type.setCurrentText("calibration")
+            rc.form.script.setCurrentText("run")  # hit channels only: light for a loaded 2-core PC
+            rc.form.seconds_limit.setValue(0)
+            rc.form.start_button.click()
+            wait_for(lambda: w.model.state() == "running", 60, "the run to start")
+            end = procs.board_up + DELAY_S + DURATION_S + AFTER_S
+            gain = w.view(GainView)
+            w.tabs.setCurrentWidget(gain.widget)
+            wait_for(lambda: time.monotonic() > end, end - time.monotonic() + 5, "the drift")
 
-        def fell() -> bool:  # the live window (the last 600 X-rays) lags more on a busy machine
-            w.tick()
-            gain_rel = w.model.metrics()["gain_rel"]
-            return gain_rel is not None and gain_rel < 0.6
+            def fell() -> bool:  # the live window (the last 600 X-rays) lags more on a busy PC
+                w.tick()
+                gain_rel = w.model.metrics()["gain_rel"]
+                return gain_rel is not None and gain_rel < 0.6
 
-        _wait(fell, 60, "the monitor's gain to follow the fall below 0.6")
-        w.redraw()
-        seen = {
-            "gain_label": gain.gain_label.text(),
-            "axis_units": gain.spec_plot.getAxis("bottom").labelUnits,
-            "boundaries": sum(line.isVisible() for line in gain.boundaries["gain_rel"]),
-            "alarms": [(a.rule.name, a.severity) for a in w.model.alarms.active],
-            "history": [(e.kind, e.rule, e.severity) for e in w.model.alarms.history],
-            "history_text": [(e.time, e.kind, e.text) for e in w.model.alarms.history],
-            "banner": w.banner.text(),
-            "banner_colour": w.banner.colour,
-            "map": w.model.calib.gain_map,
-            "map_labels": [t.textItem.toPlainText() for t in gain.map_labels],
-            "live": w.model.calib.live,
-            "link": w.model.link,
-            "metrics_gain": w.model.metrics()["gain_rel"],
-        }
-        rc.form.stop_button.click()
-        _wait(lambda: w.model.state() == "configured", 60, "the run to stop")
-        _wait(lambda: "ended" in rc.replies.text(), 10, "the end-of-run summary")
-        seen["summary"] = rc.run_list.summary_label.text()
-        time.sleep(1.0)
+            wait_for(fell, 60, "the monitor's gain to follow the fall below 0.6")
+            w.redraw()
+            seen = {
+                "gain_label": gain.gain_label.text(),
+                "axis_units": gain.spec_plot.getAxis("bottom").labelUnits,
+                "boundaries": sum(line.isVisible() for line in gain.boundaries["gain_rel"]),
+                "alarms": [(a.rule.name, a.severity) for a in w.model.alarms.active],
+                "history": [(e.kind, e.rule, e.severity) for e in w.model.alarms.history],
+                "history_text": [(e.time, e.kind, e.text) for e in w.model.alarms.history],
+                "banner": w.banner.text(),
+                "banner_colour": w.banner.colour,
+                "map": w.model.calib.gain_map,
+                "map_labels": [t.textItem.toPlainText() for t in gain.map_labels],
+                "live": w.model.calib.live,
+                "link": w.model.link,
+                "metrics_gain": w.model.metrics()["gain_rel"],
+            }
+            rc.form.stop_button.click()
+            wait_for(lambda: w.model.state() == "configured", 60, "the run to stop")
+            wait_for(lambda: "ended" in rc.replies.text(), 10, "the end-of-run summary")
+            seen["summary"] = rc.run_list.summary_label.text()
+            time.sleep(1.0)
     finally:
-        w.shutdown()
-        w.close()
-        procs.close()
         audit.close()
     ticks = np.concatenate([c[0] for c in audit.clock]).astype(np.float64)
     host = np.concatenate([c[1] for c in audit.clock])

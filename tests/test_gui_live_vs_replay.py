@@ -13,11 +13,10 @@ import time
 
 import numpy as np
 import pytest
-from PyQt6.QtCore import QCoreApplication
+from scenario_crew import replay_messages
 
 from agetdaq.gui.config import MonitorConfig
 from agetdaq.gui.model import StreamModel
-from agetdaq.gui.replay import ReplayWorker
 from agetdaq.protocol.mapping import StripMapping
 from agetdaq.readout.acquisition.engine import Acquisition
 from agetdaq.readout.acquisition.settings import Settings
@@ -74,22 +73,6 @@ def recorded(tmp_path_factory):
     return path, live, gaps, run
 
 
-def _replay(qtbot, path) -> list:
-    worker = ReplayWorker(path, speed=0.0)
-    got: list = []
-
-    def on_batch(_slot: int, msgs: list) -> None:
-        got.extend(msgs)
-        worker.acknowledge()
-
-    worker.batch.connect(on_batch)
-    with qtbot.waitSignal(worker.finished, timeout=60000):
-        worker.start()
-    QCoreApplication.processEvents()
-    assert worker.info.state == "finished", worker.info.note
-    return got
-
-
 def _summary_rows(msgs: list) -> dict[str, np.ndarray]:
     parts = [m.arrays for m in msgs if m.topic == "summary" and m.header["n"]]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -105,7 +88,7 @@ def test_replay_shows_what_the_daq_showed_live(qtbot, recorded):
     with RunFile(path) as f:
         assert f.metadata()["run_number"] == str(run) and f.n_events > 1000
         n_events = f.n_events
-    replay = _replay(qtbot, path)
+    replay = replay_messages(qtbot, path)
 
     # every summary row: the same events with the same features, in the same order
     live_rows, replay_rows = _summary_rows(live), _summary_rows(replay)

@@ -7,19 +7,12 @@ board that the card's own equalisation (pedestal.txt) had set up before."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from daq_procs import DaqProcesses
-from PyQt6.QtWidgets import QApplication
+from scenario_crew import crew_line
+from scenario_crew import wait_for as wait
 
-from agetdaq.gui.alarms import load_rules
-from agetdaq.gui.config import MonitorConfig
-from agetdaq.gui.control_worker import ControlWorker
 from agetdaq.gui.views import RunControlView
-from agetdaq.gui.window import MainWindow
-from agetdaq.gui.worker import StreamWorker
-from agetdaq.protocol.mapping import StripMapping
 from agetdaq.readout.store.run import open_run
 
 pytestmark = [pytest.mark.network, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -28,40 +21,11 @@ CALIBRATION_S = 25.0
 XRAYS = 300  # X-rays classified before the run is judged
 
 
-def wait(cond, limit_s: float, what: str, each=None) -> None:
-    """Process Qt events until ``cond()``; ``each()`` is called on every turn (to collect)."""
-    end = time.monotonic() + limit_s
-    while time.monotonic() < end:
-        QApplication.processEvents()
-        if each is not None:
-            each()
-        if cond():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {limit_s} s waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def line(tmp_path_factory, qapp):
     procs = DaqProcesses(tmp_path_factory.mktemp("pedgui"), "calibration")
-    ctl = ControlWorker(procs.control, poll_s=0.25, timeout_ms=5000)
-    w = MainWindow([(StreamWorker(procs.stream), ctl)], StripMapping.default(), MonitorConfig(),
-                   load_rules())  # fmt: skip
-    w.resize(1400, 900)
-    w.show()
-    rc = w.view(RunControlView)
-    rc.ask = lambda *_: True
-    w.tabs.setCurrentWidget(rc.widget)
-    try:
-        procs.start()
-        procs.wait_ready()
-        w.start()
-        wait(lambda: rc.form.start_button.isEnabled() and w.model.status, 60, "the DAQ, idle")
+    with crew_line(procs, poll_s=0.25) as w:
         yield procs, w
-    finally:
-        w.shutdown()
-        w.close()
-        procs.close()
 
 
 def test_pedestal_preset_uploads_then_a_calibration_run_keeps_its_xrays(line):

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PyQt6.QtCore import QCoreApplication
+from scenario_crew import replay_messages
 from test_h5_samples_in_raw import _Ring
 
-from agetdaq.gui.replay import ReplayWorker
 from agetdaq.gui.synthetic import pedestal_arrays
 from agetdaq.protocol.decode import decode_datagrams
 from agetdaq.protocol.encode import encode_events
@@ -80,23 +79,6 @@ def _record(path, datagrams, rst_len: int, fills: list[int] | None = None) -> No
     writer.close({})
 
 
-def _replay_messages(qtbot, path) -> list:
-    """Every message the real ReplayWorker emits for ``path`` (as fast as possible)."""
-    worker = ReplayWorker(path, speed=0.0)
-    got: list = []
-
-    def on_batch(_slot: int, msgs: list) -> None:
-        got.extend(msgs)
-        worker.acknowledge()
-
-    worker.batch.connect(on_batch)
-    with qtbot.waitSignal(worker.finished, timeout=20000):
-        worker.start()
-    QCoreApplication.processEvents()
-    assert worker.info.state == "finished", worker.info.note
-    return got
-
-
 @pytest.mark.parametrize("rst_len", [0, 1])
 def test_a_shed_event_is_shown_as_recorded_and_not_processed(qtbot, tmp_path, rst_len):
     sent = _events(24, rst_len, seed=rst_len)
@@ -110,7 +92,7 @@ def test_a_shed_event_is_shown_as_recorded_and_not_processed(qtbot, tmp_path, rs
         assert np.all(flags & SAMPLES_IN_RAW) and np.all(flags & NOT_PROCESSED)
         assert len(f.channels()) == 0  # the raw record is the only copy of the samples
 
-    msgs = _replay_messages(qtbot, path)
+    msgs = replay_messages(qtbot, path, 20.0)
     events = [m for m in msgs if m.topic == "event"]
     assert events, "no event message for a shed event"
     last = events[-1]

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from daq_procs import PY, DaqProcesses
 from scenario_crew import Monitor, truth_of, wait_for
-from test_gui_drift_live import Audit
+from stream_audit import AuditSubscriber
 
 from agetdaq.readout.store.reader import RunFile
 
@@ -54,7 +54,7 @@ def drift(tmp_path_factory, qapp) -> dict:
     truth_path = tmp / "truth.jsonl"
     procs = DaqProcesses(tmp, str(tmp / "drift.toml"), SETTINGS,
                          emulate_args=("--truth", str(truth_path), "--bank", "0"))  # fmt: skip
-    audit = Audit(procs.stream)
+    audit = AuditSubscriber(procs.stream)
     audit.start()
     monitor = Monitor([(procs.stream, None)])
     run = None

@@ -19,13 +19,11 @@ import threading
 import time
 from pathlib import Path
 
-import zmq
-
 from agetdaq.readout.transport.control import ControlClient
-from agetdaq.readout.transport.streamcheck import StreamAudit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from daq_procs import DaqProcesses  # the tests' process helper (no pytest)
+from daq_procs import DaqProcesses  # the tests' helpers (no pytest)
+from stream_audit import AuditSubscriber
 
 SCENARIO = """\
 base = "gain-drift"
@@ -40,31 +38,6 @@ SETTINGS = """\
 heartbeat_s = 1.0
 """
 RUN_S = 300  # one calibration run after another, each this long
-
-
-class Subscriber(threading.Thread):
-    """Every frame of the stream through StreamAudit."""
-
-    def __init__(self, address: str) -> None:
-        super().__init__(daemon=True)
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.SUB)
-        self.sock.setsockopt(zmq.RCVHWM, 0)
-        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
-        self.sock.connect(address)
-        self.audit = StreamAudit()
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            if self.sock.poll(100):
-                self.audit.feed(self.sock.recv_multipart())
-
-    def close(self) -> None:
-        self.done.set()
-        self.join(5)
-        self.sock.close(linger=0)
-        self.ctx.term()
 
 
 class Poller(threading.Thread):
@@ -99,7 +72,7 @@ class Poller(threading.Thread):
 def soak(minutes: float, workdir: Path) -> dict:
     (workdir / "scenario.toml").write_text(SCENARIO)
     procs = DaqProcesses(workdir, str(workdir / "scenario.toml"), SETTINGS)
-    sub = Subscriber(procs.stream)
+    sub = AuditSubscriber(procs.stream, record=False)
     sub.start()
     poller: Poller | None = None
     runs = 0
