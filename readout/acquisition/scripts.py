@@ -8,18 +8,13 @@ from pathlib import Path
 
 from agetdaq.protocol.script import ScriptError
 from agetdaq.readout.acquisition.runlog import confine
+from agetdaq.readout.transport.control import RUN_TYPE_SCRIPT
 
 SCRIPTS_DIR = Path(__file__).parents[1] / "scripts"
-# calibration runs keep the card's zero suppression with the FPN channels sent whole
-# (calibration-zs.txt, ~17 kB per event: the DAQ removes their common mode from the
-# zero-suppressed rows; as accurate as reading every channel whole, docs/CALIBRATION.md);
-# calibration.txt reads every channel whole (~280 kB per event). Run control is served beside
-# the data path.
-RUN_TYPE_SCRIPT = {
-    "pedestal": "pedestal_data",
-    "calibration": "calibration-zs",
-    "background": "run",
-}
+# RUN_TYPE_SCRIPT (run control's, so the monitor offers the same): calibration runs keep the
+# card's zero suppression with the FPN channels sent whole (calibration-zs.txt, ~17 kB per event:
+# the DAQ removes their common mode from the zero-suppressed rows; as accurate as reading every
+# channel whole, docs/CALIBRATION.md); calibration.txt reads every channel whole (~280 kB).
 # the shipped scripts that belong to a run type (a pedestal run replaces any of them)
 RUN_TYPE_SCRIPTS = frozenset(RUN_TYPE_SCRIPT.values()) | {"calibration"}
 

@@ -28,6 +28,13 @@ import zmq
 log = logging.getLogger(__name__)
 
 RUN_TYPES = ("pedestal", "calibration", "background")
+# the shipped command script each run type starts with unless one is named (calibration runs keep
+# the card's zero suppression with the FPN channels whole, ~17 kB per event: docs/CALIBRATION.md)
+RUN_TYPE_SCRIPT = {
+    "pedestal": "pedestal_data",
+    "calibration": "calibration-zs",
+    "background": "run",
+}
 MAX_REQUEST_BYTES = 64 * 1024
 
 # cmd -> {field: (type, required, check)}

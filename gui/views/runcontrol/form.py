@@ -21,17 +21,20 @@ from PyQt6.QtWidgets import (
 
 from agetdaq.gui.runs import OPEN_STATES
 from agetdaq.gui.views.runcontrol.replies import ReplyLog
-from agetdaq.readout.transport.control import RUN_TYPES
+from agetdaq.readout.transport.control import RUN_TYPE_SCRIPT, RUN_TYPES
 
 # run type -> (script, stop after events, stop after seconds); the presets' buttons. The pedestal
 # preset uploads (its event limit per pass; the DAQ chooses the scripts of the two passes)
+# (the scripts: the DAQ's defaults for the run type, but the calibration preset reads every
+# channel whole: calibration-zs needs the thresholds of a pedestal upload on the card, and a crew
+# may press the preset on a board that never had one)
 PRESETS: dict[str, tuple[str, int, float]] = {
-    "pedestal": ("pedestal_data", 1000, 0.0),
+    "pedestal": (RUN_TYPE_SCRIPT["pedestal"], 1000, 0.0),
     "calibration": ("calibration", 0, 600.0),
-    "background": ("run", 0, 0.0),
+    "background": (RUN_TYPE_SCRIPT["background"], 0, 0.0),
 }
 # the scripts offered until the DAQ lists its own (``run`` message)
-SHIPPED_SCRIPTS = ("run", "calibration", "pedestal_data", "pedestal", "startup")
+SHIPPED_SCRIPTS = ("run", "calibration-zs", "calibration", "pedestal_data", "pedestal", "startup")
 
 
 class RunForm:
